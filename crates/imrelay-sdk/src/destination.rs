@@ -1,0 +1,264 @@
+//! The [`Destination`] trait every platform implements, the [`Client`] that
+//! builds destinations and shares one HTTP client and token cache among them,
+//! and the registry that maps a config `type` to a platform module.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::http::{HttpClient, Timeouts};
+use crate::message::{Message, Platform};
+use crate::outcome::Report;
+use crate::token::TokenManager;
+use crate::Error;
+
+/// One request's worth of rendered, platform-native content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// The platform's JSON body, before signing (signatures and tokens are added
+    /// at send time, because they depend on the time and the current token).
+    pub body: serde_json::Value,
+    /// The recipients this request addresses (app destinations), for
+    /// per-recipient results. Empty for robots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// The platform dedup key carried in the body (Feishu `uuid`, WeChat
+    /// `client_msg_id`), identical on every retry of the same message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+}
+
+impl Payload {
+    pub fn new(body: serde_json::Value) -> Self {
+        Payload {
+            body,
+            recipients: Vec::new(),
+            dedup_key: None,
+        }
+    }
+}
+
+/// One rate-limit rule: at most `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub count: u32,
+    #[serde(with = "secs")]
+    pub per: Duration,
+}
+
+impl Quota {
+    pub const fn per_minute(count: u32) -> Self {
+        Quota {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+    pub const fn per_second(count: u32) -> Self {
+        Quota {
+            count,
+            per: Duration::from_secs(1),
+        }
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?.max(0.0)))
+    }
+}
+
+/// A place messages go: one robot, one app, one webhook.
+///
+/// Rendering is pure (snapshot-testable); `send` sends one payload once,
+/// refreshing the access token once if the platform rejects it, and classifies
+/// the answer. Retry policy belongs to the caller.
+#[async_trait]
+pub trait Destination: Send + Sync + fmt::Debug {
+    /// The registry name of the destination type, e.g. `dingtalk_robot`.
+    fn kind(&self) -> &'static str;
+
+    fn platform(&self) -> Platform;
+
+    /// A stable identity without secrets (`dingtalk_robot:1a2b3c4d`), for rate
+    /// limiters, breakers, metrics and logs.
+    fn id(&self) -> &str;
+
+    /// The platform's documented limits for this destination. Sending faster
+    /// than this draws a penalty from the platform.
+    fn rate_limits(&self) -> Vec<Quota>;
+
+    /// Whether the platform deduplicates a retried payload (so a retry after an
+    /// unknown outcome cannot deliver twice).
+    fn dedups_retries(&self) -> bool {
+        false
+    }
+
+    /// Render a message into one or more requests (several when the text is
+    /// split, or when recipients are spread over several requests).
+    fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error>;
+
+    /// Send one payload once and classify the answer.
+    async fn send(&self, payload: &Payload) -> Report;
+}
+
+/// Render and send every part of `msg`, stopping at the first part that is not
+/// delivered. Returns the reports of the parts sent.
+pub async fn deliver(dest: &dyn Destination, msg: &Message) -> Result<Vec<Report>, Error> {
+    let payloads = dest.render(msg)?;
+    let mut reports = Vec::with_capacity(payloads.len());
+    for p in &payloads {
+        let r = dest.send(p).await;
+        let stop = !r.outcome.is_delivered();
+        reports.push(r);
+        if stop {
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+/// Options for a [`Client`].
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub timeouts: Timeouts,
+    /// Wall clock for request signatures.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeouts: Timeouts::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions").field("timeouts", &self.timeouts).finish()
+    }
+}
+
+/// State shared by every destination built from one [`Client`].
+#[derive(Debug)]
+pub struct Shared {
+    pub http: HttpClient,
+    pub tokens: TokenManager,
+    pub options: ClientOptions,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> i64 {
+        self.options.clock.now_ms()
+    }
+}
+
+/// Entry point of the SDK: builds destinations that share one HTTP connection
+/// pool and one token cache.
+///
+/// ```
+/// # fn main() -> Result<(), imrelay_sdk::Error> {
+/// use imrelay_sdk::{Client, Message};
+/// let client = Client::new()?;
+/// let robot = client.build(&serde_json::json!({
+///     "type": "dingtalk_robot",
+///     "access_token": "abc123",
+///     "secret": "SECxyz",
+/// }))?;
+/// let payloads = robot.render(&Message::text("deploy finished"))?;
+/// assert_eq!(payloads[0].body["msgtype"], "text");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    pub fn new() -> Result<Self, Error> {
+        Self::with_options(ClientOptions::default())
+    }
+
+    pub fn with_options(options: ClientOptions) -> Result<Self, Error> {
+        Ok(Client {
+            shared: Arc::new(Shared {
+                http: HttpClient::new(options.timeouts)?,
+                tokens: TokenManager::new(),
+                options,
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn tokens(&self) -> &TokenManager {
+        &self.shared.tokens
+    }
+
+    /// Build a destination from its config: a JSON object whose `type` names a
+    /// registered destination type and whose other fields are that type's config.
+    pub fn build(&self, config: &serde_json::Value) -> Result<Arc<dyn Destination>, Error> {
+        let obj = config
+            .as_object()
+            .ok_or_else(|| Error::Config("a destination must be a table/object with a `type`".into()))?;
+        let kind = obj
+            .get("type")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::Config(format!("missing `type`; expected one of: {}", kinds().join(", "))))?;
+        let reg = lookup(kind).ok_or_else(|| {
+            Error::Config(format!("unknown `type` `{kind}`; expected one of: {}", kinds().join(", ")))
+        })?;
+        let mut rest = obj.clone();
+        rest.remove("type");
+        (reg.build)(self, serde_json::Value::Object(rest))
+    }
+}
+
+/// How a destination type is registered.
+pub struct Registration {
+    /// The config `type`, e.g. `dingtalk_robot`.
+    pub kind: &'static str,
+    pub platform: Platform,
+    /// One line for `--help` and docs.
+    pub summary: &'static str,
+    pub build: fn(&Client, serde_json::Value) -> Result<Arc<dyn Destination>, Error>,
+}
+
+/// Every registered destination type.
+pub fn registry() -> &'static [Registration] {
+    crate::platform::REGISTRY
+}
+
+pub fn lookup(kind: &str) -> Option<&'static Registration> {
+    registry().iter().find(|r| r.kind == kind)
+}
+
+pub fn kinds() -> Vec<&'static str> {
+    registry().iter().map(|r| r.kind).collect()
+}
+
+/// Deserialize a platform config, turning serde's message into a config error
+/// (serde names the unknown or missing field).
+pub fn parse_config<T: serde::de::DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|e| Error::Config(format!("{kind}: {e}")))
+}
+
+/// A deterministic platform dedup key for part `part` of message `id` to
+/// `recipient`: a UUID (v5) so it fits Feishu's `uuid` (≤ 50 chars) and WeChat's
+/// `client_msg_id`. `None` when the message has no id.
+pub fn dedup_key(id: Option<&str>, part: usize, recipient: &str) -> Option<String> {
+    const NS: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_2c7e_8a4b_4f0e_9d3a_1b2c_3d4e_5f60);
+    id.map(|id| uuid::Uuid::new_v5(&NS, format!("{id}/{part}/{recipient}").as_bytes()).to_string())
+}

@@ -1,0 +1,46 @@
+//! # imrelay-sdk
+//!
+//! Clients for the enterprise IM platforms used in China (DingTalk, Feishu/Lark,
+//! WeCom, WeChat Official Accounts) and for plain signed webhooks. It renders one
+//! platform-neutral [`Message`] to each platform's native types, signs and sends
+//! the request, and classifies the answer into a typed [`Outcome`]. No database,
+//! no server, no global state: usable on its own.
+//!
+//! # Layout
+//! - [`message`]: the neutral message (text, markdown, link, card with buttons,
+//!   news, image, template, mentions, raw native JSON).
+//! - [`destination`]: the [`Destination`] trait, the [`Client`] that builds
+//!   destinations from config, and the registry of destination types.
+//! - [`platform`]: one folder per platform: payload types, rendering, signing,
+//!   error-code table.
+//! - [`outcome`]: [`Report`] and [`Outcome`], what an answer means.
+//! - [`token`]: the access-token cache (refresh ahead, single-flight, invalidation).
+//! - [`sign`]: HMAC and SHA signatures, checked against published vectors.
+//! - [`limits`]: byte limits and the overflow rule (split or truncate).
+//! - [`http`]: the shared HTTP client and transport classification.
+//! - [`endpoint`]: base URLs and the outbound-host rule.
+//! - [`secret`]: [`Secret`], which never prints.
+//!
+//! The SDK sends once and reports. Retrying, rate limiting and queueing are the
+//! caller's (the imrelay gateway's) business; the one exception is the access
+//! token, which is refreshed and the request retried once when the platform
+//! rejects the token.
+
+pub mod clock;
+pub mod destination;
+pub mod endpoint;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod message;
+pub mod outcome;
+pub mod platform;
+pub mod secret;
+pub mod sign;
+pub mod token;
+
+pub use destination::{deliver, Client, ClientOptions, Destination, Payload, Quota};
+pub use error::Error;
+pub use message::{Body, Message, Mentions, Platform};
+pub use outcome::{Code, Outcome, Report};
+pub use secret::Secret;

@@ -1,0 +1,255 @@
+//! Access-token cache: one entry per credential, refreshed before expiry,
+//! single-flight (a thousand concurrent senders cause one fetch), and
+//! invalidated when the platform rejects a token.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use tokio::time::Instant;
+
+use crate::http::HttpClient;
+use crate::outcome::{Outcome, Report};
+use crate::secret::Secret;
+
+/// A freshly fetched token.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: Secret,
+    pub expires_in: Duration,
+}
+
+/// Something that can fetch an access token for one credential.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// Identifies the credential (platform, app id and a fingerprint of the
+    /// secret), never the secret itself.
+    fn cache_key(&self) -> String;
+
+    /// Ask the platform for a token. A failure is a [`Report`]: a wrong secret is
+    /// `Permanent`, a busy token endpoint `Retry`.
+    async fn fetch(&self, http: &HttpClient) -> Result<Token, Report>;
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    value: Secret,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    cached: RwLock<Option<Cached>>,
+    // Held while fetching, so concurrent callers wait for one fetch.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// Counters, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct TokenStats {
+    pub fetches_ok: AtomicU64,
+    pub fetches_failed: AtomicU64,
+    pub invalidations: AtomicU64,
+}
+
+/// The token cache. Cheap to share behind the [`crate::Client`].
+#[derive(Default)]
+pub struct TokenManager {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    stats: TokenStats,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("credentials", &self.slots.lock().len())
+            .finish()
+    }
+}
+
+impl TokenManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stats(&self) -> &TokenStats {
+        &self.stats
+    }
+
+    fn slot(&self, key: &str) -> Arc<Slot> {
+        self.slots.lock().entry(key.to_string()).or_default().clone()
+    }
+
+    /// A valid token for `source`, fetching one if none is cached or the cached
+    /// one is close to expiry.
+    pub async fn get(&self, source: &dyn TokenSource, http: &HttpClient) -> Result<Secret, Report> {
+        let slot = self.slot(&source.cache_key());
+        if let Some(v) = fresh(&slot) {
+            return Ok(v);
+        }
+        let _guard = slot.refresh.lock().await;
+        // Whoever held the lock before us may have fetched already.
+        if let Some(v) = fresh(&slot) {
+            return Ok(v);
+        }
+        match source.fetch(http).await {
+            Ok(token) => {
+                self.stats.fetches_ok.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                // Refresh ahead: a fifth of the lifetime, at most five minutes.
+                let margin = (token.expires_in / 5).min(Duration::from_secs(300));
+                let cached = Cached {
+                    value: token.value.clone(),
+                    refresh_at: now + token.expires_in.saturating_sub(margin),
+                    expires_at: now + token.expires_in,
+                };
+                *slot.cached.write() = Some(cached);
+                tracing::debug!(credential = %source.cache_key(), expires_in_s = token.expires_in.as_secs(), "access token fetched");
+                Ok(token.value)
+            }
+            Err(report) => {
+                self.stats.fetches_failed.fetch_add(1, Ordering::Relaxed);
+                // Early refresh failed: the old token is still good until it expires.
+                if let Some(c) = slot.cached.read().as_ref() {
+                    if Instant::now() < c.expires_at {
+                        tracing::warn!(credential = %source.cache_key(), error = %report, "token refresh failed; using the cached token until it expires");
+                        return Ok(c.value.clone());
+                    }
+                }
+                Err(report)
+            }
+        }
+    }
+
+    /// Forget `stale` (the token the platform just rejected). A token that was
+    /// already replaced by another caller is left alone, so N rejected senders
+    /// cause one refresh, not N.
+    pub fn invalidate(&self, key: &str, stale: &Secret) {
+        let slot = self.slot(key);
+        let mut cached = slot.cached.write();
+        if cached.as_ref().is_some_and(|c| &c.value == stale) {
+            *cached = None;
+            self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Run `attempt` with a token; when it reports [`Outcome::RefreshToken`],
+    /// invalidate the token, fetch a new one and run `attempt` once more.
+    pub async fn with_token<F, Fut>(&self, source: &dyn TokenSource, http: &HttpClient, mut attempt: F) -> Report
+    where
+        F: FnMut(Secret) -> Fut,
+        Fut: Future<Output = Report>,
+    {
+        let token = match self.get(source, http).await {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        let report = attempt(token.clone()).await;
+        if report.outcome != Outcome::RefreshToken {
+            return report;
+        }
+        tracing::info!(credential = %source.cache_key(), code = ?report.code, "platform rejected the access token; refreshing once");
+        self.invalidate(&source.cache_key(), &token);
+        let token = match self.get(source, http).await {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        attempt(token).await
+    }
+}
+
+fn fresh(slot: &Slot) -> Option<Secret> {
+    let cached = slot.cached.read();
+    cached
+        .as_ref()
+        .filter(|c| Instant::now() < c.refresh_at)
+        .map(|c| c.value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Counting {
+        calls: AtomicUsize,
+        lifetime: Duration,
+    }
+
+    #[async_trait]
+    impl TokenSource for Counting {
+        fn cache_key(&self) -> String {
+            "test:app".into()
+        }
+        async fn fetch(&self, _http: &HttpClient) -> Result<Token, Report> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Token {
+                value: Secret::new(format!("tok-{n}")),
+                expires_in: self.lifetime,
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_fetch_and_refresh_ahead_of_expiry() {
+        let http = HttpClient::new(Default::default()).unwrap();
+        let tm = Arc::new(TokenManager::new());
+        let src = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(7200),
+        });
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            let (tm, src, http) = (tm.clone(), src.clone(), http.clone());
+            tasks.push(tokio::spawn(async move { tm.get(&*src, &http).await.unwrap() }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().expose(), "tok-0");
+        }
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1);
+
+        // Just before the refresh point (7200 - 300 s): still cached.
+        tokio::time::advance(Duration::from_secs(6890)).await;
+        assert_eq!(tm.get(&*src, &http).await.unwrap().expose(), "tok-0");
+        // Past it: refreshed before the platform would reject the token.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(tm.get(&*src, &http).await.unwrap().expose(), "tok-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_token_is_refreshed_once_then_retried() {
+        let http = HttpClient::new(Default::default()).unwrap();
+        let tm = TokenManager::new();
+        let src = Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(7200),
+        };
+        tm.get(&src, &http).await.unwrap();
+        let seen = Mutex::new(Vec::new());
+        let report = tm
+            .with_token(&src, &http, |tok| {
+                seen.lock().push(tok.expose().to_string());
+                let ok = tok.expose() == "tok-1";
+                async move {
+                    if ok {
+                        Report::delivered()
+                    } else {
+                        Report::new(Outcome::RefreshToken, "42001 access_token expired")
+                    }
+                }
+            })
+            .await;
+        assert!(report.outcome.is_delivered());
+        assert_eq!(*seen.lock(), vec!["tok-0", "tok-1"]);
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+        // A second invalidation with the old token does not throw away the new one.
+        tm.invalidate("test:app", &Secret::new("tok-0"));
+        assert_eq!(tm.get(&src, &http).await.unwrap().expose(), "tok-1");
+    }
+}

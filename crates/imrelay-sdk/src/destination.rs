@@ -237,16 +237,16 @@ pub struct Registration {
 }
 
 /// Every registered destination type.
-pub fn registry() -> &'static [Registration] {
-    crate::platform::REGISTRY
+pub fn registry() -> impl Iterator<Item = &'static Registration> {
+    crate::platform::REGISTRY.iter().flat_map(|p| p.iter())
 }
 
 pub fn lookup(kind: &str) -> Option<&'static Registration> {
-    registry().iter().find(|r| r.kind == kind)
+    registry().find(|r| r.kind == kind)
 }
 
 pub fn kinds() -> Vec<&'static str> {
-    registry().iter().map(|r| r.kind).collect()
+    registry().map(|r| r.kind).collect()
 }
 
 /// Deserialize a platform config, turning serde's message into a config error

@@ -20,12 +20,13 @@ use crate::message::{Body, Message, Platform};
 use crate::outcome::{Outcome, Report};
 use crate::{sign, Error, Secret};
 
-pub const REGISTRATION: Registration = Registration {
+/// The destination types of this platform.
+pub static REGISTRATIONS: &[Registration] = &[Registration {
     kind: "webhook",
     platform: Platform::Webhook,
     summary: "Any HTTP endpoint, signed per the Standard Webhooks spec",
     build: |client, value| Ok(Arc::new(Webhook::new(client, parse_config("webhook", value)?)?)),
-};
+}];
 
 /// Config of a generic webhook.
 #[derive(Debug, Clone, Deserialize)]

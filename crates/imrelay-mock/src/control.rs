@@ -33,7 +33,10 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/_mock/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/_mock/requests", get(list_requests).delete(clear_requests))
         .route("/_mock/counts", get(counts))
-        .route("/_mock/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/_mock/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/_mock/robots", post(add_robot))
         .route("/_mock/apps", post(add_app))
         .route("/_mock/tokens/expire", post(expire_tokens))
@@ -41,7 +44,10 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/_mock/reset", post(reset))
 }
 
-async fn list_requests(State(s): State<Arc<MockState>>, QueryParams(q): QueryParams<Query>) -> Response {
+async fn list_requests(
+    State(s): State<Arc<MockState>>,
+    QueryParams(q): QueryParams<Query>,
+) -> Response {
     let entries = s.log.query(&q);
     Json(json!({"total": entries.len(), "requests": entries})).into_response()
 }
@@ -84,7 +90,10 @@ struct ExpireBody {
     platform: Option<MockPlatform>,
 }
 
-async fn expire_tokens(State(s): State<Arc<MockState>>, body: Option<Json<ExpireBody>>) -> Response {
+async fn expire_tokens(
+    State(s): State<Arc<MockState>>,
+    body: Option<Json<ExpireBody>>,
+) -> Response {
     let platform = body.and_then(|b| b.0.platform);
     let n = s.tokens.expire_all(platform, s.now_ms());
     Json(json!({"expired": n})).into_response()

@@ -87,7 +87,9 @@ impl Faults {
         if rules.is_empty() {
             return None;
         }
-        let idx = rules.iter().position(|r| r.matches(target, token_endpoint))?;
+        let idx = rules
+            .iter()
+            .position(|r| r.matches(target, token_endpoint))?;
         let rule = &mut rules[idx];
         if let Some(ratio) = rule.ratio {
             if rand::random::<f64>() >= ratio {
@@ -151,7 +153,10 @@ mod tests {
         let f = Faults::default();
         f.add(FaultRule {
             target: "dingtalk:robot:*".into(),
-            action: FaultAction::Code { code: 130101, msg: None },
+            action: FaultAction::Code {
+                code: 130101,
+                msg: None,
+            },
             count: Some(2),
             ratio: None,
             include_token_endpoints: false,
@@ -164,9 +169,16 @@ mod tests {
 
     #[test]
     fn rule_json_shapes() {
-        let r: FaultRule = serde_json::from_str(r#"{"target":"*","http_status":503,"count":1}"#).unwrap();
+        let r: FaultRule =
+            serde_json::from_str(r#"{"target":"*","http_status":503,"count":1}"#).unwrap();
         assert_eq!(r.action, FaultAction::Http { http_status: 503 });
         let r: FaultRule = serde_json::from_str(r#"{"target":"*","code":42001}"#).unwrap();
-        assert_eq!(r.action, FaultAction::Code { code: 42001, msg: None });
+        assert_eq!(
+            r.action,
+            FaultAction::Code {
+                code: 42001,
+                msg: None
+            }
+        );
     }
 }

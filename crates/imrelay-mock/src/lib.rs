@@ -69,7 +69,10 @@ impl MockServer {
     }
 
     /// Serve on an already bound listener.
-    pub async fn serve(config: MockConfig, listener: tokio::net::TcpListener) -> std::io::Result<MockServer> {
+    pub async fn serve(
+        config: MockConfig,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<MockServer> {
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState::new(config));
         let app = router(state.clone());

@@ -14,10 +14,16 @@ pub struct Window {
 
 impl Window {
     pub const fn per_minute(count: u32) -> Self {
-        Window { count, window_ms: 60_000 }
+        Window {
+            count,
+            window_ms: 60_000,
+        }
     }
     pub const fn per_second(count: u32) -> Self {
-        Window { count, window_ms: 1_000 }
+        Window {
+            count,
+            window_ms: 1_000,
+        }
     }
 }
 
@@ -28,7 +34,9 @@ pub enum LimitCheck {
     /// Over a window's limit now (and, if the platform penalises it, blocked from now).
     Exceeded,
     /// Still serving a penalty block.
-    Blocked { until_ms: i64 },
+    Blocked {
+        until_ms: i64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -50,14 +58,21 @@ impl Limiter {
         let mut keys = self.keys.lock();
         let st = keys.entry(key.to_string()).or_default();
         if now_ms < st.blocked_until {
-            return LimitCheck::Blocked { until_ms: st.blocked_until };
+            return LimitCheck::Blocked {
+                until_ms: st.blocked_until,
+            };
         }
         let longest = windows.iter().map(|w| w.window_ms).max().unwrap_or(0);
         while st.accepted.front().is_some_and(|&t| t <= now_ms - longest) {
             st.accepted.pop_front();
         }
         for w in windows {
-            let in_window = st.accepted.iter().rev().take_while(|&&t| t > now_ms - w.window_ms).count();
+            let in_window = st
+                .accepted
+                .iter()
+                .rev()
+                .take_while(|&&t| t > now_ms - w.window_ms)
+                .count();
             if in_window >= w.count as usize {
                 if block_ms > 0 {
                     st.blocked_until = now_ms + block_ms;
@@ -87,7 +102,10 @@ mod tests {
         }
         assert_eq!(l.check("r", 20_000, &w, 600_000), LimitCheck::Exceeded);
         // A minute later the window is clear, but the penalty still holds.
-        assert!(matches!(l.check("r", 90_000, &w, 600_000), LimitCheck::Blocked { .. }));
+        assert!(matches!(
+            l.check("r", 90_000, &w, 600_000),
+            LimitCheck::Blocked { .. }
+        ));
         assert_eq!(l.check("r", 620_001, &w, 600_000), LimitCheck::Ok);
     }
 
@@ -98,7 +116,10 @@ mod tests {
         for t in [0, 100, 200, 900, 950] {
             assert_eq!(l.check("b", t, &w, 0), LimitCheck::Ok);
         }
+        // A fixed one-second bucket would reset at 1000; the sliding window waits
+        // until the request at 0 is a full second old.
+        assert_eq!(l.check("b", 999, &w, 0), LimitCheck::Exceeded);
+        assert_eq!(l.check("b", 1001, &w, 0), LimitCheck::Ok);
         assert_eq!(l.check("b", 1050, &w, 0), LimitCheck::Exceeded);
-        assert_eq!(l.check("b", 1101, &w, 0), LimitCheck::Ok);
     }
 }

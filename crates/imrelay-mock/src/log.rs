@@ -148,6 +148,12 @@ impl RequestLog {
         if !self.keep_bodies {
             entry.body = None;
         }
+        if entry.at_ms == 0 {
+            entry.at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+        }
         let mut g = self.inner.lock();
         g.next_seq += 1;
         entry.seq = g.next_seq;
@@ -174,7 +180,11 @@ impl RequestLog {
             .iter()
             .filter(|e| q.platform.as_deref().is_none_or(|p| e.platform == p))
             .filter(|e| q.target.as_deref().is_none_or(|t| e.target == t))
-            .filter(|e| q.target_prefix.as_deref().is_none_or(|t| e.target.starts_with(t)))
+            .filter(|e| {
+                q.target_prefix
+                    .as_deref()
+                    .is_none_or(|t| e.target.starts_with(t))
+            })
             .filter(|e| q.endpoint.as_deref().is_none_or(|t| e.endpoint == t))
             .filter(|e| q.accepted.is_none_or(|a| e.accepted == a))
             .filter(|e| q.since.is_none_or(|s| e.seq > s))

@@ -78,14 +78,16 @@ impl MockState {
     /// Add or replace a robot (same platform and token).
     pub fn add_robot(&self, robot: RobotConfig) {
         let mut c = self.config.write();
-        c.robots.retain(|r| !(r.platform == robot.platform && r.token == robot.token));
+        c.robots
+            .retain(|r| !(r.platform == robot.platform && r.token == robot.token));
         c.robots.push(robot);
     }
 
     /// Add or replace an app (same platform and app id).
     pub fn add_app(&self, app: AppConfig) {
         let mut c = self.config.write();
-        c.apps.retain(|a| !(a.platform == app.platform && a.app_id == app.app_id));
+        c.apps
+            .retain(|a| !(a.platform == app.platform && a.app_id == app.app_id));
         c.apps.push(app);
     }
 

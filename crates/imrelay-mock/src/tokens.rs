@@ -31,7 +31,13 @@ pub struct TokenStore {
 
 impl TokenStore {
     /// Issue a new token valid for `lifetime_secs` from `now_ms`.
-    pub fn issue(&self, platform: MockPlatform, app_id: &str, now_ms: i64, lifetime_secs: u64) -> (String, u64) {
+    pub fn issue(
+        &self,
+        platform: MockPlatform,
+        app_id: &str,
+        now_ms: i64,
+        lifetime_secs: u64,
+    ) -> (String, u64) {
         let token = format!("{}-{}", platform.as_str(), uuid::Uuid::new_v4().simple());
         self.tokens.lock().insert(
             token.clone(),
@@ -41,15 +47,31 @@ impl TokenStore {
                 expires_at_ms: now_ms + (lifetime_secs as i64) * 1000,
             },
         );
-        self.current.lock().insert((platform, app_id.to_string()), token.clone());
+        self.current
+            .lock()
+            .insert((platform, app_id.to_string()), token.clone());
         (token, lifetime_secs)
     }
 
     /// The current token of an app and its remaining seconds, if still valid.
-    pub fn current(&self, platform: MockPlatform, app_id: &str, now_ms: i64) -> Option<(String, u64)> {
-        let token = self.current.lock().get(&(platform, app_id.to_string())).cloned()?;
+    pub fn current(
+        &self,
+        platform: MockPlatform,
+        app_id: &str,
+        now_ms: i64,
+    ) -> Option<(String, u64)> {
+        let token = self
+            .current
+            .lock()
+            .get(&(platform, app_id.to_string()))
+            .cloned()?;
         let issued = self.tokens.lock().get(&token).cloned()?;
-        (issued.expires_at_ms > now_ms).then(|| (token, ((issued.expires_at_ms - now_ms) / 1000).max(1) as u64))
+        (issued.expires_at_ms > now_ms).then(|| {
+            (
+                token,
+                ((issued.expires_at_ms - now_ms) / 1000).max(1) as u64,
+            )
+        })
     }
 
     /// Invalidate every token of an app but `keep` (WeChat `/cgi-bin/token` semantics).
@@ -63,7 +85,9 @@ impl TokenStore {
         match self.tokens.lock().get(token) {
             Some(i) if i.platform != platform => TokenCheck::Unknown,
             Some(i) if i.expires_at_ms <= now_ms => TokenCheck::Expired,
-            Some(i) => TokenCheck::Valid { app_id: i.app_id.clone() },
+            Some(i) => TokenCheck::Valid {
+                app_id: i.app_id.clone(),
+            },
             None => TokenCheck::Unknown,
         }
     }

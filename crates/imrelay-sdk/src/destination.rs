@@ -145,7 +145,9 @@ impl Default for ClientOptions {
 
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientOptions").field("timeouts", &self.timeouts).finish()
+        f.debug_struct("ClientOptions")
+            .field("timeouts", &self.timeouts)
+            .finish()
     }
 }
 
@@ -210,21 +212,29 @@ impl Client {
     /// Build a destination from its config: a JSON object whose `type` names a
     /// registered destination type and whose other fields are that type's config.
     pub fn build(&self, config: &serde_json::Value) -> Result<Arc<dyn Destination>, Error> {
-        let obj = config
-            .as_object()
-            .ok_or_else(|| Error::Config("a destination must be a table/object with a `type`".into()))?;
-        let kind = obj
-            .get("type")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| Error::Config(format!("missing `type`; expected one of: {}", kinds().join(", "))))?;
+        let obj = config.as_object().ok_or_else(|| {
+            Error::Config("a destination must be a table/object with a `type`".into())
+        })?;
+        let kind = obj.get("type").and_then(|v| v.as_str()).ok_or_else(|| {
+            Error::Config(format!(
+                "missing `type`; expected one of: {}",
+                kinds().join(", ")
+            ))
+        })?;
         let reg = lookup(kind).ok_or_else(|| {
-            Error::Config(format!("unknown `type` `{kind}`; expected one of: {}", kinds().join(", ")))
+            Error::Config(format!(
+                "unknown `type` `{kind}`; expected one of: {}",
+                kinds().join(", ")
+            ))
         })?;
         let mut rest = obj.clone();
         rest.remove("type");
         (reg.build)(self, serde_json::Value::Object(rest))
     }
 }
+
+/// Builds a destination of one type from its config (without the `type` key).
+pub type BuildFn = fn(&Client, serde_json::Value) -> Result<Arc<dyn Destination>, Error>;
 
 /// How a destination type is registered.
 pub struct Registration {
@@ -233,7 +243,7 @@ pub struct Registration {
     pub platform: Platform,
     /// One line for `--help` and docs.
     pub summary: &'static str,
-    pub build: fn(&Client, serde_json::Value) -> Result<Arc<dyn Destination>, Error>,
+    pub build: BuildFn,
 }
 
 /// Every registered destination type.
@@ -251,7 +261,10 @@ pub fn kinds() -> Vec<&'static str> {
 
 /// Deserialize a platform config, turning serde's message into a config error
 /// (serde names the unknown or missing field).
-pub fn parse_config<T: serde::de::DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<T, Error> {
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    value: serde_json::Value,
+) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|e| Error::Config(format!("{kind}: {e}")))
 }
 

@@ -9,9 +9,12 @@ use crate::Error;
 /// config key in errors.
 pub fn base_url(configured: Option<&str>, default: &str, field: &str) -> Result<Url, Error> {
     let raw = configured.unwrap_or(default);
-    let url = Url::parse(raw).map_err(|e| Error::Config(format!("`{field}`: `{raw}` is not a URL ({e})")))?;
+    let url = Url::parse(raw)
+        .map_err(|e| Error::Config(format!("`{field}`: `{raw}` is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(Error::Config(format!("`{field}`: `{raw}` must be an http(s) URL with a host")));
+        return Err(Error::Config(format!(
+            "`{field}`: `{raw}` must be an http(s) URL with a host"
+        )));
     }
     Ok(url)
 }
@@ -45,7 +48,9 @@ pub fn check_same_origin(url: &Url, base: &Url, field: &str) -> Result<(), Error
 
 /// A query parameter of `url`.
 pub fn query_param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -58,13 +63,18 @@ mod tests {
         let ok = Url::parse("https://oapi.dingtalk.com/robot/send?access_token=x").unwrap();
         let evil = Url::parse("http://169.254.169.254/robot/send?access_token=x").unwrap();
         assert!(check_same_origin(&ok, &base, "webhook").is_ok());
-        let err = check_same_origin(&evil, &base, "webhook").unwrap_err().to_string();
+        let err = check_same_origin(&evil, &base, "webhook")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`webhook`") && err.contains("169.254.169.254"));
     }
 
     #[test]
     fn join_keeps_prefix() {
         let base = Url::parse("http://127.0.0.1:9000/dingtalk/").unwrap();
-        assert_eq!(join(&base, "/robot/send?a=1").as_str(), "http://127.0.0.1:9000/dingtalk/robot/send?a=1");
+        assert_eq!(
+            join(&base, "/robot/send?a=1").as_str(),
+            "http://127.0.0.1:9000/dingtalk/robot/send?a=1"
+        );
     }
 }

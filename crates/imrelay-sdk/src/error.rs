@@ -22,7 +22,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn unsupported(destination: &'static str, body: &'static str, reason: impl Into<String>) -> Self {
+    pub fn unsupported(
+        destination: &'static str,
+        body: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Unsupported {
             destination,
             body,

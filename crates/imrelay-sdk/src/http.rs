@@ -86,7 +86,9 @@ impl HttpRequest {
 
     /// The body as JSON, for tests and snapshots.
     pub fn json_body(&self) -> Option<serde_json::Value> {
-        self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok())
+        self.body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
 }
 
@@ -226,8 +228,5 @@ fn transport_report(e: reqwest::Error) -> Report {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    Report::new(
-        Outcome::Retry { after: None },
-        format!("{kind}: {detail}"),
-    )
+    Report::new(Outcome::Retry { after: None }, format!("{kind}: {detail}"))
 }

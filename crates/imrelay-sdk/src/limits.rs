@@ -139,7 +139,11 @@ fn split(text: &str, max_bytes: usize, counting: Counting, rule: &Overflow) -> V
             Some(i) if i + 1 >= head.len() / 2 => i + 1,
             _ => head.len(),
         };
-        let cut = if cut == 0 { rest.chars().next().map_or(1, char::len_utf8) } else { cut };
+        let cut = if cut == 0 {
+            rest.chars().next().map_or(1, char::len_utf8)
+        } else {
+            cut
+        };
         parts.push(rest[..cut].to_string());
         rest = &rest[cut..];
     }
@@ -170,7 +174,9 @@ mod tests {
         let parts = fit(&text, 60, Counting::Utf8, &rule);
         assert!(parts.len() > 1);
         assert!(parts[0].ends_with(&format!(" (1/{})", parts.len())));
-        assert!(parts[0].trim_end_matches(|c: char| c != '\n').ends_with('\n'));
+        assert!(parts[0]
+            .trim_end_matches(|c: char| c != '\n')
+            .ends_with('\n'));
         let joined: String = parts
             .iter()
             .map(|p| p.rsplit_once(" (").unwrap().0)
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn split_truncates_beyond_max_parts_with_marker() {
         let text = "x".repeat(10_000);
-        let rule = Overflow { max_parts: 3, ..Overflow::default() };
+        let rule = Overflow {
+            max_parts: 3,
+            ..Overflow::default()
+        };
         let parts = fit(&text, 100, Counting::Utf8, &rule);
         assert_eq!(parts.len(), 3);
         assert!(parts[2].contains("…(truncated)"));

@@ -185,7 +185,10 @@ impl Report {
         unknown: CodeClass,
     ) -> Self {
         let (class, hint) = match lookup(table, code) {
-            Some(info) => (info.class, Some(format!("{}; {}", info.meaning, info.action))),
+            Some(info) => (
+                info.class,
+                Some(format!("{}; {}", info.meaning, info.action)),
+            ),
             None => (unknown, None),
         };
         let mut r = Report::new(class.outcome(), message)

@@ -82,7 +82,11 @@ impl TokenManager {
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {
-        self.slots.lock().entry(key.to_string()).or_default().clone()
+        self.slots
+            .lock()
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     /// A valid token for `source`, fetching one if none is cached or the cached
@@ -140,7 +144,12 @@ impl TokenManager {
 
     /// Run `attempt` with a token; when it reports [`Outcome::RefreshToken`],
     /// invalidate the token, fetch a new one and run `attempt` once more.
-    pub async fn with_token<F, Fut>(&self, source: &dyn TokenSource, http: &HttpClient, mut attempt: F) -> Report
+    pub async fn with_token<F, Fut>(
+        &self,
+        source: &dyn TokenSource,
+        http: &HttpClient,
+        mut attempt: F,
+    ) -> Report
     where
         F: FnMut(Secret) -> Fut,
         Fut: Future<Output = Report>,
@@ -207,7 +216,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..1000 {
             let (tm, src, http) = (tm.clone(), src.clone(), http.clone());
-            tasks.push(tokio::spawn(async move { tm.get(&*src, &http).await.unwrap() }));
+            tasks.push(tokio::spawn(
+                async move { tm.get(&*src, &http).await.unwrap() },
+            ));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().expose(), "tok-0");

@@ -39,7 +39,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -70,7 +70,10 @@ pub async fn run(args: MockArgs) -> ExitCode {
     };
     eprintln!("imrelay mock listening on {}", server.base_url());
     eprintln!("{summary}");
-    eprintln!("request log: {}/_mock/requests   (Ctrl-C to stop)", server.base_url());
+    eprintln!(
+        "request log: {}/_mock/requests   (Ctrl-C to stop)",
+        server.base_url()
+    );
     let _ = tokio::signal::ctrl_c().await;
     server.stop().await;
     ExitCode::SUCCESS
@@ -87,13 +90,18 @@ fn describe(c: &MockConfig) -> String {
         ));
     }
     for a in &c.apps {
-        lines.push(format!("  app    {:<9} id={}", a.platform.as_str(), a.app_id));
+        lines.push(format!(
+            "  app    {:<9} id={}",
+            a.platform.as_str(),
+            a.app_id
+        ));
     }
     if lines.is_empty() {
         lines.push(if c.accept_unknown {
             "  no robots declared; accepting any".into()
         } else {
-            "  no robots or apps declared (use --config, --accept-unknown or POST /_mock/robots)".into()
+            "  no robots or apps declared (use --config, --accept-unknown or POST /_mock/robots)"
+                .into()
         });
     }
     lines.join("\n")

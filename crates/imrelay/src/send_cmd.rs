@@ -56,7 +56,12 @@ pub struct SendArgs {
     #[arg(long, env = "IMRELAY_WEBHOOK", help_heading = "Destination")]
     webhook: Option<String>,
     /// Signing secret (DingTalk `SEC...`, Feishu signature secret, Standard Webhooks `whsec_...`).
-    #[arg(long, env = "IMRELAY_SECRET", hide_env_values = true, help_heading = "Destination")]
+    #[arg(
+        long,
+        env = "IMRELAY_SECRET",
+        hide_env_values = true,
+        help_heading = "Destination"
+    )]
     secret: Option<String>,
     /// Platform base URL when it is not the real platform (a mock or a proxy).
     #[arg(long, env = "IMRELAY_BASE_URL", help_heading = "Destination")]
@@ -103,7 +108,12 @@ pub struct SendArgs {
     #[arg(long, env = "IMRELAY_CHANNEL", help_heading = "Gateway")]
     channel: Option<String>,
     /// Gateway API key (with --server).
-    #[arg(long, env = "IMRELAY_API_KEY", hide_env_values = true, help_heading = "Gateway")]
+    #[arg(
+        long,
+        env = "IMRELAY_API_KEY",
+        hide_env_values = true,
+        help_heading = "Gateway"
+    )]
     api_key: Option<String>,
 
     /// Total request timeout in seconds.
@@ -137,7 +147,14 @@ async fn run_inner(args: SendArgs) -> anyhow::Result<ExitCode> {
         },
         ..Default::default()
     })?;
-    let dest = client.build(&config)?;
+    let dest = client.build(&config).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("base_url") {
+            anyhow!("{text}\n  (with imrelay send: --base-url URL or IMRELAY_BASE_URL)")
+        } else {
+            anyhow!(text)
+        }
+    })?;
     let payloads = dest.render(&msg)?;
     let total = payloads.len();
     let mut reports: Vec<Report> = Vec::new();
@@ -159,18 +176,29 @@ async fn run_inner(args: SendArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "delivered to {}{}",
                 dest.kind(),
-                if total > 1 { format!(" in {total} parts") } else { String::new() }
+                if total > 1 {
+                    format!(" in {total} parts")
+                } else {
+                    String::new()
+                }
             );
             return Ok(ExitCode::SUCCESS);
         }
-        eprintln!("delivered to {}, except {} recipient(s):", dest.kind(), partial.len());
+        eprintln!(
+            "delivered to {}, except {} recipient(s):",
+            dest.kind(),
+            partial.len()
+        );
         for f in &partial {
             eprintln!("  {}: {} ({})", f.recipient, f.reason, f.outcome.label());
         }
         return Ok(ExitCode::from(1));
     }
     if reports.len() > 1 {
-        eprintln!("{} of {total} parts delivered before this failure:", reports.len() - 1);
+        eprintln!(
+            "{} of {total} parts delivered before this failure:",
+            reports.len() - 1
+        );
     }
     eprint!("{}", explain(dest.kind(), last));
     Ok(match last.outcome {
@@ -199,8 +227,13 @@ fn explain(kind: &str, r: &Report) -> String {
         s.push_str(&format!("  meaning: {h}\n"));
     }
     match r.outcome {
-        Outcome::RateLimited { wait } => s.push_str(&format!("  retry:   wait at least {} s\n", wait.as_secs().max(1))),
-        Outcome::Retry { .. } => s.push_str("  retry:   temporary; running the command again later may succeed\n"),
+        Outcome::RateLimited { wait } => s.push_str(&format!(
+            "  retry:   wait at least {} s\n",
+            wait.as_secs().max(1)
+        )),
+        Outcome::Retry { .. } => {
+            s.push_str("  retry:   temporary; running the command again later may succeed\n")
+        }
         _ => {}
     }
     s
@@ -210,7 +243,10 @@ fn build_message(args: &SendArgs) -> anyhow::Result<Message> {
     let text = read_text(args)?;
     let body = if let Some(raw) = &args.raw {
         let payload: Value = serde_json::from_str(raw).context("--raw is not valid JSON")?;
-        Body::Raw { platform: None, payload }
+        Body::Raw {
+            platform: None,
+            payload,
+        }
     } else if let Some(url) = &args.link {
         Body::Link {
             text: text.clone().unwrap_or_default(),
@@ -251,7 +287,10 @@ fn build_message(args: &SendArgs) -> anyhow::Result<Message> {
         let a = a.trim().trim_start_matches('@');
         if a.eq_ignore_ascii_case("all") {
             mentions.all = true;
-        } else if !a.is_empty() && a.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '-') {
+        } else if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+        {
             mentions.mobiles.push(a.to_string());
         } else if !a.is_empty() {
             mentions.user_ids.push(a.to_string());
@@ -285,7 +324,9 @@ fn read_text(args: &SendArgs) -> anyhow::Result<Option<String>> {
 
 fn read_stdin() -> anyhow::Result<String> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).context("cannot read stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("cannot read stdin")?;
     Ok(s.trim_end_matches('\n').to_string())
 }
 
@@ -293,8 +334,10 @@ fn read_stdin() -> anyhow::Result<String> {
 fn destination_config(args: &SendArgs) -> anyhow::Result<Value> {
     let mut cfg: Map<String, Value> = match &args.dest_config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read --dest-config {}", p.display()))?;
-            let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read --dest-config {}", p.display()))?;
+            let table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", p.display()))?;
             match serde_json::to_value(table)? {
                 Value::Object(m) => m,
                 _ => Map::new(),
@@ -309,7 +352,9 @@ fn destination_config(args: &SendArgs) -> anyhow::Result<Value> {
             .get("type")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| anyhow!("no destination: give --webhook URL, --type, or --dest-config FILE"))?,
+            .ok_or_else(|| {
+                anyhow!("no destination: give --webhook URL, --type, or --dest-config FILE")
+            })?,
     };
     cfg.insert("type".into(), json!(kind));
     if let Some(url) = &args.webhook {
@@ -355,7 +400,11 @@ fn infer_type(url: &str) -> &'static str {
     }
 }
 
-async fn send_via_gateway(server: &str, args: &SendArgs, msg: &Message) -> anyhow::Result<ExitCode> {
+async fn send_via_gateway(
+    server: &str,
+    args: &SendArgs,
+    msg: &Message,
+) -> anyhow::Result<ExitCode> {
     let channel = args
         .channel
         .as_deref()
@@ -393,7 +442,11 @@ async fn send_via_gateway(server: &str, args: &SendArgs, msg: &Message) -> anyho
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("error: the gateway answered HTTP {status}: {text}");
-    Ok(if status.is_server_error() { ExitCode::from(3) } else { ExitCode::from(1) })
+    Ok(if status.is_server_error() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -402,9 +455,18 @@ mod tests {
 
     #[test]
     fn infers_type_from_pasted_urls() {
-        assert_eq!(infer_type("https://oapi.dingtalk.com/robot/send?access_token=x"), "dingtalk_robot");
-        assert_eq!(infer_type("https://open.larksuite.com/open-apis/bot/v2/hook/x"), "feishu_webhook");
-        assert_eq!(infer_type("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x"), "wecom_robot");
+        assert_eq!(
+            infer_type("https://oapi.dingtalk.com/robot/send?access_token=x"),
+            "dingtalk_robot"
+        );
+        assert_eq!(
+            infer_type("https://open.larksuite.com/open-apis/bot/v2/hook/x"),
+            "feishu_webhook"
+        );
+        assert_eq!(
+            infer_type("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x"),
+            "wecom_robot"
+        );
         assert_eq!(infer_type("https://example.com/hook"), "webhook");
     }
 }

@@ -13,7 +13,9 @@ async fn mock() -> MockServer {
     let config = MockConfig::default()
         .with_robot(RobotConfig::new(MockPlatform::Dingtalk, "tok-ding").with_secret("SECcli-test"))
         .with_robot(RobotConfig::new(MockPlatform::Feishu, "hook-fs").with_secret("fs-secret"));
-    MockServer::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+    MockServer::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
 async fn imrelay(args: Vec<String>) -> Output {
@@ -53,7 +55,11 @@ async fn signed_dingtalk_markdown_with_mention_and_feishu_card_are_accepted() {
         "**v1.2** is live",
     ]))
     .await;
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = imrelay(s(&[
         "send",
@@ -70,7 +76,11 @@ async fn signed_dingtalk_markdown_with_mention_and_feishu_card_are_accepted() {
         "notes here",
     ]))
     .await;
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let log = server.state().log.all();
     let ding = log
@@ -82,7 +92,10 @@ async fn signed_dingtalk_markdown_with_mention_and_feishu_card_are_accepted() {
     let body = ding.body.as_ref().unwrap();
     assert_eq!(body["msgtype"], "markdown");
     assert_eq!(body["at"]["atMobiles"][0], "13800000000");
-    assert!(body["markdown"]["text"].as_str().unwrap().contains("@13800000000"));
+    assert!(body["markdown"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("@13800000000"));
 
     let fs = log
         .iter()

@@ -4,9 +4,9 @@
 
 pub mod dingtalk;
 pub mod feishu;
+pub mod webhook;
 pub mod wechat;
 pub mod wecom;
-pub mod webhook;
 
 use crate::destination::Registration;
 

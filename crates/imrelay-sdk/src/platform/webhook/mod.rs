@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
-use crate::destination::{dedup_key, parse_config, Client, Destination, Payload, Quota, Registration, Shared};
+use crate::destination::{
+    dedup_key, parse_config, Client, Destination, Payload, Quota, Registration, Shared,
+};
 use crate::http::HttpRequest;
 use crate::message::{Body, Message, Platform};
 use crate::outcome::{Outcome, Report};
@@ -25,7 +27,12 @@ pub static REGISTRATIONS: &[Registration] = &[Registration {
     kind: "webhook",
     platform: Platform::Webhook,
     summary: "Any HTTP endpoint, signed per the Standard Webhooks spec",
-    build: |client, value| Ok(Arc::new(Webhook::new(client, parse_config("webhook", value)?)?)),
+    build: |client, value| {
+        Ok(Arc::new(Webhook::new(
+            client,
+            parse_config("webhook", value)?,
+        )?))
+    },
 }];
 
 /// Config of a generic webhook.
@@ -58,14 +65,16 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(client: &Client, cfg: WebhookConfig) -> Result<Self, Error> {
-        let url = Url::parse(&cfg.url).map_err(|e| Error::Config(format!("webhook: `url`: {e}")))?;
+        let url =
+            Url::parse(&cfg.url).map_err(|e| Error::Config(format!("webhook: `url`: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::Config("webhook: `url` must be http or https".into()));
         }
         let mut headers = Vec::new();
         for (k, v) in cfg.headers {
-            let name = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| Error::Config(format!("webhook: `headers.{k}` is not a valid header name")))?;
+            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                Error::Config(format!("webhook: `headers.{k}` is not a valid header name"))
+            })?;
             headers.push((name, v));
         }
         let id = format!("webhook:{}", Secret::new(url.as_str()).fingerprint());
@@ -146,7 +155,10 @@ impl Destination for Webhook {
                     return Err(Error::unsupported(
                         "webhook",
                         "raw",
-                        format!("the raw payload is marked for {}", platform.map(|p| p.as_str()).unwrap_or("")),
+                        format!(
+                            "the raw payload is marked for {}",
+                            platform.map(|p| p.as_str()).unwrap_or("")
+                        ),
                     ));
                 }
                 payload.clone()
@@ -199,7 +211,16 @@ mod tests {
         let p2 = h.render(&msg).unwrap().remove(0);
         assert_eq!(p1.dedup_key, p2.dedup_key);
         let req = h.request(&p1, 1_614_265_330);
-        let get = |n: &str| req.headers.iter().find(|(k, _)| k == n).unwrap().1.to_str().unwrap().to_string();
+        let get = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .unwrap()
+                .1
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(get("webhook-timestamp"), "1614265330");
         assert!(sign::verify_standard_webhook(
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",

@@ -1,0 +1,769 @@
+//! Feishu / Lark. Lark (`open.larksuite.com`) has the same paths as Feishu
+//! (`open.feishu.cn`), so these routes serve both: point either region's
+//! `base_url` at the mock.
+//!
+//! | path | what |
+//! |---|---|
+//! | `POST /open-apis/bot/v2/hook/{hook}` | custom bot webhook (target `feishu:webhook:{hook}`) |
+//! | `POST /open-apis/auth/v3/tenant_access_token/internal` | tenant token (target `feishu:app:{app_id}`) |
+//! | `POST /open-apis/im/v1/messages?receive_id_type=..` | app bot message (target `feishu:app:{app_id}`) |
+//!
+//! Webhook checks, in Feishu's order and with its answers (always HTTP 200):
+//! unknown hook → 19001; over 5/s or 100/min → 11232; body not JSON → 9499;
+//! signature missing, wrong, or its `timestamp` more than an hour off → 19021;
+//! a body over 20 KB, an unknown `msg_type` or missing content fields → 9499
+//! (the real code for an oversize body is not documented); none of the bot's
+//! keywords in the message → 19024. Success:
+//! `{"StatusCode":0,"StatusMessage":"success","code":0,"data":{},"msg":"success"}`.
+//!
+//! Token endpoint: unknown `app_id` → 10003, wrong secret → 10014. The same token
+//! is returned while it has more than 30 minutes left, as Feishu does; otherwise
+//! a new one (old tokens stay valid until their own expiry). Token requests are
+//! logged without their body, which carries the app secret.
+//!
+//! Messages (errors as HTTP 400 with `{"code":N,"msg":..}`): no `Authorization`
+//! → 99991661; an unknown or expired token → 99991663; over 50/s per app →
+//! HTTP 429 with 99991400; over 5/s to one recipient → 230020; a bad
+//! `receive_id_type`, `msg_type`, `content` that is not a JSON *string*, or
+//! content that does not fit its type (a post wrapped in `post`, as the webhook
+//! wants, is refused) → 230001; over 150 KB (text) / 30 KB (post, card) → 230025.
+//! Test hooks: an open_id starting `ou_outside` → 230013 (outside the app's
+//! availability), a chat_id starting `oc_nobot` → 230002 (bot not in the chat).
+//! A `uuid` seen for the same app within the hour answers the first
+//! `message_id` again and is logged as a duplicate, not a second delivery.
+//! (The uuid memory is per server and is not cleared by `/_mock/reset`; it
+//! forgets entries after the hour.)
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::MockPlatform;
+use crate::faults::{inject, inject_token, Injected};
+use crate::limiter::{LimitCheck, Window};
+use crate::log::{LogEntry, SignatureCheck};
+use crate::state::MockState;
+use crate::tokens::TokenCheck;
+
+const P: &str = "feishu";
+const PLATFORM: MockPlatform = MockPlatform::Feishu;
+
+/// Webhook request body limit (Feishu documents 20 KB).
+pub const WEBHOOK_BODY_LIMIT: usize = 20 * 1024;
+/// App message body limits (documented 150 KB for text, 30 KB for post/card).
+pub const TEXT_BODY_LIMIT: usize = 150 * 1024;
+pub const RICH_BODY_LIMIT: usize = 30 * 1024;
+/// Signature timestamps may be this far from the server's clock.
+pub const SIGN_WINDOW_SECS: i64 = 3600;
+/// A `uuid` is honoured once within this window.
+pub const UUID_WINDOW_MS: i64 = 3_600_000;
+/// Feishu hands out the same token until it has less than this left.
+const TOKEN_REUSE_MIN_SECS: u64 = 30 * 60;
+
+const WEBHOOK_OK: &str =
+    r#"{"StatusCode":0,"StatusMessage":"success","code":0,"data":{},"msg":"success"}"#;
+const MSG_19001: &str = "param invalid: incoming webhook access token invalid";
+const MSG_19021: &str = "sign match fail or timestamp is not within one hour from current time";
+const MSG_19024: &str = "Key Words Not Found";
+const MSG_9499: &str = "Bad Request";
+const MSG_11232: &str = "frequency limited psm[lark.oapi.app_platform_runtime]appID[1500]";
+const MSG_99991661: &str =
+    "Missing access token for authorization. Please make a request with token attached.";
+const MSG_99991663: &str =
+    "Invalid access token for authorization. Please make a request with token attached.";
+const MSG_99991400: &str = "request trigger frequency limit";
+const MSG_230020: &str = "This operation triggers the frequency limit.";
+
+const RECEIVE_ID_TYPES: &[&str] = &["open_id", "user_id", "union_id", "email", "chat_id"];
+const APP_MSG_TYPES: &[&str] = &[
+    "text",
+    "post",
+    "image",
+    "file",
+    "audio",
+    "media",
+    "sticker",
+    "interactive",
+    "share_chat",
+    "share_user",
+];
+
+/// The routes (Feishu and Lark alike).
+pub fn routes() -> Router<Arc<MockState>> {
+    Router::new()
+        .route("/open-apis/bot/v2/hook/{hook}", post(webhook))
+        .route(
+            "/open-apis/auth/v3/tenant_access_token/internal",
+            post(tenant_token),
+        )
+        .route("/open-apis/im/v1/messages", post(messages))
+        .layer(Extension(Arc::new(Sent::default())))
+}
+
+/// Messages the app API accepted, by `(app_id, uuid)`, for dedup.
+#[derive(Debug, Default)]
+struct Sent {
+    by_uuid: Mutex<HashMap<(String, String), (String, i64)>>,
+}
+
+impl Sent {
+    /// The first message id for this uuid within the window, or record `new_id`.
+    fn dedup(&self, app_id: &str, uuid: &str, new_id: &str, now_ms: i64) -> Option<String> {
+        let mut map = self.by_uuid.lock();
+        let key = (app_id.to_string(), uuid.to_string());
+        if let Some((id, at)) = map.get(&key) {
+            if now_ms - at < UUID_WINDOW_MS {
+                return Some(id.clone());
+            }
+        }
+        // Forget expired uuids now and then so a long benchmark does not grow
+        // the map without bound.
+        if map.len() >= 4096 && map.len().is_power_of_two() {
+            map.retain(|_, (_, at)| now_ms - *at < UUID_WINDOW_MS);
+        }
+        map.insert(key, (new_id.to_string(), now_ms));
+        None
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Feishu's error shape: `{"code":N,"data":{},"msg":".."}`.
+fn code_body(code: i64, msg: &str) -> String {
+    json!({ "code": code, "data": {}, "msg": msg }).to_string()
+}
+
+fn injected_response(i: &Injected, status_for_code: StatusCode) -> Response {
+    match i {
+        Injected::Code { code, msg } => json_response(status_for_code, code_body(*code, msg)),
+        Injected::Http(s) => {
+            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, format!("injected HTTP {s}")).into_response()
+        }
+    }
+}
+
+fn injected_entry(e: LogEntry, i: &Injected) -> LogEntry {
+    match i {
+        Injected::Code { code, msg } => e.rejected(code, format!("injected: {msg}")),
+        Injected::Http(s) => e.rejected(format!("http {s}"), "injected HTTP status"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Custom bot webhook
+
+async fn webhook(
+    State(state): State<Arc<MockState>>,
+    Path(hook): Path<String>,
+    body: Bytes,
+) -> Response {
+    let target = format!("feishu:webhook:{hook}");
+    let entry = LogEntry::new(P, "bot.hook", target.as_str());
+    if let Some(i) = inject(&state, &target).await {
+        state
+            .log
+            .record(injected_entry(entry, &i).body(logged_body(&body, None)));
+        return injected_response(&i, StatusCode::OK);
+    }
+    // Parse once; the value is checked by reference and then moved into the log.
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    let verdict = check_webhook(&state, &hook, &target, body.len(), parsed.as_ref());
+    let (entry, answer) = match verdict {
+        Ok(sig) => (entry.signature(sig).accepted(), WEBHOOK_OK.to_string()),
+        Err(r) => (
+            entry.signature(r.signature).rejected(r.code, r.reason),
+            code_body(r.code, &r.msg),
+        ),
+    };
+    state.log.record(entry.body(logged_body(&body, parsed)));
+    // The bot answers HTTP 200 whatever happened.
+    json_response(StatusCode::OK, answer)
+}
+
+/// Why a request was refused, and how to answer.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: i64,
+    msg: Cow<'static, str>,
+    reason: Cow<'static, str>,
+    signature: SignatureCheck,
+}
+
+impl Refusal {
+    fn new(
+        code: i64,
+        msg: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Refusal {
+            status: StatusCode::OK,
+            code,
+            msg: msg.into(),
+            reason: reason.into(),
+            signature: SignatureCheck::None,
+        }
+    }
+
+    fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// The body as logged: the parsed JSON, or the start of a body that is not JSON.
+fn logged_body(raw: &[u8], parsed: Option<Value>) -> Value {
+    parsed.unwrap_or_else(|| {
+        Value::String(String::from_utf8_lossy(&raw[..raw.len().min(512)]).into_owned())
+    })
+}
+
+/// The webhook's checks, in order. `Ok` carries the signature verdict.
+fn check_webhook(
+    state: &MockState,
+    hook: &str,
+    target: &str,
+    len: usize,
+    v: Option<&Value>,
+) -> Result<SignatureCheck, Refusal> {
+    let robot = state.robot(PLATFORM, hook);
+    if robot.is_none() && !state.accept_unknown() {
+        return Err(Refusal::new(19001, MSG_19001, "unknown hook"));
+    }
+    let windows = [Window::per_second(5), Window::per_minute(100)];
+    if !matches!(state.limit(target, &windows, 0), LimitCheck::Ok) {
+        return Err(Refusal::new(11232, MSG_11232, "over 5/s or 100/min"));
+    }
+    let v = v.ok_or_else(|| Refusal::new(9499, MSG_9499, "body is not JSON"))?;
+    // Signature: `timestamp` (seconds) and `sign` in the body.
+    let signature = match robot.as_ref().and_then(|r| r.secret.as_deref()) {
+        None => SignatureCheck::NotRequired,
+        Some(secret) => match check_sign(v, secret, state.now_ms().div_euclid(1000)) {
+            Ok(()) => SignatureCheck::Verified,
+            Err(why) => {
+                let mut r = Refusal::new(19021, MSG_19021, why);
+                r.signature = SignatureCheck::Failed;
+                return Err(r);
+            }
+        },
+    };
+    let refuse = |code, msg, reason: Cow<'static, str>| {
+        let mut r = Refusal::new(code, msg, reason);
+        r.signature = signature;
+        Err(r)
+    };
+    if len > WEBHOOK_BODY_LIMIT {
+        return refuse(
+            9499,
+            MSG_9499,
+            format!("body of {len} bytes is over 20 KB").into(),
+        );
+    }
+    if let Err(why) = check_webhook_shape(v) {
+        return refuse(9499, MSG_9499, why.into());
+    }
+    if let Some(r) = robot.as_ref().filter(|r| !r.keywords.is_empty()) {
+        let mut texts = Vec::new();
+        for key in ["content", "card"] {
+            if let Some(c) = v.get(key) {
+                collect_strings(c, &mut texts);
+            }
+        }
+        let found = r
+            .keywords
+            .iter()
+            .any(|k| texts.iter().any(|t| t.contains(k.as_str())));
+        if !found {
+            return refuse(19024, MSG_19024, "no keyword in the message".into());
+        }
+    }
+    Ok(signature)
+}
+
+fn check_sign(v: &Value, secret: &str, now_secs: i64) -> Result<(), &'static str> {
+    let ts = match v.get("timestamp") {
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| "timestamp is not a number")?,
+        Some(Value::Number(n)) => n.as_i64().ok_or("timestamp is not an integer")?,
+        _ => return Err("timestamp missing"),
+    };
+    let sign = v
+        .get("sign")
+        .and_then(Value::as_str)
+        .ok_or("sign missing")?;
+    if (now_secs - ts).abs() > SIGN_WINDOW_SECS {
+        return Err("timestamp is more than an hour away from the server's clock");
+    }
+    // Feishu: the string "{timestamp}\n{secret}" is the HMAC key over an empty message.
+    let key = format!("{ts}\n{secret}");
+    let mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).map_err(|_| "bad key")?;
+    let expected = B64.encode(mac.finalize().into_bytes());
+    if bool::from(expected.as_bytes().ct_eq(sign.as_bytes())) {
+        Ok(())
+    } else {
+        Err("sign does not match")
+    }
+}
+
+/// The webhook's message shapes: `content` is an object; cards under `card`.
+fn check_webhook_shape(v: &Value) -> Result<(), String> {
+    let msg_type = v
+        .get("msg_type")
+        .and_then(Value::as_str)
+        .ok_or("msg_type missing")?;
+    let content = v.get("content");
+    let field = |name: &str| -> Result<(), String> {
+        match content.and_then(|c| c.get(name)).and_then(Value::as_str) {
+            Some(s) if !s.is_empty() => Ok(()),
+            _ => Err(format!("{msg_type}: content.{name} missing")),
+        }
+    };
+    match msg_type {
+        "text" => field("text"),
+        "image" => field("image_key"),
+        "share_chat" => field("share_chat_id"),
+        "post" => {
+            let post = content
+                .and_then(|c| c.get("post"))
+                .and_then(Value::as_object)
+                .ok_or("post: content.post missing")?;
+            check_post_languages(post)
+        }
+        "interactive" => {
+            let card = v
+                .get("card")
+                .and_then(Value::as_object)
+                .ok_or("interactive: card missing")?;
+            if card.contains_key("elements")
+                || card.contains_key("i18n_elements")
+                || card.contains_key("type")
+            {
+                Ok(())
+            } else {
+                Err("interactive: card has no elements".into())
+            }
+        }
+        other => Err(format!("unknown msg_type `{other}`")),
+    }
+}
+
+/// A post is `{"zh_cn": {"title":..,"content":[[..]]}, ...}`.
+fn check_post_languages(post: &serde_json::Map<String, Value>) -> Result<(), String> {
+    if post.is_empty() {
+        return Err("post: no language".into());
+    }
+    for (lang, body) in post {
+        if !body.get("content").is_some_and(Value::is_array) {
+            return Err(format!(
+                "post: {lang}.content must be an array of paragraphs"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tenant access token
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    #[serde(default)]
+    app_id: String,
+    #[serde(default)]
+    app_secret: String,
+}
+
+async fn tenant_token(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let req: Option<TokenRequest> = serde_json::from_slice(&body).ok();
+    let app_id = req.as_ref().map(|r| r.app_id.as_str()).unwrap_or("");
+    let target = format!("feishu:app:{app_id}");
+    let entry = LogEntry::new(P, "auth.tenant_access_token", target.as_str());
+    let fail = |entry: LogEntry, code: i64, msg: &str| {
+        state.log.record(entry.rejected(code, msg));
+        json_response(
+            StatusCode::BAD_REQUEST,
+            json!({ "code": code, "msg": msg }).to_string(),
+        )
+    };
+    let Some(req) = req.filter(|r| !r.app_id.is_empty() && !r.app_secret.is_empty()) else {
+        return fail(
+            entry,
+            10003,
+            "invalid param: app_id and app_secret are required",
+        );
+    };
+    if let Some(i) = inject_token(&state, &target).await {
+        state.log.record(injected_entry(entry, &i));
+        return injected_response(&i, StatusCode::BAD_REQUEST);
+    }
+    let lifetime = match state.app(PLATFORM, &req.app_id) {
+        Some(app) if app.app_secret == req.app_secret => state.token_lifetime(&app),
+        Some(_) => return fail(entry, 10014, "app secret invalid"),
+        None if state.accept_unknown() => state.config().token_lifetime_secs,
+        None => return fail(entry, 10003, "invalid param: app_id not found"),
+    };
+    let now = state.now_ms();
+    // Same token while it has more than 30 minutes left; else a new one.
+    let (token, expire) = match state.tokens.current(PLATFORM, &req.app_id, now) {
+        Some((t, left)) if left > TOKEN_REUSE_MIN_SECS => (t, left),
+        _ => state.tokens.issue(PLATFORM, &req.app_id, now, lifetime),
+    };
+    state.log.record(entry.accepted());
+    json_response(
+        StatusCode::OK,
+        json!({ "code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire })
+            .to_string(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// IM messages
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    receive_id_type: Option<String>,
+}
+
+async fn messages(
+    State(state): State<Arc<MockState>>,
+    Extension(sent): Extension<Arc<Sent>>,
+    Query(q): Query<MessagesQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    // Who is calling: the token names the app.
+    let app_id = match authorize(&state, &headers) {
+        Ok(app_id) => app_id,
+        Err(r) => {
+            let entry = LogEntry::new(P, "im.messages", "feishu:app:");
+            return refused(&state, entry, logged_body(&body, parsed), r);
+        }
+    };
+    let target = format!("feishu:app:{app_id}");
+    let entry = LogEntry::new(P, "im.messages", target.as_str());
+    if let Some(i) = inject(&state, &target).await {
+        state
+            .log
+            .record(injected_entry(entry, &i).body(logged_body(&body, parsed)));
+        return injected_response(&i, StatusCode::BAD_REQUEST);
+    }
+    let outcome = check_message(
+        &state,
+        &sent,
+        &app_id,
+        &target,
+        &q,
+        body.len(),
+        parsed.as_ref(),
+    );
+    let logged = logged_body(&body, parsed);
+    match outcome {
+        Ok(ok) => {
+            let mut entry = entry.accepted().body(logged);
+            if let Some(reason) = ok.duplicate_of {
+                entry = entry.duplicate();
+                entry.reason = Some(reason);
+            }
+            state.log.record(entry);
+            json_response(StatusCode::OK, ok.answer)
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+/// Log a refusal and answer it in the open API's shape.
+fn refused(state: &MockState, entry: LogEntry, body: Value, r: Refusal) -> Response {
+    state
+        .log
+        .record(entry.rejected(r.code, r.reason).body(body));
+    let mut resp = json_response(
+        r.status,
+        json!({ "code": r.code, "msg": r.msg, "data": {} }).to_string(),
+    );
+    if r.status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert("x-ogw-ratelimit-reset", HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// The app id behind the request's bearer token.
+fn authorize(state: &MockState, headers: &HeaderMap) -> Result<String, Refusal> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(
+            Refusal::new(99991661, MSG_99991661, "no Authorization bearer token")
+                .status(StatusCode::BAD_REQUEST),
+        );
+    };
+    match state.tokens.check(PLATFORM, token, state.now_ms()) {
+        TokenCheck::Valid { app_id } => Ok(app_id),
+        TokenCheck::Expired => {
+            Err(Refusal::new(99991663, MSG_99991663, "token expired")
+                .status(StatusCode::BAD_REQUEST))
+        }
+        TokenCheck::Unknown => {
+            Err(Refusal::new(99991663, MSG_99991663, "token unknown")
+                .status(StatusCode::BAD_REQUEST))
+        }
+    }
+}
+
+/// An accepted message: the answer, and whether it repeats an earlier uuid.
+struct Accepted {
+    answer: String,
+    duplicate_of: Option<String>,
+}
+
+/// The messages API's checks, in order, then dedup by uuid.
+fn check_message(
+    state: &MockState,
+    sent: &Sent,
+    app_id: &str,
+    target: &str,
+    q: &MessagesQuery,
+    len: usize,
+    v: Option<&Value>,
+) -> Result<Accepted, Refusal> {
+    let bad = |code: i64, msg: &'static str, reason: Cow<'static, str>| {
+        Err(Refusal::new(code, msg, reason).status(StatusCode::BAD_REQUEST))
+    };
+    let invalid = |why: String| {
+        Err(Refusal::new(230001, format!("invalid param: {why}"), why)
+            .status(StatusCode::BAD_REQUEST))
+    };
+    if !matches!(
+        state.limit(target, &[Window::per_second(50)], 0),
+        LimitCheck::Ok
+    ) {
+        return Err(Refusal::new(99991400, MSG_99991400, "over 50/s per app")
+            .status(StatusCode::TOO_MANY_REQUESTS));
+    }
+    let Some(v) = v else {
+        return bad(9499, MSG_9499, "body is not JSON".into());
+    };
+    let receive_id_type = q.receive_id_type.as_deref().unwrap_or("");
+    if !RECEIVE_ID_TYPES.contains(&receive_id_type) {
+        return invalid(format!(
+            "receive_id_type `{receive_id_type}` must be one of {RECEIVE_ID_TYPES:?}"
+        ));
+    }
+    let receive_id = v.get("receive_id").and_then(Value::as_str).unwrap_or("");
+    if receive_id.is_empty() {
+        return invalid("receive_id missing".into());
+    }
+    let msg_type = v.get("msg_type").and_then(Value::as_str).unwrap_or("");
+    if !APP_MSG_TYPES.contains(&msg_type) {
+        return invalid(format!("msg_type `{msg_type}` is not a message type"));
+    }
+    let Some(content) = v.get("content").and_then(Value::as_str) else {
+        return invalid("content must be a JSON string (stringified JSON)".into());
+    };
+    let Ok(parsed) = serde_json::from_str::<Value>(content) else {
+        return invalid("content is not valid JSON".into());
+    };
+    if let Err(why) = check_app_content(msg_type, &parsed) {
+        return invalid(why);
+    }
+    let limit = if msg_type == "text" {
+        TEXT_BODY_LIMIT
+    } else {
+        RICH_BODY_LIMIT
+    };
+    if len > limit {
+        let why = format!("body of {len} bytes is over the {msg_type} limit of {limit}");
+        return bad(230025, "message content too long", why.into());
+    }
+    if receive_id_type == "open_id" && receive_id.starts_with("ou_outside") {
+        return bad(
+            230013,
+            "Bot has NO availability to this user.",
+            "recipient outside availability".into(),
+        );
+    }
+    if receive_id_type == "chat_id" && receive_id.starts_with("oc_nobot") {
+        return bad(
+            230002,
+            "Bot/User can NOT be out of the chat.",
+            "bot not in chat".into(),
+        );
+    }
+    let recipient_key = format!("{target}:{receive_id_type}:{receive_id}");
+    if !matches!(
+        state.limit(&recipient_key, &[Window::per_second(5)], 0),
+        LimitCheck::Ok
+    ) {
+        return bad(230020, MSG_230020, "over 5/s to one recipient".into());
+    }
+
+    let now = state.now_ms();
+    let mut message_id = format!("om_{}", uuid::Uuid::new_v4().simple());
+    let mut duplicate_of = None;
+    if let Some(u) = v
+        .get("uuid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    {
+        if let Some(first) = sent.dedup(app_id, u, &message_id, now) {
+            duplicate_of = Some(format!("uuid {u} already sent within the hour as {first}"));
+            message_id = first;
+        }
+    }
+    let chat_id = if receive_id_type == "chat_id" {
+        receive_id.to_string()
+    } else {
+        format!("oc_p2p_{}", &message_id[3..19])
+    };
+    let answer = json!({
+        "code": 0,
+        "msg": "success",
+        "data": {
+            "message_id": message_id,
+            "root_id": "",
+            "parent_id": "",
+            "msg_type": msg_type,
+            "create_time": now.to_string(),
+            "update_time": now.to_string(),
+            "deleted": false,
+            "updated": false,
+            "chat_id": chat_id,
+            "sender": { "id": app_id, "id_type": "app_id", "sender_type": "app", "tenant_key": "mock_tenant" },
+            "body": { "content": content },
+        }
+    })
+    .to_string();
+    Ok(Accepted {
+        answer,
+        duplicate_of,
+    })
+}
+
+/// The app API's content shapes (the parsed `content` string).
+fn check_app_content(msg_type: &str, c: &Value) -> Result<(), String> {
+    let Some(obj) = c.as_object() else {
+        return Err("content must encode a JSON object".into());
+    };
+    let field = |name: &str| match obj.get(name).and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => Ok(()),
+        _ => Err(format!("{msg_type}: content.{name} missing")),
+    };
+    match msg_type {
+        "text" => field("text"),
+        "image" => field("image_key"),
+        "share_chat" => field("chat_id"),
+        "share_user" => field("user_id"),
+        "post" => {
+            if obj.contains_key("post") {
+                return Err(
+                    "post: content must not be wrapped in `post` (that is the webhook's shape)"
+                        .into(),
+                );
+            }
+            check_post_languages(obj)
+        }
+        "interactive" => {
+            if obj.contains_key("elements")
+                || obj.contains_key("i18n_elements")
+                || obj.contains_key("type")
+            {
+                Ok(())
+            } else {
+                Err("interactive: the card has no elements".into())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_vector_and_window() {
+        // platforms.md §6.5.
+        let v = json!({"timestamp": "1599360473", "sign": "/eYKrXQBzTjUZJ3s6NX16VxGbTwmK7AEs8/FnvC1CSw="});
+        assert_eq!(check_sign(&v, "this is secret", 1599360473), Ok(()));
+        assert_eq!(check_sign(&v, "this is secret", 1599360473 + 3600), Ok(()));
+        assert!(check_sign(&v, "this is secret", 1599360473 + 3601).is_err());
+        assert!(check_sign(&v, "this is secret", 1599360473 - 3601).is_err());
+        assert_eq!(
+            check_sign(&v, "other", 1599360473),
+            Err("sign does not match")
+        );
+        assert_eq!(check_sign(&json!({}), "s", 0), Err("timestamp missing"));
+    }
+
+    #[test]
+    fn shapes() {
+        assert!(check_webhook_shape(&json!({"msg_type":"text","content":{"text":"hi"}})).is_ok());
+        assert!(
+            check_webhook_shape(&json!({"msg_type":"text","content":"{\"text\":\"hi\"}"})).is_err()
+        );
+        assert!(check_webhook_shape(
+            &json!({"msg_type":"post","content":{"zh_cn":{"content":[]}}})
+        )
+        .is_err());
+        assert!(check_webhook_shape(
+            &json!({"msg_type":"post","content":{"post":{"zh_cn":{"content":[]}}}})
+        )
+        .is_ok());
+        assert!(check_webhook_shape(&json!({"msg_type":"nope"})).is_err());
+        assert!(check_app_content("post", &json!({"post":{"zh_cn":{"content":[]}}})).is_err());
+        assert!(check_app_content("post", &json!({"zh_cn":{"title":"t","content":[]}})).is_ok());
+        assert!(check_app_content("share_chat", &json!({"chat_id":"oc_1"})).is_ok());
+    }
+
+    #[test]
+    fn uuid_dedup_window() {
+        let s = Sent::default();
+        assert_eq!(s.dedup("a", "u", "om_1", 0), None);
+        assert_eq!(s.dedup("a", "u", "om_2", 1000).as_deref(), Some("om_1"));
+        assert_eq!(s.dedup("b", "u", "om_3", 1000), None);
+        assert_eq!(s.dedup("a", "u", "om_4", UUID_WINDOW_MS + 1), None);
+    }
+}

@@ -1,0 +1,520 @@
+//! WeCom (企业微信): the group robot webhook and app messages (platforms.md §3).
+//!
+//! | method | path | behaviour |
+//! |---|---|---|
+//! | POST | `/cgi-bin/webhook/send?key=KEY` | unknown key → 93000; 21st message within a minute → 45009; bad msgtype → 40008; empty content → 44004; over-size content (text > 2048 B, markdown > 4096 B, image > 2 MB, news > 8 articles) and missing fields → 40058; image md5 mismatch → 301019 |
+//! | GET | `/cgi-bin/gettoken?corpid=&corpsecret=` | unknown corp → 40013; wrong secret → 40001; the same token while it is valid |
+//! | POST | `/cgi-bin/message/send?access_token=` | missing token → 41001, unknown → 40014, expired → 42001; users, parties and tags whose id starts with `invalid` come back in `invaliduser`/`invalidparty`/`invalidtag` (users starting with `unlicensed` in `unlicenseduser`), all invalid → 81013; per member 30/minute and 1000/hour → 45009; with `enable_duplicate_check`, the same content to the same recipients within `duplicate_check_interval` is answered ok but not delivered (logged as a duplicate) |
+//!
+//! Targets: `wecom:robot:{key}`, `wecom:app:{corpid}`. Errors answer HTTP 200
+//! with `{"errcode":N,"errmsg":"..., hint: [...], more info at ...?e=N"}` like
+//! the real service.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use md5::{Digest, Md5};
+use serde_json::{json, Map, Value};
+
+use crate::config::MockPlatform;
+use crate::faults::{inject, inject_token, Injected};
+use crate::limiter::{LimitCheck, Window};
+use crate::log::{LogEntry, SignatureCheck};
+use crate::state::MockState;
+use crate::tokens::TokenCheck;
+
+const PLATFORM: &str = "wecom";
+/// Robot content limits, UTF-8 bytes.
+const ROBOT_TEXT_LIMIT: usize = 2048;
+const ROBOT_MARKDOWN_LIMIT: usize = 4096;
+/// App text/markdown limit, UTF-8 bytes.
+const APP_TEXT_LIMIT: usize = 2048;
+const IMAGE_LIMIT: usize = 2 * 1024 * 1024;
+const MAX_ARTICLES: usize = 8;
+const MAX_USERS: usize = 1000;
+const MAX_PARTIES: usize = 100;
+const DEFAULT_DUP_INTERVAL_S: i64 = 1800;
+const MAX_DUP_INTERVAL_S: i64 = 4 * 3600;
+
+/// The WeCom routes.
+pub fn routes() -> Router<Arc<MockState>> {
+    Router::new()
+        .route("/cgi-bin/webhook/send", post(robot_send))
+        .route("/cgi-bin/gettoken", get(gettoken))
+        .route("/cgi-bin/message/send", post(app_send))
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+fn next_seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// WeCom's error body: the message, a request hint and the doc link.
+fn error_body(state: &MockState, code: i64, msg: &str) -> Value {
+    json!({
+        "errcode": code,
+        "errmsg": format!(
+            "{msg}, hint: [{}_{}], more info at https://open.work.weixin.qq.com/devtool/query?e={code}",
+            state.now_ms() / 1000,
+            next_seq()
+        ),
+    })
+}
+
+/// The value of query parameter `name`.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// One request being handled: logs exactly once, on the way out.
+struct Call<'a> {
+    state: &'a MockState,
+    endpoint: &'static str,
+    target: String,
+    signature: SignatureCheck,
+    body: Option<Value>,
+}
+
+impl<'a> Call<'a> {
+    fn new(state: &'a MockState, endpoint: &'static str, target: String) -> Self {
+        Call {
+            state,
+            endpoint,
+            target,
+            signature: SignatureCheck::None,
+            body: None,
+        }
+    }
+
+    fn entry(&mut self) -> LogEntry {
+        let mut e = LogEntry::new(PLATFORM, self.endpoint, std::mem::take(&mut self.target));
+        e.at_ms = self.state.now_ms();
+        e.signature = self.signature;
+        e.body = self.body.take();
+        e
+    }
+
+    fn reject(mut self, code: i64, msg: &str) -> Response {
+        let e = self.entry().rejected(code, msg);
+        self.state.log.record(e);
+        Json(error_body(self.state, code, msg)).into_response()
+    }
+
+    fn injected(mut self, inj: Injected) -> Response {
+        match inj {
+            Injected::Code { code, msg } => {
+                let e = self.entry().rejected(code, format!("injected: {msg}"));
+                self.state.log.record(e);
+                Json(error_body(self.state, code, &msg)).into_response()
+            }
+            Injected::Http(status) => {
+                let e = self
+                    .entry()
+                    .rejected(format!("http {status}"), "injected HTTP error");
+                self.state.log.record(e);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, "injected HTTP error").into_response()
+            }
+        }
+    }
+
+    /// Parse the body into the call (logged with it); the parse error, if any.
+    fn take_body(&mut self, body: &[u8]) -> Option<(i64, String)> {
+        match parse_body(body) {
+            Ok(v) => {
+                self.body = Some(v);
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// The parsed body (call only after `take_body` succeeded).
+    fn parsed(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.body.as_ref().unwrap_or(&NULL)
+    }
+
+    fn accept(mut self, duplicate: bool, answer: Value) -> Response {
+        let mut e = self.entry().accepted();
+        if duplicate {
+            e = e.duplicate();
+            e.reason =
+                Some("duplicate within duplicate_check_interval: not delivered again".into());
+        }
+        self.state.log.record(e);
+        Json(answer).into_response()
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, (i64, String)> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err((
+            40058,
+            "invalid json request, the body must be a JSON object".into(),
+        )),
+    }
+}
+
+type Check = Result<(), (i64, String)>;
+
+fn content_check(v: &Value, msgtype: &str, limit: usize) -> Check {
+    let content = v
+        .get(msgtype)
+        .and_then(|t| t.get("content"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    if content.trim().is_empty() {
+        return Err((44004, "empty content".into()));
+    }
+    if content.len() > limit {
+        return Err((
+            40058,
+            format!("{msgtype}.content exceed max length {limit}. invalid Request Parameter"),
+        ));
+    }
+    Ok(())
+}
+
+fn str_field<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().filter(|s| !s.is_empty())
+}
+
+fn require(v: &Value, path: &[&str]) -> Check {
+    match str_field(v, path) {
+        Some(_) => Ok(()),
+        None => Err((
+            40058,
+            format!("missing {}. invalid Request Parameter", path.join(".")),
+        )),
+    }
+}
+
+fn news_check(v: &Value) -> Check {
+    let articles = v
+        .get("news")
+        .and_then(|n| n.get("articles"))
+        .and_then(|a| a.as_array())
+        .ok_or((
+            40058,
+            "missing news.articles. invalid Request Parameter".to_string(),
+        ))?;
+    if articles.is_empty() || articles.len() > MAX_ARTICLES {
+        return Err((
+            40058,
+            format!(
+                "news.articles size must be 1 to {MAX_ARTICLES}, got {}. invalid Request Parameter",
+                articles.len()
+            ),
+        ));
+    }
+    for a in articles {
+        require(a, &["title"])?;
+        require(a, &["url"])?;
+    }
+    Ok(())
+}
+
+fn template_card_check(v: &Value) -> Check {
+    let card = v.get("template_card").ok_or((
+        40058,
+        "missing template_card. invalid Request Parameter".to_string(),
+    ))?;
+    match str_field(card, &["card_type"]) {
+        Some("text_notice") => {
+            if str_field(card, &["main_title", "title"]).is_none()
+                && str_field(card, &["sub_title_text"]).is_none()
+            {
+                return Err((
+                    40058,
+                    "template_card.main_title.title or sub_title_text required".into(),
+                ));
+            }
+        }
+        Some("news_notice")
+        | Some("button_interaction")
+        | Some("vote_interaction")
+        | Some("multiple_interaction") => {}
+        _ => {
+            return Err((
+                40058,
+                "invalid template_card.card_type. invalid Request Parameter".into(),
+            ))
+        }
+    }
+    // A url card action needs its url.
+    if let Some(action) = card.get("card_action") {
+        if action.get("type").and_then(|t| t.as_i64()) == Some(1) {
+            require(action, &["url"])
+                .map_err(|_| (40058, "missing template_card.card_action.url".to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn image_check(v: &Value) -> Check {
+    let b64 = str_field(v, &["image", "base64"]).ok_or((
+        40058,
+        "missing image.base64. invalid Request Parameter".to_string(),
+    ))?;
+    let md5 = str_field(v, &["image", "md5"]).ok_or((
+        40058,
+        "missing image.md5. invalid Request Parameter".to_string(),
+    ))?;
+    let raw = B64.decode(b64).map_err(|_| {
+        (
+            40058,
+            "image.base64 is not valid base64. invalid Request Parameter".to_string(),
+        )
+    })?;
+    if raw.len() > IMAGE_LIMIT {
+        return Err((
+            40058,
+            format!("image size exceed max {IMAGE_LIMIT} bytes. invalid Request Parameter"),
+        ));
+    }
+    if !hex::encode(Md5::digest(&raw)).eq_ignore_ascii_case(md5) {
+        return Err((301019, "media md5 not match".into()));
+    }
+    Ok(())
+}
+
+fn robot_check(v: &Value) -> Check {
+    match v.get("msgtype").and_then(|m| m.as_str()).unwrap_or("") {
+        "text" => content_check(v, "text", ROBOT_TEXT_LIMIT),
+        "markdown" => content_check(v, "markdown", ROBOT_MARKDOWN_LIMIT),
+        "markdown_v2" => content_check(v, "markdown_v2", ROBOT_MARKDOWN_LIMIT),
+        "image" => image_check(v),
+        "news" => news_check(v),
+        "file" => require(v, &["file", "media_id"]),
+        "voice" => require(v, &["voice", "media_id"]),
+        "template_card" => template_card_check(v),
+        _ => Err((40008, "invalid message type".into())),
+    }
+}
+
+async fn robot_send(
+    State(s): State<Arc<MockState>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let key = query_param(q.as_deref(), "key").unwrap_or_default();
+    let mut call = Call::new(&s, "robot.send", format!("wecom:robot:{key}"));
+    call.signature = SignatureCheck::NotRequired;
+    let parse_err = call.take_body(&body);
+    if let Some(inj) = inject(&s, &call.target).await {
+        return call.injected(inj);
+    }
+    if key.is_empty() || (s.robot(MockPlatform::Wecom, &key).is_none() && !s.accept_unknown()) {
+        return call.reject(93000, "invalid webhook url");
+    }
+    if let Some((code, msg)) = parse_err {
+        return call.reject(code, &msg);
+    }
+    if let Err((code, msg)) = robot_check(call.parsed()) {
+        return call.reject(code, &msg);
+    }
+    // Only well-formed messages count against the robot's 20 a minute.
+    let limiter_key = format!("wecom:robot:{key}");
+    if s.limit(&limiter_key, &[Window::per_minute(20)], 0) != LimitCheck::Ok {
+        return call.reject(45009, "api freq out of limit");
+    }
+    call.accept(false, json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+async fn gettoken(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery) -> Response {
+    let corpid = query_param(q.as_deref(), "corpid").unwrap_or_default();
+    let secret = query_param(q.as_deref(), "corpsecret").unwrap_or_default();
+    let mut call = Call::new(&s, "token", format!("wecom:app:{corpid}"));
+    // Never the secret in the log.
+    call.body = Some(json!({"corpid": corpid}));
+    if let Some(inj) = inject_token(&s, &call.target).await {
+        return call.injected(inj);
+    }
+    let lifetime = match s.app(MockPlatform::Wecom, &corpid) {
+        Some(app) if app.app_secret == secret => s.token_lifetime(&app),
+        Some(_) => return call.reject(40001, "invalid credential"),
+        None if s.accept_unknown() && !corpid.is_empty() => s.config().token_lifetime_secs,
+        None => return call.reject(40013, "invalid corpid"),
+    };
+    let now = s.now_ms();
+    // WeCom hands out the same token while it is valid.
+    let (token, expires_in) = s
+        .tokens
+        .current(MockPlatform::Wecom, &corpid, now)
+        .unwrap_or_else(|| s.tokens.issue(MockPlatform::Wecom, &corpid, now, lifetime));
+    call.accept(
+        false,
+        json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}),
+    )
+}
+
+fn app_check(v: &Value) -> Check {
+    match v.get("msgtype").and_then(|m| m.as_str()).unwrap_or("") {
+        "text" => content_check(v, "text", APP_TEXT_LIMIT),
+        "markdown" => content_check(v, "markdown", APP_TEXT_LIMIT),
+        "textcard" => {
+            require(v, &["textcard", "title"])?;
+            require(v, &["textcard", "description"])?;
+            require(v, &["textcard", "url"])
+        }
+        "news" => news_check(v),
+        "image" => require(v, &["image", "media_id"]),
+        "voice" => require(v, &["voice", "media_id"]),
+        "video" => require(v, &["video", "media_id"]),
+        "file" => require(v, &["file", "media_id"]),
+        "mpnews" => Ok(()),
+        "miniprogram_notice" => require(v, &["miniprogram_notice", "appid"]),
+        "template_card" => template_card_check(v),
+        _ => Err((40008, "invalid message type".into())),
+    }
+}
+
+fn id_list(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(|x| x.as_str())
+        .unwrap_or("")
+        .split('|')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+async fn app_send(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let token = query_param(q.as_deref(), "access_token").unwrap_or_default();
+    let now = s.now_ms();
+    let check = if token.is_empty() {
+        None
+    } else {
+        Some(s.tokens.check(MockPlatform::Wecom, &token, now))
+    };
+    let corpid = match &check {
+        Some(TokenCheck::Valid { app_id }) => app_id.clone(),
+        _ => "?".to_string(),
+    };
+    let mut call = Call::new(&s, "message.send", format!("wecom:app:{corpid}"));
+    let parse_err = call.take_body(&body);
+    match check {
+        None => return call.reject(41001, "access_token missing"),
+        Some(TokenCheck::Unknown) => return call.reject(40014, "invalid access_token"),
+        Some(TokenCheck::Expired) => return call.reject(42001, "access_token expired"),
+        Some(TokenCheck::Valid { .. }) => {}
+    }
+    if let Some(inj) = inject(&s, &call.target).await {
+        return call.injected(inj);
+    }
+    if let Some((code, msg)) = parse_err {
+        return call.reject(code, &msg);
+    }
+    let v = call.parsed();
+    let Some(agentid) = v
+        .get("agentid")
+        .and_then(|a| a.as_i64().or_else(|| a.as_str()?.parse().ok()))
+    else {
+        return call.reject(40056, "invalid agentid");
+    };
+    if let Err((code, msg)) = app_check(v) {
+        return call.reject(code, &msg);
+    }
+    let (users, parties, tags) = (
+        id_list(v, "touser"),
+        id_list(v, "toparty"),
+        id_list(v, "totag"),
+    );
+    if users.is_empty() && parties.is_empty() && tags.is_empty() {
+        return call.reject(
+            40058,
+            "touser, toparty and totag are all empty. invalid Request Parameter",
+        );
+    }
+    if users.len() > MAX_USERS || parties.len() > MAX_PARTIES || tags.len() > MAX_PARTIES {
+        return call.reject(
+            40058,
+            "too many recipients: touser <= 1000, toparty <= 100, totag <= 100. invalid Request Parameter",
+        );
+    }
+    let is_invalid = |id: &String| id.starts_with("invalid");
+    let invaliduser: Vec<&String> = users.iter().filter(|u| is_invalid(u)).collect();
+    let unlicensed: Vec<&String> = users
+        .iter()
+        .filter(|u| u.starts_with("unlicensed"))
+        .collect();
+    let invalidparty: Vec<&String> = parties.iter().filter(|p| is_invalid(p)).collect();
+    let invalidtag: Vec<&String> = tags.iter().filter(|t| is_invalid(t)).collect();
+    let total = users.len() + parties.len() + tags.len();
+    if invaliduser.len() + unlicensed.len() + invalidparty.len() + invalidtag.len() == total {
+        return call.reject(81013, "user & party & tag all invalid");
+    }
+
+    // Duplicate check: identical content to identical recipients within the
+    // interval is answered ok and not delivered again.
+    let duplicate = v.get("enable_duplicate_check").and_then(|d| d.as_i64()) == Some(1) && {
+        let interval = v
+            .get("duplicate_check_interval")
+            .and_then(|d| d.as_i64())
+            .unwrap_or(DEFAULT_DUP_INTERVAL_S)
+            .clamp(1, MAX_DUP_INTERVAL_S);
+        let msgtype = v.get("msgtype").and_then(|m| m.as_str()).unwrap_or("");
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (agentid, &users, &parties, &tags, msgtype).hash(&mut h);
+        v.get(msgtype).map(|c| c.to_string()).hash(&mut h);
+        let key = format!("wecom:dup:{corpid}:{:016x}", h.finish());
+        let window = Window {
+            count: 1,
+            window_ms: interval * 1000,
+        };
+        // The dedup window is the platform's, not scaled like rate limits.
+        s.limiter.check(&key, now, &[window], 0) != LimitCheck::Ok
+    };
+    if !duplicate {
+        // Per member: 30 a minute and 1000 an hour from one app.
+        let windows = [
+            Window::per_minute(30),
+            Window {
+                count: 1000,
+                window_ms: 3_600_000,
+            },
+        ];
+        for u in users.iter().filter(|u| *u != "@all" && !is_invalid(u)) {
+            if s.limit(&format!("wecom:app:{corpid}:{agentid}:{u}"), &windows, 0) != LimitCheck::Ok
+            {
+                return call.reject(45009, "api freq out of limit");
+            }
+        }
+    }
+    let mut answer = Map::new();
+    answer.insert("errcode".into(), 0.into());
+    answer.insert("errmsg".into(), "ok".into());
+    for (field, ids) in [
+        ("invaliduser", &invaliduser),
+        ("invalidparty", &invalidparty),
+        ("invalidtag", &invalidtag),
+        ("unlicenseduser", &unlicensed),
+    ] {
+        if !ids.is_empty() {
+            let joined: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+            answer.insert(field.into(), joined.join("|").into());
+        }
+    }
+    answer.insert("msgid".into(), format!("mock_{:016x}", next_seq()).into());
+    call.accept(duplicate, Value::Object(answer))
+}

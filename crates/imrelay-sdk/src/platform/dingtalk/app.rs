@@ -1,0 +1,1287 @@
+//! A DingTalk internal app (企业内部应用): work notices (工作通知) through the
+//! legacy oapi, or its robot's 1:1 messages through the v1.0 API.
+//!
+//! Tokens: `token_api = "v1"` (default) fetches with
+//! `POST {api}/v1.0/oauth2/accessToken`, `"legacy"` with
+//! `GET {oapi}/gettoken?appkey=&appsecret=`. Both give the same kind of token,
+//! which v1.0 calls take in the `x-acs-dingtalk-access-token` header and the work
+//! notice API as `?access_token=`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
+use url::Url;
+
+use super::{
+    buttons_markdown, codes, fit_text, news_markdown, shape, truncating, Shape, API_BASE, OAPI_BASE,
+};
+use crate::destination::{Client, Destination, Payload, Quota, Shared};
+use crate::endpoint;
+use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::limits::Overflow;
+use crate::message::{Button, ImageSource, Message, Platform};
+use crate::outcome::{Outcome, Report};
+use crate::token::{Token, TokenSource};
+use crate::{Error, Secret};
+
+const KIND: &str = "dingtalk_app";
+
+/// Work notices: `msg` ≤ 2,048 bytes.
+pub const WORK_NOTICE_MSG_LIMIT: usize = 2_048;
+/// Work notices: userids per request (`userid_list`).
+pub const WORK_NOTICE_BATCH: usize = 100;
+/// batchSend: `msgParam` bytes. Documented (15,000) for group sends; assumed
+/// for 1:1 sends, which document no limit of their own.
+pub const MSG_PARAM_LIMIT: usize = 15_000;
+/// batchSend: `userIds` per call.
+pub const BATCH_SEND_BATCH: usize = 20;
+/// DingTalk's token lifetime when the answer omits it.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// Which API the app sends through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppMode {
+    /// Work notices (`topapi/message/corpconversation/asyncsend_v2`); needs `agent_id`.
+    #[default]
+    WorkNotice,
+    /// The app robot's 1:1 messages (`v1.0/robot/oToMessages/batchSend`).
+    Robot,
+}
+
+impl AppMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AppMode::WorkNotice => "work_notice",
+            AppMode::Robot => "robot",
+        }
+    }
+}
+
+/// Which endpoint issues the access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenApi {
+    /// `POST /v1.0/oauth2/accessToken` on the v1.0 host.
+    #[default]
+    V1,
+    /// `GET /gettoken` on the oapi host.
+    Legacy,
+}
+
+/// Config of a `dingtalk_app` destination.
+///
+/// ```toml
+/// type = "dingtalk_app"
+/// app_key = "dingxxxx"
+/// app_secret = "..."
+/// mode = "work_notice"        # or "robot"
+/// agent_id = 123456           # work notices
+/// recipients = ["manager1234"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// AppKey (also called Client ID).
+    pub app_key: String,
+    /// AppSecret (Client Secret).
+    pub app_secret: Secret,
+    /// The app's AgentId, required for work notices.
+    #[serde(default, deserialize_with = "agent_id")]
+    pub agent_id: Option<i64>,
+    /// The robot's code for `mode = "robot"`; defaults to `app_key`, which is an
+    /// internal app robot's code.
+    #[serde(default)]
+    pub robot_code: Option<String>,
+    #[serde(default)]
+    pub mode: AppMode,
+    #[serde(default)]
+    pub token_api: TokenApi,
+    /// oapi host (default `https://oapi.dingtalk.com`). When `api_base_url` is
+    /// not set this is used for the v1.0 API too, so one mock serves both.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// v1.0 API host (default `https://api.dingtalk.com`).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// userIds to send to when a message names none.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// What to do with text over the size limits.
+    #[serde(default)]
+    pub overflow: Overflow,
+}
+
+fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        N(i64),
+        S(String),
+    }
+    match Option::<NumOrStr>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumOrStr::N(n)) => Ok(Some(n)),
+        Some(NumOrStr::S(s)) => s.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("`agent_id` must be a number, got `{s}`"))
+        }),
+    }
+}
+
+fn config_err(msg: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{KIND}: {msg}"))
+}
+
+fn base(configured: Option<&str>, default: &str, field: &str) -> Result<Url, Error> {
+    endpoint::base_url(configured, default, field).map_err(|e| {
+        config_err(
+            e.to_string()
+                .trim_start_matches("invalid destination config: "),
+        )
+    })
+}
+
+/// Fetches tokens with `POST {api}/v1.0/oauth2/accessToken`.
+#[derive(Debug, Clone)]
+pub struct V1TokenSource {
+    pub api: Url,
+    pub app_key: String,
+    pub app_secret: Secret,
+}
+
+/// Fetches tokens with `GET {oapi}/gettoken?appkey=&appsecret=`.
+#[derive(Debug, Clone)]
+pub struct LegacyTokenSource {
+    pub oapi: Url,
+    pub app_key: String,
+    pub app_secret: Secret,
+}
+
+fn token_cache_key(app_key: &str, secret: &Secret) -> String {
+    format!("dingtalk:{app_key}:{}", secret.fingerprint())
+}
+
+/// A token endpoint that rejects the credential: refreshing cannot help.
+fn token_failure(mut r: Report) -> Report {
+    if r.outcome == Outcome::RefreshToken {
+        r.outcome = Outcome::Permanent;
+    }
+    if r.outcome == Outcome::Permanent {
+        r.hint = Some(format!(
+            "{}check `app_key` and `app_secret` (developer console -> app -> credentials)",
+            r.hint.map(|h| format!("{h}; ")).unwrap_or_default()
+        ));
+    }
+    r.message = format!("fetching the access token: {}", r.message);
+    r
+}
+
+fn lifetime(v: &Value, field: &str) -> Duration {
+    v.get(field)
+        .and_then(Value::as_u64)
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+}
+
+fn missing_token(resp: &HttpResponse) -> Report {
+    token_failure(
+        Report::new(Outcome::Retry { after: None }, "the answer has no token")
+            .with_status(resp.status),
+    )
+}
+
+/// Parse a v1.0 token answer `{"accessToken":"...","expireIn":7200}`.
+pub fn parse_v1_token(resp: &HttpResponse) -> Result<Token, Report> {
+    let v = codes::classify_v1(resp).map_err(token_failure)?;
+    match v
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Ok(Token {
+            value: Secret::new(t),
+            expires_in: lifetime(&v, "expireIn"),
+        }),
+        None => Err(missing_token(resp)),
+    }
+}
+
+/// Parse a legacy token answer `{"errcode":0,"access_token":"...","expires_in":7200}`.
+pub fn parse_legacy_token(resp: &HttpResponse) -> Result<Token, Report> {
+    let v = codes::classify_oapi(resp).map_err(token_failure)?;
+    match v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Ok(Token {
+            value: Secret::new(t),
+            expires_in: lifetime(&v, "expires_in"),
+        }),
+        None => Err(missing_token(resp)),
+    }
+}
+
+impl V1TokenSource {
+    /// The token request (pure).
+    pub fn request(&self) -> HttpRequest {
+        HttpRequest::post_json(
+            endpoint::join(&self.api, "/v1.0/oauth2/accessToken"),
+            &json!({"appKey": self.app_key, "appSecret": self.app_secret.expose()}),
+        )
+    }
+}
+
+impl LegacyTokenSource {
+    /// The token request (pure). The secret travels in the query, as DingTalk
+    /// wants; transport errors never print the URL.
+    pub fn request(&self) -> HttpRequest {
+        let mut url = endpoint::join(&self.oapi, "/gettoken");
+        url.query_pairs_mut()
+            .append_pair("appkey", &self.app_key)
+            .append_pair("appsecret", self.app_secret.expose());
+        HttpRequest::get(url)
+    }
+}
+
+#[async_trait]
+impl TokenSource for V1TokenSource {
+    fn cache_key(&self) -> String {
+        token_cache_key(&self.app_key, &self.app_secret)
+    }
+    async fn fetch(&self, http: &HttpClient) -> Result<Token, Report> {
+        let resp = http.execute(self.request()).await.map_err(token_failure)?;
+        parse_v1_token(&resp)
+    }
+}
+
+#[async_trait]
+impl TokenSource for LegacyTokenSource {
+    fn cache_key(&self) -> String {
+        token_cache_key(&self.app_key, &self.app_secret)
+    }
+    async fn fetch(&self, http: &HttpClient) -> Result<Token, Report> {
+        let resp = http.execute(self.request()).await.map_err(token_failure)?;
+        parse_legacy_token(&resp)
+    }
+}
+
+#[derive(Debug)]
+enum Tokens {
+    V1(V1TokenSource),
+    Legacy(LegacyTokenSource),
+}
+
+impl Tokens {
+    fn source(&self) -> &dyn TokenSource {
+        match self {
+            Tokens::V1(s) => s,
+            Tokens::Legacy(s) => s,
+        }
+    }
+}
+
+/// A DingTalk internal app.
+#[derive(Debug)]
+pub struct App {
+    shared: Arc<Shared>,
+    id: String,
+    mode: AppMode,
+    agent_id: i64,
+    robot_code: String,
+    oapi: Url,
+    api: Url,
+    tokens: Tokens,
+    recipients: Vec<String>,
+    overflow: Overflow,
+}
+
+impl App {
+    /// Validate the config and build the destination.
+    pub fn new(client: &Client, cfg: AppConfig) -> Result<Self, Error> {
+        let app_key = cfg.app_key.trim().to_string();
+        if app_key.is_empty() {
+            return Err(config_err(
+                "`app_key` is empty; set the app's AppKey (Client ID)",
+            ));
+        }
+        if cfg.app_secret.expose().trim().is_empty() {
+            return Err(config_err(
+                "`app_secret` is empty; set the app's AppSecret (Client Secret)",
+            ));
+        }
+        let app_secret = Secret::new(cfg.app_secret.expose().trim());
+        let oapi = base(cfg.base_url.as_deref(), OAPI_BASE, "base_url")?;
+        let api = match (&cfg.api_base_url, &cfg.base_url) {
+            (Some(a), _) => base(Some(a), API_BASE, "api_base_url")?,
+            (None, Some(_)) => oapi.clone(),
+            (None, None) => base(None, API_BASE, "api_base_url")?,
+        };
+        let agent_id = match (cfg.mode, cfg.agent_id) {
+            (AppMode::WorkNotice, None) => {
+                return Err(config_err(
+                    "`agent_id` is required for `mode = \"work_notice\"` (the app's AgentId in the developer console)",
+                ))
+            }
+            (_, Some(n)) if n <= 0 => return Err(config_err("`agent_id` must be a positive number")),
+            (_, n) => n.unwrap_or(0),
+        };
+        let robot_code =
+            match cfg.robot_code {
+                Some(c) if c.trim().is_empty() => return Err(config_err(
+                    "`robot_code` is empty; remove it to use `app_key`, or set the robot's code",
+                )),
+                Some(c) => c.trim().to_string(),
+                None => app_key.clone(),
+            };
+        let recipients = clean_recipients(&cfg.recipients, cfg.mode)
+            .map_err(|e| config_err(format!("`recipients`: {e}")))?;
+        let tokens = match cfg.token_api {
+            TokenApi::V1 => Tokens::V1(V1TokenSource {
+                api: api.clone(),
+                app_key: app_key.clone(),
+                app_secret,
+            }),
+            TokenApi::Legacy => Tokens::Legacy(LegacyTokenSource {
+                oapi: oapi.clone(),
+                app_key: app_key.clone(),
+                app_secret,
+            }),
+        };
+        Ok(App {
+            shared: client.shared().clone(),
+            id: format!("{KIND}:{app_key}:{}", cfg.mode.as_str()),
+            mode: cfg.mode,
+            agent_id,
+            robot_code,
+            oapi,
+            api,
+            tokens,
+            recipients,
+            overflow: cfg.overflow,
+        })
+    }
+
+    /// The token source this app uses (for tests and token warm-up).
+    pub fn token_source(&self) -> &dyn TokenSource {
+        self.tokens.source()
+    }
+
+    /// The request for `payload` with `token` (pure).
+    pub fn request(&self, payload: &Payload, token: &Secret) -> HttpRequest {
+        match self.mode {
+            AppMode::WorkNotice => {
+                let mut url =
+                    endpoint::join(&self.oapi, "/topapi/message/corpconversation/asyncsend_v2");
+                url.query_pairs_mut()
+                    .append_pair("access_token", token.expose());
+                HttpRequest::post_json(url, &payload.body)
+            }
+            AppMode::Robot => HttpRequest::post_json(
+                endpoint::join(&self.api, "/v1.0/robot/oToMessages/batchSend"),
+                &payload.body,
+            )
+            .header("x-acs-dingtalk-access-token", token.expose()),
+        }
+    }
+
+    fn recipients_for(&self, msg: &Message) -> Result<Vec<String>, Error> {
+        let list = if msg.recipients.is_empty() {
+            self.recipients.clone()
+        } else {
+            clean_recipients(&msg.recipients, self.mode)
+                .map_err(|e| Error::InvalidMessage(format!("`recipients`: {e}")))?
+        };
+        if list.is_empty() {
+            return Err(Error::InvalidMessage(
+                "no recipients: set `recipients` (DingTalk userIds) on the message or in the destination's config".into(),
+            ));
+        }
+        Ok(list)
+    }
+
+    /// Work notice `msg` objects, one per part.
+    fn work_notice_msgs(&self, msg: &Message) -> Result<Vec<Value>, Error> {
+        let limit = WORK_NOTICE_MSG_LIMIT;
+        let text_msgs = |text: &str| -> Result<Vec<Value>, Error> {
+            let make = |t: &str| json!({"msgtype": "text", "text": {"content": t}});
+            Ok(fit_text(text, limit, 0, &self.overflow, make, "text")?
+                .iter()
+                .map(|t| make(t))
+                .collect())
+        };
+        let markdown_msgs = |title: &str, text: &str| -> Result<Vec<Value>, Error> {
+            let make =
+                |t: &str| json!({"msgtype": "markdown", "markdown": {"title": title, "text": t}});
+            Ok(fit_text(text, limit, 0, &self.overflow, make, "markdown")?
+                .iter()
+                .map(|t| make(t))
+                .collect())
+        };
+        Ok(match shape(msg, KIND)? {
+            Shape::Text(text) => text_msgs(&text)?,
+            Shape::Markdown { title, text } => markdown_msgs(&title, &text)?,
+            Shape::Link { title, text, url, pic } => {
+                let make = |t: &str| {
+                    let mut link = Map::new();
+                    link.insert("title".into(), json!(title));
+                    link.insert("text".into(), json!(t));
+                    if let Some(p) = pic {
+                        link.insert("picUrl".into(), json!(p));
+                    }
+                    link.insert("messageUrl".into(), json!(url));
+                    json!({"msgtype": "link", "link": link})
+                };
+                let t = fit_text(text, limit, 0, &truncating(&self.overflow), make, "link")?;
+                vec![make(&t[0])]
+            }
+            Shape::Card { title, text, buttons } => {
+                let make = |t: &str| work_notice_card(&title, t, buttons);
+                let t = fit_text(text, limit, 0, &truncating(&self.overflow), make, "card")?;
+                vec![make(&t[0])]
+            }
+            Shape::News(articles) => markdown_msgs(&msg.title_or_default(), &news_markdown(articles))?,
+            Shape::Image { title, source } => match source {
+                ImageSource::Key(k) => vec![json!({"msgtype": "image", "image": {"media_id": k}})],
+                ImageSource::Url(u) => markdown_msgs(&title, &format!("![image]({u})"))?,
+                ImageSource::Base64(_) => {
+                    return Err(Error::unsupported(
+                        KIND,
+                        "image",
+                        "work notices take an uploaded media_id (`image: {key: ...}`) or a URL, not bytes",
+                    ))
+                }
+            },
+            Shape::Raw(v) => vec![v.clone()],
+        })
+    }
+
+    /// batchSend `(msgKey, msgParam object)` pairs, one per part.
+    fn robot_params(&self, msg: &Message) -> Result<Vec<(String, Value)>, Error> {
+        let limit = MSG_PARAM_LIMIT;
+        let split = |key: &str,
+                     make: &dyn Fn(&str) -> Value,
+                     text: &str|
+         -> Result<Vec<(String, Value)>, Error> {
+            Ok(fit_text(text, limit, 0, &self.overflow, make, key)?
+                .iter()
+                .map(|t| (key.to_string(), make(t)))
+                .collect())
+        };
+        let markdown = |title: &str, text: &str| {
+            split(
+                "sampleMarkdown",
+                &|t: &str| json!({"title": title, "text": t}),
+                text,
+            )
+        };
+        Ok(match shape(msg, KIND)? {
+            Shape::Text(text) => split("sampleText", &|t: &str| json!({"content": t}), &text)?,
+            Shape::Markdown { title, text } => markdown(&title, &text)?,
+            Shape::Link {
+                title,
+                text,
+                url,
+                pic,
+            } => {
+                let make = |t: &str| json!({"title": title, "text": t, "picUrl": pic.unwrap_or(""), "messageUrl": url});
+                let t = fit_text(
+                    text,
+                    limit,
+                    0,
+                    &truncating(&self.overflow),
+                    make,
+                    "sampleLink",
+                )?;
+                vec![("sampleLink".to_string(), make(&t[0]))]
+            }
+            Shape::Card {
+                title,
+                text,
+                buttons,
+            } if buttons.len() > 5 => markdown(&title, &buttons_markdown(text, buttons))?,
+            Shape::Card {
+                title,
+                text,
+                buttons,
+            } => {
+                let key = if buttons.len() == 1 {
+                    "sampleActionCard".to_string()
+                } else {
+                    format!("sampleActionCard{}", buttons.len())
+                };
+                let make = |t: &str| robot_card(&title, t, buttons);
+                let t = fit_text(text, limit, 0, &truncating(&self.overflow), make, &key)?;
+                vec![(key, make(&t[0]))]
+            }
+            Shape::News(articles) => markdown(&msg.title_or_default(), &news_markdown(articles))?,
+            Shape::Image { source, .. } => match source {
+                ImageSource::Url(u) => vec![("sampleImageMsg".to_string(), json!({"photoURL": u}))],
+                ImageSource::Key(_) | ImageSource::Base64(_) => {
+                    return Err(Error::unsupported(
+                        KIND,
+                        "image",
+                        "robot 1:1 messages take an image by URL (`image: {url: ...}`)",
+                    ))
+                }
+            },
+            Shape::Raw(v) => {
+                let key = v.get("msgKey").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or_else(|| {
+                    Error::InvalidMessage("`body.payload.msgKey` is missing: a raw robot message is `{msgKey, msgParam}`".into())
+                })?;
+                let param = match v.get("msgParam") {
+                    Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
+                        Error::InvalidMessage(format!(
+                            "`body.payload.msgParam` is a string but not JSON: {e}"
+                        ))
+                    })?,
+                    Some(p @ Value::Object(_)) => p.clone(),
+                    _ => {
+                        return Err(Error::InvalidMessage(
+                            "`body.payload.msgParam` must be an object or a JSON string".into(),
+                        ))
+                    }
+                };
+                vec![(key.to_string(), param)]
+            }
+        })
+    }
+}
+
+/// Trim, drop empties and duplicates (keeping order); refuse ids that would
+/// break the comma-joined `userid_list`.
+fn clean_recipients(list: &[String], mode: AppMode) -> Result<Vec<String>, String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let r = r.trim();
+        if r.is_empty() {
+            continue;
+        }
+        if mode == AppMode::WorkNotice && r.contains(',') {
+            return Err(format!(
+                "userId `{r}` contains a comma; list each userId separately"
+            ));
+        }
+        if seen.insert(r) {
+            out.push(r.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn work_notice_card(title: &str, text: &str, buttons: &[Button]) -> Value {
+    if let [only] = buttons {
+        json!({"msgtype": "action_card", "action_card": {
+            "title": title, "markdown": text, "single_title": only.text, "single_url": only.url,
+        }})
+    } else {
+        let orientation = if buttons.len() == 2 { "1" } else { "0" };
+        let btns: Vec<Value> = buttons
+            .iter()
+            .map(|b| json!({"title": b.text, "action_url": b.url}))
+            .collect();
+        json!({"msgtype": "action_card", "action_card": {
+            "title": title, "markdown": text, "btn_orientation": orientation, "btn_json_list": btns,
+        }})
+    }
+}
+
+/// `sampleActionCard` (one button) or `sampleActionCard2..5` (`actionTitleN`/`actionURLN`).
+fn robot_card(title: &str, text: &str, buttons: &[Button]) -> Value {
+    let mut p = Map::new();
+    p.insert("title".into(), json!(title));
+    p.insert("text".into(), json!(text));
+    if let [only] = buttons {
+        p.insert("singleTitle".into(), json!(only.text));
+        p.insert("singleURL".into(), json!(only.url));
+    } else {
+        for (i, b) in buttons.iter().enumerate() {
+            p.insert(format!("actionTitle{}", i + 1), json!(b.text));
+            p.insert(format!("actionURL{}", i + 1), json!(b.url));
+        }
+    }
+    Value::Object(p)
+}
+
+#[async_trait]
+impl Destination for App {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn platform(&self) -> Platform {
+        Platform::Dingtalk
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn rate_limits(&self) -> Vec<Quota> {
+        // DingTalk's per-app QPS limits are not published (60 QPS is reported);
+        // stay well below.
+        vec![Quota::per_second(20)]
+    }
+    fn dedups_retries(&self) -> bool {
+        // Work notices: the same app, content and user are delivered once a day.
+        self.mode == AppMode::WorkNotice
+    }
+
+    fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
+        let recipients = self.recipients_for(msg)?;
+        let mut out = Vec::new();
+        match self.mode {
+            AppMode::WorkNotice => {
+                let msgs = self.work_notice_msgs(msg)?;
+                for batch in recipients.chunks(WORK_NOTICE_BATCH) {
+                    for m in &msgs {
+                        let mut p = Payload::new(json!({
+                            "agent_id": self.agent_id,
+                            "userid_list": batch.join(","),
+                            "msg": m,
+                        }));
+                        p.recipients = batch.to_vec();
+                        out.push(p);
+                    }
+                }
+            }
+            AppMode::Robot => {
+                let params = self.robot_params(msg)?;
+                for batch in recipients.chunks(BATCH_SEND_BATCH) {
+                    for (key, param) in &params {
+                        let mut p = Payload::new(json!({
+                            "robotCode": self.robot_code,
+                            "userIds": batch,
+                            "msgKey": key,
+                            // msgParam is a JSON *string*.
+                            "msgParam": param.to_string(),
+                        }));
+                        p.recipients = batch.to_vec();
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn send(&self, payload: &Payload) -> Report {
+        let shared = &self.shared;
+        shared
+            .tokens
+            .with_token(self.tokens.source(), &shared.http, |token| {
+                let req = self.request(payload, &token);
+                async move {
+                    match shared.http.execute(req).await {
+                        Ok(resp) => match self.mode {
+                            AppMode::WorkNotice => codes::classify_work_notice(&resp),
+                            AppMode::Robot => {
+                                codes::classify_batch_send(&resp, &payload.recipients)
+                            }
+                        },
+                        Err(r) => r,
+                    }
+                }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::OverflowMode;
+    use crate::message::{Article, Body};
+    use reqwest::header::HeaderMap;
+    use std::collections::BTreeMap;
+
+    fn build(cfg: Value) -> Result<Arc<dyn Destination>, Error> {
+        let mut cfg = cfg;
+        cfg["type"] = json!("dingtalk_app");
+        Client::new().unwrap().build(&cfg)
+    }
+
+    fn app(mode: AppMode) -> App {
+        let cfg: AppConfig = serde_json::from_value(json!({
+            "app_key": "dingkey", "app_secret": "appsecret", "agent_id": 123456,
+            "mode": if mode == AppMode::Robot { "robot" } else { "work_notice" },
+            "recipients": ["manager1234"],
+        }))
+        .unwrap();
+        App::new(&Client::new().unwrap(), cfg).unwrap()
+    }
+
+    fn one(mode: AppMode, msg: &Message) -> Value {
+        let p = app(mode).render(msg).unwrap();
+        assert_eq!(p.len(), 1);
+        p[0].body.clone()
+    }
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn card(n: usize) -> Message {
+        Message::new(Body::Card {
+            text: "### Incident".into(),
+            buttons: (1..=n)
+                .map(|i| Button {
+                    text: format!("B{i}"),
+                    url: format!("https://x.example.com/{i}"),
+                })
+                .collect(),
+            theme: None,
+        })
+        .with_title("Incident")
+    }
+
+    #[test]
+    fn requests_carry_the_token_where_each_api_wants_it() {
+        let tok = Secret::new("tok-1");
+        let wn = app(AppMode::WorkNotice);
+        let p = wn.render(&Message::text("hi")).unwrap();
+        let req = wn.request(&p[0], &tok);
+        assert_eq!(
+            req.url.as_str(),
+            "https://oapi.dingtalk.com/topapi/message/corpconversation/asyncsend_v2?access_token=tok-1"
+        );
+        let rb = app(AppMode::Robot);
+        let p = rb.render(&Message::text("hi")).unwrap();
+        let req = rb.request(&p[0], &tok);
+        assert_eq!(
+            req.url.as_str(),
+            "https://api.dingtalk.com/v1.0/robot/oToMessages/batchSend"
+        );
+        let h = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-acs-dingtalk-access-token")
+            .unwrap();
+        assert_eq!(h.1.to_str().unwrap(), "tok-1");
+    }
+
+    #[test]
+    fn token_requests() {
+        let v1 = V1TokenSource {
+            api: Url::parse("https://api.dingtalk.com").unwrap(),
+            app_key: "dingkey".into(),
+            app_secret: "s3cret".into(),
+        };
+        let req = v1.request();
+        assert_eq!(
+            req.url.as_str(),
+            "https://api.dingtalk.com/v1.0/oauth2/accessToken"
+        );
+        insta::assert_json_snapshot!(req.json_body().unwrap(), @r#####"
+        {
+          "appKey": "dingkey",
+          "appSecret": "s3cret"
+        }
+        "#####);
+        let legacy = LegacyTokenSource {
+            oapi: Url::parse("https://oapi.dingtalk.com").unwrap(),
+            app_key: "dingkey".into(),
+            app_secret: "s3cret".into(),
+        };
+        let req = legacy.request();
+        assert_eq!(req.method, reqwest::Method::GET);
+        assert_eq!(
+            req.url.as_str(),
+            "https://oapi.dingtalk.com/gettoken?appkey=dingkey&appsecret=s3cret"
+        );
+        assert_eq!(v1.cache_key(), legacy.cache_key());
+        assert!(
+            v1.cache_key().starts_with("dingtalk:dingkey:") && !v1.cache_key().contains("s3cret")
+        );
+    }
+
+    #[test]
+    fn token_answers() {
+        let t = parse_v1_token(&resp(200, r#"{"accessToken":"abc","expireIn":7200}"#)).unwrap();
+        assert_eq!(
+            (t.value.expose(), t.expires_in),
+            ("abc", Duration::from_secs(7200))
+        );
+        let t = parse_legacy_token(&resp(
+            200,
+            r#"{"errcode":0,"errmsg":"ok","access_token":"def","expires_in":600}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (t.value.expose(), t.expires_in),
+            ("def", Duration::from_secs(600))
+        );
+        // A rejected credential is permanent, not "refresh the token".
+        let r = parse_v1_token(&resp(
+            400,
+            r#"{"code":"InvalidAuthentication","message":"bad"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(r.outcome, Outcome::Permanent);
+        assert!(r.message.starts_with("fetching the access token"));
+        assert!(r.hint.unwrap().contains("`app_secret`"));
+        let r = parse_legacy_token(&resp(
+            200,
+            r#"{"errcode":40089,"errmsg":"不合法的corpid或corpsecret"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(r.outcome, Outcome::Permanent);
+        let r =
+            parse_legacy_token(&resp(200, r#"{"errcode":-1,"errmsg":"系统繁忙"}"#)).unwrap_err();
+        assert_eq!(r.outcome, Outcome::Retry { after: None });
+        let r = parse_v1_token(&resp(503, "busy")).unwrap_err();
+        assert_eq!(r.outcome, Outcome::Retry { after: None });
+        let r = parse_v1_token(&resp(200, r#"{"expireIn":7200}"#)).unwrap_err();
+        assert_eq!(r.outcome, Outcome::Retry { after: None });
+    }
+
+    #[test]
+    fn config_validation() {
+        let cases = [
+            (json!({"app_secret": "s"}), "missing field `app_key`"),
+            (
+                json!({"app_key": "", "app_secret": "s", "agent_id": 1}),
+                "`app_key` is empty",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": " ", "agent_id": 1}),
+                "`app_secret` is empty",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s"}),
+                "`agent_id` is required",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": "12x"}),
+                "`agent_id` must be a number",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "mode": "group"}),
+                "unknown variant `group`",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "token_api": "v2"}),
+                "unknown variant `v2`",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "mode": "robot", "robot_code": ""}),
+                "`robot_code` is empty",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "base_url": "nope"}),
+                "`base_url`",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "recipients": ["a,b"]}),
+                "`recipients`",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "corp_id": "x"}),
+                "unknown field `corp_id`",
+            ),
+        ];
+        for (cfg, needle) in cases {
+            let err = build(cfg.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{cfg}: {err}");
+            assert!(err.contains("dingtalk_app"), "{err}");
+        }
+        let ok = build(json!({"app_key": "k", "app_secret": "s", "agent_id": "42"})).unwrap();
+        assert_eq!(ok.id(), "dingtalk_app:k:work_notice");
+        assert!(ok.dedups_retries());
+        let robot = build(json!({"app_key": "k", "app_secret": "s", "mode": "robot"})).unwrap();
+        assert_eq!(robot.id(), "dingtalk_app:k:robot");
+        assert!(!robot.dedups_retries());
+    }
+
+    #[test]
+    fn base_url_serves_both_hosts_unless_api_base_url_is_set() {
+        let cfg = |extra: Value| {
+            let mut c =
+                json!({"app_key": "k", "app_secret": "s", "mode": "robot", "recipients": ["u"]});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            App::new(&Client::new().unwrap(), serde_json::from_value(c).unwrap()).unwrap()
+        };
+        let tok = Secret::new("t");
+        let a = cfg(json!({"base_url": "http://127.0.0.1:9000"}));
+        let p = a.render(&Message::text("x")).unwrap();
+        assert_eq!(
+            a.request(&p[0], &tok).url.as_str(),
+            "http://127.0.0.1:9000/v1.0/robot/oToMessages/batchSend"
+        );
+        let b = cfg(
+            json!({"base_url": "http://127.0.0.1:9000", "api_base_url": "http://127.0.0.1:9001"}),
+        );
+        assert_eq!(
+            b.request(&p[0], &tok).url.as_str(),
+            "http://127.0.0.1:9001/v1.0/robot/oToMessages/batchSend"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let dbg = format!("{:?}", app(AppMode::Robot));
+        assert!(!dbg.contains("appsecret"), "{dbg}");
+    }
+
+    #[test]
+    fn work_notice_text() {
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &Message::text("hello").with_title("Note")), @r#####"
+        {
+          "agent_id": 123456,
+          "userid_list": "manager1234",
+          "msg": {
+            "msgtype": "text",
+            "text": {
+              "content": "Note\nhello"
+            }
+          }
+        }
+        "#####);
+    }
+
+    #[test]
+    fn work_notice_markdown_link_and_image() {
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &Message::markdown("T", "**b**"))["msg"], @r#####"
+        {
+          "msgtype": "markdown",
+          "markdown": {
+            "title": "T",
+            "text": "**b**"
+          }
+        }
+        "#####);
+        let link = Message::new(Body::Link {
+            text: "t".into(),
+            url: "https://u.example.com".into(),
+            pic_url: Some("https://p.example.com".into()),
+        })
+        .with_title("L");
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &link)["msg"], @r#####"
+        {
+          "msgtype": "link",
+          "link": {
+            "title": "L",
+            "text": "t",
+            "picUrl": "https://p.example.com",
+            "messageUrl": "https://u.example.com"
+          }
+        }
+        "#####);
+        let img = Message::new(Body::Image {
+            image: ImageSource::Key("@lADOmedia".into()),
+        });
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &img)["msg"], @r#####"
+        {
+          "msgtype": "image",
+          "image": {
+            "media_id": "@lADOmedia"
+          }
+        }
+        "#####);
+        let bytes = Message::new(Body::Image {
+            image: ImageSource::Base64("AAAA".into()),
+        });
+        assert!(matches!(
+            app(AppMode::WorkNotice).render(&bytes),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn work_notice_action_cards() {
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &card(1))["msg"], @r#####"
+        {
+          "msgtype": "action_card",
+          "action_card": {
+            "title": "Incident",
+            "markdown": "### Incident",
+            "single_title": "B1",
+            "single_url": "https://x.example.com/1"
+          }
+        }
+        "#####);
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &card(2))["msg"], @r#####"
+        {
+          "msgtype": "action_card",
+          "action_card": {
+            "title": "Incident",
+            "markdown": "### Incident",
+            "btn_orientation": "1",
+            "btn_json_list": [
+              {
+                "title": "B1",
+                "action_url": "https://x.example.com/1"
+              },
+              {
+                "title": "B2",
+                "action_url": "https://x.example.com/2"
+              }
+            ]
+          }
+        }
+        "#####);
+    }
+
+    #[test]
+    fn news_becomes_a_markdown_list() {
+        let msg = Message::new(Body::News {
+            articles: vec![
+                Article {
+                    title: "A".into(),
+                    url: "https://a.example.com".into(),
+                    description: Some("about a".into()),
+                    pic_url: None,
+                },
+                Article {
+                    title: "B".into(),
+                    url: "https://b.example.com".into(),
+                    description: None,
+                    pic_url: None,
+                },
+            ],
+        });
+        insta::assert_json_snapshot!(one(AppMode::WorkNotice, &msg)["msg"], @r#####"
+        {
+          "msgtype": "markdown",
+          "markdown": {
+            "title": "A",
+            "text": "- [A](https://a.example.com)  \n  about a\n- [B](https://b.example.com)"
+          }
+        }
+        "#####);
+        let b = one(AppMode::Robot, &msg);
+        assert_eq!(b["msgKey"], "sampleMarkdown");
+    }
+
+    #[test]
+    fn robot_text() {
+        insta::assert_json_snapshot!(one(AppMode::Robot, &Message::text("hello \"you\"")), @r#####"
+        {
+          "robotCode": "dingkey",
+          "userIds": [
+            "manager1234"
+          ],
+          "msgKey": "sampleText",
+          "msgParam": "{\"content\":\"hello \\\"you\\\"\"}"
+        }
+        "#####);
+    }
+
+    fn param(b: &Value) -> Value {
+        serde_json::from_str(b["msgParam"].as_str().expect("msgParam is a string")).unwrap()
+    }
+
+    #[test]
+    fn robot_message_kinds() {
+        let b = one(AppMode::Robot, &Message::markdown("T", "**b**"));
+        assert_eq!(b["msgKey"], "sampleMarkdown");
+        insta::assert_json_snapshot!(param(&b), @r#####"
+        {
+          "title": "T",
+          "text": "**b**"
+        }
+        "#####);
+        let link = Message::new(Body::Link {
+            text: "t".into(),
+            url: "https://u.example.com".into(),
+            pic_url: None,
+        })
+        .with_title("L");
+        let b = one(AppMode::Robot, &link);
+        assert_eq!(b["msgKey"], "sampleLink");
+        insta::assert_json_snapshot!(param(&b), @r#####"
+        {
+          "title": "L",
+          "text": "t",
+          "picUrl": "",
+          "messageUrl": "https://u.example.com"
+        }
+        "#####);
+        let b = one(AppMode::Robot, &card(1));
+        assert_eq!(b["msgKey"], "sampleActionCard");
+        insta::assert_json_snapshot!(param(&b), @r#####"
+        {
+          "title": "Incident",
+          "text": "### Incident",
+          "singleTitle": "B1",
+          "singleURL": "https://x.example.com/1"
+        }
+        "#####);
+        let b = one(AppMode::Robot, &card(3));
+        assert_eq!(b["msgKey"], "sampleActionCard3");
+        insta::assert_json_snapshot!(param(&b), @r#####"
+        {
+          "title": "Incident",
+          "text": "### Incident",
+          "actionTitle1": "B1",
+          "actionURL1": "https://x.example.com/1",
+          "actionTitle2": "B2",
+          "actionURL2": "https://x.example.com/2",
+          "actionTitle3": "B3",
+          "actionURL3": "https://x.example.com/3"
+        }
+        "#####);
+        let b = one(AppMode::Robot, &card(6));
+        assert_eq!(b["msgKey"], "sampleMarkdown");
+        assert!(param(&b)["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("[B6](https://x.example.com/6)"));
+        let img = Message::new(Body::Image {
+            image: ImageSource::Url("https://i.example.com/a.png".into()),
+        });
+        let b = one(AppMode::Robot, &img);
+        assert_eq!(b["msgKey"], "sampleImageMsg");
+        assert_eq!(
+            param(&b),
+            json!({"photoURL": "https://i.example.com/a.png"})
+        );
+        let key = Message::new(Body::Image {
+            image: ImageSource::Key("k".into()),
+        });
+        assert!(matches!(
+            app(AppMode::Robot).render(&key),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn template_and_raw() {
+        let mut data = BTreeMap::new();
+        data.insert("host".to_string(), "db-1".to_string());
+        let msg = Message::new(Body::Template {
+            template_id: "alert".into(),
+            data,
+            url: None,
+        });
+        assert_eq!(
+            one(AppMode::WorkNotice, &msg)["msg"]["text"]["content"],
+            "alert\nhost: db-1"
+        );
+        assert_eq!(
+            param(&one(AppMode::Robot, &msg)),
+            json!({"content": "alert\nhost: db-1"})
+        );
+
+        let raw = Message::new(Body::Raw {
+            platform: None,
+            payload: json!({"msgtype": "oa", "oa": {"message_url": "u"}}),
+        });
+        assert_eq!(
+            one(AppMode::WorkNotice, &raw)["msg"],
+            json!({"msgtype": "oa", "oa": {"message_url": "u"}})
+        );
+        let raw = Message::new(Body::Raw {
+            platform: None,
+            payload: json!({"msgKey": "sampleAudio", "msgParam": {"mediaId": "m", "duration": "3"}}),
+        });
+        let b = one(AppMode::Robot, &raw);
+        assert_eq!(b["msgKey"], "sampleAudio");
+        assert_eq!(param(&b), json!({"mediaId": "m", "duration": "3"}));
+        let raw = Message::new(Body::Raw {
+            platform: None,
+            payload: json!({"msgParam": "{}"}),
+        });
+        assert!(
+            matches!(app(AppMode::Robot).render(&raw), Err(Error::InvalidMessage(m)) if m.contains("msgKey"))
+        );
+        let other = Message::new(Body::Raw {
+            platform: Some(Platform::Wecom),
+            payload: json!({}),
+        });
+        assert!(matches!(
+            app(AppMode::Robot).render(&other),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn recipients_are_batched_per_api_limits() {
+        let users: Vec<String> = (0..250).map(|i| format!("u{i}")).collect();
+        let msg = Message::text("x").with_recipients(users.clone());
+        let wn = app(AppMode::WorkNotice).render(&msg).unwrap();
+        assert_eq!(
+            wn.iter().map(|p| p.recipients.len()).collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
+        assert_eq!(wn[2].body["userid_list"], users[200..].join(","));
+        let rb = app(AppMode::Robot).render(&msg).unwrap();
+        assert_eq!(rb.len(), 13);
+        assert!(rb
+            .iter()
+            .all(|p| p.body["userIds"].as_array().unwrap().len() <= 20));
+        let all: Vec<String> = rb.iter().flat_map(|p| p.recipients.clone()).collect();
+        assert_eq!(all, users);
+        // Duplicates and blanks are dropped; the config's default applies when none are given.
+        let dup = Message::text("x").with_recipients(vec![
+            "a".into(),
+            " a ".into(),
+            "".into(),
+            "b".into(),
+        ]);
+        assert_eq!(
+            app(AppMode::Robot).render(&dup).unwrap()[0].recipients,
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            app(AppMode::Robot).render(&Message::text("x")).unwrap()[0].recipients,
+            vec!["manager1234"]
+        );
+        let none = build(json!({"app_key": "k", "app_secret": "s", "mode": "robot"})).unwrap();
+        assert!(
+            matches!(none.render(&Message::text("x")), Err(Error::InvalidMessage(m)) if m.contains("`recipients`"))
+        );
+    }
+
+    #[test]
+    fn work_notice_msg_stays_within_2048_bytes() {
+        let text = "中文告警".repeat(400); // 4,800 bytes
+        let parts = app(AppMode::WorkNotice)
+            .render(&Message::text(&text))
+            .unwrap();
+        assert_eq!(parts.len(), 3);
+        for p in &parts {
+            let len = serde_json::to_vec(&p.body["msg"]).unwrap().len();
+            assert!(len <= WORK_NOTICE_MSG_LIMIT, "{len}");
+        }
+        assert!(parts[2].body["msg"]["text"]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with(" (3/3)"));
+        // Split parts go to the same users in order.
+        assert!(parts.iter().all(|p| p.recipients == vec!["manager1234"]));
+
+        let mut trunc = app(AppMode::WorkNotice);
+        trunc.overflow = Overflow {
+            mode: OverflowMode::Truncate,
+            ..Overflow::default()
+        };
+        let parts = trunc.render(&Message::text(&text)).unwrap();
+        assert_eq!(parts.len(), 1);
+        let len = serde_json::to_vec(&parts[0].body["msg"]).unwrap().len();
+        assert!(
+            len <= WORK_NOTICE_MSG_LIMIT && len > WORK_NOTICE_MSG_LIMIT - 10,
+            "{len}"
+        );
+    }
+
+    #[test]
+    fn robot_msg_param_stays_within_its_limit() {
+        let text = "告警\n".repeat(6_000); // 30,000 bytes, escaped newlines count twice
+        let parts = app(AppMode::Robot).render(&Message::text(&text)).unwrap();
+        assert!(parts.len() >= 3);
+        for p in &parts {
+            let len = p.body["msgParam"].as_str().unwrap().len();
+            assert!(len <= MSG_PARAM_LIMIT, "{len}");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The README's config examples are tested: every `toml` block must parse as
+//! what it claims to be (a destination, a mock config, or a gateway config).
+
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```toml") => current = Some(String::new()),
+            (Some(_), l) if l.starts_with("```") => blocks.push(current.take().unwrap()),
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn readme_toml_examples_are_valid() {
+    let readme = include_str!("../../../README.md");
+    let blocks = toml_blocks(readme);
+    assert!(blocks.len() >= 2, "expected toml examples in the README");
+    let client = imrelay_sdk::Client::new().unwrap();
+    let mut checked = 0;
+    for block in &blocks {
+        let table: toml::Table = toml::from_str(block)
+            .unwrap_or_else(|e| panic!("README toml block does not parse: {e}\n{block}"));
+        if table.contains_key("type") {
+            let json = serde_json::to_value(&table).unwrap();
+            client
+                .build(&json)
+                .unwrap_or_else(|e| panic!("README destination example is invalid: {e}\n{block}"));
+            checked += 1;
+        } else if table.contains_key("robots")
+            || table.contains_key("apps")
+            || table.contains_key("window_scale")
+        {
+            imrelay_mock::MockConfig::from_toml(block)
+                .unwrap_or_else(|e| panic!("README mock example is invalid: {e}\n{block}"));
+            checked += 1;
+        } else {
+            panic!("README toml block of unknown kind (teach this test about it):\n{block}");
+        }
+    }
+    assert_eq!(checked, blocks.len());
+}
+
+#[test]
+fn example_mock_config_is_valid() {
+    let text = include_str!("../../../examples/mock.toml");
+    let cfg = imrelay_mock::MockConfig::from_toml(text).unwrap();
+    assert!(cfg.robots.iter().any(|r| r.secret.is_some()));
+}
+
+#[test]
+fn readme_test_command_is_what_ci_runs() {
+    let readme = include_str!("../../../README.md");
+    let ci = include_str!("../../../.ci/run");
+    let cmd = "cargo test --workspace --locked";
+    assert!(readme.contains(cmd) && ci.contains(cmd));
+}

@@ -11,7 +11,7 @@
 //! | POST | `/_mock/apps` | register an app ([`AppConfig`]) |
 //! | POST | `/_mock/tokens/expire` | expire every issued token now (`{"platform": "wechat"}` to limit) |
 //! | POST | `/_mock/clock` | `{"advance_ms": N}`: move the mock's clock forward |
-//! | POST | `/_mock/reset` | clear log, faults, tokens, limits and clock offset |
+//! | POST | `/_mock/reset` | clear log, faults, tokens, limits, dedup memory and clock offset |
 
 use std::sync::Arc;
 

@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod control;
+pub mod dedup;
 pub mod faults;
 pub mod limiter;
 pub mod log;

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 
 use crate::config::{AppConfig, MockConfig, MockPlatform, RobotConfig};
+use crate::dedup::DedupStore;
 use crate::faults::Faults;
 use crate::limiter::{LimitCheck, Limiter, Window};
 use crate::log::RequestLog;
@@ -19,6 +20,8 @@ pub struct MockState {
     pub faults: Faults,
     pub tokens: TokenStore,
     pub limiter: Limiter,
+    /// Per-platform idempotency memories (uuid, client_msg_id, ...); reset clears them.
+    pub dedup: DedupStore,
     // Added to the wall clock: `POST /_mock/clock {"advance_ms": N}` moves the
     // mock's time forward (token expiry, rate windows) without waiting.
     clock_offset_ms: AtomicI64,
@@ -32,6 +35,7 @@ impl MockState {
             faults: Faults::default(),
             tokens: TokenStore::default(),
             limiter: Limiter::default(),
+            dedup: DedupStore::default(),
             clock_offset_ms: AtomicI64::new(0),
         }
     }
@@ -111,12 +115,14 @@ impl MockState {
         self.limiter.check(key, self.now_ms(), &scaled, block)
     }
 
-    /// Forget the log, faults, tokens and limiter state (not the robots and apps).
+    /// Forget the log, faults, tokens, limiter and dedup state (not the robots
+    /// and apps).
     pub fn reset(&self) {
         self.log.clear();
         self.faults.clear();
         self.tokens.clear();
         self.limiter.clear();
+        self.dedup.clear();
         self.clock_offset_ms.store(0, Ordering::Relaxed);
     }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use imrelay_mock::log::Query;
 use imrelay_mock::{
-    AppConfig, FaultAction, FaultRule, LogEntry, MockConfig, MockPlatform, MockServer, RobotConfig,
-    SignatureCheck,
+    AppConfig, FaultAction, MockConfig, MockPlatform, MockServer, RobotConfig, SignatureCheck,
 };
 use imrelay_sdk::clock::FixedClock;
 use imrelay_sdk::message::{Article, Body, Button, ImageSource};
@@ -14,13 +13,10 @@ use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, ClientOptions, Destination, Mentions, Message, Platform};
 use serde_json::{json, Value};
 
-const DT: MockPlatform = MockPlatform::Dingtalk;
+mod common;
+use common::{code, control, fault, log, send_one, start};
 
-async fn start(cfg: MockConfig) -> MockServer {
-    MockServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
+const DT: MockPlatform = MockPlatform::Dingtalk;
 
 fn build(client: &Client, server: &MockServer, kind: &str, mut cfg: Value) -> Arc<dyn Destination> {
     cfg["type"] = json!(kind);
@@ -28,33 +24,24 @@ fn build(client: &Client, server: &MockServer, kind: &str, mut cfg: Value) -> Ar
     client.build(&cfg).unwrap()
 }
 
-fn log(server: &MockServer, endpoint: &str) -> Vec<LogEntry> {
-    server.state().log.query(&Query {
-        endpoint: Some(endpoint.into()),
-        ..Default::default()
-    })
-}
-
-fn fault(server: &MockServer, target: &str, action: FaultAction, count: u64) {
-    server.state().faults.add(FaultRule {
-        target: target.into(),
-        action,
-        count: Some(count),
-        ratio: None,
-        include_token_endpoints: false,
-    });
-}
-
-async fn send_one(dest: &dyn Destination, msg: &Message) -> imrelay_sdk::Report {
-    let mut reports = deliver(dest, msg).await.unwrap();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    reports.remove(0)
-}
-
 fn signed_robot_server_config() -> MockConfig {
     MockConfig::default()
         .with_robot(RobotConfig::new(DT, "tok-signed").with_secret("SECmock-secret"))
         .with_robot(RobotConfig::new(DT, "tok-plain"))
+}
+
+/// A card with text "c" and `n` buttons B1..Bn.
+fn card(n: usize) -> Message {
+    Message::new(Body::Card {
+        text: "c".into(),
+        buttons: (1..=n)
+            .map(|i| Button {
+                text: format!("B{i}"),
+                url: format!("https://x.example.com/{i}"),
+            })
+            .collect(),
+        theme: None,
+    })
 }
 
 // ------------------------------------------------------------------ robot
@@ -122,14 +109,6 @@ async fn robot_every_message_type_passes_the_mock_shape_checks() {
         "dingtalk_robot",
         json!({"access_token": "tok-signed", "secret": "SECmock-secret"}),
     );
-    let buttons = |n: usize| {
-        (1..=n)
-            .map(|i| Button {
-                text: format!("B{i}"),
-                url: format!("https://x.example.com/{i}"),
-            })
-            .collect::<Vec<_>>()
-    };
     let mut data = std::collections::BTreeMap::new();
     data.insert("host".to_string(), "db-1".to_string());
     let msgs = vec![
@@ -140,21 +119,9 @@ async fn robot_every_message_type_passes_the_mock_shape_checks() {
             url: "https://x.example.com".into(),
             pic_url: None,
         }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(1),
-            theme: None,
-        }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(3),
-            theme: None,
-        }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: vec![],
-            theme: None,
-        }),
+        card(1),
+        card(3),
+        card(0),
         Message::new(Body::News {
             articles: vec![Article {
                 title: "a".into(),
@@ -386,37 +353,19 @@ async fn robot_injected_faults_map_to_each_class() {
             Outcome::Retry { after: None },
         ),
         (
-            FaultAction::Code {
-                code: 130101,
-                msg: None,
-            },
+            code(130101),
             Outcome::RateLimited {
                 wait: Duration::from_secs(60),
             },
         ),
         (
-            FaultAction::Code {
-                code: 410100,
-                msg: None,
-            },
+            code(410100),
             Outcome::RateLimited {
                 wait: Duration::from_secs(60),
             },
         ),
-        (
-            FaultAction::Code {
-                code: 400102,
-                msg: None,
-            },
-            Outcome::Permanent,
-        ),
-        (
-            FaultAction::Code {
-                code: 999999,
-                msg: None,
-            },
-            Outcome::Permanent,
-        ),
+        (code(400102), Outcome::Permanent),
+        (code(999999), Outcome::Permanent),
         (
             FaultAction::Http { http_status: 503 },
             Outcome::Retry { after: None },
@@ -443,13 +392,12 @@ async fn robot_injected_faults_map_to_each_class() {
 #[tokio::test]
 async fn faults_can_be_posted_over_the_control_api() {
     let server = start(signed_robot_server_config()).await;
-    let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/_mock/faults", server.base_url()))
-        .json(&json!({"target": "dingtalk:robot:tok-plain", "code": 130101, "count": 1}))
-        .send()
-        .await
-        .unwrap();
+    let resp = control(
+        &server,
+        "faults",
+        &json!({"target": "dingtalk:robot:tok-plain", "code": 130101, "count": 1}),
+    )
+    .await;
     assert!(resp.status().is_success());
     let robot = build(
         &Client::new().unwrap(),
@@ -529,12 +477,7 @@ async fn token_expired_mid_run_is_refreshed_once_and_the_send_retried() {
             send_one(dest.as_ref(), &Message::text("one")).await.outcome,
             Outcome::Delivered
         );
-        let expired = reqwest::Client::new()
-            .post(format!("{}/_mock/tokens/expire", server.base_url()))
-            .json(&json!({"platform": "dingtalk"}))
-            .send()
-            .await
-            .unwrap();
+        let expired = control(&server, "tokens/expire", &json!({"platform": "dingtalk"})).await;
         assert!(expired.status().is_success());
         let r = send_one(dest.as_ref(), &Message::text("two")).await;
         assert_eq!(r.outcome, Outcome::Delivered, "{mode}: {r}");
@@ -581,24 +524,8 @@ async fn app_injected_faults_map_to_each_class() {
         Outcome::Delivered
     );
     let cases: Vec<(&Arc<dyn Destination>, FaultAction, u64, Outcome)> = vec![
-        (
-            &wn,
-            FaultAction::Code {
-                code: -1,
-                msg: None,
-            },
-            1,
-            Outcome::Retry { after: None },
-        ),
-        (
-            &wn,
-            FaultAction::Code {
-                code: 60011,
-                msg: None,
-            },
-            1,
-            Outcome::Permanent,
-        ),
+        (&wn, code(-1), 1, Outcome::Retry { after: None }),
+        (&wn, code(60011), 1, Outcome::Permanent),
         (
             &wn,
             FaultAction::Http { http_status: 502 },
@@ -606,50 +533,23 @@ async fn app_injected_faults_map_to_each_class() {
             Outcome::Retry { after: None },
         ),
         // A token code twice: refreshed once, still rejected.
-        (
-            &wn,
-            FaultAction::Code {
-                code: 40014,
-                msg: None,
-            },
-            2,
-            Outcome::RefreshToken,
-        ),
+        (&wn, code(40014), 2, Outcome::RefreshToken),
         (
             &rb,
-            FaultAction::Code {
-                code: 130101,
-                msg: None,
-            },
+            code(130101),
             1,
             Outcome::RateLimited {
                 wait: Duration::from_secs(1),
             },
         ),
-        (
-            &rb,
-            FaultAction::Code {
-                code: 42001,
-                msg: None,
-            },
-            2,
-            Outcome::RefreshToken,
-        ),
+        (&rb, code(42001), 2, Outcome::RefreshToken),
         (
             &rb,
             FaultAction::Http { http_status: 503 },
             1,
             Outcome::Retry { after: None },
         ),
-        (
-            &rb,
-            FaultAction::Code {
-                code: 12345,
-                msg: None,
-            },
-            1,
-            Outcome::Permanent,
-        ),
+        (&rb, code(12345), 1, Outcome::Permanent),
     ];
     for (dest, action, count, expected) in cases {
         fault(&server, target, action.clone(), count);
@@ -662,15 +562,7 @@ async fn app_injected_faults_map_to_each_class() {
         );
     }
     // A token code once: refreshed, and the retry succeeds.
-    fault(
-        &server,
-        target,
-        FaultAction::Code {
-            code: 42001,
-            msg: None,
-        },
-        1,
-    );
+    fault(&server, target, code(42001), 1);
     assert_eq!(
         send_one(wn.as_ref(), &Message::text("after")).await.outcome,
         Outcome::Delivered
@@ -742,14 +634,6 @@ async fn app_every_message_type_passes_the_mock_shape_checks() {
     let client = Client::new().unwrap();
     let wn = work_notice(&client, &server, "v1");
     let rb = app_robot(&client, &server);
-    let buttons = |n: usize| {
-        (1..=n)
-            .map(|i| Button {
-                text: format!("B{i}"),
-                url: format!("https://x.example.com/{i}"),
-            })
-            .collect::<Vec<_>>()
-    };
     let msgs = vec![
         Message::text("t"),
         Message::markdown("M", "# m"),
@@ -758,26 +642,10 @@ async fn app_every_message_type_passes_the_mock_shape_checks() {
             url: "https://x.example.com".into(),
             pic_url: Some("https://x.example.com/p.png".into()),
         }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(1),
-            theme: None,
-        }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(2),
-            theme: None,
-        }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(5),
-            theme: None,
-        }),
-        Message::new(Body::Card {
-            text: "c".into(),
-            buttons: buttons(7),
-            theme: None,
-        }),
+        card(1),
+        card(2),
+        card(5),
+        card(7),
         Message::new(Body::News {
             articles: vec![Article {
                 title: "a".into(),

@@ -7,20 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imrelay_mock::config::{AppConfig, MockConfig, MockPlatform, RobotConfig};
-use imrelay_mock::log::{LogEntry, Query};
-use imrelay_mock::{FaultAction, FaultRule, MockServer, SignatureCheck};
+use imrelay_mock::{FaultAction, MockServer, SignatureCheck};
 use imrelay_sdk::message::{Article, Body, Button, ImageSource, Mentions, Message};
-use imrelay_sdk::{deliver, Client, Code, Destination, Outcome, Report};
+use imrelay_sdk::{deliver, Client, Code, Destination, Outcome};
 use serde_json::{json, Value};
+
+mod common;
+use common::{code, control, fault, http, log as entries, send_one, start};
 
 const APP_ID: &str = "cli_mock_app";
 const APP_SECRET: &str = "mock-app-secret";
-
-async fn start(cfg: MockConfig) -> MockServer {
-    MockServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
 
 fn robot(hook: &str) -> RobotConfig {
     RobotConfig::new(MockPlatform::Feishu, hook)
@@ -63,43 +59,11 @@ fn app(server: &MockServer, recipients: &[&str]) -> Arc<dyn Destination> {
     app_on(&Client::new().unwrap(), server, APP_SECRET, recipients)
 }
 
-fn entries(server: &MockServer, endpoint: &str) -> Vec<LogEntry> {
-    server.state().log.query(&Query {
-        endpoint: Some(endpoint.into()),
-        ..Default::default()
-    })
-}
-
 fn token_fetches(server: &MockServer) -> usize {
     entries(server, "auth.tenant_access_token")
         .iter()
         .filter(|e| e.accepted)
         .count()
-}
-
-fn fault(server: &MockServer, target: &str, action: FaultAction, count: u64) {
-    server.state().faults.add(FaultRule {
-        target: target.into(),
-        action,
-        count: Some(count),
-        ratio: None,
-        include_token_endpoints: false,
-    });
-}
-
-fn code(n: i64) -> FaultAction {
-    FaultAction::Code { code: n, msg: None }
-}
-
-async fn send_one(dest: &dyn Destination, msg: &Message) -> Report {
-    let mut reports = deliver(dest, msg).await.unwrap();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    reports.remove(0)
-}
-
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
 }
 
 // ---------------------------------------------------------------------------
@@ -514,6 +478,30 @@ async fn app_retry_with_the_same_uuid_is_not_delivered_twice() {
 }
 
 #[tokio::test]
+async fn reset_forgets_the_uuid_dedup_memory() {
+    let server = start(app_cfg()).await;
+    let msg = Message::text("once").with_id("msg-8");
+    let dest = app(&server, &["ou_1"]);
+    let payload = dest.render(&msg).unwrap().remove(0);
+    let first = dest.send(&payload).await;
+    assert_eq!(first.outcome, Outcome::Delivered, "{first}");
+    let again = dest.send(&payload).await;
+    assert_eq!(again.platform_message_id, first.platform_message_id);
+
+    let resp = control(&server, "reset", &json!({})).await;
+    assert!(resp.status().is_success());
+    // Reset also forgot the token: a fresh client fetches a new one.
+    let dest = app(&server, &["ou_1"]);
+    let after = dest.send(&dest.render(&msg).unwrap().remove(0)).await;
+    assert_eq!(after.outcome, Outcome::Delivered, "{after}");
+    assert_ne!(after.platform_message_id, first.platform_message_id);
+    let sent = entries(&server, "im.messages");
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].accepted && !sent[0].duplicate, "{:?}", sent[0]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn app_token_expired_mid_run_is_refreshed_once() {
     let server = start(app_cfg()).await;
     let dest = app(&server, &["ou_1"]);
@@ -523,12 +511,7 @@ async fn app_token_expired_mid_run_is_refreshed_once() {
     );
     assert_eq!(token_fetches(&server), 1);
 
-    let resp = http()
-        .post(format!("{}/_mock/tokens/expire", server.base_url()))
-        .json(&json!({"platform": "feishu"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = control(&server, "tokens/expire", &json!({"platform": "feishu"})).await;
     assert!(resp.status().is_success());
 
     let r = send_one(&*dest, &Message::text("b")).await;

@@ -7,23 +7,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imrelay_mock::log::Query;
-use imrelay_mock::{
-    AppConfig, FaultAction, FaultRule, LogEntry, MockConfig, MockPlatform, MockServer,
-};
+use imrelay_mock::{AppConfig, FaultAction, MockConfig, MockPlatform, MockServer};
 use imrelay_sdk::message::Body;
 use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, Destination, Error, Message};
 use serde_json::{json, Value};
+
+mod common;
+use common::{code, log, send_one};
 
 const APPID: &str = "wx-mock-app";
 const SECRET: &str = "app-secret-1";
 
 async fn server() -> MockServer {
     let cfg = MockConfig::default().with_app(AppConfig::new(MockPlatform::Wechat, APPID, SECRET));
-    MockServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    common::start(cfg).await
 }
 
 fn dest(client: &Client, server: &MockServer, extra: Value) -> Arc<dyn Destination> {
@@ -47,27 +45,8 @@ fn template(id: &str) -> Message {
     .with_id(id)
 }
 
-fn log(server: &MockServer, endpoint: &str) -> Vec<LogEntry> {
-    server.state().log.query(&Query {
-        endpoint: Some(endpoint.into()),
-        ..Default::default()
-    })
-}
-
 fn fault(server: &MockServer, action: FaultAction, count: u64) {
-    server.state().faults.add(FaultRule {
-        target: format!("wechat:app:{APPID}"),
-        action,
-        count: Some(count),
-        ratio: None,
-        include_token_endpoints: false,
-    });
-}
-
-async fn send_one(dest: &dyn Destination, msg: &Message) -> imrelay_sdk::Report {
-    let mut reports = deliver(dest, msg).await.unwrap();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    reports.remove(0)
+    common::fault(server, &format!("wechat:app:{APPID}"), action, count);
 }
 
 #[tokio::test]
@@ -221,7 +200,6 @@ async fn injected_codes_map_to_each_class() {
     let server = server().await;
     let client = Client::new().unwrap();
     let d = dest(&client, &server, json!({}));
-    let code = |c: i64| FaultAction::Code { code: c, msg: None };
     fault(&server, code(-1), 1);
     assert_eq!(
         send_one(&*d, &template("a")).await.outcome,

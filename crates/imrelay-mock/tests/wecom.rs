@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use imrelay_mock::log::Query;
 use imrelay_mock::{
-    AppConfig, FaultAction, FaultRule, LogEntry, MockConfig, MockPlatform, MockServer, RobotConfig,
-    SignatureCheck,
+    AppConfig, FaultAction, MockConfig, MockPlatform, MockServer, RobotConfig, SignatureCheck,
 };
 use imrelay_sdk::message::{Article, Body, Button, ImageSource, Mentions};
 use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, Destination, Message, Platform};
 use serde_json::json;
+
+mod common;
+use common::{code, control, fault, log, send_one, start};
 
 const KEY: &str = "0b7c-robot-key";
 const CORP: &str = "ww-mock-corp";
@@ -24,9 +25,7 @@ async fn server() -> MockServer {
     let cfg = MockConfig::default()
         .with_robot(RobotConfig::new(MockPlatform::Wecom, KEY))
         .with_app(AppConfig::new(MockPlatform::Wecom, CORP, SECRET));
-    MockServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    start(cfg).await
 }
 
 fn client() -> Client {
@@ -49,29 +48,6 @@ fn app(client: &Client, server: &MockServer, secret: &str) -> Arc<dyn Destinatio
             "corp_secret": secret, "agent_id": 1000002, "recipients": ["zhangsan"]}),
         )
         .unwrap()
-}
-
-fn log(server: &MockServer, endpoint: &str) -> Vec<LogEntry> {
-    server.state().log.query(&Query {
-        endpoint: Some(endpoint.into()),
-        ..Default::default()
-    })
-}
-
-fn fault(server: &MockServer, target: &str, action: FaultAction, count: u64) {
-    server.state().faults.add(FaultRule {
-        target: target.into(),
-        action,
-        count: Some(count),
-        ratio: None,
-        include_token_endpoints: false,
-    });
-}
-
-async fn send_one(dest: &dyn Destination, msg: &Message) -> imrelay_sdk::Report {
-    let mut reports = deliver(dest, msg).await.unwrap();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    reports.remove(0)
 }
 
 const PNG: &[u8] = &[
@@ -302,7 +278,6 @@ async fn injected_codes_map_to_each_class() {
     let client = client();
     let r = robot(&client, &server, KEY);
     let target = format!("wecom:robot:{KEY}");
-    let code = |c: i64| FaultAction::Code { code: c, msg: None };
 
     fault(&server, &target, code(-1), 1);
     assert_eq!(
@@ -331,13 +306,12 @@ async fn injected_codes_map_to_each_class() {
     // Token class on the app: two rejections in a row (the refresh-and-retry
     // also fails) surface as RefreshToken. Posted over the control API.
     let a = app(&client, &server, SECRET);
-    let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/_mock/faults", server.base_url()))
-        .json(&json!({"target": format!("wecom:app:{CORP}"), "code": 40014, "count": 2}))
-        .send()
-        .await
-        .unwrap();
+    let resp = control(
+        &server,
+        "faults",
+        &json!({"target": format!("wecom:app:{CORP}"), "code": 40014, "count": 2}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let rep = send_one(&*a, &Message::text("x")).await;
     assert_eq!(rep.outcome, Outcome::RefreshToken);
@@ -402,12 +376,7 @@ async fn expired_token_is_refreshed_once_and_the_send_retried() {
     assert!(send_one(&*a, &Message::text("before"))
         .await
         .is_complete_success());
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_mock/tokens/expire", server.base_url()))
-        .json(&json!({"platform": "wecom"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = control(&server, "tokens/expire", &json!({"platform": "wecom"})).await;
     assert_eq!(
         resp.json::<serde_json::Value>().await.unwrap()["expired"],
         1

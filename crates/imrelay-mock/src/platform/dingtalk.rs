@@ -50,6 +50,7 @@ use crate::config::MockPlatform;
 use crate::faults::{inject, inject_token, Injected};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::{LogEntry, SignatureCheck};
+use crate::platform::{injected_status, query_param};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
@@ -83,12 +84,6 @@ pub fn routes() -> Router<Arc<MockState>> {
 
 // ---------------------------------------------------------------- helpers
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 fn errcode(code: i64, msg: &str) -> Response {
     Json(json!({"errcode": code, "errmsg": msg})).into_response()
 }
@@ -104,7 +99,7 @@ fn v1_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// An injected HTTP failure, in the oapi shape.
 fn oapi_http(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = injected_status(status);
     (
         status,
         Json(json!({"errcode": -1, "errmsg": format!("injected HTTP {}", status.as_u16())})),
@@ -112,11 +107,27 @@ fn oapi_http(status: u16) -> Response {
         .into_response()
 }
 
+/// An injected failure on an oapi or robot endpoint: logged, answered in the
+/// oapi shape.
+fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
+    match inj {
+        Injected::Code { code, msg } => {
+            s.log.record(entry.rejected(code, "injected fault"));
+            errcode(code, &msg)
+        }
+        Injected::Http(status) => {
+            s.log
+                .record(entry.rejected(format!("http {status}"), "injected fault"));
+            oapi_http(status)
+        }
+    }
+}
+
 /// An injected failure on a v1.0 endpoint, in the v1.0 shape.
 fn v1_injected(inj: &Injected) -> (Response, String) {
     match inj {
         Injected::Http(status) => {
-            let st = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let st = injected_status(*status);
             (
                 v1_error(st, "ServiceUnavailable", "injected"),
                 format!("http {status}"),
@@ -277,17 +288,7 @@ async fn robot_send(
     let entry = || with_body(LogEntry::new(PLATFORM, "robot.send", target.clone()), &body);
 
     if let Some(inj) = inject(&s, &target).await {
-        return match inj {
-            Injected::Code { code, msg } => {
-                s.log.record(entry().rejected(code, "injected fault"));
-                errcode(code, &msg)
-            }
-            Injected::Http(status) => {
-                s.log
-                    .record(entry().rejected(format!("http {status}"), "injected fault"));
-                oapi_http(status)
-            }
-        };
+        return oapi_injected(&s, entry(), inj);
     }
 
     let robot = if token.is_empty() {
@@ -423,17 +424,7 @@ async fn legacy_token(State(s): State<Arc<MockState>>, RawQuery(query): RawQuery
     let target = format!("dingtalk:app:{app_key}");
     let entry = || LogEntry::new(PLATFORM, "token", target.clone());
     if let Some(inj) = inject_token(&s, &target).await {
-        return match inj {
-            Injected::Code { code, msg } => {
-                s.log.record(entry().rejected(code, "injected fault"));
-                errcode(code, &msg)
-            }
-            Injected::Http(status) => {
-                s.log
-                    .record(entry().rejected(format!("http {status}"), "injected fault"));
-                oapi_http(status)
-            }
-        };
+        return oapi_injected(&s, entry(), inj);
     }
     let Some(lifetime) = app_credentials(&s, &app_key, &app_secret) else {
         s.log
@@ -570,17 +561,7 @@ async fn work_notice(
         )
     };
     if let Some(inj) = inject(&s, &target).await {
-        return match inj {
-            Injected::Code { code, msg } => {
-                s.log.record(entry().rejected(code, "injected fault"));
-                errcode(code, &msg)
-            }
-            Injected::Http(status) => {
-                s.log
-                    .record(entry().rejected(format!("http {status}"), "injected fault"));
-                oapi_http(status)
-            }
-        };
+        return oapi_injected(&s, entry(), inj);
     }
     let refuse = |why: String| {
         s.log.record(entry().rejected(40035, why));
@@ -635,16 +616,7 @@ async fn work_notice(
     let mut fresh = users.is_empty();
     for u in &users {
         let key = format!("dingtalk:wn-dedup:{app_key}:{content:x}:{u}");
-        if s.limiter.check(
-            &key,
-            s.now_ms(),
-            &[Window {
-                count: 1,
-                window_ms: DAY_MS,
-            }],
-            0,
-        ) == LimitCheck::Ok
-        {
+        if !s.dedup.seen(&key, DAY_MS, s.now_ms()) {
             fresh = true;
         }
     }

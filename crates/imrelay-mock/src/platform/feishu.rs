@@ -35,7 +35,6 @@
 //! forgets entries after the hour.)
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -44,20 +43,21 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::MockPlatform;
+use crate::dedup::DedupStore;
 use crate::faults::{inject, inject_token, Injected};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::{LogEntry, SignatureCheck};
+use crate::platform::injected_status;
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
@@ -113,33 +113,19 @@ pub fn routes() -> Router<Arc<MockState>> {
             post(tenant_token),
         )
         .route("/open-apis/im/v1/messages", post(messages))
-        .layer(Extension(Arc::new(Sent::default())))
 }
 
-/// Messages the app API accepted, by `(app_id, uuid)`, for dedup.
-#[derive(Debug, Default)]
-struct Sent {
-    by_uuid: Mutex<HashMap<(String, String), (String, i64)>>,
-}
-
-impl Sent {
-    /// The first message id for this uuid within the window, or record `new_id`.
-    fn dedup(&self, app_id: &str, uuid: &str, new_id: &str, now_ms: i64) -> Option<String> {
-        let mut map = self.by_uuid.lock();
-        let key = (app_id.to_string(), uuid.to_string());
-        if let Some((id, at)) = map.get(&key) {
-            if now_ms - at < UUID_WINDOW_MS {
-                return Some(id.clone());
-            }
-        }
-        // Forget expired uuids now and then so a long benchmark does not grow
-        // the map without bound.
-        if map.len() >= 4096 && map.len().is_power_of_two() {
-            map.retain(|_, (_, at)| now_ms - *at < UUID_WINDOW_MS);
-        }
-        map.insert(key, (new_id.to_string(), now_ms));
-        None
-    }
+/// The first message id the app sent with this `uuid` within the hour, or
+/// `None` after recording `new_id` for it.
+fn dedup_uuid(
+    dedup: &DedupStore,
+    app_id: &str,
+    uuid: &str,
+    new_id: &str,
+    now_ms: i64,
+) -> Option<String> {
+    let key = format!("feishu:uuid:{app_id}:{uuid}");
+    dedup.first(&key, new_id, UUID_WINDOW_MS, now_ms)
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -163,7 +149,7 @@ fn injected_response(i: &Injected, status_for_code: StatusCode) -> Response {
     match i {
         Injected::Code { code, msg } => json_response(status_for_code, code_body(*code, msg)),
         Injected::Http(s) => {
-            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = injected_status(*s);
             (status, format!("injected HTTP {s}")).into_response()
         }
     }
@@ -464,7 +450,6 @@ struct MessagesQuery {
 
 async fn messages(
     State(state): State<Arc<MockState>>,
-    Extension(sent): Extension<Arc<Sent>>,
     Query(q): Query<MessagesQuery>,
     headers: HeaderMap,
     body: Bytes,
@@ -486,15 +471,7 @@ async fn messages(
             .record(injected_entry(entry, &i).body(logged_body(&body, parsed)));
         return injected_response(&i, StatusCode::BAD_REQUEST);
     }
-    let outcome = check_message(
-        &state,
-        &sent,
-        &app_id,
-        &target,
-        &q,
-        body.len(),
-        parsed.as_ref(),
-    );
+    let outcome = check_message(&state, &app_id, &target, &q, body.len(), parsed.as_ref());
     let logged = logged_body(&body, parsed);
     match outcome {
         Ok(ok) => {
@@ -562,7 +539,6 @@ struct Accepted {
 /// The messages API's checks, in order, then dedup by uuid.
 fn check_message(
     state: &MockState,
-    sent: &Sent,
     app_id: &str,
     target: &str,
     q: &MessagesQuery,
@@ -648,7 +624,7 @@ fn check_message(
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
     {
-        if let Some(first) = sent.dedup(app_id, u, &message_id, now) {
+        if let Some(first) = dedup_uuid(&state.dedup, app_id, u, &message_id, now) {
             duplicate_of = Some(format!("uuid {u} already sent within the hour as {first}"));
             message_id = first;
         }
@@ -760,10 +736,13 @@ mod tests {
 
     #[test]
     fn uuid_dedup_window() {
-        let s = Sent::default();
-        assert_eq!(s.dedup("a", "u", "om_1", 0), None);
-        assert_eq!(s.dedup("a", "u", "om_2", 1000).as_deref(), Some("om_1"));
-        assert_eq!(s.dedup("b", "u", "om_3", 1000), None);
-        assert_eq!(s.dedup("a", "u", "om_4", UUID_WINDOW_MS + 1), None);
+        let s = DedupStore::default();
+        assert_eq!(dedup_uuid(&s, "a", "u", "om_1", 0), None);
+        assert_eq!(
+            dedup_uuid(&s, "a", "u", "om_2", 1000).as_deref(),
+            Some("om_1")
+        );
+        assert_eq!(dedup_uuid(&s, "b", "u", "om_3", 1000), None);
+        assert_eq!(dedup_uuid(&s, "a", "u", "om_4", UUID_WINDOW_MS + 1), None);
     }
 }

@@ -1,4 +1,7 @@
-//! One file per platform, each serving that platform's real paths.
+//! One file per platform, each serving that platform's real paths, plus the
+//! pieces they share: query parsing, the injected-HTTP-error answer and, for
+//! the `{"errcode","errmsg"}` platforms (WeChat, WeCom), a request handler that
+//! logs exactly once.
 
 pub mod dingtalk;
 pub mod feishu;
@@ -7,8 +10,13 @@ pub mod wecom;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::Value;
 
+use crate::faults::Injected;
+use crate::log::{LogEntry, SignatureCheck};
 use crate::state::MockState;
 
 /// Every platform's routes on one router (their paths do not collide).
@@ -18,4 +26,118 @@ pub fn routes() -> Router<Arc<MockState>> {
         .merge(feishu::routes())
         .merge(wecom::routes())
         .merge(wechat::routes())
+}
+
+/// The value of query parameter `name`.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The status of an injected HTTP fault (500 when it is not a valid status).
+pub(crate) fn injected_status(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A platform's error body `{"errcode": code, "errmsg": ...}` in its own
+/// wording (WeChat appends a `rid`, WeCom a hint and a doc link).
+pub(crate) type ErrorBody = fn(&MockState, i64, &str) -> Value;
+
+/// How one `{"errcode","errmsg"}` platform answers and logs.
+pub(crate) struct ErrcodePlatform {
+    /// The `platform` of its log entries.
+    pub name: &'static str,
+    pub error_body: ErrorBody,
+    /// The log reason of a request answered ok but not delivered again.
+    pub duplicate_reason: &'static str,
+}
+
+/// One request to an `{"errcode","errmsg"}` platform being handled: it logs
+/// exactly once, on the way out (reject, injected or accept).
+pub(crate) struct Call<'a> {
+    pub state: &'a MockState,
+    platform: &'static ErrcodePlatform,
+    endpoint: &'static str,
+    pub target: String,
+    pub signature: SignatureCheck,
+    /// What the log shows of the request (never a secret).
+    pub body: Option<Value>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(
+        state: &'a MockState,
+        platform: &'static ErrcodePlatform,
+        endpoint: &'static str,
+        target: String,
+    ) -> Self {
+        Call {
+            state,
+            platform,
+            endpoint,
+            target,
+            signature: SignatureCheck::None,
+            body: None,
+        }
+    }
+
+    fn entry(&mut self) -> LogEntry {
+        let mut e = LogEntry::new(
+            self.platform.name,
+            self.endpoint,
+            std::mem::take(&mut self.target),
+        );
+        e.at_ms = self.state.now_ms();
+        e.signature = self.signature;
+        e.body = self.body.take();
+        e
+    }
+
+    fn error(&self, code: i64, msg: &str) -> Response {
+        Json((self.platform.error_body)(self.state, code, msg)).into_response()
+    }
+
+    /// The parsed body (`null` when there is none).
+    pub(crate) fn parsed(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.body.as_ref().unwrap_or(&NULL)
+    }
+
+    /// Refuse with `code`: logged as rejected, answered HTTP 200 with the
+    /// platform's error body.
+    pub(crate) fn reject(mut self, code: i64, msg: &str) -> Response {
+        let e = self.entry().rejected(code, msg);
+        self.state.log.record(e);
+        self.error(code, msg)
+    }
+
+    /// Answer an injected fault.
+    pub(crate) fn injected(mut self, inj: Injected) -> Response {
+        match inj {
+            Injected::Code { code, msg } => {
+                let e = self.entry().rejected(code, format!("injected: {msg}"));
+                self.state.log.record(e);
+                self.error(code, &msg)
+            }
+            Injected::Http(status) => {
+                let e = self
+                    .entry()
+                    .rejected(format!("http {status}"), "injected HTTP error");
+                self.state.log.record(e);
+                (injected_status(status), "injected HTTP error").into_response()
+            }
+        }
+    }
+
+    /// Answer `answer`; a `duplicate` is logged as accepted but not delivered.
+    pub(crate) fn accept(mut self, duplicate: bool, answer: Value) -> Response {
+        let mut e = self.entry().accepted();
+        if duplicate {
+            e = e.duplicate();
+            e.reason = Some(self.platform.duplicate_reason.into());
+        }
+        self.state.log.record(e);
+        Json(answer).into_response()
+    }
 }

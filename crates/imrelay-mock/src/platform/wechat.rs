@@ -16,16 +16,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Value};
 
 use crate::config::MockPlatform;
-use crate::faults::{inject, inject_token, Injected};
-use crate::limiter::{LimitCheck, Window};
-use crate::log::{LogEntry, SignatureCheck};
+use crate::faults::{inject, inject_token};
+use crate::platform::{query_param, Call, ErrcodePlatform};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
@@ -51,79 +49,16 @@ fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-fn error_body(code: i64, msg: &str) -> Value {
+fn error_body(_: &MockState, code: i64, msg: &str) -> Value {
     json!({"errcode": code, "errmsg": format!("{msg} rid: {:08x}-{:08x}", std::process::id(), next_seq())})
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// One request being handled: logs exactly once, on the way out.
-struct Call<'a> {
-    state: &'a MockState,
-    endpoint: &'static str,
-    target: String,
-    body: Option<Value>,
-}
-
-impl<'a> Call<'a> {
-    fn new(state: &'a MockState, endpoint: &'static str, target: String) -> Self {
-        Call {
-            state,
-            endpoint,
-            target,
-            body: None,
-        }
-    }
-
-    fn entry(&mut self) -> LogEntry {
-        let mut e = LogEntry::new(PLATFORM, self.endpoint, std::mem::take(&mut self.target));
-        e.at_ms = self.state.now_ms();
-        e.signature = SignatureCheck::None;
-        e.body = self.body.take();
-        e
-    }
-
-    fn reject(mut self, code: i64, msg: &str) -> Response {
-        let e = self.entry().rejected(code, msg);
-        self.state.log.record(e);
-        Json(error_body(code, msg)).into_response()
-    }
-
-    fn injected(mut self, inj: Injected) -> Response {
-        match inj {
-            Injected::Code { code, msg } => {
-                let e = self.entry().rejected(code, format!("injected: {msg}"));
-                self.state.log.record(e);
-                Json(error_body(code, &msg)).into_response()
-            }
-            Injected::Http(status) => {
-                let e = self
-                    .entry()
-                    .rejected(format!("http {status}"), "injected HTTP error");
-                self.state.log.record(e);
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, "injected HTTP error").into_response()
-            }
-        }
-    }
-
-    fn accept(mut self, duplicate: bool, answer: Value) -> Response {
-        let mut e = self.entry().accepted();
-        if duplicate {
-            e = e.duplicate();
-            e.reason = Some(
-                "same touser and client_msg_id as an earlier message: not delivered again".into(),
-            );
-        }
-        self.state.log.record(e);
-        Json(answer).into_response()
-    }
-}
+/// How WeChat answers errors and logs duplicates.
+static WECHAT: ErrcodePlatform = ErrcodePlatform {
+    name: PLATFORM,
+    error_body,
+    duplicate_reason: "same touser and client_msg_id as an earlier message: not delivered again",
+};
 
 /// Which lifetime a credential gets, or the error for a bad one.
 fn credential(
@@ -148,7 +83,7 @@ async fn stable_token(State(s): State<Arc<MockState>>, body: Bytes) -> Response 
         .get("force_refresh")
         .and_then(|f| f.as_bool())
         .unwrap_or(false);
-    let mut call = Call::new(&s, "stable_token", format!("wechat:app:{appid}"));
+    let mut call = Call::new(&s, &WECHAT, "stable_token", format!("wechat:app:{appid}"));
     // Log the request without its secret.
     call.body =
         Some(json!({"grant_type": field("grant_type"), "appid": appid, "force_refresh": force}));
@@ -180,7 +115,7 @@ async fn plain_token(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery) -> 
     let appid = query_param(q.as_deref(), "appid").unwrap_or_default();
     let secret = query_param(q.as_deref(), "secret").unwrap_or_default();
     let grant = query_param(q.as_deref(), "grant_type").unwrap_or_default();
-    let mut call = Call::new(&s, "token", format!("wechat:app:{appid}"));
+    let mut call = Call::new(&s, &WECHAT, "token", format!("wechat:app:{appid}"));
     call.body = Some(json!({"grant_type": grant, "appid": appid}));
     if let Some(inj) = inject_token(&s, &call.target).await {
         return call.injected(inj);
@@ -261,7 +196,7 @@ async fn send(s: Arc<MockState>, q: Option<String>, body: Bytes, kind: Kind) -> 
         Kind::Template => "template.send",
         Kind::Subscribe => "subscribe.send",
     };
-    let mut call = Call::new(&s, endpoint, format!("wechat:app:{appid}"));
+    let mut call = Call::new(&s, &WECHAT, endpoint, format!("wechat:app:{appid}"));
     let parsed = serde_json::from_slice::<Value>(&body)
         .ok()
         .filter(|v| v.is_object());
@@ -318,12 +253,7 @@ async fn send(s: Arc<MockState>, q: Option<String>, body: Bytes, kind: Kind) -> 
     let duplicate = match (kind, client_msg_id) {
         (Kind::Template, Some(id)) => {
             let key = format!("wechat:dup:{appid}:{touser}:{id}");
-            let window = Window {
-                count: 1,
-                window_ms: CLIENT_MSG_ID_WINDOW_MS,
-            };
-            // The platform's dedup window, not scaled like rate limits.
-            s.limiter.check(&key, now, &[window], 0) != LimitCheck::Ok
+            s.dedup.seen(&key, CLIENT_MSG_ID_WINDOW_MS, now)
         }
         _ => false,
     };

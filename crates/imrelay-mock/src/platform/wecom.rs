@@ -16,19 +16,19 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use crate::config::MockPlatform;
-use crate::faults::{inject, inject_token, Injected};
+use crate::faults::{inject, inject_token};
 use crate::limiter::{LimitCheck, Window};
-use crate::log::{LogEntry, SignatureCheck};
+use crate::log::SignatureCheck;
+use crate::platform::{query_param, Call, ErrcodePlatform};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
@@ -71,92 +71,21 @@ fn error_body(state: &MockState, code: i64, msg: &str) -> Value {
     })
 }
 
-/// The value of query parameter `name`.
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
+/// How WeCom answers errors and logs duplicates.
+static WECOM: ErrcodePlatform = ErrcodePlatform {
+    name: PLATFORM,
+    error_body,
+    duplicate_reason: "duplicate within duplicate_check_interval: not delivered again",
+};
 
-/// One request being handled: logs exactly once, on the way out.
-struct Call<'a> {
-    state: &'a MockState,
-    endpoint: &'static str,
-    target: String,
-    signature: SignatureCheck,
-    body: Option<Value>,
-}
-
-impl<'a> Call<'a> {
-    fn new(state: &'a MockState, endpoint: &'static str, target: String) -> Self {
-        Call {
-            state,
-            endpoint,
-            target,
-            signature: SignatureCheck::None,
-            body: None,
+/// Parse the body into the call (logged with it); the parse error, if any.
+fn take_body(call: &mut Call, body: &[u8]) -> Option<(i64, String)> {
+    match parse_body(body) {
+        Ok(v) => {
+            call.body = Some(v);
+            None
         }
-    }
-
-    fn entry(&mut self) -> LogEntry {
-        let mut e = LogEntry::new(PLATFORM, self.endpoint, std::mem::take(&mut self.target));
-        e.at_ms = self.state.now_ms();
-        e.signature = self.signature;
-        e.body = self.body.take();
-        e
-    }
-
-    fn reject(mut self, code: i64, msg: &str) -> Response {
-        let e = self.entry().rejected(code, msg);
-        self.state.log.record(e);
-        Json(error_body(self.state, code, msg)).into_response()
-    }
-
-    fn injected(mut self, inj: Injected) -> Response {
-        match inj {
-            Injected::Code { code, msg } => {
-                let e = self.entry().rejected(code, format!("injected: {msg}"));
-                self.state.log.record(e);
-                Json(error_body(self.state, code, &msg)).into_response()
-            }
-            Injected::Http(status) => {
-                let e = self
-                    .entry()
-                    .rejected(format!("http {status}"), "injected HTTP error");
-                self.state.log.record(e);
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, "injected HTTP error").into_response()
-            }
-        }
-    }
-
-    /// Parse the body into the call (logged with it); the parse error, if any.
-    fn take_body(&mut self, body: &[u8]) -> Option<(i64, String)> {
-        match parse_body(body) {
-            Ok(v) => {
-                self.body = Some(v);
-                None
-            }
-            Err(e) => Some(e),
-        }
-    }
-
-    /// The parsed body (call only after `take_body` succeeded).
-    fn parsed(&self) -> &Value {
-        static NULL: Value = Value::Null;
-        self.body.as_ref().unwrap_or(&NULL)
-    }
-
-    fn accept(mut self, duplicate: bool, answer: Value) -> Response {
-        let mut e = self.entry().accepted();
-        if duplicate {
-            e = e.duplicate();
-            e.reason =
-                Some("duplicate within duplicate_check_interval: not delivered again".into());
-        }
-        self.state.log.record(e);
-        Json(answer).into_response()
+        Err(e) => Some(e),
     }
 }
 
@@ -317,9 +246,9 @@ async fn robot_send(
     body: Bytes,
 ) -> Response {
     let key = query_param(q.as_deref(), "key").unwrap_or_default();
-    let mut call = Call::new(&s, "robot.send", format!("wecom:robot:{key}"));
+    let mut call = Call::new(&s, &WECOM, "robot.send", format!("wecom:robot:{key}"));
     call.signature = SignatureCheck::NotRequired;
-    let parse_err = call.take_body(&body);
+    let parse_err = take_body(&mut call, &body);
     if let Some(inj) = inject(&s, &call.target).await {
         return call.injected(inj);
     }
@@ -343,7 +272,7 @@ async fn robot_send(
 async fn gettoken(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery) -> Response {
     let corpid = query_param(q.as_deref(), "corpid").unwrap_or_default();
     let secret = query_param(q.as_deref(), "corpsecret").unwrap_or_default();
-    let mut call = Call::new(&s, "token", format!("wecom:app:{corpid}"));
+    let mut call = Call::new(&s, &WECOM, "token", format!("wecom:app:{corpid}"));
     // Never the secret in the log.
     call.body = Some(json!({"corpid": corpid}));
     if let Some(inj) = inject_token(&s, &call.target).await {
@@ -411,8 +340,8 @@ async fn app_send(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: 
         Some(TokenCheck::Valid { app_id }) => app_id.clone(),
         _ => "?".to_string(),
     };
-    let mut call = Call::new(&s, "message.send", format!("wecom:app:{corpid}"));
-    let parse_err = call.take_body(&body);
+    let mut call = Call::new(&s, &WECOM, "message.send", format!("wecom:app:{corpid}"));
+    let parse_err = take_body(&mut call, &body);
     match check {
         None => return call.reject(41001, "access_token missing"),
         Some(TokenCheck::Unknown) => return call.reject(40014, "invalid access_token"),
@@ -478,12 +407,7 @@ async fn app_send(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: 
         (agentid, &users, &parties, &tags, msgtype).hash(&mut h);
         v.get(msgtype).map(|c| c.to_string()).hash(&mut h);
         let key = format!("wecom:dup:{corpid}:{:016x}", h.finish());
-        let window = Window {
-            count: 1,
-            window_ms: interval * 1000,
-        };
-        // The dedup window is the platform's, not scaled like rate limits.
-        s.limiter.check(&key, now, &[window], 0) != LimitCheck::Ok
+        s.dedup.seen(&key, interval * 1000, now)
     };
     if !duplicate {
         // Per member: 30 a minute and 1000 an hour from one app.

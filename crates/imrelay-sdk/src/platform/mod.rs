@@ -3,12 +3,17 @@
 //! line in [`REGISTRY`].
 
 pub mod dingtalk;
+mod errcode;
 pub mod feishu;
+#[cfg(test)]
+mod testing;
 pub mod webhook;
 pub mod wechat;
 pub mod wecom;
 
 use crate::destination::Registration;
+use crate::message::Platform;
+use crate::Error;
 
 /// Every destination type, by platform.
 pub static REGISTRY: &[&[Registration]] = &[
@@ -18,3 +23,19 @@ pub static REGISTRY: &[&[Registration]] = &[
     wechat::REGISTRATIONS,
     webhook::REGISTRATIONS,
 ];
+
+/// Refuse a raw payload marked for another platform than `own`.
+pub(crate) fn check_raw(
+    marked: Option<Platform>,
+    own: Platform,
+    kind: &'static str,
+) -> Result<(), Error> {
+    match marked {
+        Some(p) if p != own => Err(Error::unsupported(
+            kind,
+            "raw",
+            format!("the raw payload is marked for {p}; send it to a {p} destination"),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -25,6 +25,7 @@ use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::limits::Overflow;
 use crate::message::{Button, ImageSource, Message, Platform};
 use crate::outcome::{Outcome, Report};
+use crate::platform::errcode;
 use crate::token::{Token, TokenSource};
 use crate::{Error, Secret};
 
@@ -167,9 +168,7 @@ fn token_cache_key(app_key: &str, secret: &Secret) -> String {
 
 /// A token endpoint that rejects the credential: refreshing cannot help.
 fn token_failure(mut r: Report) -> Report {
-    if r.outcome == Outcome::RefreshToken {
-        r.outcome = Outcome::Permanent;
-    }
+    errcode::token_refusal_is_permanent(&mut r);
     if r.outcome == Outcome::Permanent {
         r.hint = Some(format!(
             "{}check `app_key` and `app_secret` (developer console -> app -> credentials)",
@@ -695,7 +694,7 @@ mod tests {
     use super::*;
     use crate::limits::OverflowMode;
     use crate::message::{Article, Body};
-    use reqwest::header::HeaderMap;
+    use crate::platform::testing::resp;
     use std::collections::BTreeMap;
 
     fn build(cfg: Value) -> Result<Arc<dyn Destination>, Error> {
@@ -718,14 +717,6 @@ mod tests {
         let p = app(mode).render(msg).unwrap();
         assert_eq!(p.len(), 1);
         p[0].body.clone()
-    }
-
-    fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
     }
 
     fn card(n: usize) -> Message {

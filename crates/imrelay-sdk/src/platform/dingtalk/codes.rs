@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::http::HttpResponse;
 use crate::outcome::{lookup, Code, CodeClass, CodeInfo, Outcome, RecipientFailure, Report};
+use crate::platform::errcode::{id_field, int_field, str_field};
 
 /// DingTalk asks robots to stay under 20 messages a minute and then blocks for
 /// 10; waiting a full minute is the least that can help.
@@ -221,27 +222,6 @@ pub fn lookup_named(code: &str) -> Option<&'static NamedCode> {
             .filter(|c| c.code.ends_with('.') && code.starts_with(c.code))
             .max_by_key(|c| c.code.len())
     })
-}
-
-fn int_field(v: &Value, name: &str) -> Option<i64> {
-    match v.get(name)? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
-    v.get(name).and_then(Value::as_str).unwrap_or("")
-}
-
-/// An id field that DingTalk sends as a number (`task_id`) or a string.
-fn id_field(v: &Value, name: &str) -> Option<String> {
-    match v.get(name)? {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// A more precise hint for the 310000 family, whose errmsg says which check
@@ -493,15 +473,7 @@ pub fn classify_batch_send(resp: &HttpResponse, recipients: &[String]) -> Report
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderMap;
-
-    pub(crate) fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::platform::testing::resp;
 
     #[test]
     fn every_integer_code_classifies_as_its_table_class() {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::render::{self, Ctx, Native};
-use super::{base, codes, Region};
+use super::{base, check_raw, codes, Region};
 use crate::destination::{dedup_key, Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest};
@@ -282,16 +282,7 @@ impl Destination for FeishuApp {
         // (msg_type, stringified content) per part.
         let parts: Vec<(String, String)> = match &msg.body {
             Body::Raw { platform, payload } => {
-                if platform.is_some_and(|p| p != Platform::Feishu) {
-                    return Err(Error::unsupported(
-                        KIND,
-                        "raw",
-                        format!(
-                            "the raw payload is marked for {}",
-                            platform.map(|p| p.as_str()).unwrap_or("")
-                        ),
-                    ));
-                }
+                check_raw(*platform, KIND)?;
                 let msg_type = payload
                     .get("msg_type")
                     .and_then(Value::as_str)

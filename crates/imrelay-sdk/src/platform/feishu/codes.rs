@@ -315,15 +315,8 @@ pub fn token_answer(resp: &HttpResponse) -> Result<Token, Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::testing::resp;
     use reqwest::header::{HeaderMap, HeaderValue};
-
-    fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
 
     #[test]
     fn every_code_in_the_table_classifies_by_its_class_on_both_apis() {

@@ -128,6 +128,21 @@ fn base(region: Option<Region>, base_url: Option<&str>) -> Result<Url, Error> {
     )
 }
 
+/// Refuse a raw payload marked for another platform.
+fn check_raw(platform: Option<Platform>, kind: &'static str) -> Result<(), Error> {
+    if platform.is_some_and(|p| p != Platform::Feishu) {
+        return Err(Error::unsupported(
+            kind,
+            "raw",
+            format!(
+                "the raw payload is marked for {}",
+                platform.map(|p| p.as_str()).unwrap_or("")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Client;

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use super::render::{self, Ctx, Native};
-use super::{base, codes, Region};
+use super::{base, check_raw, codes, Region};
 use crate::destination::{Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
@@ -210,16 +210,7 @@ impl Destination for FeishuWebhook {
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
         if let Body::Raw { platform, payload } = &msg.body {
-            if platform.is_some_and(|p| p != Platform::Feishu) {
-                return Err(Error::unsupported(
-                    KIND,
-                    "raw",
-                    format!(
-                        "the raw payload is marked for {}",
-                        platform.map(|p| p.as_str()).unwrap_or("")
-                    ),
-                ));
-            }
+            check_raw(*platform, KIND)?;
             if !payload.is_object() {
                 return Err(Error::InvalidMessage(
                     "`body.payload` must be a JSON object such as {\"msg_type\":\"share_chat\",\"content\":{..}}".into(),

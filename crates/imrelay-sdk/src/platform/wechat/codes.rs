@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::http::HttpResponse;
 use crate::outcome::{CodeClass, CodeInfo, Outcome, Report};
+use crate::platform::errcode;
 
 /// Every WeChat Official Account code platforms.md lists, with its class.
 pub static CODES: &[CodeInfo] = &[
@@ -107,63 +108,55 @@ pub static CODES: &[CodeInfo] = &[
     },
 ];
 
-fn errmsg(v: &serde_json::Value) -> &str {
-    v.get("errmsg").and_then(|m| m.as_str()).unwrap_or("")
-}
-
 /// The answer as JSON with its `errcode` (0 when absent), or a report when
 /// there is no usable business answer.
 // Report is this crate's error currency (as in `HttpResponse::json`); boxing it buys nothing here.
 #[allow(clippy::result_large_err)]
 pub(crate) fn parse(resp: &HttpResponse) -> Result<(i64, serde_json::Value), Report> {
-    if let Some(r) = resp.classify_transport_status() {
-        return Err(r);
+    let v = errcode::json_body(resp, "WeChat")?;
+    if v.is_object() {
+        match v.get("errcode").and_then(|c| c.as_i64()) {
+            Some(code) => return Ok((code, v)),
+            // Successful token answers carry no errcode; a non-2xx object without
+            // one is somebody else's answer (a proxy's), never a delivery.
+            None if errcode::is_2xx(resp) => return Ok((0, v)),
+            None => return Err(errcode::not_an_answer(resp, "WeChat")),
+        }
     }
-    let ok_status = (200..300).contains(&resp.status);
-    match resp.json() {
-        Ok(v) if v.is_object() => Ok((v.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0), v)),
-        Ok(_) | Err(_) if !ok_status => Err(Report::new(
-            Outcome::Permanent,
-            format!("HTTP {}: {}", resp.status, resp.body_snippet()),
-        )
-        .with_status(resp.status)
-        .with_hint("not a WeChat answer; check `base_url`")),
-        Ok(_) => Err(Report::new(
-            Outcome::Retry { after: None },
-            format!("answer is not a JSON object: {}", resp.body_snippet()),
-        )
-        .with_status(resp.status)),
-        Err(r) => Err(r),
+    if !errcode::is_2xx(resp) {
+        return Err(errcode::not_an_answer(resp, "WeChat"));
     }
+    Err(Report::new(
+        Outcome::Retry { after: None },
+        format!("answer is not a JSON object: {}", resp.body_snippet()),
+    )
+    .with_status(resp.status))
 }
 
 /// Classify an answer to a send call: `errcode` 0 is delivered (`msgid` is the
 /// platform message id); other codes come from [`CODES`], unknown ones are
 /// permanent.
 pub fn classify(resp: &HttpResponse) -> Report {
-    let (code, v) = match parse(resp) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if code != 0 {
-        return Report::from_code(CODES, code, errmsg(&v), resp.status, CodeClass::Permanent);
+    match parse(resp) {
+        Ok((code, v)) => {
+            errcode::send_verdict(CODES, code, &v, resp.status, "msgid").unwrap_or_else(|r| r)
+        }
+        Err(r) => r,
     }
-    let mut r = Report::delivered().with_status(resp.status);
-    r.platform_message_id = v.get("msgid").and_then(|m| match m {
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    });
-    r
 }
 
 /// Classify a failed token fetch: a token-class code cannot be cured by
 /// refreshing here (40001 at the token endpoint means a wrong secret), so it is
 /// permanent.
 pub(crate) fn token_error(code: i64, v: &serde_json::Value, status: u16) -> Report {
-    let mut r = Report::from_code(CODES, code, errmsg(v), status, CodeClass::Permanent);
-    if r.outcome == Outcome::RefreshToken {
-        r.outcome = Outcome::Permanent;
+    let mut r = Report::from_code(
+        CODES,
+        code,
+        errcode::errmsg(v),
+        status,
+        CodeClass::Permanent,
+    );
+    if errcode::token_refusal_is_permanent(&mut r) {
         r.hint = Some(
             "the token endpoint refused the credentials; check `app_id` and `app_secret`".into(),
         );

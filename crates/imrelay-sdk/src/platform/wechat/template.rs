@@ -18,6 +18,7 @@ use crate::http::{HttpClient, HttpRequest};
 use crate::limits::Overflow;
 use crate::message::{Body, Message, Platform};
 use crate::outcome::{Outcome, Report};
+use crate::platform::{check_raw, errcode};
 use crate::token::{Token, TokenSource};
 use crate::{Error, Secret};
 
@@ -120,22 +121,11 @@ impl WechatTokenSource {
         if code != 0 {
             return Err(codes::token_error(code, &v, resp.status));
         }
-        let token = v
-            .get("access_token")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Report::new(
-                    Outcome::Retry { after: None },
-                    "stable_token answered without an access_token",
-                )
-                .with_status(resp.status)
-            })?;
-        let expires_in = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(7200);
-        Ok(Token {
-            value: Secret::new(token),
-            expires_in: std::time::Duration::from_secs(expires_in),
-        })
+        errcode::access_token(
+            &v,
+            resp.status,
+            "stable_token answered without an access_token",
+        )
     }
 }
 
@@ -401,13 +391,7 @@ impl Destination for WechatTemplate {
                 self.per_recipient(msg, &fields)
             }
             Body::Raw { platform, payload } => {
-                if let Some(p) = platform.filter(|p| *p != Platform::Wechat) {
-                    return Err(Error::unsupported(
-                        KIND,
-                        "raw",
-                        format!("the raw payload is marked for {p}; send it to a {p} destination"),
-                    ));
-                }
+                check_raw(*platform, Platform::Wechat, KIND)?;
                 let mut obj = payload
                     .as_object()
                     .cloned()

@@ -6,9 +6,9 @@ use serde_json::json;
 use super::codes::{classify, token_error, CODES};
 use super::template::{WechatTemplate, WechatTemplateConfig};
 use crate::destination::{dedup_key, Client, Destination};
-use crate::http::HttpResponse;
 use crate::message::{Body, Message, Platform};
-use crate::outcome::{Code, Outcome};
+use crate::outcome::Outcome;
+use crate::platform::testing::{assert_table_classifies, resp};
 use crate::token::TokenSource;
 use crate::Error;
 
@@ -31,14 +31,6 @@ fn template(template_id: &str, url: Option<&str>) -> Message {
         data,
         url: url.map(String::from),
     })
-}
-
-fn resp(status: u16, body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: Default::default(),
-        body: body.as_bytes().to_vec(),
-    }
 }
 
 #[test]
@@ -273,17 +265,7 @@ fn stable_token_request() {
 
 #[test]
 fn every_code_in_the_table_classifies_as_its_class() {
-    for info in CODES {
-        let body = json!({"errcode": info.code, "errmsg": "x"}).to_string();
-        let r = classify(&resp(200, &body));
-        assert_eq!(r.outcome, info.class.outcome(), "code {}", info.code);
-        assert_eq!(r.code, Some(Code::Int(info.code)));
-        assert!(
-            r.hint.as_deref().unwrap().contains(info.action),
-            "code {}",
-            info.code
-        );
-    }
+    assert_table_classifies(CODES, classify);
     let r = classify(&resp(
         200,
         r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#,
@@ -351,4 +333,16 @@ fn token_errors_are_permanent_not_refresh() {
     assert_eq!(r.outcome, Outcome::Permanent);
     let r = token_error(-1, &json!({"errcode": -1, "errmsg": "system error"}), 200);
     assert_eq!(r.outcome, Outcome::Retry { after: None });
+}
+
+#[test]
+fn a_non_2xx_json_object_without_errcode_is_not_a_delivery() {
+    let r = classify(&resp(403, r#"{"message":"forbidden by proxy"}"#));
+    assert_eq!(r.outcome, Outcome::Permanent);
+    assert!(
+        r.hint.as_deref().unwrap_or("").contains("base_url"),
+        "{r:?}"
+    );
+    let ok = classify(&resp(200, r#"{"errcode":0,"errmsg":"ok","msgid":7}"#));
+    assert!(ok.outcome.is_delivered());
 }

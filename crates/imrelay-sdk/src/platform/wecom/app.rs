@@ -23,7 +23,8 @@ use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest};
 use crate::limits::{truncate, Counting, Overflow};
 use crate::message::{Body, ImageSource, Message, Platform};
-use crate::outcome::{Outcome, Report};
+use crate::outcome::Report;
+use crate::platform::errcode;
 use crate::token::{Token, TokenSource};
 use crate::{Error, Secret};
 
@@ -121,22 +122,11 @@ impl TokenSource for WecomTokenSource {
         if code != 0 {
             return Err(codes::token_error(code, &v, resp.status));
         }
-        let token = v
-            .get("access_token")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Report::new(
-                    Outcome::Retry { after: None },
-                    "gettoken answered ok without an access_token",
-                )
-                .with_status(resp.status)
-            })?;
-        let expires_in = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(7200);
-        Ok(Token {
-            value: Secret::new(token),
-            expires_in: Duration::from_secs(expires_in),
-        })
+        errcode::access_token(
+            &v,
+            resp.status,
+            "gettoken answered ok without an access_token",
+        )
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::http::HttpResponse;
 use crate::outcome::{lookup, CodeClass, CodeInfo, Outcome, RecipientFailure, Report};
+use crate::platform::errcode;
 
 /// Every WeCom code platforms.md lists, with its class.
 pub static CODES: &[CodeInfo] = &[
@@ -130,27 +131,10 @@ pub static CODES: &[CodeInfo] = &[
 // Report is this crate's error currency (as in `HttpResponse::json`); boxing it buys nothing here.
 #[allow(clippy::result_large_err)]
 pub(crate) fn parse(resp: &HttpResponse) -> Result<(i64, serde_json::Value), Report> {
-    if let Some(r) = resp.classify_transport_status() {
-        return Err(r);
-    }
-    let ok_status = (200..300).contains(&resp.status);
-    let v = match resp.json() {
-        Ok(v) => v,
-        // A non-2xx without a WeCom body (404 from a wrong base_url) will not get
-        // better by retrying.
-        Err(_) if !ok_status => {
-            return Err(Report::new(
-                Outcome::Permanent,
-                format!("HTTP {}: {}", resp.status, resp.body_snippet()),
-            )
-            .with_status(resp.status)
-            .with_hint("not a WeCom answer; check `base_url`"))
-        }
-        Err(r) => return Err(r),
-    };
+    let v = errcode::json_body(resp, "WeCom")?;
     match v.get("errcode").and_then(|c| c.as_i64()) {
         Some(code) => Ok((code, v)),
-        None if ok_status => Err(Report::new(
+        None if errcode::is_2xx(resp) => Err(Report::new(
             Outcome::Retry { after: None },
             format!("answer without `errcode`: {}", resp.body_snippet()),
         )
@@ -161,10 +145,6 @@ pub(crate) fn parse(resp: &HttpResponse) -> Result<(i64, serde_json::Value), Rep
         )
         .with_status(resp.status)),
     }
-}
-
-fn errmsg(v: &serde_json::Value) -> &str {
-    v.get("errmsg").and_then(|m| m.as_str()).unwrap_or("")
 }
 
 /// Classify an answer to a send call (robot webhook or app message).
@@ -178,15 +158,10 @@ pub fn classify(resp: &HttpResponse) -> Report {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if code != 0 {
-        return Report::from_code(CODES, code, errmsg(&v), resp.status, CodeClass::Permanent);
-    }
-    let mut r = Report::delivered().with_status(resp.status);
-    r.platform_message_id = v.get("msgid").and_then(|m| match m {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
+    let mut r = match errcode::send_verdict(CODES, code, &v, resp.status, "msgid") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     for (field, prefix, reason) in [
         (
             "invaliduser",
@@ -220,10 +195,14 @@ pub fn classify(resp: &HttpResponse) -> Report {
 /// Classify a failed token fetch: a token-class code here cannot be cured by
 /// refreshing (there is no token yet), so it is permanent.
 pub(crate) fn token_error(code: i64, v: &serde_json::Value, status: u16) -> Report {
-    let mut r = Report::from_code(CODES, code, errmsg(v), status, CodeClass::Permanent);
-    if r.outcome == Outcome::RefreshToken {
-        r.outcome = Outcome::Permanent;
-    }
+    let mut r = Report::from_code(
+        CODES,
+        code,
+        errcode::errmsg(v),
+        status,
+        CodeClass::Permanent,
+    );
+    errcode::token_refusal_is_permanent(&mut r);
     if lookup(CODES, code).is_none() {
         r.hint = Some(
             "the token endpoint refused the credentials; check `corp_id` and `corp_secret`".into(),

@@ -170,12 +170,5 @@ fn template_as_text(
 
 /// Refuse a raw payload marked for another platform.
 fn check_raw(platform: Option<Platform>, kind: &'static str) -> Result<(), Error> {
-    match platform {
-        Some(p) if p != Platform::Wecom => Err(Error::unsupported(
-            kind,
-            "raw",
-            format!("the raw payload is marked for {p}; send it to a {p} destination"),
-        )),
-        _ => Ok(()),
-    }
+    super::check_raw(platform, Platform::Wecom, kind)
 }

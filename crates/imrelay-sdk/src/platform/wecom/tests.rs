@@ -7,10 +7,10 @@ use super::app::{WecomApp, WecomAppConfig};
 use super::codes::{classify, CODES};
 use super::robot::{WecomRobot, WecomRobotConfig};
 use crate::destination::{Client, Destination};
-use crate::http::HttpResponse;
 use crate::limits::{cost, Counting};
 use crate::message::{Article, Body, Button, ImageSource, Mentions, Message, Platform};
-use crate::outcome::{Code, Outcome};
+use crate::outcome::Outcome;
+use crate::platform::testing::{assert_table_classifies, resp};
 use crate::Error;
 
 const KEY: &str = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
@@ -47,14 +47,6 @@ fn bodies(dest: &dyn Destination, msg: &Message) -> Vec<serde_json::Value> {
         .into_iter()
         .map(|p| p.body)
         .collect()
-}
-
-fn resp(status: u16, body: &str) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: Default::default(),
-        body: body.as_bytes().to_vec(),
-    }
 }
 
 fn config_err(r: Result<std::sync::Arc<dyn Destination>, Error>) -> String {
@@ -538,17 +530,7 @@ fn robot_chinese_markdown_is_truncated_at_4096_bytes_with_mentions_kept() {
 
 #[test]
 fn every_code_in_the_table_classifies_as_its_class() {
-    for info in CODES {
-        let body = json!({"errcode": info.code, "errmsg": "x"}).to_string();
-        let r = classify(&resp(200, &body));
-        assert_eq!(r.outcome, info.class.outcome(), "code {}", info.code);
-        assert_eq!(r.code, Some(Code::Int(info.code)));
-        assert!(
-            r.hint.as_deref().unwrap().contains(info.action),
-            "code {}",
-            info.code
-        );
-    }
+    assert_table_classifies(CODES, classify);
     // The rate-limit code of robots waits a minute.
     let r = classify(&resp(
         200,

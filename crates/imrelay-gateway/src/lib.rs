@@ -1,1 +1,309 @@
-//! placeholder
+//! # imrelay-gateway
+//!
+//! The imrelay service as a library: a durable queue in front of the SDK's
+//! platform destinations, with an HTTP API, retries, rate limits, circuit
+//! breakers, idempotency and a dead-letter queue. The `imrelay` binary calls
+//! [`serve`]; tests call [`run`] or [`Gateway::start`] on a listener bound to
+//! port 0.
+//!
+//! # Layout
+//! - [`config`]: the TOML file (`${ENV}`, `*_file` secrets, validation naming
+//!   the key) and building the runtime [`channels::ChannelSet`].
+//! - [`reload`]: hot reload on SIGHUP and file change through `ArcSwap`.
+//! - [`api`]: the `/v1` HTTP API, problem+json errors, bearer keys.
+//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`dispatch`]: the claim loop, retry backoff, breakers, limiters, coalescing.
+//! - [`channels`]: the runtime channel model the dispatcher and API share.
+//! - [`outbound`]: the SSRF guard for generic webhooks.
+//! - [`client`]: a small client for a running gateway (`imrelay send --server`).
+//!
+//! # Lifecycle
+//! Start: load config, open the store (SQLite, `synchronous=FULL`), start the
+//! in-process mock if `[mock]` asks for it, start the dispatcher, serve HTTP.
+//! Stop (SIGTERM/SIGINT or the `shutdown` future): refuse new messages (503),
+//! finish in-flight HTTP requests, let in-flight sends finish or release them
+//! within `server.shutdown_grace`, close the store. Nothing acknowledged is
+//! lost: a crash leaves claimed deliveries to come back when their lease ends.
+
+pub mod api;
+pub mod channels;
+pub mod client;
+pub mod config;
+pub mod dispatch;
+pub mod outbound;
+pub mod reload;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiLimits, AppState};
+use crate::config::Config;
+use crate::reload::Live;
+use crate::store::{Store, StoreOptions};
+
+pub use config::check_file;
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    live: Arc<Live>,
+    state: AppState,
+    store: Arc<dyn Store>,
+    mock: Option<imrelay_mock::MockServer>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    stop_http: Option<oneshot::Sender<()>>,
+    dispatcher: dispatch::Dispatcher,
+    dispatch_task: Option<JoinHandle<()>>,
+    stop_dispatch: Option<oneshot::Sender<()>>,
+    grace: Duration,
+}
+
+/// Options for [`Gateway::start_with`] (tests).
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// Clock for the store and the dispatcher (e.g. `store::TokioClock` under
+    /// `tokio::time::pause`). Default: the system clock.
+    pub clock: Option<Arc<dyn imrelay_sdk::clock::Clock>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("addr", &self.addr).finish()
+    }
+}
+
+impl Gateway {
+    /// Start everything on `listener`. Fails (with the reason) when the store
+    /// cannot be opened, the mock cannot bind, or a destination does not build.
+    pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Gateway> {
+        Self::start_with(config, listener, StartOptions::default()).await
+    }
+
+    /// [`Gateway::start`] with options.
+    pub async fn start_with(
+        config: Config,
+        listener: TcpListener,
+        options: StartOptions,
+    ) -> anyhow::Result<Gateway> {
+        let clock: Arc<dyn imrelay_sdk::clock::Clock> = options
+            .clock
+            .unwrap_or_else(|| Arc::new(imrelay_sdk::clock::SystemClock));
+        let addr = listener
+            .local_addr()
+            .context("the listener has no local address")?;
+        let mock = match &config.mock {
+            Some(m) => {
+                let server = imrelay_mock::MockServer::start(m.config.clone(), m.listen)
+                    .await
+                    .with_context(|| {
+                        format!("`mock.listen`: cannot start the mock on {}", m.listen)
+                    })?;
+                tracing::info!(url = %server.base_url(), "in-process mock platform server started");
+                Some(server)
+            }
+            None => None,
+        };
+        let limits = ApiLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            max_batch: config.server.max_batch,
+        };
+        let grace = config.server.shutdown_grace;
+        let mut dcfg = dispatch::DispatchConfig::new(clock.clone());
+        dcfg.lease = config.dispatch.lease;
+        dcfg.max_in_flight = config.dispatch.concurrency;
+        dcfg.claim_batch = config.dispatch.claim_batch.min(u32::MAX as usize) as u32;
+        dcfg.idle_poll = config.dispatch.poll_interval;
+        dcfg.drain_deadline = grace;
+        // Above the SDK's own total timeout, as a last guard against a hang.
+        dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
+        let mut opts =
+            StoreOptions::new(config.store.path.to_string_lossy().into_owned()).with_clock(clock);
+        opts.synchronous = config.store.sqlite_synchronous;
+        let store = open_store(opts).await.with_context(|| {
+            format!("`store.path`: cannot open {}", config.store.path.display())
+        })?;
+        let live = Arc::new(Live::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
+
+        let dispatcher = dispatch::Dispatcher::new(store.clone(), live.channels.clone(), dcfg);
+        let (dtx, drx) = oneshot::channel::<()>();
+        let dispatch_task = tokio::spawn(dispatcher.clone().run(async move {
+            let _ = drx.await;
+        }));
+        let d = dispatcher.clone();
+        let state = AppState::new(store.clone(), live.channels.clone(), live.keys.clone())
+            .with_limits(limits)
+            .with_status(Arc::new(move || {
+                serde_json::to_value(d.snapshot()).unwrap_or_default()
+            }));
+        let app = api::router(state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "imrelay gateway listening");
+        Ok(Gateway {
+            addr,
+            live,
+            state,
+            store,
+            mock,
+            http: Some(http),
+            stop_http: Some(tx),
+            dispatcher,
+            dispatch_task: Some(dispatch_task),
+            stop_dispatch: Some(dtx),
+            grace,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The live config (apply a new one with [`Live::apply`]).
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The dispatcher (status, breaker states).
+    pub fn dispatcher(&self) -> &dispatch::Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The in-process mock, when `[mock]` started one.
+    pub fn mock(&self) -> Option<&imrelay_mock::MockServer> {
+        self.mock.as_ref()
+    }
+
+    /// Drain and stop: refuse new messages, finish in-flight HTTP requests, let
+    /// in-flight sends finish or release them within the grace period, close
+    /// the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        tracing::info!(grace = ?self.grace, "shutting down: no new messages accepted");
+        self.state.accepting.store(false, Ordering::Release);
+        if let Some(tx) = self.stop_http.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.http.take() {
+            match tokio::time::timeout(self.grace, h).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+                Err(_) => {
+                    tracing::warn!("HTTP requests still open after the grace period; closing")
+                }
+            }
+        }
+        // The dispatcher drains within `grace` itself (finish or release).
+        if let Some(tx) = self.stop_dispatch.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.dispatch_task.take() {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "the dispatcher task failed; unfinished deliveries return when their leases end");
+            }
+        }
+        self.store.close().await;
+        if let Some(m) = self.mock.take() {
+            m.stop().await;
+        }
+        tracing::info!("imrelay gateway stopped");
+        Ok(())
+    }
+}
+
+/// Open the store on a blocking thread: `store::open`'s future is not `Send`
+/// (sqlx's migrator borrows the connection in a way the compiler cannot prove
+/// `Send`), and awaiting it here would make [`run`] and [`Gateway::start`]
+/// impossible to `tokio::spawn`.
+async fn open_store(opts: StoreOptions) -> Result<Arc<dyn Store>, store::StoreError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(store::open(opts)))
+        .await
+        .map_err(|e| store::StoreError::Database(format!("opening the store failed: {e}")))?
+}
+
+/// Run the gateway on `listener` until `shutdown` completes, then drain.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let gw = Gateway::start(config, listener).await?;
+    shutdown.await;
+    gw.shutdown().await
+}
+
+/// `imrelay serve --config FILE`: load, bind, serve; reload on SIGHUP and file
+/// change; drain on SIGTERM/SIGINT and return `Ok` (exit 0).
+pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    init_tracing();
+    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listen = cfg.server.listen;
+    let watch = cfg.server.watch;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("`server.listen`: cannot listen on {listen}"))?;
+    let gw = Gateway::start(cfg, listener).await?;
+    // Said on stderr whatever the log filter, so the quickstart shows where to go.
+    eprintln!("imrelay: serving the API on http://{}", gw.addr());
+    if let Some(m) = gw.mock() {
+        eprintln!(
+            "imrelay: in-process mock platform server on {} (see /_mock/requests)",
+            m.base_url()
+        );
+    }
+    let _reload = reload::spawn(gw.live().clone(), config_path, watch);
+    let why = shutdown_signal().await;
+    tracing::info!(signal = why, "stop requested");
+    gw.shutdown().await
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::select! {
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "SIGTERM",
+            _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), unless the binary
+/// already installed a subscriber.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -3,10 +3,13 @@
 //! - `imrelay send`: send one message straight to one destination (CI/CD jobs,
 //!   scripts), or through a running gateway with `--server`.
 //! - `imrelay mock`: the mock platform server, for tests, benchmarks and demos.
+//! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
+//! - `imrelay config check`: validate a gateway config file.
 
 mod mock_cmd;
 mod send_cmd;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -30,10 +33,37 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: HTTP API, durable queue, delivery with retries and rate limits.
+    #[command(after_help = "\
+Examples:
+  # The quickstart: SQLite in examples/imrelay-quickstart.db (paths are relative to the
+  # config file) and an in-process mock platform
+  imrelay serve --config examples/quickstart.toml
+
+Signals: SIGTERM/SIGINT stop accepting, drain in-flight sends and exit 0;
+SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
+    Serve {
+        /// The gateway config file (TOML).
+        #[arg(long, short, env = "IMRELAY_CONFIG", default_value = "imrelay.toml")]
+        config: PathBuf,
+    },
+    /// Config file tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Send one message to one destination and report the platform's answer.
     Send(Box<send_cmd::SendArgs>),
     /// Run the mock platform server (DingTalk, Feishu/Lark, WeCom, WeChat on one port).
     Mock(mock_cmd::MockArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a gateway config file completely (every destination is built) without starting anything.
+    #[command(after_help = "Example:\n  imrelay config check examples/quickstart.toml")]
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +83,25 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Send(args) => send_cmd::run(*args).await,
             Command::Mock(args) => mock_cmd::run(args).await,
+            Command::Serve { config } => match imrelay_gateway::serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+            Command::Config(ConfigCommand::Check { file }) => {
+                match imrelay_gateway::check_file(&file) {
+                    Ok(summary) => {
+                        print!("{summary}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
         }
     })
 }

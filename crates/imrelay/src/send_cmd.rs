@@ -405,6 +405,7 @@ async fn send_via_gateway(
     args: &SendArgs,
     msg: &Message,
 ) -> anyhow::Result<ExitCode> {
+    use imrelay_gateway::client::{submit_with, SubmitError, SubmitOptions};
     let channel = args
         .channel
         .as_deref()
@@ -413,40 +414,32 @@ async fn send_via_gateway(
         .api_key
         .as_deref()
         .ok_or_else(|| anyhow!("--server needs an API key: set IMRELAY_API_KEY or --api-key"))?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.timeout.max(1)))
-        .build()?;
-    let mut body = serde_json::to_value(msg)?;
-    body["channel"] = json!(channel);
-    let url = format!("{}/v1/messages", server.trim_end_matches('/'));
-    let mut req = http.post(&url).bearer_auth(key).json(&body);
-    if let Some(id) = &args.id {
-        req = req.header("Idempotency-Key", id);
+    let opts = SubmitOptions {
+        idempotency_key: args.id.clone(),
+        timeout: Some(Duration::from_secs(args.timeout.max(1))),
+    };
+    match submit_with(server, key, channel, msg, &opts).await {
+        Ok(id) => {
+            if args.json {
+                println!("{}", json!({ "id": id }));
+            }
+            eprintln!("accepted by the gateway as message {id}; it will be delivered durably");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ SubmitError::BadServer(_)) => Err(e.into()),
+        Err(e @ SubmitError::Transport { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e @ SubmitError::Refused { status, .. }) => {
+            eprintln!("error: {e}");
+            Ok(if status >= 500 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            })
+        }
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot reach the gateway at {server}: {}", e.without_url()))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if args.json {
-        println!("{text}");
-    }
-    if status.is_success() {
-        let id = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default();
-        eprintln!("accepted by the gateway (message {id}); it will be delivered durably");
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("error: the gateway answered HTTP {status}: {text}");
-    Ok(if status.is_server_error() {
-        ExitCode::from(3)
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,482 @@
+//! `POST /v1/messages`, `POST /v1/messages/batch`, `GET /v1/messages/{id}`.
+//!
+//! A message is accepted (202 with its id) only after the store has durably
+//! committed it. Everything a producer can get wrong is answered with a 4xx
+//! problem naming the field, and nothing is stored: the channel, the shape, and
+//! whether every destination of the channel can render the message at all.
+//!
+//! ```json
+//! POST /v1/messages
+//! Authorization: Bearer <key>
+//! Idempotency-Key: deploy-42
+//! {"channel": "alerts", "text": "disk full on db-1"}
+//! {"channel": "deploys", "title": "Deploy", "body": {"type": "markdown", "text": "**v1.2** is live"}}
+//! {"channel": "oncall-app", "text": "page", "recipients": ["user1", "user2"]}
+//! ```
+
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use imrelay_sdk::message::{Body, Mentions};
+use imrelay_sdk::Message;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Auth, Caller};
+use super::problem::{from_json_error, join_path, Problem};
+use super::{body_bytes, parse_json, single_header, AppState};
+use crate::channels::ChannelSet;
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage};
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The body of `POST /v1/messages` (and each item of a batch).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The channel to send to.
+    pub channel: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Shorthand for `"body": {"type": "text", "text": ...}`.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The message body (text, markdown, link, card, news, image, template, raw).
+    #[serde(default)]
+    pub body: Option<Body>,
+    #[serde(default)]
+    pub mentions: Mentions,
+    /// For app channels: who receives it (user ids, open ids, chat ids...).
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Correlates logs; defaults to the `X-Request-Id` header.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// Same as the `Idempotency-Key` header (batch items use this).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    messages: Vec<Value>,
+}
+
+/// Validate a request against the current channels and the caller's scope,
+/// and build the message to enqueue. `at` prefixes field paths (`messages[3]`).
+pub fn prepare(
+    caller: &Caller,
+    req: SubmitRequest,
+    set: &ChannelSet,
+    at: &str,
+) -> Result<NewMessage, Problem> {
+    let f = |name: &str| join_path(at, name);
+    if req.channel.trim().is_empty() {
+        return Err(Problem::invalid(f("channel"), "must name a channel"));
+    }
+    // Scope before existence, so a key cannot probe for other teams' channels.
+    caller.require(&req.channel)?;
+    let Some(channel) = set.get(&req.channel) else {
+        return Err(Problem::invalid(
+            f("channel"),
+            format!("no channel `{}` is configured", req.channel),
+        ));
+    };
+
+    let body = match (req.text, req.body) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid(
+                f("text"),
+                "give either `text` or `body`, not both",
+            ));
+        }
+        (Some(text), None) => {
+            if text.trim().is_empty() {
+                return Err(Problem::invalid(f("text"), "must not be empty"));
+            }
+            Body::Text { text }
+        }
+        (None, Some(body)) => {
+            if let Body::Text { text } | Body::Markdown { text } = &body {
+                if text.trim().is_empty() {
+                    return Err(Problem::invalid(f("body.text"), "must not be empty"));
+                }
+            }
+            body
+        }
+        (None, None) => {
+            return Err(Problem::invalid(
+                f("body"),
+                "missing: give `text` (plain text) or `body` (e.g. {\"type\": \"markdown\", \"text\": \"...\"})",
+            ));
+        }
+    };
+    for (i, r) in req.recipients.iter().enumerate() {
+        if r.trim().is_empty() || r.len() > 256 {
+            return Err(Problem::invalid(
+                f(&format!("recipients[{i}]")),
+                "each recipient is a non-empty id of at most 256 bytes",
+            ));
+        }
+    }
+    if let Some(t) = &req.trace_id {
+        check_token(t, 128).map_err(|why| Problem::invalid(f("trace_id"), why))?;
+    }
+
+    let mut msg = Message::new(body);
+    msg.title = req.title;
+    msg.mentions = req.mentions;
+    msg.recipients = req.recipients;
+
+    // Render now, so a message no destination can express is refused here (422)
+    // instead of dead-lettering later. Rendering is pure and cheap.
+    let mut addresses_recipients = false;
+    for d in &channel.destinations {
+        match d.dest.render(&msg) {
+            Ok(payloads) => {
+                addresses_recipients |= payloads.iter().any(|p| !p.recipients.is_empty())
+            }
+            Err(e) => {
+                let field = match &e {
+                    imrelay_sdk::Error::Unsupported { .. } => f("body.type"),
+                    _ => f("body"),
+                };
+                return Err(Problem::invalid(
+                    field,
+                    format!(
+                        "channel `{}` cannot send this message to `{}`: {e}",
+                        channel.name, d.key
+                    ),
+                ));
+            }
+        }
+        if channel.pool {
+            break; // members share one type
+        }
+    }
+    if !msg.recipients.is_empty() && !addresses_recipients {
+        return Err(Problem::invalid(
+            f("recipients"),
+            format!(
+                "channel `{}` has only group robots/webhooks, which post to their group; remove `recipients` or use an app channel",
+                channel.name
+            ),
+        ));
+    }
+
+    let mut nm = NewMessage::new(channel.name.clone(), msg, channel.targets());
+    // The SDK derives platform dedup keys (Feishu uuid, WeChat client_msg_id)
+    // from the message id, so retries of this message cannot duplicate.
+    nm.message.id = Some(nm.id.clone());
+    nm.trace_id = req.trace_id;
+    Ok(nm)
+}
+
+/// Printable ASCII without spaces, 1..=max bytes.
+fn check_token(s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() || s.len() > max || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(format!(
+            "must be 1-{max} visible ASCII characters without spaces"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = single_header(headers, "idempotency-key")? else {
+        return Ok(None);
+    };
+    // The IETF draft writes the key as a structured-field string ("...").
+    let v = v.trim();
+    let v = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(v);
+    check_token(v, MAX_IDEMPOTENCY_KEY).map_err(|why| Problem::invalid("Idempotency-Key", why))?;
+    Ok(Some(v.to_string()))
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-request-id")?.to_str().ok()?;
+    check_token(v, 128).ok()?;
+    Some(v.to_string())
+}
+
+fn accepted(id: &str, replayed: bool) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/messages/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+fn conflict(field: &str, existing: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+        "Idempotency key reused",
+        "this idempotency key was already used with a different request body; use a new key for a new message",
+    )
+    .field(field)
+    .with("existing_id", existing)
+}
+
+fn parse_submit(bytes: &[u8], at: &str) -> Result<SubmitRequest, Problem> {
+    parse_json(bytes, at)
+}
+
+/// `POST /v1/messages`.
+pub async fn submit(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
+    let header_key = idempotency_header(&headers)?;
+    let mut req = parse_submit(&bytes, "")?;
+    let key_field = if header_key.is_some() {
+        "Idempotency-Key"
+    } else {
+        "idempotency_key"
+    };
+    let key = match (header_key, req.idempotency_key.take()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(Problem::invalid(
+                "idempotency_key",
+                "differs from the `Idempotency-Key` header; send one of them",
+            ))
+        }
+        (Some(h), _) => Some(h),
+        (None, Some(b)) => {
+            check_token(&b, MAX_IDEMPOTENCY_KEY)
+                .map_err(|why| Problem::invalid("idempotency_key", why))?;
+            Some(b)
+        }
+        (None, None) => None,
+    };
+    if req.trace_id.is_none() {
+        req.trace_id = request_id(&headers);
+    }
+    let set = st.channels.load();
+    let mut nm = prepare(&caller, req, &set, "")?;
+    drop(set);
+    if let Some(key) = key {
+        nm.idempotency = Some(Idempotency {
+            scope: caller.name.clone(),
+            key,
+            body_hash: body_hash(&bytes),
+        });
+    }
+    st.check_accepting()?;
+    let outcome = st.store.enqueue(vec![nm]).await?.into_iter().next();
+    match outcome {
+        Some(EnqueueOutcome::Created { id }) => Ok(accepted(&id, false)),
+        Some(EnqueueOutcome::Existing { id }) => Ok(accepted(&id, true)),
+        Some(EnqueueOutcome::Conflict { id }) => Err(conflict(key_field, &id)),
+        Some(EnqueueOutcome::Rejected { reason }) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rejected",
+            "Message rejected",
+            reason,
+        )),
+        None => Err(Problem::internal(
+            "the store returned no outcome; nothing was accepted",
+        )),
+    }
+}
+
+/// `POST /v1/messages/batch`: `{"messages": [...]}`. Valid items are committed
+/// in one transaction; each item gets its own result. 202 when all were
+/// accepted, 207 when some were, and a 422 problem (with the same per-item
+/// `results`) when none was: nothing stored.
+pub async fn submit_batch(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
+    let header_key = idempotency_header(&headers)?;
+    let batch: BatchRequest = parse_json(&bytes, "")?;
+    if batch.messages.is_empty() {
+        return Err(Problem::invalid(
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    if batch.messages.len() > st.limits.max_batch {
+        return Err(Problem::invalid(
+            "messages",
+            format!(
+                "holds {} messages; at most {} per batch (`server.max_batch`)",
+                batch.messages.len(),
+                st.limits.max_batch
+            ),
+        ));
+    }
+    let request_id = request_id(&headers);
+
+    let mut results: Vec<Option<Value>> = vec![None; batch.messages.len()];
+    let mut queued: Vec<(usize, String)> = Vec::new(); // (index, key field)
+    let mut to_store = Vec::new();
+    {
+        let set = st.channels.load();
+        for (i, item) in batch.messages.into_iter().enumerate() {
+            let at = format!("messages[{i}]");
+            let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());
+            let parsed = serde_path_to_error::deserialize::<_, SubmitRequest>(item)
+                .map_err(|e| from_json_error(e, &at))
+                .and_then(|mut req| {
+                    let own = req.idempotency_key.take();
+                    if let Some(k) = &own {
+                        check_token(k, MAX_IDEMPOTENCY_KEY).map_err(|why| {
+                            Problem::invalid(format!("{at}.idempotency_key"), why)
+                        })?;
+                    }
+                    // With a batch header, item i's key is "<header>/<i>", so
+                    // resending the same batch returns the same ids.
+                    let (key, field) = match (own, &header_key) {
+                        (Some(k), _) => (Some(k), format!("{at}.idempotency_key")),
+                        (None, Some(h)) => {
+                            (Some(format!("{h}/{i}")), "Idempotency-Key".to_string())
+                        }
+                        (None, None) => (None, String::new()),
+                    };
+                    if req.trace_id.is_none() {
+                        req.trace_id = request_id.clone();
+                    }
+                    let mut nm = prepare(&caller, req, &set, &at)?;
+                    if let Some(key) = key {
+                        nm.idempotency = Some(Idempotency {
+                            scope: caller.name.clone(),
+                            key,
+                            body_hash: item_hash,
+                        });
+                    }
+                    Ok((nm, field))
+                });
+            match parsed {
+                Ok((nm, field)) => {
+                    queued.push((i, field));
+                    to_store.push(nm);
+                }
+                Err(p) => results[i] = Some(item_error(i, &p)),
+            }
+        }
+    }
+
+    let mut accepted_count = 0usize;
+    if !to_store.is_empty() {
+        st.check_accepting()?;
+        let outcomes = st.store.enqueue(to_store).await?;
+        for ((i, field), outcome) in queued.into_iter().zip(outcomes) {
+            results[i] = Some(match outcome {
+                EnqueueOutcome::Created { id } => {
+                    accepted_count += 1;
+                    json!({"index": i, "status": 202, "id": id})
+                }
+                EnqueueOutcome::Existing { id } => {
+                    accepted_count += 1;
+                    json!({"index": i, "status": 202, "id": id, "idempotent_replayed": true})
+                }
+                EnqueueOutcome::Conflict { id } => item_error(i, &conflict(&field, &id)),
+                EnqueueOutcome::Rejected { reason } => item_error(
+                    i,
+                    &Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "rejected",
+                        "Message rejected",
+                        reason,
+                    ),
+                ),
+            });
+        }
+    }
+    let total = results.len();
+    let results: Vec<Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                item_error(
+                    i,
+                    &Problem::internal("the store returned no outcome for this item"),
+                )
+            })
+        })
+        .collect();
+    if accepted_count == 0 {
+        // Nothing stored: answer as a problem, still with every item's reason.
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "batch-rejected",
+            "No message accepted",
+            format!("none of the {total} messages was accepted; `results` gives each one's reason"),
+        )
+        .with("accepted", 0)
+        .with("rejected", total)
+        .with("results", results));
+    }
+    let status = if accepted_count == total {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        Json(json!({"accepted": accepted_count, "rejected": total - accepted_count, "results": results})),
+    )
+        .into_response())
+}
+
+fn item_error(i: usize, p: &Problem) -> Value {
+    json!({"index": i, "status": p.status.as_u16(), "problem": p.to_value()})
+}
+
+/// `GET /v1/messages/{id}`: state, deliveries, every attempt with its outcome and
+/// platform code, timestamps (milliseconds since the Unix epoch).
+pub async fn get(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Ok(Path(id)) = id else {
+        return Err(Problem::not_found("no such message"));
+    };
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(Problem::not_found(format!(
+            "no message `{}`",
+            truncate(&id, 64)
+        )));
+    }
+    let view = st
+        .store
+        .get_message(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))?;
+    caller.require(&view.channel)?;
+    Ok(Json(view).into_response())
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

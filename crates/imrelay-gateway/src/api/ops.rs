@@ -1,0 +1,54 @@
+//! Operations endpoints: `GET /v1/status` (queue depth, dead letters, per-target
+//! counts, and the dispatcher's view of each destination: breaker state, limiter)
+//! and the unauthenticated liveness probe `GET /healthz`.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::auth::{Auth, Scope};
+use super::problem::Problem;
+use super::AppState;
+
+/// `GET /v1/status` (any valid key; a key limited to some channels sees only
+/// their channels).
+pub async fn status(State(st): State<AppState>, Auth(caller): Auth) -> Result<Response, Problem> {
+    let mut stats = st.store.stats().await?;
+    if let Scope::Channels(_) = &caller.scope {
+        stats.by_target.retain(|t| {
+            t.target
+                .split_once('/')
+                .is_some_and(|(c, _)| caller.may_use(c))
+        });
+    }
+    let channels: Vec<_> = st
+        .channels
+        .load()
+        .channels
+        .values()
+        .filter(|c| caller.may_use(&c.name))
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "pool": c.pool,
+                "destinations": c.destinations.iter().map(|d| json!({"key": d.key, "type": d.dest.kind()})).collect::<Vec<_>>(),
+                "fallback": c.fallback.as_ref().map(|f| f.channel.clone()),
+            })
+        })
+        .collect();
+    let dispatch = st.status.as_ref().map(|f| f());
+    Ok(Json(json!({
+        "store": st.store.backend(),
+        "accepting": st.accepting.load(std::sync::atomic::Ordering::Acquire),
+        "queue": stats,
+        "channels": channels,
+        "dispatch": dispatch,
+    }))
+    .into_response())
+}
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}

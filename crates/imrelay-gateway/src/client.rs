@@ -1,0 +1,131 @@
+//! A small client for a running gateway, used by `imrelay send --server URL`
+//! (the API key comes from the environment in the CLI).
+
+use std::time::Duration;
+
+use imrelay_sdk::Message;
+use serde_json::{json, Value};
+
+/// Why a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The gateway could not be reached or did not answer in time.
+    #[error("cannot reach the gateway at {server}: {detail}")]
+    Transport { server: String, detail: String },
+    /// The gateway answered with an error (its problem+json `detail`, and the
+    /// field at fault when it named one).
+    #[error("the gateway refused the message (HTTP {status}): {detail}{}", field.as_ref().map(|f| format!(" [field: {f}]")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        detail: String,
+        field: Option<String>,
+        problem: Option<Value>,
+    },
+    /// The server URL is not usable.
+    #[error("`--server`: {0}")]
+    BadServer(String),
+}
+
+/// Options for [`submit_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Sent as `Idempotency-Key`: resubmitting with the same key returns the
+    /// first message's id instead of sending twice.
+    pub idempotency_key: Option<String>,
+    /// Request timeout (default 30 s).
+    pub timeout: Option<Duration>,
+}
+
+/// Submit one message to `channel` through the gateway at `server`
+/// (`http://127.0.0.1:8080`). Returns the message id once the gateway has
+/// durably accepted it.
+pub async fn submit(
+    server: &str,
+    api_key: &str,
+    channel: &str,
+    message: &Message,
+) -> Result<String, SubmitError> {
+    submit_with(server, api_key, channel, message, &SubmitOptions::default()).await
+}
+
+/// [`submit`] with options.
+pub async fn submit_with(
+    server: &str,
+    api_key: &str,
+    channel: &str,
+    message: &Message,
+    opts: &SubmitOptions,
+) -> Result<String, SubmitError> {
+    let base = url::Url::parse(server)
+        .map_err(|e| SubmitError::BadServer(format!("`{server}` is not a URL ({e})")))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(SubmitError::BadServer(format!(
+            "`{server}` must be an http(s) URL"
+        )));
+    }
+    let url = format!("{}/v1/messages", base.as_str().trim_end_matches('/'));
+    let body = request_body(channel, message);
+
+    // reqwest is built without a default crypto provider; install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(opts.timeout.unwrap_or(Duration::from_secs(30)))
+        .user_agent(concat!("imrelay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SubmitError::Transport {
+            server: server.to_string(),
+            detail: e.to_string(),
+        })?;
+    let mut req = client.post(&url).bearer_auth(api_key).json(&body);
+    if let Some(k) = &opts.idempotency_key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.map_err(|e| SubmitError::Transport {
+        server: server.to_string(),
+        detail: e.without_url().to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let value: Option<Value> = serde_json::from_str(&text).ok();
+    if status == 202 {
+        if let Some(id) = value
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+        {
+            return Ok(id.to_string());
+        }
+    }
+    let detail = value
+        .as_ref()
+        .and_then(|v| v.get("detail"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    let field = value
+        .as_ref()
+        .and_then(|v| v.get("field"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Err(SubmitError::Refused {
+        status,
+        detail,
+        field,
+        problem: value,
+    })
+}
+
+/// The `POST /v1/messages` body for `message` (its `id` is the gateway's to assign).
+pub fn request_body(channel: &str, message: &Message) -> Value {
+    let mut body = json!({ "channel": channel, "body": message.body });
+    if let Some(t) = &message.title {
+        body["title"] = json!(t);
+    }
+    if !message.mentions.is_empty() {
+        body["mentions"] = json!(message.mentions);
+    }
+    if !message.recipients.is_empty() {
+        body["recipients"] = json!(message.recipients);
+    }
+    body
+}

@@ -1,0 +1,1084 @@
+//! The gateway's TOML configuration.
+//!
+//! Loading runs in stages so that every error names the key at fault
+//! (`channels.alerts.destinations[1].secret`):
+//! 1. TOML syntax (the toml crate reports line and column);
+//! 2. `${ENV}` / `${ENV:-default}` / `${mock.url}` interpolation of every string
+//!    and `X_file = "path"` secrets read into `X` ([`interp`]);
+//! 3. typed sections, deserialized with the path of any bad key;
+//! 4. each destination built by the SDK (`imrelay_sdk::Client::build`), plus
+//!    cross checks (API key channels exist, fallbacks exist, robot pools share a type).
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[api_keys]]
+//! name = "ci"
+//! key = "${IMRELAY_API_KEY}"
+//! channels = ["alerts"]          # or ["*"]
+//!
+//! [channels.alerts]
+//! retry = { base = "1s", cap = "5m", max_attempts = 12, max_age = "24h" }
+//! fallback = { channel = "oncall", after = "10m" }
+//! [[channels.alerts.destinations]]
+//! type = "dingtalk_robot"
+//! access_token = "${DT_TOKEN}"
+//! secret_file = "/run/secrets/dingtalk"
+//! rate_limit = [{ count = 20, per = "60s" }]   # optional override
+//! timeouts = { connect = "3s", total = "10s" }  # optional override
+//! ```
+
+mod build;
+pub mod interp;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use build::{build_channels, BuildContext};
+pub use interp::Vars;
+
+/// One problem in a config file, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `channels.alerts.destinations[1].secret`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A config that cannot be used: every problem found, each naming its key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, when the config came from one.
+    pub file: Option<PathBuf>,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl ConfigError {
+    pub fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: None,
+            issues: vec![ConfigIssue::new(key, message)],
+        }
+    }
+
+    fn with_file(mut self, file: Option<&Path>) -> Self {
+        if self.file.is_none() {
+            self.file = file.map(Path::to_path_buf);
+        }
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = self
+            .file
+            .as_ref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        match self.issues.as_slice() {
+            [one] => write!(f, "{prefix}{one}"),
+            many => {
+                write!(f, "{prefix}{} problems:", many.len())?;
+                for i in many {
+                    write!(f, "\n  - {i}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Builds dotted key paths for error messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(String);
+
+impl KeyPath {
+    pub fn root() -> Self {
+        KeyPath(String::new())
+    }
+
+    /// `self.key`, quoting keys that are not bare TOML keys.
+    pub fn key(&self, k: &str) -> Self {
+        let bare = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let seg = if bare {
+            k.to_string()
+        } else {
+            format!("{k:?}")
+        };
+        if self.0.is_empty() {
+            KeyPath(seg)
+        } else {
+            KeyPath(format!("{}.{seg}", self.0))
+        }
+    }
+
+    pub fn index(&self, i: usize) -> Self {
+        KeyPath(format!("{}[{i}]", self.0))
+    }
+
+    /// Join a path produced by `serde_path_to_error` (`a.b[1].c`, or `.` for none).
+    pub fn join(&self, sub: &str) -> Self {
+        if sub.is_empty() || sub == "." {
+            self.clone()
+        } else if self.0.is_empty() {
+            KeyPath(sub.to_string())
+        } else if sub.starts_with('[') {
+            KeyPath(format!("{}{sub}", self.0))
+        } else {
+            KeyPath(format!("{}.{sub}", self.0))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Deserialize `value` as `T`, naming the exact key at fault under `at`.
+pub(crate) fn typed<T: DeserializeOwned>(value: Value, at: &KeyPath) -> Result<T, ConfigIssue> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut key = at.join(&e.path().to_string());
+        let msg = e.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        if let Some(rest) = msg.strip_prefix("missing field `") {
+            if let Some(end) = rest.find('`') {
+                key = key.key(&rest[..end]);
+            }
+        }
+        ConfigIssue::new(key.to_string(), msg)
+    })
+}
+
+/// Durations are written `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`, or a number of seconds.
+pub mod duration {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(f64),
+        Text(String),
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\" or \"250ms\"")
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) if (0.0..1e12).contains(&s) => Ok(Duration::from_secs_f64(s)),
+            Raw::Secs(s) => Err(de::Error::custom(format!(
+                "{s} is not a valid number of seconds"
+            ))),
+            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// The same for `Option<Duration>`.
+    pub mod option {
+        use super::*;
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// `[server]`: the HTTP listener and API limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Most messages in one `POST /v1/messages/batch`.
+    pub max_batch: usize,
+    /// How long a SIGTERM/SIGINT waits for in-flight sends before releasing them.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Reload when the config file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            max_batch: 1000,
+            shutdown_grace: Duration::from_secs(10),
+            watch: true,
+        }
+    }
+}
+
+/// `[store]`: where the queue lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file, relative to the config file's folder.
+    pub path: PathBuf,
+    /// `full` (default) fsyncs every commit, so an acknowledged message survives
+    /// power loss. `normal` is WEAKER: it survives a process crash, but a power
+    /// loss or OS crash may lose the last acknowledged messages.
+    pub sqlite_synchronous: crate::store::Synchronous,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("imrelay.db"),
+            sqlite_synchronous: crate::store::Synchronous::Full,
+        }
+    }
+}
+
+/// `[dispatch]`: the delivery loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Sends in flight at once, over all destinations.
+    pub concurrency: usize,
+    /// Deliveries claimed per cycle.
+    pub claim_batch: usize,
+    /// How long a claim is held before another worker (or this one, after a
+    /// crash) may take the delivery again.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// How often the claimer looks for due work when nothing wakes it.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            concurrency: 64,
+            claim_batch: 256,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// `[outbound]`: what the gateway may connect to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Let generic `webhook` destinations reach private, loopback and link-local
+    /// addresses. Off by default (SSRF); prefer `allow_private` per destination.
+    pub allow_private_networks: bool,
+    /// Default timeouts for every destination.
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Outbound timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP + TLS connect.
+    #[serde(with = "duration")]
+    pub connect: Duration,
+    /// The whole request, including reading the answer.
+    #[serde(with = "duration")]
+    pub total: Duration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        let t = imrelay_sdk::http::Timeouts::default();
+        TimeoutsConfig {
+            connect: t.connect,
+            total: t.total,
+        }
+    }
+}
+
+impl From<TimeoutsConfig> for imrelay_sdk::http::Timeouts {
+    fn from(t: TimeoutsConfig) -> Self {
+        imrelay_sdk::http::Timeouts {
+            connect: t.connect,
+            total: t.total,
+        }
+    }
+}
+
+/// `[[api_keys]]`: a bearer key and the channels it may use.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A label for logs (the key itself is never logged).
+    pub name: String,
+    /// The bearer token (use `${ENV}` or `key_file`).
+    #[serde(skip_serializing)]
+    pub key: String,
+    /// Channels this key may send to and read; `["*"]` for all.
+    pub channels: Vec<String>,
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("key", &"***")
+            .field("channels", &self.channels)
+            .finish()
+    }
+}
+
+/// Retry policy as written in the config (all fields optional; unset ones fall
+/// back to the channel's, then to the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First backoff ceiling; the n-th retry waits a random time in [0, min(cap, base * 2^n)].
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub base: Option<Duration>,
+    /// Largest backoff.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cap: Option<Duration>,
+    /// Attempts before the message is dead-lettered (rate-limit waits do not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Age after which a message still failing is dead-lettered.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
+}
+
+impl RetryConfig {
+    /// `self` with unset fields taken from `other`.
+    pub fn or(self, other: RetryConfig) -> RetryConfig {
+        RetryConfig {
+            base: self.base.or(other.base),
+            cap: self.cap.or(other.cap),
+            max_attempts: self.max_attempts.or(other.max_attempts),
+            max_age: self.max_age.or(other.max_age),
+        }
+    }
+}
+
+/// Coalescing (opt-in): merge a backlog that cannot drain within `max_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoalesceConfig {
+    /// The longest a message may wait behind the rate limit before pending
+    /// messages are merged into a digest.
+    #[serde(with = "duration")]
+    pub max_delay: Duration,
+    /// Text budget of one digest in bytes (default 3500, so a digest fits the
+    /// strictest platform's single request).
+    #[serde(default = "default_coalesce_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_coalesce_bytes() -> usize {
+    crate::channels::CoalesceConfig::default().max_bytes
+}
+
+/// Fallback: where a message goes when this channel dead-letters it or its
+/// destination stays unavailable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub channel: String,
+    /// Also fall back when a message is still undelivered this long after it was
+    /// accepted (destination down, breaker open). Unset: only on dead-letter.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after: Option<Duration>,
+}
+
+/// One rate-limit rule: at most `count` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub count: u32,
+    #[serde(with = "duration")]
+    pub per: Duration,
+}
+
+/// Circuit breaker settings (unset fields: the channel's, then the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive transient failures that open the breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    /// How long it stays open before one probe send (half-open).
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub open_for: Option<Duration>,
+    /// Upper bound of `open_for`, which doubles while probes fail.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_open_for: Option<Duration>,
+}
+
+impl BreakerSettings {
+    /// `self` with unset fields taken from `other`.
+    pub fn or(self, other: BreakerSettings) -> BreakerSettings {
+        BreakerSettings {
+            failure_threshold: self.failure_threshold.or(other.failure_threshold),
+            open_for: self.open_for.or(other.open_for),
+            max_open_for: self.max_open_for.or(other.max_open_for),
+        }
+    }
+}
+
+/// A channel as written in the config; destinations are kept as raw tables
+/// until they are built (see [`build_channels`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Robot pool: the destinations are robots in one group, used in turn; each
+    /// message goes out once, through whichever robot's turn it is.
+    #[serde(default)]
+    pub pool: bool,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub coalesce: Option<CoalesceConfig>,
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+    pub destinations: Vec<Map<String, Value>>,
+}
+
+/// Gateway-side settings a destination table may carry next to the SDK's keys.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationOverrides {
+    /// Replace the platform's documented limits (all rules apply at once).
+    #[serde(default)]
+    pub rate_limit: Option<Vec<QuotaConfig>>,
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsConfig>,
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+    /// Generic webhooks: allow private/loopback/link-local targets.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Not supported here: retries are per channel. Kept so the error says so.
+    #[serde(default)]
+    retry: Option<Value>,
+}
+
+/// The keys of [`DestinationOverrides`], split off before the table goes to the SDK.
+pub const OVERRIDE_KEYS: &[&str] = &[
+    "rate_limit",
+    "retry",
+    "timeouts",
+    "breaker",
+    "allow_private",
+];
+
+/// `[mock]`: start the in-process mock platform server (quickstart, demos).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MockSection {
+    /// Where the mock listens; destinations reach it through `${mock.url}`.
+    pub listen: SocketAddr,
+    /// The mock's own settings (robots, apps, `accept_unknown`, `window_scale`...).
+    pub config: imrelay_mock::MockConfig,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub dispatch: DispatchConfig,
+    pub outbound: OutboundConfig,
+    pub mock: Option<MockSection>,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// The folder relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
+    dispatch: DispatchConfig,
+    #[serde(default)]
+    outbound: OutboundConfig,
+    #[serde(default)]
+    mock: Option<Value>,
+    #[serde(default)]
+    api_keys: Vec<ApiKeyConfig>,
+    #[serde(default)]
+    channels: BTreeMap<String, ChannelConfig>,
+}
+
+const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
+
+impl Config {
+    /// Read and validate a config file (everything but building destinations,
+    /// which needs the mock's address: see [`build_channels`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one("", format!("cannot read the config file: {e}")).with_file(Some(path))
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let mut cfg = Config::parse(&text, &base_dir).map_err(|e| e.with_file(Some(path)))?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parse config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+            file: None,
+            issues: vec![ConfigIssue::new(
+                "",
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            )],
+        })?;
+        let mut tree = serde_json::to_value(&table)
+            .map_err(|e| ConfigError::one("", format!("cannot read the TOML values: {e}")))?;
+
+        // `${mock.url}` needs the mock's address before interpolation.
+        let mut issues = Vec::new();
+        let mock_listen = mock_listen(&tree, &mut issues);
+        let vars = Vars {
+            mock_url: mock_listen.map(|a| format!("http://{a}")),
+        };
+        interp::resolve(&mut tree, &KeyPath::root(), base_dir, &vars, &mut issues);
+        if !issues.is_empty() {
+            return Err(ConfigError { file: None, issues });
+        }
+
+        let raw: RawConfig = typed(tree, &KeyPath::root()).map_err(|i| ConfigError {
+            file: None,
+            issues: vec![i],
+        })?;
+        let mock = match raw.mock {
+            None => None,
+            Some(v) => parse_mock(v, &mut issues),
+        };
+        let mut store = raw.store;
+        if store.path.is_relative() {
+            store.path = base_dir.join(&store.path);
+        }
+        let cfg = Config {
+            server: raw.server,
+            store,
+            dispatch: raw.dispatch,
+            outbound: raw.outbound,
+            mock,
+            api_keys: raw.api_keys,
+            channels: raw.channels,
+            base_dir: base_dir.to_path_buf(),
+            source: None,
+        };
+        cfg.validate(&mut issues);
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError { file: None, issues })
+        }
+    }
+
+    /// The mock's base URL as destinations see it (`${mock.url}`).
+    pub fn mock_url(&self) -> Option<String> {
+        self.mock.as_ref().map(|m| format!("http://{}", m.listen))
+    }
+
+    fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let root = KeyPath::root();
+        if self.server.max_body_bytes < 1024 {
+            issues.push(ConfigIssue::new(
+                "server.max_body_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.server.max_batch == 0 {
+            issues.push(ConfigIssue::new("server.max_batch", "must be at least 1"));
+        }
+        if self.dispatch.concurrency == 0 {
+            issues.push(ConfigIssue::new(
+                "dispatch.concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.dispatch.claim_batch == 0 {
+            issues.push(ConfigIssue::new(
+                "dispatch.claim_batch",
+                "must be at least 1",
+            ));
+        }
+        if self.dispatch.lease < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new("dispatch.lease", "must be at least 1s"));
+        }
+        let t = self.outbound.timeouts;
+        check_timeouts(&t, &root.key("outbound").key("timeouts"), issues);
+
+        if self.api_keys.is_empty() {
+            issues.push(ConfigIssue::new(
+                "api_keys",
+                "no API key is defined, so the API would refuse every request; add [[api_keys]] with name, key and channels",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            let at = root.key("api_keys").index(i);
+            if k.name.trim().is_empty() {
+                issues.push(ConfigIssue::new(
+                    at.key("name").to_string(),
+                    "must not be empty",
+                ));
+            } else if !names.insert(k.name.clone()) {
+                issues.push(ConfigIssue::new(
+                    at.key("name").to_string(),
+                    format!("`{}` is used by another key; names must be unique", k.name),
+                ));
+            }
+            if k.key.len() < 16 {
+                issues.push(ConfigIssue::new(
+                    at.key("key").to_string(),
+                    "must be at least 16 characters (e.g. `openssl rand -hex 24`)",
+                ));
+            } else if !keys.insert(k.key.clone()) {
+                issues.push(ConfigIssue::new(
+                    at.key("key").to_string(),
+                    "is the same as another key's",
+                ));
+            }
+            if k.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                issues.push(ConfigIssue::new(
+                    at.key("key").to_string(),
+                    "must not contain whitespace or control characters",
+                ));
+            }
+            if k.channels.is_empty() {
+                issues.push(ConfigIssue::new(
+                    at.key("channels").to_string(),
+                    "lists no channel; name the channels this key may use, or [\"*\"] for all",
+                ));
+            }
+            for (j, c) in k.channels.iter().enumerate() {
+                if c != "*" && !self.channels.contains_key(c) {
+                    issues.push(ConfigIssue::new(
+                        at.key("channels").index(j).to_string(),
+                        format!("no channel `{c}` is defined{}", known(&self.channels)),
+                    ));
+                }
+            }
+        }
+
+        for (name, ch) in &self.channels {
+            let at = root.key("channels").key(name);
+            if !valid_channel_name(name) {
+                issues.push(ConfigIssue::new(
+                    at.to_string(),
+                    "channel names are 1-64 characters of letters, digits, `_` and `-`",
+                ));
+            }
+            if ch.destinations.is_empty() {
+                issues.push(ConfigIssue::new(
+                    at.key("destinations").to_string(),
+                    "a channel needs at least one destination ([[channels.NAME.destinations]] with a `type`)",
+                ));
+            }
+            check_retry(&ch.retry, &at.key("retry"), issues);
+            if let Some(c) = &ch.coalesce {
+                if c.max_delay.is_zero() {
+                    issues.push(ConfigIssue::new(
+                        at.key("coalesce").key("max_delay").to_string(),
+                        "must be more than 0",
+                    ));
+                }
+                if c.max_bytes < 256 {
+                    issues.push(ConfigIssue::new(
+                        at.key("coalesce").key("max_bytes").to_string(),
+                        "must be at least 256",
+                    ));
+                }
+            }
+            if let Some(f) = &ch.fallback {
+                if f.channel == *name {
+                    issues.push(ConfigIssue::new(
+                        at.key("fallback").key("channel").to_string(),
+                        "a channel cannot be its own fallback",
+                    ));
+                } else if !self.channels.contains_key(&f.channel) {
+                    issues.push(ConfigIssue::new(
+                        at.key("fallback").key("channel").to_string(),
+                        format!(
+                            "no channel `{}` is defined{}",
+                            f.channel,
+                            known(&self.channels)
+                        ),
+                    ));
+                }
+            }
+            for (i, d) in ch.destinations.iter().enumerate() {
+                let dat = at.key("destinations").index(i);
+                if !d.contains_key("type") {
+                    issues.push(ConfigIssue::new(
+                        dat.key("type").to_string(),
+                        format!(
+                            "missing; every destination names its type, one of: {}",
+                            imrelay_sdk::destination::kinds().join(", ")
+                        ),
+                    ));
+                }
+                match split_destination(d, &dat) {
+                    Ok((ov, _)) => {
+                        if ov.retry.is_some() {
+                            issues.push(ConfigIssue::new(
+                                dat.key("retry").to_string(),
+                                format!(
+                                    "retry policies are set per channel: move it to `{}`",
+                                    at.key("retry")
+                                ),
+                            ));
+                        }
+                        if let Some(t) = &ov.timeouts {
+                            check_timeouts(t, &dat.key("timeouts"), issues);
+                        }
+                        if let Some(q) = &ov.rate_limit {
+                            for (j, q) in q.iter().enumerate() {
+                                if q.count == 0 || q.per.is_zero() {
+                                    issues.push(ConfigIssue::new(
+                                        dat.key("rate_limit").index(j).to_string(),
+                                        "`count` and `per` must both be more than 0",
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    Err(issue) => issues.push(issue),
+                }
+            }
+            if ch.pool {
+                let types: Vec<Option<&str>> = ch
+                    .destinations
+                    .iter()
+                    .map(|d| d.get("type").and_then(Value::as_str))
+                    .collect();
+                if let Some(Some(first)) = types.first() {
+                    for (i, t) in types.iter().enumerate().skip(1) {
+                        if let Some(t) = t {
+                            if t != first {
+                                issues.push(ConfigIssue::new(
+                                    at.key("destinations").index(i).key("type").to_string(),
+                                    format!("a robot pool's members must share one type (`{first}`), found `{t}`"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Fallback chains must end: a -> b -> a would bounce a message forever.
+        for name in self.channels.keys() {
+            let mut seen = vec![name.as_str()];
+            let mut cur = name.as_str();
+            while let Some(next) = self
+                .channels
+                .get(cur)
+                .and_then(|c| c.fallback.as_ref())
+                .map(|f| f.channel.as_str())
+            {
+                if seen.contains(&next) {
+                    if next == name {
+                        issues.push(ConfigIssue::new(
+                            root.key("channels")
+                                .key(name)
+                                .key("fallback")
+                                .key("channel")
+                                .to_string(),
+                            format!("fallbacks form a loop: {} -> {next}", seen.join(" -> ")),
+                        ));
+                    }
+                    break;
+                }
+                seen.push(next);
+                cur = next;
+            }
+        }
+    }
+}
+
+fn known(channels: &BTreeMap<String, ChannelConfig>) -> String {
+    if channels.is_empty() {
+        " (the config defines no channels)".to_string()
+    } else {
+        format!(
+            "; defined: {}",
+            channels
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Channel names appear in URLs and logs.
+pub fn valid_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_retry(r: &RetryConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
+    if r.max_attempts == Some(0) {
+        issues.push(ConfigIssue::new(
+            at.key("max_attempts").to_string(),
+            "must be at least 1",
+        ));
+    }
+    if let (Some(b), Some(c)) = (r.base, r.cap) {
+        if c < b {
+            issues.push(ConfigIssue::new(
+                at.key("cap").to_string(),
+                format!(
+                    "must not be less than `base` ({})",
+                    humantime::format_duration(b)
+                ),
+            ));
+        }
+    }
+    if r.base.is_some_and(|b| b.is_zero()) {
+        issues.push(ConfigIssue::new(
+            at.key("base").to_string(),
+            "must be more than 0",
+        ));
+    }
+}
+
+fn check_timeouts(t: &TimeoutsConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
+    if t.connect.is_zero() {
+        issues.push(ConfigIssue::new(
+            at.key("connect").to_string(),
+            "must be more than 0",
+        ));
+    }
+    if t.total.is_zero() {
+        issues.push(ConfigIssue::new(
+            at.key("total").to_string(),
+            "must be more than 0",
+        ));
+    }
+}
+
+/// Split a destination table into gateway overrides and the SDK's config.
+pub fn split_destination(
+    table: &Map<String, Value>,
+    at: &KeyPath,
+) -> Result<(DestinationOverrides, Value), ConfigIssue> {
+    let mut sdk = table.clone();
+    let mut ours = Map::new();
+    for k in OVERRIDE_KEYS {
+        if let Some(v) = sdk.remove(*k) {
+            ours.insert((*k).to_string(), v);
+        }
+    }
+    let ov: DestinationOverrides = typed(Value::Object(ours), at)?;
+    Ok((ov, Value::Object(sdk)))
+}
+
+fn mock_listen(tree: &Value, issues: &mut Vec<ConfigIssue>) -> Option<SocketAddr> {
+    let mock = tree.get("mock")?;
+    if mock.get("enabled").and_then(Value::as_bool) == Some(false) {
+        return None;
+    }
+    let raw = mock
+        .get("listen")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_MOCK_LISTEN);
+    match raw.parse() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            issues.push(ConfigIssue::new(
+                "mock.listen",
+                format!("`{raw}` is not an address like 127.0.0.1:9100 ({e})"),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_mock(v: Value, issues: &mut Vec<ConfigIssue>) -> Option<MockSection> {
+    let Value::Object(mut map) = v else {
+        issues.push(ConfigIssue::new("mock", "must be a table"));
+        return None;
+    };
+    let enabled = match map.remove("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            issues.push(ConfigIssue::new("mock.enabled", "must be true or false"));
+            return None;
+        }
+    };
+    let listen = match map.remove("listen") {
+        None => DEFAULT_MOCK_LISTEN.parse().ok()?,
+        Some(Value::String(s)) => s.parse().ok()?, // reported by mock_listen
+        Some(_) => {
+            issues.push(ConfigIssue::new(
+                "mock.listen",
+                "must be a string like \"127.0.0.1:9100\"",
+            ));
+            return None;
+        }
+    };
+    if !enabled {
+        return None;
+    }
+    match typed::<imrelay_mock::MockConfig>(Value::Object(map), &KeyPath::root().key("mock")) {
+        Ok(config) => Some(MockSection { listen, config }),
+        Err(i) => {
+            issues.push(i);
+            None
+        }
+    }
+}
+
+/// What `imrelay config check` prints for a valid file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    pub mock: Option<SocketAddr>,
+    pub api_keys: usize,
+    /// Channel name -> destination ids.
+    pub channels: BTreeMap<String, Vec<String>>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "config OK")?;
+        writeln!(f, "  listen: {}", self.listen)?;
+        writeln!(f, "  store: {}", self.store.display())?;
+        if let Some(m) = self.mock {
+            writeln!(f, "  mock: {m} (in-process mock platform server)")?;
+        }
+        writeln!(f, "  api keys: {}", self.api_keys)?;
+        writeln!(f, "  channels: {}", self.channels.len())?;
+        for (name, dests) in &self.channels {
+            writeln!(f, "    {name}: {}", dests.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Validate a config file completely (including building every destination)
+/// without starting anything: `imrelay config check FILE`.
+pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
+    let path = path.as_ref();
+    let cfg = Config::load(path)?;
+    let ctx = BuildContext::new(&cfg).map_err(|e| e.with_file(Some(path)))?;
+    let set = build_channels(&cfg, &ctx).map_err(|e| e.with_file(Some(path)))?;
+    Ok(Summary {
+        listen: cfg.server.listen,
+        store: cfg.store.path.clone(),
+        mock: cfg.mock.as_ref().map(|m| m.listen),
+        api_keys: cfg.api_keys.len(),
+        channels: set
+            .channels
+            .iter()
+            .map(|(name, ch)| {
+                (
+                    name.clone(),
+                    ch.destinations.iter().map(|d| d.key.clone()).collect(),
+                )
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,510 @@
+//! End-to-end API tests: a real gateway on port 0 (SQLite in a temp dir, the
+//! dispatcher running) sending to a webhook receiver on loopback.
+
+mod api_support;
+
+use api_support::*;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_is_accepted_then_delivered_and_its_history_shown() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(OPS_KEY),
+            r#"{"channel": "alerts", "title": "Disk", "text": "disk full on db-1"}"#,
+            &[("x-request-id", "req-123")],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body, json!({ "id": id }));
+    assert_eq!(r.headers["location"], format!("/v1/messages/{id}").as_str());
+
+    sink.wait_for("the message", |b| b.len() == 1).await;
+    let got = &sink.bodies()[0];
+    assert_eq!(
+        got["body"],
+        json!({"type": "text", "text": "disk full on db-1"})
+    );
+    assert_eq!(got["title"], "Disk");
+    assert_eq!(got["id"], id.as_str(), "the message id travels for dedup");
+
+    let view = t.wait_state(&id, "delivered").await;
+    assert_eq!(view["channel"], "alerts");
+    assert_eq!(view["trace_id"], "req-123");
+    let d = &view["deliveries"][0];
+    assert_eq!(d["state"], "done");
+    let h = d["history"].as_array().unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["outcome"], "delivered");
+    assert_eq!(h[0]["status"], 200);
+    assert!(h[0]["started_at"].as_i64().unwrap() > 1_600_000_000_000);
+    assert!(view["created_at"].as_i64().unwrap() > 1_600_000_000_000);
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_key_returns_the_first_answer_and_refuses_another_body() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let body = r#"{"channel": "alerts", "text": "once"}"#;
+    let a = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            body,
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    let b = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            body,
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!((a.status, b.status), (202, 202));
+    assert_eq!(a.body, b.body);
+    assert_eq!(b.headers["idempotent-replayed"], "true");
+    let c = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "alerts", "text": "twice"}"#,
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    c.assert_problem(422, Some("Idempotency-Key"));
+    assert_eq!(c.body["type"], "urn:imrelay:problem:idempotency-key-reused");
+    assert_eq!(c.body["existing_id"], a.body["id"]);
+    // Keys are scoped per API key: another key may use the same key string.
+    let d = t
+        .post(
+            "/v1/messages",
+            Some(OPS_KEY),
+            body,
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(d.status, 202);
+    assert_ne!(d.body["id"], a.body["id"]);
+    assert_eq!(t.stored_messages().await, 2);
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_hundred_concurrent_posts_with_one_key_create_exactly_one_message() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let t = std::sync::Arc::new(t);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            t.post(
+                "/v1/messages",
+                Some(ADMIN_KEY),
+                r#"{"channel": "alerts", "text": "exactly once"}"#,
+                &[("idempotency-key", "concurrent-key")],
+            )
+            .await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, 202, "{}", r.text);
+        ids.insert(r.body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "every answer names the same message: {ids:?}");
+    assert_eq!(t.stored_messages().await, 1);
+    let id = ids.into_iter().next().unwrap();
+    t.wait_state(&id, "delivered").await;
+    assert_eq!(sink.bodies().len(), 1, "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_401_versus_403() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let body = r#"{"channel": "other", "text": "x"}"#;
+    let r = t.post("/v1/messages", None, body, &[]).await;
+    r.assert_problem(401, Some("Authorization"));
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"imrelay\"");
+    t.post("/v1/messages", Some("not-a-key"), body, &[])
+        .await
+        .assert_problem(401, Some("Authorization"));
+    let r = t
+        .post(
+            "/v1/messages",
+            None,
+            body,
+            &[("authorization", "Basic YWRtaW46eA==")],
+        )
+        .await;
+    r.assert_problem(401, Some("Authorization"));
+    // A valid key on a channel it is not given.
+    let r = t.post("/v1/messages", Some(OPS_KEY), body, &[]).await;
+    r.assert_problem(403, None);
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("`ops` may not use channel `other`"));
+    // ... and the same for a channel that does not exist (no probing).
+    t.post(
+        "/v1/messages",
+        Some(OPS_KEY),
+        r#"{"channel": "secret-team", "text": "x"}"#,
+        &[],
+    )
+    .await
+    .assert_problem(403, None);
+    // Reading another channel's message is forbidden too.
+    let a = t.post("/v1/messages", Some(ADMIN_KEY), body, &[]).await;
+    let id = a.body["id"].as_str().unwrap();
+    t.get(&format!("/v1/messages/{id}"), Some(OPS_KEY))
+        .await
+        .assert_problem(403, None);
+    t.get(&format!("/v1/messages/{id}"), None)
+        .await
+        .assert_problem(401, Some("Authorization"));
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_a_clear_4xx_naming_the_field_and_stores_nothing() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let big = format!(
+        r#"{{"channel": "alerts", "text": "{}"}}"#,
+        "x".repeat(70_000)
+    );
+    // (what, body, headers, status, field)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("malformed JSON", r#"{"channel": "alerts", "text": "#.into(), vec![], 400, None),
+        ("not JSON at all", "channel=alerts&text=hi".into(), vec![], 400, None),
+        ("empty body", "".into(), vec![], 400, None),
+        ("trailing garbage", r#"{"channel": "alerts", "text": "a"} x"#.into(), vec![], 400, None),
+        ("JSON array", "[1, 2]".into(), vec![], 422, None),
+        ("unknown channel", r#"{"channel": "nope", "text": "a"}"#.into(), vec![], 422, Some("channel")),
+        ("empty channel", r#"{"channel": "", "text": "a"}"#.into(), vec![], 422, Some("channel")),
+        ("missing channel", r#"{"text": "a"}"#.into(), vec![], 422, Some("channel")),
+        ("missing body", r#"{"channel": "alerts"}"#.into(), vec![], 422, Some("body")),
+        ("empty text", r#"{"channel": "alerts", "text": "  "}"#.into(), vec![], 422, Some("text")),
+        ("text and body", r#"{"channel": "alerts", "text": "a", "body": {"type": "text", "text": "b"}}"#.into(), vec![], 422, Some("text")),
+        ("unknown field", r#"{"channel": "alerts", "text": "a", "colour": "red"}"#.into(), vec![], 422, Some("colour")),
+        ("wrong type", r#"{"channel": "alerts", "text": 5}"#.into(), vec![], 422, Some("text")),
+        ("body missing its text", r#"{"channel": "alerts", "body": {"type": "markdown"}}"#.into(), vec![], 422, Some("body.text")),
+        ("unknown body type", r#"{"channel": "alerts", "body": {"type": "hologram", "text": "a"}}"#.into(), vec![], 422, Some("body.type")),
+        ("empty markdown", r#"{"channel": "alerts", "body": {"type": "markdown", "text": ""}}"#.into(), vec![], 422, Some("body.text")),
+        ("recipients on a webhook channel", r#"{"channel": "alerts", "text": "a", "recipients": ["u1"]}"#.into(), vec![], 422, Some("recipients")),
+        ("empty recipient", r#"{"channel": "alerts", "text": "a", "recipients": [""]}"#.into(), vec![], 422, Some("recipients[0]")),
+        ("bad trace id", r#"{"channel": "alerts", "text": "a", "trace_id": "has space"}"#.into(), vec![], 422, Some("trace_id")),
+        ("raw body for another platform", r#"{"channel": "alerts", "body": {"type": "raw", "platform": "feishu", "payload": {}}}"#.into(), vec![], 422, Some("body.type")),
+        ("oversize body", big, vec![], 413, None),
+        ("idempotency key with spaces", r#"{"channel": "alerts", "text": "a"}"#.into(), vec![("idempotency-key", "a b")], 422, Some("Idempotency-Key")),
+        ("two idempotency keys", r#"{"channel": "alerts", "text": "a"}"#.into(), vec![("idempotency-key", "a"), ("idempotency-key", "b")], 422, Some("idempotency-key")),
+        ("body key differs from header", r#"{"channel": "alerts", "text": "a", "idempotency_key": "x"}"#.into(), vec![("idempotency-key", "y")], 422, Some("idempotency_key")),
+    ];
+    for (name, body, headers, status, field) in cases {
+        let r = t
+            .post("/v1/messages", Some(ADMIN_KEY), &body, &headers)
+            .await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        r.assert_problem(status, field);
+    }
+    // Routing errors are problems too.
+    t.get("/v2/nothing", Some(ADMIN_KEY))
+        .await
+        .assert_problem(404, None);
+    let r = t.http.put(t.url("/v1/messages")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    t.get("/v1/messages/not-a-real-id", Some(ADMIN_KEY))
+        .await
+        .assert_problem(404, None);
+    t.get("/v1/messages/%00%ff", Some(ADMIN_KEY))
+        .await
+        .assert_problem(404, None);
+
+    assert_eq!(t.stored_messages().await, 0, "nothing was stored");
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_commits_valid_items_and_reports_each() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let body = json!({"messages": [
+        {"channel": "alerts", "text": "one"},
+        {"channel": "alerts", "text": 2},
+        {"channel": "alerts", "body": {"type": "markdown", "text": "**three**"}},
+        {"channel": "alerts"},
+        {"channel": "other", "text": "five"},
+    ]});
+    let r = t
+        .post("/v1/messages/batch", Some(OPS_KEY), &body.to_string(), &[])
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(
+        (r.body["accepted"].as_u64(), r.body["rejected"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let results = r.body["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|x| x["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 422, 202, 422, 403]);
+    assert_eq!(results[1]["problem"]["field"], "messages[1].text");
+    assert_eq!(results[3]["problem"]["field"], "messages[3].body");
+    assert_eq!(t.stored_messages().await, 2);
+    sink.wait_for("two messages", |b| b.len() == 2).await;
+
+    // All invalid: 422, nothing stored.
+    let r = t
+        .post(
+            "/v1/messages/batch",
+            Some(ADMIN_KEY),
+            r#"{"messages": [{"channel": "x", "text": "a"}]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    t.post(
+        "/v1/messages/batch",
+        Some(ADMIN_KEY),
+        r#"{"messages": []}"#,
+        &[],
+    )
+    .await
+    .assert_problem(422, Some("messages"));
+    let many = json!({"messages": vec![json!({"channel": "alerts", "text": "a"}); 51]});
+    t.post(
+        "/v1/messages/batch",
+        Some(ADMIN_KEY),
+        &many.to_string(),
+        &[],
+    )
+    .await
+    .assert_problem(422, Some("messages"));
+    t.post(
+        "/v1/messages/batch",
+        Some(ADMIN_KEY),
+        r#"{"messages": [1], "x": 1}"#,
+        &[],
+    )
+    .await
+    .assert_problem(422, Some("x"));
+    assert_eq!(t.stored_messages().await, 2);
+
+    // A batch with an Idempotency-Key header resent: the same ids.
+    let body = json!({"messages": [{"channel": "alerts", "text": "a"}, {"channel": "alerts", "text": "b"}]}).to_string();
+    let a = t
+        .post(
+            "/v1/messages/batch",
+            Some(ADMIN_KEY),
+            &body,
+            &[("idempotency-key", "batch-1")],
+        )
+        .await;
+    let b = t
+        .post(
+            "/v1/messages/batch",
+            Some(ADMIN_KEY),
+            &body,
+            &[("idempotency-key", "batch-1")],
+        )
+        .await;
+    assert_eq!((a.status, b.status), (202, 202));
+    let ids = |r: &Resp| -> Vec<Value> {
+        r.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(t.stored_messages().await, 4);
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_inspected_replayed_and_purged() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    // The receiver refuses: 400 is permanent for a generic webhook.
+    sink.set_status(400);
+    let mut ids = Vec::new();
+    for text in ["a", "b", "c"] {
+        let r = t
+            .post(
+                "/v1/messages",
+                Some(OPS_KEY),
+                &json!({"channel": "alerts", "text": text}).to_string(),
+                &[],
+            )
+            .await;
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let v = t.wait_state(id, "dead").await;
+        let d = &v["deliveries"][0];
+        assert_eq!(
+            d["attempts"], 1,
+            "a permanent answer dead-letters at once: {v:#}"
+        );
+        assert!(
+            d["dead"]["reason"].as_str().unwrap().contains("HTTP 400"),
+            "{v:#}"
+        );
+    }
+
+    let list = t.get("/v1/dlq?channel=alerts", Some(OPS_KEY)).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let items = list.body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["message_id"], ids[0].as_str());
+    // The ops key has one channel, so it may leave the filter out.
+    assert_eq!(
+        t.get("/v1/dlq", Some(OPS_KEY)).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Filters: time window in the future matches nothing; paging.
+    let r = t
+        .get("/v1/dlq?since=2999-01-01T00:00:00Z", Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0);
+    let page = t.get("/v1/dlq?limit=2", Some(ADMIN_KEY)).await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 2);
+    let after = page.body["next_after"].as_i64().unwrap();
+    let page2 = t
+        .get(&format!("/v1/dlq?limit=2&after={after}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(page2.body["items"].as_array().unwrap().len(), 1);
+    // Bad filters name the parameter.
+    t.get("/v1/dlq?since=yesterday", Some(ADMIN_KEY))
+        .await
+        .assert_problem(422, Some("since"));
+    t.get("/v1/dlq?limit=0", Some(ADMIN_KEY))
+        .await
+        .assert_problem(422, Some("limit"));
+    t.get("/v1/dlq?colour=red", Some(ADMIN_KEY))
+        .await
+        .assert_problem(422, Some("colour"));
+    t.get("/v1/dlq?channel=other", Some(OPS_KEY))
+        .await
+        .assert_problem(403, Some("channel"));
+
+    let first = items[0]["delivery_id"].as_i64().unwrap();
+    let one = t.get(&format!("/v1/dlq/{first}"), Some(OPS_KEY)).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["message"]["body"]["text"], "a");
+    t.get("/v1/dlq/999999", Some(OPS_KEY))
+        .await
+        .assert_problem(404, None);
+    t.get("/v1/dlq/abc", Some(OPS_KEY))
+        .await
+        .assert_problem(404, None);
+
+    // Fix the receiver, replay one, then the rest by filter.
+    sink.set_status(200);
+    let r = t
+        .post(&format!("/v1/dlq/{first}/replay"), Some(OPS_KEY), "", &[])
+        .await;
+    assert_eq!(
+        (r.status, r.body["replayed"].as_u64()),
+        (200, Some(1)),
+        "{}",
+        r.text
+    );
+    t.wait_state(&ids[0], "delivered").await;
+    let second = items[1]["delivery_id"].as_i64().unwrap();
+    let r = t
+        .post(
+            "/v1/dlq/replay",
+            Some(OPS_KEY),
+            &json!({"ids": [second]}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["replayed"], 1, "{}", r.text);
+    t.wait_state(&ids[1], "delivered").await;
+    assert_eq!(sink.bodies().len(), 2);
+
+    // Purge the last by filter.
+    t.post(
+        "/v1/dlq/purge",
+        Some(OPS_KEY),
+        r#"{"ids": [1], "filter": {}}"#,
+        &[],
+    )
+    .await
+    .assert_problem(422, Some("filter"));
+    let r = t
+        .post(
+            "/v1/dlq/purge",
+            Some(OPS_KEY),
+            r#"{"filter": {"channel": "alerts"}}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["purged"], 1, "{}", r.text);
+    assert_eq!(
+        t.get("/v1/dlq", Some(ADMIN_KEY)).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_shows_queue_and_destinations() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "alerts", "text": "x"}"#,
+            &[],
+        )
+        .await;
+    t.wait_state(r.body["id"].as_str().unwrap(), "delivered")
+        .await;
+    let s = t.get("/v1/status", Some(OPS_KEY)).await;
+    assert_eq!(s.status, 200, "{}", s.text);
+    assert_eq!(s.body["store"], "sqlite");
+    assert_eq!(s.body["accepting"], true);
+    let channels: Vec<&str> = s.body["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["alerts"], "a scoped key sees its channels only");
+    assert!(
+        s.body["dispatch"]["destinations"].as_array().is_some(),
+        "{:#}",
+        s.body
+    );
+    assert_eq!(t.get("/healthz", None).await.status, 200);
+    t.gw.shutdown().await.unwrap();
+}

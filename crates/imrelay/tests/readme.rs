@@ -34,6 +34,16 @@ fn readme_toml_examples_are_valid() {
                 .build(&json)
                 .unwrap_or_else(|e| panic!("README destination example is invalid: {e}\n{block}"));
             checked += 1;
+        } else if table.contains_key("channels") || table.contains_key("server") {
+            // A gateway config: validated completely, every destination built.
+            let dir = std::env::temp_dir()
+                .join(format!("imrelay-readme-{}-{checked}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("imrelay.toml");
+            std::fs::write(&path, block).unwrap();
+            imrelay_gateway::check_file(&path)
+                .unwrap_or_else(|e| panic!("README gateway example is invalid: {e}\n{block}"));
+            checked += 1;
         } else if table.contains_key("robots")
             || table.contains_key("apps")
             || table.contains_key("window_scale")
@@ -53,6 +63,13 @@ fn example_mock_config_is_valid() {
     let text = include_str!("../../../examples/mock.toml");
     let cfg = imrelay_mock::MockConfig::from_toml(text).unwrap();
     assert!(cfg.robots.iter().any(|r| r.secret.is_some()));
+}
+
+#[test]
+fn example_gateway_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let summary = imrelay_gateway::check_file(format!("{dir}/quickstart.toml")).unwrap();
+    assert!(summary.channels.contains_key("alerts"));
 }
 
 #[test]

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod callback;
 pub mod config;
 pub mod control;
 pub mod dedup;

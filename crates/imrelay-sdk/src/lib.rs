@@ -16,6 +16,8 @@
 //! - [`outcome`]: [`Report`] and [`Outcome`], what an answer means.
 //! - [`token`]: the access-token cache (refresh ahead, single-flight, invalidation).
 //! - [`sign`]: HMAC and SHA signatures, checked against published vectors.
+//! - [`crypto`]: callback decryption, encryption and signature checks (WeCom,
+//!   WeChat, DingTalk, Feishu), checked against published vectors.
 //! - [`limits`]: byte limits and the overflow rule (split or truncate).
 //! - [`http`]: the shared HTTP client and transport classification.
 //! - [`endpoint`]: base URLs and the outbound-host rule.
@@ -31,6 +33,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clock;
+pub mod crypto;
 pub mod destination;
 pub mod endpoint;
 pub mod error;

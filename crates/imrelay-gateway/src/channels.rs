@@ -24,6 +24,8 @@ pub const POOL_TARGET: &str = "pool";
 #[derive(Debug, Clone, Default)]
 pub struct ChannelSet {
     pub channels: BTreeMap<String, Channel>,
+    /// Callback endpoints, swapped with the channels they forward through.
+    pub callbacks: Arc<crate::callbacks::CallbackSet>,
 }
 
 impl ChannelSet {
@@ -31,7 +33,14 @@ impl ChannelSet {
     pub fn new(channels: impl IntoIterator<Item = Channel>) -> Self {
         ChannelSet {
             channels: channels.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            callbacks: Arc::default(),
         }
+    }
+
+    /// The same set serving these callback endpoints.
+    pub fn with_callbacks(mut self, callbacks: crate::callbacks::CallbackSet) -> Self {
+        self.callbacks = Arc::new(callbacks);
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<&Channel> {

@@ -25,7 +25,10 @@
 //! within `server.shutdown_grace`, close the store. Nothing acknowledged is
 //! lost: a crash leaves claimed deliveries to come back when their lease ends.
 
+pub mod alertmanager;
+pub mod alerts;
 pub mod api;
+pub mod callbacks;
 pub mod channels;
 pub mod client;
 pub mod config;
@@ -33,6 +36,8 @@ pub mod dispatch;
 pub mod outbound;
 pub mod reload;
 pub mod store;
+pub mod telemetry;
+pub mod templates;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -126,15 +131,28 @@ impl Gateway {
         dcfg.drain_deadline = grace;
         // Above the SDK's own total timeout, as a last guard against a hang.
         dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
-        let mut opts =
-            StoreOptions::new(config.store.path.to_string_lossy().into_owned()).with_clock(clock);
+        let mut opts = StoreOptions::new(config.store.location()).with_clock(clock);
         opts.synchronous = config.store.sqlite_synchronous;
-        let store = open_store(opts).await.with_context(|| {
-            format!("`store.path`: cannot open {}", config.store.path.display())
-        })?;
+        let store = open_store(opts)
+            .await
+            .with_context(|| match &config.store.url {
+                Some(_) => "`store.url`: cannot open the PostgreSQL store".to_string(),
+                None => format!("`store.path`: cannot open {}", config.store.path.display()),
+            })?;
+        // Several instances on PostgreSQL share the platform rate limits.
+        dcfg.shared_limits = store::postgres::cluster::shared_limiter(&config.store.location());
+        let alerts_cfg = config.self_alerts.clone();
         let live = Arc::new(Live::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
 
         let dispatcher = dispatch::Dispatcher::new(store.clone(), live.channels.clone(), dcfg);
+        let token_fetches: alerts::TokenFetches = {
+            let live = live.clone();
+            Arc::new(move || live.token_fetches())
+        };
+        dispatcher.set_alerts(
+            alerts::Alerts::new(alerts_cfg, store.clone(), live.channels.clone())
+                .with_token_fetches(token_fetches),
+        );
         let (dtx, drx) = oneshot::channel::<()>();
         let dispatch_task = tokio::spawn(dispatcher.clone().run(async move {
             let _ = drx.await;
@@ -142,10 +160,19 @@ impl Gateway {
         let d = dispatcher.clone();
         let state = AppState::new(store.clone(), live.channels.clone(), live.keys.clone())
             .with_limits(limits)
+            .with_alerting(live.alerting.clone())
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));
-        let app = api::router(state.clone());
+        let obs = telemetry::ObsState {
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            live: live.clone(),
+            accepting: state.accepting.clone(),
+        };
+        let app = api::router(state.clone())
+            .merge(telemetry::router(obs))
+            .layer(axum::middleware::from_fn(telemetry::trace::middleware));
         let (tx, rx) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -275,7 +302,10 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let _reload = reload::spawn(gw.live().clone(), config_path, watch);
     let why = shutdown_signal().await;
     tracing::info!(signal = why, "stop requested");
-    gw.shutdown().await
+    let result = gw.shutdown().await;
+    #[cfg(feature = "otlp")]
+    telemetry::otlp::flush();
+    result
 }
 
 /// SIGTERM or SIGINT.
@@ -300,10 +330,5 @@ async fn shutdown_signal() -> &'static str {
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), unless the binary
 /// already installed a subscriber.
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    telemetry::init_logs("info", telemetry::LogFormat::from_env(true));
 }

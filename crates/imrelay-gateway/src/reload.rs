@@ -35,6 +35,8 @@ pub struct ReloadStatus {
 pub struct Live {
     pub channels: Arc<ArcSwap<ChannelSet>>,
     pub keys: Arc<ArcSwap<ApiKeys>>,
+    /// Alertmanager routes and templates (`[alerting]`, `[templates]`).
+    pub alerting: Arc<ArcSwap<crate::alertmanager::Alerting>>,
     config: Mutex<Config>,
     ctx: BuildContext,
     status: watch::Sender<ReloadStatus>,
@@ -59,6 +61,7 @@ impl Live {
         Ok(Live {
             channels: Arc::new(ArcSwap::from_pointee(set)),
             keys: Arc::new(ArcSwap::from_pointee(ApiKeys::from_config(&cfg.api_keys))),
+            alerting: Arc::new(ArcSwap::new(cfg.alerting.clone())),
             config: Mutex::new(cfg),
             ctx,
             status: watch::channel(ReloadStatus::default()).0,
@@ -79,6 +82,11 @@ impl Live {
         self.status.borrow().clone()
     }
 
+    /// Access-token fetches so far: (succeeded, failed) (for `/metrics`).
+    pub fn token_fetches(&self) -> (u64, u64) {
+        self.ctx.token_fetches()
+    }
+
     /// Apply a new config: all or nothing.
     pub fn apply(&self, new: Config) -> Result<(), ConfigError> {
         let result = build_channels(&new, &self.ctx).map_err(|mut e| {
@@ -94,6 +102,7 @@ impl Live {
                 self.keys
                     .store(Arc::new(ApiKeys::from_config(&new.api_keys)));
                 self.channels.store(Arc::new(set));
+                self.alerting.store(new.alerting.clone());
                 tracing::info!(
                     channels = new.channels.len(),
                     api_keys = new.api_keys.len(),

@@ -238,7 +238,7 @@ async fn dead_letter_goes_to_the_fallback_channel_marked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unavailable_too_long_falls_back_while_the_primary_keeps_trying() {
     let rx = Receiver::start().await;
-    rx.script("primary", (0..20).map(|_| Answer::status(503)));
+    rx.script("primary", (0..8).map(|_| Answer::status(503)));
     let client = Client::new().unwrap();
     let mut primary = channel(
         "ops",

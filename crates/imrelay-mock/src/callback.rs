@@ -70,7 +70,7 @@ impl CallbackKind {
 }
 
 /// What to fire, and where. Read it from JSON (`serde_json::from_str`); the
-/// `imrelay mock fire` flags fill the same fields. Secrets are [`Secret`]s:
+/// `imrelay callback fire` reads the same fields from JSON. Secrets are [`Secret`]s:
 /// `Debug` never prints them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,6 +298,7 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
     };
     let client = HttpClient::new(Timeouts {
         connect: Duration::from_secs(5),
+        read: Duration::from_millis(spec.timeout_ms.unwrap_or(5000)),
         total: Duration::from_millis(spec.timeout_ms.unwrap_or(5000)),
     })
     .map_err(|e| CallbackError::Http(e.to_string()))?;

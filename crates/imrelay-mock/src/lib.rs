@@ -12,6 +12,7 @@
 //! - [`state`]: shared state, the mock clock, limits.
 //! - [`log`], [`faults`], [`limiter`], [`tokens`]: the pieces handlers use.
 //! - [`control`]: the `/_mock/` API.
+//! - [`callback`]: fire encrypted, signed platform callbacks at a URL, as the platforms do.
 //! - [`platform`]: one file per platform.
 //!
 //! ```no_run

@@ -17,6 +17,9 @@ pub struct Timeouts {
     /// TCP + TLS connect.
     #[serde(with = "ms")]
     pub connect: Duration,
+    /// Longest silence while waiting for (more of) the answer.
+    #[serde(with = "ms")]
+    pub read: Duration,
     /// The whole request, from start to the last byte of the answer.
     #[serde(with = "ms")]
     pub total: Duration,
@@ -26,6 +29,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(5),
+            read: Duration::from_secs(10),
             total: Duration::from_secs(15),
         }
     }
@@ -175,6 +179,7 @@ impl HttpClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let inner = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
             .timeout(timeouts.total)
             .pool_max_idle_per_host(64)
             .user_agent(concat!("imrelay/", env!("CARGO_PKG_VERSION")))

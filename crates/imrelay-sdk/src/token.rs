@@ -57,11 +57,42 @@ pub struct TokenStats {
     pub invalidations: AtomicU64,
 }
 
+/// A token handed out by a [`SharedTokenCache`].
+#[derive(Debug, Clone)]
+pub struct SharedToken {
+    pub value: Secret,
+    /// When this process should ask the shared cache again.
+    pub refresh_in: Duration,
+    /// When the token stops working.
+    pub expires_in: Duration,
+    /// Whether this call fetched it from the platform (for the fetch counter).
+    pub fetched_here: bool,
+}
+
+/// A token cache shared by several processes (several gateway instances), so a
+/// credential is refreshed once per expiry period for all of them, and a token
+/// the platform rejected is dropped for all of them.
+///
+/// Optional: a [`TokenManager`] without one (the default) fetches on its own.
+#[async_trait]
+pub trait SharedTokenCache: Send + Sync + std::fmt::Debug {
+    /// A token for `source`'s credential: the shared one while it is not due
+    /// for refresh, else one fetched by exactly one caller cluster-wide (the
+    /// others wait for it and reuse it).
+    async fn get(&self, source: &dyn TokenSource, http: &HttpClient)
+        -> Result<SharedToken, Report>;
+
+    /// The platform rejected `stale` for credential `key`: forget it for
+    /// everyone, unless it was already replaced.
+    async fn invalidate(&self, key: &str, stale: &Secret);
+}
+
 /// The token cache. Cheap to share behind the [`crate::Client`].
 #[derive(Default)]
 pub struct TokenManager {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     stats: TokenStats,
+    shared: RwLock<Option<Arc<dyn SharedTokenCache>>>,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -79,6 +110,17 @@ impl TokenManager {
 
     pub fn stats(&self) -> &TokenStats {
         &self.stats
+    }
+
+    /// Consult `cache` (shared by several processes) instead of fetching
+    /// alone; `None` (the default) fetches per process. Locally cached tokens
+    /// are kept.
+    pub fn set_shared(&self, cache: Option<Arc<dyn SharedTokenCache>>) {
+        *self.shared.write() = cache;
+    }
+
+    fn shared(&self) -> Option<Arc<dyn SharedTokenCache>> {
+        self.shared.read().clone()
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {
@@ -101,20 +143,35 @@ impl TokenManager {
         if let Some(v) = fresh(&slot) {
             return Ok(v);
         }
-        match source.fetch(http).await {
-            Ok(token) => {
+        let fetched = match self.shared() {
+            Some(shared) => shared.get(source, http).await.map(|t| {
+                if t.fetched_here {
+                    self.stats.fetches_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                (t.value, t.refresh_in, t.expires_in)
+            }),
+            None => source.fetch(http).await.map(|token| {
                 self.stats.fetches_ok.fetch_add(1, Ordering::Relaxed);
+                (
+                    token.value,
+                    token
+                        .expires_in
+                        .saturating_sub(refresh_margin(token.expires_in)),
+                    token.expires_in,
+                )
+            }),
+        };
+        match fetched {
+            Ok((value, refresh_in, expires_in)) => {
                 let now = Instant::now();
-                // Refresh ahead: a fifth of the lifetime, at most five minutes.
-                let margin = (token.expires_in / 5).min(Duration::from_secs(300));
                 let cached = Cached {
-                    value: token.value.clone(),
-                    refresh_at: now + token.expires_in.saturating_sub(margin),
-                    expires_at: now + token.expires_in,
+                    value: value.clone(),
+                    refresh_at: now + refresh_in,
+                    expires_at: now + expires_in,
                 };
                 *slot.cached.write() = Some(cached);
-                tracing::debug!(credential = %source.cache_key(), expires_in_s = token.expires_in.as_secs(), "access token fetched");
-                Ok(token.value)
+                tracing::debug!(credential = %source.cache_key(), expires_in_s = expires_in.as_secs(), "access token fetched");
+                Ok(value)
             }
             Err(report) => {
                 self.stats.fetches_failed.fetch_add(1, Ordering::Relaxed);
@@ -164,12 +221,21 @@ impl TokenManager {
         }
         tracing::info!(credential = %source.cache_key(), code = ?report.code, "platform rejected the access token; refreshing once");
         self.invalidate(&source.cache_key(), &token);
+        if let Some(shared) = self.shared() {
+            shared.invalidate(&source.cache_key(), &token).await;
+        }
         let token = match self.get(source, http).await {
             Ok(t) => t,
             Err(r) => return r,
         };
         attempt(token).await
     }
+}
+
+/// How long before expiry a token is refreshed: a fifth of its lifetime, at
+/// most five minutes.
+pub fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 5).min(Duration::from_secs(300))
 }
 
 fn fresh(slot: &Slot) -> Option<Secret> {
@@ -262,5 +328,120 @@ mod tests {
         // A second invalidation with the old token does not throw away the new one.
         tm.invalidate("test:app", &Secret::new("tok-0"));
         assert_eq!(tm.get(&src, &http).await.unwrap().expose(), "tok-1");
+    }
+
+    /// An in-memory stand-in for a cluster-wide cache (the gateway's is in
+    /// PostgreSQL): one lock, one stored token.
+    #[derive(Debug, Default)]
+    struct OneCache {
+        stored: tokio::sync::Mutex<Option<(Secret, Instant, Instant)>>,
+    }
+
+    #[async_trait]
+    impl SharedTokenCache for OneCache {
+        async fn get(
+            &self,
+            source: &dyn TokenSource,
+            http: &HttpClient,
+        ) -> Result<SharedToken, Report> {
+            let mut g = self.stored.lock().await;
+            let now = Instant::now();
+            if let Some((v, refresh_at, expires_at)) = g.as_ref() {
+                if now < *refresh_at {
+                    return Ok(SharedToken {
+                        value: v.clone(),
+                        refresh_in: *refresh_at - now,
+                        expires_in: *expires_at - now,
+                        fetched_here: false,
+                    });
+                }
+            }
+            let t = source.fetch(http).await?;
+            let refresh_in = t.expires_in - refresh_margin(t.expires_in);
+            *g = Some((t.value.clone(), now + refresh_in, now + t.expires_in));
+            Ok(SharedToken {
+                value: t.value,
+                refresh_in,
+                expires_in: t.expires_in,
+                fetched_here: true,
+            })
+        }
+        async fn invalidate(&self, _key: &str, stale: &Secret) {
+            let mut g = self.stored.lock().await;
+            if g.as_ref().is_some_and(|(v, _, _)| v == stale) {
+                *g = None;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn managers_sharing_a_cache_fetch_once_and_see_invalidations() {
+        let http = HttpClient::new(Default::default()).unwrap();
+        let cache: Arc<dyn SharedTokenCache> = Arc::new(OneCache::default());
+        let src = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(7200),
+        });
+        // Three "instances".
+        let tms: Vec<Arc<TokenManager>> = (0..3)
+            .map(|_| {
+                let tm = TokenManager::new();
+                tm.set_shared(Some(cache.clone()));
+                Arc::new(tm)
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let (tm, src, http) = (tms[i % 3].clone(), src.clone(), http.clone());
+            tasks.push(tokio::spawn(
+                async move { tm.get(&*src, &http).await.unwrap() },
+            ));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().expose(), "tok-0");
+        }
+        assert_eq!(src.calls.load(Ordering::SeqCst), 1, "one fetch for all");
+        let ok: u64 = tms
+            .iter()
+            .map(|t| t.stats().fetches_ok.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(ok, 1);
+
+        // Instance 0 is told the token is bad: it refreshes through the cache...
+        let r = tms[0]
+            .with_token(&*src, &http, |tok| {
+                let ok = tok.expose() == "tok-1";
+                async move {
+                    if ok {
+                        Report::delivered()
+                    } else {
+                        Report::new(Outcome::RefreshToken, "token rejected")
+                    }
+                }
+            })
+            .await;
+        assert!(r.outcome.is_delivered());
+        // ...and instance 1, rejected with the old token too, reuses the new one.
+        let r = tms[1]
+            .with_token(&*src, &http, |tok| {
+                let ok = tok.expose() == "tok-1";
+                async move {
+                    if ok {
+                        Report::delivered()
+                    } else {
+                        Report::new(Outcome::RefreshToken, "token rejected")
+                    }
+                }
+            })
+            .await;
+        assert!(r.outcome.is_delivered());
+        assert_eq!(src.calls.load(Ordering::SeqCst), 2, "one refresh for all");
+
+        // Past the refresh point, still one fetch for the cluster.
+        tokio::time::advance(Duration::from_secs(7000)).await;
+        for tm in &tms {
+            assert_eq!(tm.get(&*src, &http).await.unwrap().expose(), "tok-2");
+        }
+        assert_eq!(src.calls.load(Ordering::SeqCst), 3);
     }
 }

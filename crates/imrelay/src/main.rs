@@ -6,8 +6,10 @@
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
 
+mod callback_cmd;
 mod mock_cmd;
 mod send_cmd;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,11 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     Send(Box<send_cmd::SendArgs>),
     /// Run the mock platform server (DingTalk, Feishu/Lark, WeCom, WeChat on one port).
     Mock(mock_cmd::MockArgs),
+    /// Show a running gateway's channels, breakers, queue depths and dead letters.
+    Status(status_cmd::StatusArgs),
+    /// Platform callbacks: fire an encrypted, signed callback at a URL as the platform would.
+    #[command(subcommand)]
+    Callback(callback_cmd::CallbackCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +75,7 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log);
+    init_logs(&cli.log, matches!(cli.command, Command::Serve { .. }));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,6 +90,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Send(args) => send_cmd::run(*args).await,
             Command::Mock(args) => mock_cmd::run(args).await,
+            Command::Status(args) => status_cmd::run(args).await,
+            Command::Callback(cmd) => callback_cmd::run(cmd).await,
             Command::Serve { config } => match imrelay_gateway::serve(config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -106,10 +115,9 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logs(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+/// JSON lines for `serve` when stderr is not a terminal (or per
+/// `IMRELAY_LOG_FORMAT`), human text otherwise.
+fn init_logs(filter: &str, server: bool) {
+    use imrelay_gateway::telemetry::{init_logs, LogFormat};
+    init_logs(filter, LogFormat::from_env(server));
 }

@@ -143,6 +143,7 @@ async fn run_inner(args: SendArgs) -> anyhow::Result<ExitCode> {
     let client = Client::with_options(ClientOptions {
         timeouts: Timeouts {
             connect: Duration::from_secs(args.timeout.clamp(1, 10)),
+            read: Duration::from_secs(args.timeout.max(1)),
             total: Duration::from_secs(args.timeout.max(1)),
         },
         ..Default::default()

@@ -59,6 +59,13 @@ pub struct SubmitRequest {
     /// Same as the `Idempotency-Key` header (batch items use this).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Render the title and body from this template (`[templates.NAME]` or a
+    /// built-in) with `data`, instead of giving `text` or `body`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The template's context (a JSON object).
+    #[serde(default)]
+    pub data: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +88,9 @@ pub fn prepare(
     }
     // Scope before existence, so a key cannot probe for other teams' channels.
     caller.require(&req.channel)?;
-    let Some(channel) = set.get(&req.channel) else {
+    // Callback forward channels carry only verified platform events.
+    let forward = req.channel.starts_with("callback:");
+    let Some(channel) = set.get(&req.channel).filter(|_| !forward) else {
         return Err(Problem::invalid(
             f("channel"),
             format!("no channel `{}` is configured", req.channel),
@@ -203,9 +212,10 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get("x-request-id")?.to_str().ok()?;
-    check_token(v, 128).ok()?;
-    Some(v.to_string())
+    // The request's trace id (traceparent, X-Request-Id, or generated).
+    let v = crate::telemetry::trace::request_trace_id(headers)?;
+    check_token(&v, 128).ok()?;
+    Some(v)
 }
 
 fn accepted(id: &str, replayed: bool) -> Response {
@@ -268,6 +278,7 @@ pub async fn submit(
     if req.trace_id.is_none() {
         req.trace_id = request_id(&headers);
     }
+    super::alertmanager::apply_template(&st, &mut req, "")?;
     let set = st.channels.load();
     let mut nm = prepare(&caller, req, &set, "")?;
     drop(set);
@@ -279,9 +290,13 @@ pub async fn submit(
         });
     }
     st.check_accepting()?;
+    let (channel, trace_id) = (nm.channel.clone(), nm.trace_id.clone());
     let outcome = st.store.enqueue(vec![nm]).await?.into_iter().next();
     match outcome {
-        Some(EnqueueOutcome::Created { id }) => Ok(accepted(&id, false)),
+        Some(EnqueueOutcome::Created { id }) => {
+            crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
+            Ok(accepted(&id, false))
+        }
         Some(EnqueueOutcome::Existing { id }) => Ok(accepted(&id, true)),
         Some(EnqueueOutcome::Conflict { id }) => Err(conflict(key_field, &id)),
         Some(EnqueueOutcome::Rejected { reason }) => Err(Problem::new(
@@ -356,6 +371,7 @@ pub async fn submit_batch(
                     if req.trace_id.is_none() {
                         req.trace_id = request_id.clone();
                     }
+                    super::alertmanager::apply_template(&st, &mut req, &at)?;
                     let mut nm = prepare(&caller, req, &set, &at)?;
                     if let Some(key) = key {
                         nm.idempotency = Some(Idempotency {
@@ -379,11 +395,18 @@ pub async fn submit_batch(
     let mut accepted_count = 0usize;
     if !to_store.is_empty() {
         st.check_accepting()?;
+        let meta: Vec<_> = to_store
+            .iter()
+            .map(|m| (m.channel.clone(), m.trace_id.clone()))
+            .collect();
         let outcomes = st.store.enqueue(to_store).await?;
-        for ((i, field), outcome) in queued.into_iter().zip(outcomes) {
+        for (((i, field), outcome), (channel, trace_id)) in
+            queued.into_iter().zip(outcomes).zip(meta)
+        {
             results[i] = Some(match outcome {
                 EnqueueOutcome::Created { id } => {
                     accepted_count += 1;
+                    crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
                     json!({"index": i, "status": 202, "id": id})
                 }
                 EnqueueOutcome::Existing { id } => {

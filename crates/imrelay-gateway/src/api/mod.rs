@@ -9,9 +9,12 @@
 //! Handlers read the channel set and keys through `ArcSwap`, so a reload takes
 //! effect on the next request.
 
+pub mod alertmanager;
 pub mod auth;
+pub mod callbacks;
 pub mod dlq;
 pub mod messages;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 
@@ -64,6 +67,8 @@ pub struct AppState {
     /// Cleared when shutdown starts: new messages get 503 instead of being
     /// accepted by a gateway about to stop.
     pub accepting: Arc<AtomicBool>,
+    /// Alertmanager routes and templates, swapped on reload.
+    pub alerting: Arc<ArcSwap<crate::alertmanager::Alerting>>,
 }
 
 impl AppState {
@@ -79,7 +84,14 @@ impl AppState {
             limits: ApiLimits::default(),
             status: None,
             accepting: Arc::new(AtomicBool::new(true)),
+            alerting: Arc::new(ArcSwap::from_pointee(Default::default())),
         }
+    }
+
+    /// Use these Alertmanager routes and templates (the live, reloadable set).
+    pub fn with_alerting(mut self, alerting: Arc<ArcSwap<crate::alertmanager::Alerting>>) -> Self {
+        self.alerting = alerting;
+        self
     }
 
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {
@@ -116,7 +128,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dlq/{id}", get(dlq::inspect).delete(dlq::purge_one))
         .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
         .route("/v1/status", get(ops::status))
+        .route("/v1/alertmanager/{route}", post(alertmanager::receive))
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(callbacks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -52,3 +52,32 @@ pub async fn status(State(st): State<AppState>, Auth(caller): Auth) -> Result<Re
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
+
+/// `GET /readyz`: ready to take traffic: the store answers, a config is
+/// loaded, and the gateway is not draining. 503 with the failing check
+/// otherwise, so a load balancer stops sending before shutdown completes.
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    let store = st
+        .store
+        .stats()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let channels = st.channels.load().channels.len();
+    let accepting = st.accepting.load(std::sync::atomic::Ordering::Acquire);
+    let ready = store.is_ok() && accepting;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
+            "config": {"ok": true, "channels": channels},
+            "draining": {"ok": accepting, "draining": !accepting},
+        },
+    });
+    let code = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

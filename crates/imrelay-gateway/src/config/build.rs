@@ -22,11 +22,16 @@ use crate::outbound;
 #[derive(Debug, Default)]
 pub struct BuildContext {
     clients: Mutex<HashMap<(u128, u128), Client>>,
+    /// Several instances on PostgreSQL share access tokens.
+    shared_tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
 }
 
 impl BuildContext {
-    pub fn new(_cfg: &Config) -> Result<Self, ConfigError> {
-        Ok(BuildContext::default())
+    pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
+        Ok(BuildContext {
+            shared_tokens: crate::store::postgres::cluster::shared_tokens(&cfg.store.location()),
+            ..BuildContext::default()
+        })
     }
 
     fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {
@@ -40,8 +45,24 @@ impl BuildContext {
             ..Default::default()
         })
         .map_err(|e| e.to_string())?;
+        c.tokens().set_shared(self.shared_tokens.clone());
         clients.insert(key, c.clone());
         Ok(c)
+    }
+
+    /// Access-token fetches over every client: (succeeded, failed).
+    pub fn token_fetches(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.clients
+            .lock()
+            .values()
+            .fold((0, 0), |(ok, failed), c| {
+                let s = c.tokens().stats();
+                (
+                    ok + s.fetches_ok.load(Relaxed),
+                    failed + s.fetches_failed.load(Relaxed),
+                )
+            })
     }
 }
 
@@ -72,14 +93,16 @@ pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, Co
         });
         out.push(channel);
     }
+    // Callback apps: their crypto settings and one forward channel each.
+    let callbacks = super::callbacks::build(cfg, ctx, &mut out, &mut issues);
     if issues.is_empty() {
-        Ok(ChannelSet::new(out))
+        Ok(ChannelSet::new(out).with_callbacks(callbacks))
     } else {
         Err(ConfigError { file: None, issues })
     }
 }
 
-fn retry_policy(r: RetryConfig) -> RetryPolicy {
+pub(super) fn retry_policy(r: RetryConfig) -> RetryPolicy {
     let d = RetryPolicy::default();
     RetryPolicy {
         base: r.base.unwrap_or(d.base),
@@ -89,7 +112,7 @@ fn retry_policy(r: RetryConfig) -> RetryPolicy {
     }
 }
 
-fn build_destination(
+pub(super) fn build_destination(
     cfg: &Config,
     ctx: &BuildContext,
     ch: &super::ChannelConfig,

@@ -29,7 +29,9 @@
 //! timeouts = { connect = "3s", total = "10s" }  # optional override
 //! ```
 
+pub mod alerting;
 mod build;
+pub mod callbacks;
 pub mod interp;
 #[cfg(test)]
 mod tests;
@@ -265,7 +267,7 @@ impl Default for ServerConfig {
 }
 
 /// `[store]`: where the queue lives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite database file, relative to the config file's folder.
@@ -274,6 +276,35 @@ pub struct StoreConfig {
     /// power loss. `normal` is WEAKER: it survives a process crash, but a power
     /// loss or OS crash may lose the last acknowledged messages.
     pub sqlite_synchronous: crate::store::Synchronous,
+    /// `postgres://user:password@host:5432/db[?schema=name]`: a PostgreSQL
+    /// queue that several instances share (rate limits and tokens too). When
+    /// set, `path` is unused. Default: none (SQLite at `path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+// By hand: `url` may hold a password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("path", &self.path)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field(
+                "url",
+                &self.url.as_deref().map(crate::store::postgres::redact_url),
+            )
+            .finish()
+    }
+}
+
+impl StoreConfig {
+    /// What to open: `url` when set, else the SQLite `path`.
+    pub fn location(&self) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => self.path.to_string_lossy().into_owned(),
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -281,6 +312,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("imrelay.db"),
             sqlite_synchronous: crate::store::Synchronous::Full,
+            url: None,
         }
     }
 }
@@ -331,6 +363,9 @@ pub struct TimeoutsConfig {
     /// TCP + TLS connect.
     #[serde(with = "duration")]
     pub connect: Duration,
+    /// Longest silence while waiting for (more of) the answer.
+    #[serde(with = "duration")]
+    pub read: Duration,
     /// The whole request, including reading the answer.
     #[serde(with = "duration")]
     pub total: Duration,
@@ -341,6 +376,7 @@ impl Default for TimeoutsConfig {
         let t = imrelay_sdk::http::Timeouts::default();
         TimeoutsConfig {
             connect: t.connect,
+            read: t.read,
             total: t.total,
         }
     }
@@ -350,6 +386,7 @@ impl From<TimeoutsConfig> for imrelay_sdk::http::Timeouts {
     fn from(t: TimeoutsConfig) -> Self {
         imrelay_sdk::http::Timeouts {
             connect: t.connect,
+            read: t.read,
             total: t.total,
         }
     }
@@ -565,6 +602,13 @@ pub struct Config {
     pub mock: Option<MockSection>,
     pub api_keys: Vec<ApiKeyConfig>,
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// `[self_alerts]`: error grading and alerts about imrelay itself (see
+    /// [`crate::alerts`]).
+    pub self_alerts: crate::alerts::AlertsConfig,
+    /// `[alerting]` and `[templates]`, compiled (Alertmanager routes, templates).
+    pub alerting: std::sync::Arc<crate::alertmanager::Alerting>,
+    /// `[[callbacks]]`: platform callback endpoints (see [`crate::callbacks`]).
+    pub callbacks: Vec<callbacks::CallbackConfig>,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -588,6 +632,14 @@ struct RawConfig {
     api_keys: Vec<ApiKeyConfig>,
     #[serde(default)]
     channels: BTreeMap<String, ChannelConfig>,
+    #[serde(default)]
+    self_alerts: crate::alerts::AlertsConfig,
+    #[serde(default)]
+    alerting: alerting::AlertingConfig,
+    #[serde(default)]
+    templates: BTreeMap<String, alerting::TemplateConfig>,
+    #[serde(default)]
+    callbacks: Vec<callbacks::CallbackConfig>,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -650,6 +702,20 @@ impl Config {
         if store.path.is_relative() {
             store.path = base_dir.join(&store.path);
         }
+        if let Some(msg) = store
+            .url
+            .as_deref()
+            .and_then(crate::store::postgres::check_url)
+        {
+            issues.push(ConfigIssue::new("store.url", msg));
+        }
+        let alerting = alerting::compile(
+            &raw.alerting,
+            &raw.templates,
+            base_dir,
+            &raw.channels,
+            &mut issues,
+        );
         let cfg = Config {
             server: raw.server,
             store,
@@ -658,6 +724,9 @@ impl Config {
             mock,
             api_keys: raw.api_keys,
             channels: raw.channels,
+            self_alerts: raw.self_alerts,
+            alerting,
+            callbacks: raw.callbacks,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -676,6 +745,8 @@ impl Config {
 
     fn validate(&self, issues: &mut Vec<ConfigIssue>) {
         let root = KeyPath::root();
+        self.self_alerts.validate(self.channels.keys(), issues);
+        callbacks::validate(&self.callbacks, issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",
@@ -1067,7 +1138,10 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
     let set = build_channels(&cfg, &ctx).map_err(|e| e.with_file(Some(path)))?;
     Ok(Summary {
         listen: cfg.server.listen,
-        store: cfg.store.path.clone(),
+        store: match &cfg.store.url {
+            Some(u) => PathBuf::from(crate::store::postgres::redact_url(u)),
+            None => cfg.store.path.clone(),
+        },
         mock: cfg.mock.as_ref().map(|m| m.listen),
         api_keys: cfg.api_keys.len(),
         channels: set

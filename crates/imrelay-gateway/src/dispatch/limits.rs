@@ -30,7 +30,9 @@ pub struct Limiter {
     pub started_total: u64,
 }
 
-fn window_ms(q: &Quota) -> i64 {
+/// How long a request occupies a quota's window after it ends, in ms: the
+/// window plus a margin. Shared limiters use the same rule.
+pub fn window_ms(q: &Quota) -> i64 {
     let per = q.per.as_millis() as i64;
     // Margin for ms rounding and for the platform's clock ticking slightly
     // differently: 2 ms, or 0.5% of long windows.
@@ -175,6 +177,84 @@ impl Limiter {
                 q.count as f64 * windows
             })
             .fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Cluster-wide admission, for several gateway instances sending to the same
+/// destination: each request is admitted here *as well as* by the instance's
+/// own [`Limiter`], so the instances together stay within the platform's
+/// quotas. `None` in [`super::DispatchConfig`] (the default, and SQLite) means
+/// the in-process limiter alone decides.
+#[async_trait::async_trait]
+pub trait SharedLimiter: Send + Sync {
+    /// Admit one request to destination `key` now under `quotas`. A granted
+    /// request counts as in flight until released, or at most `hold_max` (so a
+    /// crashed instance's permits free themselves).
+    async fn acquire(
+        &self,
+        key: &str,
+        quotas: &[Quota],
+        hold_max: Duration,
+    ) -> Result<SharedAdmit, String>;
+
+    /// The request ended (now); `blocked_for`: the platform said to wait that
+    /// long before sending to this destination again.
+    async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>);
+}
+
+/// The answer of [`SharedLimiter::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedAdmit {
+    Granted(SharedPermit),
+    /// Over quota: try again after this long.
+    Wait(Duration),
+}
+
+/// A request admitted by a [`SharedLimiter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPermit {
+    pub id: i64,
+    pub key: String,
+}
+
+/// Take a cluster permit for `key` when a shared limiter is configured.
+/// `Ok(None)`: no shared limiter. `Err(at)`: not now; requeue at `at` (an
+/// unreachable limiter also waits: exceeding a platform limit is worse).
+pub(crate) async fn shared_admit(
+    shared: Option<&std::sync::Arc<dyn SharedLimiter>>,
+    key: &str,
+    quotas: &[Quota],
+    hold_max: Duration,
+    now: i64,
+) -> Result<Option<SharedPermit>, i64> {
+    let Some(shared) = shared else {
+        return Ok(None);
+    };
+    if quotas.is_empty() {
+        return Ok(None);
+    }
+    match shared.acquire(key, quotas, hold_max).await {
+        Ok(SharedAdmit::Granted(p)) => Ok(Some(p)),
+        Ok(SharedAdmit::Wait(d)) => Err(now + (d.as_millis() as i64).max(1)),
+        Err(e) => {
+            tracing::warn!(destination = %key, error = %e, "the shared rate limiter is unavailable; waiting");
+            Err(now + 1_000)
+        }
+    }
+}
+
+/// Release a permit from [`shared_admit`] after the request's report.
+pub(crate) async fn shared_release(
+    shared: Option<&std::sync::Arc<dyn SharedLimiter>>,
+    permit: Option<SharedPermit>,
+    report: &imrelay_sdk::Report,
+) {
+    if let (Some(shared), Some(p)) = (shared, permit) {
+        let blocked = match report.outcome {
+            imrelay_sdk::Outcome::RateLimited { wait } => Some(wait),
+            _ => None,
+        };
+        shared.release(p, blocked).await;
     }
 }
 

@@ -82,6 +82,9 @@ pub struct DispatchConfig {
     /// Clock for stored times, limiter windows and breaker timers. Must be the
     /// store's clock.
     pub clock: Arc<dyn Clock>,
+    /// Cluster-wide rate limiter (several instances on PostgreSQL); `None`:
+    /// the in-process limiter alone decides.
+    pub shared_limits: Option<Arc<dyn limits::SharedLimiter>>,
 }
 
 impl DispatchConfig {
@@ -97,6 +100,7 @@ impl DispatchConfig {
             send_timeout: Duration::from_secs(30),
             fallback_scan: Duration::from_secs(1),
             clock,
+            shared_limits: None,
         }
     }
 }
@@ -210,6 +214,7 @@ struct State {
     dests: HashMap<String, DestState>,
     targets: HashMap<String, TargetState>,
     next_fallback_scan: i64,
+    cycles: usize,
 }
 
 struct Inner {
@@ -220,6 +225,7 @@ struct Inner {
     counters: Counters,
     running: AtomicBool,
     in_flight: std::sync::atomic::AtomicUsize,
+    alerts: std::sync::OnceLock<crate::alerts::Alerts>,
 }
 
 /// The dispatcher. Cheap to clone; [`Dispatcher::run`] drives it.
@@ -248,8 +254,19 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         channels: Arc<ArcSwap<ChannelSet>>,
-        cfg: DispatchConfig,
+        mut cfg: DispatchConfig,
     ) -> Self {
+        // A lease shorter than a send would let this very dispatcher claim the
+        // delivery again while the first send is still running.
+        let floor = cfg.send_timeout + Duration::from_secs(5);
+        if cfg.lease < floor {
+            tracing::warn!(
+                lease_ms = cfg.lease.as_millis() as u64,
+                raised_to_ms = floor.as_millis() as u64,
+                "the claim lease is shorter than the send timeout; raising it"
+            );
+            cfg.lease = floor;
+        }
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
@@ -259,8 +276,15 @@ impl Dispatcher {
                 counters: Counters::default(),
                 running: AtomicBool::new(false),
                 in_flight: Default::default(),
+                alerts: Default::default(),
             }),
         }
+    }
+
+    /// Send self-alerts (breaker opened, token refresh failing, permanent
+    /// errors, DLQ size) through `alerts`. Set once, before [`Dispatcher::run`].
+    pub fn set_alerts(&self, alerts: crate::alerts::Alerts) {
+        let _ = self.inner.alerts.set(alerts);
     }
 
     /// The lease owner id.
@@ -512,7 +536,17 @@ impl Inner {
         };
         d.limiter.release(end);
         match report.outcome {
-            Outcome::Retry { .. } => d.breaker.on_failure(end),
+            Outcome::Retry { .. } => {
+                let opened = d.breaker.opened_total;
+                d.breaker.on_failure(end);
+                if d.breaker.opened_total > opened {
+                    let n = d.breaker.consecutive_failures();
+                    crate::telemetry::events::breaker_opened(key, n);
+                    if let Some(a) = self.alerts.get() {
+                        a.breaker_opened(key, n);
+                    }
+                }
+            }
             Outcome::RateLimited { wait } => {
                 d.limiter.block_until(end + wait.as_millis() as i64);
                 d.breaker.on_success();
@@ -534,7 +568,15 @@ impl Inner {
         let set = self.channels.load_full();
         let mut wake = now + self.cfg.idle_poll.as_millis() as i64;
         self.scan_fallbacks(&set, now).await;
-        let backlog = self.store.backlog().await?;
+        let mut backlog = self.store.backlog().await?;
+        // Start each cycle at another target, so when `max_in_flight` runs out
+        // the same targets are not always the ones left waiting.
+        if !backlog.is_empty() {
+            let mut st = self.state.lock();
+            st.cycles = st.cycles.wrapping_add(1);
+            let k = st.cycles % backlog.len();
+            backlog.rotate_left(k);
+        }
         for b in backlog {
             if b.due == 0 {
                 if let Some(t) = b.next_due_at {
@@ -601,10 +643,14 @@ impl Inner {
                         };
                         let me = self.clone();
                         self.in_flight.fetch_add(1, Ordering::Relaxed);
-                        tasks.spawn(async move {
-                            me.deliver(job).await;
-                            me.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        });
+                        let span = crate::telemetry::events::delivery_span(&job.claimed);
+                        tasks.spawn(tracing::Instrument::instrument(
+                            async move {
+                                me.deliver(job).await;
+                                me.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            },
+                            span,
+                        ));
                     }
                     None => {
                         // The claim raced with capacity changes: give it back unchanged.
@@ -681,6 +727,12 @@ impl Inner {
                         // with progress kept, not an attempt.
                         let refs: Vec<&DestinationEntry> = members.iter().collect();
                         let at = self.next_free(&refs, now).unwrap_or(now + 100);
+                        let wait = Duration::from_millis((at - now).max(0) as u64);
+                        crate::telemetry::events::rate_limit_wait(
+                            &members[member].key,
+                            "limiter",
+                            wait,
+                        );
                         self.finish(&c, attempts, part, FinishAction::Requeue { at })
                             .await;
                         return;
@@ -689,10 +741,26 @@ impl Inner {
             }
             have_permit = false;
             let key = members[member].key.clone();
+            let shared = self.cfg.shared_limits.as_ref();
+            let hold = self.cfg.send_timeout;
+            let quotas = &members[member].quotas;
+            let permit = match limits::shared_admit(shared, &key, quotas, hold, self.now()).await {
+                Ok(p) => p,
+                Err(at) => {
+                    // Over the cluster's quota: not an attempt, progress kept.
+                    self.cancel(&key);
+                    self.finish(&c, attempts, part, FinishAction::Requeue { at })
+                        .await;
+                    return;
+                }
+            };
             let started = self.now();
             let report = match tokio::time::timeout(
                 self.cfg.send_timeout,
-                members[member].dest.send(&payloads[part]),
+                tracing::Instrument::instrument(
+                    members[member].dest.send(&payloads[part]),
+                    crate::telemetry::events::platform_call_span(&key),
+                ),
             )
             .await
             {
@@ -704,6 +772,11 @@ impl Inner {
             };
             let ended = self.now();
             self.settle(&key, &report, ended);
+            limits::shared_release(shared, permit, &report).await;
+            crate::telemetry::events::attempt(&key, &report, started, ended);
+            if let (Some(a), false) = (self.alerts.get(), report.outcome.is_delivered()) {
+                a.attempt_failed(&channel.name, &key, &report.message);
+            }
             attempts.push(AttemptRecord::from_report(
                 &report,
                 &key,
@@ -738,6 +811,9 @@ impl Inner {
                     return;
                 }
                 Outcome::RefreshToken => {
+                    if let Some(a) = self.alerts.get() {
+                        a.token_refresh_failing(&channel.name, &key, &report.message);
+                    }
                     let again = c.last_outcome.as_deref() == Some("refresh_token");
                     if again {
                         let reason = reason_of(&report);
@@ -746,6 +822,12 @@ impl Inner {
                         // The SDK refreshed the token once already; one more
                         // immediate try, then it is permanent.
                         self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                        crate::telemetry::events::retry_scheduled(
+                            &c,
+                            &key,
+                            &report,
+                            Duration::ZERO,
+                        );
                         let at = self.now();
                         self.finish(&c, attempts, part, FinishAction::Retry { at })
                             .await;
@@ -754,6 +836,7 @@ impl Inner {
                 }
                 Outcome::RateLimited { wait } => {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::events::rate_limited(&c, &key, wait);
                     tracing::warn!(destination = %key, wait_ms = wait.as_millis() as u64,
                         "the platform rate limited a request; the destination waits and the delivery is requeued");
                     let at = ended + wait.as_millis() as i64;
@@ -770,6 +853,7 @@ impl Inner {
         }
         if failed.is_empty() {
             self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::events::delivered(&c, &members[member].key, self.now());
             self.finish(&c, attempts, part, FinishAction::Done).await;
             return;
         }
@@ -837,6 +921,7 @@ impl Inner {
         }
         let delay = retry::delay_random(failed, policy, hint, self.error_rate(key));
         self.counters.retried.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::events::retry_scheduled(c, key, report, delay);
         self.finish(
             c,
             attempts,
@@ -858,6 +943,18 @@ impl Inner {
         part: usize,
     ) {
         self.counters.dead.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::events::dead(c, &reason, attempts.last());
+        if let Some(a) = self.alerts.get() {
+            if let Some(last) = attempts.last().filter(|a| a.outcome == "permanent") {
+                a.permanent_error(
+                    &channel.name,
+                    &last.destination,
+                    reason.code.as_deref(),
+                    &reason.reason,
+                );
+            }
+            a.check_dlq();
+        }
         tracing::warn!(message_id = %c.message_id, target_key = %c.target, code = ?reason.code, reason = %reason.reason,
             "delivery dead-lettered");
         let fallback = match (&channel.fallback, c.kind) {

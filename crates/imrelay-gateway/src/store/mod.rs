@@ -24,6 +24,7 @@
 //! Times are milliseconds since the Unix epoch from the store's clock (see
 //! [`TokioClock`] for tests that pause tokio time).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -787,7 +788,7 @@ impl StoreOptions {
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
-            .field("url", &self.url)
+            .field("url", &postgres::redact_url(&self.url))
             .field("synchronous", &self.synchronous)
             .field("group_commit_window", &self.group_commit_window)
             .field("max_batch", &self.max_batch)
@@ -806,14 +807,43 @@ pub enum Synchronous {
     Normal,
 }
 
-/// Open the store a URL names (`sqlite:` or a path; `postgres:` in a later
-/// release).
+/// Open the store a URL names: `postgres://` (several instances may share
+/// it; see [`postgres`]), else `sqlite:` or a path.
 pub async fn open(options: StoreOptions) -> Result<Arc<dyn Store>> {
-    if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
-        return Err(StoreError::Invalid(
-            "`store.url`: PostgreSQL is not supported yet; use a sqlite:// URL or a file path"
-                .into(),
-        ));
+    if postgres::is_postgres_url(&options.url) {
+        return Ok(Arc::new(postgres::PgStore::open(options).await?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open(options).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_moves_with_paused_time() {
+        let c = TokioClock::new();
+        let t0 = c.now_ms();
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(c.now_ms() - t0, 90_000);
+    }
+
+    #[test]
+    fn message_state_from_deliveries() {
+        use DeliveryState::*;
+        let s = |v: &[DeliveryState]| MessageState::from_deliveries(v.iter());
+        assert_eq!(s(&[Done, Done]), MessageState::Delivered);
+        assert_eq!(s(&[Done, Pending]), MessageState::Pending);
+        assert_eq!(s(&[Merged]), MessageState::Pending);
+        assert_eq!(s(&[Dead, Dead]), MessageState::Dead);
+        assert_eq!(s(&[Done, Dead]), MessageState::Partial);
+    }
+
+    #[test]
+    fn body_hash_is_sha256_hex() {
+        assert_eq!(
+            body_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -1,0 +1,187 @@
+//! Platform callback endpoints, one per `[[callbacks]]` app (no bearer key:
+//! the platforms authenticate with their own signatures):
+//! - `GET|POST /v1/callbacks/{name}`: Feishu/Lark events, DingTalk events,
+//!   WeCom and WeChat URL verification (GET) and messages (POST);
+//! - `POST /v1/callbacks/{name}/card`: Feishu legacy card actions.
+//!
+//! An event is acknowledged only after the store committed it (with its
+//! forward deliveries); forwarding is asynchronous, through the dispatcher.
+//! Answers (see `docs/callbacks.md`): 200 with the platform's reply; 400
+//! malformed; 401 bad signature or stale timestamp; 403 wrong verification
+//! token / receive id; 404 unknown app; 503 when the event could not be stored
+//! (the platform retries). A duplicate (same event id) gets the normal 200
+//! reply, so the platform stops retrying, and is not forwarded again.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use imrelay_sdk::message::Body;
+use imrelay_sdk::Message;
+
+use super::{body_bytes, AppState, Problem};
+use crate::callbacks::{CallbackRequest, Reply, Verdict};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage};
+
+/// The callback routes (merged into [`super::router`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/callbacks/{name}", get(event).post(event))
+        .route("/v1/callbacks/{name}/card", post(card))
+}
+
+async fn event(
+    state: State<AppState>,
+    name: Path<String>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, name, false, method, query, headers, body).await
+}
+
+async fn card(
+    state: State<AppState>,
+    name: Path<String>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, name, true, method, query, headers, body).await
+}
+
+fn reply(r: Reply) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(r.content_type),
+        )],
+        r.body,
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    card: bool,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let set = state.channels.load_full();
+    let Some(app) = set.callbacks.get(&name).cloned() else {
+        tracing::warn!(callback = %name, "callback for an unknown app refused (404)");
+        return Problem::not_found(format!(
+            "no callback app `{name}` is configured; add [[callbacks]] with name = \"{name}\""
+        ))
+        .into_response();
+    };
+    let body = match body_bytes(body, state.limits.max_body_bytes) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let req = CallbackRequest {
+        method,
+        query: url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect(),
+        headers,
+        body,
+        card,
+    };
+    let now = state.store.now_ms();
+    let platform = app.platform.as_str();
+    let (event, answer) = match app.verify(&req, now) {
+        Err(r) => {
+            tracing::warn!(
+                callback = %app.name,
+                platform,
+                check = r.check,
+                status = r.status.as_u16(),
+                detail = %r.detail,
+                "callback rejected: {} check failed",
+                r.check
+            );
+            let title = match r.status {
+                StatusCode::UNAUTHORIZED => "Callback not authenticated",
+                StatusCode::FORBIDDEN => "Callback for another app",
+                _ => "Callback refused",
+            };
+            return Problem::new(r.status, "callback-rejected", title, r.detail)
+                .with("check", r.check)
+                .into_response();
+        }
+        Ok(Verdict::Answer { what, reply: r }) => {
+            tracing::info!(callback = %app.name, platform, handshake = what, "callback handshake answered");
+            return reply(r);
+        }
+        Ok(Verdict::Event { event, reply }) => (event, reply),
+    };
+    if let Err(p) = state.check_accepting() {
+        return p.into_response();
+    }
+    let Some(channel) = set.get(&app.channel) else {
+        tracing::error!(callback = %app.name, "the callback's forward channel is missing (a bug)");
+        return Problem::internal("the callback's forward channel is missing").into_response();
+    };
+    let mut nm = NewMessage::new(
+        app.channel.clone(),
+        Message::new(Body::Text {
+            text: String::new(),
+        }),
+        channel.targets(),
+    );
+    let doc = app.forward_document(&nm.id, &event, now);
+    nm.message = Message::new(Body::Raw {
+        platform: None,
+        payload: doc,
+    });
+    // The webhook's `webhook-id` derives from the message id: stable across retries.
+    nm.message.id = Some(nm.id.clone());
+    nm.idempotency = Some(Idempotency {
+        scope: app.channel.clone(),
+        key: event.event_id.clone(),
+        body_hash: body_hash(event.plaintext.as_bytes()),
+    });
+    match state.store.enqueue(vec![nm]).await.map(|mut v| v.pop()) {
+        Ok(Some(EnqueueOutcome::Created { id })) => {
+            tracing::info!(
+                callback = %app.name,
+                platform,
+                event_id = %event.event_id,
+                event_type = event.normalized.event_type.as_deref().unwrap_or(""),
+                kind = event.normalized.kind,
+                message_id = %id,
+                "callback event stored; forwarding"
+            );
+            reply(answer)
+        }
+        Ok(Some(EnqueueOutcome::Existing { id } | EnqueueOutcome::Conflict { id })) => {
+            tracing::info!(
+                callback = %app.name,
+                platform,
+                check = "duplicate",
+                event_id = %event.event_id,
+                first_message_id = %id,
+                "callback rejected: duplicate check failed (event already stored); acknowledged with 200 so the platform stops retrying, not forwarded again"
+            );
+            reply(answer)
+        }
+        Ok(other) => {
+            tracing::error!(callback = %app.name, outcome = ?other, "the store refused the callback event");
+            Problem::internal("the event could not be stored").into_response()
+        }
+        Err(e) => {
+            tracing::error!(callback = %app.name, error = %e, "storing the callback event failed; the platform will retry");
+            Problem::unavailable("the event could not be stored; retry").into_response()
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! `[alerting]` (Alertmanager routes) and `[templates]` (message templates).
+//!
+//! ```toml
+//! [alerting]
+//! time_zone = "Asia/Shanghai"      # times in messages; default UTC
+//! # external_url = "https://am.example.com"  # silence links; default: the payload's externalURL
+//!
+//! # Alertmanager: url = http://imrelay:8080/v1/alertmanager/prod
+//! [alerting.routes.prod]
+//! channels = ["team"]              # default: alerts no rule matches
+//! send_resolved = true             # default for the rules below
+//!
+//! [[alerting.routes.prod.rules]]
+//! matchers = ['severity="critical"']
+//! channels = ["oncall"]
+//! mentions = { all = true }        # or mobiles = [...], user_ids = [...]
+//!
+//! [[alerting.routes.prod.rules]]
+//! matchers = ['severity=~"warning|info"', 'team!="sandbox"']
+//! channels = ["team"]
+//! send_resolved = false
+//!
+//! [templates.short]                # or name it alert.dingtalk to replace a built-in
+//! format = "markdown"              # text | markdown | card
+//! file = "templates/short.md.j2"   # or source = "..."; relative to this file
+//! title = "{{ names }}"
+//! ```
+//!
+//! Templates are compiled when the config loads (and reloads), and every
+//! template a route can use is rendered once against a sample notification, so
+//! a broken template is reported with its key then, not when an alert fires.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use imrelay_sdk::message::Mentions;
+use serde::Deserialize;
+
+use super::{ChannelConfig, ConfigIssue, KeyPath};
+use crate::alertmanager::{Alerting, Matcher, Route, Rule};
+use crate::templates::{builtins, Format, TemplateError, TemplateSource, Templates};
+
+/// `[alerting]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// IANA time zone for times in messages (default `UTC`).
+    pub time_zone: Option<String>,
+    /// Base URL of Alertmanager's UI for silence links (default: each
+    /// notification's `externalURL`).
+    pub external_url: Option<String>,
+    /// `POST /v1/alertmanager/{name}` endpoints.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// `[alerting.routes.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The default route: where alerts no rule matches go. Empty: they are
+    /// dropped (and counted in the answer).
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Mentions of the default route.
+    #[serde(default)]
+    pub mentions: Mentions,
+    /// Send resolved notifications (default for every rule; default true).
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// Template for every platform (default: the built-in per platform).
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[alerting.routes.NAME.rules]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Alertmanager-style matchers, all of which must hold (none: every alert).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub mentions: Mentions,
+    /// Default: the route's.
+    #[serde(default)]
+    pub send_resolved: Option<bool>,
+    /// Default: the route's.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Keep trying the next rules after this one matched.
+    #[serde(default, rename = "continue")]
+    pub cont: bool,
+}
+
+/// `[templates.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    #[serde(default)]
+    pub format: Format,
+    /// The body template file (relative to the config file's folder).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// The body template inline.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Title template (DingTalk notification text, Feishu card header...).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Card header colour template (`format = "card"` only).
+    #[serde(default)]
+    pub theme: Option<String>,
+}
+
+/// Compile both sections; problems are pushed to `issues`, each naming its key.
+pub fn compile(
+    cfg: &AlertingConfig,
+    templates: &BTreeMap<String, TemplateConfig>,
+    base_dir: &Path,
+    channels: &BTreeMap<String, ChannelConfig>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Arc<Alerting> {
+    let root = KeyPath::root();
+    let at_t = root.key("templates");
+    let mut sources = BTreeMap::new();
+    // Which key holds a template's body, for error messages.
+    let mut body_key: BTreeMap<String, String> = BTreeMap::new();
+    for (name, t) in templates {
+        let at = at_t.key(name);
+        if !valid_template_name(name) {
+            issues.push(ConfigIssue::new(
+                at.to_string(),
+                "template names are 1-64 characters of letters, digits, `_`, `-` and `.`",
+            ));
+            continue;
+        }
+        let body = match (&t.file, &t.source) {
+            (Some(_), Some(_)) => {
+                issues.push(ConfigIssue::new(
+                    at.key("source").to_string(),
+                    "give either `file` or `source`, not both",
+                ));
+                continue;
+            }
+            (None, None) => {
+                issues.push(ConfigIssue::new(
+                    at.key("file").to_string(),
+                    "missing: give `file` (a template file) or `source` (the template inline)",
+                ));
+                continue;
+            }
+            (None, Some(s)) => {
+                body_key.insert(name.clone(), at.key("source").to_string());
+                s.clone()
+            }
+            (Some(f), None) => {
+                let path = if f.is_relative() {
+                    base_dir.join(f)
+                } else {
+                    f.clone()
+                };
+                body_key.insert(name.clone(), at.key("file").to_string());
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        issues.push(ConfigIssue::new(
+                            at.key("file").to_string(),
+                            format!("cannot read {}: {e}", path.display()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        if t.theme.is_some() && t.format != Format::Card {
+            issues.push(ConfigIssue::new(
+                at.key("theme").to_string(),
+                "only card templates (`format = \"card\"`) have a theme",
+            ));
+        }
+        sources.insert(
+            name.clone(),
+            TemplateSource {
+                format: t.format,
+                body,
+                title: t.title.clone(),
+                theme: t.theme.clone(),
+            },
+        );
+    }
+    let tz = cfg.time_zone.clone().unwrap_or_else(|| "UTC".to_string());
+    let key_of = |e: &TemplateError| -> String {
+        match e.part {
+            "time_zone" => "alerting.time_zone".to_string(),
+            "body" => body_key
+                .get(&e.name)
+                .cloned()
+                .unwrap_or_else(|| at_t.key(&e.name).to_string()),
+            part => at_t.key(&e.name).key(part).to_string(),
+        }
+    };
+    let compiled = match Templates::new(&tz, sources) {
+        Ok(t) => t,
+        Err(errs) => {
+            for e in &errs {
+                issues.push(ConfigIssue::new(key_of(e), e.message.clone()));
+            }
+            Templates::default()
+        }
+    };
+
+    let mut routes = BTreeMap::new();
+    let at_r = root.key("alerting").key("routes");
+    let known = |c: &str| channels.contains_key(c);
+    let check_channels = |list: &[String], at: &KeyPath, issues: &mut Vec<ConfigIssue>| {
+        for (i, c) in list.iter().enumerate() {
+            if !known(c) {
+                issues.push(ConfigIssue::new(
+                    at.index(i).to_string(),
+                    format!("no channel `{c}` is defined"),
+                ));
+            }
+        }
+    };
+    // Templates a route may use: sample-rendered below.
+    let mut used: Vec<(String, String)> = Vec::new();
+    for (name, r) in &cfg.routes {
+        let at = at_r.key(name);
+        if !super::valid_channel_name(name) {
+            issues.push(ConfigIssue::new(
+                at.to_string(),
+                "route names are 1-64 characters of letters, digits, `_` and `-` (they appear in the URL)",
+            ));
+        }
+        if r.channels.is_empty() && r.rules.is_empty() {
+            issues.push(ConfigIssue::new(
+                at.key("rules").to_string(),
+                "the route sends nowhere: add [[rules]] with matchers and channels, or default `channels`",
+            ));
+        }
+        check_channels(&r.channels, &at.key("channels"), issues);
+        check_mentions(&r.mentions, &at.key("mentions"), issues);
+        let mut check_template = |t: &Option<String>,
+                                  key: &KeyPath,
+                                  issues: &mut Vec<ConfigIssue>| {
+            if let Some(t) = t {
+                if compiled.contains(t) {
+                    used.push((t.clone(), key.to_string()));
+                } else {
+                    issues.push(ConfigIssue::new(
+                        key.to_string(),
+                        format!(
+                            "no template `{t}` is defined; define [templates.\"{t}\"] or use a built-in ({})",
+                            builtins().into_keys().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        };
+        check_template(&r.template, &at.key("template"), issues);
+        let mut rules = Vec::new();
+        for (i, rc) in r.rules.iter().enumerate() {
+            let rat = at.key("rules").index(i);
+            if rc.channels.is_empty() {
+                issues.push(ConfigIssue::new(
+                    rat.key("channels").to_string(),
+                    "names no channel; list where matching alerts go",
+                ));
+            }
+            check_channels(&rc.channels, &rat.key("channels"), issues);
+            check_mentions(&rc.mentions, &rat.key("mentions"), issues);
+            check_template(&rc.template, &rat.key("template"), issues);
+            let mut matchers = Vec::new();
+            for (j, m) in rc.matchers.iter().enumerate() {
+                match Matcher::parse(m) {
+                    Ok(m) => matchers.push(m),
+                    Err(why) => issues.push(ConfigIssue::new(
+                        rat.key("matchers").index(j).to_string(),
+                        why,
+                    )),
+                }
+            }
+            rules.push(Rule {
+                label: format!("rules[{i}]"),
+                matchers,
+                channels: rc.channels.clone(),
+                mentions: rc.mentions.clone(),
+                send_resolved: rc.send_resolved.unwrap_or(r.send_resolved),
+                template: rc.template.clone().or_else(|| r.template.clone()),
+                cont: rc.cont,
+            });
+        }
+        let default = (!r.channels.is_empty()).then(|| Rule {
+            label: "default".into(),
+            matchers: Vec::new(),
+            channels: r.channels.clone(),
+            mentions: r.mentions.clone(),
+            send_resolved: r.send_resolved,
+            template: r.template.clone(),
+            cont: false,
+        });
+        routes.insert(
+            name.clone(),
+            Route {
+                name: name.clone(),
+                rules,
+                default,
+            },
+        );
+    }
+    if let Some(u) = &cfg.external_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            issues.push(ConfigIssue::new(
+                "alerting.external_url",
+                format!("`{u}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let alerting = Alerting {
+        templates: compiled,
+        routes,
+        external_url: cfg.external_url.clone(),
+    };
+    // User templates replacing built-ins are used by every route.
+    for name in alerting.templates.names() {
+        if name.starts_with("alert.") && templates.contains_key(name) {
+            used.push((name.to_string(), key_of_body(&body_key, &at_t, name)));
+        }
+    }
+    used.sort();
+    used.dedup_by(|a, b| a.0 == b.0);
+    for (t, key) in used {
+        if let Err(e) = crate::alertmanager::sample_render(&alerting, &t) {
+            let key = if templates.contains_key(&t) {
+                key_of_body(&body_key, &at_t, &t)
+            } else {
+                key
+            };
+            issues.push(ConfigIssue::new(
+                key,
+                format!("fails on a sample alert: {e}"),
+            ));
+        }
+    }
+    Arc::new(alerting)
+}
+
+fn key_of_body(body_key: &BTreeMap<String, String>, at_t: &KeyPath, name: &str) -> String {
+    body_key
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| at_t.key(name).to_string())
+}
+
+fn check_mentions(m: &Mentions, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
+    for (field, list) in [("mobiles", &m.mobiles), ("user_ids", &m.user_ids)] {
+        for (i, v) in list.iter().enumerate() {
+            if v.trim().is_empty() || v.chars().any(char::is_whitespace) {
+                issues.push(ConfigIssue::new(
+                    at.key(field).index(i).to_string(),
+                    "must be a non-empty id without spaces",
+                ));
+            }
+        }
+    }
+}
+
+fn valid_template_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}

@@ -1,0 +1,326 @@
+//! `[[callbacks]]`: platform callback endpoints (see `docs/callbacks.md`).
+//!
+//! ```toml
+//! [[callbacks]]
+//! name = "feishu-main"                 # URL: POST /v1/callbacks/feishu-main (cards: .../card)
+//! platform = "feishu"                  # feishu | dingtalk | wecom | wechat
+//! encrypt_key = "${FEISHU_ENCRYPT_KEY}"
+//! verification_token = "${FEISHU_VERIFICATION_TOKEN}"
+//! replay_window = "5m"                 # default 5m
+//! retry = { base = "1s", max_attempts = 20 }
+//! [[callbacks.forward]]
+//! url = "https://events.internal/feishu"
+//! secret = "${FORWARD_SECRET}"         # whsec_<base64>, Standard Webhooks
+//!
+//! [[callbacks]]
+//! name = "wecom-ops"
+//! platform = "wecom"
+//! token = "${WECOM_CB_TOKEN}"
+//! encoding_aes_key = "${WECOM_CB_AES_KEY}"
+//! receive_id = "ww0123456789abcdef"    # corp id (WeCom), appid (WeChat), app key (DingTalk)
+//! forward = [{ url = "https://events.internal/wecom", secret_file = "/run/secrets/fwd" }]
+//! ```
+//!
+//! Each app gets a forward channel named `callback:{name}` (a name producers
+//! cannot use, since channel names have no `:`), built like any channel, so
+//! forwarding goes through the durable queue with retries and the DLQ.
+
+use std::time::Duration;
+
+use base64::Engine;
+use imrelay_sdk::crypto::feishu::FeishuCipher;
+use imrelay_sdk::crypto::wxbiz::WxBizMsgCrypt;
+use imrelay_sdk::Secret;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{duration, BreakerSettings, ConfigIssue, KeyPath, RetryConfig};
+
+/// The platform a callback endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackPlatform {
+    Feishu,
+    Dingtalk,
+    Wecom,
+    Wechat,
+}
+
+impl CallbackPlatform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackPlatform::Feishu => "feishu",
+            CallbackPlatform::Dingtalk => "dingtalk",
+            CallbackPlatform::Wecom => "wecom",
+            CallbackPlatform::Wechat => "wechat",
+        }
+    }
+}
+
+/// One `[[callbacks]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Names the endpoint (`/v1/callbacks/{name}`) and the forward channel.
+    pub name: String,
+    pub platform: CallbackPlatform,
+    /// WeCom / WeChat / DingTalk: the callback Token.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// WeCom / WeChat (safe mode) / DingTalk: the 43-character EncodingAESKey.
+    #[serde(default)]
+    pub encoding_aes_key: Option<Secret>,
+    /// WeCom: corp id. WeChat: appid. DingTalk: app key (or corp id / suite key).
+    #[serde(default)]
+    pub receive_id: Option<String>,
+    /// Feishu: the Encrypt Key (optional; without it bodies are plaintext and unsigned).
+    #[serde(default)]
+    pub encrypt_key: Option<Secret>,
+    /// Feishu: the Verification Token (checked in every event, and signs legacy card actions).
+    #[serde(default)]
+    pub verification_token: Option<Secret>,
+    /// Callbacks whose timestamp is further than this from now are refused.
+    #[serde(default = "default_window", with = "duration")]
+    pub replay_window: Duration,
+    /// Retry policy of the forward channel.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+    /// Where each event is forwarded (every target gets every event).
+    pub forward: Vec<ForwardConfig>,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// One forward target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    pub url: String,
+    /// Standard Webhooks secret, `whsec_` + base64 (e.g. `whsec_$(openssl rand -base64 32)`).
+    pub secret: Secret,
+    /// Allow a private / loopback address (off by default: SSRF).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Extra headers for the receiver.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Secret>,
+    /// Overrides for the forward destination (as on channel destinations).
+    #[serde(default)]
+    pub rate_limit: Option<Vec<super::QuotaConfig>>,
+    #[serde(default)]
+    pub timeouts: Option<super::TimeoutsConfig>,
+}
+
+/// The forward channel's name for a callback app.
+pub fn forward_channel(name: &str) -> String {
+    format!("callback:{name}")
+}
+
+impl CallbackConfig {
+    /// The forward channel as a channel config (webhook destinations).
+    pub(crate) fn channel_config(&self) -> super::ChannelConfig {
+        let destinations = self
+            .forward
+            .iter()
+            .map(|f| {
+                let mut t = Map::new();
+                t.insert("type".into(), json!("webhook"));
+                t.insert("url".into(), json!(f.url));
+                t.insert("secret".into(), json!(f.secret.expose()));
+                if !f.headers.is_empty() {
+                    let h: Map<String, Value> = f
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v.expose())))
+                        .collect();
+                    t.insert("headers".into(), Value::Object(h));
+                }
+                if f.allow_private {
+                    t.insert("allow_private".into(), json!(true));
+                }
+                if let Some(q) = &f.rate_limit {
+                    let q: Vec<Value> = q
+                        .iter()
+                        .map(|q| json!({"count": q.count, "per": format!("{}ms", q.per.as_millis())}))
+                        .collect();
+                    t.insert("rate_limit".into(), Value::Array(q));
+                }
+                if let Some(to) = &f.timeouts {
+                    t.insert(
+                        "timeouts".into(),
+                        json!({"connect": format!("{}ms", to.connect.as_millis()), "total": format!("{}ms", to.total.as_millis())}),
+                    );
+                }
+                t
+            })
+            .collect();
+        super::ChannelConfig {
+            pool: false,
+            retry: self.retry,
+            coalesce: None,
+            fallback: None,
+            breaker: self.breaker,
+            destinations,
+        }
+    }
+}
+
+/// Check every `[[callbacks]]` entry; problems name the key.
+pub fn validate(cbs: &[CallbackConfig], issues: &mut Vec<ConfigIssue>) {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, cb) in cbs.iter().enumerate() {
+        let at = KeyPath::root().key("callbacks").index(i);
+        let key = |k: &str| at.key(k).to_string();
+        if !super::valid_channel_name(&cb.name) {
+            issues.push(ConfigIssue::new(
+                key("name"),
+                "callback names are 1-64 characters of letters, digits, `_` and `-` (they appear in the URL)",
+            ));
+        } else if !names.insert(cb.name.clone()) {
+            issues.push(ConfigIssue::new(
+                key("name"),
+                format!(
+                    "`{}` is used by another callback; names must be unique",
+                    cb.name
+                ),
+            ));
+        }
+        if cb.replay_window < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                key("replay_window"),
+                "must be at least 1s",
+            ));
+        }
+        if cb.forward.is_empty() {
+            issues.push(ConfigIssue::new(
+                key("forward"),
+                "add at least one forward target ([[callbacks.forward]] with url and secret)",
+            ));
+        }
+        for (j, f) in cb.forward.iter().enumerate() {
+            let fat = at.key("forward").index(j);
+            if !valid_whsec(f.secret.expose()) {
+                issues.push(ConfigIssue::new(
+                    fat.key("secret").to_string(),
+                    "must be a Standard Webhooks secret: `whsec_` followed by base64 of 24-64 random bytes (e.g. `whsec_$(openssl rand -base64 32)`)",
+                ));
+            }
+        }
+        let need = |v: bool, k: &str, issues: &mut Vec<ConfigIssue>, what: &str| {
+            if !v {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!(
+                        "is required for platform `{}`: {what}",
+                        cb.platform.as_str()
+                    ),
+                ));
+            }
+        };
+        let forbid = |v: bool, k: &str, issues: &mut Vec<ConfigIssue>| {
+            if v {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!(
+                        "is not used by platform `{}`; remove it",
+                        cb.platform.as_str()
+                    ),
+                ));
+            }
+        };
+        match cb.platform {
+            CallbackPlatform::Feishu => {
+                need(
+                    cb.verification_token.is_some(),
+                    "verification_token",
+                    issues,
+                    "the Verification Token from the console (Events and callbacks)",
+                );
+                forbid(cb.token.is_some(), "token", issues);
+                forbid(cb.encoding_aes_key.is_some(), "encoding_aes_key", issues);
+                forbid(cb.receive_id.is_some(), "receive_id", issues);
+                if let Some(k) = &cb.encrypt_key {
+                    if let Err(e) = FeishuCipher::new(k.expose()) {
+                        issues.push(ConfigIssue::new(key("encrypt_key"), e.to_string()));
+                    }
+                }
+            }
+            CallbackPlatform::Dingtalk | CallbackPlatform::Wecom | CallbackPlatform::Wechat => {
+                forbid(cb.encrypt_key.is_some(), "encrypt_key", issues);
+                forbid(
+                    cb.verification_token.is_some(),
+                    "verification_token",
+                    issues,
+                );
+                need(cb.token.is_some(), "token", issues, "the callback Token");
+                // WeChat in plaintext mode needs no key; every other needs it.
+                let key_needed = cb.platform != CallbackPlatform::Wechat;
+                if key_needed {
+                    need(
+                        cb.encoding_aes_key.is_some(),
+                        "encoding_aes_key",
+                        issues,
+                        "the 43-character EncodingAESKey",
+                    );
+                }
+                let what = match cb.platform {
+                    CallbackPlatform::Wecom => "the corp id (ww...)",
+                    CallbackPlatform::Wechat => "the appid (wx...)",
+                    _ => "the app key (or corp id / suite key) the events are encrypted for",
+                };
+                if cb.encoding_aes_key.is_some() {
+                    need(cb.receive_id.is_some(), "receive_id", issues, what);
+                }
+                if let (Some(t), Some(k)) = (&cb.token, &cb.encoding_aes_key) {
+                    if let Err(e) = WxBizMsgCrypt::new(t.clone(), k.expose(), "") {
+                        issues.push(ConfigIssue::new(key("encoding_aes_key"), e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn valid_whsec(s: &str) -> bool {
+    let Some(b64) = s.strip_prefix("whsec_") else {
+        return false;
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .is_ok_and(|k| (16..=64).contains(&k.len()))
+}
+
+/// Build the runtime callback apps and push one forward channel per app into
+/// `out` (called by [`super::build_channels`], so a reload rebuilds both).
+pub(crate) fn build(
+    cfg: &super::Config,
+    ctx: &super::BuildContext,
+    out: &mut Vec<crate::channels::Channel>,
+    issues: &mut Vec<ConfigIssue>,
+) -> crate::callbacks::CallbackSet {
+    let mut apps = Vec::new();
+    for (i, cb) in cfg.callbacks.iter().enumerate() {
+        let at = KeyPath::root().key("callbacks").index(i);
+        let ch = cb.channel_config();
+        let mut entries = Vec::new();
+        for (j, table) in ch.destinations.iter().enumerate() {
+            match super::build::build_destination(cfg, ctx, &ch, table, &at.key("forward").index(j))
+            {
+                Ok(e) => entries.push(e),
+                Err(issue) => issues.push(issue),
+            }
+        }
+        let mut channel = crate::channels::Channel::new(forward_channel(&cb.name), entries);
+        channel.retry = super::build::retry_policy(cb.retry);
+        out.push(channel);
+        match crate::callbacks::CallbackApp::from_config(cb) {
+            Ok(app) => apps.push(app),
+            Err((k, msg)) => issues.push(ConfigIssue::new(at.key(k).to_string(), msg)),
+        }
+    }
+    crate::callbacks::CallbackSet::new(apps)
+}

@@ -1,0 +1,165 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) through the
+//! `metrics` facade and `metrics-exporter-prometheus` (its own HTTP server is
+//! not used; axum serves the text). Gauges that describe state (queue depth,
+//! DLQ size, breaker states, readiness) and counters kept elsewhere (token
+//! fetches, config reloads, digests) are refreshed at scrape time, so they are
+//! exact rather than sampled.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::events::{self, *};
+use crate::dispatch::Dispatcher;
+use crate::reload::Live;
+use crate::store::Store;
+
+/// Latency buckets (seconds): platform calls take tens of ms; accept to
+/// delivered can take minutes under retries.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use. The
+/// `metrics` facade has one global recorder; a process runs one gateway (tests
+/// that start several share it and use distinct label values).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(DELIVERY_ATTEMPTS.into()), ATTEMPT_BUCKETS)
+            })
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics shows only what imrelay records itself");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(MESSAGES_ACCEPTED, "Messages accepted by the API.");
+    describe_counter!(
+        DELIVERIES,
+        "Deliveries by outcome (delivered, retried, rate_limited, dead) and error class/code."
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from accept to delivered."
+    );
+    describe_histogram!(
+        DELIVERY_ATTEMPTS,
+        Unit::Count,
+        "Attempts a delivery took when it settled."
+    );
+    describe_counter!(PLATFORM_REQUESTS, "Requests to platforms by outcome.");
+    describe_histogram!(
+        PLATFORM_REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of one platform request."
+    );
+    describe_counter!(RATE_LIMIT_WAITS, "Waits for a rate window.");
+    describe_histogram!(
+        RATE_LIMIT_WAIT_SECONDS,
+        Unit::Seconds,
+        "Length of rate-window waits."
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(BREAKER_OPENED, "Times a circuit breaker opened.");
+    describe_gauge!(QUEUE_DEPTH, "Deliveries by queue state.");
+    describe_gauge!(
+        OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest undelivered message."
+    );
+    describe_gauge!(DLQ_SIZE, "Dead-lettered deliveries kept.");
+    describe_counter!(TOKEN_REFRESHES, "Access-token fetches by outcome.");
+    describe_counter!(CONFIG_RELOADS, "Config reloads by outcome.");
+    describe_counter!(DIGESTS, "Digests created by coalescing.");
+    describe_counter!(DIGEST_MEMBERS, "Deliveries merged into digests.");
+    describe_counter!(ALERTS, "Self-alerts by kind, severity and result.");
+    describe_gauge!(
+        READY,
+        "1 when ready: store reachable, config loaded, not draining."
+    );
+}
+
+/// What `/metrics` reads at scrape time.
+#[derive(Clone)]
+pub struct ObsState {
+    pub store: Arc<dyn Store>,
+    pub dispatcher: Dispatcher,
+    pub live: Arc<Live>,
+    /// Cleared when the gateway starts draining.
+    pub accepting: Arc<AtomicBool>,
+}
+
+/// Routes served next to the API: `GET /metrics`.
+pub fn router(state: ObsState) -> Router {
+    let _ = handle();
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(st): State<ObsState>) -> Response {
+    refresh(&st).await;
+    let body = handle().render();
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Set state gauges and mirrored counters from their sources.
+pub async fn refresh(st: &ObsState) {
+    let stats = st.store.stats().await;
+    let accepting = st.accepting.load(Ordering::Acquire);
+    gauge!(READY).set(if stats.is_ok() && accepting { 1.0 } else { 0.0 });
+    if let Ok(q) = &stats {
+        for (state, n) in [
+            ("pending", q.pending),
+            ("in_flight", q.in_flight),
+            ("dead", q.dead),
+            ("merged", q.merged),
+            ("done", q.done),
+        ] {
+            gauge!(QUEUE_DEPTH, "state" => state).set(n as f64);
+        }
+        gauge!(DLQ_SIZE).set(q.dead as f64);
+        gauge!(OLDEST_PENDING_AGE).set(q.oldest_pending_age_ms.unwrap_or(0).max(0) as f64 / 1000.0);
+    }
+    let snap = st.dispatcher.snapshot();
+    for d in &snap.destinations {
+        events::breaker_state(&d.key, d.breaker.label());
+    }
+    counter!(DIGESTS).absolute(snap.counters.digests);
+    counter!(DIGEST_MEMBERS).absolute(snap.counters.merged);
+    let r = st.live.status();
+    counter!(CONFIG_RELOADS, "outcome" => "applied").absolute(r.applied);
+    counter!(CONFIG_RELOADS, "outcome" => "refused").absolute(r.attempts - r.applied);
+    let (ok, failed) = st.live.token_fetches();
+    counter!(TOKEN_REFRESHES, "outcome" => "ok").absolute(ok);
+    counter!(TOKEN_REFRESHES, "outcome" => "failed").absolute(failed);
+}

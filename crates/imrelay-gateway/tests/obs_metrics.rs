@@ -1,0 +1,165 @@
+//! `/metrics`, `/healthz` and `/readyz` on a running gateway.
+
+mod api_support;
+
+use std::sync::atomic::Ordering;
+
+use api_support::{config_text, Sink, TestGateway, ADMIN_KEY};
+use imrelay_gateway::telemetry::events;
+use tower::ServiceExt;
+
+/// The value of the sample whose line starts with `name{` and has all `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_follow_a_delivery_with_bounded_labels() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "other", "text": "metrics please"}"#,
+            &[("x-request-id", "req-metrics-1")],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.headers["x-trace-id"], "req-metrics-1");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state(&id, "delivered").await;
+
+    let resp = t.http.get(t.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let m = resp.text().await.unwrap();
+    let ch = "channel=\"other\"";
+    assert!(
+        sample(&m, events::MESSAGES_ACCEPTED, &[ch]).unwrap() >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, "outcome=\"delivered\"", "platform=\"webhook\""]
+        )
+        .unwrap()
+            >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, &format!("{}_count", events::DELIVERY_LATENCY), &[ch]).unwrap() >= 1.0,
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("{}_bucket{{", events::DELIVERY_LATENCY)),
+        "histogram buckets: {m}"
+    );
+    assert!(
+        sample(
+            &m,
+            &format!("{}_count", events::PLATFORM_REQUEST_DURATION),
+            &["platform=\"webhook\""]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        sample(&m, events::QUEUE_DEPTH, &["state=\"pending\""]),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, events::DLQ_SIZE, &[]), Some(0.0), "{m}");
+    assert_eq!(sample(&m, events::READY, &[]), Some(1.0), "{m}");
+    assert!(
+        sample(&m, events::BREAKER_STATE, &["platform=\"webhook\""]).is_some(),
+        "{m}"
+    );
+    assert!(
+        sample(&m, events::CONFIG_RELOADS, &["outcome=\"applied\""]).is_some(),
+        "{m}"
+    );
+    // Help and type lines, as Prometheus expects.
+    assert!(
+        m.contains(&format!("# TYPE {} counter", events::MESSAGES_ACCEPTED)),
+        "{m}"
+    );
+    // Message ids and trace ids are never labels.
+    assert!(!m.contains(&id) && !m.contains("req-metrics-1"), "{m}");
+    // Every metric imrelay exports is one `events` defines.
+    for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| events::ALL.contains(b))
+            .unwrap_or(name);
+        assert!(events::ALL.contains(&base), "undeclared metric {name}");
+    }
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t.get("/healthz", None).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
+    let r = t.get("/readyz", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "ready");
+    assert_eq!(r.body["checks"]["store"]["ok"], true);
+    assert_eq!(r.body["checks"]["config"]["channels"], 2);
+
+    // Draining: the same router answers 503 naming the check.
+    let live = t.gw.live();
+    let state = imrelay_gateway::api::AppState::new(
+        t.gw.store().clone(),
+        live.channels.clone(),
+        live.keys.clone(),
+    );
+    state.accepting.store(false, Ordering::Release);
+    let app = imrelay_gateway::api::router(state.clone());
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["checks"]["draining"]["draining"], true, "{v}");
+
+    // A closed store: not ready either.
+    state.accepting.store(true, Ordering::Release);
+    t.gw.store().close().await;
+    let resp = app
+        .oneshot(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["checks"]["store"]["ok"], false, "{v}");
+}

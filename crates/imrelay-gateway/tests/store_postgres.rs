@@ -1,0 +1,503 @@
+//! The storage suite on PostgreSQL (unchanged, one fresh schema per case), plus
+//! what only a shared database has: several store instances (standing in for
+//! several `imrelay serve` processes) on one queue.
+//!
+//! Needs the machine's PostgreSQL at `postgres://postgres@127.0.0.1:5432/test`
+//! (override with `IMRELAY_TEST_PG`). It FAILS, not skips, when the server is
+//! down; `.ci/run` starts it.
+
+mod store_suite;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use imrelay_gateway::store::postgres::PgStore;
+use imrelay_gateway::store::*;
+use imrelay_sdk::clock::FixedClock;
+use store_suite::{Ctx, T0};
+
+fn base_url() -> String {
+    std::env::var("IMRELAY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema name unique to this test run and case.
+fn fresh_schema(case: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let run = std::process::id();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut case: String = case.chars().take(16).collect();
+    case.retain(|c| c.is_ascii_alphanumeric() || c == '_');
+    format!("t{run}_{nanos}_{n}_{case}")
+}
+
+fn url_for(schema: &str) -> String {
+    format!("{}?schema={schema}", base_url())
+}
+
+async fn open_in(schema: &str, clock: Arc<FixedClock>) -> PgStore {
+    match PgStore::open(StoreOptions::new(url_for(schema)).with_clock(clock)).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "cannot open the PostgreSQL test store: {e}\n\
+             Start PostgreSQL with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+             and make sure database `test` exists (createdb -h 127.0.0.1 -U postgres test), \
+             or point IMRELAY_TEST_PG at another server."
+        ),
+    }
+}
+
+/// Drop a test schema (best effort; a failed drop only leaves an empty schema).
+async fn drop_schema(schema: &str) {
+    use sqlx::Connection;
+    if let Ok(mut c) = sqlx::PgConnection::connect(&base_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&mut c)
+        .await;
+    }
+}
+
+async fn run_case(name: &str) {
+    let schema = fresh_schema(name);
+    let clock = Arc::new(FixedClock::new(T0));
+    let store: Arc<dyn Store> = Arc::new(open_in(&schema, clock.clone()).await);
+    let ctx = Ctx {
+        store: store.clone(),
+        clock,
+    };
+    store_suite::run(name, &ctx).await;
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                run_case(stringify!($name)).await;
+            }
+        )*
+
+        #[test]
+        fn every_suite_case_runs_here() {
+            let here = [$(stringify!($name)),*];
+            for c in store_suite::CASES {
+                assert!(here.contains(c), "add `{c}` to the cases! list");
+            }
+        }
+    };
+}
+
+cases!(
+    enqueue_and_get,
+    batch_items_are_independent,
+    idempotency,
+    concurrent_idempotent_enqueues_create_one,
+    claim_due_leases_and_fencing,
+    not_due_is_not_claimed,
+    retry_counts_requeue_does_not,
+    progress_extends_lease,
+    dead_letters_list_replay_purge,
+    dead_with_fallback_enqueues_atomically,
+    split_recipients,
+    coalesce_settles_members,
+    release_returns_claims,
+    overdue_and_fall_back,
+    stats_count_states,
+    notifier_wakes_on_enqueue,
+);
+
+fn one(text: &str) -> NewMessage {
+    NewMessage::new(
+        "ops",
+        imrelay_sdk::Message::text(text),
+        vec!["ops/x".into()],
+    )
+}
+
+fn req(owner: &str, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        target: None,
+        limit,
+        lease: Duration::from_secs(30),
+        owner: owner.into(),
+    }
+}
+
+/// Unlike SQLite, opening the store does not take back claims: another
+/// instance may be alive and sending them. Only an expired lease frees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_instance_takes_only_expired_leases() {
+    let schema = fresh_schema("leases");
+    let clock = Arc::new(FixedClock::new(T0));
+    let a = open_in(&schema, clock.clone()).await;
+    a.enqueue(vec![one("m1"), one("m2")]).await.unwrap();
+    let held = a.claim(req("instance-a", 1)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    // "Instance A crashes": no release, no close.
+    drop(a);
+
+    let b = open_in(&schema, clock.clone()).await;
+    let st = b.stats().await.unwrap();
+    assert_eq!(
+        (st.pending, st.in_flight),
+        (1, 1),
+        "the claim survives B's start"
+    );
+    let got = b.claim(req("instance-b", 10)).await.unwrap();
+    assert_eq!(got.len(), 1, "only the unclaimed delivery");
+    assert_ne!(got[0].delivery_id, held[0].delivery_id);
+    assert!(b.claim(req("instance-b", 10)).await.unwrap().is_empty());
+    b.complete(got[0].delivery_id, "instance-b", vec![], 1)
+        .await
+        .unwrap();
+
+    clock.set_ms(T0 + 30_001);
+    let back = b.claim(req("instance-b", 10)).await.unwrap();
+    assert_eq!(back.len(), 1, "the expired lease returns to the pool");
+    assert_eq!(back[0].delivery_id, held[0].delivery_id);
+    b.complete(back[0].delivery_id, "instance-b", vec![], 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.complete(held[0].delivery_id, "instance-a", vec![], 1)
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    b.close().await;
+    drop_schema(&schema).await;
+}
+
+/// Three instances claiming at once from one queue: every delivery is claimed
+/// exactly once (SKIP LOCKED), and none waits on another's locks forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_on_several_instances_never_share_a_delivery() {
+    let schema = fresh_schema("claimers");
+    let clock = Arc::new(FixedClock::new(T0));
+    let stores: Vec<Arc<PgStore>> = vec![
+        Arc::new(open_in(&schema, clock.clone()).await),
+        Arc::new(open_in(&schema, clock.clone()).await),
+        Arc::new(open_in(&schema, clock.clone()).await),
+    ];
+    let n = 600;
+    let msgs: Vec<NewMessage> = (0..n).map(|i| one(&format!("m{i}"))).collect();
+    stores[0].enqueue(msgs).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        for w in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("i{i}-w{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let got = s.claim(req(&owner, 7)).await.unwrap();
+                    if got.is_empty() {
+                        break;
+                    }
+                    for c in got {
+                        s.complete(c.delivery_id, &owner, vec![], 1).await.unwrap();
+                        mine.push(c.delivery_id);
+                    }
+                }
+                mine
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    let mut per_instance = [0usize; 3];
+    for (k, t) in tasks.into_iter().enumerate() {
+        let mine = t.await.unwrap();
+        per_instance[k / 4] += mine.len();
+        all.extend(mine);
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, n, "each delivery completed once");
+    assert_eq!(all.len(), n);
+    eprintln!("deliveries per instance: {per_instance:?}");
+    let st = stores[1].stats().await.unwrap();
+    assert_eq!((st.done, st.pending, st.in_flight), (n as u64, 0, 0));
+    for s in &stores {
+        s.close().await;
+    }
+    drop_schema(&schema).await;
+}
+
+/// The same idempotency key sent to two instances at once creates one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys_are_unique_across_instances() {
+    let schema = fresh_schema("idem");
+    let clock = Arc::new(FixedClock::new(T0));
+    let a: Arc<dyn Store> = Arc::new(open_in(&schema, clock.clone()).await);
+    let b: Arc<dyn Store> = Arc::new(open_in(&schema, clock.clone()).await);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let m = one("same").with_idempotency(Idempotency {
+                scope: "producer".into(),
+                key: "k-1".into(),
+                body_hash: "h".into(),
+            });
+            s.enqueue(vec![m]).await.unwrap().remove(0)
+        }));
+    }
+    let mut created = 0;
+    let mut ids = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            EnqueueOutcome::Created { id } => {
+                created += 1;
+                ids.push(id)
+            }
+            EnqueueOutcome::Existing { id } => ids.push(id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every answer names the one message");
+    assert_eq!(a.stats().await.unwrap().messages, 1);
+    a.close().await;
+    b.close().await;
+    drop_schema(&schema).await;
+}
+
+/// LISTEN/NOTIFY: an enqueue on one instance wakes the others' dispatchers
+/// within milliseconds (no polling involved: nothing else would wake them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enqueue_on_one_instance_wakes_the_others() {
+    let schema = fresh_schema("wake");
+    let clock = Arc::new(FixedClock::new(T0));
+    let a = open_in(&schema, clock.clone()).await;
+    let b = open_in(&schema, clock.clone()).await;
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let n = b.notifier();
+        let waiter = tokio::spawn(async move { n.notified().await });
+        tokio::task::yield_now().await;
+        let t = Instant::now();
+        a.enqueue(vec![one(&format!("m{i}"))]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the other instance was woken")
+            .unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    eprintln!("cross-instance wake-up after enqueue: worst {worst:?} over 20");
+    assert!(worst < Duration::from_millis(500), "{worst:?}");
+    a.close().await;
+    b.close().await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn closed_store_refuses_calls() {
+    let schema = fresh_schema("closed");
+    let store = open_in(&schema, Arc::new(FixedClock::new(T0))).await;
+    store.close().await;
+    assert!(matches!(
+        store.enqueue(vec![one("a")]).await,
+        Err(StoreError::Closed)
+    ));
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_error_naming_the_url_field() {
+    let err = PgStore::open(StoreOptions::new(
+        "postgres://postgres:hunter2@127.0.0.1:1/test?connect_timeout=2",
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`store.url`") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// `store::open` picks PostgreSQL by URL scheme.
+#[tokio::test]
+async fn open_selects_postgres_by_url() {
+    let schema = fresh_schema("open");
+    let s = imrelay_gateway::store::open(StoreOptions::new(url_for(&schema)))
+        .await
+        .unwrap();
+    assert_eq!(s.backend(), "postgres");
+    s.close().await;
+    drop_schema(&schema).await;
+}
+
+fn cluster_pool(schema: &str) -> sqlx::PgPool {
+    imrelay_gateway::store::postgres::PgTarget::parse(&url_for(schema))
+        .unwrap()
+        .lazy_pool(4)
+}
+
+/// Two instances' limiters on one destination: together they admit no more
+/// than the quota per window; a release starts the window from the end; a
+/// platform wait reported by one instance holds back the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_limiter_admits_the_quota_across_instances() {
+    use imrelay_gateway::dispatch::limits::{SharedAdmit, SharedLimiter};
+    use imrelay_gateway::store::postgres::cluster::PgLimiter;
+    use imrelay_sdk::Quota;
+
+    let schema = fresh_schema("limiter");
+    let store = open_in(&schema, Arc::new(FixedClock::new(T0))).await; // migrates
+    let a = Arc::new(PgLimiter::new(cluster_pool(&schema)));
+    let b = Arc::new(PgLimiter::new(cluster_pool(&schema)));
+    let q = [Quota {
+        count: 3,
+        per: Duration::from_secs(30),
+    }];
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            l.acquire("dingtalk:robot:x", &q, Duration::from_secs(5))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = Vec::new();
+    let mut waits = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            SharedAdmit::Granted(p) => granted.push(p),
+            SharedAdmit::Wait(d) => waits.push(d),
+        }
+    }
+    assert_eq!(granted.len(), 3, "the quota, across both instances");
+    assert_eq!(waits.len(), 9);
+    // In flight: the wait is short (their end is unknown), not a whole window.
+    assert!(
+        waits.iter().all(|d| *d <= Duration::from_millis(50)),
+        "{waits:?}"
+    );
+    for p in granted {
+        a.release(p, None).await;
+    }
+    // Ended now: they occupy the window for 30 s (+ margin) from their end.
+    match b
+        .acquire("dingtalk:robot:x", &q, Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        SharedAdmit::Wait(d) => assert!(d > Duration::from_secs(29), "{d:?}"),
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    // Another destination is independent; a platform wait blocks it for all.
+    let SharedAdmit::Granted(p) = a
+        .acquire("feishu:webhook:y", &q, Duration::from_secs(5))
+        .await
+        .unwrap()
+    else {
+        panic!("another destination has its own quota");
+    };
+    a.release(p, Some(Duration::from_secs(20))).await;
+    match b
+        .acquire("feishu:webhook:y", &q, Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        SharedAdmit::Wait(d) => assert!(d > Duration::from_secs(19), "{d:?}"),
+        other => panic!("the platform wait must hold back the other instance: {other:?}"),
+    }
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
+/// A counting token source: each fetch is a new token.
+struct Fetches(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl imrelay_sdk::token::TokenSource for Fetches {
+    fn cache_key(&self) -> String {
+        "feishu_app:cli_test:fp".into()
+    }
+    async fn fetch(
+        &self,
+        _http: &imrelay_sdk::http::HttpClient,
+    ) -> Result<imrelay_sdk::token::Token, imrelay_sdk::Report> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        // A slow token endpoint, so concurrent callers really overlap.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(imrelay_sdk::token::Token {
+            value: imrelay_sdk::Secret::new(format!("tok-{n}")),
+            expires_in: Duration::from_secs(7200),
+        })
+    }
+}
+
+/// Three instances' token managers share the PostgreSQL cache: one fetch for
+/// all of them, and a rejected token is replaced once for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_token_cache_fetches_once_for_all_instances() {
+    use imrelay_gateway::store::postgres::cluster::PgTokenCache;
+    use imrelay_sdk::token::{SharedTokenCache, TokenManager};
+
+    let schema = fresh_schema("tokens");
+    let store = open_in(&schema, Arc::new(FixedClock::new(T0))).await; // migrates
+    let http = imrelay_sdk::http::HttpClient::new(Default::default()).unwrap();
+    let src = Arc::new(Fetches(Default::default()));
+    let managers: Vec<Arc<TokenManager>> = (0..3)
+        .map(|_| {
+            let tm = TokenManager::new();
+            let cache: Arc<dyn SharedTokenCache> =
+                Arc::new(PgTokenCache::new(cluster_pool(&schema)));
+            tm.set_shared(Some(cache));
+            Arc::new(tm)
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (tm, src, http) = (managers[i % 3].clone(), src.clone(), http.clone());
+        tasks.push(tokio::spawn(async move {
+            tm.get(&*src, &http).await.unwrap().expose().to_string()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "tok-0");
+    }
+    assert_eq!(src.0.load(Ordering::SeqCst), 1, "one fetch for the cluster");
+
+    // Instance 0 is told the token is bad; instance 1, holding the same old
+    // token, then finds the replacement instead of fetching again.
+    for tm in &managers[..2] {
+        let r = tm
+            .with_token(&*src, &http, |tok| {
+                let ok = tok.expose() == "tok-1";
+                async move {
+                    if ok {
+                        imrelay_sdk::Report::delivered()
+                    } else {
+                        imrelay_sdk::Report::new(
+                            imrelay_sdk::Outcome::RefreshToken,
+                            "99991663 token invalid",
+                        )
+                    }
+                }
+            })
+            .await;
+        assert!(r.outcome.is_delivered(), "{r:?}");
+    }
+    assert_eq!(
+        src.0.load(Ordering::SeqCst),
+        2,
+        "one refresh for the cluster"
+    );
+    store.close().await;
+    drop_schema(&schema).await;
+}

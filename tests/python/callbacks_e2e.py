@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interop check of imrelay's callback endpoints against the platforms' official
 Python SDKs (run by crates/imrelay/tests/callbacks_python.rs; needs the venv that
-.ci/run creates: wechatpy, lark-oapi, standardwebhooks, cryptography).
+tests/run creates: wechatpy, lark-oapi, standardwebhooks, cryptography).
 
 1. Build encrypted, signed callbacks with the SDKs (wechatpy for WeCom, WeChat
    and DingTalk's identical cipher; lark-oapi checks every Feishu request we

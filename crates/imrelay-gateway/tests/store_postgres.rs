@@ -4,7 +4,7 @@
 //!
 //! Needs the machine's PostgreSQL at `postgres://postgres@127.0.0.1:5432/test`
 //! (override with `IMRELAY_TEST_PG`). It FAILS, not skips, when the server is
-//! down; `.ci/run` starts it.
+//! down; `tests/run` starts it.
 
 mod store_suite;
 

@@ -4,7 +4,7 @@
 //! posts them, checks imrelay's replies with those SDKs, and verifies what was
 //! forwarded with the `standardwebhooks` package.
 //!
-//! Needs the virtualenv `.ci/run` creates (`$IMRELAY_PY_VENV`, default
+//! Needs the virtualenv `tests/run` creates (`$IMRELAY_PY_VENV`, default
 //! `~/.cache/imrelay/pyvenv`). Without it this test FAILS, saying how to
 //! create it: it is never skipped.
 
@@ -36,7 +36,7 @@ fn venv_python() -> PathBuf {
     if !py.exists() {
         panic!(
             "\n\nthe Python virtualenv for the callback interop test is missing: {} does not exist.\n\
-             Create it (as .ci/run does):\n  python3 -m venv {v}\n  {v}/bin/pip install -r tests/python/requirements.txt\n\
+             Create it (as tests/run does):\n  python3 -m venv {v}\n  {v}/bin/pip install -r tests/python/requirements.txt\n\
              or point IMRELAY_PY_VENV at an existing one.\n\n",
             py.display(),
             v = venv.display()

@@ -11,7 +11,7 @@
 //! - no Feishu message (dedup key `uuid`) was delivered twice as new.
 //!
 //! Needs PostgreSQL at `postgres://postgres@127.0.0.1:5432/test` (override with
-//! `IMRELAY_TEST_PG`); FAILS when it is down (`.ci/run` starts it).
+//! `IMRELAY_TEST_PG`); FAILS when it is down (`tests/run` starts it).
 
 mod serve_support;
 

@@ -76,6 +76,12 @@ fn example_gateway_configs_are_valid() {
 fn readme_test_command_is_what_ci_runs() {
     let readme = include_str!("../../../README.md");
     let ci = include_str!("../../../.ci/run");
-    let cmd = "cargo test --workspace --locked";
-    assert!(readme.contains(cmd) && ci.contains(cmd));
+    let tests_run = include_str!("../../../tests/run");
+    let cmd = "bash tests/run";
+    // The README's test command is the first sh block after "Run the tests".
+    let after = &readme[readme.find("Run the tests").expect("README names the test command")..];
+    let block = after.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+    assert_eq!(block.trim(), cmd);
+    assert!(ci.contains(cmd), ".ci/run must call the README's test command");
+    assert!(tests_run.contains("cargo test --workspace --locked"));
 }

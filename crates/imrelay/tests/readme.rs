@@ -79,9 +79,18 @@ fn readme_test_command_is_what_ci_runs() {
     let tests_run = include_str!("../../../tests/run");
     let cmd = "bash tests/run";
     // The README's test command is the first sh block after "Run the tests".
-    let after = &readme[readme.find("Run the tests").expect("README names the test command")..];
-    let block = after.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+    let after = &readme[readme
+        .find("Run the tests")
+        .expect("README names the test command")..];
+    let block = after
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
     assert_eq!(block.trim(), cmd);
-    assert!(ci.contains(cmd), ".ci/run must call the README's test command");
+    assert!(
+        ci.contains(cmd),
+        ".ci/run must call the README's test command"
+    );
     assert!(tests_run.contains("cargo test --workspace --locked"));
 }

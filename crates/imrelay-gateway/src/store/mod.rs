@@ -25,6 +25,7 @@
 //! [`TokioClock`] for tests that pause tokio time).
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;

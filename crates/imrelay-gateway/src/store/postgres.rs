@@ -36,12 +36,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use imrelay_sdk::clock::Clock;
-use imrelay_sdk::Message;
 use parking_lot::Mutex;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Notify;
 
+use super::rows::{self, recipients_json};
 use super::*;
 
 pub mod cluster;
@@ -343,24 +343,6 @@ impl PgStore {
 
 // ---- helpers -------------------------------------------------------------
 
-fn recipients_json(r: &[String]) -> Option<String> {
-    if r.is_empty() {
-        None
-    } else {
-        serde_json::to_string(r).ok()
-    }
-}
-
-fn parse_recipients(s: Option<String>) -> Vec<String> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
-}
-
-fn parse_message(body: &str) -> Result<Message> {
-    serde_json::from_str(body)
-        .map_err(|e| StoreError::Database(format!("stored message is not valid: {e}")))
-}
-
 /// Insert a message and its deliveries; `false` (nothing written) when its id
 /// or idempotency key exists already.
 async fn insert_message(c: &mut PgConnection, m: &NewMessage, now: i64) -> Result<bool> {
@@ -426,16 +408,8 @@ async fn existing_by_key(c: &mut PgConnection, i: &Idempotency) -> Result<Option
             .bind(&i.key)
             .fetch_optional(&mut *c)
             .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let id: String = row.try_get("id")?;
-    let hash: Option<String> = row.try_get("body_hash")?;
-    Ok(Some(if hash.as_deref() == Some(i.body_hash.as_str()) {
-        EnqueueOutcome::Existing { id }
-    } else {
-        EnqueueOutcome::Conflict { id }
-    }))
+    row.map(|row| rows::existing_outcome(&row, &i.body_hash))
+        .transpose()
 }
 
 async fn enqueue_one(c: &mut PgConnection, m: &NewMessage, now: i64) -> Result<EnqueueOutcome> {
@@ -503,15 +477,7 @@ async fn fence(
     .bind(delivery)
     .fetch_optional(&mut *c)
     .await?;
-    let Some(row) = row else {
-        return Err(StoreError::LeaseLost(delivery));
-    };
-    let state: String = row.try_get("state")?;
-    let lease_owner: Option<String> = row.try_get("lease_owner")?;
-    if state != "claimed" || lease_owner.as_deref() != Some(owner) {
-        return Err(StoreError::LeaseLost(delivery));
-    }
-    Ok((row.try_get("message_id")?, row.try_get("target")?))
+    rows::fenced(row.as_ref(), delivery, owner)
 }
 
 /// End a claim; returns whether new work became due (children, fallback).
@@ -641,27 +607,6 @@ const DEAD_COLS: &str =
     "d.id, d.message_id, m.channel, d.target, d.recipients, d.dead_code, d.dead_reason,
     d.attempts, m.created_at, d.dead_at, m.body";
 
-fn dead_entry(row: &PgRow) -> Result<DeadEntry> {
-    let body: String = row.try_get("body")?;
-    Ok(DeadEntry {
-        delivery_id: row.try_get("id")?,
-        message_id: row.try_get("message_id")?,
-        channel: row.try_get("channel")?,
-        target: row.try_get("target")?,
-        recipients: parse_recipients(row.try_get("recipients")?),
-        code: row.try_get("dead_code")?,
-        reason: row
-            .try_get::<Option<String>, _>("dead_reason")?
-            .unwrap_or_default(),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        created_at: row.try_get("created_at")?,
-        dead_at: row
-            .try_get::<Option<i64>, _>("dead_at")?
-            .unwrap_or_default(),
-        message: parse_message(&body)?,
-    })
-}
-
 /// Dead letters matching `f`: the full rows for a page, or only ids (every
 /// match) for replay and purge.
 async fn dead_rows(c: &mut PgConnection, f: &DeadFilter, page: bool) -> Result<Vec<PgRow>> {
@@ -705,28 +650,7 @@ async fn select_dead_ids(c: &mut PgConnection, sel: &DeadSelector) -> Result<Vec
         }
         DeadSelector::Filter(f) => dead_rows(c, f, false).await?,
     };
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-        .collect()
-}
-
-fn claimed_of(r: &PgRow) -> Result<Claimed> {
-    let body: String = r.try_get("body")?;
-    Ok(Claimed {
-        delivery_id: r.try_get("id")?,
-        message_id: r.try_get("message_id")?,
-        channel: r.try_get("channel")?,
-        target: r.try_get("target")?,
-        kind: MessageKind::parse(&r.try_get::<String, _>("kind")?),
-        message: parse_message(&body)?,
-        recipients: parse_recipients(r.try_get("recipients")?),
-        attempts: r.try_get::<i64, _>("attempts")? as u32,
-        parts_done: r.try_get::<i64, _>("parts_done")? as u32,
-        created_at: r.try_get("created_at")?,
-        last_outcome: r.try_get("last_outcome")?,
-        trace_id: r.try_get("trace_id")?,
-        lease_until: r.try_get("lease_until")?,
-    })
+    rows::ids(&rows)
 }
 
 #[async_trait]
@@ -794,66 +718,7 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let did: i64 = r.try_get("id")?;
-            let state = DeliveryState::parse(&r.try_get::<String, _>("state")?);
-            let mut history = Vec::new();
-            for a in attempts.iter() {
-                if a.try_get::<i64, _>("delivery_id")? != did {
-                    continue;
-                }
-                history.push(AttemptRecord {
-                    started_at: a.try_get("started_at")?,
-                    finished_at: a.try_get("finished_at")?,
-                    destination: a.try_get("destination")?,
-                    part: a.try_get::<i64, _>("part")? as u32,
-                    outcome: a.try_get("outcome")?,
-                    counted: a.try_get("counted")?,
-                    status: a.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
-                    code: a.try_get("code")?,
-                    message: a.try_get("message")?,
-                });
-            }
-            let dead = if state == DeliveryState::Dead {
-                Some(DeadReason {
-                    code: r.try_get("dead_code")?,
-                    reason: r
-                        .try_get::<Option<String>, _>("dead_reason")?
-                        .unwrap_or_default(),
-                })
-            } else {
-                None
-            };
-            deliveries.push(DeliveryView {
-                id: did,
-                target: r.try_get("target")?,
-                state,
-                recipients: parse_recipients(r.try_get("recipients")?),
-                attempts: r.try_get::<i64, _>("attempts")? as u32,
-                parts_done: r.try_get::<i64, _>("parts_done")? as u32,
-                due_at: matches!(state, DeliveryState::Pending)
-                    .then(|| r.try_get("due_at"))
-                    .transpose()?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                dead,
-                merged_into: r.try_get("merged_into")?,
-                history,
-            });
-        }
-        let body: String = m.try_get("body")?;
-        Ok(Some(MessageView {
-            id: m.try_get("id")?,
-            channel: m.try_get("channel")?,
-            kind: MessageKind::parse(&m.try_get::<String, _>("kind")?),
-            state: MessageState::from_deliveries(deliveries.iter().map(|d| &d.state)),
-            message: parse_message(&body)?,
-            trace_id: m.try_get("trace_id")?,
-            origin: m.try_get("origin")?,
-            created_at: m.try_get("created_at")?,
-            deliveries,
-        }))
+        rows::message_view(&m, &rows, &attempts).map(Some)
     }
 
     async fn backlog(&self) -> Result<Vec<TargetBacklog>> {
@@ -869,16 +734,7 @@ impl Store for PgStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TargetBacklog {
-                    target: r.try_get("target")?,
-                    pending: r.try_get::<i64, _>("pending")? as u64,
-                    due: r.try_get::<i64, _>("due")? as u64,
-                    next_due_at: r.try_get("next_due_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::backlog).collect()
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -915,7 +771,7 @@ impl Store for PgStore {
                 .bind(ids)
                 .fetch_all(&mut *c)
                 .await?;
-                let out = rows.iter().map(claimed_of).collect::<Result<Vec<_>>>()?;
+                let out = rows.iter().map(rows::claimed).collect::<Result<Vec<_>>>()?;
                 Ok((out, false))
             })
         })
@@ -1031,17 +887,7 @@ impl Store for PgStore {
         .bind(channel)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Overdue {
-                    delivery_id: r.try_get("id")?,
-                    message_id: r.try_get("message_id")?,
-                    channel: r.try_get("channel")?,
-                    target: r.try_get("target")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::overdue).collect()
     }
 
     async fn fall_back(&self, delivery: DeliveryId, fallback: NewMessage) -> Result<bool> {
@@ -1073,7 +919,7 @@ impl Store for PgStore {
         self.check_open()?;
         let mut c = self.pool.acquire().await?;
         let rows = dead_rows(&mut c, filter, true).await?;
-        rows.iter().map(dead_entry).collect()
+        rows.iter().map(rows::dead_entry).collect()
     }
 
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {
@@ -1086,7 +932,7 @@ impl Store for PgStore {
             .bind(delivery)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(dead_entry).transpose()
+        row.as_ref().map(rows::dead_entry).transpose()
     }
 
     async fn replay(&self, sel: &DeadSelector) -> Result<u64> {
@@ -1192,36 +1038,7 @@ impl Store for PgStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let mut s = QueueStats::default();
-        for r in &rows {
-            let target: String = r.try_get("target")?;
-            let n = r.try_get::<i64, _>("n")? as u64;
-            let state = DeliveryState::parse(&r.try_get::<String, _>("state")?);
-            if s.by_target.last().map(|t| &t.target) != Some(&target) {
-                s.by_target.push(TargetStats {
-                    target,
-                    ..Default::default()
-                });
-            }
-            let t = s.by_target.last_mut().expect("pushed above");
-            match state {
-                DeliveryState::Pending => {
-                    s.pending += n;
-                    t.pending += n;
-                }
-                DeliveryState::Claimed => {
-                    s.in_flight += n;
-                    t.in_flight += n;
-                }
-                DeliveryState::Done => s.done += n,
-                DeliveryState::Dead => {
-                    s.dead += n;
-                    t.dead += n;
-                }
-                DeliveryState::Merged => s.merged += n,
-            }
-        }
-        s.by_target.retain(|t| t.pending + t.in_flight + t.dead > 0);
+        let mut s = rows::tally(&rows)?;
         let (messages,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
             .fetch_one(&mut *tx)
             .await?;

@@ -21,15 +21,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use imrelay_sdk::clock::Clock;
-use imrelay_sdk::Message;
 use parking_lot::Mutex;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::rows::{self, recipients_json};
 use super::*;
 
 /// The embedded migrations.
@@ -253,24 +253,6 @@ fn json_ids(ids: &[DeliveryId]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-fn recipients_json(r: &[String]) -> Option<String> {
-    if r.is_empty() {
-        None
-    } else {
-        serde_json::to_string(r).ok()
-    }
-}
-
-fn parse_recipients(s: Option<String>) -> Vec<String> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
-}
-
-fn parse_message(body: &str) -> Result<Message> {
-    serde_json::from_str(body)
-        .map_err(|e| StoreError::Database(format!("stored message is not valid: {e}")))
-}
-
 /// Insert a message and its deliveries; `false` (nothing written) when the id
 /// exists already.
 async fn insert_message(c: &mut SqliteConnection, m: &NewMessage, now: i64) -> Result<bool> {
@@ -341,13 +323,7 @@ async fn enqueue_one(c: &mut SqliteConnection, m: &NewMessage, now: i64) -> Resu
         .fetch_optional(&mut *c)
         .await?;
         if let Some(row) = row {
-            let id: String = row.try_get("id")?;
-            let hash: Option<String> = row.try_get("body_hash")?;
-            return Ok(if hash.as_deref() == Some(i.body_hash.as_str()) {
-                EnqueueOutcome::Existing { id }
-            } else {
-                EnqueueOutcome::Conflict { id }
-            });
+            return rows::existing_outcome(&row, &i.body_hash);
         }
     }
     if m.targets.is_empty() {
@@ -400,15 +376,7 @@ async fn fence(
             .bind(delivery)
             .fetch_optional(&mut *c)
             .await?;
-    let Some(row) = row else {
-        return Err(StoreError::LeaseLost(delivery));
-    };
-    let state: String = row.try_get("state")?;
-    let lease_owner: Option<String> = row.try_get("lease_owner")?;
-    if state != "claimed" || lease_owner.as_deref() != Some(owner) {
-        return Err(StoreError::LeaseLost(delivery));
-    }
-    Ok((row.try_get("message_id")?, row.try_get("target")?))
+    rows::fenced(row.as_ref(), delivery, owner)
 }
 
 async fn finish_op(
@@ -531,27 +499,6 @@ const DEAD_ONE: &str = "SELECT d.id, d.message_id, m.channel, d.target, d.recipi
     d.attempts, m.created_at, d.dead_at, m.body FROM deliveries d JOIN messages m ON m.id = d.message_id
     WHERE d.state = 'dead' AND d.id = ?1";
 
-fn dead_entry(row: &SqliteRow) -> Result<DeadEntry> {
-    let body: String = row.try_get("body")?;
-    Ok(DeadEntry {
-        delivery_id: row.try_get("id")?,
-        message_id: row.try_get("message_id")?,
-        channel: row.try_get("channel")?,
-        target: row.try_get("target")?,
-        recipients: parse_recipients(row.try_get("recipients")?),
-        code: row.try_get("dead_code")?,
-        reason: row
-            .try_get::<Option<String>, _>("dead_reason")?
-            .unwrap_or_default(),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        created_at: row.try_get("created_at")?,
-        dead_at: row
-            .try_get::<Option<i64>, _>("dead_at")?
-            .unwrap_or_default(),
-        message: parse_message(&body)?,
-    })
-}
-
 /// Ids of dead letters matching a selector.
 async fn select_dead_ids(c: &mut SqliteConnection, sel: &DeadSelector) -> Result<Vec<DeliveryId>> {
     match sel {
@@ -560,15 +507,11 @@ async fn select_dead_ids(c: &mut SqliteConnection, sel: &DeadSelector) -> Result
                 .bind(json_ids(ids))
                 .fetch_all(&mut *c)
                 .await?;
-            rows.iter()
-                .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-                .collect()
+            rows::ids(&rows)
         }
         DeadSelector::Filter(f) => {
             let rows = dead_query(f, false).fetch_all(&mut *c).await?;
-            rows.iter()
-                .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-                .collect()
+            rows::ids(&rows)
         }
     }
 }
@@ -669,66 +612,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_all(&mut *c)
         .await?;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let did: i64 = r.try_get("id")?;
-            let state = DeliveryState::parse(&r.try_get::<String, _>("state")?);
-            let mut history = Vec::new();
-            for a in attempts.iter() {
-                if a.try_get::<i64, _>("delivery_id")? != did {
-                    continue;
-                }
-                history.push(AttemptRecord {
-                    started_at: a.try_get("started_at")?,
-                    finished_at: a.try_get("finished_at")?,
-                    destination: a.try_get("destination")?,
-                    part: a.try_get::<i64, _>("part")? as u32,
-                    outcome: a.try_get("outcome")?,
-                    counted: a.try_get("counted")?,
-                    status: a.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
-                    code: a.try_get("code")?,
-                    message: a.try_get("message")?,
-                });
-            }
-            let dead = if state == DeliveryState::Dead {
-                Some(DeadReason {
-                    code: r.try_get("dead_code")?,
-                    reason: r
-                        .try_get::<Option<String>, _>("dead_reason")?
-                        .unwrap_or_default(),
-                })
-            } else {
-                None
-            };
-            deliveries.push(DeliveryView {
-                id: did,
-                target: r.try_get("target")?,
-                state,
-                recipients: parse_recipients(r.try_get("recipients")?),
-                attempts: r.try_get::<i64, _>("attempts")? as u32,
-                parts_done: r.try_get::<i64, _>("parts_done")? as u32,
-                due_at: matches!(state, DeliveryState::Pending)
-                    .then(|| r.try_get("due_at"))
-                    .transpose()?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                dead,
-                merged_into: r.try_get("merged_into")?,
-                history,
-            });
-        }
-        let body: String = m.try_get("body")?;
-        Ok(Some(MessageView {
-            id: m.try_get("id")?,
-            channel: m.try_get("channel")?,
-            kind: MessageKind::parse(&m.try_get::<String, _>("kind")?),
-            state: MessageState::from_deliveries(deliveries.iter().map(|d| &d.state)),
-            message: parse_message(&body)?,
-            trace_id: m.try_get("trace_id")?,
-            origin: m.try_get("origin")?,
-            created_at: m.try_get("created_at")?,
-            deliveries,
-        }))
+        rows::message_view(&m, &rows, &attempts).map(Some)
     }
 
     async fn backlog(&self) -> Result<Vec<TargetBacklog>> {
@@ -743,16 +627,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TargetBacklog {
-                    target: r.try_get("target")?,
-                    pending: r.try_get::<i64, _>("pending")? as u64,
-                    due: r.try_get::<i64, _>("due")? as u64,
-                    next_due_at: r.try_get("next_due_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::backlog).collect()
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -802,26 +677,7 @@ impl Store for SqliteStore {
                 .bind(json_ids(&ids))
                 .fetch_all(&mut *c)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        let body: String = r.try_get("body")?;
-                        Ok(Claimed {
-                            delivery_id: r.try_get("id")?,
-                            message_id: r.try_get("message_id")?,
-                            channel: r.try_get("channel")?,
-                            target: r.try_get("target")?,
-                            kind: MessageKind::parse(&r.try_get::<String, _>("kind")?),
-                            message: parse_message(&body)?,
-                            recipients: parse_recipients(r.try_get("recipients")?),
-                            attempts: r.try_get::<i64, _>("attempts")? as u32,
-                            parts_done: r.try_get::<i64, _>("parts_done")? as u32,
-                            created_at: r.try_get("created_at")?,
-                            last_outcome: r.try_get("last_outcome")?,
-                            trace_id: r.try_get("trace_id")?,
-                            lease_until: r.try_get("lease_until")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(rows::claimed).collect()
             })
         })
         .await
@@ -946,17 +802,7 @@ impl Store for SqliteStore {
         .bind(channel)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Overdue {
-                    delivery_id: r.try_get("id")?,
-                    message_id: r.try_get("message_id")?,
-                    channel: r.try_get("channel")?,
-                    target: r.try_get("target")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::overdue).collect()
     }
 
     async fn fall_back(&self, delivery: DeliveryId, fallback: NewMessage) -> Result<bool> {
@@ -989,7 +835,7 @@ impl Store for SqliteStore {
 
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<DeadEntry>> {
         let rows = dead_query(filter, true).fetch_all(&self.read).await?;
-        rows.iter().map(dead_entry).collect()
+        rows.iter().map(rows::dead_entry).collect()
     }
 
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {
@@ -997,7 +843,7 @@ impl Store for SqliteStore {
             .bind(delivery)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(dead_entry).transpose()
+        row.as_ref().map(rows::dead_entry).transpose()
     }
 
     async fn replay(&self, sel: &DeadSelector) -> Result<u64> {
@@ -1108,36 +954,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT target, state, COUNT(*) AS n FROM deliveries GROUP BY target, state ORDER BY target")
             .fetch_all(&mut *c)
             .await?;
-        let mut s = QueueStats::default();
-        for r in &rows {
-            let target: String = r.try_get("target")?;
-            let n = r.try_get::<i64, _>("n")? as u64;
-            let state = DeliveryState::parse(&r.try_get::<String, _>("state")?);
-            if s.by_target.last().map(|t| &t.target) != Some(&target) {
-                s.by_target.push(TargetStats {
-                    target,
-                    ..Default::default()
-                });
-            }
-            let t = s.by_target.last_mut().expect("pushed above");
-            match state {
-                DeliveryState::Pending => {
-                    s.pending += n;
-                    t.pending += n;
-                }
-                DeliveryState::Claimed => {
-                    s.in_flight += n;
-                    t.in_flight += n;
-                }
-                DeliveryState::Done => s.done += n,
-                DeliveryState::Dead => {
-                    s.dead += n;
-                    t.dead += n;
-                }
-                DeliveryState::Merged => s.merged += n,
-            }
-        }
-        s.by_target.retain(|t| t.pending + t.in_flight + t.dead > 0);
+        let mut s = rows::tally(&rows)?;
         let (messages,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
             .fetch_one(&mut *c)
             .await?;

@@ -1,0 +1,282 @@
+//! Row-to-type mapping shared by the SQLite and PostgreSQL stores.
+//!
+//! The SQL differs per backend, but both select the same column names with the
+//! same types, so the assembly of [`MessageView`], [`DeadEntry`], [`Claimed`]
+//! and friends lives here once, generic over sqlx's [`Row`] through [`Cols`].
+
+use imrelay_sdk::Message;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::*;
+
+/// Typed column access by name; one place for the sqlx bounds so the mapping
+/// functions below work on any backend's rows.
+pub(super) trait Cols {
+    /// A non-null text column.
+    fn text(&self, col: &str) -> Result<String>;
+    /// A nullable text column.
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    /// A non-null integer column.
+    fn int(&self, col: &str) -> Result<i64>;
+    /// A nullable integer column.
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    /// A boolean column (SQLite stores it as an integer; sqlx decodes both).
+    fn flag(&self, col: &str) -> Result<bool>;
+}
+
+impl<R> Cols for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(col)?)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+/// Recipients as stored: a JSON array, or NULL when there are none.
+pub(super) fn recipients_json(r: &[String]) -> Option<String> {
+    if r.is_empty() {
+        None
+    } else {
+        serde_json::to_string(r).ok()
+    }
+}
+
+fn parse_recipients(s: Option<String>) -> Vec<String> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn parse_message(body: &str) -> Result<Message> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Database(format!("stored message is not valid: {e}")))
+}
+
+/// The answer to an enqueue whose idempotency key exists already (row: `id`,
+/// `body_hash`): the same body is the same message, another body a conflict.
+pub(super) fn existing_outcome(row: &impl Cols, body_hash: &str) -> Result<EnqueueOutcome> {
+    let id = row.text("id")?;
+    let hash = row.opt_text("body_hash")?;
+    Ok(if hash.as_deref() == Some(body_hash) {
+        EnqueueOutcome::Existing { id }
+    } else {
+        EnqueueOutcome::Conflict { id }
+    })
+}
+
+/// The lease check on a delivery row (`state`, `lease_owner`, `message_id`,
+/// `target`; `None` when the row is gone): its message id and target when
+/// `owner` holds it.
+pub(super) fn fenced(
+    row: Option<&impl Cols>,
+    delivery: DeliveryId,
+    owner: &str,
+) -> Result<(String, String)> {
+    let Some(row) = row else {
+        return Err(StoreError::LeaseLost(delivery));
+    };
+    let state = row.text("state")?;
+    let lease_owner = row.opt_text("lease_owner")?;
+    if state != "claimed" || lease_owner.as_deref() != Some(owner) {
+        return Err(StoreError::LeaseLost(delivery));
+    }
+    Ok((row.text("message_id")?, row.text("target")?))
+}
+
+/// The `id` column of each row.
+pub(super) fn ids<R: Cols>(rows: &[R]) -> Result<Vec<DeliveryId>> {
+    rows.iter().map(|r| r.int("id")).collect()
+}
+
+/// A dead letter (columns: `id, message_id, channel, target, recipients,
+/// dead_code, dead_reason, attempts, created_at, dead_at, body`).
+pub(super) fn dead_entry(row: &impl Cols) -> Result<DeadEntry> {
+    let body = row.text("body")?;
+    Ok(DeadEntry {
+        delivery_id: row.int("id")?,
+        message_id: row.text("message_id")?,
+        channel: row.text("channel")?,
+        target: row.text("target")?,
+        recipients: parse_recipients(row.opt_text("recipients")?),
+        code: row.opt_text("dead_code")?,
+        reason: row.opt_text("dead_reason")?.unwrap_or_default(),
+        attempts: row.int("attempts")? as u32,
+        created_at: row.int("created_at")?,
+        dead_at: row.opt_int("dead_at")?.unwrap_or_default(),
+        message: parse_message(&body)?,
+    })
+}
+
+/// A claimed delivery (columns: `id, message_id, channel, target, kind, body,
+/// recipients, attempts, parts_done, created_at, last_outcome, trace_id,
+/// lease_until`).
+pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
+    let body = r.text("body")?;
+    Ok(Claimed {
+        delivery_id: r.int("id")?,
+        message_id: r.text("message_id")?,
+        channel: r.text("channel")?,
+        target: r.text("target")?,
+        kind: MessageKind::parse(&r.text("kind")?),
+        message: parse_message(&body)?,
+        recipients: parse_recipients(r.opt_text("recipients")?),
+        attempts: r.int("attempts")? as u32,
+        parts_done: r.int("parts_done")? as u32,
+        created_at: r.int("created_at")?,
+        last_outcome: r.opt_text("last_outcome")?,
+        trace_id: r.opt_text("trace_id")?,
+        lease_until: r.int("lease_until")?,
+    })
+}
+
+fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        started_at: a.int("started_at")?,
+        finished_at: a.int("finished_at")?,
+        destination: a.text("destination")?,
+        part: a.int("part")? as u32,
+        outcome: a.text("outcome")?,
+        counted: a.flag("counted")?,
+        status: a.opt_int("status")?.map(|s| s as u16),
+        code: a.opt_text("code")?,
+        message: a.text("message")?,
+    })
+}
+
+fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
+    let did = r.int("id")?;
+    let state = DeliveryState::parse(&r.text("state")?);
+    let mut history = Vec::new();
+    for a in attempts {
+        if a.int("delivery_id")? == did {
+            history.push(attempt(a)?);
+        }
+    }
+    let dead = if state == DeliveryState::Dead {
+        Some(DeadReason {
+            code: r.opt_text("dead_code")?,
+            reason: r.opt_text("dead_reason")?.unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+    Ok(DeliveryView {
+        id: did,
+        target: r.text("target")?,
+        state,
+        recipients: parse_recipients(r.opt_text("recipients")?),
+        attempts: r.int("attempts")? as u32,
+        parts_done: r.int("parts_done")? as u32,
+        // A due time means something only while the delivery waits.
+        due_at: matches!(state, DeliveryState::Pending)
+            .then(|| r.int("due_at"))
+            .transpose()?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        dead,
+        merged_into: r.opt_text("merged_into")?,
+        history,
+    })
+}
+
+/// A message with its deliveries and their attempts.
+///
+/// `m`: `id, channel, kind, body, trace_id, origin, created_at`;
+/// `rows` (deliveries in order): `id, target, state, recipients, attempts,
+/// parts_done, due_at, created_at, updated_at, dead_code, dead_reason,
+/// merged_into` (the digest's message id); `attempts` (in order):
+/// `delivery_id, started_at, finished_at, destination, part, outcome, counted,
+/// status, code, message`.
+pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result<MessageView> {
+    let deliveries = rows
+        .iter()
+        .map(|r| delivery_view(r, attempts))
+        .collect::<Result<Vec<_>>>()?;
+    let body = m.text("body")?;
+    Ok(MessageView {
+        id: m.text("id")?,
+        channel: m.text("channel")?,
+        kind: MessageKind::parse(&m.text("kind")?),
+        state: MessageState::from_deliveries(deliveries.iter().map(|d| &d.state)),
+        message: parse_message(&body)?,
+        trace_id: m.opt_text("trace_id")?,
+        origin: m.opt_text("origin")?,
+        created_at: m.int("created_at")?,
+        deliveries,
+    })
+}
+
+/// One target's backlog (columns: `target, pending, due, next_due_at`).
+pub(super) fn backlog(r: &impl Cols) -> Result<TargetBacklog> {
+    Ok(TargetBacklog {
+        target: r.text("target")?,
+        pending: r.int("pending")? as u64,
+        due: r.int("due")? as u64,
+        next_due_at: r.opt_int("next_due_at")?,
+    })
+}
+
+/// An overdue delivery (columns: `id, message_id, channel, target,
+/// created_at`).
+pub(super) fn overdue(r: &impl Cols) -> Result<Overdue> {
+    Ok(Overdue {
+        delivery_id: r.int("id")?,
+        message_id: r.text("message_id")?,
+        channel: r.text("channel")?,
+        target: r.text("target")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+/// Delivery counts per state and per target, from rows `target, state, n`
+/// ordered by target; targets with nothing pending, in flight or dead are
+/// left out. `messages` and `oldest_pending_age_ms` are the caller's.
+pub(super) fn tally<R: Cols>(rows: &[R]) -> Result<QueueStats> {
+    let mut s = QueueStats::default();
+    for r in rows {
+        let target = r.text("target")?;
+        let n = r.int("n")? as u64;
+        let state = DeliveryState::parse(&r.text("state")?);
+        if s.by_target.last().map(|t| &t.target) != Some(&target) {
+            s.by_target.push(TargetStats {
+                target,
+                ..Default::default()
+            });
+        }
+        let t = s.by_target.last_mut().expect("pushed above");
+        match state {
+            DeliveryState::Pending => {
+                s.pending += n;
+                t.pending += n;
+            }
+            DeliveryState::Claimed => {
+                s.in_flight += n;
+                t.in_flight += n;
+            }
+            DeliveryState::Done => s.done += n,
+            DeliveryState::Dead => {
+                s.dead += n;
+                t.dead += n;
+            }
+            DeliveryState::Merged => s.merged += n,
+        }
+    }
+    s.by_target.retain(|t| t.pending + t.in_flight + t.dead > 0);
+    Ok(s)
+}

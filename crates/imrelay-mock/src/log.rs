@@ -26,6 +26,7 @@ pub struct LogEntry {
     /// Assigned by the log.
     #[serde(default)]
     pub seq: u64,
+    /// Stamped by [`crate::MockState::record`] with the mock clock.
     pub at_ms: i64,
     /// "dingtalk", "feishu", ...
     pub platform: String,
@@ -147,12 +148,6 @@ impl RequestLog {
     pub fn record(&self, mut entry: LogEntry) -> u64 {
         if !self.keep_bodies {
             entry.body = None;
-        }
-        if entry.at_ms == 0 {
-            entry.at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default();
         }
         let mut g = self.inner.lock();
         g.next_seq += 1;

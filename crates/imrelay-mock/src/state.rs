@@ -9,7 +9,7 @@ use crate::config::{AppConfig, MockConfig, MockPlatform, RobotConfig};
 use crate::dedup::DedupStore;
 use crate::faults::Faults;
 use crate::limiter::{LimitCheck, Limiter, Window};
-use crate::log::RequestLog;
+use crate::log::{LogEntry, RequestLog};
 use crate::tokens::TokenStore;
 
 /// Everything the platform handlers share.
@@ -47,6 +47,12 @@ impl MockState {
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
         wall + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Log a request, stamped with the mock's clock (which `/_mock/clock` moves).
+    pub fn record(&self, mut entry: LogEntry) -> u64 {
+        entry.at_ms = self.now_ms();
+        self.log.record(entry)
     }
 
     pub fn advance_clock(&self, ms: i64) {

@@ -156,22 +156,15 @@ async fn run_inner(args: SendArgs) -> anyhow::Result<ExitCode> {
             anyhow!(text)
         }
     })?;
-    let payloads = dest.render(&msg)?;
-    let total = payloads.len();
-    let mut reports: Vec<Report> = Vec::new();
-    for p in &payloads {
-        let r = dest.send(p).await;
-        let stop = !r.outcome.is_delivered();
-        reports.push(r);
-        if stop {
-            break;
-        }
-    }
+    // `deliver` stops at the first part that is not delivered, so a delivered
+    // last report means every part went out.
+    let reports = imrelay_sdk::deliver(&*dest, &msg).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     let last = reports.last().ok_or_else(|| anyhow!("nothing to send"))?;
-    if last.outcome.is_delivered() && reports.len() == total {
+    let total = reports.len();
+    if last.outcome.is_delivered() {
         let partial: Vec<_> = reports.iter().flat_map(|r| &r.failed_recipients).collect();
         if partial.is_empty() {
             eprintln!(
@@ -195,11 +188,8 @@ async fn run_inner(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(1));
     }
-    if reports.len() > 1 {
-        eprintln!(
-            "{} of {total} parts delivered before this failure:",
-            reports.len() - 1
-        );
+    if total > 1 {
+        eprintln!("{} part(s) delivered before this failure:", total - 1);
     }
     eprint!("{}", explain(dest.kind(), last));
     Ok(match last.outcome {

@@ -112,7 +112,7 @@ fn oapi_http(status: u16) -> Response {
 fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
     match inj {
         Injected::Code { code, msg } => {
-            s.log.record(entry.rejected(code, "injected fault"));
+            s.record(entry.rejected(code, "injected fault"));
             errcode(code, &msg)
         }
         Injected::Http(status) => {
@@ -306,7 +306,7 @@ async fn robot_send(
         } else {
             "unknown robot token"
         };
-        s.log.record(entry().rejected(300001, why));
+        s.record(entry().rejected(300001, why));
         return errcode(300001, "token is not exist");
     };
 
@@ -322,7 +322,7 @@ async fn robot_send(
                 .and_then(|t| t.parse::<i64>().ok())
                 .is_some_and(|t| (now - t).abs() <= SIGN_WINDOW_MS);
             if !ts_ok {
-                s.log.record(
+                s.record(
                     entry()
                         .rejected(
                             310000,
@@ -338,7 +338,7 @@ async fn robot_send(
             let expected = robot_sign(secret, ts.as_deref().unwrap_or(""));
             let given = sign.unwrap_or_default();
             if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-                s.log.record(
+                s.record(
                     entry()
                         .rejected(310000, "sign not match")
                         .signature(SignatureCheck::Failed),
@@ -351,20 +351,20 @@ async fn robot_send(
     let entry = || entry().signature(signature);
 
     if raw.len() > ROBOT_BODY_LIMIT {
-        s.log.record(entry().rejected(
+        s.record(entry().rejected(
             460101,
             format!("body of {} bytes > {ROBOT_BODY_LIMIT}", raw.len()),
         ));
         return errcode(460101, "message too large, exceed 20000 bytes");
     }
     let Some(json_body) = body.as_ref() else {
-        s.log.record(entry().rejected(300001, "body is not JSON"));
+        s.record(entry().rejected(300001, "body is not JSON"));
         return errcode(300001, "param error");
     };
     let content = match robot_content(json_body) {
         Ok(c) => c,
         Err((code, msg, why)) => {
-            s.log.record(entry().rejected(code, why));
+            s.record(entry().rejected(code, why));
             return errcode(code, msg);
         }
     };
@@ -378,7 +378,7 @@ async fn robot_send(
         match s.limit(&target, &ROBOT_WINDOW, ROBOT_BLOCK_MS) {
             LimitCheck::Ok => {}
             LimitCheck::Exceeded => {
-                s.log.record(entry().rejected(
+                s.record(entry().rejected(
                     130101,
                     "over 20 messages in a minute; robot blocked for 10 minutes",
                 ));
@@ -391,7 +391,7 @@ async fn robot_send(
             }
         }
     }
-    s.log.record(entry().accepted());
+    s.record(entry().accepted());
     errcode(0, "ok")
 }
 
@@ -432,7 +432,7 @@ async fn legacy_token(State(s): State<Arc<MockState>>, RawQuery(query): RawQuery
         return errcode(40089, "不合法的corpid或corpsecret");
     };
     let (token, expires_in) = current_or_issue(&s, &app_key, lifetime);
-    s.log.record(entry().accepted());
+    s.record(entry().accepted());
     Json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}))
         .into_response()
 }
@@ -447,7 +447,7 @@ async fn v1_token(State(s): State<Arc<MockState>>, raw: Bytes) -> Response {
         || LogEntry::new(PLATFORM, "token", target.clone()).body(json!({"appKey": app_key}));
     if let Some(inj) = inject_token(&s, &target).await {
         let (resp, code) = v1_injected(&inj);
-        s.log.record(entry().rejected(code, "injected fault"));
+        s.record(entry().rejected(code, "injected fault"));
         return resp;
     }
     if app_key.is_empty() || app_secret.is_empty() {
@@ -469,7 +469,7 @@ async fn v1_token(State(s): State<Arc<MockState>>, raw: Bytes) -> Response {
         );
     };
     let (token, expires_in) = current_or_issue(&s, &app_key, lifetime);
-    s.log.record(entry().accepted());
+    s.record(entry().accepted());
     Json(json!({"accessToken": token, "expireIn": expires_in})).into_response()
 }
 
@@ -543,7 +543,7 @@ async fn work_notice(
     let app_key = match oapi_token(&s, &token) {
         Ok(a) => a,
         Err((code, msg, why)) => {
-            s.log.record(
+            s.record(
                 with_body(
                     LogEntry::new(PLATFORM, "work_notice", "dingtalk:app:?"),
                     &body,
@@ -564,7 +564,7 @@ async fn work_notice(
         return oapi_injected(&s, entry(), inj);
     }
     let refuse = |why: String| {
-        s.log.record(entry().rejected(40035, why));
+        s.record(entry().rejected(40035, why));
         errcode(40035, "不合法的参数")
     };
     let Some(b) = body.as_ref() else {
@@ -625,7 +625,7 @@ async fn work_notice(
         e = e.duplicate();
         e.reason = Some("same content to the same users within a day: dropped silently".into());
     }
-    let task_id = s.log.record(e);
+    let task_id = s.record(e);
     Json(json!({
         "errcode": 0,
         "errmsg": "ok",
@@ -797,7 +797,7 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
             } else {
                 "unknown access token"
             };
-            s.log.record(
+            s.record(
                 with_body(
                     LogEntry::new(PLATFORM, "robot.batch_send", "dingtalk:app:?"),
                     &body,
@@ -820,7 +820,7 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
     };
     if let Some(inj) = inject(&s, &target).await {
         let (resp, code) = v1_injected(&inj);
-        s.log.record(entry().rejected(code, "injected fault"));
+        s.record(entry().rejected(code, "injected fault"));
         return resp;
     }
     let users = match body
@@ -830,7 +830,7 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
     {
         Ok(u) => u,
         Err((code, why)) => {
-            s.log.record(entry().rejected(code, why.clone()));
+            s.record(entry().rejected(code, why.clone()));
             return v1_error(StatusCode::BAD_REQUEST, code, &why);
         }
     };
@@ -847,7 +847,7 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
             throttled.len()
         ));
     }
-    let seq = s.log.record(e);
+    let seq = s.record(e);
     Json(json!({
         "processQueryKey": format!("mock-pqk-{seq}"),
         "invalidStaffIdList": invalid,

@@ -188,7 +188,7 @@ async fn webhook(
             code_body(r.code, &r.msg),
         ),
     };
-    state.log.record(entry.body(logged_body(&body, parsed)));
+    state.record(entry.body(logged_body(&body, parsed)));
     // The bot answers HTTP 200 whatever happened.
     json_response(StatusCode::OK, answer)
 }
@@ -403,7 +403,7 @@ async fn tenant_token(State(state): State<Arc<MockState>>, body: Bytes) -> Respo
     let target = format!("feishu:app:{app_id}");
     let entry = LogEntry::new(P, "auth.tenant_access_token", target.as_str());
     let fail = |entry: LogEntry, code: i64, msg: &str| {
-        state.log.record(entry.rejected(code, msg));
+        state.record(entry.rejected(code, msg));
         json_response(
             StatusCode::BAD_REQUEST,
             json!({ "code": code, "msg": msg }).to_string(),
@@ -417,7 +417,7 @@ async fn tenant_token(State(state): State<Arc<MockState>>, body: Bytes) -> Respo
         );
     };
     if let Some(i) = inject_token(&state, &target).await {
-        state.log.record(injected_entry(entry, &i));
+        state.record(injected_entry(entry, &i));
         return injected_response(&i, StatusCode::BAD_REQUEST);
     }
     let lifetime = match state.app(PLATFORM, &req.app_id) {
@@ -432,7 +432,7 @@ async fn tenant_token(State(state): State<Arc<MockState>>, body: Bytes) -> Respo
         Some((t, left)) if left > TOKEN_REUSE_MIN_SECS => (t, left),
         _ => state.tokens.issue(PLATFORM, &req.app_id, now, lifetime),
     };
-    state.log.record(entry.accepted());
+    state.record(entry.accepted());
     json_response(
         StatusCode::OK,
         json!({ "code": 0, "msg": "ok", "tenant_access_token": token, "expire": expire })
@@ -480,7 +480,7 @@ async fn messages(
                 entry = entry.duplicate();
                 entry.reason = Some(reason);
             }
-            state.log.record(entry);
+            state.record(entry);
             json_response(StatusCode::OK, ok.answer)
         }
         Err(r) => refused(&state, entry, logged, r),

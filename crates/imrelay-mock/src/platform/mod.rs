@@ -88,7 +88,6 @@ impl<'a> Call<'a> {
             self.endpoint,
             std::mem::take(&mut self.target),
         );
-        e.at_ms = self.state.now_ms();
         e.signature = self.signature;
         e.body = self.body.take();
         e
@@ -108,7 +107,7 @@ impl<'a> Call<'a> {
     /// platform's error body.
     pub(crate) fn reject(mut self, code: i64, msg: &str) -> Response {
         let e = self.entry().rejected(code, msg);
-        self.state.log.record(e);
+        self.state.record(e);
         self.error(code, msg)
     }
 
@@ -117,14 +116,14 @@ impl<'a> Call<'a> {
         match inj {
             Injected::Code { code, msg } => {
                 let e = self.entry().rejected(code, format!("injected: {msg}"));
-                self.state.log.record(e);
+                self.state.record(e);
                 self.error(code, &msg)
             }
             Injected::Http(status) => {
                 let e = self
                     .entry()
                     .rejected(format!("http {status}"), "injected HTTP error");
-                self.state.log.record(e);
+                self.state.record(e);
                 (injected_status(status), "injected HTTP error").into_response()
             }
         }
@@ -137,7 +136,7 @@ impl<'a> Call<'a> {
             e = e.duplicate();
             e.reason = Some(self.platform.duplicate_reason.into());
         }
-        self.state.log.record(e);
+        self.state.record(e);
         Json(answer).into_response()
     }
 }

@@ -4,6 +4,9 @@ until the mock platform has accepted them all.
 
 usage: e2e.py submit GATEWAY KEY CHANNEL N            (queue only)
        e2e.py deliver GATEWAY KEY CHANNEL N MOCK TARGET
+       e2e.py count MOCK TARGET                         (accepted so far)
+       e2e.py first MOCK TARGET BASE T0                 (wait for BASE+1;
+                                                         seconds since T0, epoch)
 Prints one JSON object with the figures. Standard library only.
 """
 import json
@@ -64,6 +67,18 @@ def delivered(mock, target):
 
 
 def main():
+    if sys.argv[1] == "count":
+        print(delivered(sys.argv[2], sys.argv[3]))
+        return
+    if sys.argv[1] == "first":
+        mock, target, base, t0 = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+        deadline = time.time() + 600
+        while delivered(mock, target) <= base:
+            if time.time() > deadline:
+                raise SystemExit("nothing delivered within 600 s of the restart")
+            time.sleep(0.005)
+        print(json.dumps({"first_delivery_s": round(time.time() - t0, 3)}))
+        return
     mode, gw, key, channel, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     if mode == "submit":
         ids, secs, _ = submit(gw, key, channel, n)

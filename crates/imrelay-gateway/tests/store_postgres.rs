@@ -113,6 +113,8 @@ cases!(
     overdue_and_fall_back,
     stats_count_states,
     notifier_wakes_on_enqueue,
+    backlog_caps_counts_and_includes_expired_claims,
+    concurrent_writes_keep_their_own_outcomes,
 );
 
 fn one(text: &str) -> NewMessage {

@@ -88,10 +88,17 @@ impl Limiter {
         }
     }
 
+    /// Index in `ends` of the first end still inside the window of `q`.
+    /// A binary search: at thousands of requests a second a window holds
+    /// thousands of ends, and this runs for every request.
+    fn window_start(&self, q: &Quota, now: i64) -> usize {
+        let from = now - window_ms(q);
+        self.ends.partition_point(|&e| e < from)
+    }
+
     /// Requests in the window of `q` at `now`.
     fn used(&self, q: &Quota, now: i64) -> u32 {
-        let from = now - window_ms(q);
-        let recent = self.ends.iter().rev().take_while(|&&e| e >= from).count() as u32;
+        let recent = (self.ends.len() - self.window_start(q, now)) as u32;
         recent + self.in_flight
     }
 
@@ -121,10 +128,8 @@ impl Limiter {
             }
             // The oldest counted end must leave the window: it is the
             // (used - count + 1)-th oldest of the recent ends.
-            let from = now - window_ms(q);
-            let recent: Vec<i64> = self.ends.iter().copied().filter(|&e| e >= from).collect();
             let excess = (used - q.count) as usize;
-            match recent.get(excess) {
+            match self.ends.get(self.window_start(q, now) + excess) {
                 Some(&e) => at = at.max(e + window_ms(q) + 1),
                 None => return None,
             }

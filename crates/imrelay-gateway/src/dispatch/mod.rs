@@ -56,6 +56,10 @@ use limits::Limiter;
 /// Shortest time between two dispatch cycles.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
 
+/// The most the backlog of one target is counted per cycle. Coalescing a
+/// destination that can send more than this within `max_delay` never happens.
+const MAX_BACKLOG_COUNT: u64 = 100_000;
+
 /// Dispatcher settings.
 #[derive(Clone)]
 pub struct DispatchConfig {
@@ -206,6 +210,9 @@ struct TargetState {
     last_coalesce: i64,
     /// The last coalescing round merged nothing: back off.
     coalesce_idle: bool,
+    /// How far the backlog of this target must be counted for the coalescing
+    /// decision (its destinations' capacity within `max_delay`, plus one).
+    count_need: u64,
     warned_unknown: bool,
 }
 
@@ -563,12 +570,22 @@ impl Inner {
             .map_or(0.0, |d| d.breaker.error_rate)
     }
 
+    /// How far to count each target's backlog: enough for a full claim, and
+    /// for what the coalescing decisions of the last cycles needed.
+    fn backlog_count_cap(&self) -> u64 {
+        let st = self.state.lock();
+        let need = st.targets.values().map(|t| t.count_need).max().unwrap_or(0);
+        need.max(self.cfg.claim_batch as u64)
+            .max(self.cfg.max_in_flight as u64)
+            .min(MAX_BACKLOG_COUNT)
+    }
+
     async fn cycle(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<i64, StoreError> {
         let now = self.now();
         let set = self.channels.load_full();
         let mut wake = now + self.cfg.idle_poll.as_millis() as i64;
         self.scan_fallbacks(&set, now).await;
-        let mut backlog = self.store.backlog().await?;
+        let mut backlog = self.store.backlog(self.backlog_count_cap()).await?;
         // Start each cycle at another target, so when `max_in_flight` runs out
         // the same targets are not always the ones left waiting.
         if !backlog.is_empty() {
@@ -1022,6 +1039,13 @@ impl Inner {
                 .map(|d| d.limiter.capacity_within(cc.max_delay))
                 .sum()
         };
+        {
+            // The next cycles count the backlog this far; until then `pending`
+            // may stop short of `capacity`, which only delays coalescing.
+            let mut st = self.state.lock();
+            let t = st.targets.entry(b.target.clone()).or_default();
+            t.count_need = (capacity.ceil() as u64).saturating_add(1);
+        }
         if (b.pending as f64) <= capacity || b.due < 2 {
             return Ok(());
         }

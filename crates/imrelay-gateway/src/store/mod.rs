@@ -502,15 +502,63 @@ pub struct MessageView {
 }
 
 /// Backlog of one target, for the dispatcher's scheduling.
+///
+/// Counts stop at the `cap` given to [`Store::backlog`] (plus expired claims):
+/// the dispatcher needs to know "at least this many", and counting a queue
+/// of a million to learn that would cost a million index steps per cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetBacklog {
     pub target: String,
-    /// Pending deliveries (due or not) plus claimed ones whose lease expired.
+    /// Pending deliveries (due or not), counted up to the cap, plus claimed
+    /// ones whose lease expired.
     pub pending: u64,
-    /// Of those, due now.
+    /// Of those, due now (also counted up to the cap).
     pub due: u64,
-    /// Earliest due time among the pending ones.
+    /// Earliest due time among them (now, for an expired claim).
     pub next_due_at: Option<i64>,
+}
+
+/// Outcomes of a bulk insert of plain messages, in input order, from the
+/// ids the database inserted: an id's first occurrence is created, a
+/// repeat or an id that existed already is refused (as one by one).
+pub(crate) fn bulk_outcomes(
+    msgs: &[NewMessage],
+    inserted: &mut std::collections::HashSet<String>,
+) -> Vec<EnqueueOutcome> {
+    msgs.iter()
+        .map(|m| {
+            if inserted.remove(&m.id) {
+                EnqueueOutcome::Created { id: m.id.clone() }
+            } else {
+                EnqueueOutcome::Rejected {
+                    reason: format!("message id `{}` already exists", m.id),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Fold rows of `target, pending, due, next_due_at` that may name a target
+/// twice (its pending deliveries, its expired claims) into one per target,
+/// in byte order of the target.
+pub(crate) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
+    let mut by_target: std::collections::BTreeMap<String, TargetBacklog> = Default::default();
+    for r in rows {
+        match by_target.get_mut(&r.target) {
+            Some(b) => {
+                b.pending += r.pending;
+                b.due += r.due;
+                b.next_due_at = match (b.next_due_at, r.next_due_at) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+            }
+            None => {
+                by_target.insert(r.target.clone(), r);
+            }
+        }
+    }
+    by_target.into_values().collect()
 }
 
 /// A delivery still open long after its message was accepted (fallback).
@@ -569,8 +617,9 @@ pub trait Store: Send + Sync + 'static {
     /// A message with every delivery and attempt.
     async fn get_message(&self, id: &str) -> Result<Option<MessageView>>;
 
-    /// Pending work per target (targets with nothing pending are omitted).
-    async fn backlog(&self) -> Result<Vec<TargetBacklog>>;
+    /// Pending work per target (targets with nothing pending are omitted),
+    /// each count stopping at `cap`. Costs O(targets × cap), not O(queue).
+    async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>>;
 
     /// Claim due deliveries (oldest due first), leasing them to `owner`.
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;

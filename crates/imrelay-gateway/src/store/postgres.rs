@@ -341,6 +341,77 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Messages without idempotency keys, each with a target, in one
+    /// statement (so one round trip, atomic on its own): the messages, their
+    /// deliveries in order, and the wake-up of the other instances. One
+    /// statement per row made batches cost a round trip per row.
+    async fn enqueue_plain(&self, msgs: &[NewMessage], now: i64) -> Result<Vec<EnqueueOutcome>> {
+        self.check_open()?;
+        let n = msgs.len();
+        let (mut ids, mut channels, mut kinds, mut bodies) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut traces, mut origins) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut d_ids, mut d_targets) = (Vec::new(), Vec::new());
+        // A repeated id: only its first occurrence may be inserted (as one by
+        // one), so only its deliveries are listed.
+        let mut first = std::collections::HashSet::new();
+        for m in msgs {
+            let body = serde_json::to_string(&m.message)
+                .map_err(|e| StoreError::Invalid(format!("message: {e}")))?;
+            ids.push(m.id.clone());
+            channels.push(m.channel.clone());
+            kinds.push(m.kind.as_str());
+            bodies.push(body);
+            traces.push(m.trace_id.clone());
+            origins.push(m.origin.clone());
+            if first.insert(m.id.as_str()) {
+                for t in &m.targets {
+                    d_ids.push(m.id.clone());
+                    d_targets.push(t.clone());
+                }
+            }
+        }
+        let inserted: Vec<(String,)> = sqlx::query_as(
+            "WITH input AS (
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                 WITH ORDINALITY AS t(id, channel, kind, body, trace_id, origin, ord)),
+             ins AS (
+               INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
+               SELECT id, channel, kind, body, trace_id, origin, $7 FROM input ORDER BY ord
+               ON CONFLICT DO NOTHING RETURNING id),
+             dl AS (
+               INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
+               SELECT d.mid, d.target, 'pending', $7, $7, $7
+               FROM UNNEST($8::text[], $9::text[]) WITH ORDINALITY AS d(mid, target, ord)
+               WHERE d.mid IN (SELECT id FROM ins) ORDER BY d.ord)
+             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify($10, '')) AS wake",
+        )
+        .bind(&ids)
+        .bind(&channels)
+        .bind(&kinds)
+        .bind(&bodies)
+        .bind(&traces)
+        .bind(&origins)
+        .bind(now)
+        .bind(&d_ids)
+        .bind(&d_targets)
+        .bind(&self.channel)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut inserted: std::collections::HashSet<String> =
+            inserted.into_iter().map(|(i,)| i).collect();
+        if !inserted.is_empty() {
+            self.notify.notify_one();
+        }
+        Ok(bulk_outcomes(msgs, &mut inserted))
+    }
+}
+
 // ---- helpers -------------------------------------------------------------
 
 /// Insert a message and its deliveries; `false` (nothing written) when its id
@@ -669,6 +740,12 @@ impl Store for PgStore {
 
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
+        if msgs
+            .iter()
+            .all(|m| m.idempotency.is_none() && !m.targets.is_empty())
+        {
+            return self.enqueue_plain(&msgs, now).await;
+        }
         self.tx(false, move |c| {
             Box::pin(async move {
                 let mut out = Vec::with_capacity(msgs.len());
@@ -721,20 +798,35 @@ impl Store for PgStore {
         rows::message_view(&m, &rows, &attempts).map(Some)
     }
 
-    async fn backlog(&self) -> Result<Vec<TargetBacklog>> {
+    async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         self.check_open()?;
         let now = self.now_ms();
+        // A loose index scan over `deliveries_queue (state, target, due_at)`:
+        // one index seek per distinct target, then counts that stop at `cap`.
+        // Expired claims are few (bounded by what was in flight).
         let rows = sqlx::query(
-            "SELECT target, COUNT(*) AS pending,
-               SUM(CASE WHEN state = 'claimed' OR due_at <= $1 THEN 1 ELSE 0 END) AS due,
-               MIN(CASE WHEN state = 'claimed' THEN $1 ELSE due_at END) AS next_due_at
-             FROM deliveries WHERE state = 'pending' OR (state = 'claimed' AND lease_until <= $1)
-             GROUP BY target ORDER BY target COLLATE \"C\"",
+            "WITH RECURSIVE t(target) AS (
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
+               UNION ALL
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
+               FROM t WHERE t.target IS NOT NULL)
+             SELECT target,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target LIMIT $2) p)::bigint AS pending,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target AND due_at <= $1 LIMIT $2) d)::bigint AS due,
+               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
+             FROM t WHERE target IS NOT NULL
+             UNION ALL
+             SELECT target, COUNT(*)::bigint, COUNT(*)::bigint, $1::bigint FROM deliveries
+             WHERE state = 'claimed' AND lease_until <= $1 GROUP BY target",
         )
         .bind(now)
+        .bind(cap.min(i64::MAX as u64) as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(rows::backlog).collect()
+        let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
+        Ok(merge_backlog(rows))
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -744,13 +836,23 @@ impl Store for PgStore {
             Box::pin(async move {
                 // SKIP LOCKED: rows another instance is claiming right now are
                 // passed over, not waited for; an expired lease is claimable.
-                let ids: Vec<(i64,)> = sqlx::query_as(
+                // A claimed row was due when claimed, so every claimable row
+                // has `due_at <= now`: with a target that bounds the scan of
+                // `deliveries_open (target, due_at, id)` to due rows, in order.
+                let sql = if req.target.is_some() {
                     "UPDATE deliveries SET state = 'claimed', lease_owner = $1, lease_until = $2, updated_at = $3
-                     WHERE id IN (SELECT id FROM deliveries WHERE ($4::text IS NULL OR target = $4) AND
+                     WHERE id IN (SELECT id FROM deliveries WHERE target = $4 AND due_at <= $3
+                       AND state IN ('pending', 'claimed') AND (state = 'pending' OR lease_until <= $3)
+                       ORDER BY due_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                     RETURNING id"
+                } else {
+                    "UPDATE deliveries SET state = 'claimed', lease_owner = $1, lease_until = $2, updated_at = $3
+                     WHERE id IN (SELECT id FROM deliveries WHERE ($4::text IS NULL) AND
                        ((state = 'pending' AND due_at <= $3) OR (state = 'claimed' AND lease_until <= $3))
                        ORDER BY due_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
-                     RETURNING id",
-                )
+                     RETURNING id"
+                };
+                let ids: Vec<(i64,)> = sqlx::query_as(sql)
                 .bind(&req.owner)
                 .bind(lease_until)
                 .bind(now)

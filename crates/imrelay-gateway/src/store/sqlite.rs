@@ -37,15 +37,45 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqli
 
 /// A job's answer, called with the commit's result once the transaction ends.
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write job: runs on the writer's connection inside a savepoint; returns
-/// whether it succeeded (else its savepoint is rolled back) and its reply.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+/// A write operation: runs on the writer's connection inside a savepoint;
+/// returns whether it succeeded (else its savepoint is rolled back) and its
+/// reply.
+type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+/// What the writer is asked to do. The two commonest writes, accepting plain
+/// messages and acknowledging a delivery, have their own kinds: the writer
+/// runs all of them in one transaction as a few set-based statements
+/// (`json_each`), instead of several statements each. Every statement is a
+/// round trip to SQLite's worker thread, and those round trips, not SQLite,
+/// were the cost (see BENCHMARKS.md).
+enum Job {
+    /// Messages without idempotency keys, each with at least one target.
+    Enqueue(EnqueueJob),
+    /// A delivery delivered ([`FinishAction::Done`]).
+    Done(DoneJob),
+    Op(Op),
+}
+
+struct EnqueueJob {
+    msgs: Vec<NewMessage>,
+    now: i64,
+    reply: oneshot::Sender<Result<Vec<EnqueueOutcome>>>,
+}
+
+struct DoneJob {
+    delivery: DeliveryId,
+    owner: String,
+    finish: Finish,
+    now: i64,
+    reply: oneshot::Sender<Result<()>>,
+}
 
 /// The SQLite [`Store`].
 pub struct SqliteStore {
     read: SqlitePool,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     notify: Arc<Notify>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
@@ -99,12 +129,20 @@ impl SqliteStore {
             .synchronous(sync)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let mut conn = base.clone().connect().await.map_err(|e| {
-            StoreError::Database(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })?;
+        // The writer never checkpoints: copying the WAL into the database
+        // (and its fsync) would stall every commit behind it. The
+        // checkpointer below does it on its own connection, concurrently.
+        let mut conn = base
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .connect()
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot open SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
         MIGRATOR.run(&mut conn).await?;
         let now = options.clock.now_ms();
         let recovered = sqlx::query(
@@ -123,8 +161,10 @@ impl SqliteStore {
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await?;
+        let checkpoint_conn = base.clone().connect().await?;
+        let checkpointer = tokio::spawn(checkpoint_loop(checkpoint_conn));
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let writer = tokio::spawn(writer_loop(
             conn,
@@ -136,6 +176,7 @@ impl SqliteStore {
             read,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             notify: Arc::new(Notify::new()),
             clock: options.clock,
             path,
@@ -166,11 +207,8 @@ impl SqliteStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        let Some(jobs) = self.jobs.lock().clone() else {
-            return Err(StoreError::Closed);
-        };
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let op: Op = Box::new(move |conn| {
             Box::pin(async move {
                 let r = f(conn).await;
                 let ok = r.is_ok();
@@ -180,10 +218,38 @@ impl SqliteStore {
                 (ok, reply)
             })
         });
+        self.submit(Job::Op(op), rx).await
+    }
+
+    /// Queue a job for the writer and wait for its answer (after the commit).
+    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
+        let Some(jobs) = self.jobs.lock().clone() else {
+            return Err(StoreError::Closed);
+        };
         jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| {
             StoreError::Database("the SQLite writer stopped before answering".into())
         })?
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoint the WAL in the background (`PASSIVE`: never waits for, nor
+/// blocks, the writer or readers). Once a checkpoint has caught up, SQLite
+/// rewinds the WAL at the next commit, so it stays small.
+async fn checkpoint_loop(mut conn: SqliteConnection) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite: WAL checkpoint failed; retrying");
+        }
     }
 }
 
@@ -213,25 +279,17 @@ async fn writer_loop(
             batch.clear();
             continue;
         }
+        let mut enqueues = Vec::new();
+        let mut dones = Vec::new();
         for job in batch.drain(..) {
-            if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut conn).await {
-                tracing::error!(error = %e, "SQLite: savepoint failed");
-                continue;
+            match job {
+                Job::Enqueue(j) => enqueues.push(j),
+                Job::Done(j) => dones.push(j),
+                Job::Op(op) => replies.push(run_op(&mut conn, op).await),
             }
-            let (ok, reply) = job(&mut conn).await;
-            let end = if ok {
-                sqlx::query("RELEASE job").execute(&mut conn).await
-            } else {
-                match sqlx::query("ROLLBACK TO job").execute(&mut conn).await {
-                    Ok(_) => sqlx::query("RELEASE job").execute(&mut conn).await,
-                    Err(e) => Err(e),
-                }
-            };
-            if let Err(e) = end {
-                tracing::error!(error = %e, "SQLite: ending a savepoint failed");
-            }
-            replies.push(reply);
         }
+        bulk_enqueue(&mut conn, enqueues, &mut replies).await;
+        bulk_done(&mut conn, dones, &mut replies).await;
         let commit = match sqlx::query("COMMIT").execute(&mut conn).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -245,6 +303,291 @@ async fn writer_loop(
         }
     }
     let _ = conn.close().await;
+}
+
+/// Run one operation inside its own savepoint.
+async fn run_op(conn: &mut SqliteConnection, op: Op) -> Reply {
+    if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+        tracing::error!(error = %e, "SQLite: savepoint failed");
+        // Dropping `op` drops its answer channel: the caller sees an error.
+        return Box::new(|_| {});
+    }
+    let (ok, reply) = op(&mut *conn).await;
+    let end = if ok {
+        sqlx::query("RELEASE job").execute(&mut *conn).await
+    } else {
+        match sqlx::query("ROLLBACK TO job").execute(&mut *conn).await {
+            Ok(_) => sqlx::query("RELEASE job").execute(&mut *conn).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = end {
+        tracing::error!(error = %e, "SQLite: ending a savepoint failed");
+    }
+    reply
+}
+
+/// Run `f` as one savepoint: released on success, rolled back on error.
+async fn in_savepoint<T>(
+    conn: &mut SqliteConnection,
+    f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>>,
+) -> Result<T> {
+    sqlx::query("SAVEPOINT bulk").execute(&mut *conn).await?;
+    let r = f(&mut *conn).await;
+    if r.is_err() {
+        sqlx::query("ROLLBACK TO bulk").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE bulk").execute(&mut *conn).await?;
+    r
+}
+
+/// Insert the messages of every enqueue job in two statements. If that
+/// fails, each job runs alone, so one bad job cannot fail the others.
+async fn bulk_enqueue(
+    conn: &mut SqliteConnection,
+    jobs: Vec<EnqueueJob>,
+    replies: &mut Vec<Reply>,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut messages = Vec::new();
+    let mut deliveries = Vec::new();
+    // A repeated id: only its first occurrence may be inserted (as one by
+    // one), so only its deliveries are listed.
+    let mut first = std::collections::HashSet::new();
+    for j in &jobs {
+        for m in &j.msgs {
+            let body = match serde_json::to_string(&m.message) {
+                Ok(b) => b,
+                Err(_) => return enqueue_each(conn, jobs, replies).await,
+            };
+            messages.push(serde_json::json!([
+                m.id,
+                m.channel,
+                m.kind.as_str(),
+                body,
+                m.trace_id,
+                m.origin,
+                j.now
+            ]));
+            if first.insert(m.id.as_str()) {
+                for t in &m.targets {
+                    deliveries.push(serde_json::json!([m.id, t, j.now]));
+                }
+            }
+        }
+    }
+    let messages = serde_json::Value::Array(messages).to_string();
+    let deliveries = serde_json::Value::Array(deliveries).to_string();
+    let inserted = in_savepoint(conn, move |c| {
+        Box::pin(async move {
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                   json_extract(value, '$[6]')
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            )
+            .bind(messages)
+            .fetch_all(&mut *c)
+            .await?;
+            let inserted: std::collections::HashSet<String> = ids.into_iter().map(|(i,)| i).collect();
+            // Deliveries only of messages inserted now (an existing id keeps
+            // its own), in order, so ids follow acceptance order.
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
+                   json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[2]')
+                 FROM json_each(?1)
+                 WHERE json_extract(value, '$[0]') IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(deliveries)
+            .bind(serde_json::to_string(&inserted).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *c)
+            .await?;
+            Ok(inserted)
+        })
+    })
+    .await;
+    let mut inserted = match inserted {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: bulk enqueue failed; enqueueing job by job");
+            return enqueue_each(conn, jobs, replies).await;
+        }
+    };
+    for j in jobs {
+        // An id repeated within the batch is created once, like one by one.
+        let out = bulk_outcomes(&j.msgs, &mut inserted);
+        let tx = j.reply;
+        replies.push(Box::new(move |commit: Result<()>| {
+            let _ = tx.send(commit.map(|_| out));
+        }));
+    }
+}
+
+/// The slow path of [`bulk_enqueue`]: each job in its own savepoint.
+async fn enqueue_each(
+    conn: &mut SqliteConnection,
+    jobs: Vec<EnqueueJob>,
+    replies: &mut Vec<Reply>,
+) {
+    for j in jobs {
+        let EnqueueJob { msgs, now, reply } = j;
+        let op: Op = Box::new(move |c| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(msgs.len());
+                let mut r = Ok(());
+                for m in &msgs {
+                    match enqueue_one(c, m, now).await {
+                        Ok(o) => out.push(o),
+                        Err(e) => {
+                            r = Err(e);
+                            break;
+                        }
+                    }
+                }
+                let ok = r.is_ok();
+                let reply: Reply = Box::new(move |commit: Result<()>| {
+                    let _ = reply.send(commit.and(r).map(|_| out));
+                });
+                (ok, reply)
+            })
+        });
+        replies.push(run_op(conn, op).await);
+    }
+}
+
+/// Acknowledge every delivered delivery of the batch in three statements:
+/// the fenced state change, the attempts, and digest members. A delivery the
+/// fence refuses (lease lost) or a failed statement falls back to the
+/// one-by-one path, which reports it exactly.
+async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mut Vec<Reply>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (jobs, mut slow): (Vec<DoneJob>, Vec<DoneJob>) =
+        jobs.into_iter().partition(|j| seen.insert(j.delivery));
+    let rows = serde_json::Value::Array(
+        jobs.iter()
+            .map(|j| {
+                let last = j.finish.attempts.last().map(|a| a.outcome.as_str());
+                serde_json::json!([j.delivery, j.owner, j.finish.parts_done, last, j.now])
+            })
+            .collect(),
+    )
+    .to_string();
+    let attempts: Vec<(DeliveryId, serde_json::Value)> = jobs
+        .iter()
+        .flat_map(|j| {
+            j.finish.attempts.iter().map(move |a| {
+                let row = serde_json::json!([
+                    j.delivery,
+                    a.started_at,
+                    a.finished_at,
+                    a.destination,
+                    a.part,
+                    a.outcome,
+                    a.counted,
+                    a.status,
+                    a.code,
+                    a.message
+                ]);
+                (j.delivery, row)
+            })
+        })
+        .collect();
+    let latest = jobs.iter().map(|j| j.now).max().unwrap_or_default();
+    let done = in_savepoint(conn, move |c| {
+        Box::pin(async move {
+            let ids: Vec<(i64,)> = sqlx::query_as(
+                // `+state`: look rows up by id, not by scanning every claim.
+                "UPDATE deliveries SET state = 'done', parts_done = json_extract(j.value, '$[2]'),
+                   lease_owner = NULL, lease_until = NULL,
+                   last_outcome = COALESCE(json_extract(j.value, '$[3]'), last_outcome),
+                   updated_at = json_extract(j.value, '$[4]')
+                 FROM json_each(?1) AS j
+                 WHERE deliveries.id = json_extract(j.value, '$[0]') AND +deliveries.state = 'claimed'
+                   AND deliveries.lease_owner = json_extract(j.value, '$[1]')
+                 RETURNING deliveries.id",
+            )
+            .bind(rows)
+            .fetch_all(&mut *c)
+            .await?;
+            let done: std::collections::HashSet<i64> = ids.into_iter().map(|(i,)| i).collect();
+            let attempts = serde_json::Value::Array(
+                attempts
+                    .into_iter()
+                    .filter(|(d, _)| done.contains(d))
+                    .map(|(_, a)| a)
+                    .collect(),
+            )
+            .to_string();
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted,
+                   status, code, message)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                   json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+                   json_extract(value, '$[9]')
+                 FROM json_each(?1)",
+            )
+            .bind(attempts)
+            .execute(&mut *c)
+            .await?;
+            let ids: Vec<i64> = done.iter().copied().collect();
+            sqlx::query(
+                "UPDATE deliveries SET state = 'done', updated_at = ?2
+                 WHERE merged_into IN (SELECT value FROM json_each(?1)) AND state = 'merged'",
+            )
+            .bind(json_ids(&ids))
+            .bind(latest)
+            .execute(&mut *c)
+            .await?;
+            Ok(done)
+        })
+    })
+    .await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: bulk acknowledgement failed; acknowledging one by one");
+            std::collections::HashSet::new()
+        }
+    };
+    for j in jobs {
+        if done.contains(&j.delivery) {
+            let tx = j.reply;
+            replies.push(Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit);
+            }));
+        } else {
+            slow.push(j);
+        }
+    }
+    for j in slow {
+        let DoneJob {
+            delivery,
+            owner,
+            finish,
+            now,
+            reply,
+        } = j;
+        let op: Op = Box::new(move |c| {
+            Box::pin(async move {
+                let r = finish_op(c, delivery, &owner, finish, now).await;
+                let ok = r.is_ok();
+                let reply: Reply = Box::new(move |commit: Result<()>| {
+                    let _ = reply.send(commit.and(r));
+                });
+                (ok, reply)
+            })
+        });
+        replies.push(run_op(conn, op).await);
+    }
 }
 
 // ---- helpers -------------------------------------------------------------
@@ -566,8 +909,15 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
-        let out = self
-            .write(move |c| {
+        let plain = msgs
+            .iter()
+            .all(|m| m.idempotency.is_none() && !m.targets.is_empty());
+        let out = if plain {
+            let (reply, rx) = oneshot::channel();
+            self.submit(Job::Enqueue(EnqueueJob { msgs, now, reply }), rx)
+                .await?
+        } else {
+            self.write(move |c| {
                 Box::pin(async move {
                     let mut out = Vec::with_capacity(msgs.len());
                     for m in &msgs {
@@ -576,7 +926,8 @@ impl Store for SqliteStore {
                     Ok(out)
                 })
             })
-            .await?;
+            .await?
+        };
         if out
             .iter()
             .any(|o| matches!(o, EnqueueOutcome::Created { .. }))
@@ -615,19 +966,34 @@ impl Store for SqliteStore {
         rows::message_view(&m, &rows, &attempts).map(Some)
     }
 
-    async fn backlog(&self) -> Result<Vec<TargetBacklog>> {
+    async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         let now = self.now_ms();
+        // A loose index scan over `deliveries_queue (state, target, due_at)`:
+        // one index seek per distinct target, then counts that stop at `cap`.
+        // Expired claims are few (bounded by what was in flight).
         let rows = sqlx::query(
-            "SELECT target, COUNT(*) AS pending,
-               SUM(CASE WHEN state = 'claimed' OR due_at <= ?1 THEN 1 ELSE 0 END) AS due,
-               MIN(CASE WHEN state = 'claimed' THEN ?1 ELSE due_at END) AS next_due_at
-             FROM deliveries WHERE state = 'pending' OR (state = 'claimed' AND lease_until <= ?1)
-             GROUP BY target ORDER BY target",
+            "WITH RECURSIVE t(target) AS (
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
+               UNION ALL
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
+               FROM t WHERE t.target IS NOT NULL)
+             SELECT target,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target LIMIT ?2)) AS pending,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target AND due_at <= ?1 LIMIT ?2)) AS due,
+               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
+             FROM t WHERE target IS NOT NULL
+             UNION ALL
+             SELECT target, COUNT(*) AS pending, COUNT(*) AS due, ?1 AS next_due_at FROM deliveries
+             WHERE state = 'claimed' AND lease_until <= ?1 GROUP BY target",
         )
         .bind(now)
+        .bind(cap.min(i64::MAX as u64) as i64)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(rows::backlog).collect()
+        let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
+        Ok(merge_backlog(rows))
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -636,11 +1002,16 @@ impl Store for SqliteStore {
         self.write(move |c| {
             Box::pin(async move {
                 let ids: Vec<(i64,)> = match &req.target {
+                    // Expired claims first (they are older), then due pending
+                    // ones in index order: no sort, at most `limit` rows read.
                     Some(t) => sqlx::query_as(
                         "UPDATE deliveries SET state = 'claimed', lease_owner = ?1, lease_until = ?2, updated_at = ?3
-                         WHERE id IN (SELECT id FROM deliveries WHERE target = ?4 AND
-                           ((state = 'pending' AND due_at <= ?3) OR (state = 'claimed' AND lease_until <= ?3))
-                           ORDER BY due_at, id LIMIT ?5)
+                         WHERE id IN (
+                           SELECT id FROM deliveries WHERE state = 'claimed' AND target = ?4 AND lease_until <= ?3
+                           UNION ALL
+                           SELECT id FROM (SELECT id FROM deliveries WHERE state = 'pending' AND target = ?4
+                             AND due_at <= ?3 ORDER BY due_at, id LIMIT ?5)
+                           LIMIT ?5)
                          RETURNING id",
                     )
                     .bind(&req.owner)
@@ -726,10 +1097,22 @@ impl Store for SqliteStore {
                     ..
                 }
         );
-        self.write(move |c| {
-            Box::pin(async move { finish_op(c, delivery, &owner, finish, now).await })
-        })
-        .await?;
+        if matches!(finish.action, FinishAction::Done) {
+            let (reply, rx) = oneshot::channel();
+            let job = DoneJob {
+                delivery,
+                owner,
+                finish,
+                now,
+                reply,
+            };
+            self.submit(Job::Done(job), rx).await?;
+        } else {
+            self.write(move |c| {
+                Box::pin(async move { finish_op(c, delivery, &owner, finish, now).await })
+            })
+            .await?;
+        }
         if wakes {
             self.notify.notify_one();
         }
@@ -976,6 +1359,11 @@ impl Store for SqliteStore {
         let handle = self.writer.lock().take();
         if let Some(h) = handle {
             let _ = h.await;
+        }
+        // The writer's connection, closed last, checkpoints what is left.
+        let checkpointer = self.checkpointer.lock().take();
+        if let Some(h) = checkpointer {
+            h.abort();
         }
         self.read.close().await;
     }

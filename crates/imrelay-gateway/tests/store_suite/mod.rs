@@ -203,7 +203,7 @@ pub async fn claim_due_leases_and_fencing(ctx: &Ctx) {
 
     // After the lease expires another claimer takes them; the first is fenced off.
     ctx.advance(30_001);
-    let back = ctx.s().backlog().await.unwrap();
+    let back = ctx.s().backlog(1_000).await.unwrap();
     assert_eq!(back.len(), 2);
     let again = ctx
         .s()
@@ -254,7 +254,7 @@ pub async fn not_due_is_not_claimed(ctx: &Ctx) {
         .await
         .unwrap()
         .is_empty());
-    let b = ctx.s().backlog().await.unwrap();
+    let b = ctx.s().backlog(1_000).await.unwrap();
     assert_eq!(
         b,
         vec![TargetBacklog {
@@ -871,6 +871,220 @@ pub async fn stats_count_states(ctx: &Ctx) {
     assert_eq!(y.dead, 1);
 }
 
+/// The dispatcher's view of the queue: counts that stop at the cap, expired
+/// claims counted as due now, claims oldest first and expired ones included.
+pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
+    let xs: Vec<NewMessage> = (0..10)
+        .map(|i| msg("ops", &format!("x{i}"), &["ops/x"]))
+        .collect();
+    ctx.s().enqueue(xs).await.unwrap();
+    ctx.advance(10);
+    let ys: Vec<NewMessage> = (0..3)
+        .map(|i| msg("dev", &format!("y{i}"), &["dev/y"]))
+        .collect();
+    ctx.s().enqueue(ys).await.unwrap();
+    let b = ctx.s().backlog(5).await.unwrap();
+    assert_eq!(
+        b,
+        vec![
+            TargetBacklog {
+                target: "dev/y".into(),
+                pending: 3,
+                due: 3,
+                next_due_at: Some(T0 + 10)
+            },
+            TargetBacklog {
+                target: "ops/x".into(),
+                pending: 5,
+                due: 5,
+                next_due_at: Some(T0)
+            },
+        ]
+    );
+    // Claimed deliveries leave the backlog while their lease holds.
+    let first = ctx
+        .s()
+        .claim(claim_req(Some("dev/y"), 2, "w1"))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let b = ctx.s().backlog(100).await.unwrap();
+    assert_eq!(
+        b[0],
+        TargetBacklog {
+            target: "dev/y".into(),
+            pending: 1,
+            due: 1,
+            next_due_at: Some(T0 + 10)
+        }
+    );
+    assert_eq!(b[1].pending, 10);
+    // Once it expires they count again (due, not before the oldest pending one),
+    // and are claimed before the rest.
+    ctx.advance(30_001);
+    let b = ctx.s().backlog(100).await.unwrap();
+    assert_eq!(
+        b[0],
+        TargetBacklog {
+            target: "dev/y".into(),
+            pending: 3,
+            due: 3,
+            next_due_at: Some(T0 + 10)
+        }
+    );
+    let again = ctx
+        .s()
+        .claim(claim_req(Some("dev/y"), 2, "w2"))
+        .await
+        .unwrap();
+    let mut got: Vec<i64> = again.iter().map(|c| c.delivery_id).collect();
+    let mut want: Vec<i64> = first.iter().map(|c| c.delivery_id).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "expired claims are taken before pending ones");
+    // A targeted claim takes the oldest due first and never another target's.
+    let xs = ctx
+        .s()
+        .claim(claim_req(Some("ops/x"), 4, "w2"))
+        .await
+        .unwrap();
+    let texts: Vec<String> = xs
+        .iter()
+        .map(|c| match &c.message.body {
+            imrelay_sdk::message::Body::Text { text } => text.clone(),
+            other => panic!("unexpected body {other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["x0", "x1", "x2", "x3"]);
+}
+
+/// Many writers at once (they share one transaction on SQLite): every
+/// message keeps its own outcome, a repeated id is created once, each
+/// acknowledgement is fenced on its own, and nothing else is touched.
+pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
+    let mut dup = msg("ops", "first", &["ops/x", "ops/y"]);
+    dup.id = "fixed-id".into();
+    let mut dup2 = msg("ops", "second", &["ops/x"]);
+    dup2.id = "fixed-id".into();
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let store = ctx.store.clone();
+        let m = match i {
+            7 => dup.clone(),
+            8 => dup2.clone(),
+            _ => msg("ops", &format!("m{i}"), &["ops/x"]),
+        };
+        calls.push(tokio::spawn(async move {
+            (m.id.clone(), store.enqueue(vec![m]).await.unwrap())
+        }));
+    }
+    let mut created = 0;
+    let mut fixed = Vec::new();
+    for c in calls {
+        let (id, out) = c.await.unwrap();
+        match &out[0] {
+            EnqueueOutcome::Created { id: got } => {
+                assert_eq!(*got, id);
+                created += 1;
+                if id == "fixed-id" {
+                    fixed.push("created");
+                }
+            }
+            EnqueueOutcome::Rejected { reason } => {
+                assert_eq!(id, "fixed-id");
+                assert!(reason.contains("already exists"), "{reason}");
+                fixed.push("rejected");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    fixed.sort();
+    assert_eq!(
+        fixed,
+        ["created", "rejected"],
+        "one of the two fixed-id messages wins"
+    );
+    assert_eq!(created, 39);
+    let v = ctx.s().get_message("fixed-id").await.unwrap().unwrap();
+    let targets = v.deliveries.len();
+    assert!(
+        targets == 1 || targets == 2,
+        "only the winner's deliveries exist"
+    );
+
+    // 40 deliveries (+1 if the two-target message won) on ops/x; claim them
+    // all, lose the lease of some, acknowledge all at once.
+    let claimed = ctx
+        .s()
+        .claim(claim_req(Some("ops/x"), 100, "w1"))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 39);
+    ctx.advance(30_001);
+    let stolen = ctx
+        .s()
+        .claim(claim_req(Some("ops/x"), 5, "w2"))
+        .await
+        .unwrap();
+    assert_eq!(stolen.len(), 5);
+    let stolen_ids: Vec<i64> = stolen.iter().map(|c| c.delivery_id).collect();
+    let acks = claimed.iter().map(|c| {
+        let store = ctx.store.clone();
+        let id = c.delivery_id;
+        async move {
+            let r = store
+                .complete(
+                    id,
+                    "w1",
+                    vec![attempt("delivered", true, Some("0"), "ok")],
+                    1,
+                )
+                .await;
+            (id, r)
+        }
+    });
+    for (id, r) in futures::future::join_all(acks).await {
+        if stolen_ids.contains(&id) {
+            assert!(
+                matches!(r, Err(StoreError::LeaseLost(x)) if x == id),
+                "{r:?}"
+            );
+        } else {
+            r.unwrap();
+        }
+    }
+    let st = ctx.s().stats().await.unwrap();
+    assert_eq!(st.in_flight, 5, "the stolen ones stay with w2");
+    assert_eq!(st.done, 34);
+    let acked = claimed
+        .iter()
+        .find(|c| !stolen_ids.contains(&c.delivery_id))
+        .unwrap();
+    let m = ctx
+        .s()
+        .get_message(&acked.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.deliveries[0].history.len(), 1);
+    assert_eq!(m.deliveries[0].history[0].outcome, "delivered");
+
+    // An id repeated within one batch: the first is created, with only its
+    // own deliveries.
+    let mut a = msg("ops", "a", &["ops/x"]);
+    a.id = "twice".into();
+    let mut b = msg("ops", "b", &["ops/x", "ops/y"]);
+    b.id = "twice".into();
+    let out = ctx.s().enqueue(vec![a, b]).await.unwrap();
+    assert_eq!(out[0], EnqueueOutcome::Created { id: "twice".into() });
+    assert!(
+        matches!(&out[1], EnqueueOutcome::Rejected { .. }),
+        "{out:?}"
+    );
+    let v = ctx.s().get_message("twice").await.unwrap().unwrap();
+    assert_eq!(v.deliveries.len(), 1);
+}
+
 pub async fn notifier_wakes_on_enqueue(ctx: &Ctx) {
     let n = ctx.s().notifier();
     let waiter = tokio::spawn(async move { n.notified().await });
@@ -900,6 +1114,8 @@ pub const CASES: &[&str] = &[
     "overdue_and_fall_back",
     "stats_count_states",
     "notifier_wakes_on_enqueue",
+    "backlog_caps_counts_and_includes_expired_claims",
+    "concurrent_writes_keep_their_own_outcomes",
 ];
 
 /// Run one case by name.
@@ -925,6 +1141,12 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "overdue_and_fall_back" => overdue_and_fall_back(ctx).await,
         "stats_count_states" => stats_count_states(ctx).await,
         "notifier_wakes_on_enqueue" => notifier_wakes_on_enqueue(ctx).await,
+        "backlog_caps_counts_and_includes_expired_claims" => {
+            backlog_caps_counts_and_includes_expired_claims(ctx).await
+        }
+        "concurrent_writes_keep_their_own_outcomes" => {
+            concurrent_writes_keep_their_own_outcomes(ctx).await
+        }
         other => panic!("unknown store test case {other}"),
     }
 }

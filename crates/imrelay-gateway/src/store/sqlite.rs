@@ -75,7 +75,6 @@ pub struct SqliteStore {
     read: SqlitePool,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    checkpointer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     notify: Arc<Notify>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
@@ -129,20 +128,12 @@ impl SqliteStore {
             .synchronous(sync)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        // The writer never checkpoints: copying the WAL into the database
-        // (and its fsync) would stall every commit behind it. The
-        // checkpointer below does it on its own connection, concurrently.
-        let mut conn = base
-            .clone()
-            .pragma("wal_autocheckpoint", "0")
-            .connect()
-            .await
-            .map_err(|e| {
-                StoreError::Database(format!(
-                    "cannot open SQLite database {}: {e}",
-                    path.display()
-                ))
-            })?;
+        let mut conn = base.clone().connect().await.map_err(|e| {
+            StoreError::Database(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
         MIGRATOR.run(&mut conn).await?;
         let now = options.clock.now_ms();
         let recovered = sqlx::query(
@@ -161,10 +152,8 @@ impl SqliteStore {
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(base.clone().read_only(true))
+            .connect_with(base.read_only(true))
             .await?;
-        let checkpoint_conn = base.clone().connect().await?;
-        let checkpointer = tokio::spawn(checkpoint_loop(checkpoint_conn));
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let writer = tokio::spawn(writer_loop(
             conn,
@@ -176,7 +165,6 @@ impl SqliteStore {
             read,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some(checkpointer)),
             notify: Arc::new(Notify::new()),
             clock: options.clock,
             path,
@@ -230,26 +218,6 @@ impl SqliteStore {
         rx.await.map_err(|_| {
             StoreError::Database("the SQLite writer stopped before answering".into())
         })?
-    }
-}
-
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Checkpoint the WAL in the background (`PASSIVE`: never waits for, nor
-/// blocks, the writer or readers). Once a checkpoint has caught up, SQLite
-/// rewinds the WAL at the next commit, so it stays small.
-async fn checkpoint_loop(mut conn: SqliteConnection) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::warn!(error = %e, "SQLite: WAL checkpoint failed; retrying");
-        }
     }
 }
 
@@ -1359,11 +1327,6 @@ impl Store for SqliteStore {
         let handle = self.writer.lock().take();
         if let Some(h) = handle {
             let _ = h.await;
-        }
-        // The writer's connection, closed last, checkpoints what is left.
-        let checkpointer = self.checkpointer.lock().take();
-        if let Some(h) = checkpointer {
-            h.abort();
         }
         self.read.close().await;
     }

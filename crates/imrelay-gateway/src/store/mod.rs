@@ -148,6 +148,12 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// No idempotency key to check and at least one target: the stores
+    /// insert such messages in bulk.
+    pub fn is_plain(&self) -> bool {
+        self.idempotency.is_none() && !self.targets.is_empty()
+    }
+
     /// A normal message with a fresh id.
     pub fn new(channel: impl Into<String>, message: Message, targets: Vec<String>) -> Self {
         NewMessage {
@@ -548,10 +554,7 @@ pub(crate) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
             Some(b) => {
                 b.pending += r.pending;
                 b.due += r.due;
-                b.next_due_at = match (b.next_due_at, r.next_due_at) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, y) => x.or(y),
-                };
+                b.next_due_at = b.next_due_at.into_iter().chain(r.next_due_at).min();
             }
             None => {
                 by_target.insert(r.target.clone(), r);

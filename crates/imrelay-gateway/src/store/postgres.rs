@@ -740,10 +740,7 @@ impl Store for PgStore {
 
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
-        if msgs
-            .iter()
-            .all(|m| m.idempotency.is_none() && !m.targets.is_empty())
-        {
+        if msgs.iter().all(NewMessage::is_plain) {
             return self.enqueue_plain(&msgs, now).await;
         }
         self.tx(false, move |c| {

@@ -196,17 +196,7 @@ impl SqliteStore {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let op: Op = Box::new(move |conn| {
-            Box::pin(async move {
-                let r = f(conn).await;
-                let ok = r.is_ok();
-                let reply: Reply = Box::new(move |commit: Result<()>| {
-                    let _ = tx.send(commit.and(r));
-                });
-                (ok, reply)
-            })
-        });
-        self.submit(Job::Op(op), rx).await
+        self.submit(Job::Op(replying_op(f, tx)), rx).await
     }
 
     /// Queue a job for the writer and wait for its answer (after the commit).
@@ -271,6 +261,25 @@ async fn writer_loop(
         }
     }
     let _ = conn.close().await;
+}
+
+/// An operation running `f`, whose result goes to `tx` once the commit ends
+/// (the commit's error if it fails).
+fn replying_op<T, F>(f: F, tx: oneshot::Sender<Result<T>>) -> Op
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    Box::new(move |conn| {
+        Box::pin(async move {
+            let r = f(conn).await;
+            let ok = r.is_ok();
+            let reply: Reply = Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(r));
+            });
+            (ok, reply)
+        })
+    })
 }
 
 /// Run one operation inside its own savepoint.
@@ -402,28 +411,11 @@ async fn enqueue_each(
     jobs: Vec<EnqueueJob>,
     replies: &mut Vec<Reply>,
 ) {
-    for j in jobs {
-        let EnqueueJob { msgs, now, reply } = j;
-        let op: Op = Box::new(move |c| {
-            Box::pin(async move {
-                let mut out = Vec::with_capacity(msgs.len());
-                let mut r = Ok(());
-                for m in &msgs {
-                    match enqueue_one(c, m, now).await {
-                        Ok(o) => out.push(o),
-                        Err(e) => {
-                            r = Err(e);
-                            break;
-                        }
-                    }
-                }
-                let ok = r.is_ok();
-                let reply: Reply = Box::new(move |commit: Result<()>| {
-                    let _ = reply.send(commit.and(r).map(|_| out));
-                });
-                (ok, reply)
-            })
-        });
+    for EnqueueJob { msgs, now, reply } in jobs {
+        let op = replying_op(
+            move |c| Box::pin(async move { enqueue_all(c, &msgs, now).await }),
+            reply,
+        );
         replies.push(run_op(conn, op).await);
     }
 }
@@ -544,16 +536,10 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
             now,
             reply,
         } = j;
-        let op: Op = Box::new(move |c| {
-            Box::pin(async move {
-                let r = finish_op(c, delivery, &owner, finish, now).await;
-                let ok = r.is_ok();
-                let reply: Reply = Box::new(move |commit: Result<()>| {
-                    let _ = reply.send(commit.and(r));
-                });
-                (ok, reply)
-            })
-        });
+        let op = replying_op(
+            move |c| Box::pin(async move { finish_op(c, delivery, &owner, finish, now).await }),
+            reply,
+        );
         replies.push(run_op(conn, op).await);
     }
 }
@@ -648,6 +634,19 @@ async fn enqueue_one(c: &mut SqliteConnection, m: &NewMessage, now: i64) -> Resu
         });
     }
     Ok(EnqueueOutcome::Created { id: m.id.clone() })
+}
+
+/// Enqueue messages one by one (idempotency keys checked), in order.
+async fn enqueue_all(
+    c: &mut SqliteConnection,
+    msgs: &[NewMessage],
+    now: i64,
+) -> Result<Vec<EnqueueOutcome>> {
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        out.push(enqueue_one(c, m, now).await?);
+    }
+    Ok(out)
 }
 
 async fn insert_attempts(
@@ -877,24 +876,13 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
-        let plain = msgs
-            .iter()
-            .all(|m| m.idempotency.is_none() && !m.targets.is_empty());
-        let out = if plain {
+        let out = if msgs.iter().all(NewMessage::is_plain) {
             let (reply, rx) = oneshot::channel();
             self.submit(Job::Enqueue(EnqueueJob { msgs, now, reply }), rx)
                 .await?
         } else {
-            self.write(move |c| {
-                Box::pin(async move {
-                    let mut out = Vec::with_capacity(msgs.len());
-                    for m in &msgs {
-                        out.push(enqueue_one(c, m, now).await?);
-                    }
-                    Ok(out)
-                })
-            })
-            .await?
+            self.write(move |c| Box::pin(async move { enqueue_all(c, &msgs, now).await }))
+                .await?
         };
         if out
             .iter()

@@ -33,6 +33,7 @@ pub mod channels;
 pub mod client;
 pub mod config;
 pub mod dispatch;
+pub mod domain;
 pub mod outbound;
 pub mod reload;
 pub mod store;

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use imrelay_sdk::Quota;
 
+pub use crate::domain::cluster::{window_ms, SharedAdmit, SharedLimiter, SharedPermit};
+
 /// The limiter of one destination. Times are ms from the dispatcher's clock.
 #[derive(Debug, Clone)]
 pub struct Limiter {
@@ -28,15 +30,6 @@ pub struct Limiter {
     blocked_until: i64,
     /// Requests started, ever.
     pub started_total: u64,
-}
-
-/// How long a request occupies a quota's window after it ends, in ms: the
-/// window plus a margin. Shared limiters use the same rule.
-pub fn window_ms(q: &Quota) -> i64 {
-    let per = q.per.as_millis() as i64;
-    // Margin for ms rounding and for the platform's clock ticking slightly
-    // differently: 2 ms, or 0.5% of long windows.
-    per + (per / 200).max(2)
 }
 
 impl Limiter {
@@ -183,43 +176,6 @@ impl Limiter {
             })
             .fold(f64::INFINITY, f64::min)
     }
-}
-
-/// Cluster-wide admission, for several gateway instances sending to the same
-/// destination: each request is admitted here *as well as* by the instance's
-/// own [`Limiter`], so the instances together stay within the platform's
-/// quotas. `None` in [`super::DispatchConfig`] (the default, and SQLite) means
-/// the in-process limiter alone decides.
-#[async_trait::async_trait]
-pub trait SharedLimiter: Send + Sync {
-    /// Admit one request to destination `key` now under `quotas`. A granted
-    /// request counts as in flight until released, or at most `hold_max` (so a
-    /// crashed instance's permits free themselves).
-    async fn acquire(
-        &self,
-        key: &str,
-        quotas: &[Quota],
-        hold_max: Duration,
-    ) -> Result<SharedAdmit, String>;
-
-    /// The request ended (now); `blocked_for`: the platform said to wait that
-    /// long before sending to this destination again.
-    async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>);
-}
-
-/// The answer of [`SharedLimiter::acquire`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SharedAdmit {
-    Granted(SharedPermit),
-    /// Over quota: try again after this long.
-    Wait(Duration),
-}
-
-/// A request admitted by a [`SharedLimiter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedPermit {
-    pub id: i64,
-    pub key: String,
 }
 
 /// Take a cluster permit for `key` when a shared limiter is configured.

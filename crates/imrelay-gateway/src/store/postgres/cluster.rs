@@ -27,7 +27,7 @@ use sqlx::postgres::PgPool;
 use sqlx::Row;
 
 use super::{is_postgres_url, PgTarget};
-use crate::dispatch::limits::{window_ms, SharedAdmit, SharedLimiter, SharedPermit};
+use crate::domain::cluster::{window_ms, SharedAdmit, SharedLimiter, SharedPermit};
 
 /// The database clock in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";

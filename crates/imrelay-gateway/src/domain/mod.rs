@@ -1,0 +1,4 @@
+//! Types and traits shared by the store, the dispatcher and the API: the leaf
+//! of the gateway's module graph (it depends on nothing else in the crate).
+
+pub mod cluster;

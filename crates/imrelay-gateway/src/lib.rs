@@ -2,9 +2,9 @@
 //!
 //! The imrelay service as a library: a durable queue in front of the SDK's
 //! platform destinations, with an HTTP API, retries, rate limits, circuit
-//! breakers, idempotency and a dead-letter queue. The `imrelay` binary calls
-//! [`serve`]; tests call [`run`] or [`Gateway::start`] on a listener bound to
-//! port 0.
+//! breakers, idempotency and a dead-letter queue. The `imrelay` binary (`imrelay
+//! serve`) adds signals, logging set-up, hot reload and the in-process mock;
+//! tests call [`run`] or [`Gateway::start`] on a listener bound to port 0.
 //!
 //! # Layout
 //! - [`config`]: the TOML file (`${ENV}`, `*_file` secrets, validation naming
@@ -18,15 +18,14 @@
 //! - [`client`]: a small client for a running gateway (`imrelay send --server`).
 //!
 //! # Lifecycle
-//! Start: load config, open the store (SQLite, `synchronous=FULL`), start the
-//! in-process mock if `[mock]` asks for it, start the dispatcher, serve HTTP.
+//! Start: open the store (SQLite with `synchronous=FULL`, or PostgreSQL), start
+//! the dispatcher, serve HTTP.
 //! Stop (SIGTERM/SIGINT or the `shutdown` future): refuse new messages (503),
 //! finish in-flight HTTP requests, let in-flight sends finish or release them
 //! within `server.shutdown_grace`, close the store. Nothing acknowledged is
 //! lost: a crash leaves claimed deliveries to come back when their lease ends.
 
 pub mod alertmanager;
-pub mod alerts;
 pub mod api;
 pub mod callbacks;
 pub mod channels;
@@ -36,13 +35,13 @@ pub mod dispatch;
 pub mod domain;
 pub mod outbound;
 pub mod reload;
+pub mod self_alerts;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +64,6 @@ pub struct Gateway {
     live: Arc<Live>,
     state: AppState,
     store: Arc<dyn Store>,
-    mock: Option<imrelay_mock::MockServer>,
     http: Option<JoinHandle<std::io::Result<()>>>,
     stop_http: Option<oneshot::Sender<()>>,
     dispatcher: dispatch::Dispatcher,
@@ -90,7 +88,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Start everything on `listener`. Fails (with the reason) when the store
-    /// cannot be opened, the mock cannot bind, or a destination does not build.
+    /// cannot be opened or a destination does not build.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Gateway> {
         Self::start_with(config, listener, StartOptions::default()).await
     }
@@ -107,18 +105,6 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .context("the listener has no local address")?;
-        let mock = match &config.mock {
-            Some(m) => {
-                let server = imrelay_mock::MockServer::start(m.config.clone(), m.listen)
-                    .await
-                    .with_context(|| {
-                        format!("`mock.listen`: cannot start the mock on {}", m.listen)
-                    })?;
-                tracing::info!(url = %server.base_url(), "in-process mock platform server started");
-                Some(server)
-            }
-            None => None,
-        };
         let limits = ApiLimits {
             max_body_bytes: config.server.max_body_bytes,
             max_batch: config.server.max_batch,
@@ -146,12 +132,12 @@ impl Gateway {
         let live = Arc::new(Live::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
 
         let dispatcher = dispatch::Dispatcher::new(store.clone(), live.channels.clone(), dcfg);
-        let token_fetches: alerts::TokenFetches = {
+        let token_fetches: self_alerts::TokenFetches = {
             let live = live.clone();
             Arc::new(move || live.token_fetches())
         };
         dispatcher.set_alerts(
-            alerts::Alerts::new(alerts_cfg, store.clone(), live.channels.clone())
+            self_alerts::Alerts::new(alerts_cfg, store.clone(), live.channels.clone())
                 .with_token_fetches(token_fetches),
         );
         let (dtx, drx) = oneshot::channel::<()>();
@@ -165,14 +151,14 @@ impl Gateway {
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));
-        let obs = telemetry::ObsState {
+        let obs = api::metrics::ObsState {
             store: store.clone(),
             dispatcher: dispatcher.clone(),
             live: live.clone(),
             accepting: state.accepting.clone(),
         };
         let app = api::router(state.clone())
-            .merge(telemetry::router(obs))
+            .merge(api::metrics::router(obs))
             .layer(axum::middleware::from_fn(telemetry::trace::middleware));
         let (tx, rx) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
@@ -188,7 +174,6 @@ impl Gateway {
             live,
             state,
             store,
-            mock,
             http: Some(http),
             stop_http: Some(tx),
             dispatcher,
@@ -215,11 +200,6 @@ impl Gateway {
     /// The dispatcher (status, breaker states).
     pub fn dispatcher(&self) -> &dispatch::Dispatcher {
         &self.dispatcher
-    }
-
-    /// The in-process mock, when `[mock]` started one.
-    pub fn mock(&self) -> Option<&imrelay_mock::MockServer> {
-        self.mock.as_ref()
     }
 
     /// Drain and stop: refuse new messages, finish in-flight HTTP requests, let
@@ -251,9 +231,6 @@ impl Gateway {
             }
         }
         self.store.close().await;
-        if let Some(m) = self.mock.take() {
-            m.stop().await;
-        }
         tracing::info!("imrelay gateway stopped");
         Ok(())
     }
@@ -279,57 +256,4 @@ pub async fn run(
     let gw = Gateway::start(config, listener).await?;
     shutdown.await;
     gw.shutdown().await
-}
-
-/// `imrelay serve --config FILE`: load, bind, serve; reload on SIGHUP and file
-/// change; drain on SIGTERM/SIGINT and return `Ok` (exit 0).
-pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    init_tracing();
-    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listen = cfg.server.listen;
-    let watch = cfg.server.watch;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("`server.listen`: cannot listen on {listen}"))?;
-    let gw = Gateway::start(cfg, listener).await?;
-    // Said on stderr whatever the log filter, so the quickstart shows where to go.
-    eprintln!("imrelay: serving the API on http://{}", gw.addr());
-    if let Some(m) = gw.mock() {
-        eprintln!(
-            "imrelay: in-process mock platform server on {} (see /_mock/requests)",
-            m.base_url()
-        );
-    }
-    let _reload = reload::spawn(gw.live().clone(), config_path, watch);
-    let why = shutdown_signal().await;
-    tracing::info!(signal = why, "stop requested");
-    let result = gw.shutdown().await;
-    #[cfg(feature = "otlp")]
-    telemetry::otlp::flush();
-    result
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut int = signal(SignalKind::interrupt()).ok();
-        tokio::select! {
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "SIGTERM",
-            _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "SIGINT",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), unless the binary
-/// already installed a subscriber.
-fn init_tracing() {
-    telemetry::init_logs("info", telemetry::LogFormat::from_env(true));
 }

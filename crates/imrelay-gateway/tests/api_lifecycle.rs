@@ -130,7 +130,7 @@ async fn the_quickstart_config_delivers_through_its_in_process_mock() {
     let text = text.replace("127.0.0.1:9100", &format!("127.0.0.1:{mock_port}"));
     assert!(text.contains("${mock.url}"));
     let t = TestGateway::start(&text).await;
-    let mock = t.gw.mock().expect("the quickstart starts the mock");
+    let mock = t.mock.as_ref().expect("the quickstart starts the mock");
     let key = "quickstart-demo-key-change-me";
 
     let r = t

@@ -211,8 +211,8 @@ base_url = "{url}"
 /// limited); only `Send` enqueues a message to the alert channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_are_graded_deduplicated_rate_limited_and_never_loop() {
-    use imrelay_gateway::alerts::{AlertKind, Alerts, AlertsConfig, Decision, Severity};
     use imrelay_gateway::reload::Live;
+    use imrelay_gateway::self_alerts::{AlertKind, Alerts, AlertsConfig, Decision, Severity};
     use imrelay_gateway::store::StoreOptions;
 
     let dir = tempfile::tempdir().unwrap();

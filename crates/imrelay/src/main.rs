@@ -9,6 +9,7 @@
 mod callback_cmd;
 mod mock_cmd;
 mod send_cmd;
+mod serve_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -92,25 +93,8 @@ fn main() -> ExitCode {
             Command::Mock(args) => mock_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
-            Command::Serve { config } => match imrelay_gateway::serve(config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            },
-            Command::Config(ConfigCommand::Check { file }) => {
-                match imrelay_gateway::check_file(&file) {
-                    Ok(summary) => {
-                        print!("{summary}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::from(2)
-                    }
-                }
-            }
+            Command::Serve { config } => serve_cmd::run(config).await,
+            Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }
     })
 }

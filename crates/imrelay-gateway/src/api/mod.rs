@@ -14,6 +14,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod dlq;
 pub mod messages;
+pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod problem;

@@ -42,200 +42,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::domain::config::{duration, typed, ConfigError, ConfigIssue, KeyPath};
 pub use build::{build_channels, BuildContext};
 pub use interp::Vars;
-
-/// One problem in a config file, naming the key at fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigIssue {
-    /// Dotted key path, e.g. `channels.alerts.destinations[1].secret`.
-    pub key: String,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl ConfigIssue {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigIssue {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
-    }
-}
-
-/// A config that cannot be used: every problem found, each naming its key.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, when the config came from one.
-    pub file: Option<PathBuf>,
-    pub issues: Vec<ConfigIssue>,
-}
-
-impl ConfigError {
-    pub fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            file: None,
-            issues: vec![ConfigIssue::new(key, message)],
-        }
-    }
-
-    fn with_file(mut self, file: Option<&Path>) -> Self {
-        if self.file.is_none() {
-            self.file = file.map(Path::to_path_buf);
-        }
-        self
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = self
-            .file
-            .as_ref()
-            .map(|p| format!("{}: ", p.display()))
-            .unwrap_or_default();
-        match self.issues.as_slice() {
-            [one] => write!(f, "{prefix}{one}"),
-            many => {
-                write!(f, "{prefix}{} problems:", many.len())?;
-                for i in many {
-                    write!(f, "\n  - {i}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Builds dotted key paths for error messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(String);
-
-impl KeyPath {
-    pub fn root() -> Self {
-        KeyPath(String::new())
-    }
-
-    /// `self.key`, quoting keys that are not bare TOML keys.
-    pub fn key(&self, k: &str) -> Self {
-        let bare = !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        let seg = if bare {
-            k.to_string()
-        } else {
-            format!("{k:?}")
-        };
-        if self.0.is_empty() {
-            KeyPath(seg)
-        } else {
-            KeyPath(format!("{}.{seg}", self.0))
-        }
-    }
-
-    pub fn index(&self, i: usize) -> Self {
-        KeyPath(format!("{}[{i}]", self.0))
-    }
-
-    /// Join a path produced by `serde_path_to_error` (`a.b[1].c`, or `.` for none).
-    pub fn join(&self, sub: &str) -> Self {
-        if sub.is_empty() || sub == "." {
-            self.clone()
-        } else if self.0.is_empty() {
-            KeyPath(sub.to_string())
-        } else if sub.starts_with('[') {
-            KeyPath(format!("{}{sub}", self.0))
-        } else {
-            KeyPath(format!("{}.{sub}", self.0))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Deserialize `value` as `T`, naming the exact key at fault under `at`.
-pub(crate) fn typed<T: DeserializeOwned>(value: Value, at: &KeyPath) -> Result<T, ConfigIssue> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let mut key = at.join(&e.path().to_string());
-        let msg = e.into_inner().to_string();
-        // serde reports a missing field at its parent; name the field itself.
-        if let Some(rest) = msg.strip_prefix("missing field `") {
-            if let Some(end) = rest.find('`') {
-                key = key.key(&rest[..end]);
-            }
-        }
-        ConfigIssue::new(key.to_string(), msg)
-    })
-}
-
-/// Durations are written `"30s"`, `"5m"`, `"1h 30m"`, `"250ms"`, or a number of seconds.
-pub mod duration {
-    use serde::{de, Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(f64),
-        Text(String),
-    }
-
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\" or \"250ms\"")
-        })
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) if (0.0..1e12).contains(&s) => Ok(Duration::from_secs_f64(s)),
-            Raw::Secs(s) => Err(de::Error::custom(format!(
-                "{s} is not a valid number of seconds"
-            ))),
-            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    /// The same for `Option<Duration>`.
-    pub mod option {
-        use super::*;
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
-        }
-    }
-}
 
 /// `[server]`: the HTTP listener and API limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -588,12 +400,17 @@ pub const OVERRIDE_KEYS: &[&str] = &[
 ];
 
 /// `[mock]`: start the in-process mock platform server (quickstart, demos).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// The gateway library only reads where the mock listens (for `${mock.url}`);
+/// the `imrelay` binary starts the mock and checks its settings, so the test
+/// double stays out of the library's dependencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MockSection {
     /// Where the mock listens; destinations reach it through `${mock.url}`.
     pub listen: SocketAddr,
-    /// The mock's own settings (robots, apps, `accept_unknown`, `window_scale`...).
-    pub config: imrelay_mock::MockConfig,
+    /// The mock's own settings (robots, apps, `accept_unknown`, `window_scale`...),
+    /// as written under `[mock]`.
+    pub settings: Map<String, Value>,
 }
 
 /// The whole configuration, validated.
@@ -608,7 +425,7 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelConfig>,
     /// `[self_alerts]`: error grading and alerts about imrelay itself (see
     /// [`crate::alerts`]).
-    pub self_alerts: crate::alerts::AlertsConfig,
+    pub self_alerts: crate::self_alerts::AlertsConfig,
     /// `[alerting]` and `[templates]`, compiled (Alertmanager routes, templates).
     pub alerting: std::sync::Arc<crate::alertmanager::Alerting>,
     /// `[[callbacks]]`: platform callback endpoints (see [`crate::callbacks`]).
@@ -637,7 +454,7 @@ struct RawConfig {
     #[serde(default)]
     channels: BTreeMap<String, ChannelConfig>,
     #[serde(default)]
-    self_alerts: crate::alerts::AlertsConfig,
+    self_alerts: crate::self_alerts::AlertsConfig,
     #[serde(default)]
     alerting: alerting::AlertingConfig,
     #[serde(default)]
@@ -1096,13 +913,10 @@ fn parse_mock(v: Value, issues: &mut Vec<ConfigIssue>) -> Option<MockSection> {
     if !enabled {
         return None;
     }
-    match typed::<imrelay_mock::MockConfig>(Value::Object(map), &KeyPath::root().key("mock")) {
-        Ok(config) => Some(MockSection { listen, config }),
-        Err(i) => {
-            issues.push(i);
-            None
-        }
-    }
+    Some(MockSection {
+        listen,
+        settings: map,
+    })
 }
 
 /// What `imrelay config check` prints for a valid file.

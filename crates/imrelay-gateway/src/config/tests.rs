@@ -304,38 +304,3 @@ retry = { max_attempts = 3 }
     assert_eq!(keys(&err), ["channels.a.destinations[0].retry"]);
     assert!(err.issues[0].message.contains("channels.a.retry"), "{err}");
 }
-
-#[test]
-fn the_mock_section_provides_mock_url() {
-    let cfg = parse(&base(
-        r#"
-[mock]
-listen = "127.0.0.1:9555"
-accept_unknown = true
-window_scale = 0.01
-[[channels.a.destinations]]
-type = "webhook"
-url = "${mock.url}/hook"
-allow_private = true
-"#,
-    ))
-    .unwrap();
-    let mock = cfg.mock.as_ref().unwrap();
-    assert_eq!(mock.listen.port(), 9555);
-    assert!(mock.config.accept_unknown);
-    assert_eq!(
-        cfg.channels["a"].destinations[0]["url"],
-        "http://127.0.0.1:9555/hook"
-    );
-    let err = parse(&base(
-        r#"
-[mock]
-robotz = []
-[[channels.a.destinations]]
-type = "webhook"
-url = "https://x.example.com"
-"#,
-    ))
-    .unwrap_err();
-    assert_eq!(keys(&err), ["mock.robotz"]);
-}

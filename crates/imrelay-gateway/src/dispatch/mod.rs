@@ -232,7 +232,7 @@ struct Inner {
     counters: Counters,
     running: AtomicBool,
     in_flight: std::sync::atomic::AtomicUsize,
-    alerts: std::sync::OnceLock<crate::alerts::Alerts>,
+    alerts: std::sync::OnceLock<crate::self_alerts::Alerts>,
 }
 
 /// The dispatcher. Cheap to clone; [`Dispatcher::run`] drives it.
@@ -290,7 +290,7 @@ impl Dispatcher {
 
     /// Send self-alerts (breaker opened, token refresh failing, permanent
     /// errors, DLQ size) through `alerts`. Set once, before [`Dispatcher::run`].
-    pub fn set_alerts(&self, alerts: crate::alerts::Alerts) {
+    pub fn set_alerts(&self, alerts: crate::self_alerts::Alerts) {
         let _ = self.inner.alerts.set(alerts);
     }
 

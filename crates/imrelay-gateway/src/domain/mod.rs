@@ -2,3 +2,4 @@
 //! of the gateway's module graph (it depends on nothing else in the crate).
 
 pub mod cluster;
+pub mod config;

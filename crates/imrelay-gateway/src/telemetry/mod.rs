@@ -3,8 +3,8 @@
 //! - [`events`]: every metric's name and labels, next to the log event emitted
 //!   at the same moment, so a dashboard query and a log search name the same
 //!   thing. Callers (API, dispatcher) make one-line calls into it.
-//! - [`exporter`]: the Prometheus text exposition at `GET /metrics`, with
-//!   gauges (queue depth, DLQ size, breaker states) refreshed at scrape time.
+//! - [`exporter`]: the process-wide Prometheus recorder (the API serves its
+//!   text at `GET /metrics`).
 //! - [`logging`]: `tracing` set-up, JSON or human format.
 //! - [`trace`]: the trace id of a request: W3C `traceparent`, else
 //!   `X-Request-Id`, else generated; returned as `X-Trace-Id` and stored with
@@ -25,5 +25,4 @@ pub mod otlp;
 pub mod redact;
 pub mod trace;
 
-pub use exporter::{router, ObsState};
 pub use logging::{init_logs, LogFormat};

@@ -143,6 +143,9 @@ allow_private = true
 /// A gateway on 127.0.0.1:0 with its config and database in a temp dir.
 pub struct TestGateway {
     pub gw: Gateway,
+    /// The in-process mock when the config has `[mock]` (the binary starts it
+    /// in production; tests start it here the same way).
+    pub mock: Option<imrelay_mock::MockServer>,
     pub dir: tempfile::TempDir,
     pub base: String,
     pub http: reqwest::Client,
@@ -158,12 +161,25 @@ impl TestGateway {
         let path = dir.path().join("imrelay.toml");
         std::fs::write(&path, text).unwrap();
         let cfg = Config::load(&path).unwrap();
+        let mock = match &cfg.mock {
+            Some(m) => {
+                let settings = serde_json::Value::Object(m.settings.clone());
+                let config: imrelay_mock::MockConfig = serde_json::from_value(settings).unwrap();
+                Some(
+                    imrelay_mock::MockServer::start(config, m.listen)
+                        .await
+                        .unwrap(),
+                )
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gw = Gateway::start(cfg, listener).await.unwrap();
         let _ = rustls::crypto::ring::default_provider().install_default();
         TestGateway {
             base: format!("http://{}", gw.addr()),
             gw,
+            mock,
             dir,
             http: reqwest::Client::new(),
         }

@@ -9,6 +9,8 @@
 //! destinations are held to their platform's host or configured `base_url` by
 //! the SDK itself.)
 
+pub mod config;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 

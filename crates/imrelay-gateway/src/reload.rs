@@ -53,7 +53,9 @@ impl std::fmt::Debug for Live {
 impl Live {
     /// Build the initial live state; fails if any destination does not build.
     pub fn new(cfg: Config) -> Result<Live, ConfigError> {
-        let ctx = BuildContext::new(&cfg)?;
+        let ctx = BuildContext::new(crate::store::postgres::cluster::shared_tokens(
+            &cfg.store.location(),
+        ));
         let set = build_channels(&cfg, &ctx).map_err(|mut e| {
             e.file = cfg.source.clone();
             e

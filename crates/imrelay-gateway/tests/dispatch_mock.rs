@@ -10,7 +10,7 @@ mod dispatch_common;
 use std::time::{Duration, Instant};
 
 use dispatch_common::*;
-use imrelay_gateway::channels::{BreakerConfig, ChannelSet, CoalesceConfig, DestinationEntry};
+use imrelay_gateway::channels::{BreakerConfig, ChannelSet, Coalesce, DestinationEntry};
 use imrelay_gateway::dispatch::breaker::BreakerState;
 use imrelay_gateway::store::{DeadFilter, DeadSelector, MessageKind, MessageState, NewMessage};
 use imrelay_mock::{
@@ -148,7 +148,7 @@ async fn coalescing_settles_five_hundred_within_two_minutes_keeping_every_messag
     let m = mock(scale, vec![robot("tok")]).await;
     let client = Client::new().unwrap();
     let mut ch = channel("ops", vec![dingtalk(&client, &m, "tok", scale)]);
-    ch.coalesce = Some(CoalesceConfig {
+    ch.coalesce = Some(Coalesce {
         max_delay: Duration::from_secs(60).mul_f64(scale),
         max_bytes: 3_500,
     });

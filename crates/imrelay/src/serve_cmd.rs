@@ -123,7 +123,7 @@ mod tests {
 
     fn parse(extra: &str) -> Result<Config, ConfigError> {
         let text = format!(
-            "[[api_keys]]\nkey = \"test-key-0123456789abcdef\"\nchannels = [\"*\"]\n{extra}"
+            "[[api_keys]]\nname = \"ci\"\nkey = \"test-key-0123456789abcdef\"\nchannels = [\"*\"]\n{extra}"
         );
         Config::parse(&text, Path::new("."))
     }

@@ -16,6 +16,7 @@
 //! (400). Duplicates are found when storing (the event id is the store's
 //! idempotency key) and acknowledged with 200 without a second forward.
 
+pub mod config;
 pub mod normalize;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ use imrelay_sdk::crypto::{check_timestamp, dingtalk, xml, CryptoError, Timestamp
 use imrelay_sdk::{sign, Secret};
 use serde_json::{json, Value};
 
-use crate::config::callbacks::{forward_channel, CallbackConfig, CallbackPlatform};
+use config::{forward_channel, CallbackConfig, CallbackPlatform};
 
 pub use normalize::Normalized;
 

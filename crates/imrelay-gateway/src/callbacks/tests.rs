@@ -2,7 +2,7 @@
 //! with a fixed clock (no server).
 
 use super::*;
-use crate::config::callbacks::CallbackConfig;
+use crate::callbacks::config::CallbackConfig;
 
 const WC_TOKEN: &str = "QDG6eK";
 const WC_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
@@ -18,7 +18,7 @@ fn app(toml_text: &str) -> CallbackApp {
     ))
     .unwrap();
     let mut issues = Vec::new();
-    crate::config::callbacks::validate(std::slice::from_ref(&cfg), &mut issues);
+    crate::callbacks::config::validate(std::slice::from_ref(&cfg), &mut issues);
     assert!(issues.is_empty(), "{issues:?}");
     CallbackApp::from_config(&cfg).unwrap()
 }
@@ -325,7 +325,7 @@ fn forward_channels_are_built_with_the_ssrf_guard() {
     let ok = "[[callbacks]]\nname = \"wc\"\nplatform = \"wecom\"\ntoken = \"t\"\nencoding_aes_key = \"jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C\"\nreceive_id = \"ww1\"\n\
               forward = [{ url = \"https://hooks.example.com/e\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]";
     let cfg = parse(ok).unwrap();
-    let ctx = crate::config::BuildContext::new(&cfg).unwrap();
+    let ctx = crate::config::BuildContext::new(None);
     let set = crate::config::build_channels(&cfg, &ctx).unwrap();
     let ch = set.get("callback:wc").expect("forward channel");
     assert_eq!(ch.destinations.len(), 1);
@@ -364,7 +364,7 @@ fn docs_config_example_is_valid() {
     }
     assert!(!text.contains("${"), "{text}");
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
-    let ctx = crate::config::BuildContext::new(&cfg).unwrap();
+    let ctx = crate::config::BuildContext::new(None);
     let set = crate::config::build_channels(&cfg, &ctx).unwrap();
     assert_eq!(
         set.callbacks.names().collect::<Vec<_>>(),

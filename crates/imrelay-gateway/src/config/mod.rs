@@ -30,8 +30,6 @@
 //! ```
 
 pub mod alerting;
-mod build;
-pub mod callbacks;
 pub mod interp;
 #[cfg(test)]
 mod tests;
@@ -45,9 +43,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::channels::build::BuildContext;
+pub use crate::channels::config::{
+    split_destination, valid_channel_name, BreakerSettings, ChannelConfig, CoalesceConfig,
+    DestinationOverrides, FallbackConfig, QuotaConfig, RetryConfig, OVERRIDE_KEYS,
+};
 pub use crate::domain::config::{duration, typed, ConfigError, ConfigIssue, KeyPath};
-pub use build::{build_channels, BuildContext};
+pub use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 pub use interp::Vars;
+
+use crate::callbacks::config::CallbackConfig;
+use crate::channels::config::{known, validate_channels};
+use crate::channels::ChannelSet;
 
 /// `[server]`: the HTTP listener and API limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,53 +168,6 @@ impl Default for DispatchConfig {
     }
 }
 
-/// `[outbound]`: what the gateway may connect to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboundConfig {
-    /// Let generic `webhook` destinations reach private, loopback and link-local
-    /// addresses. Off by default (SSRF); prefer `allow_private` per destination.
-    pub allow_private_networks: bool,
-    /// Default timeouts for every destination.
-    pub timeouts: TimeoutsConfig,
-}
-
-/// Outbound timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TimeoutsConfig {
-    /// TCP + TLS connect.
-    #[serde(with = "duration")]
-    pub connect: Duration,
-    /// Longest silence while waiting for (more of) the answer.
-    #[serde(with = "duration")]
-    pub read: Duration,
-    /// The whole request, including reading the answer.
-    #[serde(with = "duration")]
-    pub total: Duration,
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        let t = imrelay_sdk::http::Timeouts::default();
-        TimeoutsConfig {
-            connect: t.connect,
-            read: t.read,
-            total: t.total,
-        }
-    }
-}
-
-impl From<TimeoutsConfig> for imrelay_sdk::http::Timeouts {
-    fn from(t: TimeoutsConfig) -> Self {
-        imrelay_sdk::http::Timeouts {
-            connect: t.connect,
-            read: t.read,
-            total: t.total,
-        }
-    }
-}
-
 /// `[[api_keys]]`: a bearer key and the channels it may use.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,174 +190,6 @@ impl fmt::Debug for ApiKeyConfig {
             .finish()
     }
 }
-
-/// Retry policy as written in the config (all fields optional; unset ones fall
-/// back to the channel's, then to the defaults).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// First backoff ceiling; the n-th retry waits a random time in [0, min(cap, base * 2^n)].
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub base: Option<Duration>,
-    /// Largest backoff.
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cap: Option<Duration>,
-    /// Attempts before the message is dead-lettered (rate-limit waits do not count).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    /// Age after which a message still failing is dead-lettered.
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_age: Option<Duration>,
-}
-
-impl RetryConfig {
-    /// `self` with unset fields taken from `other`.
-    pub fn or(self, other: RetryConfig) -> RetryConfig {
-        RetryConfig {
-            base: self.base.or(other.base),
-            cap: self.cap.or(other.cap),
-            max_attempts: self.max_attempts.or(other.max_attempts),
-            max_age: self.max_age.or(other.max_age),
-        }
-    }
-}
-
-/// Coalescing (opt-in): merge a backlog that cannot drain within `max_delay`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoalesceConfig {
-    /// The longest a message may wait behind the rate limit before pending
-    /// messages are merged into a digest.
-    #[serde(with = "duration")]
-    pub max_delay: Duration,
-    /// Text budget of one digest in bytes (default 3500, so a digest fits the
-    /// strictest platform's single request).
-    #[serde(default = "default_coalesce_bytes")]
-    pub max_bytes: usize,
-}
-
-fn default_coalesce_bytes() -> usize {
-    crate::channels::CoalesceConfig::default().max_bytes
-}
-
-/// Fallback: where a message goes when this channel dead-letters it or its
-/// destination stays unavailable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FallbackConfig {
-    pub channel: String,
-    /// Also fall back when a message is still undelivered this long after it was
-    /// accepted (destination down, breaker open). Unset: only on dead-letter.
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub after: Option<Duration>,
-}
-
-/// One rate-limit rule: at most `count` per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaConfig {
-    pub count: u32,
-    #[serde(with = "duration")]
-    pub per: Duration,
-}
-
-/// Circuit breaker settings (unset fields: the channel's, then the defaults).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerSettings {
-    /// Consecutive transient failures that open the breaker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_threshold: Option<u32>,
-    /// How long it stays open before one probe send (half-open).
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub open_for: Option<Duration>,
-    /// Upper bound of `open_for`, which doubles while probes fail.
-    #[serde(
-        default,
-        with = "duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_open_for: Option<Duration>,
-}
-
-impl BreakerSettings {
-    /// `self` with unset fields taken from `other`.
-    pub fn or(self, other: BreakerSettings) -> BreakerSettings {
-        BreakerSettings {
-            failure_threshold: self.failure_threshold.or(other.failure_threshold),
-            open_for: self.open_for.or(other.open_for),
-            max_open_for: self.max_open_for.or(other.max_open_for),
-        }
-    }
-}
-
-/// A channel as written in the config; destinations are kept as raw tables
-/// until they are built (see [`build_channels`]).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    /// Robot pool: the destinations are robots in one group, used in turn; each
-    /// message goes out once, through whichever robot's turn it is.
-    #[serde(default)]
-    pub pool: bool,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    #[serde(default)]
-    pub coalesce: Option<CoalesceConfig>,
-    #[serde(default)]
-    pub fallback: Option<FallbackConfig>,
-    #[serde(default)]
-    pub breaker: BreakerSettings,
-    pub destinations: Vec<Map<String, Value>>,
-}
-
-/// Gateway-side settings a destination table may carry next to the SDK's keys.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationOverrides {
-    /// Replace the platform's documented limits (all rules apply at once).
-    #[serde(default)]
-    pub rate_limit: Option<Vec<QuotaConfig>>,
-    #[serde(default)]
-    pub timeouts: Option<TimeoutsConfig>,
-    #[serde(default)]
-    pub breaker: BreakerSettings,
-    /// Generic webhooks: allow private/loopback/link-local targets.
-    #[serde(default)]
-    pub allow_private: bool,
-    /// Not supported here: retries are per channel. Kept so the error says so.
-    #[serde(default)]
-    retry: Option<Value>,
-}
-
-/// The keys of [`DestinationOverrides`], split off before the table goes to the SDK.
-pub const OVERRIDE_KEYS: &[&str] = &[
-    "rate_limit",
-    "retry",
-    "timeouts",
-    "breaker",
-    "allow_private",
-];
 
 /// `[mock]`: start the in-process mock platform server (quickstart, demos).
 ///
@@ -429,7 +221,7 @@ pub struct Config {
     /// `[alerting]` and `[templates]`, compiled (Alertmanager routes, templates).
     pub alerting: std::sync::Arc<crate::alertmanager::Alerting>,
     /// `[[callbacks]]`: platform callback endpoints (see [`crate::callbacks`]).
-    pub callbacks: Vec<callbacks::CallbackConfig>,
+    pub callbacks: Vec<CallbackConfig>,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -460,7 +252,7 @@ struct RawConfig {
     #[serde(default)]
     templates: BTreeMap<String, alerting::TemplateConfig>,
     #[serde(default)]
-    callbacks: Vec<callbacks::CallbackConfig>,
+    callbacks: Vec<CallbackConfig>,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -567,7 +359,7 @@ impl Config {
     fn validate(&self, issues: &mut Vec<ConfigIssue>) {
         let root = KeyPath::root();
         self.self_alerts.validate(self.channels.keys(), issues);
-        callbacks::validate(&self.callbacks, issues);
+        crate::callbacks::config::validate(&self.callbacks, issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",
@@ -592,8 +384,7 @@ impl Config {
         if self.dispatch.lease < Duration::from_secs(1) {
             issues.push(ConfigIssue::new("dispatch.lease", "must be at least 1s"));
         }
-        let t = self.outbound.timeouts;
-        check_timeouts(&t, &root.key("outbound").key("timeouts"), issues);
+        self.outbound.validate(issues);
 
         if self.api_keys.is_empty() {
             issues.push(ConfigIssue::new(
@@ -648,221 +439,8 @@ impl Config {
                 }
             }
         }
-
-        for (name, ch) in &self.channels {
-            let at = root.key("channels").key(name);
-            if !valid_channel_name(name) {
-                issues.push(ConfigIssue::new(
-                    at.to_string(),
-                    "channel names are 1-64 characters of letters, digits, `_` and `-`",
-                ));
-            }
-            if ch.destinations.is_empty() {
-                issues.push(ConfigIssue::new(
-                    at.key("destinations").to_string(),
-                    "a channel needs at least one destination ([[channels.NAME.destinations]] with a `type`)",
-                ));
-            }
-            check_retry(&ch.retry, &at.key("retry"), issues);
-            if let Some(c) = &ch.coalesce {
-                if c.max_delay.is_zero() {
-                    issues.push(ConfigIssue::new(
-                        at.key("coalesce").key("max_delay").to_string(),
-                        "must be more than 0",
-                    ));
-                }
-                if c.max_bytes < 256 {
-                    issues.push(ConfigIssue::new(
-                        at.key("coalesce").key("max_bytes").to_string(),
-                        "must be at least 256",
-                    ));
-                }
-            }
-            if let Some(f) = &ch.fallback {
-                if f.channel == *name {
-                    issues.push(ConfigIssue::new(
-                        at.key("fallback").key("channel").to_string(),
-                        "a channel cannot be its own fallback",
-                    ));
-                } else if !self.channels.contains_key(&f.channel) {
-                    issues.push(ConfigIssue::new(
-                        at.key("fallback").key("channel").to_string(),
-                        format!(
-                            "no channel `{}` is defined{}",
-                            f.channel,
-                            known(&self.channels)
-                        ),
-                    ));
-                }
-            }
-            for (i, d) in ch.destinations.iter().enumerate() {
-                let dat = at.key("destinations").index(i);
-                if !d.contains_key("type") {
-                    issues.push(ConfigIssue::new(
-                        dat.key("type").to_string(),
-                        format!(
-                            "missing; every destination names its type, one of: {}",
-                            imrelay_sdk::destination::kinds().join(", ")
-                        ),
-                    ));
-                }
-                match split_destination(d, &dat) {
-                    Ok((ov, _)) => {
-                        if ov.retry.is_some() {
-                            issues.push(ConfigIssue::new(
-                                dat.key("retry").to_string(),
-                                format!(
-                                    "retry policies are set per channel: move it to `{}`",
-                                    at.key("retry")
-                                ),
-                            ));
-                        }
-                        if let Some(t) = &ov.timeouts {
-                            check_timeouts(t, &dat.key("timeouts"), issues);
-                        }
-                        if let Some(q) = &ov.rate_limit {
-                            for (j, q) in q.iter().enumerate() {
-                                if q.count == 0 || q.per.is_zero() {
-                                    issues.push(ConfigIssue::new(
-                                        dat.key("rate_limit").index(j).to_string(),
-                                        "`count` and `per` must both be more than 0",
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    Err(issue) => issues.push(issue),
-                }
-            }
-            if ch.pool {
-                let types: Vec<Option<&str>> = ch
-                    .destinations
-                    .iter()
-                    .map(|d| d.get("type").and_then(Value::as_str))
-                    .collect();
-                if let Some(Some(first)) = types.first() {
-                    for (i, t) in types.iter().enumerate().skip(1) {
-                        if let Some(t) = t {
-                            if t != first {
-                                issues.push(ConfigIssue::new(
-                                    at.key("destinations").index(i).key("type").to_string(),
-                                    format!("a robot pool's members must share one type (`{first}`), found `{t}`"),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // Fallback chains must end: a -> b -> a would bounce a message forever.
-        for name in self.channels.keys() {
-            let mut seen = vec![name.as_str()];
-            let mut cur = name.as_str();
-            while let Some(next) = self
-                .channels
-                .get(cur)
-                .and_then(|c| c.fallback.as_ref())
-                .map(|f| f.channel.as_str())
-            {
-                if seen.contains(&next) {
-                    if next == name {
-                        issues.push(ConfigIssue::new(
-                            root.key("channels")
-                                .key(name)
-                                .key("fallback")
-                                .key("channel")
-                                .to_string(),
-                            format!("fallbacks form a loop: {} -> {next}", seen.join(" -> ")),
-                        ));
-                    }
-                    break;
-                }
-                seen.push(next);
-                cur = next;
-            }
-        }
+        validate_channels(&self.channels, issues);
     }
-}
-
-fn known(channels: &BTreeMap<String, ChannelConfig>) -> String {
-    if channels.is_empty() {
-        " (the config defines no channels)".to_string()
-    } else {
-        format!(
-            "; defined: {}",
-            channels
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-}
-
-/// Channel names appear in URLs and logs.
-pub fn valid_channel_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-fn check_retry(r: &RetryConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
-    if r.max_attempts == Some(0) {
-        issues.push(ConfigIssue::new(
-            at.key("max_attempts").to_string(),
-            "must be at least 1",
-        ));
-    }
-    if let (Some(b), Some(c)) = (r.base, r.cap) {
-        if c < b {
-            issues.push(ConfigIssue::new(
-                at.key("cap").to_string(),
-                format!(
-                    "must not be less than `base` ({})",
-                    humantime::format_duration(b)
-                ),
-            ));
-        }
-    }
-    if r.base.is_some_and(|b| b.is_zero()) {
-        issues.push(ConfigIssue::new(
-            at.key("base").to_string(),
-            "must be more than 0",
-        ));
-    }
-}
-
-fn check_timeouts(t: &TimeoutsConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
-    if t.connect.is_zero() {
-        issues.push(ConfigIssue::new(
-            at.key("connect").to_string(),
-            "must be more than 0",
-        ));
-    }
-    if t.total.is_zero() {
-        issues.push(ConfigIssue::new(
-            at.key("total").to_string(),
-            "must be more than 0",
-        ));
-    }
-}
-
-/// Split a destination table into gateway overrides and the SDK's config.
-pub fn split_destination(
-    table: &Map<String, Value>,
-    at: &KeyPath,
-) -> Result<(DestinationOverrides, Value), ConfigIssue> {
-    let mut sdk = table.clone();
-    let mut ours = Map::new();
-    for k in OVERRIDE_KEYS {
-        if let Some(v) = sdk.remove(*k) {
-            ours.insert((*k).to_string(), v);
-        }
-    }
-    let ov: DestinationOverrides = typed(Value::Object(ours), at)?;
-    Ok((ov, Value::Object(sdk)))
 }
 
 fn mock_listen(tree: &Value, issues: &mut Vec<ConfigIssue>) -> Option<SocketAddr> {
@@ -952,7 +530,7 @@ impl fmt::Display for Summary {
 pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
     let path = path.as_ref();
     let cfg = Config::load(path)?;
-    let ctx = BuildContext::new(&cfg).map_err(|e| e.with_file(Some(path)))?;
+    let ctx = BuildContext::new(None);
     let set = build_channels(&cfg, &ctx).map_err(|e| e.with_file(Some(path)))?;
     Ok(Summary {
         listen: cfg.server.listen,
@@ -973,4 +551,24 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
             })
             .collect(),
     })
+}
+
+/// Build every channel of `cfg`, and the callback apps with their forward
+/// channels. All problems are reported at once.
+pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, ConfigError> {
+    let mut issues = Vec::new();
+    let mut out: Vec<_> = cfg
+        .channels
+        .iter()
+        .map(|(name, ch)| {
+            crate::channels::build::build_channel(name, ch, &cfg.outbound, ctx, &mut issues)
+        })
+        .collect();
+    let callbacks =
+        crate::callbacks::config::build(&cfg.callbacks, &cfg.outbound, ctx, &mut out, &mut issues);
+    if issues.is_empty() {
+        Ok(ChannelSet::new(out).with_callbacks(callbacks))
+    } else {
+        Err(ConfigError { file: None, issues })
+    }
 }

@@ -45,7 +45,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::channels::{Channel, ChannelSet, CoalesceConfig, DestinationEntry, Fallback};
+use crate::channels::{Channel, ChannelSet, Coalesce, DestinationEntry, Fallback};
 use crate::store::{
     AttemptRecord, ChildDelivery, ChildState, ClaimRequest, Claimed, DeadReason, Finish,
     FinishAction, MessageKind, NewMessage, QueueStats, Store, StoreError, TargetBacklog,
@@ -1028,7 +1028,7 @@ impl Inner {
         b: &TargetBacklog,
         channel: &Channel,
         members: &[&DestinationEntry],
-        cc: CoalesceConfig,
+        cc: Coalesce,
         now: i64,
     ) -> Result<(), StoreError> {
         let capacity: f64 = {

@@ -336,6 +336,7 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn grading_uses_the_most_specific_key() {

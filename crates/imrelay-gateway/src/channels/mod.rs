@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use imrelay_sdk::{Destination, Quota};
 
+pub mod build;
+pub mod config;
+
 /// The suffix of a robot pool's target.
 pub const POOL_TARGET: &str = "pool";
 
@@ -90,7 +93,7 @@ pub struct Channel {
     pub pool: bool,
     pub retry: RetryPolicy,
     /// Merge a backlog into digests instead of waiting (opt-in).
-    pub coalesce: Option<CoalesceConfig>,
+    pub coalesce: Option<Coalesce>,
     /// Where a message goes when this channel dead-letters it or stays
     /// unavailable too long.
     pub fallback: Option<Fallback>,
@@ -211,7 +214,7 @@ impl Default for BreakerConfig {
 
 /// Coalescing under rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoalesceConfig {
+pub struct Coalesce {
     /// When the backlog cannot drain within this delay at the destination's rate,
     /// pending messages are merged into digests.
     pub max_delay: Duration,
@@ -220,9 +223,9 @@ pub struct CoalesceConfig {
     pub max_bytes: usize,
 }
 
-impl Default for CoalesceConfig {
+impl Default for Coalesce {
     fn default() -> Self {
-        CoalesceConfig {
+        Coalesce {
             max_delay: Duration::from_secs(60),
             max_bytes: 3500,
         }

@@ -34,7 +34,10 @@ use imrelay_sdk::Secret;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{duration, BreakerSettings, ConfigIssue, KeyPath, RetryConfig};
+use crate::channels::build::{build_destination, retry_policy, BuildContext};
+use crate::channels::config::{BreakerSettings, RetryConfig};
+use crate::domain::config::{duration, ConfigIssue, KeyPath};
+use crate::outbound::config::OutboundConfig;
 
 /// The platform a callback endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -110,9 +113,9 @@ pub struct ForwardConfig {
     pub headers: std::collections::BTreeMap<String, Secret>,
     /// Overrides for the forward destination (as on channel destinations).
     #[serde(default)]
-    pub rate_limit: Option<Vec<super::QuotaConfig>>,
+    pub rate_limit: Option<Vec<crate::channels::config::QuotaConfig>>,
     #[serde(default)]
-    pub timeouts: Option<super::TimeoutsConfig>,
+    pub timeouts: Option<crate::outbound::config::TimeoutsConfig>,
 }
 
 /// The forward channel's name for a callback app.
@@ -122,7 +125,7 @@ pub fn forward_channel(name: &str) -> String {
 
 impl CallbackConfig {
     /// The forward channel as a channel config (webhook destinations).
-    pub(crate) fn channel_config(&self) -> super::ChannelConfig {
+    pub(crate) fn channel_config(&self) -> crate::channels::config::ChannelConfig {
         let destinations = self
             .forward
             .iter()
@@ -158,7 +161,7 @@ impl CallbackConfig {
                 t
             })
             .collect();
-        super::ChannelConfig {
+        crate::channels::config::ChannelConfig {
             pool: false,
             retry: self.retry,
             coalesce: None,
@@ -175,7 +178,7 @@ pub fn validate(cbs: &[CallbackConfig], issues: &mut Vec<ConfigIssue>) {
     for (i, cb) in cbs.iter().enumerate() {
         let at = KeyPath::root().key("callbacks").index(i);
         let key = |k: &str| at.key(k).to_string();
-        if !super::valid_channel_name(&cb.name) {
+        if !crate::channels::config::valid_channel_name(&cb.name) {
             issues.push(ConfigIssue::new(
                 key("name"),
                 "callback names are 1-64 characters of letters, digits, `_` and `-` (they appear in the URL)",
@@ -295,32 +298,32 @@ fn valid_whsec(s: &str) -> bool {
 }
 
 /// Build the runtime callback apps and push one forward channel per app into
-/// `out` (called by [`super::build_channels`], so a reload rebuilds both).
-pub(crate) fn build(
-    cfg: &super::Config,
-    ctx: &super::BuildContext,
+/// `out` (built with the channels, so a reload rebuilds both).
+pub fn build(
+    callbacks: &[CallbackConfig],
+    outbound: &OutboundConfig,
+    ctx: &BuildContext,
     out: &mut Vec<crate::channels::Channel>,
     issues: &mut Vec<ConfigIssue>,
-) -> crate::callbacks::CallbackSet {
+) -> super::CallbackSet {
     let mut apps = Vec::new();
-    for (i, cb) in cfg.callbacks.iter().enumerate() {
+    for (i, cb) in callbacks.iter().enumerate() {
         let at = KeyPath::root().key("callbacks").index(i);
         let ch = cb.channel_config();
         let mut entries = Vec::new();
         for (j, table) in ch.destinations.iter().enumerate() {
-            match super::build::build_destination(cfg, ctx, &ch, table, &at.key("forward").index(j))
-            {
+            match build_destination(outbound, ctx, &ch, table, &at.key("forward").index(j)) {
                 Ok(e) => entries.push(e),
                 Err(issue) => issues.push(issue),
             }
         }
         let mut channel = crate::channels::Channel::new(forward_channel(&cb.name), entries);
-        channel.retry = super::build::retry_policy(cb.retry);
+        channel.retry = retry_policy(cb.retry);
         out.push(channel);
-        match crate::callbacks::CallbackApp::from_config(cb) {
+        match super::CallbackApp::from_config(cb) {
             Ok(app) => apps.push(app),
             Err((k, msg)) => issues.push(ConfigIssue::new(at.key(k).to_string(), msg)),
         }
     }
-    crate::callbacks::CallbackSet::new(apps)
+    super::CallbackSet::new(apps)
 }

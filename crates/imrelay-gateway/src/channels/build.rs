@@ -1,4 +1,4 @@
-//! From config tables to the runtime [`ChannelSet`]: each destination is built by
+//! From config tables to runtime [`Channel`]s: each destination is built by
 //! the SDK, wrapped in the outbound guard when it is a generic webhook, and given
 //! its quotas, breaker settings and retry policy.
 
@@ -9,13 +9,11 @@ use imrelay_sdk::{Client, ClientOptions, Destination, Quota};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{
-    split_destination, Config, ConfigError, ConfigIssue, KeyPath, RetryConfig, TimeoutsConfig,
-};
-use crate::channels::{
-    self, BreakerConfig, Channel, ChannelSet, DestinationEntry, Fallback, RetryPolicy,
-};
+use super::config::{split_destination, ChannelConfig, RetryConfig};
+use super::{BreakerConfig, Channel, Coalesce, DestinationEntry, Fallback, RetryPolicy};
+use crate::domain::config::{ConfigIssue, KeyPath};
 use crate::outbound;
+use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 
 /// SDK clients reused across reloads, one per distinct timeout setting, so
 /// access tokens and connection pools survive a reload.
@@ -27,11 +25,12 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        Ok(BuildContext {
-            shared_tokens: crate::store::postgres::cluster::shared_tokens(&cfg.store.location()),
+    /// `shared_tokens`: the cluster token cache of a shared store, if any.
+    pub fn new(shared_tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>) -> Self {
+        BuildContext {
+            shared_tokens,
             ..BuildContext::default()
-        })
+        }
     }
 
     fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {
@@ -66,43 +65,38 @@ impl BuildContext {
     }
 }
 
-/// Build every channel of `cfg`. All problems are reported at once.
-pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, ConfigError> {
-    let mut issues = Vec::new();
-    let mut out = Vec::new();
-    for (name, ch) in &cfg.channels {
-        let at = KeyPath::root().key("channels").key(name);
-        let mut entries = Vec::new();
-        for (i, table) in ch.destinations.iter().enumerate() {
-            let dat = at.key("destinations").index(i);
-            match build_destination(cfg, ctx, ch, table, &dat) {
-                Ok(e) => entries.push(e),
-                Err(issue) => issues.push(issue),
-            }
+/// Build one channel; problems with its destinations go to `issues`.
+pub fn build_channel(
+    name: &str,
+    ch: &ChannelConfig,
+    outbound: &OutboundConfig,
+    ctx: &BuildContext,
+    issues: &mut Vec<ConfigIssue>,
+) -> Channel {
+    let at = KeyPath::root().key("channels").key(name);
+    let mut entries = Vec::new();
+    for (i, table) in ch.destinations.iter().enumerate() {
+        let dat = at.key("destinations").index(i);
+        match build_destination(outbound, ctx, ch, table, &dat) {
+            Ok(e) => entries.push(e),
+            Err(issue) => issues.push(issue),
         }
-        let mut channel = Channel::new(name.clone(), entries);
-        channel.pool = ch.pool;
-        channel.retry = retry_policy(ch.retry);
-        channel.coalesce = ch.coalesce.map(|c| channels::CoalesceConfig {
-            max_delay: c.max_delay,
-            max_bytes: c.max_bytes,
-        });
-        channel.fallback = ch.fallback.as_ref().map(|f| Fallback {
-            channel: f.channel.clone(),
-            after: f.after,
-        });
-        out.push(channel);
     }
-    // Callback apps: their crypto settings and one forward channel each.
-    let callbacks = super::callbacks::build(cfg, ctx, &mut out, &mut issues);
-    if issues.is_empty() {
-        Ok(ChannelSet::new(out).with_callbacks(callbacks))
-    } else {
-        Err(ConfigError { file: None, issues })
-    }
+    let mut channel = Channel::new(name.to_string(), entries);
+    channel.pool = ch.pool;
+    channel.retry = retry_policy(ch.retry);
+    channel.coalesce = ch.coalesce.map(|c| Coalesce {
+        max_delay: c.max_delay,
+        max_bytes: c.max_bytes,
+    });
+    channel.fallback = ch.fallback.as_ref().map(|f| Fallback {
+        channel: f.channel.clone(),
+        after: f.after,
+    });
+    channel
 }
 
-pub(super) fn retry_policy(r: RetryConfig) -> RetryPolicy {
+pub fn retry_policy(r: RetryConfig) -> RetryPolicy {
     let d = RetryPolicy::default();
     RetryPolicy {
         base: r.base.unwrap_or(d.base),
@@ -112,15 +106,15 @@ pub(super) fn retry_policy(r: RetryConfig) -> RetryPolicy {
     }
 }
 
-pub(super) fn build_destination(
-    cfg: &Config,
+pub fn build_destination(
+    outbound: &OutboundConfig,
     ctx: &BuildContext,
-    ch: &super::ChannelConfig,
+    ch: &ChannelConfig,
     table: &serde_json::Map<String, Value>,
     at: &KeyPath,
 ) -> Result<DestinationEntry, ConfigIssue> {
     let (ov, sdk_cfg) = split_destination(table, at)?;
-    let timeouts = ov.timeouts.unwrap_or(cfg.outbound.timeouts);
+    let timeouts = ov.timeouts.unwrap_or(outbound.timeouts);
     let client = ctx
         .client(timeouts)
         .map_err(|e| ConfigIssue::new(at.to_string(), e))?;
@@ -128,7 +122,7 @@ pub(super) fn build_destination(
         .build(&sdk_cfg)
         .map_err(|e| sdk_issue(e, &sdk_cfg, at))?;
 
-    if dest.kind() == "webhook" && !(ov.allow_private || cfg.outbound.allow_private_networks) {
+    if dest.kind() == "webhook" && !(ov.allow_private || outbound.allow_private_networks) {
         let url = sdk_cfg
             .get("url")
             .and_then(Value::as_str)

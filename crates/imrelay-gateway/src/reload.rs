@@ -63,7 +63,7 @@ impl Live {
         Ok(Live {
             channels: Arc::new(ArcSwap::from_pointee(set)),
             keys: Arc::new(ArcSwap::from_pointee(ApiKeys::from_config(&cfg.api_keys))),
-            alerting: Arc::new(ArcSwap::new(cfg.alerting.clone())),
+            alerting: Arc::new(ArcSwap::new(cfg.compile_alerting()?)),
             config: Mutex::new(cfg),
             ctx,
             status: watch::channel(ReloadStatus::default()).0,
@@ -91,12 +91,14 @@ impl Live {
 
     /// Apply a new config: all or nothing.
     pub fn apply(&self, new: Config) -> Result<(), ConfigError> {
-        let result = build_channels(&new, &self.ctx).map_err(|mut e| {
-            e.file = new.source.clone();
-            e
-        });
+        let result = build_channels(&new, &self.ctx)
+            .and_then(|set| Ok((set, new.compile_alerting()?)))
+            .map_err(|mut e| {
+                e.file = new.source.clone();
+                e
+            });
         match result {
-            Ok(set) => {
+            Ok((set, alerting)) => {
                 let mut cur = self.config.lock();
                 warn_restart_only(&cur, &new);
                 // Keys first: a channel that appears is usable by the keys that
@@ -104,7 +106,7 @@ impl Live {
                 self.keys
                     .store(Arc::new(ApiKeys::from_config(&new.api_keys)));
                 self.channels.store(Arc::new(set));
-                self.alerting.store(new.alerting.clone());
+                self.alerting.store(alerting);
                 tracing::info!(
                     channels = new.channels.len(),
                     api_keys = new.api_keys.len(),

@@ -24,14 +24,25 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without comments and without its unit-test modules.
+/// The code of a file without comments and without its inline unit-test
+/// module (`#[cfg(test)] mod tests { ... }`, by convention at the end).
 fn production_code(text: &str) -> String {
-    let cut = text.find("#[cfg(test)]").unwrap_or(text.len());
-    text[..cut]
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        if t == "#[cfg(test)]" {
+            let next = lines.peek().map(|l| l.trim()).unwrap_or("");
+            if next.starts_with("mod ") && next.ends_with('{') {
+                break;
+            }
+            continue;
+        }
+        if !t.starts_with("//") {
+            out.push(line);
+        }
+    }
+    out.join("\n")
 }
 
 /// Names of top-level modules referenced as `crate::name` or in `crate::{...}`.
@@ -194,7 +205,7 @@ fn no_cycle_between_top_level_modules_is_larger_than_two() {
 fn the_checker_finds_cycles_and_grouped_imports() {
     let names: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
     let code = production_code(
-        "use crate::{a::X, b};\n// crate::c in a comment\nfn f() { crate::a::g() }\n#[cfg(test)]\nmod tests { use crate::c; }",
+        "#[cfg(test)]\nmod tests;\nuse crate::{a::X, b};\n// crate::c in a comment\nfn f() { crate::a::g() }\n#[cfg(test)]\nmod tests {\n use crate::c;\n}",
     );
     assert_eq!(
         referenced(&code, &names),

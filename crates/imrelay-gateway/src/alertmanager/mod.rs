@@ -19,6 +19,7 @@
 //! platform, for channels that mix platforms). Mentions ride on firing messages
 //! only: a resolved notification does not page anyone.
 
+pub mod config;
 pub mod matcher;
 pub mod payload;
 

@@ -29,7 +29,6 @@
 //! timeouts = { connect = "3s", total = "10s" }  # optional override
 //! ```
 
-pub mod alerting;
 pub mod interp;
 #[cfg(test)]
 mod tests;
@@ -52,6 +51,7 @@ pub use crate::domain::config::{duration, typed, ConfigError, ConfigIssue, KeyPa
 pub use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 pub use interp::Vars;
 
+use crate::alertmanager::config::{AlertingConfig, TemplateConfig};
 use crate::callbacks::config::CallbackConfig;
 use crate::channels::config::{known, validate_channels};
 use crate::channels::ChannelSet;
@@ -205,7 +205,8 @@ pub struct MockSection {
     pub settings: Map<String, Value>,
 }
 
-/// The whole configuration, validated.
+/// The whole configuration, validated: plain data, compiled into the running
+/// gateway's state by [`crate::reload::Live`].
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -218,8 +219,10 @@ pub struct Config {
     /// `[self_alerts]`: error grading and alerts about imrelay itself (see
     /// [`crate::alerts`]).
     pub self_alerts: crate::self_alerts::AlertsConfig,
-    /// `[alerting]` and `[templates]`, compiled (Alertmanager routes, templates).
-    pub alerting: std::sync::Arc<crate::alertmanager::Alerting>,
+    /// `[alerting]`: Alertmanager routes (see [`crate::alertmanager`]).
+    pub alerting: AlertingConfig,
+    /// `[templates]`: message templates, by name.
+    pub templates: BTreeMap<String, TemplateConfig>,
     /// `[[callbacks]]`: platform callback endpoints (see [`crate::callbacks`]).
     pub callbacks: Vec<CallbackConfig>,
     /// The folder relative paths are resolved against.
@@ -248,9 +251,9 @@ struct RawConfig {
     #[serde(default)]
     self_alerts: crate::self_alerts::AlertsConfig,
     #[serde(default)]
-    alerting: alerting::AlertingConfig,
+    alerting: AlertingConfig,
     #[serde(default)]
-    templates: BTreeMap<String, alerting::TemplateConfig>,
+    templates: BTreeMap<String, TemplateConfig>,
     #[serde(default)]
     callbacks: Vec<CallbackConfig>,
 }
@@ -322,7 +325,9 @@ impl Config {
         {
             issues.push(ConfigIssue::new("store.url", msg));
         }
-        let alerting = alerting::compile(
+        // Compiled here only to report template and route errors at load;
+        // the runtime compiles its own copy.
+        crate::alertmanager::config::compile(
             &raw.alerting,
             &raw.templates,
             base_dir,
@@ -338,7 +343,8 @@ impl Config {
             api_keys: raw.api_keys,
             channels: raw.channels,
             self_alerts: raw.self_alerts,
-            alerting,
+            alerting: raw.alerting,
+            templates: raw.templates,
             callbacks: raw.callbacks,
             base_dir: base_dir.to_path_buf(),
             source: None,
@@ -570,5 +576,29 @@ pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, Co
         Ok(ChannelSet::new(out).with_callbacks(callbacks))
     } else {
         Err(ConfigError { file: None, issues })
+    }
+}
+
+impl Config {
+    /// `[alerting]` and `[templates]` compiled (routes and templates).
+    pub fn compile_alerting(
+        &self,
+    ) -> Result<std::sync::Arc<crate::alertmanager::Alerting>, ConfigError> {
+        let mut issues = Vec::new();
+        let alerting = crate::alertmanager::config::compile(
+            &self.alerting,
+            &self.templates,
+            &self.base_dir,
+            &self.channels,
+            &mut issues,
+        );
+        if issues.is_empty() {
+            Ok(alerting)
+        } else {
+            Err(ConfigError {
+                file: self.source.clone(),
+                issues,
+            })
+        }
     }
 }

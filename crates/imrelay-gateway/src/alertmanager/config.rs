@@ -37,8 +37,9 @@ use std::sync::Arc;
 use imrelay_sdk::message::Mentions;
 use serde::Deserialize;
 
-use super::{ChannelConfig, ConfigIssue, KeyPath};
-use crate::alertmanager::{Alerting, Matcher, Route, Rule};
+use super::{Alerting, Matcher, Route, Rule};
+use crate::channels::config::ChannelConfig;
+use crate::domain::config::{ConfigIssue, KeyPath};
 use crate::templates::{builtins, Format, TemplateError, TemplateSource, Templates};
 
 /// `[alerting]` as written.
@@ -234,7 +235,7 @@ pub fn compile(
     let mut used: Vec<(String, String)> = Vec::new();
     for (name, r) in &cfg.routes {
         let at = at_r.key(name);
-        if !super::valid_channel_name(name) {
+        if !crate::channels::config::valid_channel_name(name) {
             issues.push(ConfigIssue::new(
                 at.to_string(),
                 "route names are 1-64 characters of letters, digits, `_` and `-` (they appear in the URL)",

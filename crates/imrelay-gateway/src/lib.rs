@@ -34,7 +34,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod outbound;
-pub mod reload;
+pub mod runtime;
 pub mod self_alerts;
 pub mod store;
 pub mod telemetry;
@@ -53,10 +53,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::{ApiLimits, AppState};
 use crate::config::Config;
-use crate::reload::Live;
+use crate::runtime::Live;
 use crate::store::{Store, StoreOptions};
 
-pub use config::check_file;
+pub use runtime::check_file;
 
 /// A running gateway.
 pub struct Gateway {
@@ -131,13 +131,13 @@ impl Gateway {
         let alerts_cfg = config.self_alerts.clone();
         let live = Arc::new(Live::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
 
-        let dispatcher = dispatch::Dispatcher::new(store.clone(), live.channels.clone(), dcfg);
+        let dispatcher = dispatch::Dispatcher::new(store.clone(), live.clone(), dcfg);
         let token_fetches: self_alerts::TokenFetches = {
             let live = live.clone();
             Arc::new(move || live.token_fetches())
         };
         dispatcher.set_alerts(
-            self_alerts::Alerts::new(alerts_cfg, store.clone(), live.channels.clone())
+            self_alerts::Alerts::new(alerts_cfg, store.clone(), live.clone())
                 .with_token_fetches(token_fetches),
         );
         let (dtx, drx) = oneshot::channel::<()>();
@@ -145,9 +145,8 @@ impl Gateway {
             let _ = drx.await;
         }));
         let d = dispatcher.clone();
-        let state = AppState::new(store.clone(), live.channels.clone(), live.keys.clone())
+        let state = AppState::new(store.clone(), live.clone())
             .with_limits(limits)
-            .with_alerting(live.alerting.clone())
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));

@@ -7,11 +7,11 @@ mod api_support;
 use std::sync::Arc;
 
 use api_support::*;
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::Request;
-use imrelay_gateway::api::{self, ApiKeys, AppState};
-use imrelay_gateway::config::{build_channels, BuildContext, Config};
+use imrelay_gateway::api::{self, AppState};
+use imrelay_gateway::config::Config;
+use imrelay_gateway::runtime::Live;
 use imrelay_gateway::store::{self, StoreOptions};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -89,17 +89,13 @@ url = "https://hooks.example.com/a"
 "#
     );
     let cfg = Config::parse(&text, dir.path()).unwrap();
-    let set = build_channels(&cfg, &BuildContext::default()).unwrap();
+    let live = Arc::new(Live::new(cfg.clone()).unwrap());
     let store = store::open(StoreOptions::new(
         dir.path().join("q.db").to_string_lossy().into_owned(),
     ))
     .await
     .unwrap();
-    let state = AppState::new(
-        store.clone(),
-        Arc::new(ArcSwap::from_pointee(set)),
-        Arc::new(ArcSwap::from_pointee(ApiKeys::from_config(&cfg.api_keys))),
-    );
+    let state = AppState::new(store.clone(), live);
     state
         .accepting
         .store(false, std::sync::atomic::Ordering::SeqCst);

@@ -5,12 +5,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::Router;
-use imrelay_gateway::api::{self, ApiKeys, ApiLimits, AppState};
-use imrelay_gateway::config::{build_channels, BuildContext, Config};
+use imrelay_gateway::api::{self, ApiLimits, AppState};
+use imrelay_gateway::config::Config;
+use imrelay_gateway::runtime::Live;
 use imrelay_gateway::store::{self, StoreOptions, Synchronous};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -91,19 +91,14 @@ url = "https://hooks.example.com/p2"
 "#
         );
         let cfg = Config::parse(&text, dir.path()).unwrap();
-        let set = build_channels(&cfg, &BuildContext::default()).unwrap();
+        let live = Arc::new(Live::new(cfg.clone()).unwrap());
         let path = dir.path().join("q.db");
         let app = rt.block_on(async {
             let mut opts = StoreOptions::new(path.to_string_lossy().into_owned());
             // Durability is not under test here; speed is.
             opts.synchronous = Synchronous::Normal;
             let store = store::open(opts).await.unwrap();
-            let state = AppState::new(
-                store,
-                Arc::new(ArcSwap::from_pointee(set)),
-                Arc::new(ArcSwap::from_pointee(ApiKeys::from_config(&cfg.api_keys))),
-            )
-            .with_limits(ApiLimits {
+            let state = AppState::new(store, live).with_limits(ApiLimits {
                 max_body_bytes: 4096,
                 max_batch: 20,
             });

@@ -6,7 +6,7 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::*;
-use imrelay_gateway::reload::ReloadStatus;
+use imrelay_gateway::runtime::ReloadStatus;
 use tokio::sync::watch;
 
 async fn wait_status(
@@ -27,7 +27,7 @@ async fn file_changes_reload_and_a_broken_file_keeps_the_old_config() {
     let text = config_text(&sink, "");
     let t = TestGateway::start(&text).await;
     let path = t.config_path();
-    let _reload = imrelay_gateway::reload::spawn(t.gw.live().clone(), path.clone(), true);
+    let _reload = imrelay_gateway::runtime::reload::spawn(t.gw.live().clone(), path.clone(), true);
     let mut rx = t.gw.live().subscribe();
 
     let body = r#"{"channel": "late", "text": "hello late"}"#;

@@ -211,7 +211,7 @@ base_url = "{url}"
 /// limited); only `Send` enqueues a message to the alert channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_are_graded_deduplicated_rate_limited_and_never_loop() {
-    use imrelay_gateway::reload::Live;
+    use imrelay_gateway::runtime::Live;
     use imrelay_gateway::self_alerts::{AlertKind, Alerts, AlertsConfig, Decision, Severity};
     use imrelay_gateway::store::StoreOptions;
 
@@ -235,8 +235,8 @@ allow_private = true
 "#
     );
     let cfg = Config::parse(&text, dir.path()).unwrap();
-    let live = Live::new(cfg).unwrap();
-    let set = live.channels.load_full();
+    let live = std::sync::Arc::new(Live::new(cfg).unwrap());
+    let set = live.runtime().channels.clone();
     let key_of = |c: &str| set.get(c).unwrap().destinations[0].key.clone();
     let (deploys, oncall) = (key_of("deploys"), key_of("oncall"));
     let store = imrelay_gateway::store::open(StoreOptions::new(
@@ -251,7 +251,7 @@ allow_private = true
             ..AlertsConfig::default()
         },
         store.clone(),
-        live.channels.clone(),
+        live.clone(),
     );
 
     // About the alert channel's own destination or messages: never.

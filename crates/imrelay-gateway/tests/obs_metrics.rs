@@ -122,11 +122,7 @@ async fn health_and_readiness() {
 
     // Draining: the same router answers 503 naming the check.
     let live = t.gw.live();
-    let state = imrelay_gateway::api::AppState::new(
-        t.gw.store().clone(),
-        live.channels.clone(),
-        live.keys.clone(),
-    );
+    let state = imrelay_gateway::api::AppState::new(t.gw.store().clone(), live.clone());
     state.accepting.store(false, Ordering::Release);
     let app = imrelay_gateway::api::router(state.clone());
     let resp = app

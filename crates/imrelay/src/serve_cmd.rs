@@ -75,7 +75,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             m.base_url()
         );
     }
-    let _reload = imrelay_gateway::reload::spawn(gw.live().clone(), config_path, watch);
+    let _reload = imrelay_gateway::runtime::reload::spawn(gw.live().clone(), config_path, watch);
     let why = shutdown_signal().await;
     tracing::info!(signal = why, "stop requested");
     let result = gw.shutdown().await;

@@ -42,7 +42,7 @@ pub async fn receive(
     let Path(route_name) =
         route.map_err(|e| Problem::malformed(format!("bad route in the URL: {e}")))?;
     let bytes = body_bytes(body, st.limits.max_body_bytes)?;
-    let alerting = st.alerting.load_full();
+    let alerting = st.live.runtime().alerting.clone();
     let Some(route) = alerting.routes.get(&route_name) else {
         let known: Vec<&str> = alerting.routes.keys().map(String::as_str).collect();
         return Err(Problem::not_found(format!(
@@ -67,7 +67,7 @@ pub async fn receive(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string);
 
-    let set = st.channels.load_full();
+    let set = st.channels();
     let planned = plan(&alerting, route, &n, &set, jiff::Timestamp::now()).map_err(|e| {
         tracing::error!(route = %route_name, error = %e.0, "cannot route an Alertmanager notification");
         Problem::internal(format!(
@@ -170,7 +170,7 @@ pub(crate) fn apply_template(
     if !data.is_object() {
         return Err(Problem::invalid(f("data"), "must be a JSON object"));
     }
-    let alerting = st.alerting.load();
+    let alerting = st.live.runtime().alerting.clone();
     if !alerting.templates.contains(&name) {
         let names: Vec<&str> = alerting.templates.names().collect();
         return Err(Problem::invalid(

@@ -154,7 +154,12 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        state.keys.load().authenticate(&parts.headers).map(Auth)
+        state
+            .live
+            .runtime()
+            .keys
+            .authenticate(&parts.headers)
+            .map(Auth)
     }
 }
 

@@ -76,8 +76,8 @@ async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let set = state.channels.load_full();
-    let Some(app) = set.callbacks.get(&name).cloned() else {
+    let set = state.channels();
+    let Some(app) = state.live.runtime().callbacks.get(&name).cloned() else {
         tracing::warn!(callback = %name, "callback for an unknown app refused (404)");
         return Problem::not_found(format!(
             "no callback app `{name}` is configured; add [[callbacks]] with name = \"{name}\""

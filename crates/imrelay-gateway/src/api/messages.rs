@@ -279,7 +279,7 @@ pub async fn submit(
         req.trace_id = request_id(&headers);
     }
     super::alertmanager::apply_template(&st, &mut req, "")?;
-    let set = st.channels.load();
+    let set = st.channels();
     let mut nm = prepare(&caller, req, &set, "")?;
     drop(set);
     if let Some(key) = key {
@@ -346,7 +346,7 @@ pub async fn submit_batch(
     let mut queued: Vec<(usize, String)> = Vec::new(); // (index, key field)
     let mut to_store = Vec::new();
     {
-        let set = st.channels.load();
+        let set = st.channels();
         for (i, item) in batch.messages.into_iter().enumerate() {
             let at = format!("messages[{i}]");
             let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());

@@ -14,7 +14,7 @@ use axum::Router;
 use metrics::{counter, gauge};
 
 use crate::dispatch::Dispatcher;
-use crate::reload::Live;
+use crate::runtime::Live;
 use crate::store::Store;
 use crate::telemetry::events::{self, *};
 use crate::telemetry::exporter::handle;

@@ -22,7 +22,6 @@ pub mod problem;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method, Uri};
@@ -32,6 +31,7 @@ use axum::Router;
 use bytes::Bytes;
 
 use crate::channels::ChannelSet;
+use crate::runtime::Live;
 use crate::store::Store;
 pub use auth::{ApiKeys, Caller};
 pub use problem::Problem;
@@ -60,39 +60,30 @@ impl Default for ApiLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub channels: Arc<ArcSwap<ChannelSet>>,
-    pub keys: Arc<ArcSwap<ApiKeys>>,
+    /// The runtime in force: channels, keys, routes and templates, swapped as one.
+    pub live: Arc<Live>,
     pub limits: ApiLimits,
     /// Dispatcher state for `/v1/status`, when a dispatcher runs.
     pub status: Option<StatusFn>,
     /// Cleared when shutdown starts: new messages get 503 instead of being
     /// accepted by a gateway about to stop.
     pub accepting: Arc<AtomicBool>,
-    /// Alertmanager routes and templates, swapped on reload.
-    pub alerting: Arc<ArcSwap<crate::alertmanager::Alerting>>,
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        channels: Arc<ArcSwap<ChannelSet>>,
-        keys: Arc<ArcSwap<ApiKeys>>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, live: Arc<Live>) -> Self {
         AppState {
             store,
-            channels,
-            keys,
+            live,
             limits: ApiLimits::default(),
             status: None,
             accepting: Arc::new(AtomicBool::new(true)),
-            alerting: Arc::new(ArcSwap::from_pointee(Default::default())),
         }
     }
 
-    /// Use these Alertmanager routes and templates (the live, reloadable set).
-    pub fn with_alerting(mut self, alerting: Arc<ArcSwap<crate::alertmanager::Alerting>>) -> Self {
-        self.alerting = alerting;
-        self
+    /// The channel set in force now.
+    pub fn channels(&self) -> Arc<ChannelSet> {
+        self.live.runtime().channels.clone()
     }
 
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {

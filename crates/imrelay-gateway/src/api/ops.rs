@@ -23,8 +23,7 @@ pub async fn status(State(st): State<AppState>, Auth(caller): Auth) -> Result<Re
         });
     }
     let channels: Vec<_> = st
-        .channels
-        .load()
+        .channels()
         .channels
         .values()
         .filter(|c| caller.may_use(&c.name))
@@ -63,7 +62,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    let channels = st.channels.load().channels.len();
+    let channels = st.channels().channels.len();
     let accepting = st.accepting.load(std::sync::atomic::Ordering::Acquire);
     let ready = store.is_ok() && accepting;
     let body = json!({

@@ -326,13 +326,13 @@ fn forward_channels_are_built_with_the_ssrf_guard() {
               forward = [{ url = \"https://hooks.example.com/e\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]";
     let cfg = parse(ok).unwrap();
     let ctx = crate::config::BuildContext::new(None);
-    let set = crate::config::build_channels(&cfg, &ctx).unwrap();
+    let (set, callbacks) = crate::runtime::build_channels_and_callbacks(&cfg, &ctx).unwrap();
     let ch = set.get("callback:wc").expect("forward channel");
     assert_eq!(ch.destinations.len(), 1);
-    assert_eq!(set.callbacks.names().collect::<Vec<_>>(), ["wc"]);
+    assert_eq!(callbacks.names().collect::<Vec<_>>(), ["wc"]);
     // A loopback forward target needs allow_private, named at its key.
     let cfg = parse(&ok.replace("https://hooks.example.com/e", "http://127.0.0.1:9/e")).unwrap();
-    let e = crate::config::build_channels(&cfg, &ctx).unwrap_err();
+    let e = crate::runtime::build_channels(&cfg, &ctx).unwrap_err();
     assert_eq!(e.issues[0].key, "callbacks[0].forward[0].url", "{e}");
 }
 
@@ -365,9 +365,9 @@ fn docs_config_example_is_valid() {
     assert!(!text.contains("${"), "{text}");
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     let ctx = crate::config::BuildContext::new(None);
-    let set = crate::config::build_channels(&cfg, &ctx).unwrap();
+    let (_, callbacks) = crate::runtime::build_channels_and_callbacks(&cfg, &ctx).unwrap();
     assert_eq!(
-        set.callbacks.names().collect::<Vec<_>>(),
+        callbacks.names().collect::<Vec<_>>(),
         ["dingtalk-hr", "feishu-main", "wechat-oa", "wecom-ops"]
     );
 }

@@ -27,8 +27,18 @@ pub const POOL_TARGET: &str = "pool";
 #[derive(Debug, Clone, Default)]
 pub struct ChannelSet {
     pub channels: BTreeMap<String, Channel>,
-    /// Callback endpoints, swapped with the channels they forward through.
-    pub callbacks: Arc<crate::callbacks::CallbackSet>,
+}
+
+/// Where the dispatcher and self-alerts read the channel set in force now (the
+/// live runtime in the gateway; a fixed set or an `ArcSwap` in tests).
+pub trait ChannelSource: Send + Sync {
+    fn current(&self) -> Arc<ChannelSet>;
+}
+
+impl ChannelSource for arc_swap::ArcSwap<ChannelSet> {
+    fn current(&self) -> Arc<ChannelSet> {
+        self.load_full()
+    }
 }
 
 impl ChannelSet {
@@ -36,14 +46,7 @@ impl ChannelSet {
     pub fn new(channels: impl IntoIterator<Item = Channel>) -> Self {
         ChannelSet {
             channels: channels.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            callbacks: Arc::default(),
         }
-    }
-
-    /// The same set serving these callback endpoints.
-    pub fn with_callbacks(mut self, callbacks: crate::callbacks::CallbackSet) -> Self {
-        self.callbacks = Arc::new(callbacks);
-        self
     }
 
     pub fn get(&self, name: &str) -> Option<&Channel> {

@@ -54,7 +54,6 @@ pub use interp::Vars;
 use crate::alertmanager::config::{AlertingConfig, TemplateConfig};
 use crate::callbacks::config::CallbackConfig;
 use crate::channels::config::{known, validate_channels};
-use crate::channels::ChannelSet;
 
 /// `[server]`: the HTTP listener and API limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,7 +205,7 @@ pub struct MockSection {
 }
 
 /// The whole configuration, validated: plain data, compiled into the running
-/// gateway's state by [`crate::reload::Live`].
+/// gateway's state by [`crate::runtime::Live`].
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -262,7 +261,7 @@ const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
 
 impl Config {
     /// Read and validate a config file (everything but building destinations,
-    /// which needs the mock's address: see [`build_channels`]).
+    /// which needs the mock's address: see [`crate::runtime::Runtime::build`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::one("", format!("cannot read the config file: {e}")).with_file(Some(path))
@@ -501,82 +500,6 @@ fn parse_mock(v: Value, issues: &mut Vec<ConfigIssue>) -> Option<MockSection> {
         listen,
         settings: map,
     })
-}
-
-/// What `imrelay config check` prints for a valid file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
-    pub listen: SocketAddr,
-    pub store: PathBuf,
-    pub mock: Option<SocketAddr>,
-    pub api_keys: usize,
-    /// Channel name -> destination ids.
-    pub channels: BTreeMap<String, Vec<String>>,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "config OK")?;
-        writeln!(f, "  listen: {}", self.listen)?;
-        writeln!(f, "  store: {}", self.store.display())?;
-        if let Some(m) = self.mock {
-            writeln!(f, "  mock: {m} (in-process mock platform server)")?;
-        }
-        writeln!(f, "  api keys: {}", self.api_keys)?;
-        writeln!(f, "  channels: {}", self.channels.len())?;
-        for (name, dests) in &self.channels {
-            writeln!(f, "    {name}: {}", dests.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
-/// Validate a config file completely (including building every destination)
-/// without starting anything: `imrelay config check FILE`.
-pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
-    let path = path.as_ref();
-    let cfg = Config::load(path)?;
-    let ctx = BuildContext::new(None);
-    let set = build_channels(&cfg, &ctx).map_err(|e| e.with_file(Some(path)))?;
-    Ok(Summary {
-        listen: cfg.server.listen,
-        store: match &cfg.store.url {
-            Some(u) => PathBuf::from(crate::store::postgres::redact_url(u)),
-            None => cfg.store.path.clone(),
-        },
-        mock: cfg.mock.as_ref().map(|m| m.listen),
-        api_keys: cfg.api_keys.len(),
-        channels: set
-            .channels
-            .iter()
-            .map(|(name, ch)| {
-                (
-                    name.clone(),
-                    ch.destinations.iter().map(|d| d.key.clone()).collect(),
-                )
-            })
-            .collect(),
-    })
-}
-
-/// Build every channel of `cfg`, and the callback apps with their forward
-/// channels. All problems are reported at once.
-pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, ConfigError> {
-    let mut issues = Vec::new();
-    let mut out: Vec<_> = cfg
-        .channels
-        .iter()
-        .map(|(name, ch)| {
-            crate::channels::build::build_channel(name, ch, &cfg.outbound, ctx, &mut issues)
-        })
-        .collect();
-    let callbacks =
-        crate::callbacks::config::build(&cfg.callbacks, &cfg.outbound, ctx, &mut out, &mut issues);
-    if issues.is_empty() {
-        Ok(ChannelSet::new(out).with_callbacks(callbacks))
-    } else {
-        Err(ConfigError { file: None, issues })
-    }
 }
 
 impl Config {

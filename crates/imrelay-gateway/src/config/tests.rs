@@ -2,6 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::runtime::{build_channels, check_file};
 
 const KEY: &str = "test-key-0123456789abcdef";
 

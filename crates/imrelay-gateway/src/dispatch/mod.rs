@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use imrelay_sdk::clock::Clock;
 use imrelay_sdk::message::Body;
 use imrelay_sdk::{Message, Outcome, Report};
@@ -45,7 +44,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::channels::{Channel, ChannelSet, Coalesce, DestinationEntry, Fallback};
+use crate::channels::{Channel, ChannelSet, ChannelSource, Coalesce, DestinationEntry, Fallback};
 use crate::store::{
     AttemptRecord, ChildDelivery, ChildState, ClaimRequest, Claimed, DeadReason, Finish,
     FinishAction, MessageKind, NewMessage, QueueStats, Store, StoreError, TargetBacklog,
@@ -226,7 +225,7 @@ struct State {
 
 struct Inner {
     store: Arc<dyn Store>,
-    channels: Arc<ArcSwap<ChannelSet>>,
+    channels: Arc<dyn ChannelSource>,
     cfg: DispatchConfig,
     state: Mutex<State>,
     counters: Counters,
@@ -260,7 +259,7 @@ struct Job {
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
-        channels: Arc<ArcSwap<ChannelSet>>,
+        channels: Arc<dyn ChannelSource>,
         mut cfg: DispatchConfig,
     ) -> Self {
         // A lease shorter than a send would let this very dispatcher claim the
@@ -582,7 +581,7 @@ impl Inner {
 
     async fn cycle(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<i64, StoreError> {
         let now = self.now();
-        let set = self.channels.load_full();
+        let set = self.channels.current();
         let mut wake = now + self.cfg.idle_poll.as_millis() as i64;
         self.scan_fallbacks(&set, now).await;
         let mut backlog = self.store.backlog(self.backlog_count_cap()).await?;
@@ -976,7 +975,7 @@ impl Inner {
             "delivery dead-lettered");
         let fallback = match (&channel.fallback, c.kind) {
             (Some(fb), kind) if kind != MessageKind::Fallback => {
-                let set = self.channels.load();
+                let set = self.channels.current();
                 let m = fallback_message(
                     &set,
                     &channel.name,

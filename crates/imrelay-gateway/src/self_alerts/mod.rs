@@ -36,12 +36,11 @@ pub use config::{AlertKind, AlertsConfig, Severity};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use imrelay_sdk::message::Body;
 use imrelay_sdk::Message;
 use parking_lot::Mutex;
 
-use crate::channels::ChannelSet;
+use crate::channels::ChannelSource;
 use crate::store::{NewMessage, Store};
 use crate::telemetry::events;
 
@@ -63,7 +62,7 @@ pub type TokenFetches = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
 struct Inner {
     cfg: AlertsConfig,
     store: Arc<dyn Store>,
-    channels: Arc<ArcSwap<ChannelSet>>,
+    channels: Arc<dyn ChannelSource>,
     state: Mutex<AlertState>,
     token_fetches: Option<TokenFetches>,
 }
@@ -93,11 +92,7 @@ pub enum Decision {
 }
 
 impl Alerts {
-    pub fn new(
-        cfg: AlertsConfig,
-        store: Arc<dyn Store>,
-        channels: Arc<ArcSwap<ChannelSet>>,
-    ) -> Self {
+    pub fn new(cfg: AlertsConfig, store: Arc<dyn Store>, channels: Arc<dyn ChannelSource>) -> Self {
         Alerts {
             inner: Arc::new(Inner {
                 cfg,
@@ -257,7 +252,7 @@ impl Alerts {
         let Some(alert_channel) = cfg.channel.clone() else {
             return decision;
         };
-        let set = self.inner.channels.load();
+        let set = self.inner.channels.current();
         let Some(ch) = set.get(&alert_channel) else {
             tracing::error!(channel = %alert_channel, "the alert channel is not in the current config; alert not sent");
             return decision;
@@ -302,7 +297,7 @@ impl Alerts {
                 return Decision::LoopSuppressed;
             }
             if let Some(key) = destination {
-                let set = self.inner.channels.load();
+                let set = self.inner.channels.current();
                 if set
                     .get(ac)
                     .is_some_and(|c| c.destinations.iter().any(|d| d.key == key))

@@ -1,0 +1,77 @@
+//! What a config compiles into, and how it stays current.
+//!
+//! [`Runtime`] is everything the API and the dispatcher read per request or
+//! per claim cycle: channels with their built destinations, callback apps,
+//! API keys, Alertmanager routes and templates. [`Live`] holds one `Runtime`
+//! behind one `ArcSwap`, so a reload replaces all of it in one step and a
+//! reader never sees new keys with old channels. [`reload`] watches the file
+//! and SIGHUP.
+
+mod check;
+mod live;
+pub mod reload;
+
+use std::sync::Arc;
+
+pub use check::{check_file, Summary};
+pub use live::{Live, ReloadStatus};
+
+use crate::alertmanager::Alerting;
+use crate::api::ApiKeys;
+use crate::callbacks::CallbackSet;
+use crate::channels::build::build_channel;
+use crate::channels::ChannelSet;
+use crate::config::{BuildContext, Config, ConfigError};
+
+/// The compiled, immutable state of one config.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub channels: Arc<ChannelSet>,
+    pub callbacks: Arc<CallbackSet>,
+    pub keys: Arc<ApiKeys>,
+    /// Alertmanager routes and templates (`[alerting]`, `[templates]`).
+    pub alerting: Arc<Alerting>,
+}
+
+impl Runtime {
+    /// Build every destination, callback app, key and template of `cfg`; all
+    /// problems are reported at once, naming the file.
+    pub fn build(cfg: &Config, ctx: &BuildContext) -> Result<Runtime, ConfigError> {
+        let (channels, callbacks) = build_channels_and_callbacks(cfg, ctx).map_err(|mut e| {
+            e.file = cfg.source.clone();
+            e
+        })?;
+        Ok(Runtime {
+            channels: Arc::new(channels),
+            callbacks: Arc::new(callbacks),
+            keys: Arc::new(ApiKeys::from_config(&cfg.api_keys)),
+            alerting: cfg.compile_alerting()?,
+        })
+    }
+}
+
+/// The channels of `cfg` and its callback apps, each app with its forward
+/// channel.
+pub fn build_channels_and_callbacks(
+    cfg: &Config,
+    ctx: &BuildContext,
+) -> Result<(ChannelSet, CallbackSet), ConfigError> {
+    let mut issues = Vec::new();
+    let mut out: Vec<_> = cfg
+        .channels
+        .iter()
+        .map(|(name, ch)| build_channel(name, ch, &cfg.outbound, ctx, &mut issues))
+        .collect();
+    let callbacks =
+        crate::callbacks::config::build(&cfg.callbacks, &cfg.outbound, ctx, &mut out, &mut issues);
+    if issues.is_empty() {
+        Ok((ChannelSet::new(out), callbacks))
+    } else {
+        Err(ConfigError { file: None, issues })
+    }
+}
+
+/// The channels of `cfg` alone (tests, `config check`).
+pub fn build_channels(cfg: &Config, ctx: &BuildContext) -> Result<ChannelSet, ConfigError> {
+    build_channels_and_callbacks(cfg, ctx).map(|(channels, _)| channels)
+}

@@ -75,11 +75,14 @@ pub enum DeadCause {
 pub enum Decision {
     /// This part went through: record progress and send part `next`.
     NextPart { next: usize },
-    /// Every part went through for every recipient.
-    Delivered,
-    /// Every part went through except for some recipients: this delivery is
-    /// done and each of them gets a delivery of its own.
-    Split { children: Vec<ChildDelivery> },
+    /// All `parts` parts went through for every recipient.
+    Delivered { parts: usize },
+    /// All `parts` parts went through except for some recipients: this
+    /// delivery is done and each of them gets a delivery of its own.
+    Split {
+        parts: usize,
+        children: Vec<ChildDelivery>,
+    },
     /// Transient failure: send again at `at` (a counted attempt).
     Retry { at: i64, delay: Duration },
     /// The token was rejected although the SDK had just refreshed it: one more
@@ -133,8 +136,9 @@ pub fn note_failed(failed: &mut Vec<(RecipientFailure, usize)>, report: &Report,
 pub fn decide(i: &Input<'_>, draw: &mut dyn FnMut() -> f64) -> Decision {
     match i.report.outcome {
         Outcome::Delivered if i.part + 1 < i.parts => Decision::NextPart { next: i.part + 1 },
-        Outcome::Delivered if i.failed.is_empty() => Decision::Delivered,
+        Outcome::Delivered if i.failed.is_empty() => Decision::Delivered { parts: i.parts },
         Outcome::Delivered => Decision::Split {
+            parts: i.parts,
             children: children(i, draw),
         },
         Outcome::Retry { after } => retry_or_dead(i, after, draw),
@@ -292,8 +296,9 @@ mod tests {
     fn every_outcome_class_by_table() {
         let p = policy();
         let hour = 3_600_000;
-        let rows = vec![
-            row("delivered", Report::delivered(), Decision::Delivered),
+        let rows =
+            vec![
+            row("delivered", Report::delivered(), Decision::Delivered { parts: 1 }),
             Row {
                 part: 0,
                 parts: 3,
@@ -309,7 +314,7 @@ mod tests {
                 ..row(
                     "delivered, last part",
                     Report::delivered(),
-                    Decision::Delivered,
+                    Decision::Delivered { parts: 3 },
                 )
             },
             // Attempt 1 of backoff: ceiling 1 s, draw 0.5 -> 500 ms.
@@ -624,7 +629,7 @@ mod tests {
             part: 2,
             ..base
         };
-        let Decision::Split { children } = decide(&end, &mut || 0.5) else {
+        let Decision::Split { parts: 3, children } = decide(&end, &mut || 0.5) else {
             panic!("a split")
         };
         let got: Vec<(&str, u32, ChildState)> = children

@@ -144,7 +144,10 @@ fn render(c: &Claimed, m: &DestinationEntry) -> Result<Vec<Payload>, Decision> {
     }
     match m.dest.render(&msg) {
         Ok(p) if (c.parts_done as usize) < p.len() => Ok(p),
-        Ok(_) => Err(Decision::Delivered),
+        // Nothing (left) to send: done, with the progress it has.
+        Ok(_) => Err(Decision::Delivered {
+            parts: c.parts_done as usize,
+        }),
         Err(e) => Err(Decision::Dead {
             reason: DeadReason {
                 code: None,

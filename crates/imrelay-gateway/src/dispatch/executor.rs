@@ -84,12 +84,14 @@ impl Inner {
     ) -> Step {
         let action = match d {
             Decision::NextPart { next } => return self.progress(s, next).await,
-            Decision::Delivered => {
+            Decision::Delivered { parts } => {
+                s.part = parts;
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 events::delivered(s.c, &s.key, self.now());
                 FinishAction::Done
             }
-            Decision::Split { children } => {
+            Decision::Split { parts, children } => {
+                s.part = parts;
                 self.counters.split.fetch_add(1, Ordering::Relaxed);
                 FinishAction::Split { children }
             }
@@ -288,7 +290,9 @@ mod tests {
         let channel = Channel::new("app", vec![]);
         let mut s = Sending::new(&c, &channel, "d".into());
         assert_eq!(
-            d.inner.apply(&mut s, None, Decision::Delivered).await,
+            d.inner
+                .apply(&mut s, None, Decision::Delivered { parts: 1 })
+                .await,
             Step::End
         );
         d.inner.give_back(&c, 0).await;

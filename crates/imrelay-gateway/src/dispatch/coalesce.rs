@@ -105,42 +105,14 @@ fn merge_mentions(into: &mut Mentions, from: &Mentions) {
 pub fn plan(candidates: Vec<Candidate>, max_bytes: usize) -> (Vec<Digest>, Vec<Candidate>) {
     let mut digests = Vec::new();
     let mut left = Vec::new();
-    // Open groups by recipients: (recipients, members, sections, mentions, bytes).
-    struct Group {
-        recipients: Vec<String>,
-        members: Vec<Candidate>,
-        sections: Vec<String>,
-        mentions: Mentions,
-        bytes: usize,
-    }
-    let header_room = header(9999).len() + SEPARATOR.len();
     let mut groups: Vec<Group> = Vec::new();
-    let close = |g: Group, digests: &mut Vec<Digest>, left: &mut Vec<Candidate>| {
-        if g.members.len() < 2 {
-            left.extend(g.members);
-            return;
-        }
-        let mut text = header(g.members.len());
-        for s in &g.sections {
-            text.push_str(SEPARATOR);
-            text.push_str(s);
-        }
-        let mut message =
-            Message::markdown(format!("Digest of {} messages", g.members.len()), text)
-                .with_mentions(g.mentions);
-        message.recipients = g.recipients;
-        digests.push(Digest {
-            members: g.members.iter().map(|c| c.delivery_id).collect(),
-            message,
-        });
-    };
     for c in candidates {
         let Some(sec) = section(&c.message_id, &c.message) else {
             left.push(c);
             continue;
         };
         let cost = sec.len() + SEPARATOR.len();
-        if cost + header_room > max_bytes {
+        if cost + header_room() > max_bytes {
             left.push(c);
             continue;
         }
@@ -149,39 +121,75 @@ pub fn plan(candidates: Vec<Candidate>, max_bytes: usize) -> (Vec<Digest>, Vec<C
             .position(|g| g.recipients == c.message.recipients)
         {
             Some(i) if groups[i].bytes + cost <= max_bytes => i,
-            Some(i) => {
-                let g = groups.remove(i);
-                close(g, &mut digests, &mut left);
-                groups.push(Group {
-                    recipients: c.message.recipients.clone(),
-                    members: Vec::new(),
-                    sections: Vec::new(),
-                    mentions: Mentions::default(),
-                    bytes: header_room,
-                });
-                groups.len() - 1
-            }
-            None => {
-                groups.push(Group {
-                    recipients: c.message.recipients.clone(),
-                    members: Vec::new(),
-                    sections: Vec::new(),
-                    mentions: Mentions::default(),
-                    bytes: header_room,
-                });
+            found => {
+                // A full group is closed and a new one opened for its recipients.
+                if let Some(i) = found {
+                    groups.remove(i).close(&mut digests, &mut left);
+                }
+                groups.push(Group::open(c.message.recipients.clone()));
                 groups.len() - 1
             }
         };
-        let g = &mut groups[idx];
-        g.bytes += cost;
-        merge_mentions(&mut g.mentions, &c.message.mentions);
-        g.sections.push(sec);
-        g.members.push(c);
+        groups[idx].add(c, sec, cost);
     }
     for g in groups {
-        close(g, &mut digests, &mut left);
+        g.close(&mut digests, &mut left);
     }
     (digests, left)
+}
+
+/// Room the digest's header takes.
+fn header_room() -> usize {
+    header(9999).len() + SEPARATOR.len()
+}
+
+/// A digest being filled: messages to the same recipients.
+struct Group {
+    recipients: Vec<String>,
+    members: Vec<Candidate>,
+    sections: Vec<String>,
+    mentions: Mentions,
+    bytes: usize,
+}
+
+impl Group {
+    fn open(recipients: Vec<String>) -> Self {
+        Group {
+            recipients,
+            members: Vec::new(),
+            sections: Vec::new(),
+            mentions: Mentions::default(),
+            bytes: header_room(),
+        }
+    }
+
+    fn add(&mut self, c: Candidate, section: String, cost: usize) {
+        self.bytes += cost;
+        merge_mentions(&mut self.mentions, &c.message.mentions);
+        self.sections.push(section);
+        self.members.push(c);
+    }
+
+    /// A digest of two or more members; a lone member is left as it is.
+    fn close(self, digests: &mut Vec<Digest>, left: &mut Vec<Candidate>) {
+        if self.members.len() < 2 {
+            left.extend(self.members);
+            return;
+        }
+        let mut text = header(self.members.len());
+        for s in &self.sections {
+            text.push_str(SEPARATOR);
+            text.push_str(s);
+        }
+        let mut message =
+            Message::markdown(format!("Digest of {} messages", self.members.len()), text)
+                .with_mentions(self.mentions);
+        message.recipients = self.recipients;
+        digests.push(Digest {
+            members: self.members.iter().map(|c| c.delivery_id).collect(),
+            message,
+        });
+    }
 }
 
 /// Deliveries claimed for a coalescing round that may be merged (the first

@@ -262,8 +262,10 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("q.db").display());
         let store = crate::store::open(StoreOptions::new(url)).await.unwrap();
         let channels = Arc::new(ArcSwap::from_pointee(ChannelSet::new([])));
-        let mut cfg = DispatchConfig::default();
-        cfg.owner = "me".into();
+        let cfg = DispatchConfig {
+            owner: "me".into(),
+            ..DispatchConfig::default()
+        };
         (store.clone(), Dispatcher::new(store, channels, cfg))
     }
 

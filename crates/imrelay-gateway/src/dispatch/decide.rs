@@ -3,7 +3,7 @@
 //!
 //! No I/O and no clock: the time comes in as an argument, and so does the
 //! random draw for the retry jitter, so every rule is tested with a table.
-//! The executor ([`super::executor`]) carries a [`Decision`] out.
+//! The executor (`super::executor`) carries a [`Decision`] out.
 
 use std::time::Duration;
 

@@ -20,9 +20,16 @@
 //! message, and copied to the fallback channel if there is one. Partial failures
 //! spawn per-recipient deliveries. Split messages resume at the failed part.
 //!
+//! # Store errors
+//! None is dropped: each is logged with what happens next and counted
+//! (`imrelay_dispatch_store_errors_total`, `store_errors` in the status). A
+//! lost lease leaves the delivery to the dispatcher that holds it now; any
+//! other failed write leaves it claimed until its lease ends, and it is sent
+//! again then (at least once).
+//!
 //! # Submodules
 //! One job each; a delivery goes admit → send → decide → apply.
-//! - [`admission`]: whether a destination takes a request now (limiter,
+//! - `admission`: whether a destination takes a request now (limiter,
 //!   breaker, cluster permit), and their bookkeeping.
 //! - `deliver`: sends one claimed delivery, part by part.
 //! - [`decide`]: what follows an answer (pure).
@@ -33,7 +40,7 @@
 //! - [`breaker`]: circuit breaker.
 //! - [`limits`]: multi-quota rate limiter.
 
-pub mod admission;
+mod admission;
 pub mod breaker;
 pub mod coalesce;
 pub mod decide;
@@ -340,7 +347,12 @@ impl Dispatcher {
         let mut s = self.snapshot();
         match self.inner.store.stats().await {
             Ok(q) => s.queue = Some(q),
-            Err(e) => tracing::warn!(error = %e, "queue statistics unavailable"),
+            Err(e) => self.inner.store_failed(
+                "stats",
+                None,
+                &e,
+                "the status shows no queue statistics this time",
+            ),
         }
         s
     }

@@ -403,6 +403,27 @@ mod tests {
                     },
                 )
             },
+            Row {
+                failed_before: 4,
+                age_ms: 2 * hour,
+                ..row(
+                    "a first token rejection gets its one retry even past the limits",
+                    rep(Outcome::RefreshToken),
+                    Decision::RetryAfterTokenRejected { at: NOW },
+                )
+            },
+            row(
+                "rate limited without a wait is due at once",
+                rep(Outcome::RateLimited {
+                    wait: Duration::ZERO,
+                }),
+                Decision::Requeue {
+                    at: NOW,
+                    why: Wait::Platform {
+                        wait: Duration::ZERO,
+                    },
+                },
+            ),
             row(
                 "permanent",
                 rep(Outcome::Permanent),

@@ -5,13 +5,19 @@
 mod dispatch_common;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dispatch_common::*;
 use imrelay_gateway::channels::{ChannelSet, DestinationEntry};
-use imrelay_gateway::store::{DeadFilter, DeliveryState, MessageState};
+use imrelay_gateway::dispatch::DispatchConfig;
+use imrelay_gateway::store::{
+    self, AttemptRecord, ClaimRequest, Claimed, DeadEntry, DeadFilter, DeadSelector, DeliveryId,
+    DeliveryState, EnqueueOutcome, Finish, MessageId, MessageState, MessageView, NewMessage,
+    Overdue, QueueStats, Store, StoreError, TargetBacklog,
+};
 use imrelay_sdk::message::{Body, Platform};
 use imrelay_sdk::outcome::RecipientFailure;
 use imrelay_sdk::{Destination, Message, Outcome, Payload, Quota, Report};
@@ -249,4 +255,136 @@ async fn a_message_the_destination_cannot_express_is_dead_lettered_with_why() {
     h.wait_settled(std::slice::from_ref(&ok), Duration::from_secs(10))
         .await;
     assert_eq!(h.view(&ok).await.state, MessageState::Delivered);
+}
+
+/// A store whose first `finish` calls fail as a broken disk would.
+struct FailingFinish {
+    inner: Arc<dyn Store>,
+    failures_left: AtomicU32,
+}
+
+#[async_trait]
+impl Store for FailingFinish {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+    fn notifier(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.notifier()
+    }
+    async fn enqueue(&self, msgs: Vec<NewMessage>) -> store::Result<Vec<EnqueueOutcome>> {
+        self.inner.enqueue(msgs).await
+    }
+    async fn get_message(&self, id: &str) -> store::Result<Option<MessageView>> {
+        self.inner.get_message(id).await
+    }
+    async fn backlog(&self, cap: u64) -> store::Result<Vec<TargetBacklog>> {
+        self.inner.backlog(cap).await
+    }
+    async fn claim(&self, req: ClaimRequest) -> store::Result<Vec<Claimed>> {
+        self.inner.claim(req).await
+    }
+    async fn progress(
+        &self,
+        delivery: DeliveryId,
+        owner: &str,
+        attempts: Vec<AttemptRecord>,
+        parts_done: u32,
+        lease_until: i64,
+    ) -> store::Result<()> {
+        self.inner
+            .progress(delivery, owner, attempts, parts_done, lease_until)
+            .await
+    }
+    async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> store::Result<()> {
+        let fail = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(StoreError::Database("disk I/O error (injected)".into()));
+        }
+        self.inner.finish(delivery, owner, finish).await
+    }
+    async fn coalesce(
+        &self,
+        owner: &str,
+        members: Vec<DeliveryId>,
+        digest: NewMessage,
+    ) -> store::Result<MessageId> {
+        self.inner.coalesce(owner, members, digest).await
+    }
+    async fn overdue(
+        &self,
+        channel: &str,
+        created_before: i64,
+        limit: u32,
+    ) -> store::Result<Vec<Overdue>> {
+        self.inner.overdue(channel, created_before, limit).await
+    }
+    async fn fall_back(&self, delivery: DeliveryId, fallback: NewMessage) -> store::Result<bool> {
+        self.inner.fall_back(delivery, fallback).await
+    }
+    async fn list_dead(&self, filter: &DeadFilter) -> store::Result<Vec<DeadEntry>> {
+        self.inner.list_dead(filter).await
+    }
+    async fn get_dead(&self, delivery: DeliveryId) -> store::Result<Option<DeadEntry>> {
+        self.inner.get_dead(delivery).await
+    }
+    async fn replay(&self, sel: &DeadSelector) -> store::Result<u64> {
+        self.inner.replay(sel).await
+    }
+    async fn purge_dead(&self, sel: &DeadSelector) -> store::Result<u64> {
+        self.inner.purge_dead(sel).await
+    }
+    async fn release(&self, owner: &str) -> store::Result<u64> {
+        self.inner.release(owner).await
+    }
+    async fn stats(&self) -> store::Result<QueueStats> {
+        self.inner.stats().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_store_cannot_record_is_counted_and_the_delivery_returns_after_its_lease() {
+    let dest = Scripted::new([]);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FailingFinish {
+        inner: open_store(&dir).await,
+        failures_left: AtomicU32::new(1),
+    });
+    // The shortest lease the dispatcher allows: the send timeout plus 5 s.
+    let cfg = DispatchConfig {
+        send_timeout: Duration::from_secs(1),
+        lease: Duration::from_secs(1),
+        ..test_dispatch_config()
+    };
+    let h = Harness::start_on(dir, store, harness_channel(dest.clone()), cfg);
+    let id = h.send("app", Message::text("x")).await;
+    wait_for(Duration::from_secs(5), "the first send", || async {
+        dest.sent().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.dispatcher.snapshot().counters.store_errors, 1);
+    assert_eq!(
+        h.view(&id).await.deliveries[0].state,
+        DeliveryState::Claimed,
+        "the outcome was not recorded: the delivery stays claimed"
+    );
+    h.wait_settled(std::slice::from_ref(&id), Duration::from_secs(15))
+        .await;
+    let v = h.view(&id).await;
+    assert_eq!(v.state, MessageState::Delivered);
+    assert_eq!(dest.sent().len(), 2, "sent again once the lease ended");
+    assert_eq!(
+        v.deliveries[0].history.len(),
+        1,
+        "only the recorded attempt"
+    );
 }

@@ -1,10 +1,24 @@
 //! Coalescing: folding a backlog of messages to one rate-limited destination
 //! into digests. A digest keeps every original's content and id, so nothing is
 //! lost by merging; delivering it settles every merged message.
+//!
+//! [`plan`] decides the digests (pure); `Inner::maybe_coalesce` decides when
+//! a target's backlog is merged, claims it, and stores the digests.
 
 use imrelay_sdk::message::{Body, Mentions, Message};
 
-use crate::store::{DeliveryId, MessageId};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::Inner;
+use crate::channels::{Channel, Coalesce, DestinationEntry};
+use crate::store::{
+    ClaimRequest, Claimed, DeliveryId, MessageId, MessageKind, NewMessage, StoreError,
+    TargetBacklog,
+};
+
+/// Most deliveries claimed for one coalescing round.
+const CLAIM_LIMIT: u32 = 1_000;
 
 /// One message that may be merged.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,42 +105,14 @@ fn merge_mentions(into: &mut Mentions, from: &Mentions) {
 pub fn plan(candidates: Vec<Candidate>, max_bytes: usize) -> (Vec<Digest>, Vec<Candidate>) {
     let mut digests = Vec::new();
     let mut left = Vec::new();
-    // Open groups by recipients: (recipients, members, sections, mentions, bytes).
-    struct Group {
-        recipients: Vec<String>,
-        members: Vec<Candidate>,
-        sections: Vec<String>,
-        mentions: Mentions,
-        bytes: usize,
-    }
-    let header_room = header(9999).len() + SEPARATOR.len();
     let mut groups: Vec<Group> = Vec::new();
-    let close = |g: Group, digests: &mut Vec<Digest>, left: &mut Vec<Candidate>| {
-        if g.members.len() < 2 {
-            left.extend(g.members);
-            return;
-        }
-        let mut text = header(g.members.len());
-        for s in &g.sections {
-            text.push_str(SEPARATOR);
-            text.push_str(s);
-        }
-        let mut message =
-            Message::markdown(format!("Digest of {} messages", g.members.len()), text)
-                .with_mentions(g.mentions);
-        message.recipients = g.recipients;
-        digests.push(Digest {
-            members: g.members.iter().map(|c| c.delivery_id).collect(),
-            message,
-        });
-    };
     for c in candidates {
         let Some(sec) = section(&c.message_id, &c.message) else {
             left.push(c);
             continue;
         };
         let cost = sec.len() + SEPARATOR.len();
-        if cost + header_room > max_bytes {
+        if cost + header_room() > max_bytes {
             left.push(c);
             continue;
         }
@@ -135,39 +121,208 @@ pub fn plan(candidates: Vec<Candidate>, max_bytes: usize) -> (Vec<Digest>, Vec<C
             .position(|g| g.recipients == c.message.recipients)
         {
             Some(i) if groups[i].bytes + cost <= max_bytes => i,
-            Some(i) => {
-                let g = groups.remove(i);
-                close(g, &mut digests, &mut left);
-                groups.push(Group {
-                    recipients: c.message.recipients.clone(),
-                    members: Vec::new(),
-                    sections: Vec::new(),
-                    mentions: Mentions::default(),
-                    bytes: header_room,
-                });
-                groups.len() - 1
-            }
-            None => {
-                groups.push(Group {
-                    recipients: c.message.recipients.clone(),
-                    members: Vec::new(),
-                    sections: Vec::new(),
-                    mentions: Mentions::default(),
-                    bytes: header_room,
-                });
+            found => {
+                // A full group is closed and a new one opened for its recipients.
+                if let Some(i) = found {
+                    groups.remove(i).close(&mut digests, &mut left);
+                }
+                groups.push(Group::open(c.message.recipients.clone()));
                 groups.len() - 1
             }
         };
-        let g = &mut groups[idx];
-        g.bytes += cost;
-        merge_mentions(&mut g.mentions, &c.message.mentions);
-        g.sections.push(sec);
-        g.members.push(c);
+        groups[idx].add(c, sec, cost);
     }
     for g in groups {
-        close(g, &mut digests, &mut left);
+        g.close(&mut digests, &mut left);
     }
     (digests, left)
+}
+
+/// Room the digest's header takes.
+fn header_room() -> usize {
+    header(9999).len() + SEPARATOR.len()
+}
+
+/// A digest being filled: messages to the same recipients.
+struct Group {
+    recipients: Vec<String>,
+    members: Vec<Candidate>,
+    sections: Vec<String>,
+    mentions: Mentions,
+    bytes: usize,
+}
+
+impl Group {
+    fn open(recipients: Vec<String>) -> Self {
+        Group {
+            recipients,
+            members: Vec::new(),
+            sections: Vec::new(),
+            mentions: Mentions::default(),
+            bytes: header_room(),
+        }
+    }
+
+    fn add(&mut self, c: Candidate, section: String, cost: usize) {
+        self.bytes += cost;
+        merge_mentions(&mut self.mentions, &c.message.mentions);
+        self.sections.push(section);
+        self.members.push(c);
+    }
+
+    /// A digest of two or more members; a lone member is left as it is.
+    fn close(self, digests: &mut Vec<Digest>, left: &mut Vec<Candidate>) {
+        if self.members.len() < 2 {
+            left.extend(self.members);
+            return;
+        }
+        let mut text = header(self.members.len());
+        for s in &self.sections {
+            text.push_str(SEPARATOR);
+            text.push_str(s);
+        }
+        let mut message =
+            Message::markdown(format!("Digest of {} messages", self.members.len()), text)
+                .with_mentions(self.mentions);
+        message.recipients = self.recipients;
+        digests.push(Digest {
+            members: self.members.iter().map(|c| c.delivery_id).collect(),
+            message,
+        });
+    }
+}
+
+/// Deliveries claimed for a coalescing round that may be merged (the first
+/// list) and those that must go as they are (digests, split message halfway,
+/// per-recipient deliveries).
+fn mergeable(claimed: Vec<Claimed>) -> (Vec<Claimed>, Vec<Claimed>) {
+    claimed.into_iter().partition(|c| {
+        c.kind != MessageKind::Digest && c.parts_done == 0 && c.recipients.is_empty()
+    })
+}
+
+impl Inner {
+    /// Merge the backlog of `b.target` into digests when it cannot drain
+    /// within `max_delay` at the destinations' rate.
+    pub(super) async fn maybe_coalesce(
+        &self,
+        b: &TargetBacklog,
+        channel: &Channel,
+        members: &[&DestinationEntry],
+        cc: Coalesce,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if !self.coalesce_due(b, members, cc, now) {
+            return Ok(());
+        }
+        let claimed = self
+            .store
+            .claim(ClaimRequest {
+                target: Some(b.target.clone()),
+                limit: CLAIM_LIMIT,
+                lease: self.cfg.lease,
+                owner: self.cfg.owner.clone(),
+            })
+            .await?;
+        let (candidates, mut keep) = mergeable(claimed);
+        let mut by_id: HashMap<DeliveryId, Claimed> = candidates
+            .iter()
+            .map(|c| (c.delivery_id, c.clone()))
+            .collect();
+        let (digests, left) = plan(
+            candidates
+                .into_iter()
+                .map(|c| Candidate {
+                    delivery_id: c.delivery_id,
+                    message_id: c.message_id,
+                    message: c.message,
+                })
+                .collect(),
+            cc.max_bytes,
+        );
+        let mut merged = 0u64;
+        for d in digests {
+            match self.store_digest(channel, &b.target, &d).await {
+                Some(n) => merged += n,
+                None => keep.extend(d.members.iter().filter_map(|id| by_id.remove(id))),
+            }
+        }
+        self.counters.merged.fetch_add(merged, Ordering::Relaxed);
+        if let Some(t) = self.state.lock().targets.get_mut(&b.target) {
+            t.coalesce_idle = merged == 0;
+        }
+        keep.extend(left.iter().filter_map(|c| by_id.remove(&c.delivery_id)));
+        // Give back what was not merged, unchanged and due now, in one go (the
+        // store group-commits concurrent writes).
+        let now = self.now();
+        futures::future::join_all(keep.iter().map(|c| self.give_back(c, now))).await;
+        Ok(())
+    }
+
+    /// Whether the backlog of `b.target` is to be merged now: it cannot drain
+    /// within `max_delay`, and the last round is not too recent (longer
+    /// pauses after a round that merged nothing).
+    fn coalesce_due(
+        &self,
+        b: &TargetBacklog,
+        members: &[&DestinationEntry],
+        cc: Coalesce,
+        now: i64,
+    ) -> bool {
+        let capacity = self.admission.capacity_within(members, cc.max_delay);
+        let mut st = self.state.lock();
+        let t = st.targets.entry(b.target.clone()).or_default();
+        // The next cycles count the backlog this far; until then `pending`
+        // may stop short of `capacity`, which only delays coalescing.
+        t.count_need = (capacity.ceil() as u64).saturating_add(1);
+        if (b.pending as f64) <= capacity || b.due < 2 {
+            return false;
+        }
+        let pause = if t.coalesce_idle {
+            (cc.max_delay.as_millis() as i64 / 2).max(1_000)
+        } else {
+            (cc.max_delay.as_millis() as i64 / 4).min(1_000)
+        };
+        if t.last_coalesce != 0 && now - t.last_coalesce < pause {
+            return false;
+        }
+        t.last_coalesce = now;
+        true
+    }
+
+    /// Enqueue digest `d` and fold its members into it; how many were merged,
+    /// or `None` when the store refused (the members are then sent one by
+    /// one).
+    async fn store_digest(&self, channel: &Channel, target: &str, d: &Digest) -> Option<u64> {
+        let n = d.members.len() as u64;
+        let mut m = NewMessage::new(
+            channel.name.clone(),
+            d.message.clone(),
+            vec![target.to_string()],
+        );
+        m.message.id = Some(m.id.clone());
+        m.kind = MessageKind::Digest;
+        match self
+            .store
+            .coalesce(&self.cfg.owner, d.members.clone(), m)
+            .await
+        {
+            Ok(id) => {
+                self.counters.digests.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(digest = %id, merged = n, target_key = %target, "backlog merged into a digest");
+                Some(n)
+            }
+            Err(e) => {
+                self.store_failed(
+                    "coalesce",
+                    None,
+                    &e,
+                    "no digest; its members are sent individually",
+                );
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

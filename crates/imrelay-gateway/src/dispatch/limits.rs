@@ -178,47 +178,6 @@ impl Limiter {
     }
 }
 
-/// Take a cluster permit for `key` when a shared limiter is configured.
-/// `Ok(None)`: no shared limiter. `Err(at)`: not now; requeue at `at` (an
-/// unreachable limiter also waits: exceeding a platform limit is worse).
-pub(crate) async fn shared_admit(
-    shared: Option<&std::sync::Arc<dyn SharedLimiter>>,
-    key: &str,
-    quotas: &[Quota],
-    hold_max: Duration,
-    now: i64,
-) -> Result<Option<SharedPermit>, i64> {
-    let Some(shared) = shared else {
-        return Ok(None);
-    };
-    if quotas.is_empty() {
-        return Ok(None);
-    }
-    match shared.acquire(key, quotas, hold_max).await {
-        Ok(SharedAdmit::Granted(p)) => Ok(Some(p)),
-        Ok(SharedAdmit::Wait(d)) => Err(now + (d.as_millis() as i64).max(1)),
-        Err(e) => {
-            tracing::warn!(destination = %key, error = %e, "the shared rate limiter is unavailable; waiting");
-            Err(now + 1_000)
-        }
-    }
-}
-
-/// Release a permit from [`shared_admit`] after the request's report.
-pub(crate) async fn shared_release(
-    shared: Option<&std::sync::Arc<dyn SharedLimiter>>,
-    permit: Option<SharedPermit>,
-    report: &imrelay_sdk::Report,
-) {
-    if let (Some(shared), Some(p)) = (shared, permit) {
-        let blocked = match report.outcome {
-            imrelay_sdk::Outcome::RateLimited { wait } => Some(wait),
-            _ => None,
-        };
-        shared.release(p, blocked).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,10 @@ pub const DIGEST_MEMBERS: &str = "imrelay_coalesced_deliveries_total";
 pub const ALERTS: &str = "imrelay_alerts_total";
 /// 1 while the gateway is ready (store reachable, config loaded, not draining).
 pub const READY: &str = "imrelay_ready";
+/// Store operations of the dispatcher that failed. Labels: `op` (finish,
+/// progress, give_back, cycle, ...), `error` (lease_lost, database, closed,
+/// not_found, invalid).
+pub const DISPATCH_STORE_ERRORS: &str = "imrelay_dispatch_store_errors_total";
 
 /// Every metric name this module defines (for the dashboard test and docs).
 pub const ALL: &[&str] = &[
@@ -78,6 +82,7 @@ pub const ALL: &[&str] = &[
     DIGEST_MEMBERS,
     ALERTS,
     READY,
+    DISPATCH_STORE_ERRORS,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -271,6 +276,12 @@ pub fn breaker_state(key: &str, state: &str) {
     };
     gauge!(BREAKER_STATE, "destination" => key.to_string(), "platform" => platform_of(key).to_string())
         .set(v);
+}
+
+/// A store operation of the dispatcher failed (the dispatcher logs what
+/// happens next).
+pub fn dispatch_store_error(op: &'static str, error: &'static str) {
+    counter!(DISPATCH_STORE_ERRORS, "op" => op, "error" => error).increment(1);
 }
 
 /// A self-alert was handled (`result` says how).

@@ -85,6 +85,10 @@ fn describe() {
     describe_counter!(DIGESTS, "Digests created by coalescing.");
     describe_counter!(DIGEST_MEMBERS, "Deliveries merged into digests.");
     describe_counter!(ALERTS, "Self-alerts by kind, severity and result.");
+    describe_counter!(
+        DISPATCH_STORE_ERRORS,
+        "Store operations of the dispatcher that failed, by operation and error."
+    );
     describe_gauge!(
         READY,
         "1 when ready: store reachable, config loaded, not draining."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Observability checks for CI (issue 4): the Prometheus rules compile and their
+# Observability checks for CI : the Prometheus rules compile and their
 # unit tests pass, and a running gateway's live /metrics passes
 # `promtool check metrics`. Installs Debian's `prometheus` package (promtool)
 # when missing; fails loudly when anything is missing or wrong.

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::problem::Problem;
-
 /// The only payload version this bridge reads.
 pub const VERSION: &str = "4";
 
@@ -87,11 +85,20 @@ impl Alert {
     }
 }
 
-/// Parse and validate a webhook body; the problem names the field at fault.
-pub fn parse(bytes: &[u8]) -> Result<Notification, Problem> {
-    let n: Notification = crate::api::parse_json(bytes, "")?;
-    validate(&n)?;
-    Ok(n)
+/// A notification Alertmanager would not send: the field at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct InvalidPayload {
+    /// The JSON path of the field (`alerts[2].startsAt`).
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidPayload {
+    InvalidPayload {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 fn status_ok(s: &str) -> bool {
@@ -99,9 +106,9 @@ fn status_ok(s: &str) -> bool {
 }
 
 /// Semantic checks serde cannot express.
-pub fn validate(n: &Notification) -> Result<(), Problem> {
+pub fn validate(n: &Notification) -> Result<(), InvalidPayload> {
     if n.version != VERSION {
-        return Err(Problem::invalid(
+        return Err(invalid(
             "version",
             format!(
                 "payload version `{}` is not supported; imrelay reads Alertmanager's webhook version \"4\" (Alertmanager 0.7 and later)",
@@ -110,13 +117,13 @@ pub fn validate(n: &Notification) -> Result<(), Problem> {
         ));
     }
     if !status_ok(&n.status) {
-        return Err(Problem::invalid(
+        return Err(invalid(
             "status",
             format!("`{}` is not `firing` or `resolved`", n.status),
         ));
     }
     if n.alerts.is_empty() {
-        return Err(Problem::invalid(
+        return Err(invalid(
             "alerts",
             "holds no alert; a notification carries at least one",
         ));
@@ -124,32 +131,32 @@ pub fn validate(n: &Notification) -> Result<(), Problem> {
     for (i, a) in n.alerts.iter().enumerate() {
         let f = |name: &str| format!("alerts[{i}].{name}");
         if !status_ok(&a.status) {
-            return Err(Problem::invalid(
+            return Err(invalid(
                 f("status"),
                 format!("`{}` is not `firing` or `resolved`", a.status),
             ));
         }
         if a.starts_at.parse::<jiff::Timestamp>().is_err() {
-            return Err(Problem::invalid(
+            return Err(invalid(
                 f("startsAt"),
                 format!("`{}` is not an RFC 3339 time", a.starts_at),
             ));
         }
         if !a.ends_at.is_empty() && a.ends_at.parse::<jiff::Timestamp>().is_err() {
-            return Err(Problem::invalid(
+            return Err(invalid(
                 f("endsAt"),
                 format!("`{}` is not an RFC 3339 time", a.ends_at),
             ));
         }
         if !a.is_firing() && crate::templates::is_zero_time(&a.ends_at) {
-            return Err(Problem::invalid(
+            return Err(invalid(
                 f("endsAt"),
                 "a resolved alert needs the time it ended",
             ));
         }
         for k in a.labels.keys() {
             if k.is_empty() {
-                return Err(Problem::invalid(f("labels"), "a label name is empty"));
+                return Err(invalid(f("labels"), "a label name is empty"));
             }
         }
     }

@@ -60,7 +60,8 @@ pub async fn receive(
     for c in route.channels() {
         caller.require(c)?;
     }
-    let n = payload::parse(&bytes)?;
+    let n: payload::Notification = super::parse_json(&bytes, "")?;
+    payload::validate(&n).map_err(|e| Problem::invalid(e.field, e.message))?;
     let trace_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -285,7 +285,7 @@ pub fn compile(
                     Ok(m) => matchers.push(m),
                     Err(why) => issues.push(ConfigIssue::new(
                         rat.key("matchers").index(j).to_string(),
-                        why,
+                        why.to_string(),
                     )),
                 }
             }

@@ -25,18 +25,33 @@ pub struct Matcher {
     re: Option<Regex>,
 }
 
+/// Why a matcher does not parse; each names the matcher as written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MatcherError {
+    #[error("`{0}` does not start with a label name; write e.g. severity=\"critical\" or team=~\"db|infra\"")]
+    NoLabelName(String),
+    #[error("`{text}` has no operator after `{name}`; use =, !=, =~ or !~")]
+    NoOperator { text: String, name: String },
+    #[error("`{text}`: {why}")]
+    BadValue { text: String, why: &'static str },
+    #[error("`{text}`: the regex does not compile: {source}")]
+    BadRegex {
+        text: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
 impl Matcher {
     /// Parse `name<op>value`; the error says what is wrong.
-    pub fn parse(text: &str) -> Result<Matcher, String> {
+    pub fn parse(text: &str) -> Result<Matcher, MatcherError> {
         let t = text.trim();
         let end = t
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(t.len());
         let name = &t[..end];
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!(
-                "`{text}` does not start with a label name; write e.g. severity=\"critical\" or team=~\"db|infra\""
-            ));
+            return Err(MatcherError::NoLabelName(text.to_string()));
         }
         let rest = t[end..].trim_start();
         let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
@@ -48,16 +63,24 @@ impl Matcher {
         } else if let Some(r) = rest.strip_prefix('=') {
             (Op::Eq, r)
         } else {
-            return Err(format!(
-                "`{text}` has no operator after `{name}`; use =, !=, =~ or !~"
-            ));
+            return Err(MatcherError::NoOperator {
+                text: text.to_string(),
+                name: name.to_string(),
+            });
         };
-        let value = unquote(rest.trim()).map_err(|why| format!("`{text}`: {why}"))?;
+        let value = unquote(rest.trim()).map_err(|why| MatcherError::BadValue {
+            text: text.to_string(),
+            why,
+        })?;
         let re = match op {
-            Op::Re | Op::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("`{text}`: the regex does not compile: {e}"))?,
-            ),
+            Op::Re | Op::NotRe => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|source| {
+                    MatcherError::BadRegex {
+                        text: text.to_string(),
+                        source,
+                    }
+                })?)
+            }
             _ => None,
         };
         Ok(Matcher {
@@ -82,15 +105,15 @@ impl Matcher {
 }
 
 /// `"a\"b"` -> `a"b`; an unquoted value is taken as is.
-fn unquote(s: &str) -> Result<String, String> {
+fn unquote(s: &str) -> Result<String, &'static str> {
     let Some(inner) = s.strip_prefix('"') else {
         if s.contains('"') {
-            return Err("a value with a quote must be quoted as a whole".into());
+            return Err("a value with a quote must be quoted as a whole");
         }
         return Ok(s.to_string());
     };
     let Some(inner) = inner.strip_suffix('"') else {
-        return Err("the quoted value has no closing quote".into());
+        return Err("the quoted value has no closing quote");
     };
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
@@ -104,9 +127,9 @@ fn unquote(s: &str) -> Result<String, String> {
                     out.push('\\');
                     out.push(c);
                 }
-                None => return Err("the value ends with a lone backslash".into()),
+                None => return Err("the value ends with a lone backslash"),
             },
-            '"' => return Err("an inner quote must be escaped as \\\"".into()),
+            '"' => return Err("an inner quote must be escaped as \\\""),
             c => out.push(c),
         }
     }
@@ -161,7 +184,7 @@ mod tests {
             (r#"severity="x"#, "closing quote"),
             (r#"severity="a"b""#, "escaped"),
         ] {
-            let e = Matcher::parse(text).unwrap_err();
+            let e = Matcher::parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
     }

@@ -27,7 +27,7 @@ pub fn resolve(
     match value {
         Value::String(s) => match interpolate(s, vars) {
             Ok(out) => *s = out,
-            Err(msg) => issues.push(ConfigIssue::new(path.to_string(), msg)),
+            Err(e) => issues.push(ConfigIssue::new(path.to_string(), e.to_string())),
         },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -90,8 +90,23 @@ fn resolve_files(
     }
 }
 
+/// Why a `${...}` reference could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterpError {
+    #[error("unterminated `${{`: write `${{NAME}}`, or `$${{` for a literal `${{`")]
+    Unterminated,
+    #[error("`${{mock.url}}` is used but the config has no `[mock]` section enabling the mock")]
+    NoMock,
+    #[error("`${{{0}}}` is not a valid environment variable name (letters, digits and `_`)")]
+    InvalidName(String),
+    #[error("environment variable `{0}` is not valid UTF-8")]
+    NotUnicode(String),
+    #[error("environment variable `{0}` is not set; export it or write `${{{0}:-default}}`")]
+    Unset(String),
+}
+
 /// Expand `${NAME}`, `${NAME:-default}` and `${mock.url}`; `$${` is a literal `${`.
-pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
+pub fn interpolate(s: &str, vars: &Vars) -> Result<String, InterpError> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -104,9 +119,7 @@ pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
-            let end = tail.find('}').ok_or_else(|| {
-                "unterminated `${`: write `${NAME}`, or `$${` for a literal `${`".to_string()
-            })?;
+            let end = tail.find('}').ok_or(InterpError::Unterminated)?;
             let expr = &tail[..end];
             out.push_str(&lookup(expr, vars)?);
             rest = &tail[end + 1..];
@@ -119,31 +132,26 @@ pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
     Ok(out)
 }
 
-fn lookup(expr: &str, vars: &Vars) -> Result<String, String> {
+fn lookup(expr: &str, vars: &Vars) -> Result<String, InterpError> {
     let (name, default) = match expr.split_once(":-") {
         Some((n, d)) => (n, Some(d)),
         None => (expr, None),
     };
     if name == "mock.url" {
-        return vars.mock_url.clone().ok_or_else(|| {
-            "`${mock.url}` is used but the config has no `[mock]` section enabling the mock"
-                .to_string()
-        });
+        return vars.mock_url.clone().ok_or(InterpError::NoMock);
     }
     let valid = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
-        return Err(format!(
-            "`${{{name}}}` is not a valid environment variable name (letters, digits and `_`)"
-        ));
+        return Err(InterpError::InvalidName(name.to_string()));
     }
     match std::env::var(name) {
         Ok(v) => Ok(v),
-        Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable `{name}` is not valid UTF-8")),
-        Err(std::env::VarError::NotPresent) => default.map(str::to_string).ok_or_else(|| {
-            format!("environment variable `{name}` is not set; export it or write `${{{name}:-default}}`")
-        }),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InterpError::NotUnicode(name.to_string())),
+        Err(std::env::VarError::NotPresent) => default
+            .map(str::to_string)
+            .ok_or_else(|| InterpError::Unset(name.to_string())),
     }
 }
 
@@ -173,19 +181,24 @@ mod tests {
             interpolate("${mock.url}/x", &vars).unwrap(),
             "http://127.0.0.1:9100/x"
         );
-        let err = interpolate("${IMRELAY_INTERP_TEST_UNSET}", &vars).unwrap_err();
+        let err = interpolate("${IMRELAY_INTERP_TEST_UNSET}", &vars)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`IMRELAY_INTERP_TEST_UNSET` is not set"),
             "{err}"
         );
         assert!(interpolate("${oops", &vars)
             .unwrap_err()
+            .to_string()
             .contains("unterminated"));
         assert!(interpolate("${mock.url}", &Vars::default())
             .unwrap_err()
+            .to_string()
             .contains("[mock]"));
         assert!(interpolate("${a b}", &vars)
             .unwrap_err()
+            .to_string()
             .contains("not a valid"));
     }
 

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::channels::{Channel, ChannelSet, DestinationEntry, POOL_TARGET};
 use crate::store::NewMessage;
-use crate::templates::{builtin_alert_template, span_between, Templates};
+use crate::templates::{builtin_alert_template, span_between, RenderError, Templates};
 pub use matcher::Matcher;
 pub use payload::{Alert, Notification};
 
@@ -285,7 +285,7 @@ fn render_fitted(
                 // A user template failing on this data must not lose the alert:
                 // fall back to the built-in, loudly.
                 tracing::error!(template = name, route = %ctx.route.name, error = %e, "alert template failed; falling back");
-                last_err = e;
+                last_err = e.to_string();
                 continue;
             }
         };
@@ -314,7 +314,7 @@ fn render_fitted(
         let (m, k) = match best {
             Some(b) => b,
             None => (
-                build(1.min(alerts.len())).map_err(PlanError)?,
+                build(1.min(alerts.len())).map_err(|e| PlanError(e.to_string()))?,
                 1.min(alerts.len()),
             ),
         };
@@ -337,7 +337,7 @@ fn build_message(
     alerts: &[&Alert],
     shown: usize,
     template: &str,
-) -> Result<Message, String> {
+) -> Result<Message, RenderError> {
     let value = context(ctx, alerts, shown);
     let firing = alerts.iter().any(|a| a.is_firing());
     let buttons = buttons(ctx, alerts, firing);
@@ -514,7 +514,7 @@ fn top_severity(alerts: &[&Alert]) -> String {
 
 /// Render `template` against a sample firing and a sample resolved
 /// notification, so config load reports templates that fail on real data.
-pub fn sample_render(alerting: &Alerting, template: &str) -> Result<(), String> {
+pub fn sample_render(alerting: &Alerting, template: &str) -> Result<(), RenderError> {
     let route = Route {
         name: "sample".into(),
         rules: Vec::new(),

@@ -88,6 +88,21 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// Why rendering a template failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("no template `{0}` is defined")]
+    Unknown(String),
+    #[error("template `{name}` ({part}): {message}")]
+    Failed {
+        name: String,
+        part: &'static str,
+        message: String,
+    },
+    #[error("template `{0}` rendered an empty body")]
+    EmptyBody(String),
+}
+
 /// The built-in templates.
 pub fn builtins() -> BTreeMap<String, TemplateSource> {
     let alert_theme = include_str!("builtin/alert_theme.j2");
@@ -260,23 +275,27 @@ impl Templates {
         name: &str,
         ctx: &Value,
         buttons: Vec<Button>,
-    ) -> Result<Rendered, String> {
+    ) -> Result<Rendered, RenderError> {
         let format = *self
             .formats
             .get(name)
-            .ok_or_else(|| format!("no template `{name}` is defined"))?;
-        let part = |p: &str| -> Result<Option<String>, String> {
+            .ok_or_else(|| RenderError::Unknown(name.to_string()))?;
+        let part = |p: &'static str| -> Result<Option<String>, RenderError> {
             match self.env.get_template(&part_name(name, p)) {
                 Ok(t) => t
                     .render(ctx)
                     .map(|s| Some(s.trim().to_string()))
-                    .map_err(|e| format!("template `{name}` ({p}): {}", describe(&e))),
+                    .map_err(|e| RenderError::Failed {
+                        name: name.to_string(),
+                        part: p,
+                        message: describe(&e),
+                    }),
                 Err(_) => Ok(None),
             }
         };
         let text = part("body")?.unwrap_or_default();
         if text.is_empty() {
-            return Err(format!("template `{name}` rendered an empty body"));
+            return Err(RenderError::EmptyBody(name.to_string()));
         }
         let title = part("title")?.filter(|t| !t.is_empty());
         let body = match format {

@@ -53,7 +53,15 @@ impl std::fmt::Debug for Live {
 impl Live {
     /// Build the initial live state; fails if any destination does not build.
     pub fn new(cfg: Config) -> Result<Live, ConfigError> {
-        let ctx = BuildContext::new(&cfg)?;
+        Self::with_shared_tokens(cfg, None)
+    }
+
+    /// [`Live::new`], sharing access tokens through `tokens` (the store's).
+    pub fn with_shared_tokens(
+        cfg: Config,
+        tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
+    ) -> Result<Live, ConfigError> {
+        let ctx = BuildContext::new(&cfg)?.with_shared_tokens(tokens);
         let set = build_channels(&cfg, &ctx).map_err(|mut e| {
             e.file = cfg.source.clone();
             e

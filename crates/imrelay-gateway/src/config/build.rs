@@ -27,11 +27,18 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    pub fn new(cfg: &Config) -> Result<Self, ConfigError> {
-        Ok(BuildContext {
-            shared_tokens: crate::store::postgres::cluster::shared_tokens(&cfg.store.location()),
-            ..BuildContext::default()
-        })
+    pub fn new(_cfg: &Config) -> Result<Self, ConfigError> {
+        Ok(BuildContext::default())
+    }
+
+    /// Share access tokens through `tokens` (the store's
+    /// [`crate::store::Store::shared_tokens`]).
+    pub fn with_shared_tokens(
+        mut self,
+        tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
+    ) -> Self {
+        self.shared_tokens = tokens;
+        self
     }
 
     fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {

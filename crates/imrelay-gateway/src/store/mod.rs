@@ -24,7 +24,9 @@
 //! Times are milliseconds since the Unix epoch from the store's clock (see
 //! [`TokioClock`] for tests that pause tokio time).
 
+mod plan;
 pub mod postgres;
+mod queue;
 mod rows;
 pub mod sqlite;
 
@@ -36,6 +38,10 @@ use imrelay_sdk::clock::Clock;
 use imrelay_sdk::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+pub use crate::domain::attempt::AttemptOutcome;
+use crate::domain::cluster::SharedLimiter;
+use imrelay_sdk::token::SharedTokenCache;
 
 /// A message id (UUID v7, text).
 pub type MessageId = String;
@@ -54,12 +60,35 @@ pub fn body_hash(bytes: &[u8]) -> String {
 }
 
 /// Errors from a store.
+///
+/// Cloneable (the SQLite writer answers every job of a batch with the
+/// commit's result), so sources are shared behind an [`Arc`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed (I/O, disk full, corrupt file). The text never holds
-    /// message content.
+    /// The database failed (I/O, disk full, corrupt file, lost connection).
+    /// The text never holds message content.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Arc<sqlx::Error>),
+    /// The database could not be reached or opened; `what` names it (never
+    /// a password).
+    #[error("{what}: {source}")]
+    Connect {
+        what: String,
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+    /// The schema could not be migrated.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
+    /// A stored value the store cannot read back (an unknown state or kind,
+    /// a body that is not a message): the database was changed by something
+    /// else, or by a newer version.
+    #[error("corrupt stored data: `{column}` holds {value}")]
+    Corrupt { column: &'static str, value: String },
+    /// The store's machinery failed without a database error (its writer
+    /// stopped, its task panicked).
+    #[error("store failure: {0}")]
+    Internal(String),
     /// The claimer no longer holds this delivery (its lease expired and someone
     /// else claimed it, or it was released). The result must be dropped.
     #[error("delivery {0} is no longer claimed by this dispatcher (lease lost)")]
@@ -77,13 +106,23 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::Database(Arc::new(e))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(format!("migration failed: {e}"))
+        StoreError::Migrate(Arc::new(e))
+    }
+}
+
+impl StoreError {
+    /// An unreadable stored value of `column`.
+    pub fn corrupt(column: &'static str, value: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            column,
+            value: format!("`{value}`"),
+        }
     }
 }
 
@@ -110,11 +149,13 @@ impl MessageKind {
             MessageKind::Fallback => "fallback",
         }
     }
-    pub fn parse(s: &str) -> Self {
+    /// The kind stored as `s`; unknown text is [`StoreError::Corrupt`].
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
-            "digest" => MessageKind::Digest,
-            "fallback" => MessageKind::Fallback,
-            _ => MessageKind::Normal,
+            "normal" => Ok(MessageKind::Normal),
+            "digest" => Ok(MessageKind::Digest),
+            "fallback" => Ok(MessageKind::Fallback),
+            _ => Err(StoreError::corrupt("messages.kind", s)),
         }
     }
 }
@@ -226,13 +267,15 @@ impl DeliveryState {
             DeliveryState::Merged => "merged",
         }
     }
-    pub fn parse(s: &str) -> Self {
+    /// The state stored as `s`; unknown text is [`StoreError::Corrupt`].
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
-            "claimed" => DeliveryState::Claimed,
-            "done" => DeliveryState::Done,
-            "dead" => DeliveryState::Dead,
-            "merged" => DeliveryState::Merged,
-            _ => DeliveryState::Pending,
+            "pending" => Ok(DeliveryState::Pending),
+            "claimed" => Ok(DeliveryState::Claimed),
+            "done" => Ok(DeliveryState::Done),
+            "dead" => Ok(DeliveryState::Dead),
+            "merged" => Ok(DeliveryState::Merged),
+            _ => Err(StoreError::corrupt("deliveries.state", s)),
         }
     }
 }
@@ -282,9 +325,8 @@ pub struct AttemptRecord {
     pub destination: String,
     /// Which rendered part (0-based) of the message this request carried.
     pub part: u32,
-    /// `delivered`, `retry`, `refresh_token`, `rate_limited`, `permanent`, or a
-    /// gateway-side label (`render_failed`, `timeout`).
-    pub outcome: String,
+    /// `delivered`, `retry`, `refresh_token`, `rate_limited` or `permanent`.
+    pub outcome: AttemptOutcome,
     /// Whether it counted as a failed attempt for the retry policy (rate limits
     /// and waits do not).
     pub counted: bool,
@@ -322,7 +364,7 @@ impl AttemptRecord {
             finished_at,
             destination: destination.to_string(),
             part,
-            outcome: report.outcome.label().to_string(),
+            outcome: AttemptOutcome::from(&report.outcome),
             counted,
             status: report.status,
             code: report.code.as_ref().map(|c| c.to_string()),
@@ -359,8 +401,8 @@ pub struct Claimed {
     pub parts_done: u32,
     /// When the message was accepted.
     pub created_at: i64,
-    /// Outcome label of the last recorded attempt, if any.
-    pub last_outcome: Option<String>,
+    /// Outcome of the last recorded attempt, if any.
+    pub last_outcome: Option<AttemptOutcome>,
     pub trace_id: Option<String>,
     pub lease_until: i64,
 }
@@ -605,6 +647,19 @@ pub struct TargetStats {
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs and status (`sqlite`).
     fn backend(&self) -> &'static str;
+
+    /// A rate limiter shared by every instance on this store, when the store
+    /// is shared (PostgreSQL: on the store's own pool). `None`: limits are
+    /// per process.
+    fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
+        None
+    }
+
+    /// An access-token cache shared by every instance on this store, when
+    /// the store is shared. `None`: each process fetches its own tokens.
+    fn shared_tokens(&self) -> Option<Arc<dyn SharedTokenCache>> {
+        None
+    }
 
     /// The store's clock (milliseconds since the epoch).
     fn now_ms(&self) -> i64;
@@ -890,6 +945,39 @@ mod tests {
         assert_eq!(s(&[Merged]), MessageState::Pending);
         assert_eq!(s(&[Dead, Dead]), MessageState::Dead);
         assert_eq!(s(&[Done, Dead]), MessageState::Partial);
+    }
+
+    #[test]
+    fn stored_states_and_kinds_parse_strictly() {
+        for s in [
+            DeliveryState::Pending,
+            DeliveryState::Claimed,
+            DeliveryState::Done,
+            DeliveryState::Dead,
+            DeliveryState::Merged,
+        ] {
+            assert_eq!(DeliveryState::parse(s.as_str()).unwrap(), s);
+        }
+        for k in [MessageKind::Normal, MessageKind::Digest, MessageKind::Fallback] {
+            assert_eq!(MessageKind::parse(k.as_str()).unwrap(), k);
+        }
+        let e = DeliveryState::parse("pending ").unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt { column: "deliveries.state", value } if value == "`pending `"),
+            "{e:?}"
+        );
+        assert!(matches!(
+            MessageKind::parse("bogus"),
+            Err(StoreError::Corrupt { column: "messages.kind", .. })
+        ));
+    }
+
+    #[test]
+    fn database_errors_keep_their_source() {
+        use std::error::Error as _;
+        let e = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(e.source().is_some());
+        assert!(e.to_string().starts_with("database error: "), "{e}");
     }
 
     #[test]

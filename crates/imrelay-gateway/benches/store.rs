@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use imrelay_gateway::store::sqlite::SqliteStore;
 use imrelay_gateway::store::{
-    AttemptOutcome,
-    AttemptRecord, ClaimRequest, Claimed, NewMessage, Store, StoreOptions,
+    AttemptOutcome, AttemptRecord, ClaimRequest, Claimed, NewMessage, Store, StoreOptions,
 };
 use imrelay_sdk::Message;
 use tokio::runtime::Runtime;

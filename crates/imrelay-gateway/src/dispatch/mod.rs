@@ -831,7 +831,8 @@ impl Inner {
                     if let Some(a) = self.alerts.get() {
                         a.token_refresh_failing(&channel.name, &key, &report.message);
                     }
-                    let again = c.last_outcome == Some(crate::domain::attempt::AttemptOutcome::RefreshToken);
+                    let again = c.last_outcome
+                        == Some(crate::domain::attempt::AttemptOutcome::RefreshToken);
                     if again {
                         let reason = reason_of(&report);
                         self.dead(&c, &channel, reason, attempts, part).await;
@@ -962,7 +963,10 @@ impl Inner {
         self.counters.dead.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::events::dead(c, &reason, attempts.last());
         if let Some(a) = self.alerts.get() {
-            if let Some(last) = attempts.last().filter(|a| a.outcome == crate::domain::attempt::AttemptOutcome::Permanent) {
+            if let Some(last) = attempts
+                .last()
+                .filter(|a| a.outcome == crate::domain::attempt::AttemptOutcome::Permanent)
+            {
                 a.permanent_error(
                     &channel.name,
                     &last.destination,

@@ -71,6 +71,13 @@ impl FromStr for AttemptOutcome {
     }
 }
 
+/// Compares with a stored label (`outcome == "delivered"`, in tests).
+impl PartialEq<&str> for AttemptOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl fmt::Display for AttemptOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -87,9 +94,13 @@ mod tests {
     fn labels_are_the_sdk_labels_and_round_trip() {
         let sdk = [
             Outcome::Delivered,
-            Outcome::Retry { after: Some(Duration::from_secs(1)) },
+            Outcome::Retry {
+                after: Some(Duration::from_secs(1)),
+            },
             Outcome::RefreshToken,
-            Outcome::RateLimited { wait: Duration::from_secs(2) },
+            Outcome::RateLimited {
+                wait: Duration::from_secs(2),
+            },
             Outcome::Permanent,
         ];
         for o in &sdk {
@@ -111,5 +122,7 @@ mod tests {
         );
         assert!("".parse::<AttemptOutcome>().is_err());
         assert!("Delivered".parse::<AttemptOutcome>().is_err());
+        assert!(AttemptOutcome::Permanent == "permanent");
+        assert!(AttemptOutcome::Permanent != "retry");
     }
 }

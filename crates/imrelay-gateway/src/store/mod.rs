@@ -28,6 +28,7 @@ mod plan;
 pub mod postgres;
 mod queue;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -958,7 +959,11 @@ mod tests {
         ] {
             assert_eq!(DeliveryState::parse(s.as_str()).unwrap(), s);
         }
-        for k in [MessageKind::Normal, MessageKind::Digest, MessageKind::Fallback] {
+        for k in [
+            MessageKind::Normal,
+            MessageKind::Digest,
+            MessageKind::Fallback,
+        ] {
             assert_eq!(MessageKind::parse(k.as_str()).unwrap(), k);
         }
         let e = DeliveryState::parse("pending ").unwrap_err();
@@ -968,7 +973,10 @@ mod tests {
         );
         assert!(matches!(
             MessageKind::parse("bogus"),
-            Err(StoreError::Corrupt { column: "messages.kind", .. })
+            Err(StoreError::Corrupt {
+                column: "messages.kind",
+                ..
+            })
         ));
     }
 

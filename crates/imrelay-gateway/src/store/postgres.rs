@@ -45,8 +45,8 @@ use parking_lot::Mutex;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
-use super::queue::{self, impl_conn, Dialect};
-use super::rows;
+use super::queue;
+use super::sql::{impl_conn, Dialect};
 use super::*;
 use crate::domain::cluster::SharedLimiter;
 
@@ -58,7 +58,13 @@ pub use target::{check_url, is_postgres_url, redact_url, PgTarget};
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-impl_conn!(postgres, PgConnection, sqlx::Postgres, PgRow, Dialect::Postgres);
+impl_conn!(
+    postgres,
+    PgConnection,
+    sqlx::Postgres,
+    PgRow,
+    Dialect::Postgres
+);
 
 /// The PostgreSQL [`Store`].
 pub struct PgStore {
@@ -186,7 +192,6 @@ impl PgStore {
     }
 }
 
-
 impl PgStore {
     /// Messages without idempotency keys, each with a target, in one
     /// statement (so one round trip, atomic on its own): the messages, their
@@ -309,32 +314,8 @@ impl Store for PgStore {
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         self.check_open()?;
         let now = self.now_ms();
-        // A loose index scan over `deliveries_queue (state, target, due_at)`:
-        // one index seek per distinct target, then counts that stop at `cap`.
-        // Expired claims are few (bounded by what was in flight).
-        let rows = sqlx::query(
-            "WITH RECURSIVE t(target) AS (
-               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
-               UNION ALL
-               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
-               FROM t WHERE t.target IS NOT NULL)
-             SELECT target,
-               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                  WHERE state = 'pending' AND target = t.target LIMIT $2) p)::bigint AS pending,
-               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                  WHERE state = 'pending' AND target = t.target AND due_at <= $1 LIMIT $2) d)::bigint AS due,
-               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
-             FROM t WHERE target IS NOT NULL
-             UNION ALL
-             SELECT target, COUNT(*)::bigint, COUNT(*)::bigint, $1::bigint FROM deliveries
-             WHERE state = 'claimed' AND lease_until <= $1 GROUP BY target",
-        )
-        .bind(now)
-        .bind(cap.min(i64::MAX as u64) as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
-        Ok(merge_backlog(rows))
+        let mut c = self.pool.acquire().await?;
+        queue::backlog(&mut *c, now, cap).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -368,21 +349,8 @@ impl Store for PgStore {
                 .bind(req.limit as i64)
                 .fetch_all(&mut *c)
                 .await?;
-                if ids.is_empty() {
-                    return Ok((Vec::new(), false));
-                }
-                let ids: Vec<i64> = ids.into_iter().map(|(i,)| i).collect();
-                let rows = sqlx::query(
-                    "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
-                       d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until
-                     FROM deliveries d JOIN messages m ON m.id = d.message_id
-                     WHERE d.id = ANY($1) ORDER BY d.due_at, d.id",
-                )
-                .bind(ids)
-                .fetch_all(&mut *c)
-                .await?;
-                let out = rows.iter().map(rows::claimed).collect::<Result<Vec<_>>>()?;
-                Ok((out, false))
+                let ids = ids.into_iter().map(|(i,)| i).collect();
+                Ok((queue::claimed(c, ids).await?, false))
             })
         })
         .await
@@ -400,7 +368,8 @@ impl Store for PgStore {
         let now = self.now_ms();
         self.tx(false, move |c| {
             Box::pin(async move {
-                queue::progress(c, delivery, &owner, attempts, parts_done, lease_until, now).await?;
+                queue::progress(c, delivery, &owner, attempts, parts_done, lease_until, now)
+                    .await?;
                 Ok(((), false))
             })
         })
@@ -521,7 +490,6 @@ impl Store for PgStore {
         self.pool.close().await;
     }
 }
-
 
 impl Drop for PgStore {
     fn drop(&mut self) {

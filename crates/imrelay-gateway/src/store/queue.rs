@@ -2,204 +2,21 @@
 //! plans of [`super::plan`].
 //!
 //! Statements here are the same text in both dialects: `$n` placeholders
-//! (SQLite accepts them too) and two tokens that [`Dialect::render`]
+//! (SQLite accepts them too) and tokens that [`super::sql::Dialect::render`]
 //! rewrites: `IN_LIST($n)` (a list bound as [`Arg::Ints`] or [`Arg::Texts`]:
 //! `IN (SELECT value FROM json_each($n))` on SQLite, `= ANY($n)` on
-//! PostgreSQL) and `FOR_UPDATE` (row lock on PostgreSQL, nothing on SQLite,
-//! whose single writer serialises every change anyway).
+//! PostgreSQL), `FOR_UPDATE` (row lock on PostgreSQL, nothing on SQLite,
+//! whose single writer serialises every change anyway) and `COLLATE_BYTES`.
 //!
 //! What is truly one dialect's stays in its backend: the claims (SKIP
-//! LOCKED), the set-based accepts and acknowledgements, the backlog scan,
-//! LISTEN/NOTIFY and the SQLite writer.
-
-use std::borrow::Cow;
-
-use async_trait::async_trait;
+//! LOCKED), the set-based accepts and acknowledgements (`json_each`,
+//! `UNNEST`), LISTEN/NOTIFY and the SQLite writer. The backlog scan is one
+//! text for both, with the shape BENCHMARKS.md measured.
 
 use super::plan::{self, Admit, Lease, Plan};
 use super::rows::{self, recipients_json, Cols};
+use super::sql::{args, Arg, Conn};
 use super::*;
-
-/// A bound value.
-#[derive(Debug, Clone)]
-pub(super) enum Arg {
-    Int(Option<i64>),
-    Text(Option<String>),
-    Bool(bool),
-    /// A list for `IN_LIST($n)`.
-    Ints(Vec<i64>),
-    /// A list for `IN_LIST($n)`.
-    Texts(Vec<String>),
-}
-
-impl From<i64> for Arg {
-    fn from(v: i64) -> Self {
-        Arg::Int(Some(v))
-    }
-}
-impl From<Option<i64>> for Arg {
-    fn from(v: Option<i64>) -> Self {
-        Arg::Int(v)
-    }
-}
-impl From<u32> for Arg {
-    fn from(v: u32) -> Self {
-        Arg::Int(Some(v as i64))
-    }
-}
-impl From<&str> for Arg {
-    fn from(v: &str) -> Self {
-        Arg::Text(Some(v.to_string()))
-    }
-}
-impl From<&String> for Arg {
-    fn from(v: &String) -> Self {
-        Arg::Text(Some(v.clone()))
-    }
-}
-impl From<String> for Arg {
-    fn from(v: String) -> Self {
-        Arg::Text(Some(v))
-    }
-}
-impl From<Option<&str>> for Arg {
-    fn from(v: Option<&str>) -> Self {
-        Arg::Text(v.map(str::to_string))
-    }
-}
-impl From<Option<String>> for Arg {
-    fn from(v: Option<String>) -> Self {
-        Arg::Text(v)
-    }
-}
-impl From<bool> for Arg {
-    fn from(v: bool) -> Self {
-        Arg::Bool(v)
-    }
-}
-impl From<Vec<i64>> for Arg {
-    fn from(v: Vec<i64>) -> Self {
-        Arg::Ints(v)
-    }
-}
-impl From<Vec<String>> for Arg {
-    fn from(v: Vec<String>) -> Self {
-        Arg::Texts(v)
-    }
-}
-
-/// Bound values, in placeholder order.
-macro_rules! args {
-    ($($v:expr),* $(,)?) => { vec![$(Arg::from($v)),*] };
-}
-
-
-/// Which SQL dialect a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// A shared statement in this dialect (see the module docs).
-    pub fn render(self, sql: &'static str) -> Cow<'static, str> {
-        if !sql.contains("IN_LIST(") && !sql.contains("FOR_UPDATE") && !sql.contains("COLLATE_BYTES") {
-            return Cow::Borrowed(sql);
-        }
-        let mut out = String::with_capacity(sql.len() + 32);
-        let mut rest = sql;
-        while let Some(i) = rest.find("IN_LIST(") {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + "IN_LIST(".len()..];
-            let end = after.find(')').expect("IN_LIST( is closed");
-            let param = &after[..end];
-            match self {
-                Dialect::Sqlite => {
-                    out.push_str("IN (SELECT value FROM json_each(");
-                    out.push_str(param);
-                    out.push_str("))");
-                }
-                Dialect::Postgres => {
-                    out.push_str("= ANY(");
-                    out.push_str(param);
-                    out.push(')');
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        let (lock, bytes) = match self {
-            Dialect::Sqlite => ("", "COLLATE BINARY"),
-            Dialect::Postgres => ("FOR UPDATE", "COLLATE \"C\""),
-        };
-        Cow::Owned(
-            out.replace("FOR_UPDATE", lock)
-                .replace("COLLATE_BYTES", bytes),
-        )
-    }
-}
-
-/// A connection (or transaction) the shared queue code runs statements on.
-#[async_trait]
-pub(super) trait Conn: Send {
-    type Row: Cols + Send + Sync;
-    /// Run a statement; the number of rows it changed.
-    async fn exec(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<u64>;
-    /// Run a query; its rows.
-    async fn fetch(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Vec<Self::Row>>;
-}
-
-/// [`Conn`] for a backend's connection: `impl_conn!(sqlite, SqliteConnection,
-/// Sqlite, SqliteRow)`. Lists bind as JSON text on SQLite, as arrays on
-/// PostgreSQL.
-macro_rules! impl_conn {
-    ($kind:ident, $conn:ty, $db:ty, $row:ty, $dialect:expr) => {
-        #[async_trait::async_trait]
-        impl $crate::store::queue::Conn for $conn {
-            type Row = $row;
-            async fn exec(
-                &mut self,
-                sql: &'static str,
-                args: Vec<$crate::store::queue::Arg>,
-            ) -> $crate::store::Result<u64> {
-                let q = sqlx::query::<$db>(sqlx::AssertSqlSafe($dialect.render(sql)));
-                let q = impl_conn!(@bind $kind, q, args);
-                Ok(q.execute(&mut *self).await?.rows_affected())
-            }
-            async fn fetch(
-                &mut self,
-                sql: &'static str,
-                args: Vec<$crate::store::queue::Arg>,
-            ) -> $crate::store::Result<Vec<$row>> {
-                let q = sqlx::query::<$db>(sqlx::AssertSqlSafe($dialect.render(sql)));
-                let q = impl_conn!(@bind $kind, q, args);
-                Ok(q.fetch_all(&mut *self).await?)
-            }
-        }
-    };
-    (@bind $kind:ident, $q:expr, $args:expr) => {{
-        use $crate::store::queue::Arg;
-        let mut q = $q;
-        for a in $args {
-            q = match a {
-                Arg::Int(v) => q.bind(v),
-                Arg::Text(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-                Arg::Ints(v) => impl_conn!(@list $kind, q, v),
-                Arg::Texts(v) => impl_conn!(@list $kind, q, v),
-            };
-        }
-        q
-    }};
-    (@list sqlite, $q:expr, $v:expr) => {
-        $q.bind(serde_json::to_string(&$v).unwrap_or_else(|_| "[]".into()))
-    };
-    (@list postgres, $q:expr, $v:expr) => {
-        $q.bind($v)
-    };
-}
-pub(super) use impl_conn;
 
 // ---- enqueue -------------------------------------------------------------
 
@@ -270,7 +87,11 @@ async fn by_key<C: Conn>(c: &mut C, m: &NewMessage) -> Result<Option<(MessageId,
 }
 
 /// Enqueue one message, idempotency key checked.
-pub(super) async fn enqueue_one<C: Conn>(c: &mut C, m: &NewMessage, now: i64) -> Result<EnqueueOutcome> {
+pub(super) async fn enqueue_one<C: Conn>(
+    c: &mut C,
+    m: &NewMessage,
+    now: i64,
+) -> Result<EnqueueOutcome> {
     if let Admit::Answer(o) = plan::admit(m, by_key(c, m).await?) {
         return Ok(o);
     }
@@ -306,7 +127,8 @@ const UPDATE: &str = "UPDATE deliveries SET state = $2, attempts = attempts + $3
        parts_done = $5, lease_owner = CASE WHEN $6 IS NULL THEN NULL ELSE lease_owner END, lease_until = $6,
        last_outcome = COALESCE($7, last_outcome), dead_code = $8, dead_reason = $9, dead_at = $10, updated_at = $11
      WHERE id = $1";
-const SETTLE_MEMBERS: &str = "UPDATE deliveries SET state = $2, dead_code = $3, dead_reason = $4, dead_at = $5,
+const SETTLE_MEMBERS: &str =
+    "UPDATE deliveries SET state = $2, dead_code = $3, dead_reason = $4, dead_at = $5,
        updated_at = $6 WHERE merged_into = $1 AND state = 'merged'";
 const INSERT_CHILD: &str =
     "INSERT INTO deliveries (message_id, target, recipients, state, attempts, parts_done, due_at,
@@ -422,7 +244,15 @@ pub(super) async fn progress<C: Conn>(
     now: i64,
 ) -> Result<()> {
     let row = lease(c, delivery).await?;
-    let p = plan::progress(row.as_ref(), delivery, owner, attempts, parts_done, lease_until, now)?;
+    let p = plan::progress(
+        row.as_ref(),
+        delivery,
+        owner,
+        attempts,
+        parts_done,
+        lease_until,
+        now,
+    )?;
     execute(c, p).await?;
     Ok(())
 }
@@ -454,7 +284,10 @@ pub(super) async fn coalesce<C: Conn>(
     }
     insert_new(c, &digest, now).await?;
     let rows = c
-        .fetch("SELECT id FROM deliveries WHERE message_id = $1", args![&digest.id])
+        .fetch(
+            "SELECT id FROM deliveries WHERE message_id = $1",
+            args![&digest.id],
+        )
         .await?;
     let did = rows
         .first()
@@ -468,6 +301,55 @@ pub(super) async fn coalesce<C: Conn>(
     )
     .await?;
     Ok(digest.id)
+}
+
+// ---- the queue -----------------------------------------------------------
+
+/// Pending work per target, each count stopping at `cap`.
+///
+/// A loose index scan over `deliveries_queue (state, target, due_at)`: one
+/// index seek per distinct target, then counts that stop at `cap`. Expired
+/// claims are few (bounded by what was in flight).
+pub(super) async fn backlog<C: Conn>(c: &mut C, now: i64, cap: u64) -> Result<Vec<TargetBacklog>> {
+    let rows = c
+        .fetch(
+            "WITH RECURSIVE t(target) AS (
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
+               UNION ALL
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
+               FROM t WHERE t.target IS NOT NULL)
+             SELECT target,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target LIMIT $2) p) AS pending,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target AND due_at <= $1 LIMIT $2) d) AS due,
+               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
+             FROM t WHERE target IS NOT NULL
+             UNION ALL
+             SELECT target, COUNT(*), COUNT(*), $1 FROM deliveries
+             WHERE state = 'claimed' AND lease_until <= $1 GROUP BY target",
+            args![now, cap.min(i64::MAX as u64) as i64],
+        )
+        .await?;
+    let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
+    Ok(merge_backlog(rows))
+}
+
+/// The deliveries a claim just leased, with their messages, oldest due first.
+pub(super) async fn claimed<C: Conn>(c: &mut C, ids: Vec<DeliveryId>) -> Result<Vec<Claimed>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .fetch(
+            "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
+               d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until
+             FROM deliveries d JOIN messages m ON m.id = d.message_id
+             WHERE d.id IN_LIST($1) ORDER BY d.due_at, d.id",
+            args![ids],
+        )
+        .await?;
+    rows.iter().map(rows::claimed).collect()
 }
 
 // ---- open deliveries -----------------------------------------------------
@@ -556,7 +438,10 @@ pub(super) async fn list_dead<C: Conn>(c: &mut C, f: &DeadFilter) -> Result<Vec<
     rows.iter().map(rows::dead_entry).collect()
 }
 
-pub(super) async fn get_dead<C: Conn>(c: &mut C, delivery: DeliveryId) -> Result<Option<DeadEntry>> {
+pub(super) async fn get_dead<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+) -> Result<Option<DeadEntry>> {
     let rows = c
         .fetch(
             "SELECT d.id, d.message_id, m.channel, d.target, d.recipients, d.dead_code, d.dead_reason,
@@ -684,7 +569,9 @@ pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
         )
         .await?;
     let mut s = rows::tally(&rows)?;
-    let n = c.fetch("SELECT COUNT(*) AS n FROM messages", vec![]).await?;
+    let n = c
+        .fetch("SELECT COUNT(*) AS n FROM messages", vec![])
+        .await?;
     s.messages = n.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64;
     let oldest = c
         .fetch(
@@ -693,30 +580,11 @@ pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
             vec![],
         )
         .await?;
-    let oldest = oldest.first().map(|r| r.opt_int("oldest")).transpose()?.flatten();
+    let oldest = oldest
+        .first()
+        .map(|r| r.opt_int("oldest"))
+        .transpose()?
+        .flatten();
     s.oldest_pending_age_ms = oldest.map(|o| (now - o).max(0));
     Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dialects_render_lists_locks_and_byte_order() {
-        let s = "SELECT id FROM deliveries WHERE id IN_LIST($1) AND m IN_LIST($2) FOR_UPDATE";
-        assert_eq!(
-            Dialect::Sqlite.render(s).trim_end(),
-            "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each($1)) AND m IN (SELECT value FROM json_each($2))"
-        );
-        assert_eq!(
-            Dialect::Postgres.render(s),
-            "SELECT id FROM deliveries WHERE id = ANY($1) AND m = ANY($2) FOR UPDATE"
-        );
-        assert!(matches!(Dialect::Postgres.render(UPDATE), Cow::Borrowed(_)));
-        assert_eq!(
-            Dialect::Postgres.render("ORDER BY target COLLATE_BYTES"),
-            "ORDER BY target COLLATE \"C\""
-        );
-    }
 }

@@ -36,15 +36,21 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::queue::{self, impl_conn, Dialect};
-use super::rows;
+use super::queue;
+use super::sql::{impl_conn, Dialect};
 use super::*;
-use writer::{json_ids, replying_op, DoneJob, EnqueueJob, Job};
+use writer::{replying_op, DoneJob, EnqueueJob, Job};
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-impl_conn!(sqlite, SqliteConnection, sqlx::Sqlite, SqliteRow, Dialect::Sqlite);
+impl_conn!(
+    sqlite,
+    SqliteConnection,
+    sqlx::Sqlite,
+    SqliteRow,
+    Dialect::Sqlite
+);
 
 /// The SQLite [`Store`].
 pub struct SqliteStore {
@@ -229,32 +235,8 @@ impl Store for SqliteStore {
 
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         let now = self.now_ms();
-        // A loose index scan over `deliveries_queue (state, target, due_at)`:
-        // one index seek per distinct target, then counts that stop at `cap`.
-        // Expired claims are few (bounded by what was in flight).
-        let rows = sqlx::query(
-            "WITH RECURSIVE t(target) AS (
-               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
-               UNION ALL
-               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
-               FROM t WHERE t.target IS NOT NULL)
-             SELECT target,
-               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                  WHERE state = 'pending' AND target = t.target LIMIT ?2)) AS pending,
-               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
-                  WHERE state = 'pending' AND target = t.target AND due_at <= ?1 LIMIT ?2)) AS due,
-               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
-             FROM t WHERE target IS NOT NULL
-             UNION ALL
-             SELECT target, COUNT(*) AS pending, COUNT(*) AS due, ?1 AS next_due_at FROM deliveries
-             WHERE state = 'claimed' AND lease_until <= ?1 GROUP BY target",
-        )
-        .bind(now)
-        .bind(cap.min(i64::MAX as u64) as i64)
-        .fetch_all(&self.read)
-        .await?;
-        let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
-        Ok(merge_backlog(rows))
+        let mut c = self.read.acquire().await?;
+        queue::backlog(&mut *c, now, cap).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
@@ -296,20 +278,7 @@ impl Store for SqliteStore {
                     .fetch_all(&mut *c)
                     .await?,
                 };
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let ids: Vec<i64> = ids.into_iter().map(|(i,)| i).collect();
-                let rows = sqlx::query(
-                    "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
-                       d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until
-                     FROM deliveries d JOIN messages m ON m.id = d.message_id
-                     WHERE d.id IN (SELECT value FROM json_each(?1)) ORDER BY d.due_at, d.id",
-                )
-                .bind(json_ids(&ids))
-                .fetch_all(&mut *c)
-                .await?;
-                rows.iter().map(rows::claimed).collect()
+                queue::claimed(c, ids.into_iter().map(|(i,)| i).collect()).await
             })
         })
         .await

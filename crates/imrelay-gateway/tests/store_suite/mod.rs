@@ -535,7 +535,7 @@ pub async fn dead_letters_list_replay_purge(ctx: &Ctx) {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!((c.attempts, c.last_outcome.clone()), (0, None));
+    assert_eq!((c.attempts, c.last_outcome), (0, None));
 
     // Purge by filter deletes the dead letter and its now-empty message.
     assert_eq!(
@@ -1067,7 +1067,10 @@ pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
         .unwrap()
         .unwrap();
     assert_eq!(m.deliveries[0].history.len(), 1);
-    assert_eq!(m.deliveries[0].history[0].outcome, AttemptOutcome::Delivered);
+    assert_eq!(
+        m.deliveries[0].history[0].outcome,
+        AttemptOutcome::Delivered
+    );
 
     // An id repeated within one batch: the first is created, with only its
     // own deliveries.

@@ -189,7 +189,6 @@ impl PgTarget {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,4 +226,3 @@ mod tests {
             .contains("schema"));
     }
 }
-

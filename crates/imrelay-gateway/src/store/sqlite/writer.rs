@@ -14,7 +14,8 @@ type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 /// A write operation: runs on the writer's connection inside a savepoint;
 /// returns whether it succeeded (else its savepoint is rolled back) and its
 /// reply.
-pub(super) type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+pub(super) type Op =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
 
 /// What the writer is asked to do. The two commonest writes, accepting plain
 /// messages and acknowledging a delivery, have their own kinds: the writer
@@ -43,7 +44,6 @@ pub(super) struct DoneJob {
     pub now: i64,
     pub reply: oneshot::Sender<Result<()>>,
 }
-
 
 pub(super) async fn writer_loop(
     mut conn: SqliteConnection,
@@ -372,14 +372,17 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
         } = j;
         let op = replying_op(
             move |c| {
-                Box::pin(async move { queue::finish(c, delivery, &owner, finish, now).await.map(|_| ()) })
+                Box::pin(async move {
+                    queue::finish(c, delivery, &owner, finish, now)
+                        .await
+                        .map(|_| ())
+                })
             },
             reply,
         );
         replies.push(run_op(conn, op).await);
     }
 }
-
 
 pub(super) fn json_ids(ids: &[DeliveryId]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())

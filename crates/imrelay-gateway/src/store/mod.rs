@@ -23,6 +23,16 @@
 //!
 //! Times are milliseconds since the Unix epoch from the store's clock (see
 //! [`TokioClock`] for tests that pause tokio time).
+//!
+//! # Layout
+//! - `plan`: the state machine. Pure functions decide every post-claim
+//!   transition (fence, progress, finish with each outcome, coalesce) and the
+//!   steps of an enqueue; unit-tested without a database.
+//! - `queue`: the SQL both backends share (one text, `$n` placeholders),
+//!   executing those plans; `sql`: how that text reaches either dialect.
+//! - `rows`: row-to-type mapping; [`sqlite`] and [`postgres`]: only what is
+//!   each dialect's own (writer and group commit, SKIP LOCKED claims,
+//!   set-based accepts and acknowledgements, LISTEN/NOTIFY).
 
 mod plan;
 pub mod postgres;

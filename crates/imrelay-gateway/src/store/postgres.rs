@@ -31,7 +31,8 @@
 //! The queue's transitions are planned in [`super::plan`] and written by the
 //! shared statements of [`super::queue`]; this file keeps what is
 //! PostgreSQL's own: the claims (SKIP LOCKED), the set-based accepts
-//! (`UNNEST`), the backlog scan and LISTEN/NOTIFY.
+//! (`UNNEST`), LISTEN/NOTIFY, and the cluster limiter and token cache on the
+//! store's pool ([`cluster`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

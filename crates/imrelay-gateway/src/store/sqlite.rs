@@ -16,7 +16,7 @@
 //! The queue's transitions are planned in [`super::plan`] and written by the
 //! shared statements of [`super::queue`]; this file keeps what is SQLite's
 //! own: the writer (see [`writer`]), its set-based accepts and
-//! acknowledgements (`json_each`), the claims and the backlog scan.
+//! acknowledgements (`json_each`), and the claims.
 
 mod writer;
 

@@ -260,7 +260,7 @@ impl PgStore {
         if !inserted.is_empty() {
             self.notify.notify_one();
         }
-        Ok(bulk_outcomes(msgs, &mut inserted))
+        Ok(queue::bulk_outcomes(msgs, &mut inserted))
     }
 }
 

@@ -20,6 +20,46 @@ use super::*;
 
 // ---- enqueue -------------------------------------------------------------
 
+/// Outcomes of a bulk insert of plain messages, in input order, from the
+/// ids the database inserted: an id's first occurrence is created, a
+/// repeat or an id that existed already is refused (as one by one).
+pub(super) fn bulk_outcomes(
+    msgs: &[NewMessage],
+    inserted: &mut std::collections::HashSet<String>,
+) -> Vec<EnqueueOutcome> {
+    msgs.iter()
+        .map(|m| {
+            if inserted.remove(&m.id) {
+                EnqueueOutcome::Created { id: m.id.clone() }
+            } else {
+                EnqueueOutcome::Rejected {
+                    reason: format!("message id `{}` already exists", m.id),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Fold rows of `target, pending, due, next_due_at` that may name a target
+/// twice (its pending deliveries, its expired claims) into one per target,
+/// in byte order of the target.
+pub(super) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
+    let mut by_target: std::collections::BTreeMap<String, TargetBacklog> = Default::default();
+    for r in rows {
+        match by_target.get_mut(&r.target) {
+            Some(b) => {
+                b.pending += r.pending;
+                b.due += r.due;
+                b.next_due_at = b.next_due_at.into_iter().chain(r.next_due_at).min();
+            }
+            None => {
+                by_target.insert(r.target.clone(), r);
+            }
+        }
+    }
+    by_target.into_values().collect()
+}
+
 const INSERT_MESSAGE: &str =
     "INSERT INTO messages (id, channel, kind, body, trace_id, origin, idem_scope, idem_key, body_hash, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";

@@ -231,7 +231,7 @@ async fn bulk_enqueue(
     };
     for j in jobs {
         // An id repeated within the batch is created once, like one by one.
-        let out = bulk_outcomes(&j.msgs, &mut inserted);
+        let out = queue::bulk_outcomes(&j.msgs, &mut inserted);
         let tx = j.reply;
         replies.push(Box::new(move |commit: Result<()>| {
             let _ = tx.send(commit.map(|_| out));

@@ -7,6 +7,12 @@
 //! The backends read the row, call the planner and execute the plan
 //! ([`super::queue`]); only the SQL dialect is theirs.
 //!
+//! Transitions over sets of rows (claim, release, replay, purge, fall back)
+//! are not planned row by row here: each is one statement over many rows,
+//! written once in [`super::queue`] (the claims once per dialect), and
+//! planning them per row would cost a round trip per row. The store suite
+//! checks them on both backends.
+//!
 //! ```text
 //! pending --claim--> claimed --Done/Split--> done
 //!    ^                  |  \--Retry/Requeue--> pending

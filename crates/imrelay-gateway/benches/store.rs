@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use imrelay_gateway::store::sqlite::SqliteStore;
 use imrelay_gateway::store::{
-    AttemptRecord, ClaimRequest, Claimed, NewMessage, Store, StoreOptions,
+    AttemptOutcome, AttemptRecord, ClaimRequest, Claimed, NewMessage, Store, StoreOptions,
 };
 use imrelay_sdk::Message;
 use tokio::runtime::Runtime;
@@ -71,7 +71,7 @@ fn delivered() -> Vec<AttemptRecord> {
         finished_at: 1,
         destination: "dingtalk_robot:bench".into(),
         part: 0,
-        outcome: "delivered".into(),
+        outcome: AttemptOutcome::Delivered,
         counted: true,
         status: Some(200),
         code: Some("0".into()),

@@ -127,9 +127,12 @@ impl Gateway {
                 None => format!("`store.path`: cannot open {}", config.store.path.display()),
             })?;
         // Several instances on PostgreSQL share the platform rate limits.
-        dcfg.shared_limits = store::postgres::cluster::shared_limiter(&config.store.location());
+        dcfg.shared_limits = store.shared_limiter();
         let alerts_cfg = config.self_alerts.clone();
-        let live = Arc::new(Live::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let live = Arc::new(
+            Live::with_shared_tokens(config, store.shared_tokens())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
 
         let dispatcher = dispatch::Dispatcher::new(store.clone(), live.clone(), dcfg);
         let token_fetches: self_alerts::TokenFetches = {
@@ -243,7 +246,7 @@ async fn open_store(opts: StoreOptions) -> Result<Arc<dyn Store>, store::StoreEr
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || handle.block_on(store::open(opts)))
         .await
-        .map_err(|e| store::StoreError::Database(format!("opening the store failed: {e}")))?
+        .map_err(|e| store::StoreError::Internal(format!("opening the store failed: {e}")))?
 }
 
 /// Run the gateway on `listener` until `shutdown` completes, then drain.

@@ -304,7 +304,9 @@ impl Store for FailingFinish {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if fail {
-            return Err(StoreError::Database("disk I/O error (injected)".into()));
+            return Err(StoreError::Database(std::sync::Arc::new(sqlx::Error::Io(
+                std::io::Error::other("disk I/O error (injected)"),
+            ))));
         }
         self.inner.finish(delivery, owner, finish).await
     }

@@ -197,7 +197,12 @@ impl From<crate::store::StoreError> for Problem {
             E::Closed => Problem::unavailable(
                 "the gateway is shutting down; nothing was accepted, retry elsewhere or later",
             ),
-            E::Database(_) | E::LeaseLost(_) => {
+            E::Database(_)
+            | E::Connect { .. }
+            | E::Migrate(_)
+            | E::Corrupt { .. }
+            | E::Internal(_)
+            | E::LeaseLost(_) => {
                 // The text may name tables and paths; log it, answer generically.
                 tracing::error!(error = %e, "store error while serving the API");
                 Problem::unavailable("the queue database failed; nothing was accepted, retry later")

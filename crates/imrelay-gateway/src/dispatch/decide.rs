@@ -12,6 +12,7 @@ use imrelay_sdk::{Outcome, Report};
 
 use super::retry;
 use crate::channels::RetryPolicy;
+use crate::domain::attempt::AttemptOutcome;
 use crate::store::{AttemptRecord, ChildDelivery, ChildState, DeadReason};
 
 /// The outcome of the delivery's last recorded attempt, as far as the decision
@@ -27,19 +28,18 @@ pub enum Previous {
 }
 
 /// The stored outcome of a delivery's last attempt ([`crate::store::Claimed`]'s
-/// `last_outcome`) read for the decision. Stored outcomes are read here and in
-/// [`attempt_is_permanent`] only.
-pub fn previous_of(last_outcome: Option<&str>) -> Previous {
+/// `last_outcome`) read for the decision.
+pub fn previous_of(last_outcome: Option<AttemptOutcome>) -> Previous {
     match last_outcome {
         None => Previous::None,
-        Some("refresh_token") => Previous::TokenRejected,
+        Some(AttemptOutcome::RefreshToken) => Previous::TokenRejected,
         Some(_) => Previous::Other,
     }
 }
 
 /// Whether a recorded attempt was a permanent refusal.
 pub fn attempt_is_permanent(a: &AttemptRecord) -> bool {
-    a.outcome == "permanent"
+    a.outcome == AttemptOutcome::Permanent
 }
 
 /// Why a delivery waits without an attempt being counted.
@@ -690,11 +690,14 @@ mod tests {
     #[test]
     fn stored_outcomes_are_read_in_one_place() {
         assert_eq!(previous_of(None), Previous::None);
-        assert_eq!(previous_of(Some("refresh_token")), Previous::TokenRejected);
-        assert_eq!(previous_of(Some("retry")), Previous::Other);
+        assert_eq!(
+            previous_of(Some(AttemptOutcome::RefreshToken)),
+            Previous::TokenRejected
+        );
+        assert_eq!(previous_of(Some(AttemptOutcome::Retry)), Previous::Other);
         let mut a = AttemptRecord::from_report(&rep(Outcome::Permanent), "k", 0, 0, 1);
         assert!(attempt_is_permanent(&a));
-        a.outcome = "retry".into();
+        a.outcome = AttemptOutcome::Retry;
         assert!(!attempt_is_permanent(&a));
     }
 }

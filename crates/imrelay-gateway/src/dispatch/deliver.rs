@@ -117,7 +117,7 @@ impl Inner {
     fn decide(&self, s: &Sending<'_>, report: &Report, parts: usize) -> Decision {
         let input = Input {
             report,
-            previous: decide::previous_of(s.c.last_outcome.as_deref()),
+            previous: decide::previous_of(s.c.last_outcome),
             policy: &s.channel.retry,
             failed_before: s.c.attempts,
             created_at: s.c.created_at,

@@ -65,7 +65,9 @@ pub(super) enum Step {
 /// The `error` label of a store error.
 fn error_label(e: &StoreError) -> &'static str {
     match e {
-        StoreError::Database(_) => "database",
+        StoreError::Database(_) | StoreError::Connect { .. } | StoreError::Migrate(_) => "database",
+        StoreError::Corrupt { .. } => "corrupt",
+        StoreError::Internal(_) => "internal",
         StoreError::LeaseLost(_) => "lease_lost",
         StoreError::NotFound(_) => "not_found",
         StoreError::Invalid(_) => "invalid",

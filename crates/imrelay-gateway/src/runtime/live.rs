@@ -49,9 +49,16 @@ impl std::fmt::Debug for Live {
 impl Live {
     /// Build the initial runtime; fails if any destination does not build.
     pub fn new(cfg: Config) -> Result<Live, ConfigError> {
-        let ctx = BuildContext::new(crate::store::postgres::cluster::shared_tokens(
-            &cfg.store.location(),
-        ));
+        Self::with_shared_tokens(cfg, None)
+    }
+
+    /// [`Live::new`], sharing access tokens through `tokens` (the store's
+    /// [`crate::store::Store::shared_tokens`], when several instances share one).
+    pub fn with_shared_tokens(
+        cfg: Config,
+        tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
+    ) -> Result<Live, ConfigError> {
+        let ctx = BuildContext::new(tokens);
         let runtime = Runtime::build(&cfg, &ctx)?;
         Ok(Live {
             runtime: ArcSwap::from_pointee(runtime),

@@ -64,39 +64,26 @@ fn parse_recipients(s: Option<String>) -> Vec<String> {
 }
 
 fn parse_message(body: &str) -> Result<Message> {
-    serde_json::from_str(body)
-        .map_err(|e| StoreError::Database(format!("stored message is not valid: {e}")))
-}
-
-/// The answer to an enqueue whose idempotency key exists already (row: `id`,
-/// `body_hash`): the same body is the same message, another body a conflict.
-pub(super) fn existing_outcome(row: &impl Cols, body_hash: &str) -> Result<EnqueueOutcome> {
-    let id = row.text("id")?;
-    let hash = row.opt_text("body_hash")?;
-    Ok(if hash.as_deref() == Some(body_hash) {
-        EnqueueOutcome::Existing { id }
-    } else {
-        EnqueueOutcome::Conflict { id }
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        column: "messages.body",
+        value: format!("no valid message ({e})"),
     })
 }
 
-/// The lease check on a delivery row (`state`, `lease_owner`, `message_id`,
-/// `target`; `None` when the row is gone): its message id and target when
-/// `owner` holds it.
-pub(super) fn fenced(
-    row: Option<&impl Cols>,
-    delivery: DeliveryId,
-    owner: &str,
-) -> Result<(String, String)> {
-    let Some(row) = row else {
-        return Err(StoreError::LeaseLost(delivery));
-    };
-    let state = row.text("state")?;
-    let lease_owner = row.opt_text("lease_owner")?;
-    if state != "claimed" || lease_owner.as_deref() != Some(owner) {
-        return Err(StoreError::LeaseLost(delivery));
-    }
-    Ok((row.text("message_id")?, row.text("target")?))
+/// The row a post-claim transition is fenced on (columns: `state,
+/// lease_owner, lease_until, message_id, target`).
+pub(super) fn lease(row: &impl Cols) -> Result<super::plan::Lease> {
+    Ok(super::plan::Lease {
+        state: DeliveryState::parse(&row.text("state")?)?,
+        owner: row.opt_text("lease_owner")?,
+        lease_until: row.opt_int("lease_until")?,
+        message_id: row.text("message_id")?,
+        target: row.text("target")?,
+    })
+}
+
+fn outcome(s: &str, column: &'static str) -> Result<AttemptOutcome> {
+    s.parse().map_err(|_| StoreError::corrupt(column, s))
 }
 
 /// The `id` column of each row.
@@ -133,13 +120,16 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
         message_id: r.text("message_id")?,
         channel: r.text("channel")?,
         target: r.text("target")?,
-        kind: MessageKind::parse(&r.text("kind")?),
+        kind: MessageKind::parse(&r.text("kind")?)?,
         message: parse_message(&body)?,
         recipients: parse_recipients(r.opt_text("recipients")?),
         attempts: r.int("attempts")? as u32,
         parts_done: r.int("parts_done")? as u32,
         created_at: r.int("created_at")?,
-        last_outcome: r.opt_text("last_outcome")?,
+        last_outcome: r
+            .opt_text("last_outcome")?
+            .map(|s| outcome(&s, "deliveries.last_outcome"))
+            .transpose()?,
         trace_id: r.opt_text("trace_id")?,
         lease_until: r.int("lease_until")?,
     })
@@ -151,7 +141,7 @@ fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
         finished_at: a.int("finished_at")?,
         destination: a.text("destination")?,
         part: a.int("part")? as u32,
-        outcome: a.text("outcome")?,
+        outcome: outcome(&a.text("outcome")?, "attempts.outcome")?,
         counted: a.flag("counted")?,
         status: a.opt_int("status")?.map(|s| s as u16),
         code: a.opt_text("code")?,
@@ -161,7 +151,7 @@ fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
 
 fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
     let did = r.int("id")?;
-    let state = DeliveryState::parse(&r.text("state")?);
+    let state = DeliveryState::parse(&r.text("state")?)?;
     let mut history = Vec::new();
     for a in attempts {
         if a.int("delivery_id")? == did {
@@ -212,7 +202,7 @@ pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result
     Ok(MessageView {
         id: m.text("id")?,
         channel: m.text("channel")?,
-        kind: MessageKind::parse(&m.text("kind")?),
+        kind: MessageKind::parse(&m.text("kind")?)?,
         state: MessageState::from_deliveries(deliveries.iter().map(|d| &d.state)),
         message: parse_message(&body)?,
         trace_id: m.opt_text("trace_id")?,
@@ -252,7 +242,7 @@ pub(super) fn tally<R: Cols>(rows: &[R]) -> Result<QueueStats> {
     for r in rows {
         let target = r.text("target")?;
         let n = r.int("n")? as u64;
-        let state = DeliveryState::parse(&r.text("state")?);
+        let state = DeliveryState::parse(&r.text("state")?)?;
         if s.by_target.last().map(|t| &t.target) != Some(&target) {
             s.by_target.push(TargetStats {
                 target,

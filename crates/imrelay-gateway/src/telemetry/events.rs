@@ -10,6 +10,7 @@ use std::time::Duration;
 use imrelay_sdk::{Outcome, Report};
 use metrics::{counter, gauge, histogram};
 
+use crate::domain::attempt::AttemptOutcome;
 use crate::store::{AttemptRecord, Claimed, DeadReason};
 
 /// Messages accepted by the API. Labels: `channel`.
@@ -102,15 +103,14 @@ pub fn class_of(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Error class label of a stored attempt's outcome label.
-fn class_of_label(label: &str) -> &'static str {
-    match label {
-        "delivered" => "none",
-        "retry" | "timeout" => "transient",
-        "refresh_token" => "token_invalid",
-        "rate_limited" => "rate_limited",
-        "permanent" => "permanent",
-        _ => "gateway",
+/// Error class label of a stored attempt's outcome.
+fn class_of_attempt(outcome: AttemptOutcome) -> &'static str {
+    match outcome {
+        AttemptOutcome::Delivered => "none",
+        AttemptOutcome::Retry => "transient",
+        AttemptOutcome::RefreshToken => "token_invalid",
+        AttemptOutcome::RateLimited => "rate_limited",
+        AttemptOutcome::Permanent => "permanent",
     }
 }
 
@@ -245,7 +245,7 @@ pub fn dead(c: &Claimed, reason: &DeadReason, last: Option<&AttemptRecord>) {
         || c.target.rsplit('/').next().unwrap_or(""),
         |a| a.destination.as_str(),
     );
-    let class = last.map_or("gateway", |a| class_of_label(&a.outcome));
+    let class = last.map_or("gateway", |a| class_of_attempt(a.outcome));
     delivery(
         &c.channel,
         key,

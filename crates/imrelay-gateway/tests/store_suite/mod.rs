@@ -62,7 +62,7 @@ pub fn attempt(outcome: &str, counted: bool, code: Option<&str>, msg: &str) -> A
         finished_at: T0 + 5,
         destination: "dingtalk_robot:abcd".into(),
         part: 0,
-        outcome: outcome.into(),
+        outcome: outcome.parse().expect("an attempt outcome label"),
         counted,
         status: Some(200),
         code: code.map(str::to_string),
@@ -272,7 +272,7 @@ pub async fn not_due_is_not_claimed(ctx: &Ctx) {
         .unwrap()
         .remove(0);
     assert_eq!(c.attempts, 1);
-    assert_eq!(c.last_outcome.as_deref(), Some("retry"));
+    assert_eq!(c.last_outcome, Some(AttemptOutcome::Retry));
 }
 
 pub async fn retry_counts_requeue_does_not(ctx: &Ctx) {
@@ -535,7 +535,7 @@ pub async fn dead_letters_list_replay_purge(ctx: &Ctx) {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!((c.attempts, c.last_outcome.clone()), (0, None));
+    assert_eq!((c.attempts, c.last_outcome), (0, None));
 
     // Purge by filter deletes the dead letter and its now-empty message.
     assert_eq!(
@@ -1067,7 +1067,10 @@ pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
         .unwrap()
         .unwrap();
     assert_eq!(m.deliveries[0].history.len(), 1);
-    assert_eq!(m.deliveries[0].history[0].outcome, "delivered");
+    assert_eq!(
+        m.deliveries[0].history[0].outcome,
+        AttemptOutcome::Delivered
+    );
 
     // An id repeated within one batch: the first is created, with only its
     // own deliveries.

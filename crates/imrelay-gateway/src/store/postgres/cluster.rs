@@ -1,6 +1,8 @@
 //! What several gateway instances on one PostgreSQL database share besides the
 //! queue: platform rate limits ([`PgLimiter`]) and access tokens
-//! ([`PgTokenCache`]).
+//! ([`PgTokenCache`]), both on the store's own pool (see
+//! [`crate::store::Store::shared_limiter`] and
+//! [`crate::store::Store::shared_tokens`]).
 //!
 //! Both use the *database's* clock (`clock_timestamp()`), the one clock every
 //! instance reads, so limits hold even when instance clocks drift apart.
@@ -16,7 +18,6 @@
 //! become up to N digests instead of one, which the shared rate limit still
 //! keeps within the platform's quota.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,37 +27,10 @@ use imrelay_sdk::{Quota, Report, Secret};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 
-use super::{is_postgres_url, PgTarget};
 use crate::domain::cluster::{window_ms, SharedAdmit, SharedLimiter, SharedPermit};
 
 /// The database clock in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-
-/// The cluster rate limiter when the store `url` names PostgreSQL.
-pub fn shared_limiter(url: &str) -> Option<Arc<dyn SharedLimiter>> {
-    cluster_pool(url, 4).map(|p| Arc::new(PgLimiter::new(p)) as Arc<dyn SharedLimiter>)
-}
-
-/// The cluster token cache when the store `url` names PostgreSQL.
-pub fn shared_tokens(url: &str) -> Option<Arc<dyn SharedTokenCache>> {
-    cluster_pool(url, 2).map(|p| Arc::new(PgTokenCache::new(p)) as Arc<dyn SharedTokenCache>)
-}
-
-/// A pool for the cluster helpers when `url` names PostgreSQL (lazy: it
-/// connects on first use, after the store has migrated the schema).
-pub fn cluster_pool(url: &str, max: u32) -> Option<PgPool> {
-    if !is_postgres_url(url) {
-        return None;
-    }
-    match PgTarget::parse(url) {
-        Ok(t) => Some(t.lazy_pool(max)),
-        Err(e) => {
-            // The store reports the same problem when it opens.
-            tracing::debug!(error = %e, "no cluster pool");
-            None
-        }
-    }
-}
 
 /// The shared rate limiter of the cluster: a row per destination, locked
 /// while a request is admitted, and a log of requests that may still occupy a

@@ -1,0 +1,630 @@
+//! The queue's SQL written once for both backends, and the execution of the
+//! plans of [`super::plan`].
+//!
+//! Statements here are the same text in both dialects: `$n` placeholders
+//! (SQLite accepts them too) and tokens that [`super::sql::Dialect::render`]
+//! rewrites: `IN_LIST($n)` (a list bound as [`Arg::Ints`] or [`Arg::Texts`]:
+//! `IN (SELECT value FROM json_each($n))` on SQLite, `= ANY($n)` on
+//! PostgreSQL), `FOR_UPDATE` (row lock on PostgreSQL, nothing on SQLite,
+//! whose single writer serialises every change anyway) and `COLLATE_BYTES`.
+//!
+//! What is truly one dialect's stays in its backend: the claims (SKIP
+//! LOCKED), the set-based accepts and acknowledgements (`json_each`,
+//! `UNNEST`), LISTEN/NOTIFY and the SQLite writer. The backlog scan is one
+//! text for both, with the shape BENCHMARKS.md measured.
+
+use super::plan::{self, Admit, Lease, Plan};
+use super::rows::{self, recipients_json, Cols};
+use super::sql::{args, Arg, Conn};
+use super::*;
+
+// ---- enqueue -------------------------------------------------------------
+
+/// Outcomes of a bulk insert of plain messages, in input order, from the
+/// ids the database inserted: an id's first occurrence is created, a
+/// repeat or an id that existed already is refused (as one by one).
+pub(super) fn bulk_outcomes(
+    msgs: &[NewMessage],
+    inserted: &mut std::collections::HashSet<String>,
+) -> Vec<EnqueueOutcome> {
+    msgs.iter()
+        .map(|m| {
+            if inserted.remove(&m.id) {
+                EnqueueOutcome::Created { id: m.id.clone() }
+            } else {
+                EnqueueOutcome::Rejected {
+                    reason: format!("message id `{}` already exists", m.id),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Fold rows of `target, pending, due, next_due_at` that may name a target
+/// twice (its pending deliveries, its expired claims) into one per target,
+/// in byte order of the target.
+pub(super) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
+    let mut by_target: std::collections::BTreeMap<String, TargetBacklog> = Default::default();
+    for r in rows {
+        match by_target.get_mut(&r.target) {
+            Some(b) => {
+                b.pending += r.pending;
+                b.due += r.due;
+                b.next_due_at = b.next_due_at.into_iter().chain(r.next_due_at).min();
+            }
+            None => {
+                by_target.insert(r.target.clone(), r);
+            }
+        }
+    }
+    by_target.into_values().collect()
+}
+
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (id, channel, kind, body, trace_id, origin, idem_scope, idem_key, body_hash, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
+     VALUES ($1, $2, 'pending', $3, $3, $3)";
+const BY_KEY: &str = "SELECT id, body_hash FROM messages WHERE idem_scope = $1 AND idem_key = $2";
+
+/// The body as stored.
+pub(super) fn body_of(m: &NewMessage) -> Result<String> {
+    serde_json::to_string(&m.message).map_err(|e| StoreError::Invalid(format!("message: {e}")))
+}
+
+/// Insert a message and its deliveries; `false` (nothing written) when its id
+/// or idempotency key exists already.
+pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64) -> Result<bool> {
+    let idem = m.idempotency.as_ref();
+    let inserted = c
+        .exec(
+            INSERT_MESSAGE,
+            args![
+                &m.id,
+                &m.channel,
+                m.kind.as_str(),
+                body_of(m)?,
+                m.trace_id.clone(),
+                m.origin.clone(),
+                idem.map(|i| i.scope.as_str()),
+                idem.map(|i| i.key.as_str()),
+                idem.map(|i| i.body_hash.as_str()),
+                now
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for t in &m.targets {
+        c.exec(INSERT_DELIVERY, args![&m.id, t, now]).await?;
+    }
+    Ok(true)
+}
+
+/// Insert a message the store itself creates (digest, fallback copy); an id
+/// collision is an error, not an outcome.
+pub(super) async fn insert_new<C: Conn>(c: &mut C, m: &NewMessage, now: i64) -> Result<()> {
+    if insert_message(c, m, now).await? {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "message id `{}` already exists",
+            m.id
+        )))
+    }
+}
+
+async fn by_key<C: Conn>(c: &mut C, m: &NewMessage) -> Result<Option<(MessageId, Option<String>)>> {
+    let Some(i) = &m.idempotency else {
+        return Ok(None);
+    };
+    let rows = c.fetch(BY_KEY, args![&i.scope, &i.key]).await?;
+    rows.first()
+        .map(|r| Ok((r.text("id")?, r.opt_text("body_hash")?)))
+        .transpose()
+}
+
+/// Enqueue one message, idempotency key checked.
+pub(super) async fn enqueue_one<C: Conn>(
+    c: &mut C,
+    m: &NewMessage,
+    now: i64,
+) -> Result<EnqueueOutcome> {
+    if let Admit::Answer(o) = plan::admit(m, by_key(c, m).await?) {
+        return Ok(o);
+    }
+    if insert_message(c, m, now).await? {
+        return Ok(EnqueueOutcome::Created { id: m.id.clone() });
+    }
+    // Another instance (or transaction) committed the same key between the
+    // look-up and the insert: the insert waited for it, then did nothing.
+    Ok(plan::not_inserted(m, by_key(c, m).await?))
+}
+
+/// Enqueue messages one by one, in order.
+pub(super) async fn enqueue_all<C: Conn>(
+    c: &mut C,
+    msgs: &[NewMessage],
+    now: i64,
+) -> Result<Vec<EnqueueOutcome>> {
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        out.push(enqueue_one(c, m, now).await?);
+    }
+    Ok(out)
+}
+
+// ---- claimed deliveries --------------------------------------------------
+
+const LEASE: &str =
+    "SELECT state, lease_owner, lease_until, message_id, target FROM deliveries WHERE id = $1 FOR_UPDATE";
+const INSERT_ATTEMPT: &str =
+    "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted, status, code, message)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const UPDATE: &str = "UPDATE deliveries SET state = $2, attempts = attempts + $3, due_at = COALESCE($4, due_at),
+       parts_done = $5, lease_owner = CASE WHEN $6 IS NULL THEN NULL ELSE lease_owner END, lease_until = $6,
+       last_outcome = COALESCE($7, last_outcome), dead_code = $8, dead_reason = $9, dead_at = $10, updated_at = $11
+     WHERE id = $1";
+const SETTLE_MEMBERS: &str =
+    "UPDATE deliveries SET state = $2, dead_code = $3, dead_reason = $4, dead_at = $5,
+       updated_at = $6 WHERE merged_into = $1 AND state = 'merged'";
+const INSERT_CHILD: &str =
+    "INSERT INTO deliveries (message_id, target, recipients, state, attempts, parts_done, due_at,
+       last_outcome, dead_code, dead_reason, dead_at, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
+
+/// Read (and on PostgreSQL lock) the row a transition is fenced on.
+pub(super) async fn lease<C: Conn>(c: &mut C, delivery: DeliveryId) -> Result<Option<Lease>> {
+    let rows = c.fetch(LEASE, args![delivery]).await?;
+    rows.first().map(rows::lease).transpose()
+}
+
+pub(super) async fn insert_attempts<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+    attempts: &[AttemptRecord],
+) -> Result<()> {
+    for a in attempts {
+        c.exec(
+            INSERT_ATTEMPT,
+            args![
+                delivery,
+                a.started_at,
+                a.finished_at,
+                &a.destination,
+                a.part,
+                a.outcome.as_str(),
+                a.counted,
+                a.status.map(i64::from),
+                a.code.clone(),
+                &a.message
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Write a plan; returns whether new work became due.
+pub(super) async fn execute<C: Conn>(c: &mut C, p: Plan) -> Result<bool> {
+    insert_attempts(c, p.delivery, &p.attempts).await?;
+    let u = &p.update;
+    let dead = u.dead.as_ref();
+    c.exec(
+        UPDATE,
+        args![
+            p.delivery,
+            u.state.as_str(),
+            u.add_attempts,
+            u.due_at,
+            u.parts_done,
+            u.lease_until,
+            u.last_outcome.map(AttemptOutcome::as_str),
+            dead.and_then(|d| d.code.clone()),
+            dead.map(|d| d.reason.clone()),
+            dead.map(|_| u.at),
+            u.at
+        ],
+    )
+    .await?;
+    if let Some(s) = &p.members {
+        let dead = match s {
+            plan::Settle::Dead(r) => Some(r),
+            plan::Settle::Done => None,
+        };
+        c.exec(
+            SETTLE_MEMBERS,
+            args![
+                p.delivery,
+                s.state().as_str(),
+                dead.and_then(|d| d.code.clone()),
+                dead.map(|d| d.reason.clone()),
+                dead.map(|_| u.at),
+                u.at
+            ],
+        )
+        .await?;
+    }
+    for ch in &p.children {
+        let dead = ch.dead.as_ref();
+        c.exec(
+            INSERT_CHILD,
+            args![
+                &p.message_id,
+                &p.target,
+                recipients_json(&ch.recipients),
+                ch.state.as_str(),
+                ch.attempts,
+                ch.parts_done,
+                ch.due_at,
+                ch.last_outcome.map(AttemptOutcome::as_str),
+                dead.and_then(|d| d.code.clone()),
+                dead.map(|d| d.reason.clone()),
+                dead.map(|_| ch.at),
+                ch.at
+            ],
+        )
+        .await?;
+    }
+    if let Some(fb) = &p.fallback {
+        insert_new(c, fb, u.at).await?;
+    }
+    Ok(p.wakes)
+}
+
+pub(super) async fn progress<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+    owner: &str,
+    attempts: Vec<AttemptRecord>,
+    parts_done: u32,
+    lease_until: i64,
+    now: i64,
+) -> Result<()> {
+    let row = lease(c, delivery).await?;
+    let p = plan::progress(
+        row.as_ref(),
+        delivery,
+        owner,
+        attempts,
+        parts_done,
+        lease_until,
+        now,
+    )?;
+    execute(c, p).await?;
+    Ok(())
+}
+
+/// End a claim; returns whether new work became due (children, fallback).
+pub(super) async fn finish<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+    owner: &str,
+    f: Finish,
+    now: i64,
+) -> Result<bool> {
+    let row = lease(c, delivery).await?;
+    let p = plan::finish(row.as_ref(), delivery, owner, f, now)?;
+    execute(c, p).await
+}
+
+pub(super) async fn coalesce<C: Conn>(
+    c: &mut C,
+    owner: &str,
+    members: Vec<DeliveryId>,
+    digest: NewMessage,
+    now: i64,
+) -> Result<MessageId> {
+    plan::check_digest(&members, &digest)?;
+    for &m in &members {
+        let row = lease(c, m).await?;
+        plan::merge_member(row.as_ref(), m, owner, &digest)?;
+    }
+    insert_new(c, &digest, now).await?;
+    let rows = c
+        .fetch(
+            "SELECT id FROM deliveries WHERE message_id = $1",
+            args![&digest.id],
+        )
+        .await?;
+    let did = rows
+        .first()
+        .map(|r| r.int("id"))
+        .transpose()?
+        .ok_or_else(|| StoreError::Internal("the digest's delivery was not inserted".into()))?;
+    c.exec(
+        "UPDATE deliveries SET state = 'merged', merged_into = $1, lease_owner = NULL, lease_until = NULL,
+         updated_at = $2 WHERE id IN_LIST($3)",
+        args![did, now, members],
+    )
+    .await?;
+    Ok(digest.id)
+}
+
+// ---- the queue -----------------------------------------------------------
+
+/// Pending work per target, each count stopping at `cap`.
+///
+/// A loose index scan over `deliveries_queue (state, target, due_at)`: one
+/// index seek per distinct target, then counts that stop at `cap`. Expired
+/// claims are few (bounded by what was in flight).
+pub(super) async fn backlog<C: Conn>(c: &mut C, now: i64, cap: u64) -> Result<Vec<TargetBacklog>> {
+    let rows = c
+        .fetch(
+            "WITH RECURSIVE t(target) AS (
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending')
+               UNION ALL
+               SELECT (SELECT MIN(target) FROM deliveries WHERE state = 'pending' AND target > t.target)
+               FROM t WHERE t.target IS NOT NULL)
+             SELECT target,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target LIMIT $2) p) AS pending,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries
+                  WHERE state = 'pending' AND target = t.target AND due_at <= $1 LIMIT $2) d) AS due,
+               (SELECT MIN(due_at) FROM deliveries WHERE state = 'pending' AND target = t.target) AS next_due_at
+             FROM t WHERE target IS NOT NULL
+             UNION ALL
+             SELECT target, COUNT(*), COUNT(*), $1 FROM deliveries
+             WHERE state = 'claimed' AND lease_until <= $1 GROUP BY target",
+            args![now, cap.min(i64::MAX as u64) as i64],
+        )
+        .await?;
+    let rows = rows.iter().map(rows::backlog).collect::<Result<Vec<_>>>()?;
+    Ok(merge_backlog(rows))
+}
+
+/// The deliveries a claim just leased, with their messages, oldest due first.
+pub(super) async fn claimed<C: Conn>(c: &mut C, ids: Vec<DeliveryId>) -> Result<Vec<Claimed>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .fetch(
+            "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
+               d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until
+             FROM deliveries d JOIN messages m ON m.id = d.message_id
+             WHERE d.id IN_LIST($1) ORDER BY d.due_at, d.id",
+            args![ids],
+        )
+        .await?;
+    rows.iter().map(rows::claimed).collect()
+}
+
+// ---- open deliveries -----------------------------------------------------
+
+/// Mark a delivery as fallen back and enqueue its copy; `false` when it was
+/// already marked or is no longer open. Two instances scanning at once: the
+/// row update decides which one enqueues the copy.
+pub(super) async fn fall_back<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+    fallback: &NewMessage,
+    now: i64,
+) -> Result<bool> {
+    let n = c
+        .exec(
+            "UPDATE deliveries SET fell_back = TRUE, updated_at = $2
+             WHERE id = $1 AND NOT fell_back AND state IN ('pending', 'claimed')",
+            args![delivery, now],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    insert_new(c, fallback, now).await?;
+    Ok(true)
+}
+
+/// Give back every delivery `owner` holds, due now at the latest.
+pub(super) async fn release<C: Conn>(c: &mut C, owner: &str, now: i64) -> Result<u64> {
+    c.exec(
+        "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until = NULL,
+         due_at = CASE WHEN due_at < $2 THEN due_at ELSE $2 END, updated_at = $2
+         WHERE state = 'claimed' AND lease_owner = $1",
+        args![owner, now],
+    )
+    .await
+}
+
+pub(super) async fn overdue<C: Conn>(
+    c: &mut C,
+    channel: &str,
+    created_before: i64,
+    limit: u32,
+) -> Result<Vec<Overdue>> {
+    let rows = c
+        .fetch(
+            "SELECT d.id, d.message_id, m.channel, d.target, m.created_at FROM deliveries d
+             JOIN messages m ON m.id = d.message_id
+             WHERE d.state IN ('pending', 'claimed') AND NOT d.fell_back AND m.kind <> 'fallback'
+               AND m.created_at < $1 AND m.channel = $3 ORDER BY m.created_at, d.id LIMIT $2",
+            args![created_before, limit, channel],
+        )
+        .await?;
+    rows.iter().map(rows::overdue).collect()
+}
+
+// ---- dead letters --------------------------------------------------------
+
+const DEAD_PAGE: &str = "SELECT d.id, d.message_id, m.channel, d.target, d.recipients, d.dead_code, d.dead_reason,
+       d.attempts, m.created_at, d.dead_at, m.body FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.state = 'dead' AND ($1 IS NULL OR m.channel = $1) AND ($2 IS NULL OR d.dead_code = $2)
+       AND ($3 IS NULL OR d.message_id = $3) AND ($4 IS NULL OR d.dead_at >= $4) AND ($5 IS NULL OR d.dead_at < $5)
+       AND d.id > $6 ORDER BY d.id LIMIT $7";
+const DEAD_IDS: &str = "SELECT d.id FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.state = 'dead' AND ($1 IS NULL OR m.channel = $1) AND ($2 IS NULL OR d.dead_code = $2)
+       AND ($3 IS NULL OR d.message_id = $3) AND ($4 IS NULL OR d.dead_at >= $4) AND ($5 IS NULL OR d.dead_at < $5)
+       AND d.id > $6 ORDER BY d.id LIMIT $7";
+
+fn filter_args(f: &DeadFilter, after: i64, limit: i64) -> Vec<Arg> {
+    args![
+        f.channel.clone(),
+        f.code.clone(),
+        f.message_id.clone(),
+        f.since,
+        f.until,
+        after,
+        limit
+    ]
+}
+
+pub(super) async fn list_dead<C: Conn>(c: &mut C, f: &DeadFilter) -> Result<Vec<DeadEntry>> {
+    let limit = if f.limit == 0 { 100 } else { f.limit as i64 };
+    let rows = c
+        .fetch(DEAD_PAGE, filter_args(f, f.after.unwrap_or(0), limit))
+        .await?;
+    rows.iter().map(rows::dead_entry).collect()
+}
+
+pub(super) async fn get_dead<C: Conn>(
+    c: &mut C,
+    delivery: DeliveryId,
+) -> Result<Option<DeadEntry>> {
+    let rows = c
+        .fetch(
+            "SELECT d.id, d.message_id, m.channel, d.target, d.recipients, d.dead_code, d.dead_reason,
+               d.attempts, m.created_at, d.dead_at, m.body FROM deliveries d JOIN messages m ON m.id = d.message_id
+             WHERE d.state = 'dead' AND d.id = $1",
+            args![delivery],
+        )
+        .await?;
+    rows.first().map(rows::dead_entry).transpose()
+}
+
+/// Ids of the dead letters a selector names, ascending.
+async fn dead_ids<C: Conn>(c: &mut C, sel: &DeadSelector) -> Result<Vec<DeliveryId>> {
+    let rows = match sel {
+        DeadSelector::Ids(ids) => {
+            c.fetch(
+                "SELECT id FROM deliveries WHERE state = 'dead' AND id IN_LIST($1) ORDER BY id",
+                args![ids.clone()],
+            )
+            .await?
+        }
+        DeadSelector::Filter(f) => c.fetch(DEAD_IDS, filter_args(f, 0, i64::MAX)).await?,
+    };
+    rows::ids(&rows)
+}
+
+/// Put dead letters back in the queue, due now, attempts reset. A member
+/// whose digest is replayed too goes back to waiting for the digest; any
+/// other becomes an ordinary delivery again.
+pub(super) async fn replay<C: Conn>(c: &mut C, sel: &DeadSelector, now: i64) -> Result<u64> {
+    let ids = dead_ids(c, sel).await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let revived = c
+        .exec(
+            "UPDATE deliveries SET state = 'merged', dead_code = NULL, dead_reason = NULL, dead_at = NULL,
+             updated_at = $2 WHERE state = 'dead' AND merged_into IN_LIST($1)",
+            args![ids.clone(), now],
+        )
+        .await?;
+    let replayed = c
+        .exec(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = $2, dead_code = NULL,
+             dead_reason = NULL, dead_at = NULL, merged_into = NULL, last_outcome = NULL,
+             lease_owner = NULL, lease_until = NULL, updated_at = $2
+             WHERE state = 'dead' AND id IN_LIST($1)",
+            args![ids, now],
+        )
+        .await?;
+    Ok(revived + replayed)
+}
+
+/// Delete dead letters and the messages left with no delivery.
+pub(super) async fn purge<C: Conn>(c: &mut C, sel: &DeadSelector) -> Result<u64> {
+    let ids = dead_ids(c, sel).await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let msgs = c
+        .fetch(
+            "SELECT DISTINCT message_id FROM deliveries WHERE id IN_LIST($1)",
+            args![ids.clone()],
+        )
+        .await?;
+    let msgs = msgs
+        .iter()
+        .map(|r| r.text("message_id"))
+        .collect::<Result<Vec<_>>>()?;
+    let n = c
+        .exec(
+            "DELETE FROM deliveries WHERE state = 'dead' AND id IN_LIST($1)",
+            args![ids],
+        )
+        .await?;
+    c.exec(
+        "DELETE FROM messages WHERE id IN_LIST($1)
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id)",
+        args![msgs],
+    )
+    .await?;
+    Ok(n)
+}
+
+// ---- reads ---------------------------------------------------------------
+
+/// A message with every delivery and attempt (run it in one snapshot).
+pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<MessageView>> {
+    let m = c
+        .fetch(
+            "SELECT id, channel, kind, body, trace_id, origin, created_at FROM messages WHERE id = $1",
+            args![id],
+        )
+        .await?;
+    let Some(m) = m.first() else {
+        return Ok(None);
+    };
+    let deliveries = c
+        .fetch(
+            "SELECT d.id, d.target, d.state, d.recipients, d.attempts, d.parts_done, d.due_at, d.created_at,
+               d.updated_at, d.dead_code, d.dead_reason, g.message_id AS merged_into
+             FROM deliveries d LEFT JOIN deliveries g ON g.id = d.merged_into
+             WHERE d.message_id = $1 ORDER BY d.id",
+            args![id],
+        )
+        .await?;
+    let attempts = c
+        .fetch(
+            "SELECT a.delivery_id, a.started_at, a.finished_at, a.destination, a.part, a.outcome, a.counted,
+               a.status, a.code, a.message FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.message_id = $1 ORDER BY a.id",
+            args![id],
+        )
+        .await?;
+    rows::message_view(m, &deliveries, &attempts).map(Some)
+}
+
+/// Queue counts (run it in one snapshot).
+pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
+    let rows = c
+        .fetch(
+            "SELECT target, state, COUNT(*) AS n FROM deliveries GROUP BY target, state
+             ORDER BY target COLLATE_BYTES",
+            vec![],
+        )
+        .await?;
+    let mut s = rows::tally(&rows)?;
+    let n = c
+        .fetch("SELECT COUNT(*) AS n FROM messages", vec![])
+        .await?;
+    s.messages = n.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64;
+    let oldest = c
+        .fetch(
+            "SELECT MIN(m.created_at) AS oldest FROM deliveries d JOIN messages m ON m.id = d.message_id
+             WHERE d.state IN ('pending', 'claimed', 'merged')",
+            vec![],
+        )
+        .await?;
+    let oldest = oldest
+        .first()
+        .map(|r| r.opt_int("oldest"))
+        .transpose()?
+        .flatten();
+    s.oldest_pending_age_ms = oldest.map(|o| (now - o).max(0));
+    Ok(s)
+}

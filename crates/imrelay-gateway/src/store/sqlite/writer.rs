@@ -1,0 +1,389 @@
+//! The SQLite writer: one task owns the only writing connection and
+//! group-commits every write (see [`super`]).
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::queue;
+use super::super::*;
+
+/// A job's answer, called with the commit's result once the transaction ends.
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write operation: runs on the writer's connection inside a savepoint;
+/// returns whether it succeeded (else its savepoint is rolled back) and its
+/// reply.
+pub(super) type Op =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+/// What the writer is asked to do. The two commonest writes, accepting plain
+/// messages and acknowledging a delivery, have their own kinds: the writer
+/// runs all of them in one transaction as a few set-based statements
+/// (`json_each`), instead of several statements each. Every statement is a
+/// round trip to SQLite's worker thread, and those round trips, not SQLite,
+/// were the cost (see BENCHMARKS.md).
+pub(super) enum Job {
+    /// Messages without idempotency keys, each with at least one target.
+    Enqueue(EnqueueJob),
+    /// A delivery delivered ([`FinishAction::Done`]).
+    Done(DoneJob),
+    Op(Op),
+}
+
+pub(super) struct EnqueueJob {
+    pub msgs: Vec<NewMessage>,
+    pub now: i64,
+    pub reply: oneshot::Sender<Result<Vec<EnqueueOutcome>>>,
+}
+
+pub(super) struct DoneJob {
+    pub delivery: DeliveryId,
+    pub owner: String,
+    pub finish: Finish,
+    pub now: i64,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+pub(super) async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    window: Duration,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
+        }
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
+        if let Err(e) = begun {
+            tracing::error!(error = %e, "SQLite: cannot begin a transaction");
+            // Dropping the jobs drops their answer channels: callers see an error.
+            batch.clear();
+            continue;
+        }
+        let mut enqueues = Vec::new();
+        let mut dones = Vec::new();
+        for job in batch.drain(..) {
+            match job {
+                Job::Enqueue(j) => enqueues.push(j),
+                Job::Done(j) => dones.push(j),
+                Job::Op(op) => replies.push(run_op(&mut conn, op).await),
+            }
+        }
+        bulk_enqueue(&mut conn, enqueues, &mut replies).await;
+        bulk_done(&mut conn, dones, &mut replies).await;
+        let commit = match sqlx::query("COMMIT").execute(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "SQLite: commit failed; the batch is rolled back");
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                Err(StoreError::from(e))
+            }
+        };
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// An operation running `f`, whose result goes to `tx` once the commit ends
+/// (the commit's error if it fails).
+pub(super) fn replying_op<T, F>(f: F, tx: oneshot::Sender<Result<T>>) -> Op
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    Box::new(move |conn| {
+        Box::pin(async move {
+            let r = f(conn).await;
+            let ok = r.is_ok();
+            let reply: Reply = Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(r));
+            });
+            (ok, reply)
+        })
+    })
+}
+
+/// Run one operation inside its own savepoint.
+async fn run_op(conn: &mut SqliteConnection, op: Op) -> Reply {
+    if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+        tracing::error!(error = %e, "SQLite: savepoint failed");
+        // Dropping `op` drops its answer channel: the caller sees an error.
+        return Box::new(|_| {});
+    }
+    let (ok, reply) = op(&mut *conn).await;
+    let end = if ok {
+        sqlx::query("RELEASE job").execute(&mut *conn).await
+    } else {
+        match sqlx::query("ROLLBACK TO job").execute(&mut *conn).await {
+            Ok(_) => sqlx::query("RELEASE job").execute(&mut *conn).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = end {
+        tracing::error!(error = %e, "SQLite: ending a savepoint failed");
+    }
+    reply
+}
+
+/// Run `f` as one savepoint: released on success, rolled back on error.
+async fn in_savepoint<T>(
+    conn: &mut SqliteConnection,
+    f: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>>,
+) -> Result<T> {
+    sqlx::query("SAVEPOINT bulk").execute(&mut *conn).await?;
+    let r = f(&mut *conn).await;
+    if r.is_err() {
+        sqlx::query("ROLLBACK TO bulk").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE bulk").execute(&mut *conn).await?;
+    r
+}
+
+/// Insert the messages of every enqueue job in two statements. If that
+/// fails, each job runs alone, so one bad job cannot fail the others.
+async fn bulk_enqueue(
+    conn: &mut SqliteConnection,
+    jobs: Vec<EnqueueJob>,
+    replies: &mut Vec<Reply>,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut messages = Vec::new();
+    let mut deliveries = Vec::new();
+    // A repeated id: only its first occurrence may be inserted (as one by
+    // one), so only its deliveries are listed.
+    let mut first = std::collections::HashSet::new();
+    for j in &jobs {
+        for m in &j.msgs {
+            let body = match serde_json::to_string(&m.message) {
+                Ok(b) => b,
+                Err(_) => return enqueue_each(conn, jobs, replies).await,
+            };
+            messages.push(serde_json::json!([
+                m.id,
+                m.channel,
+                m.kind.as_str(),
+                body,
+                m.trace_id,
+                m.origin,
+                j.now
+            ]));
+            if first.insert(m.id.as_str()) {
+                for t in &m.targets {
+                    deliveries.push(serde_json::json!([m.id, t, j.now]));
+                }
+            }
+        }
+    }
+    let messages = serde_json::Value::Array(messages).to_string();
+    let deliveries = serde_json::Value::Array(deliveries).to_string();
+    let inserted = in_savepoint(conn, move |c| {
+        Box::pin(async move {
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                   json_extract(value, '$[6]')
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            )
+            .bind(messages)
+            .fetch_all(&mut *c)
+            .await?;
+            let inserted: std::collections::HashSet<String> = ids.into_iter().map(|(i,)| i).collect();
+            // Deliveries only of messages inserted now (an existing id keeps
+            // its own), in order, so ids follow acceptance order.
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
+                   json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[2]')
+                 FROM json_each(?1)
+                 WHERE json_extract(value, '$[0]') IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(deliveries)
+            .bind(serde_json::to_string(&inserted).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *c)
+            .await?;
+            Ok(inserted)
+        })
+    })
+    .await;
+    let mut inserted = match inserted {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: bulk enqueue failed; enqueueing job by job");
+            return enqueue_each(conn, jobs, replies).await;
+        }
+    };
+    for j in jobs {
+        // An id repeated within the batch is created once, like one by one.
+        let out = queue::bulk_outcomes(&j.msgs, &mut inserted);
+        let tx = j.reply;
+        replies.push(Box::new(move |commit: Result<()>| {
+            let _ = tx.send(commit.map(|_| out));
+        }));
+    }
+}
+
+/// The slow path of [`bulk_enqueue`]: each job in its own savepoint.
+async fn enqueue_each(
+    conn: &mut SqliteConnection,
+    jobs: Vec<EnqueueJob>,
+    replies: &mut Vec<Reply>,
+) {
+    for EnqueueJob { msgs, now, reply } in jobs {
+        let op = replying_op(
+            move |c| Box::pin(async move { queue::enqueue_all(c, &msgs, now).await }),
+            reply,
+        );
+        replies.push(run_op(conn, op).await);
+    }
+}
+
+/// Acknowledge every delivered delivery of the batch in three statements:
+/// the fenced state change, the attempts, and digest members. A delivery the
+/// fence refuses (lease lost) or a failed statement falls back to the
+/// one-by-one path, which reports it exactly.
+async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mut Vec<Reply>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (jobs, mut slow): (Vec<DoneJob>, Vec<DoneJob>) =
+        jobs.into_iter().partition(|j| seen.insert(j.delivery));
+    let rows = serde_json::Value::Array(
+        jobs.iter()
+            .map(|j| {
+                let last = j.finish.attempts.last().map(|a| a.outcome.as_str());
+                serde_json::json!([j.delivery, j.owner, j.finish.parts_done, last, j.now])
+            })
+            .collect(),
+    )
+    .to_string();
+    let attempts: Vec<(DeliveryId, serde_json::Value)> = jobs
+        .iter()
+        .flat_map(|j| {
+            j.finish.attempts.iter().map(move |a| {
+                let row = serde_json::json!([
+                    j.delivery,
+                    a.started_at,
+                    a.finished_at,
+                    a.destination,
+                    a.part,
+                    a.outcome,
+                    a.counted,
+                    a.status,
+                    a.code,
+                    a.message
+                ]);
+                (j.delivery, row)
+            })
+        })
+        .collect();
+    let latest = jobs.iter().map(|j| j.now).max().unwrap_or_default();
+    let done = in_savepoint(conn, move |c| {
+        Box::pin(async move {
+            let ids: Vec<(i64,)> = sqlx::query_as(
+                // `+state`: look rows up by id, not by scanning every claim.
+                "UPDATE deliveries SET state = 'done', parts_done = json_extract(j.value, '$[2]'),
+                   lease_owner = NULL, lease_until = NULL,
+                   last_outcome = COALESCE(json_extract(j.value, '$[3]'), last_outcome),
+                   updated_at = json_extract(j.value, '$[4]')
+                 FROM json_each(?1) AS j
+                 WHERE deliveries.id = json_extract(j.value, '$[0]') AND +deliveries.state = 'claimed'
+                   AND deliveries.lease_owner = json_extract(j.value, '$[1]')
+                 RETURNING deliveries.id",
+            )
+            .bind(rows)
+            .fetch_all(&mut *c)
+            .await?;
+            let done: std::collections::HashSet<i64> = ids.into_iter().map(|(i,)| i).collect();
+            let attempts = serde_json::Value::Array(
+                attempts
+                    .into_iter()
+                    .filter(|(d, _)| done.contains(d))
+                    .map(|(_, a)| a)
+                    .collect(),
+            )
+            .to_string();
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted,
+                   status, code, message)
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                   json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+                   json_extract(value, '$[9]')
+                 FROM json_each(?1)",
+            )
+            .bind(attempts)
+            .execute(&mut *c)
+            .await?;
+            let ids: Vec<i64> = done.iter().copied().collect();
+            sqlx::query(
+                "UPDATE deliveries SET state = 'done', updated_at = ?2
+                 WHERE merged_into IN (SELECT value FROM json_each(?1)) AND state = 'merged'",
+            )
+            .bind(json_ids(&ids))
+            .bind(latest)
+            .execute(&mut *c)
+            .await?;
+            Ok(done)
+        })
+    })
+    .await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: bulk acknowledgement failed; acknowledging one by one");
+            std::collections::HashSet::new()
+        }
+    };
+    for j in jobs {
+        if done.contains(&j.delivery) {
+            let tx = j.reply;
+            replies.push(Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit);
+            }));
+        } else {
+            slow.push(j);
+        }
+    }
+    for j in slow {
+        let DoneJob {
+            delivery,
+            owner,
+            finish,
+            now,
+            reply,
+        } = j;
+        let op = replying_op(
+            move |c| {
+                Box::pin(async move {
+                    queue::finish(c, delivery, &owner, finish, now)
+                        .await
+                        .map(|_| ())
+                })
+            },
+            reply,
+        );
+        replies.push(run_op(conn, op).await);
+    }
+}
+
+pub(super) fn json_ids(ids: &[DeliveryId]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}

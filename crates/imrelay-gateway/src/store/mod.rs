@@ -90,7 +90,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What kind of message a row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// Sent by a producer.
@@ -205,7 +205,7 @@ impl EnqueueOutcome {
 }
 
 /// State of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
@@ -238,7 +238,7 @@ impl DeliveryState {
 }
 
 /// State of a message as a whole, derived from its deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Some delivery is still queued or in flight.
@@ -274,7 +274,7 @@ impl MessageState {
 }
 
 /// One request's outcome, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub started_at: i64,
     pub finished_at: i64,
@@ -332,7 +332,7 @@ impl AttemptRecord {
 }
 
 /// Why a delivery was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadReason {
     /// The platform's code, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -426,7 +426,7 @@ pub struct Finish {
 }
 
 /// A dead-lettered delivery.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadEntry {
     pub delivery_id: DeliveryId,
     pub message_id: MessageId,
@@ -440,6 +440,7 @@ pub struct DeadEntry {
     pub attempts: u32,
     pub created_at: i64,
     pub dead_at: i64,
+    #[schema(value_type = Object)]
     pub message: Message,
 }
 
@@ -468,7 +469,7 @@ pub enum DeadSelector {
 }
 
 /// One delivery of a message, for `GET /v1/messages/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: DeliveryId,
     pub target: String,
@@ -492,12 +493,13 @@ pub struct DeliveryView {
 }
 
 /// A message with its deliveries and history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub channel: String,
     pub kind: MessageKind,
     pub state: MessageState,
+    #[schema(value_type = Object)]
     pub message: Message,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
@@ -575,7 +577,7 @@ pub struct Overdue {
 }
 
 /// Queue statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub messages: u64,
     pub pending: u64,
@@ -589,7 +591,7 @@ pub struct QueueStats {
 }
 
 /// Per-target counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct TargetStats {
     pub target: String,
     pub pending: u64,

@@ -40,6 +40,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The channel to send to.
+    #[schema(min_length = 1)]
     pub channel: String,
     #[serde(default)]
     pub title: Option<String>,

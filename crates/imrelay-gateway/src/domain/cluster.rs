@@ -51,4 +51,3 @@ pub struct SharedPermit {
     pub id: i64,
     pub key: String,
 }
-

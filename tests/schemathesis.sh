@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The API contract check: start `imrelay serve` (SQLite in a temp dir, an API
+# key, an in-process mock platform), then run schemathesis against its
+# /openapi.json with every check. Any server error or any answer that the
+# document does not describe fails the run. Bounded (examples per operation)
+# so it takes about a minute on 2 cores. Fails loudly, never skips.
+#
+#   bash tests/schemathesis.sh            (tests/run calls it)
+#   ST_EXAMPLES=200 bash tests/schemathesis.sh   (a longer run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${IMRELAY_ST_VENV:-$HOME/.cache/imrelay/schemathesis-venv}"
+REQ=tests/python/schemathesis-requirements.txt
+want="$(grep -E '^schemathesis==' "$REQ" | cut -d= -f3)"
+if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != "$want" ]; then
+    command -v python3 >/dev/null 2>&1 || { echo "FAIL: python3 is missing; run: apt-get install -y python3 python3-venv" >&2; exit 1; }
+    python3 -m venv "$VENV" || { echo "FAIL: python3 -m venv failed; run: apt-get install -y python3-venv" >&2; exit 1; }
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+fi
+"$VENV/bin/schemathesis" --version | grep -qx "schemathesis, version $want" \
+    || { echo "FAIL: schemathesis $want is not installed in $VENV" >&2; exit 1; }
+
+cargo build -q --locked -p imrelay
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+BIN="$TARGET_DIR/debug/imrelay"
+[ -x "$BIN" ] || { echo "FAIL: $BIN was not built" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+read -r PORT MOCK_PORT < <(python3 -c '
+import socket
+a = socket.socket(); a.bind(("127.0.0.1", 0))
+b = socket.socket(); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+KEY=ci-schemathesis-key-0123456789abcdef
+cat >"$WORK/imrelay.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PORT"
+watch = false
+[store]
+path = "imrelay.db"
+[[api_keys]]
+name = "ci"
+key = "$KEY"
+channels = ["*"]
+[mock]
+listen = "127.0.0.1:$MOCK_PORT"
+[[mock.robots]]
+platform = "dingtalk"
+token = "ci-robot"
+secret = "SECci0123456789abcdef"
+[channels.alerts]
+[[channels.alerts.destinations]]
+type = "dingtalk_robot"
+access_token = "ci-robot"
+secret = "SECci0123456789abcdef"
+base_url = "\${mock.url}"
+TOML
+"$BIN" serve --config "$WORK/imrelay.toml" 2>"$WORK/serve.log" &
+PID=$!
+stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+trap 'stop; rm -rf "$WORK"' EXIT
+BASE="http://127.0.0.1:$PORT"
+for _ in $(seq 100); do
+    curl -fsS "$BASE/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS "$BASE/readyz" >/dev/null || { echo "FAIL: the gateway never became ready" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+
+# Messages so the read endpoints find something (a delivered message).
+curl -fsS -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d '{"channel": "alerts", "text": "schemathesis"}' "$BASE/v1/messages" >/dev/null
+
+set +e
+timeout 600 "$VENV/bin/schemathesis" --config-file tests/schemathesis.toml run "$BASE/openapi.json" \
+    --header "Authorization: Bearer $KEY" \
+    --checks all \
+    --max-examples "${ST_EXAMPLES:-100}" \
+    --workers 2 \
+    --seed "${ST_SEED:-20261201}" \
+    --no-color \
+    --report junit --report-dir "$WORK/report" \
+    "$@"
+rc=$?
+set -e
+if [ "$rc" -ne 0 ]; then
+    echo "FAIL: schemathesis found answers that break /openapi.json (exit $rc); the gateway's log:" >&2
+    tail -n 40 "$WORK/serve.log" >&2
+    exit 1
+fi
+if grep -qiE 'panicked|ERROR' "$WORK/serve.log"; then
+    echo "FAIL: the gateway logged errors during the schemathesis run:" >&2
+    grep -iE 'panicked|ERROR' "$WORK/serve.log" | head -20 >&2
+    exit 1
+fi
+echo "schemathesis: 0 failures"

@@ -51,3 +51,4 @@ pub struct SharedPermit {
     pub id: i64,
     pub key: String,
 }
+

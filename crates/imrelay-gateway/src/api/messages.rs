@@ -38,6 +38,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// batch. Give exactly one of `text`, `body` or `template`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "alerts", "title": "Disk", "text": "disk 91% full on db-1"}))]
 pub struct SubmitRequest {
     /// The channel to send to.
     #[schema(min_length = 1)]
@@ -78,6 +79,10 @@ pub struct SubmitRequest {
 /// The body of `POST /v1/messages/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"messages": [
+    {"channel": "alerts", "text": "backup finished"},
+    {"channel": "alerts", "body": {"type": "markdown", "text": "**v1.2** is live"}}
+]}))]
 pub struct BatchRequest {
     /// At most `server.max_batch` messages. Items are parsed one by one, so
     /// one bad item is reported in its result without failing the others.

@@ -173,11 +173,6 @@ impl Problem {
             detail,
         )
     }
-
-    /// The problem as a JSON value (batch results embed them).
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 impl IntoResponse for Problem {
@@ -245,17 +240,18 @@ impl utoipa::ToSchema for Problem {
     }
 }
 
-/// Middleware: an error answer that is not problem+json (a rejection from an
-/// extractor outside this module, a router default) becomes one with the same
-/// status and headers, its text as `detail`, so clients parse one error shape.
+/// Middleware: an error answer in plain text or without a body type (a
+/// rejection from an extractor outside this module, a router default) becomes
+/// problem+json with the same status and headers, its text as `detail`, so
+/// clients parse one error shape. JSON answers (problems, `/readyz`'s 503
+/// report) pass untouched.
 pub async fn problem_for_bare_errors(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
-    {
+    let bare = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -397,6 +393,32 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("zz"));
         let p = parse(r#"{"a": 1,"#);
         assert_eq!((p.status.as_u16(), p.field), (400, None));
+    }
+
+    #[tokio::test]
+    async fn bare_error_answers_become_problems_and_json_ones_stay() {
+        let text = (StatusCode::BAD_REQUEST, "Invalid URL: bad utf-8").into_response();
+        let r = problem_for_bare_errors(text).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["detail"], "Invalid URL: bad utf-8");
+        assert_eq!(v["status"], 400);
+
+        let empty = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let r = problem_for_bare_errors(empty).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+
+        let report = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not_ready"})),
+        )
+            .into_response();
+        let r = problem_for_bare_errors(report).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert_eq!(&body[..], br#"{"status":"not_ready"}"#);
     }
 
     #[test]

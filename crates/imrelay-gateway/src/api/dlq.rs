@@ -54,6 +54,7 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// The `next_after` of the previous page.
     #[serde(default, deserialize_with = "from_text")]
+    #[param(value_type = Option<i64>)]
     pub after: Option<DeliveryId>,
 }
 
@@ -121,6 +122,7 @@ pub struct DlqPage {
     /// Oldest first.
     pub items: Vec<DeadEntry>,
     /// Pass as `after` for the next page; null on the last page.
+    #[schema(value_type = Option<i64>)]
     pub next_after: Option<DeliveryId>,
 }
 
@@ -306,7 +308,7 @@ pub async fn purge_many(
 pub struct SelectorBody {
     /// Dead-letter ids (`delivery_id`), 1 to 1000.
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(value_type = Option<Vec<i64>>, min_items = 1, max_items = 1000)]
     pub ids: Option<Vec<DeliveryId>>,
     #[serde(default)]
     pub filter: Option<FilterBody>,

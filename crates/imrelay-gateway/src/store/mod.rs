@@ -428,7 +428,9 @@ pub struct Finish {
 /// A dead-lettered delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadEntry {
+    #[schema(value_type = i64)]
     pub delivery_id: DeliveryId,
+    #[schema(value_type = String)]
     pub message_id: MessageId,
     pub channel: String,
     pub target: String,
@@ -471,6 +473,7 @@ pub enum DeadSelector {
 /// One delivery of a message, for `GET /v1/messages/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
+    #[schema(value_type = i64)]
     pub id: DeliveryId,
     pub target: String,
     pub state: DeliveryState,
@@ -487,6 +490,7 @@ pub struct DeliveryView {
     pub dead: Option<DeadReason>,
     /// The digest message this delivery was merged into.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub merged_into: Option<MessageId>,
     /// Every request made for this delivery, oldest first.
     pub history: Vec<AttemptRecord>,
@@ -495,6 +499,7 @@ pub struct DeliveryView {
 /// A message with its deliveries and history.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
+    #[schema(value_type = String)]
     pub id: MessageId,
     pub channel: String,
     pub kind: MessageKind,
@@ -504,6 +509,7 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub origin: Option<MessageId>,
     pub created_at: i64,
     pub deliveries: Vec<DeliveryView>,

@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for tool in curl python3 timeout; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: $tool is required and missing" >&2; exit 1; }
+done
 VENV="${IMRELAY_ST_VENV:-$HOME/.cache/imrelay/schemathesis-venv}"
 REQ=tests/python/schemathesis-requirements.txt
 want="$(grep -E '^schemathesis==' "$REQ" | cut -d= -f3)"

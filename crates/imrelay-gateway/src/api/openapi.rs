@@ -2,7 +2,7 @@
 //! the handlers (`#[utoipa::path]`) and the request and response types
 //! (`ToSchema`) themselves, so it cannot drift from them. Routes served
 //! outside this module's typed handlers (the Alertmanager receiver, platform
-//! callbacks, `/metrics`) are described in [`OtherRoutes`]. The test
+//! callbacks, `/metrics`) are described by the `OtherRoutes` modifier. The test
 //! `obs_openapi` reads every `.route(...)` in the crate's source and fails when
 //! one is missing from this document; schemathesis (in `tests/run`) checks a
 //! running gateway against it.

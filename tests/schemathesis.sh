@@ -67,6 +67,18 @@ url = "http://127.0.0.1:9/hook"
 allow_private = true
 [alerting.routes.ci]
 channels = ["alerts"]
+[[callbacks]]
+name = "ci-wecom"
+platform = "wecom"
+token = "ci-callback-token"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+receive_id = "ww0123456789abcdef"
+forward = [{ url = "http://127.0.0.1:9/events", secret = "whsec_Y2ktc2NoZW1hdGhlc2lzLWZvcndhcmQtc2VjcmV0LTA=", allow_private = true }]
+[[callbacks]]
+name = "ci-feishu"
+platform = "feishu"
+verification_token = "ci-verification-token"
+forward = [{ url = "http://127.0.0.1:9/events", secret = "whsec_Y2ktc2NoZW1hdGhlc2lzLWZvcndhcmQtc2VjcmV0LTA=", allow_private = true }]
 TOML
 IMRELAY_LOG_FORMAT=json "$BIN" serve --config "$WORK/imrelay.toml" 2>"$WORK/serve.log" &
 PID=$!
@@ -99,9 +111,10 @@ export ST_MESSAGE_ID ST_DEAD_ID
 ROOT="$PWD"
 set +e
 # From the scratch folder: schemathesis keeps a cache in its working directory.
+# Every check runs: that is schemathesis's default, and `--checks all` is not
+# given because it would override what tests/schemathesis.toml sets per operation.
 (cd "$WORK" && timeout 600 "$VENV/bin/schemathesis" --config-file "$ROOT/tests/schemathesis.toml" run "$BASE/openapi.json" \
     --header "Authorization: Bearer $KEY" \
-    --checks all \
     --max-examples "${ST_EXAMPLES:-100}" \
     --workers 2 \
     --seed "${ST_SEED:-20261201}" \

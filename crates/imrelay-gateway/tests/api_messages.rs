@@ -655,3 +655,41 @@ async fn malformed_http_is_answered_by_hyper_itself() {
     assert!(r.starts_with("HTTP/1.1 202"), "{r}");
     t.gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn arrays_are_refused_where_objects_are_expected() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    // serde reads a struct from a JSON array positionally; each of these was
+    // accepted (the filter one purged every dead letter).
+    let cases = [
+        ("/v1/dlq/purge", r#"{"filter": [null]}"#, "filter"),
+        ("/v1/dlq/replay", r#"{"filter": []}"#, "filter"),
+        (
+            "/v1/messages",
+            r#"{"channel": "alerts", "body": ["text", "hi"]}"#,
+            "body",
+        ),
+        (
+            "/v1/messages",
+            r#"{"channel": "alerts", "text": "hi", "mentions": [true]}"#,
+            "mentions",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let r = t.post(path, Some(ADMIN_KEY), body, &[]).await;
+        r.assert_problem(422, Some(field));
+    }
+    let r = t
+        .post(
+            "/v1/messages/batch",
+            Some(ADMIN_KEY),
+            r#"{"messages": [["alerts", null, "hi"]]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["results"][0]["problem"]["field"], "messages[0]");
+    assert_eq!(t.stored_messages().await, 0, "nothing was stored");
+    t.gw.shutdown().await.unwrap();
+}

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Auth, Caller, Scope};
-use super::extract::{from_text, ApiJson, ApiPath, ApiQuery};
+use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
 use super::AppState;
 use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId};
@@ -310,7 +310,7 @@ pub struct SelectorBody {
     #[serde(default)]
     #[schema(value_type = Option<Vec<i64>>, min_items = 1, max_items = 1000)]
     pub ids: Option<Vec<DeliveryId>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_opt")]
     pub filter: Option<FilterBody>,
 }
 

@@ -157,6 +157,52 @@ where
     })
 }
 
+/// For a nested object field: serde reads a struct from a JSON array too
+/// (positionally), which would let `[null]` pass as an empty filter. This
+/// reads only a JSON object, keeping the paths of errors inside it.
+pub fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(V(std::marker::PhantomData))
+}
+
+/// [`object`] for an optional field (`null` is `None`).
+pub fn object_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Option<T>, D2::Error> {
+            object(d).map(Some)
+        }
+    }
+    d.deserialize_option(V(std::marker::PhantomData))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +214,36 @@ mod tests {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
         }
         require_json(&h)
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Outer {
+        #[serde(default, deserialize_with = "object_opt")]
+        inner: Option<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        #[serde(default)]
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn nested_objects_must_be_objects_and_keep_error_paths() {
+        let p = parse_json::<Outer>(br#"{"inner": [null]}"#, "").unwrap_err();
+        assert_eq!(
+            (p.status.as_u16(), p.field.as_deref()),
+            (422, Some("inner"))
+        );
+        let p = parse_json::<Outer>(br#"{"inner": {"n": "x"}}"#, "").unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("inner.n"));
+        let ok = parse_json::<Outer>(br#"{"inner": {"n": 3}}"#, "").unwrap();
+        assert_eq!(ok.inner.and_then(|i| i.n), Some(3));
+        assert!(parse_json::<Outer>(br#"{"inner": null}"#, "")
+            .unwrap()
+            .inner
+            .is_none());
+        assert!(parse_json::<Outer>(br#"{}"#, "").unwrap().inner.is_none());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::auth::{Auth, Caller};
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
 use super::{single_header, AppState};
 use crate::channels::ChannelSet;
@@ -50,11 +50,11 @@ pub struct SubmitRequest {
     pub text: Option<String>,
     /// The message body: `{"type": "text"|"markdown"|"link"|"card"|"news"|"image"|"template"|"raw", ...}`
     /// (see the README's message model).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_opt")]
     #[schema(value_type = Option<Object>)]
     pub body: Option<Body>,
     /// Who to @: `{"all": bool, "users": [...], "mobiles": [...]}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     #[schema(value_type = Object)]
     pub mentions: Mentions,
     /// For app channels: who receives it (user ids, open ids, chat ids...).
@@ -487,6 +487,12 @@ pub async fn submit_batch(
         for (i, item) in batch.messages.into_iter().enumerate() {
             let at = format!("messages[{i}]");
             let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());
+            // serde would read a struct from an array too (positionally).
+            if !item.is_object() {
+                let p = Problem::invalid(at, "each message must be a JSON object");
+                results[i] = Some(ItemResult::failed(i, p));
+                continue;
+            }
             let parsed = serde_path_to_error::deserialize::<_, SubmitRequest>(item)
                 .map_err(|e| from_json_error(e, &at))
                 .and_then(|mut req| {

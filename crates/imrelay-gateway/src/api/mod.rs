@@ -14,6 +14,7 @@
 //! its buffer or more than 100 of them (431), and unparsable HTTP, including
 //! `Content-Length` headers that disagree (400; identical repeats are
 //! accepted as one).
+//!
 //! Handlers read the channel set and keys through `ArcSwap`, so a reload takes
 //! effect on the next request.
 

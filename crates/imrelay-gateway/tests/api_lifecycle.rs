@@ -39,6 +39,7 @@ async fn run_drains_on_shutdown_and_a_restart_delivers_what_was_queued() {
         let r = http
             .post(format!("{base}/v1/messages"))
             .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
             .body(format!(r#"{{"channel": "alerts", "text": "queued-{i}"}}"#))
             .send()
             .await
@@ -103,6 +104,7 @@ url = "https://hooks.example.com/a"
         .oneshot(
             Request::post("/v1/messages")
                 .header("authorization", format!("Bearer {ADMIN_KEY}"))
+                .header("content-type", "application/json")
                 .body(Body::from(r#"{"channel": "alerts", "text": "late"}"#))
                 .unwrap(),
         )

@@ -149,3 +149,58 @@ async fn every_documented_operation_reaches_a_handler() {
     }
     t.gw.shutdown().await.unwrap();
 }
+
+#[test]
+fn the_document_is_derived_from_the_real_types() {
+    let doc = imrelay_gateway::api::openapi::document();
+    let schemas = &doc["components"]["schemas"];
+    // The request types as the handlers parse them (the stubs lacked these).
+    let submit = &schemas["SubmitRequest"];
+    for field in [
+        "channel",
+        "text",
+        "body",
+        "template",
+        "data",
+        "idempotency_key",
+    ] {
+        assert!(
+            submit["properties"][field].is_object(),
+            "SubmitRequest.{field} is missing: {submit:#}"
+        );
+    }
+    assert_eq!(
+        submit["additionalProperties"], false,
+        "unknown fields are refused"
+    );
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["messages"]["items"]["$ref"],
+        "#/components/schemas/SubmitRequest"
+    );
+    assert!(schemas["MessageView"]["properties"]["deliveries"].is_object());
+    assert!(schemas["DeadEntry"]["properties"]["delivery_id"].is_object());
+    // Every JSON body is declared as such, with its 415, and every error of the
+    // typed handlers is a problem.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let json_body = op["requestBody"]["content"]
+                .as_object()
+                .is_some_and(|c| c.len() == 1 && c.contains_key("application/json"));
+            if json_body && !path.starts_with("/v1/alertmanager") {
+                assert!(
+                    op["responses"]["415"].is_object(),
+                    "{method} {path} lacks its 415"
+                );
+            }
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                let error = status.starts_with('4') || status.starts_with('5');
+                if error && path != "/readyz" {
+                    assert!(
+                        resp["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status} is not a problem: {resp:#}"
+                    );
+                }
+            }
+        }
+    }
+}

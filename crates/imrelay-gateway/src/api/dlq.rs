@@ -10,17 +10,15 @@
 //! A key limited to some channels sees and changes only their dead letters; it
 //! must name the channel in a filter unless it has exactly one.
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
 use axum::Json;
-use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Auth, Caller, Scope};
+use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
-use super::{body_bytes, parse_json, AppState};
+use super::AppState;
 use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId};
 
 /// Largest page.
@@ -28,146 +26,317 @@ pub const MAX_PAGE: u32 = 1000;
 /// Most ids in one replay/purge request.
 pub const MAX_IDS: usize = 1000;
 
+/// The query of `GET /v1/dlq`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this channel's dead letters (required for a key with several
+    /// channels but not all).
+    #[param(min_length = 1)]
+    pub channel: Option<String>,
+    /// Only those with this platform code.
+    #[param(min_length = 1)]
+    pub code: Option<String>,
+    /// Only this message's.
+    #[param(min_length = 1)]
+    pub message_id: Option<String>,
+    /// Dead-lettered at or after: RFC 3339 (`2026-01-01T00:00:00Z`) or
+    /// milliseconds since the epoch.
+    #[param(value_type = Option<String>)]
+    pub since: Option<Time>,
+    /// Dead-lettered before (same forms as `since`).
+    #[param(value_type = Option<String>)]
+    pub until: Option<Time>,
+    /// Page size, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "from_text")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_after` of the previous page.
+    #[serde(default, deserialize_with = "from_text")]
+    #[param(value_type = Option<i64>)]
+    pub after: Option<DeliveryId>,
+}
+
+/// A time: RFC 3339 (`2026-01-01T00:00:00Z`) or milliseconds since the epoch,
+/// as a number or as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub i64);
+
+impl utoipa::PartialSchema for Time {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .description(Some("Milliseconds since the epoch")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "RFC 3339 (`2026-01-01T00:00:00Z`), or milliseconds as text",
+                    )),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Time {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Time".into()
+    }
+}
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Time;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("milliseconds since the epoch or an RFC 3339 time")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Time, E> {
+                Ok(Time(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Time, E> {
+                i64::try_from(v)
+                    .map(Time)
+                    .map_err(|_| E::custom("milliseconds since the epoch out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Time, E> {
+                parse_time(v).map(Time).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A page of dead letters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DlqPage {
+    /// Oldest first.
+    pub items: Vec<DeadEntry>,
+    /// Pass as `after` for the next page; null on the last page.
+    #[schema(value_type = Option<i64>)]
+    pub next_after: Option<DeliveryId>,
+}
+
+/// How many dead letters were queued again (with a fresh attempt count).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub replayed: u64,
+}
+
+/// How many dead letters were deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purged {
+    pub purged: u64,
+}
+
 /// `GET /v1/dlq`.
+#[utoipa::path(get, path = "/v1/dlq", tag = "dlq",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DlqPage),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(q): RawQuery,
-) -> Result<Response, Problem> {
-    let mut filter = DeadFilter::default();
-    for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
-        let (k, v) = (k.into_owned(), v.into_owned());
-        match k.as_str() {
-            "channel" => filter.channel = Some(non_empty(&k, v)?),
-            "code" => filter.code = Some(non_empty(&k, v)?),
-            "message_id" => filter.message_id = Some(non_empty(&k, v)?),
-            "since" => filter.since = Some(parse_time(&k, &v)?),
-            "until" => filter.until = Some(parse_time(&k, &v)?),
-            "limit" => {
-                let n: u32 = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| Problem::invalid("limit", format!("must be a number from 1 to {MAX_PAGE}")))?;
-                filter.limit = n;
-            }
-            "after" => {
-                filter.after = Some(
-                    v.parse()
-                        .map_err(|_| Problem::invalid("after", "must be a dead-letter id (a number) from `next_after`"))?,
-                )
-            }
-            other => {
-                return Err(Problem::invalid(
-                    other,
-                    format!("unknown query parameter `{other}`; use channel, code, message_id, since, until, limit, after"),
-                ))
-            }
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DlqPage>, Problem> {
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Err(Problem::invalid(
+                "limit",
+                format!("must be a number from 1 to {MAX_PAGE}"),
+            ))
         }
-    }
+    };
+    let mut filter = DeadFilter {
+        channel: q.channel.map(|v| non_empty("channel", v)).transpose()?,
+        code: q.code.map(|v| non_empty("code", v)).transpose()?,
+        message_id: q
+            .message_id
+            .map(|v| non_empty("message_id", v))
+            .transpose()?,
+        since: q.since.map(|t| t.0),
+        until: q.until.map(|t| t.0),
+        limit,
+        after: q.after,
+    };
     scope_filter(&caller, &mut filter, "channel")?;
-    let limit = if filter.limit == 0 { 100 } else { filter.limit };
-    filter.limit = limit;
     let items = st.store.list_dead(&filter).await?;
     let next_after = if items.len() as u32 >= limit {
         items.last().map(|e| e.delivery_id)
     } else {
         None
     };
-    Ok(Json(json!({"items": items, "next_after": next_after})).into_response())
+    Ok(Json(DlqPage { items, next_after }))
 }
 
 /// `GET /v1/dlq/{id}`.
+#[utoipa::path(get, path = "/v1/dlq/{id}", tag = "dlq",
+    params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
+    responses(
+        (status = 200, description = "One dead letter with its message", body = DeadEntry),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn inspect(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Problem> {
-    let entry = find(&st, &caller, id).await?;
-    Ok(Json(entry).into_response())
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<Json<DeadEntry>, Problem> {
+    find(&st, &caller, id).await.map(Json)
 }
 
 /// `POST /v1/dlq/{id}/replay`.
+#[utoipa::path(post, path = "/v1/dlq/{id}/replay", tag = "dlq",
+    params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
+    responses(
+        (status = 200, description = "Queued again with a fresh attempt count", body = Replayed),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn replay_one(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Problem> {
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<Json<Replayed>, Problem> {
     let entry = find(&st, &caller, id).await?;
-    let n = st
+    let replayed = st
         .store
         .replay(&DeadSelector::Ids(vec![entry.delivery_id]))
         .await?;
-    Ok(Json(json!({"replayed": n})).into_response())
+    Ok(Json(Replayed { replayed }))
 }
 
 /// `DELETE /v1/dlq/{id}`.
+#[utoipa::path(delete, path = "/v1/dlq/{id}", tag = "dlq",
+    params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
+    responses(
+        (status = 200, description = "Deleted", body = Purged),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn purge_one(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Problem> {
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<Json<Purged>, Problem> {
     let entry = find(&st, &caller, id).await?;
-    let n = st
+    let purged = st
         .store
         .purge_dead(&DeadSelector::Ids(vec![entry.delivery_id]))
         .await?;
-    Ok(Json(json!({"purged": n})).into_response())
+    Ok(Json(Purged { purged }))
 }
 
 /// `POST /v1/dlq/replay`.
+#[utoipa::path(post, path = "/v1/dlq/replay", tag = "dlq",
+    request_body(content = SelectorBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many were queued again", body = Replayed),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use a channel named or selected", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn replay_many(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let sel = selector(&st, &caller, body).await?;
-    let n = st.store.replay(&sel).await?;
-    Ok(Json(json!({"replayed": n})).into_response())
+    ApiJson { value, .. }: ApiJson<SelectorBody>,
+) -> Result<Json<Replayed>, Problem> {
+    let sel = selector(&st, &caller, value).await?;
+    let replayed = st.store.replay(&sel).await?;
+    Ok(Json(Replayed { replayed }))
 }
 
 /// `POST /v1/dlq/purge`.
+#[utoipa::path(post, path = "/v1/dlq/purge", tag = "dlq",
+    request_body(content = SelectorBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many were deleted", body = Purged),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use a channel named or selected", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn purge_many(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let sel = selector(&st, &caller, body).await?;
-    let n = st.store.purge_dead(&sel).await?;
-    Ok(Json(json!({"purged": n})).into_response())
+    ApiJson { value, .. }: ApiJson<SelectorBody>,
+) -> Result<Json<Purged>, Problem> {
+    let sel = selector(&st, &caller, value).await?;
+    let purged = st.store.purge_dead(&sel).await?;
+    Ok(Json(Purged { purged }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Dead letters to replay or purge: `{"ids": [...]}` or `{"filter": {...}}`
+/// (`{"filter": {}}` selects every dead letter the key may see).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SelectorBody {
+pub struct SelectorBody {
+    /// Dead-letter ids (`delivery_id`), 1 to 1000.
     #[serde(default)]
-    ids: Option<Vec<DeliveryId>>,
-    #[serde(default)]
-    filter: Option<FilterBody>,
+    #[schema(value_type = Option<Vec<i64>>, min_items = 1, max_items = 1000)]
+    pub ids: Option<Vec<DeliveryId>>,
+    #[serde(default, deserialize_with = "object_opt")]
+    pub filter: Option<FilterBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Which dead letters a filter selects; every member narrows it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FilterBody {
+pub struct FilterBody {
     #[serde(default)]
-    channel: Option<String>,
+    pub channel: Option<String>,
     #[serde(default)]
-    code: Option<String>,
+    pub code: Option<String>,
     #[serde(default)]
-    message_id: Option<String>,
+    pub message_id: Option<String>,
+    /// Dead-lettered at or after.
     #[serde(default)]
-    since: Option<Value>,
+    pub since: Option<Time>,
+    /// Dead-lettered before.
     #[serde(default)]
-    until: Option<Value>,
+    pub until: Option<Time>,
 }
 
 async fn selector(
     st: &AppState,
     caller: &Caller,
-    body: Result<Bytes, BytesRejection>,
+    b: SelectorBody,
 ) -> Result<DeadSelector, Problem> {
-    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
-    let b: SelectorBody = parse_json(&bytes, "")?;
     match (b.ids, b.filter) {
         (Some(_), Some(_)) => Err(Problem::invalid("filter", "give either `ids` or `filter`, not both")),
         (None, None) => Err(Problem::invalid(
@@ -197,8 +366,8 @@ async fn selector(
                 channel: f.channel,
                 code: f.code,
                 message_id: f.message_id,
-                since: f.since.map(|v| time_value("filter.since", &v)).transpose()?,
-                until: f.until.map(|v| time_value("filter.until", &v)).transpose()?,
+                since: f.since.map(|t| t.0),
+                until: f.until.map(|t| t.0),
                 ..Default::default()
             };
             scope_filter(caller, &mut filter, "filter.channel")?;
@@ -228,18 +397,7 @@ fn scope_filter(caller: &Caller, filter: &mut DeadFilter, field: &str) -> Result
     }
 }
 
-async fn find(
-    st: &AppState,
-    caller: &Caller,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<DeadEntry, Problem> {
-    let raw = id.map(|Path(s)| s).unwrap_or_default();
-    let id: DeliveryId = raw.parse().map_err(|_| {
-        Problem::not_found(format!(
-            "no dead letter `{}`",
-            super::messages::truncate(&raw, 64)
-        ))
-    })?;
+async fn find(st: &AppState, caller: &Caller, id: DeliveryId) -> Result<DeadEntry, Problem> {
     let entry = st
         .store
         .get_dead(id)
@@ -257,31 +415,15 @@ fn non_empty(field: &str, v: String) -> Result<String, Problem> {
     }
 }
 
-fn time_value(field: &str, v: &Value) -> Result<i64, Problem> {
-    match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| {
-            Problem::invalid(
-                field,
-                "must be milliseconds since the epoch or an RFC 3339 time",
-            )
-        }),
-        Value::String(s) => parse_time(field, s),
-        _ => Err(Problem::invalid(
-            field,
-            "must be milliseconds since the epoch or an RFC 3339 time",
-        )),
-    }
-}
-
 /// RFC 3339 (`2026-01-01T00:00:00Z`) or milliseconds since the epoch.
-pub fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
+pub fn parse_time(v: &str) -> Result<i64, String> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
     let t = humantime::parse_rfc3339_weak(v.trim()).map_err(|_| {
-        Problem::invalid(
-            field,
-            format!("`{}` is not a time; write RFC 3339 (2026-01-31T08:00:00Z) or milliseconds since the epoch", super::messages::truncate(v, 64)),
+        format!(
+            "`{}` is not a time; write RFC 3339 (2026-01-31T08:00:00Z) or milliseconds since the epoch",
+            super::messages::truncate(v, 64)
         )
     })?;
     Ok(t.duration_since(std::time::UNIX_EPOCH)
@@ -293,20 +435,47 @@ pub fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
 mod tests {
     use super::*;
 
+    fn since(v: &str) -> Result<i64, Problem> {
+        let q = format!(
+            "since={}",
+            url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+        );
+        super::super::extract::parse_query::<ListQuery>(&q).map(|q| q.since.unwrap().0)
+    }
+
     #[test]
     fn times_parse_both_ways() {
-        assert_eq!(
-            parse_time("since", "1700000000000").unwrap(),
-            1_700_000_000_000
-        );
-        assert_eq!(
-            parse_time("since", "2023-11-14T22:13:20Z").unwrap(),
-            1_700_000_000_000
-        );
-        let p = parse_time("since", "yesterday").unwrap_err();
+        assert_eq!(since("1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(since("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        let p = since("yesterday").unwrap_err();
         assert_eq!(
             (p.status.as_u16(), p.field.as_deref()),
             (422, Some("since"))
+        );
+        let f: FilterBody =
+            serde_json::from_str(r#"{"since": 1700000000000, "until": "2023-11-14T22:13:20Z"}"#)
+                .unwrap();
+        assert_eq!(
+            (f.since, f.until),
+            (Some(Time(1_700_000_000_000)), Some(Time(1_700_000_000_000)))
+        );
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let field = |q: &str| {
+            super::super::extract::parse_query::<ListQuery>(q)
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(field("colour=red").as_deref(), Some("colour"));
+        assert_eq!(field("limit=x").as_deref(), Some("limit"));
+        assert_eq!(field("channel=a&channel=b").as_deref(), Some("channel"));
+        let q =
+            super::super::extract::parse_query::<ListQuery>("limit=5&after=7&channel=a").unwrap();
+        assert_eq!(
+            (q.limit, q.after, q.channel.as_deref()),
+            (Some(5), Some(7), Some("a"))
         );
     }
 }

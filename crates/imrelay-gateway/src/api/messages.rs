@@ -14,41 +14,48 @@
 //! {"channel": "oncall-app", "text": "page", "recipients": ["user1", "user2"]}
 //! ```
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use imrelay_sdk::message::{Body, Mentions};
 use imrelay_sdk::Message;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{Auth, Caller};
+use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
-use super::{body_bytes, parse_json, single_header, AppState};
+use super::{single_header, AppState};
 use crate::channels::ChannelSet;
-use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageView, NewMessage};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// The body of `POST /v1/messages` (and each item of a batch).
-#[derive(Debug, Clone, Deserialize)]
+/// A message to send: the body of `POST /v1/messages` and each item of a
+/// batch. Give exactly one of `text`, `body` or `template`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "alerts", "title": "Disk", "text": "disk 91% full on db-1"}))]
 pub struct SubmitRequest {
     /// The channel to send to.
+    #[schema(min_length = 1)]
     pub channel: String,
     #[serde(default)]
     pub title: Option<String>,
     /// Shorthand for `"body": {"type": "text", "text": ...}`.
     #[serde(default)]
     pub text: Option<String>,
-    /// The message body (text, markdown, link, card, news, image, template, raw).
-    #[serde(default)]
+    /// The message body: `{"type": "text"|"markdown"|"link"|"card"|"news"|"image"|"template"|"raw", ...}`
+    /// (see the README's message model).
+    #[serde(default, deserialize_with = "object_opt")]
+    #[schema(value_type = Option<Object>)]
     pub body: Option<Body>,
-    #[serde(default)]
+    /// Who to @: `{"all": bool, "users": [...], "mobiles": [...]}`.
+    #[serde(default, deserialize_with = "object")]
+    #[schema(value_type = Object)]
     pub mentions: Mentions,
     /// For app channels: who receives it (user ids, open ids, chat ids...).
     #[serde(default)]
@@ -65,13 +72,112 @@ pub struct SubmitRequest {
     pub template: Option<String>,
     /// The template's context (a JSON object).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/messages/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
-    messages: Vec<Value>,
+#[schema(example = json!({"messages": [
+    {"channel": "alerts", "text": "backup finished"},
+    {"channel": "alerts", "body": {"type": "markdown", "text": "**v1.2** is live"}}
+]}))]
+pub struct BatchRequest {
+    /// At most `server.max_batch` messages. Items are parsed one by one, so
+    /// one bad item is reported in its result without failing the others.
+    #[schema(value_type = Vec<SubmitRequest>, min_items = 1)]
+    pub messages: Vec<Value>,
+}
+
+/// A message was durably accepted (202).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The message id; `GET /v1/messages/{id}` follows its deliveries.
+    pub id: String,
+}
+
+/// The 202 answer: [`Accepted`] with `Location`, and `Idempotent-Replayed`
+/// when an idempotency key returned an earlier message.
+pub struct AcceptedResponse {
+    pub body: Accepted,
+    pub replayed: bool,
+}
+
+impl IntoResponse for AcceptedResponse {
+    fn into_response(self) -> Response {
+        let location = HeaderValue::from_str(&format!("/v1/messages/{}", self.body.id));
+        let mut resp = (StatusCode::ACCEPTED, Json(self.body)).into_response();
+        if let Ok(loc) = location {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        if self.replayed {
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        resp
+    }
+}
+
+/// The result of one batch item.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ItemResult {
+    /// The item's position in `messages`.
+    pub index: usize,
+    /// 202 when accepted; otherwise the status the item alone would have got.
+    pub status: u16,
+    /// The accepted message's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Present (true) when an idempotency key returned an earlier message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotent_replayed: Option<bool>,
+    /// Why the item was not accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+impl ItemResult {
+    fn accepted(index: usize, id: String, replayed: bool) -> Self {
+        ItemResult {
+            index,
+            status: StatusCode::ACCEPTED.as_u16(),
+            id: Some(id),
+            idempotent_replayed: replayed.then_some(true),
+            problem: None,
+        }
+    }
+
+    fn failed(index: usize, p: Problem) -> Self {
+        ItemResult {
+            index,
+            status: p.status.as_u16(),
+            id: None,
+            idempotent_replayed: None,
+            problem: Some(p),
+        }
+    }
+}
+
+/// The answer to a batch with at least one accepted message: 202 when all
+/// were, 207 when some were.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// One per item, in order.
+    pub results: Vec<ItemResult>,
+}
+
+impl IntoResponse for BatchResult {
+    fn into_response(self) -> Response {
+        let status = if self.rejected == 0 {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::MULTI_STATUS
+        };
+        (status, Json(self)).into_response()
+    }
 }
 
 /// Validate a request against the current channels and the caller's scope,
@@ -218,16 +324,11 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     Some(v)
 }
 
-fn accepted(id: &str, replayed: bool) -> Response {
-    let mut resp = (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/messages/{id}")) {
-        resp.headers_mut().insert(header::LOCATION, loc);
+fn accepted(id: String, replayed: bool) -> AcceptedResponse {
+    AcceptedResponse {
+        body: Accepted { id },
+        replayed,
     }
-    if replayed {
-        resp.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    resp
 }
 
 fn conflict(field: &str, existing: &str) -> Problem {
@@ -241,20 +342,46 @@ fn conflict(field: &str, existing: &str) -> Problem {
     .with("existing_id", existing)
 }
 
-fn parse_submit(bytes: &[u8], at: &str) -> Result<SubmitRequest, Problem> {
-    parse_json(bytes, at)
+fn rejected(reason: String) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+        "Message rejected",
+        reason,
+    )
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Resubmitting with the same key and body returns the first message's id (1-255 visible ASCII characters)"),
+        ("X-Request-Id" = Option<String>, Header, description = "Stored as the message's trace id unless `traceparent` or `trace_id` gives one"),
+    ),
+    responses(
+        (status = 202, description = "Durably accepted", body = Accepted,
+            headers(("Location" = String, description = "`/v1/messages/{id}`"),
+                    ("Idempotent-Replayed" = String, description = "`true` when the key returned an earlier message"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn submit(
     State(st): State<AppState>,
     Auth(caller): Auth,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
+    body: ApiJson<SubmitRequest>,
+) -> Result<AcceptedResponse, Problem> {
     let header_key = idempotency_header(&headers)?;
-    let mut req = parse_submit(&bytes, "")?;
+    let ApiJson {
+        value: mut req,
+        raw: bytes,
+    } = body;
     let key_field = if header_key.is_some() {
         "Idempotency-Key"
     } else {
@@ -295,16 +422,11 @@ pub async fn submit(
     match outcome {
         Some(EnqueueOutcome::Created { id }) => {
             crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
-            Ok(accepted(&id, false))
+            Ok(accepted(id, false))
         }
-        Some(EnqueueOutcome::Existing { id }) => Ok(accepted(&id, true)),
+        Some(EnqueueOutcome::Existing { id }) => Ok(accepted(id, true)),
         Some(EnqueueOutcome::Conflict { id }) => Err(conflict(key_field, &id)),
-        Some(EnqueueOutcome::Rejected { reason }) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "rejected",
-            "Message rejected",
-            reason,
-        )),
+        Some(EnqueueOutcome::Rejected { reason }) => Err(rejected(reason)),
         None => Err(Problem::internal(
             "the store returned no outcome; nothing was accepted",
         )),
@@ -315,15 +437,30 @@ pub async fn submit(
 /// in one transaction; each item gets its own result. 202 when all were
 /// accepted, 207 when some were, and a 422 problem (with the same per-item
 /// `results`) when none was: nothing stored.
+#[utoipa::path(post, path = "/v1/messages/batch", tag = "messages",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Item i without its own `idempotency_key` uses `<key>/<i>`, so resending the batch returns the same ids"),
+        ("X-Request-Id" = Option<String>, Header, description = "The items' trace id unless they give one"),
+    ),
+    responses(
+        (status = 202, description = "Every message accepted (one commit)", body = BatchResult),
+        (status = 207, description = "Some accepted; `results` gives each item's status and problem", body = BatchResult),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "None accepted (the problem's `results` gives each item's reason), or the batch itself is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn submit_batch(
     State(st): State<AppState>,
     Auth(caller): Auth,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
+    ApiJson { value: batch, .. }: ApiJson<BatchRequest>,
+) -> Result<BatchResult, Problem> {
     let header_key = idempotency_header(&headers)?;
-    let batch: BatchRequest = parse_json(&bytes, "")?;
     if batch.messages.is_empty() {
         return Err(Problem::invalid(
             "messages",
@@ -342,7 +479,7 @@ pub async fn submit_batch(
     }
     let request_id = request_id(&headers);
 
-    let mut results: Vec<Option<Value>> = vec![None; batch.messages.len()];
+    let mut results: Vec<Option<ItemResult>> = vec![None; batch.messages.len()];
     let mut queued: Vec<(usize, String)> = Vec::new(); // (index, key field)
     let mut to_store = Vec::new();
     {
@@ -350,6 +487,12 @@ pub async fn submit_batch(
         for (i, item) in batch.messages.into_iter().enumerate() {
             let at = format!("messages[{i}]");
             let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());
+            // serde would read a struct from an array too (positionally).
+            if !item.is_object() {
+                let p = Problem::invalid(at, "each message must be a JSON object");
+                results[i] = Some(ItemResult::failed(i, p));
+                continue;
+            }
             let parsed = serde_path_to_error::deserialize::<_, SubmitRequest>(item)
                 .map_err(|e| from_json_error(e, &at))
                 .and_then(|mut req| {
@@ -387,7 +530,7 @@ pub async fn submit_batch(
                     queued.push((i, field));
                     to_store.push(nm);
                 }
-                Err(p) => results[i] = Some(item_error(i, &p)),
+                Err(p) => results[i] = Some(ItemResult::failed(i, p)),
             }
         }
     }
@@ -407,34 +550,26 @@ pub async fn submit_batch(
                 EnqueueOutcome::Created { id } => {
                     accepted_count += 1;
                     crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
-                    json!({"index": i, "status": 202, "id": id})
+                    ItemResult::accepted(i, id, false)
                 }
                 EnqueueOutcome::Existing { id } => {
                     accepted_count += 1;
-                    json!({"index": i, "status": 202, "id": id, "idempotent_replayed": true})
+                    ItemResult::accepted(i, id, true)
                 }
-                EnqueueOutcome::Conflict { id } => item_error(i, &conflict(&field, &id)),
-                EnqueueOutcome::Rejected { reason } => item_error(
-                    i,
-                    &Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "rejected",
-                        "Message rejected",
-                        reason,
-                    ),
-                ),
+                EnqueueOutcome::Conflict { id } => ItemResult::failed(i, conflict(&field, &id)),
+                EnqueueOutcome::Rejected { reason } => ItemResult::failed(i, rejected(reason)),
             });
         }
     }
     let total = results.len();
-    let results: Vec<Value> = results
+    let results: Vec<ItemResult> = results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
-                item_error(
+                ItemResult::failed(
                     i,
-                    &Problem::internal("the store returned no outcome for this item"),
+                    Problem::internal("the store returned no outcome for this item"),
                 )
             })
         })
@@ -449,34 +584,35 @@ pub async fn submit_batch(
         )
         .with("accepted", 0)
         .with("rejected", total)
-        .with("results", results));
+        .with(
+            "results",
+            serde_json::to_value(&results).unwrap_or_default(),
+        ));
     }
-    let status = if accepted_count == total {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    Ok((
-        status,
-        Json(json!({"accepted": accepted_count, "rejected": total - accepted_count, "results": results})),
-    )
-        .into_response())
-}
-
-fn item_error(i: usize, p: &Problem) -> Value {
-    json!({"index": i, "status": p.status.as_u16(), "problem": p.to_value()})
+    Ok(BatchResult {
+        accepted: accepted_count,
+        rejected: total - accepted_count,
+        results,
+    })
 }
 
 /// `GET /v1/messages/{id}`: state, deliveries, every attempt with its outcome and
 /// platform code, timestamps (milliseconds since the Unix epoch).
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "The id `POST /v1/messages` answered")),
+    responses(
+        (status = 200, description = "State, deliveries and every attempt", body = MessageView),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use the message's channel", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, Problem> {
-    let Ok(Path(id)) = id else {
-        return Err(Problem::not_found("no such message"));
-    };
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MessageView>, Problem> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(Problem::not_found(format!(
@@ -490,7 +626,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))?;
     caller.require(&view.channel)?;
-    Ok(Json(view).into_response())
+    Ok(Json(view))
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {

@@ -4,8 +4,17 @@
 //!   `POST /v1/dlq/replay`, `POST /v1/dlq/purge`;
 //! - [`ops`]: `GET /v1/status` (queue and destination state), `GET /healthz`.
 //!
-//! Every error is `application/problem+json` ([`problem`]); bearer keys are
-//! checked by [`auth`]. Bodies larger than `server.max_body_bytes` get 413.
+//! Every error is `application/problem+json` ([`problem`]): the extractors in
+//! [`extract`] turn every rejection into one, and a last layer converts any
+//! other error answer. Bearer keys are checked by [`auth`]. Bodies must be
+//! `application/json` (415) and at most `server.max_body_bytes` (413).
+//!
+//! Two kinds of malformed request never reach the router: hyper answers them
+//! itself, with an empty body, and closes the connection: headers larger than
+//! its buffer or more than 100 of them (431), and unparsable HTTP, including
+//! `Content-Length` headers that disagree (400; identical repeats are
+//! accepted as one).
+//!
 //! Handlers read the channel set and keys through `ArcSwap`, so a reload takes
 //! effect on the next request.
 
@@ -13,6 +22,7 @@ pub mod alertmanager;
 pub mod auth;
 pub mod callbacks;
 pub mod dlq;
+pub mod extract;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
@@ -128,6 +138,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(
+            problem::problem_for_bare_errors,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }

@@ -1,61 +1,176 @@
 //! Operations endpoints: `GET /v1/status` (queue depth, dead letters, per-target
 //! counts, and the dispatcher's view of each destination: breaker state, limiter)
-//! and the unauthenticated liveness probe `GET /healthz`.
+//! and the unauthenticated probes `GET /healthz` and `GET /readyz`.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{Auth, Scope};
 use super::problem::Problem;
 use super::AppState;
+use crate::store::QueueStats;
+
+/// The gateway's state as one key may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// The store backend: `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// False while draining for shutdown (new messages get 503).
+    pub accepting: bool,
+    /// Queue counts (per target limited to the key's channels).
+    pub queue: QueueStats,
+    /// The channels the key may use.
+    pub channels: Vec<ChannelStatus>,
+    /// The dispatcher's view (breakers, limiters, counters); null when no
+    /// dispatcher runs in this process.
+    #[schema(value_type = Option<crate::dispatch::DispatchStatus>)]
+    pub dispatch: Option<Value>,
+}
+
+/// One configured channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelStatus {
+    pub name: String,
+    /// Whether its destinations are a robot pool (one of them per message).
+    pub pool: bool,
+    pub destinations: Vec<DestinationInfo>,
+    /// The channel that takes over when this one stays undeliverable.
+    pub fallback: Option<String>,
+}
+
+/// One destination of a channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationInfo {
+    /// The destination's key (never its secret-bearing URL).
+    pub key: String,
+    /// Its type (`dingtalk_robot`, `webhook`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
 
 /// `GET /v1/status` (any valid key; a key limited to some channels sees only
 /// their channels).
-pub async fn status(State(st): State<AppState>, Auth(caller): Auth) -> Result<Response, Problem> {
-    let mut stats = st.store.stats().await?;
+#[utoipa::path(get, path = "/v1/status", tag = "operations",
+    responses(
+        (status = 200, description = "Channels, destinations, breaker states, queue depths, dead letters", body = Status),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn status(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<Status>, Problem> {
+    let mut queue = st.store.stats().await?;
     if let Scope::Channels(_) = &caller.scope {
-        stats.by_target.retain(|t| {
+        queue.by_target.retain(|t| {
             t.target
                 .split_once('/')
                 .is_some_and(|(c, _)| caller.may_use(c))
         });
     }
-    let channels: Vec<_> = st
+    let channels = st
         .channels()
         .channels
         .values()
         .filter(|c| caller.may_use(&c.name))
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "pool": c.pool,
-                "destinations": c.destinations.iter().map(|d| json!({"key": d.key, "type": d.dest.kind()})).collect::<Vec<_>>(),
-                "fallback": c.fallback.as_ref().map(|f| f.channel.clone()),
-            })
+        .map(|c| ChannelStatus {
+            name: c.name.clone(),
+            pool: c.pool,
+            destinations: c
+                .destinations
+                .iter()
+                .map(|d| DestinationInfo {
+                    key: d.key.clone(),
+                    kind: d.dest.kind(),
+                })
+                .collect(),
+            fallback: c.fallback.as_ref().map(|f| f.channel.clone()),
         })
         .collect();
-    let dispatch = st.status.as_ref().map(|f| f());
-    Ok(Json(json!({
-        "store": st.store.backend(),
-        "accepting": st.accepting.load(std::sync::atomic::Ordering::Acquire),
-        "queue": stats,
-        "channels": channels,
-        "dispatch": dispatch,
+    Ok(Json(Status {
+        store: st.store.backend(),
+        accepting: st.accepting.load(std::sync::atomic::Ordering::Acquire),
+        queue,
+        channels,
+        dispatch: st.status.as_ref().map(|f| f()),
     }))
-    .into_response())
+}
+
+/// The liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    pub status: &'static str,
 }
 
 /// `GET /healthz`: the process is up and serving.
-pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness with each check's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: ReadyState,
+    pub checks: ReadinessChecks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyState {
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    pub store: StoreCheck,
+    pub config: ConfigCheck,
+    pub draining: DrainingCheck,
+}
+
+/// Whether the store answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreCheck {
+    pub ok: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A config is loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigCheck {
+    pub ok: bool,
+    /// How many channels it defines.
+    pub channels: usize,
+}
+
+/// Whether the gateway is draining for shutdown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainingCheck {
+    /// True while not draining.
+    pub ok: bool,
+    pub draining: bool,
 }
 
 /// `GET /readyz`: ready to take traffic: the store answers, a config is
 /// loaded, and the gateway is not draining. 503 with the failing check
 /// otherwise, so a load balancer stops sending before shutdown completes.
-pub async fn readyz(State(st): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the store does not answer, or the gateway is draining", body = Readiness),
+    ))]
+pub async fn readyz(State(st): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let store = st
         .store
         .stats()
@@ -65,18 +180,28 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     let channels = st.channels().channels.len();
     let accepting = st.accepting.load(std::sync::atomic::Ordering::Acquire);
     let ready = store.is_ok() && accepting;
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": {
-            "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
-            "config": {"ok": true, "channels": channels},
-            "draining": {"ok": accepting, "draining": !accepting},
+    let body = Readiness {
+        status: if ready {
+            ReadyState::Ready
+        } else {
+            ReadyState::NotReady
         },
-    });
-    let code = if ready {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
+        checks: ReadinessChecks {
+            store: StoreCheck {
+                ok: store.is_ok(),
+                error: store.err(),
+            },
+            config: ConfigCheck { ok: true, channels },
+            draining: DrainingCheck {
+                ok: accepting,
+                draining: !accepting,
+            },
+        },
     };
-    (code, Json(body)).into_response()
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }

@@ -131,6 +131,17 @@ impl Problem {
         )
     }
 
+    /// 415: the body is not declared as JSON.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            detail,
+        )
+        .field("Content-Type")
+    }
+
     /// 413.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
@@ -162,11 +173,6 @@ impl Problem {
             detail,
         )
     }
-
-    /// The problem as a JSON value (batch results embed them).
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 impl IntoResponse for Problem {
@@ -186,6 +192,95 @@ impl IntoResponse for Problem {
         }
         resp
     }
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let string = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(d))
+        };
+        ObjectBuilder::new()
+            .description(Some(
+                "RFC 9457 problem details. Some problems carry extra members \
+                 (`limit_bytes`, `existing_id`, and for a rejected batch `accepted`, `rejected`, `results`).",
+            ))
+            .property(
+                "type",
+                string("`urn:imrelay:problem:<slug>`, stable across versions")
+                    .pattern(Some("^urn:imrelay:problem:[a-z-]+$")),
+            )
+            .property("title", string("A short summary of the problem type"))
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(400))
+                    .maximum(Some(599))
+                    .description(Some("The HTTP status code")),
+            )
+            .property("detail", string("What went wrong and what to do"))
+            .property(
+                "field",
+                string("The input at fault: a JSON path (`messages[2].body.text`) or a header name"),
+            )
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("detail")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Problem".into()
+    }
+}
+
+/// Middleware: an error answer in plain text or without a body type (a
+/// rejection from an extractor outside this module, a router default) becomes
+/// problem+json with the same status and headers, its text as `detail`, so
+/// clients parse one error shape. JSON answers (problems, `/readyz`'s 503
+/// report) pass untouched.
+pub async fn problem_for_bare_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let bare = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // These bodies are short texts; a longer one is cut, not buffered whole.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let (slug, title) = match status {
+        StatusCode::BAD_REQUEST => ("malformed-request", "Malformed request"),
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid-field", "Invalid field"),
+        s if s.is_server_error() => ("internal", "Internal error"),
+        _ => ("error", "Error"),
+    };
+    let detail = if text.is_empty() {
+        reason.to_string()
+    } else {
+        text
+    };
+    let fresh = Problem::new(status, slug, title, detail).into_response();
+    let (fresh_parts, fresh_body) = fresh.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &fresh_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, fresh_body)
 }
 
 impl From<crate::store::StoreError> for Problem {
@@ -269,14 +364,12 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct T {
         a: u32,
         b: Vec<Inner>,
     }
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Inner {
         x: String,
     }
@@ -291,6 +384,8 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
+        let ok: T = serde_json::from_str(r#"{"a": 1, "b": [{"x": "ok"}]}"#).unwrap();
+        assert_eq!((ok.a, ok.b[0].x.as_str()), (1, "ok"));
         let p = parse(r#"{"a": 1, "b": [{"x": "ok"}, {"x": 5}]}"#);
         assert_eq!(
             (p.status.as_u16(), p.field.as_deref()),
@@ -303,6 +398,32 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("zz"));
         let p = parse(r#"{"a": 1,"#);
         assert_eq!((p.status.as_u16(), p.field), (400, None));
+    }
+
+    #[tokio::test]
+    async fn bare_error_answers_become_problems_and_json_ones_stay() {
+        let text = (StatusCode::BAD_REQUEST, "Invalid URL: bad utf-8").into_response();
+        let r = problem_for_bare_errors(text).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["detail"], "Invalid URL: bad utf-8");
+        assert_eq!(v["status"], 400);
+
+        let empty = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let r = problem_for_bare_errors(empty).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+
+        let report = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not_ready"})),
+        )
+            .into_response();
+        let r = problem_for_bare_errors(report).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert_eq!(&body[..], br#"{"status":"not_ready"}"#);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::channels::BreakerConfig;
 
 /// The breaker's state, as shown in status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,

@@ -160,7 +160,7 @@ struct Counters {
 }
 
 /// A snapshot of the counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CounterSnapshot {
     /// Requests sent.
     pub sent: u64,
@@ -185,7 +185,7 @@ pub struct CounterSnapshot {
 }
 
 /// One destination's limiter and breaker, as shown in status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DestinationStatus {
     pub key: String,
     pub breaker: BreakerState,
@@ -205,7 +205,7 @@ pub struct DestinationStatus {
 }
 
 /// What the dispatcher is doing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DispatchStatus {
     pub owner: String,
     pub running: bool,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{new_message_id, AttemptOutcome, DeliveryId, MessageId, Result, StoreError};
 
 /// What kind of message a row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// Sent by a producer.
@@ -126,7 +126,7 @@ impl EnqueueOutcome {
 }
 
 /// State of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
@@ -161,7 +161,7 @@ impl DeliveryState {
 }
 
 /// State of a message as a whole, derived from its deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Some delivery is still queued or in flight.
@@ -197,7 +197,7 @@ impl MessageState {
 }
 
 /// One request's outcome, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub started_at: i64,
     pub finished_at: i64,
@@ -254,7 +254,7 @@ impl AttemptRecord {
 }
 
 /// Why a delivery was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadReason {
     /// The platform's code, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,9 +348,11 @@ pub struct Finish {
 }
 
 /// A dead-lettered delivery.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadEntry {
+    #[schema(value_type = i64)]
     pub delivery_id: DeliveryId,
+    #[schema(value_type = String)]
     pub message_id: MessageId,
     pub channel: String,
     pub target: String,
@@ -362,6 +364,7 @@ pub struct DeadEntry {
     pub attempts: u32,
     pub created_at: i64,
     pub dead_at: i64,
+    #[schema(value_type = Object)]
     pub message: Message,
 }
 
@@ -390,8 +393,9 @@ pub enum DeadSelector {
 }
 
 /// One delivery of a message, for `GET /v1/messages/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
+    #[schema(value_type = i64)]
     pub id: DeliveryId,
     pub target: String,
     pub state: DeliveryState,
@@ -408,22 +412,26 @@ pub struct DeliveryView {
     pub dead: Option<DeadReason>,
     /// The digest message this delivery was merged into.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub merged_into: Option<MessageId>,
     /// Every request made for this delivery, oldest first.
     pub history: Vec<AttemptRecord>,
 }
 
 /// A message with its deliveries and history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
+    #[schema(value_type = String)]
     pub id: MessageId,
     pub channel: String,
     pub kind: MessageKind,
     pub state: MessageState,
+    #[schema(value_type = Object)]
     pub message: Message,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub origin: Option<MessageId>,
     pub created_at: i64,
     pub deliveries: Vec<DeliveryView>,
@@ -457,7 +465,7 @@ pub struct Overdue {
 }
 
 /// Queue statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub messages: u64,
     pub pending: u64,
@@ -471,7 +479,7 @@ pub struct QueueStats {
 }
 
 /// Per-target counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct TargetStats {
     pub target: String,
     pub pending: u64,

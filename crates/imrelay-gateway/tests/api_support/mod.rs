@@ -269,7 +269,7 @@ pub struct Resp {
 }
 
 impl Resp {
-    async fn from(r: reqwest::Response) -> Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();

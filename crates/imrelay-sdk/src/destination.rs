@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::http::{HttpClient, Timeouts};
+use crate::http::{
+    dns, HttpClient, HttpOptions, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
+};
 use crate::message::{Message, Platform};
 use crate::outcome::Report;
 use crate::token::TokenManager;
@@ -132,6 +134,18 @@ pub struct ClientOptions {
     pub timeouts: Timeouts,
     /// Wall clock for request signatures.
     pub clock: Arc<dyn Clock>,
+    /// Idle connections kept open per host (default
+    /// [`DEFAULT_POOL_MAX_IDLE_PER_HOST`]). Match it to the number of sends
+    /// that run at once against one host, or a burst opens a new connection
+    /// (and TLS handshake) for the sends beyond it.
+    pub pool_max_idle_per_host: usize,
+    /// The most bytes read of one answer (default [`MAX_ANSWER_BYTES`]); a
+    /// longer answer is not read further and a platform's is reported as a
+    /// transient failure.
+    pub max_answer_bytes: usize,
+    /// Resolves host names to the addresses connected to (the system resolver
+    /// when `None`); see [`HttpOptions::resolver`].
+    pub resolver: Option<Arc<dyn dns::Resolve>>,
 }
 
 impl Default for ClientOptions {
@@ -139,6 +153,21 @@ impl Default for ClientOptions {
         ClientOptions {
             timeouts: Timeouts::default(),
             clock: Arc::new(SystemClock),
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            max_answer_bytes: MAX_ANSWER_BYTES,
+            resolver: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The HTTP client's share of these options.
+    pub fn http(&self) -> HttpOptions {
+        HttpOptions {
+            timeouts: self.timeouts,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            max_answer_bytes: self.max_answer_bytes,
+            resolver: self.resolver.clone(),
         }
     }
 }
@@ -147,6 +176,9 @@ impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
             .field("timeouts", &self.timeouts)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
             .finish()
     }
 }
@@ -194,7 +226,7 @@ impl Client {
     pub fn with_options(options: ClientOptions) -> Result<Self, Error> {
         Ok(Client {
             shared: Arc::new(Shared {
-                http: HttpClient::new(options.timeouts)?,
+                http: HttpClient::with_options(options.http())?,
                 tokens: TokenManager::new(),
                 options,
             }),

@@ -15,6 +15,7 @@ use crate::http::{
 };
 use crate::message::{Message, Platform};
 use crate::outcome::Report;
+use crate::pace::Pacer;
 use crate::token::TokenManager;
 use crate::Error;
 
@@ -98,6 +99,13 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// than this draws a penalty from the platform.
     fn rate_limits(&self) -> Vec<Quota>;
 
+    /// Limits the platform keeps for each recipient (user or chat) of this
+    /// destination on top of [`rate_limits`](Destination::rate_limits), e.g.
+    /// Feishu's 5 messages a second to one user. None by default.
+    fn recipient_rate_limits(&self) -> Vec<Quota> {
+        Vec::new()
+    }
+
     /// Whether the platform deduplicates a retried payload (so a retry after an
     /// unknown outcome cannot deliver twice).
     fn dedups_retries(&self) -> bool {
@@ -114,11 +122,19 @@ pub trait Destination: Send + Sync + fmt::Debug {
 
 /// Render and send every part of `msg`, stopping at the first part that is not
 /// delivered. Returns the reports of the parts sent.
+///
+/// The parts are paced within the destination's quotas ([`Pacer`]): eight
+/// parts to a bot that takes five a second go out over a second rather than
+/// drawing a rate-limit refusal on the sixth. Earlier messages are not
+/// counted; pacing across messages is the caller's (the gateway's) business.
 pub async fn deliver(dest: &dyn Destination, msg: &Message) -> Result<Vec<Report>, Error> {
     let payloads = dest.render(msg)?;
     let mut reports = Vec::with_capacity(payloads.len());
+    let mut pacer = Pacer::new(dest.rate_limits(), dest.recipient_rate_limits());
     for p in &payloads {
+        pacer.ready(&p.recipients).await;
         let r = dest.send(p).await;
+        pacer.record(&p.recipients, tokio::time::Instant::now());
         let stop = !r.outcome.is_delivered();
         reports.push(r);
         if stop {

@@ -142,7 +142,7 @@ pub static CODES: &[CodeInfo] = &[
     CodeInfo {
         code: 40089,
         class: CodeClass::Permanent,
-        meaning: "the legacy token API refused the credentials: no app has this AppKey, or the AppSecret is wrong",
+        meaning: "the legacy token API refused the credentials: no app has this AppKey, or the AppSecret does not match it",
         action: "copy `app_key` and `app_secret` from the developer console (app -> credentials); resetting the AppSecret there invalidates the old one",
     },
     CodeInfo {

@@ -148,19 +148,31 @@ impl Lookup for SystemLookup {
     }
 }
 
-/// The HTTP client's resolver for guarded webhooks: looks the name up and
-/// returns only the addresses [`forbidden_reason`] lets through, so the
+/// The HTTP client's resolver for a guarded webhook: looks the webhook's host
+/// up and returns only the addresses [`forbidden_reason`] lets through, so the
 /// connection goes to an address that passed the guard, whatever the name
-/// answered to any earlier lookup.
+/// answered to any earlier lookup. Other names (an HTTP proxy the operator
+/// configured, which may well be on the internal network) resolve unfiltered;
+/// with redirects off, the webhook's host is the only one a config can name.
 #[derive(Debug, Clone)]
 pub struct GuardResolver {
     lookup: Arc<dyn Lookup>,
+    host: String,
 }
 
 impl GuardResolver {
-    pub fn new(lookup: Arc<dyn Lookup>) -> Self {
-        GuardResolver { lookup }
+    /// Guard the connections to `host`.
+    pub fn new(lookup: Arc<dyn Lookup>, host: &str) -> Self {
+        GuardResolver {
+            lookup,
+            host: normal_host(host),
+        }
     }
+}
+
+/// Lower case, without a trailing dot: how two spellings of a name compare.
+fn normal_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Every address of a name was forbidden.
@@ -192,8 +204,18 @@ impl Resolve for GuardResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let lookup = self.lookup.clone();
         let host = name.as_str().to_string();
+        let guarded = normal_host(&host) == self.host;
         Box::pin(async move {
             let ips = lookup.lookup(&host).await?;
+            if !guarded {
+                let addrs: Addrs = Box::new(
+                    ips.into_iter()
+                        .map(|ip| SocketAddr::new(ip, 0))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
+                return Ok(addrs);
+            }
             let (allowed, refused): (Vec<_>, Vec<_>) = ips
                 .into_iter()
                 .map(|ip| (ip, forbidden_reason(ip)))
@@ -244,7 +266,7 @@ impl Guarded {
         check_url_statically(url)?;
         let host = url.host_str().ok_or("the URL has no host")?.to_string();
         let guarded = Client::with_options(ClientOptions {
-            resolver: Some(Arc::new(GuardResolver::new(lookup.clone()))),
+            resolver: Some(Arc::new(GuardResolver::new(lookup.clone(), &host))),
             ..client.shared().options.clone()
         })
         .map_err(|e| e.to_string())?;
@@ -473,10 +495,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_hands_on_only_allowed_addresses() {
-        let resolver = GuardResolver::new(Rebinding::new(&[
-            &["10.0.0.7", "93.184.216.34", "::1", "2606:4700:4700::1111"],
-            &["169.254.169.254", "fd00::1"],
-        ]));
+        let resolver = GuardResolver::new(
+            Rebinding::new(&[
+                &["10.0.0.7", "93.184.216.34", "::1", "2606:4700:4700::1111"],
+                &["169.254.169.254", "fd00::1"],
+            ]),
+            "A.example.",
+        );
         let name = |s: &str| s.parse::<Name>().unwrap();
         let addrs: Vec<SocketAddr> = resolver.resolve(name("a.example")).await.unwrap().collect();
         assert_eq!(
@@ -496,5 +521,21 @@ mod tests {
             err.contains("169.254.169.254 (link-local)") && err.contains("allow_private"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn names_other_than_the_webhooks_host_resolve_unfiltered() {
+        // A proxy on the internal network stays reachable.
+        let resolver = GuardResolver::new(Rebinding::new(&[&["10.0.0.3"]]), "hooks.example");
+        let addrs: Vec<SocketAddr> = resolver
+            .resolve("proxy.internal".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(addrs, vec!["10.0.0.3:0".parse().unwrap()]);
+        assert!(resolver
+            .resolve("hooks.example".parse().unwrap())
+            .await
+            .is_err());
     }
 }

@@ -4,20 +4,26 @@
 //! config allows it explicitly.
 //!
 //! The check runs on the addresses a hostname resolves to, right before each
-//! send, so a public-looking name cannot smuggle in an internal address. IP
-//! literals are refused already when the config is loaded. (Platform
+//! send, so a public-looking name cannot smuggle in an internal address; and
+//! the connection itself goes through [`GuardResolver`], which resolves the
+//! name again and hands the HTTP client only the addresses that pass, so a
+//! name that answers a public address to the check and a private one to the
+//! connect (DNS rebinding) reaches nothing. TLS SNI and `Host` stay the URL's
+//! name. IP literals are refused already when the config is loaded. (Platform
 //! destinations are held to their platform's host or configured `base_url` by
 //! the SDK itself.)
 
 pub mod config;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use imrelay_sdk::http::dns::{Addrs, Name, Resolve, Resolving};
 use imrelay_sdk::message::Platform;
 use imrelay_sdk::outcome::{Outcome, Report};
-use imrelay_sdk::{Destination, Message, Payload, Quota};
+use imrelay_sdk::{Client, ClientOptions, Destination, Message, Payload, Quota};
 use url::{Host, Url};
 
 /// Why `ip` may not be reached without an explicit allowance, or `None` when it
@@ -121,45 +127,175 @@ fn refusal(host: &str, why: &str) -> String {
     )
 }
 
+/// Looks a host name up. The system resolver in production; tests put in a
+/// stub that answers differently each time.
+#[async_trait]
+pub trait Lookup: Send + Sync + fmt::Debug {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+/// The system resolver (getaddrinfo, through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLookup;
+
+#[async_trait]
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    }
+}
+
+/// The HTTP client's resolver for a guarded webhook: looks the webhook's host
+/// up and returns only the addresses [`forbidden_reason`] lets through, so the
+/// connection goes to an address that passed the guard, whatever the name
+/// answered to any earlier lookup. Other names (an HTTP proxy the operator
+/// configured, which may well be on the internal network) resolve unfiltered;
+/// with redirects off, the webhook's host is the only one a config can name.
+#[derive(Debug, Clone)]
+pub struct GuardResolver {
+    lookup: Arc<dyn Lookup>,
+    host: String,
+}
+
+impl GuardResolver {
+    /// Guard the connections to `host`.
+    pub fn new(lookup: Arc<dyn Lookup>, host: &str) -> Self {
+        GuardResolver {
+            lookup,
+            host: normal_host(host),
+        }
+    }
+}
+
+/// Lower case, without a trailing dot: how two spellings of a name compare.
+fn normal_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Every address of a name was forbidden.
+#[derive(Debug)]
+struct Refused {
+    host: String,
+    refused: Vec<(IpAddr, &'static str)>,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refused: `{}` resolves only to ", self.host)?;
+        for (i, (ip, why)) in self.refused.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{ip} ({why})")?;
+        }
+        f.write_str(
+            "; webhooks may not reach private, loopback or link-local addresses unless the \
+             destination sets `allow_private = true`",
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Resolve for GuardResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let lookup = self.lookup.clone();
+        let host = name.as_str().to_string();
+        let guarded = normal_host(&host) == self.host;
+        Box::pin(async move {
+            let ips = lookup.lookup(&host).await?;
+            if !guarded {
+                let addrs: Addrs = Box::new(
+                    ips.into_iter()
+                        .map(|ip| SocketAddr::new(ip, 0))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
+                return Ok(addrs);
+            }
+            let (allowed, refused): (Vec<_>, Vec<_>) = ips
+                .into_iter()
+                .map(|ip| (ip, forbidden_reason(ip)))
+                .partition(|(_, why)| why.is_none());
+            if allowed.is_empty() {
+                let refused = refused
+                    .into_iter()
+                    .filter_map(|(ip, why)| why.map(|w| (ip, w)))
+                    .collect();
+                return Err(Box::new(Refused { host, refused }) as _);
+            }
+            // Port 0: the client puts in the URL's port.
+            let addrs: Addrs = Box::new(
+                allowed
+                    .into_iter()
+                    .map(|(ip, _)| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            Ok(addrs)
+        })
+    }
+}
+
 /// A generic webhook destination that re-checks the resolved addresses of its
-/// host before every send.
+/// host before every send, and connects only through a [`GuardResolver`].
 #[derive(Debug)]
 pub struct Guarded {
     inner: Arc<dyn Destination>,
     host: String,
-    port: u16,
+    lookup: Arc<dyn Lookup>,
 }
 
 impl Guarded {
-    /// Wrap `inner`, whose requests go to `url`.
-    pub fn new(inner: Arc<dyn Destination>, url: &Url) -> Result<Self, String> {
+    /// Build the webhook `config` (whose requests go to `url`) on a client like
+    /// `client` whose connections go through a [`GuardResolver`]. The guarded
+    /// webhook has a connection pool of its own.
+    pub fn new(client: &Client, config: &serde_json::Value, url: &Url) -> Result<Self, String> {
+        Self::with_lookup(client, config, url, Arc::new(SystemLookup))
+    }
+
+    fn with_lookup(
+        client: &Client,
+        config: &serde_json::Value,
+        url: &Url,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, String> {
         check_url_statically(url)?;
         let host = url.host_str().ok_or("the URL has no host")?.to_string();
-        let port = url.port_or_known_default().ok_or("the URL has no port")?;
-        Ok(Guarded { inner, host, port })
+        let guarded = Client::with_options(ClientOptions {
+            resolver: Some(Arc::new(GuardResolver::new(lookup.clone(), &host))),
+            ..client.shared().options.clone()
+        })
+        .map_err(|e| e.to_string())?;
+        let inner = guarded.build(config).map_err(|e| e.to_string())?;
+        Ok(Guarded {
+            inner,
+            host,
+            lookup,
+        })
     }
 
     async fn check_resolved(&self) -> Result<(), Report> {
-        // Brackets come with IPv6 literals in host_str(); lookup_host wants them off.
+        // Brackets come with IPv6 literals in host_str(); lookups want them off.
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = tokio::net::lookup_host((host, self.port))
-            .await
-            .map_err(|e| {
-                Report::new(
-                    Outcome::Retry { after: None },
-                    format!("DNS lookup of `{host}` failed: {e}"),
-                )
-            })?;
+        let addrs = self.lookup.lookup(host).await.map_err(|e| {
+            Report::new(
+                Outcome::Retry { after: None },
+                format!("DNS lookup of `{host}` failed: {e}"),
+            )
+        })?;
         let mut any = false;
-        for a in addrs {
+        for ip in addrs {
             any = true;
-            if let Some(why) = forbidden_reason(a.ip()) {
+            if let Some(why) = forbidden_reason(ip) {
                 return Err(Report::new(
                     Outcome::Permanent,
                     format!(
-                        "refused: `{host}` resolves to {}, {}",
-                        a.ip(),
-                        refusal(&a.ip().to_string(), why)
+                        "refused: `{host}` resolves to {ip}, {}",
+                        refusal(&ip.to_string(), why)
                     ),
                 )
                 .with_hint(
@@ -190,6 +326,9 @@ impl Destination for Guarded {
     }
     fn rate_limits(&self) -> Vec<Quota> {
         self.inner.rate_limits()
+    }
+    fn recipient_rate_limits(&self) -> Vec<Quota> {
+        self.inner.recipient_rate_limits()
     }
     fn dedups_retries(&self) -> bool {
         self.inner.dedups_retries()
@@ -272,7 +411,7 @@ mod tests {
         let g = Guarded {
             inner,
             host: "localhost".into(),
-            port: 9,
+            lookup: Arc::new(SystemLookup),
         };
         let r = g.send(&Payload::new(serde_json::json!({}))).await;
         assert_eq!(r.outcome, Outcome::Permanent);
@@ -281,5 +420,122 @@ mod tests {
             "{}",
             r.message
         );
+    }
+
+    /// Answers each lookup with the next list of `answers` (the last one
+    /// repeating), counting the lookups.
+    #[derive(Debug)]
+    struct Rebinding {
+        answers: Vec<Vec<IpAddr>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Rebinding {
+        fn new(answers: &[&[&str]]) -> Arc<Self> {
+            Arc::new(Rebinding {
+                answers: answers
+                    .iter()
+                    .map(|a| a.iter().map(|ip| ip.parse().unwrap()).collect())
+                    .collect(),
+                calls: Default::default(),
+            })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Lookup for Rebinding {
+        async fn lookup(&self, _: &str) -> std::io::Result<Vec<IpAddr>> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.answers[n.min(self.answers.len() - 1)].clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_loopback_after_the_check_reaches_nothing() {
+        // The receiver the attacker wants to reach: a loopback port that counts
+        // connections.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+
+        // Public for the guard's check, loopback when the client connects.
+        let dns = Rebinding::new(&[&["93.184.216.34"], &["127.0.0.1"]]);
+        let url = format!("http://rebind.example:{port}/hook");
+        let g = Guarded::with_lookup(
+            &Client::new().unwrap(),
+            &serde_json::json!({"type": "webhook", "url": url}),
+            &Url::parse(&url).unwrap(),
+            dns.clone(),
+        )
+        .unwrap();
+        let r = g.send(&Payload::new(serde_json::json!({"x": 1}))).await;
+        assert!(!r.outcome.is_delivered(), "{r}");
+        assert!(r.message.contains("127.0.0.1 (loopback)"), "{r}");
+        assert_eq!(
+            dns.calls(),
+            2,
+            "the connection must resolve through the guard"
+        );
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing may connect to the rebound address"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn the_resolver_hands_on_only_allowed_addresses() {
+        let resolver = GuardResolver::new(
+            Rebinding::new(&[
+                &["10.0.0.7", "93.184.216.34", "::1", "2606:4700:4700::1111"],
+                &["169.254.169.254", "fd00::1"],
+            ]),
+            "A.example.",
+        );
+        let name = |s: &str| s.parse::<Name>().unwrap();
+        let addrs: Vec<SocketAddr> = resolver.resolve(name("a.example")).await.unwrap().collect();
+        assert_eq!(
+            addrs,
+            vec![
+                "93.184.216.34:0".parse().unwrap(),
+                "[2606:4700:4700::1111]:0".parse().unwrap()
+            ]
+        );
+        let err = resolver
+            .resolve(name("a.example"))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("169.254.169.254 (link-local)") && err.contains("allow_private"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_other_than_the_webhooks_host_resolve_unfiltered() {
+        // A proxy on the internal network stays reachable.
+        let resolver = GuardResolver::new(Rebinding::new(&[&["10.0.0.3"]]), "hooks.example");
+        let addrs: Vec<SocketAddr> = resolver
+            .resolve("proxy.internal".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(addrs, vec!["10.0.0.3:0".parse().unwrap()]);
+        assert!(resolver
+            .resolve("hooks.example".parse().unwrap())
+            .await
+            .is_err());
     }
 }

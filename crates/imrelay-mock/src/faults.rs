@@ -1,8 +1,14 @@
 //! Fault injection: tell the mock over HTTP to answer a given platform code, an
-//! HTTP error, add latency or hang, for the next N requests or a share of them,
-//! per destination.
+//! HTTP error, a redirect or an endless-looking answer, add latency or hang, for
+//! the next N requests or a share of them, per destination.
 
+use std::convert::Infallible;
 use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -25,6 +31,19 @@ pub enum FaultAction {
     Latency { latency_ms: u64 },
     /// Never answer (until the client gives up).
     Hang { hang: bool },
+    /// Answer a redirect (`redirect_status`, default 307) to `redirect_to`.
+    Redirect {
+        redirect_to: String,
+        #[serde(default = "default_redirect_status")]
+        redirect_status: u16,
+    },
+    /// Answer HTTP 200 with a body of `oversize_bytes` (spaces, streamed, so
+    /// the mock holds only one chunk at a time).
+    Oversize { oversize_bytes: u64 },
+}
+
+fn default_redirect_status() -> u16 {
+    307
 }
 
 /// A fault rule, as posted to `POST /_mock/faults`.
@@ -110,8 +129,62 @@ impl Faults {
 /// What a platform handler must answer instead of handling the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Injected {
-    Code { code: i64, msg: String },
+    Code {
+        code: i64,
+        msg: String,
+    },
     Http(u16),
+    /// An answer that is the same on every platform.
+    Answer(RawAnswer),
+}
+
+/// An injected answer that is no platform's shape at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawAnswer {
+    Redirect { status: u16, location: String },
+    Oversize { bytes: u64 },
+}
+
+impl RawAnswer {
+    /// The code the log shows.
+    pub fn log_code(&self) -> String {
+        match self {
+            RawAnswer::Redirect { status, .. } => format!("http {status}"),
+            RawAnswer::Oversize { .. } => "http 200".into(),
+        }
+    }
+
+    /// Why the log shows it rejected.
+    pub fn reason(&self) -> String {
+        match self {
+            RawAnswer::Redirect { location, .. } => format!("injected redirect to {location}"),
+            RawAnswer::Oversize { bytes } => format!("injected answer of {bytes} bytes"),
+        }
+    }
+
+    pub fn response(&self) -> Response {
+        match self {
+            RawAnswer::Redirect { status, location } => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::TEMPORARY_REDIRECT),
+                [(header::LOCATION, location.clone())],
+            )
+                .into_response(),
+            RawAnswer::Oversize { bytes } => {
+                const CHUNK: u64 = 64 * 1024;
+                let chunk = Bytes::from(vec![b' '; CHUNK as usize]);
+                let total = *bytes;
+                let chunks = (0..total.div_ceil(CHUNK)).map(move |i| {
+                    let n = (total - i * CHUNK).min(CHUNK) as usize;
+                    Ok::<_, Infallible>(chunk.slice(..n))
+                });
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Body::from_stream(futures::stream::iter(chunks)),
+                )
+                    .into_response()
+            }
+        }
+    }
 }
 
 /// Apply any fault for `target`: latency and hangs are served here (by waiting);
@@ -141,12 +214,44 @@ async fn inject_for(state: &MockState, target: &str, token_endpoint: bool) -> Op
             tokio::time::sleep(Duration::from_secs(3600)).await;
             None
         }
+        FaultAction::Redirect {
+            redirect_to,
+            redirect_status,
+        } => Some(Injected::Answer(RawAnswer::Redirect {
+            status: redirect_status,
+            location: redirect_to,
+        })),
+        FaultAction::Oversize { oversize_bytes } => Some(Injected::Answer(RawAnswer::Oversize {
+            bytes: oversize_bytes,
+        })),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_and_oversize_rules_parse_from_the_control_api() {
+        let r: FaultRule =
+            serde_json::from_str(r#"{"target":"*","redirect_to":"http://10.0.0.1/x","count":1}"#)
+                .unwrap();
+        assert_eq!(
+            r.action,
+            FaultAction::Redirect {
+                redirect_to: "http://10.0.0.1/x".into(),
+                redirect_status: 307
+            }
+        );
+        let r: FaultRule =
+            serde_json::from_str(r#"{"target":"feishu:","oversize_bytes":1073741824}"#).unwrap();
+        assert_eq!(
+            r.action,
+            FaultAction::Oversize {
+                oversize_bytes: 1 << 30
+            }
+        );
+    }
 
     #[test]
     fn counted_rules_expire_and_prefixes_match() {

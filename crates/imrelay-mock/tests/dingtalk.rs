@@ -334,6 +334,54 @@ async fn robot_body_limit_matches_the_sdk_split() {
 }
 
 #[tokio::test]
+async fn robot_injected_redirect_and_oversize_answers_are_refused_by_the_sdk() {
+    let server = start(signed_robot_server_config()).await;
+    let client = Client::new().unwrap();
+    let robot = build(
+        &client,
+        &server,
+        "dingtalk_robot",
+        json!({"access_token": "tok-plain"}),
+    );
+    let target = "dingtalk:robot:tok-plain";
+    // Redirected to another robot of the same mock: it must hear nothing.
+    let elsewhere = format!("{}/robot/send?access_token=tok-signed", server.base_url());
+    fault(
+        &server,
+        target,
+        FaultAction::Redirect {
+            redirect_to: elsewhere.clone(),
+            redirect_status: 302,
+        },
+        1,
+    );
+    let r = send_one(robot.as_ref(), &Message::text("x")).await;
+    assert_eq!(r.outcome, Outcome::Permanent, "{r}");
+    assert_eq!(r.status, Some(302));
+    assert!(r.message.contains(&elsewhere), "{r}");
+
+    fault(
+        &server,
+        target,
+        FaultAction::Oversize {
+            oversize_bytes: 10 << 20,
+        },
+        1,
+    );
+    let r = send_one(robot.as_ref(), &Message::text("x")).await;
+    assert_eq!(r.outcome, Outcome::Retry { after: None }, "{r}");
+    assert!(r.message.contains("answer larger than 256 KiB"), "{r}");
+
+    let sent = log(&server, "robot.send");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].code.as_deref(), Some("http 302"));
+    assert!(sent.iter().all(|e| !e.accepted && e.target == target));
+    // The fault is spent: the next send goes through.
+    let r = send_one(robot.as_ref(), &Message::text("x")).await;
+    assert_eq!(r.outcome, Outcome::Delivered, "{r}");
+}
+
+#[tokio::test]
 async fn robot_injected_faults_map_to_each_class() {
     let server = start(signed_robot_server_config()).await;
     let client = Client::new().unwrap();

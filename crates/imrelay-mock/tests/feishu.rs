@@ -695,3 +695,69 @@ async fn app_wrong_secret_is_permanent_and_sends_nothing() {
     assert!(entries(&server, "im.messages").is_empty());
     server.stop().await;
 }
+
+/// Text that a destination splits into exactly `parts` parts of about
+/// `part_bytes` each.
+fn long_text(parts: usize, part_bytes: usize) -> String {
+    let line = "a line of the long report, repeated\n";
+    line.repeat(parts * part_bytes / line.len() - parts)
+}
+
+#[tokio::test]
+async fn eight_parts_to_a_bot_are_paced_within_its_five_a_second() {
+    let server = start(MockConfig::default().with_robot(robot("parts"))).await;
+    let dest = Client::new()
+        .unwrap()
+        .build(&json!({
+            "type": "feishu_webhook",
+            "webhook": format!("{}/open-apis/bot/v2/hook/parts", server.base_url()),
+            "base_url": server.base_url(),
+            "overflow": {"max_parts": 8},
+        }))
+        .unwrap();
+    let msg = Message::text(long_text(8, 19_000));
+    assert_eq!(dest.render(&msg).unwrap().len(), 8);
+    let t0 = std::time::Instant::now();
+    let reports = deliver(&*dest, &msg).await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(reports.len(), 8, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r.outcome, Outcome::Delivered, "{r}");
+    }
+    let log = entries(&server, "bot.hook");
+    assert_eq!(log.len(), 8);
+    assert!(log.iter().all(|e| e.accepted), "{log:?}");
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn eight_parts_to_one_user_are_paced_within_five_a_second() {
+    let server = start(app_cfg()).await;
+    let dest = Client::new()
+        .unwrap()
+        .build(&json!({
+            "type": "feishu_app",
+            "app_id": APP_ID,
+            "app_secret": APP_SECRET,
+            "base_url": server.base_url(),
+            "recipients": ["ou_parts"],
+            "overflow": {"max_parts": 8},
+        }))
+        .unwrap();
+    let msg = Message::text(long_text(8, 140_000));
+    assert_eq!(dest.render(&msg).unwrap().len(), 8);
+    let reports = deliver(&*dest, &msg).await.unwrap();
+    assert_eq!(reports.len(), 8, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r.outcome, Outcome::Delivered, "{r}");
+    }
+    let sent = entries(&server, "im.messages");
+    assert_eq!(sent.len(), 8);
+    assert!(
+        sent.iter().all(|e| e.accepted),
+        "{:?}",
+        sent.iter().map(|e| &e.code).collect::<Vec<_>>()
+    );
+    server.stop().await;
+}

@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::http::{HttpClient, Timeouts};
+use crate::http::{
+    dns, HttpClient, HttpOptions, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
+};
 use crate::message::{Message, Platform};
 use crate::outcome::Report;
+use crate::pace::Pacer;
 use crate::token::TokenManager;
 use crate::Error;
 
@@ -96,6 +99,13 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// than this draws a penalty from the platform.
     fn rate_limits(&self) -> Vec<Quota>;
 
+    /// Limits the platform keeps for each recipient (user or chat) of this
+    /// destination on top of [`rate_limits`](Destination::rate_limits), e.g.
+    /// Feishu's 5 messages a second to one user. None by default.
+    fn recipient_rate_limits(&self) -> Vec<Quota> {
+        Vec::new()
+    }
+
     /// Whether the platform deduplicates a retried payload (so a retry after an
     /// unknown outcome cannot deliver twice).
     fn dedups_retries(&self) -> bool {
@@ -112,11 +122,19 @@ pub trait Destination: Send + Sync + fmt::Debug {
 
 /// Render and send every part of `msg`, stopping at the first part that is not
 /// delivered. Returns the reports of the parts sent.
+///
+/// The parts are paced within the destination's quotas ([`Pacer`]): eight
+/// parts to a bot that takes five a second go out over a second rather than
+/// drawing a rate-limit refusal on the sixth. Earlier messages are not
+/// counted; pacing across messages is the caller's (the gateway's) business.
 pub async fn deliver(dest: &dyn Destination, msg: &Message) -> Result<Vec<Report>, Error> {
     let payloads = dest.render(msg)?;
     let mut reports = Vec::with_capacity(payloads.len());
+    let mut pacer = Pacer::new(dest.rate_limits(), dest.recipient_rate_limits());
     for p in &payloads {
+        pacer.ready(&p.recipients).await;
         let r = dest.send(p).await;
+        pacer.record(&p.recipients, tokio::time::Instant::now());
         let stop = !r.outcome.is_delivered();
         reports.push(r);
         if stop {
@@ -132,6 +150,18 @@ pub struct ClientOptions {
     pub timeouts: Timeouts,
     /// Wall clock for request signatures.
     pub clock: Arc<dyn Clock>,
+    /// Idle connections kept open per host (default
+    /// [`DEFAULT_POOL_MAX_IDLE_PER_HOST`]). Match it to the number of sends
+    /// that run at once against one host, or a burst opens a new connection
+    /// (and TLS handshake) for the sends beyond it.
+    pub pool_max_idle_per_host: usize,
+    /// The most bytes read of one answer (default [`MAX_ANSWER_BYTES`]); a
+    /// longer answer is not read further and a platform's is reported as a
+    /// transient failure.
+    pub max_answer_bytes: usize,
+    /// Resolves host names to the addresses connected to (the system resolver
+    /// when `None`); see [`HttpOptions::resolver`].
+    pub resolver: Option<Arc<dyn dns::Resolve>>,
 }
 
 impl Default for ClientOptions {
@@ -139,6 +169,21 @@ impl Default for ClientOptions {
         ClientOptions {
             timeouts: Timeouts::default(),
             clock: Arc::new(SystemClock),
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            max_answer_bytes: MAX_ANSWER_BYTES,
+            resolver: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The HTTP client's share of these options.
+    pub fn http(&self) -> HttpOptions {
+        HttpOptions {
+            timeouts: self.timeouts,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            max_answer_bytes: self.max_answer_bytes,
+            resolver: self.resolver.clone(),
         }
     }
 }
@@ -147,6 +192,9 @@ impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
             .field("timeouts", &self.timeouts)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
             .finish()
     }
 }
@@ -194,7 +242,7 @@ impl Client {
     pub fn with_options(options: ClientOptions) -> Result<Self, Error> {
         Ok(Client {
             shared: Arc::new(Shared {
-                http: HttpClient::new(options.timeouts)?,
+                http: HttpClient::with_options(options.http())?,
                 tokens: TokenManager::new(),
                 options,
             }),

@@ -1,7 +1,15 @@
 //! The one HTTP client all destinations share: rustls with certificate
 //! verification always on, connect and total timeouts, and transport errors turned
 //! into [`Report`]s without the URL (which may carry an access token).
+//!
+//! Redirects are never followed: a destination's host is checked when it is
+//! built (and, for generic webhooks, by the caller's address guard), and a
+//! redirect would send the signed body somewhere else. Answers are read up to
+//! [`MAX_ANSWER_BYTES`] and no further, so a hostile or broken endpoint cannot
+//! make the client buffer an unbounded body.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -9,6 +17,19 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{Outcome, Report};
+
+/// The resolver hook ([`HttpOptions::resolver`]) and its types, so callers need
+/// not name reqwest themselves.
+pub use reqwest::dns;
+
+/// The most bytes read of one answer by default. Platform answers are a few
+/// hundred bytes; anything near this is not a platform answer.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Idle connections kept per host by default: as many as the gateway's default
+/// number of concurrent sends, so a burst to one platform host reuses its
+/// connections instead of opening (and TLS-handshaking) new ones.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// Timeouts for outbound requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +64,44 @@ mod ms {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// How the HTTP client connects and reads.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub timeouts: Timeouts,
+    /// Idle connections kept open per host for reuse. Set it to the number of
+    /// requests that may run at once against one host (the gateway's
+    /// `dispatch.concurrency`); fewer means a burst opens new connections.
+    pub pool_max_idle_per_host: usize,
+    /// The most bytes read of one answer; the rest is never read.
+    pub max_answer_bytes: usize,
+    /// Resolves host names to the addresses to connect to; the system resolver
+    /// when `None`. A resolver that filters addresses is how a caller makes sure
+    /// the address it checked is the one connected to.
+    pub resolver: Option<Arc<dyn dns::Resolve>>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeouts: Timeouts::default(),
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            max_answer_bytes: MAX_ANSWER_BYTES,
+            resolver: None,
+        }
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("timeouts", &self.timeouts)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
+            .finish()
     }
 }
 
@@ -101,10 +160,24 @@ impl HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub headers: HeaderMap,
+    /// The body, or as much of it as was read when `oversize`.
     pub body: Vec<u8>,
+    /// `Some(cap)` when the answer was longer than the `cap` bytes the client
+    /// reads; `body` is then cut (or empty when the length was announced).
+    pub oversize: Option<usize>,
 }
 
 impl HttpResponse {
+    /// A complete answer.
+    pub fn new(status: u16, headers: HeaderMap, body: Vec<u8>) -> Self {
+        HttpResponse {
+            status,
+            headers,
+            body,
+            oversize: None,
+        }
+    }
+
     /// `Retry-After` in seconds, if present and numeric.
     pub fn retry_after(&self) -> Option<Duration> {
         self.headers
@@ -149,8 +222,21 @@ impl HttpResponse {
     }
 
     /// Parse the body as JSON, or report a transient failure for a garbled answer
-    /// (a proxy's HTML error page, a truncated body).
+    /// (a proxy's HTML error page, a truncated body, one too large to be a
+    /// platform's answer).
     pub fn json(&self) -> Result<serde_json::Value, Report> {
+        if let Some(cap) = self.oversize {
+            return Err(Report::new(
+                Outcome::Retry { after: None },
+                format!(
+                    "HTTP {}: answer larger than {}; stopped reading it (not a platform answer: is the URL a proxy or another service?): {}",
+                    self.status,
+                    size_text(cap),
+                    self.body_snippet()
+                ),
+            )
+            .with_status(self.status));
+        }
         serde_json::from_slice(&self.body).map_err(|e| {
             Report::new(
                 Outcome::Retry { after: None },
@@ -170,22 +256,41 @@ impl HttpResponse {
 pub struct HttpClient {
     inner: reqwest::Client,
     timeouts: Timeouts,
+    max_answer_bytes: usize,
 }
 
 impl HttpClient {
+    /// A client with `timeouts` and the other options at their defaults.
     pub fn new(timeouts: Timeouts) -> Result<Self, crate::Error> {
+        Self::with_options(HttpOptions {
+            timeouts,
+            ..HttpOptions::default()
+        })
+    }
+
+    pub fn with_options(options: HttpOptions) -> Result<Self, crate::Error> {
         // reqwest is built without a default crypto provider (to avoid aws-lc's C
         // build); install ring once. A second install is a harmless no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let inner = reqwest::Client::builder()
+        let timeouts = options.timeouts;
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
             .timeout(timeouts.total)
-            .pool_max_idle_per_host(64)
-            .user_agent(concat!("imrelay/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("imrelay/", env!("CARGO_PKG_VERSION")));
+        if let Some(resolver) = options.resolver {
+            builder = builder.dns_resolver(resolver);
+        }
+        let inner = builder
             .build()
             .map_err(|e| crate::Error::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(HttpClient { inner, timeouts })
+        Ok(HttpClient {
+            inner,
+            timeouts,
+            max_answer_bytes: options.max_answer_bytes,
+        })
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -193,7 +298,9 @@ impl HttpClient {
     }
 
     /// Send once. Transport failures come back as a `Retry` report whose message
-    /// names the failure but never the URL.
+    /// names the failure but never the URL; a redirect comes back as a
+    /// `Permanent` report naming where it pointed. The answer is read up to the
+    /// configured cap ([`HttpResponse::oversize`] says when it was longer).
     pub async fn execute(&self, req: HttpRequest) -> Result<HttpResponse, Report> {
         let mut builder = self.inner.request(req.method, req.url);
         for (k, v) in req.headers {
@@ -202,16 +309,85 @@ impl HttpClient {
         if let Some(body) = req.body {
             builder = builder.body(body);
         }
-        let resp = builder.send().await.map_err(transport_report)?;
+        let mut resp = builder.send().await.map_err(transport_report)?;
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirect_report(status, resp.headers()));
+        }
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_report)?.to_vec();
+        let cap = self.max_answer_bytes;
+        let (body, oversize) = if resp.content_length().is_some_and(|n| n > cap as u64) {
+            // Announced too long: read nothing, the length says enough.
+            (Vec::new(), Some(cap))
+        } else {
+            let (body, cut) = read_capped(&mut resp, cap)
+                .await
+                .map_err(transport_report)?;
+            (body, cut.then_some(cap))
+        };
         Ok(HttpResponse {
             status,
             headers,
             body,
+            oversize,
         })
     }
+}
+
+/// Where the answer's bytes come from, so the capped read can be tested
+/// without a socket.
+trait Chunks {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, reqwest::Error>;
+}
+
+impl Chunks for reqwest::Response {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+        self.chunk().await
+    }
+}
+
+/// Read at most `cap` bytes; `true` when more were on the way. Stops pulling
+/// chunks at the cap, so at most one chunk beyond it is ever received.
+async fn read_capped(src: &mut impl Chunks, cap: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = src.next_chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// `256 KiB`, `1 MiB`, or bytes.
+fn size_text(n: usize) -> String {
+    if n >= 1 << 20 && n & ((1 << 20) - 1) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n & ((1 << 10) - 1) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// A 3xx: the configured URL is not where the service lives (or something
+/// wants the signed body elsewhere). Following it could reach any host.
+fn redirect_report(status: u16, headers: &HeaderMap) -> Report {
+    let location = headers.get(reqwest::header::LOCATION).map(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(300)
+            .collect::<String>()
+    });
+    let message = match &location {
+        Some(l) => format!("HTTP {status} redirect to `{l}`; redirects are not followed"),
+        None => format!("HTTP {status} redirect without a Location; redirects are not followed"),
+    };
+    Report::new(Outcome::Permanent, message)
+        .with_status(status)
+        .with_hint("the configured URL redirects elsewhere: configure the final URL if it is trusted, or find out why the endpoint redirects")
 }
 
 fn transport_report(e: reqwest::Error) -> Report {
@@ -234,4 +410,77 @@ fn transport_report(e: reqwest::Error) -> Report {
         source = s.source();
     }
     Report::new(Outcome::Retry { after: None }, format!("{kind}: {detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `total` bytes in chunks of `size`, counting what is pulled.
+    struct Counted {
+        left: usize,
+        size: usize,
+        pulled: usize,
+    }
+
+    impl Chunks for Counted {
+        async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            let n = self.left.min(self.size);
+            self.left -= n;
+            self.pulled += n;
+            Ok(Some(bytes::Bytes::from(vec![b'x'; n])))
+        }
+    }
+
+    #[tokio::test]
+    async fn reading_stops_at_the_cap() {
+        let mut src = Counted {
+            left: 10 << 20,
+            size: 16 * 1024,
+            pulled: 0,
+        };
+        let (body, cut) = read_capped(&mut src, MAX_ANSWER_BYTES).await.unwrap();
+        assert!(cut);
+        assert_eq!(body.len(), MAX_ANSWER_BYTES);
+        assert!(body.capacity() < 2 * MAX_ANSWER_BYTES);
+        // One chunk past the cap at most: the next 9.7 MiB are never pulled.
+        assert!(src.pulled <= MAX_ANSWER_BYTES + 16 * 1024, "{}", src.pulled);
+
+        let mut exact = Counted {
+            left: MAX_ANSWER_BYTES,
+            size: 1000,
+            pulled: 0,
+        };
+        let (body, cut) = read_capped(&mut exact, MAX_ANSWER_BYTES).await.unwrap();
+        assert!(!cut);
+        assert_eq!(body.len(), MAX_ANSWER_BYTES);
+    }
+
+    #[test]
+    fn an_oversize_answer_is_a_transient_failure_with_the_cap_named() {
+        let mut r = HttpResponse::new(200, HeaderMap::new(), b"{\"errcode\":0".to_vec());
+        r.oversize = Some(MAX_ANSWER_BYTES);
+        let e = r.json().unwrap_err();
+        assert_eq!(e.outcome, Outcome::Retry { after: None });
+        assert!(e.message.contains("answer larger than 256 KiB"), "{e}");
+        assert_eq!(size_text(1 << 20), "1 MiB");
+        assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_redirect_names_its_target() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("http://10.0.0.1/x"),
+        );
+        let r = redirect_report(307, &h);
+        assert_eq!(r.outcome, Outcome::Permanent);
+        assert!(r.message.contains("`http://10.0.0.1/x`"), "{r}");
+        let r = redirect_report(302, &HeaderMap::new());
+        assert!(r.message.contains("without a Location"), "{r}");
+    }
 }

@@ -19,14 +19,16 @@
 //! - [`crypto`]: callback decryption, encryption and signature checks (WeCom,
 //!   WeChat, DingTalk, Feishu), checked against published vectors.
 //! - [`limits`]: byte limits and the overflow rule (split or truncate).
+//! - [`pace`]: pacing the parts of one message within the destination's quotas.
 //! - [`http`]: the shared HTTP client and transport classification.
 //! - [`endpoint`]: base URLs and the outbound-host rule.
 //! - [`secret`]: [`Secret`], which never prints.
 //!
 //! The SDK sends once and reports. Retrying, rate limiting and queueing are the
-//! caller's (the imrelay gateway's) business; the one exception is the access
+//! caller's (the imrelay gateway's) business; the exceptions are the access
 //! token, which is refreshed and the request retried once when the platform
-//! rejects the token.
+//! rejects the token, and the parts of one split message, which [`deliver`]
+//! paces within the destination's quotas.
 
 // `Report` is the error half of send-path results: one per HTTP request, so boxing
 // it would add an allocation to every failure for no gain.
@@ -41,6 +43,7 @@ pub mod http;
 pub mod limits;
 pub mod message;
 pub mod outcome;
+pub mod pace;
 pub mod platform;
 pub mod secret;
 pub mod sign;

@@ -6,8 +6,14 @@
 //! each ending with a ` (i/n)` counter; what still does not fit in the last part is
 //! truncated with the visible `marker`. With [`OverflowMode::Truncate`] the text is
 //! cut once and ends with the marker.
+//!
+//! Cuts fall on extended grapheme cluster boundaries, so an emoji ZWJ sequence
+//! or a letter with its combining accents is never split across parts (a part
+//! never starts with a lone ZWJ or accent). Only a single cluster longer than
+//! the whole limit is cut inside, at a char boundary.
 
 use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// How over-long text is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -100,8 +106,26 @@ pub fn truncate(text: &str, max_bytes: usize, counting: Counting, marker: &str) 
     out
 }
 
-/// The longest prefix of `text` that fits in `budget` (on a char boundary).
+/// The longest prefix of `text` that fits in `budget` and ends on a grapheme
+/// cluster boundary; when not even the first cluster fits, as much of it as
+/// fits on a char boundary.
 fn take_prefix(text: &str, budget: usize, counting: Counting) -> &str {
+    let mut used = 0;
+    for (i, g) in text.grapheme_indices(true) {
+        let n = cost(g, counting);
+        if used + n > budget {
+            if i == 0 {
+                return take_chars(text, budget, counting);
+            }
+            return &text[..i];
+        }
+        used += n;
+    }
+    text
+}
+
+/// The longest prefix of `text` that fits in `budget`, on a char boundary.
+fn take_chars(text: &str, budget: usize, counting: Counting) -> &str {
     let mut used = 0;
     for (i, c) in text.char_indices() {
         let n = char_cost(c, counting);
@@ -196,7 +220,125 @@ mod tests {
         assert!(parts[2].contains("…(truncated)"));
     }
 
+    /// Strip the ` (i/n)` counters and join the parts back.
+    fn rejoin(parts: &[String]) -> String {
+        let n = parts.len();
+        if n == 1 {
+            return parts[0].clone();
+        }
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.strip_suffix(&format!(" ({}/{n})", i + 1))
+                    .unwrap_or_else(|| panic!("part {i} has no counter: {p:?}"))
+            })
+            .collect()
+    }
+
+    fn starts_inside_a_cluster(part: &str) -> bool {
+        part.chars().next().is_some_and(|c| {
+            c == '\u{200d}'
+                || ('\u{300}'..='\u{36f}').contains(&c)
+                || ('\u{fe00}'..='\u{fe0f}').contains(&c)
+                || ('\u{1f3fb}'..='\u{1f3ff}').contains(&c)
+        })
+    }
+
+    const FAMILY: &str = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}\u{200d}\u{1f466}";
+
+    #[test]
+    fn an_emoji_zwj_sequence_at_the_boundary_stays_whole() {
+        // 28 bytes of budget after the counter: "x" * 20 then a 25-byte family
+        // emoji; a char-boundary cut would put 👨‍👩 in one part and a lone ZWJ
+        // at the start of the next.
+        let text = format!("{}{FAMILY}{}", "x".repeat(20), "y".repeat(30));
+        let rule = Overflow::default();
+        let parts = fit(&text, 36, Counting::Utf8, &rule);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(!starts_inside_a_cluster(p), "{parts:?}");
+            assert!(cost(p, Counting::Utf8) <= 36);
+        }
+        assert!(parts.iter().any(|p| p.contains(FAMILY)), "{parts:?}");
+        assert_eq!(rejoin(&parts), text);
+    }
+
+    #[test]
+    fn combining_marks_stay_with_their_letter() {
+        // "e" + 3 combining marks = 7 bytes per cluster.
+        let cluster = "e\u{301}\u{302}\u{303}";
+        let text = cluster.repeat(20);
+        let parts = fit(&text, 40, Counting::Utf8, &Overflow::default());
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(p.starts_with('e'), "{parts:?}");
+        }
+        assert_eq!(rejoin(&parts), text);
+        let cut = truncate(&text, 20, Counting::Utf8, "…");
+        assert_eq!(cut, format!("{}…", cluster.repeat(2)));
+    }
+
+    #[test]
+    fn a_cluster_longer_than_the_limit_is_cut_at_a_char() {
+        // One letter with 40 accents (81 bytes) cannot fit anywhere whole.
+        let text = format!("a{}", "\u{301}".repeat(40));
+        let rule = Overflow {
+            mode: OverflowMode::Truncate,
+            ..Overflow::default()
+        };
+        let parts = fit(&text, 30, Counting::Utf8, &rule);
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].starts_with('a') && cost(&parts[0], Counting::Utf8) <= 30);
+        assert!(!parts[0].starts_with(rule.marker.as_str()));
+    }
+
+    /// Text made of whole clusters: words, CJK, newlines, emoji ZWJ sequences,
+    /// flags, skin tones, keycaps and accented letters.
+    fn clustered_text() -> impl Strategy<Value = String> {
+        let atom = prop_oneof![
+            "[a-z]{1,8}",
+            Just(" ".to_string()),
+            Just("\n".to_string()),
+            Just("\r\n".to_string()),
+            Just("告警".to_string()),
+            Just(FAMILY.to_string()),
+            Just("\u{1f3f3}\u{fe0f}\u{200d}\u{1f308}".to_string()),
+            Just("\u{1f1e8}\u{1f1f3}".to_string()),
+            Just("\u{1f44d}\u{1f3fd}".to_string()),
+            Just("1\u{fe0f}\u{20e3}".to_string()),
+            Just("e\u{301}".to_string()),
+            Just("a\u{308}\u{304}".to_string()),
+            Just("\u{915}\u{94d}\u{937}".to_string()),
+            Just("\"tab\there\"".to_string()),
+        ];
+        proptest::collection::vec(atom, 0..120).prop_map(|v| v.concat())
+    }
+
     proptest! {
+        #[test]
+        fn split_parts_start_on_cluster_boundaries_and_rejoin(text in clustered_text(), max in 60usize..200, json in any::<bool>()) {
+            let counting = if json { Counting::Json } else { Counting::Utf8 };
+            // Enough parts that nothing is truncated.
+            let rule = Overflow { max_parts: 1000, ..Overflow::default() };
+            let parts = fit(&text, max, counting, &rule);
+            for p in &parts {
+                prop_assert!(!starts_inside_a_cluster(p), "{:?}", parts);
+                prop_assert!(cost(p, counting) <= max);
+            }
+            prop_assert_eq!(rejoin(&parts), text);
+        }
+
+        #[test]
+        fn truncation_ends_on_a_cluster_boundary(text in clustered_text(), max in 30usize..200) {
+            let out = truncate(&text, max, Counting::Utf8, "…");
+            prop_assert!(cost(&out, Counting::Utf8) <= max);
+            let kept = out.strip_suffix('…').unwrap_or(&out);
+            prop_assert!(text.starts_with(kept));
+            let boundaries: Vec<usize> = text.grapheme_indices(true).map(|(i, _)| i).chain([text.len()]).collect();
+            prop_assert!(boundaries.contains(&kept.len()), "{:?} cut at {}", text, kept.len());
+        }
+
         #[test]
         fn every_piece_fits(text in "\\PC{0,600}", max in 40usize..300, truncate in any::<bool>(), json in any::<bool>()) {
             let counting = if json { Counting::Json } else { Counting::Utf8 };

@@ -86,7 +86,10 @@ impl Message {
         let text = self.body.main_text().unwrap_or("");
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         let first = first.trim_start_matches(['#', ' ', '>', '*']).trim();
-        let short: String = first.chars().take(32).collect();
+        // Whole grapheme clusters, so an emoji or accented letter is not cut.
+        let short: String = unicode_segmentation::UnicodeSegmentation::graphemes(first, true)
+            .take(32)
+            .collect();
         if short.is_empty() {
             "imrelay".to_string()
         } else {
@@ -245,5 +248,20 @@ impl Platform {
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_title_keeps_whole_grapheme_clusters() {
+        // 31 letters, then a family emoji (4 people joined by ZWJs) as the 32nd
+        // cluster: kept whole, not cut after its first person.
+        let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}\u{200d}\u{1f466}";
+        let text = format!("{}{family}tail", "a".repeat(31));
+        let title = Message::text(text).title_or_default();
+        assert_eq!(title, format!("{}{family}", "a".repeat(31)));
     }
 }

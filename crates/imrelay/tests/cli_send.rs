@@ -149,3 +149,43 @@ async fn help_has_examples() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Examples:") && text.contains("Exit codes"));
 }
+
+#[tokio::test]
+async fn a_message_in_eight_parts_is_paced_within_the_bots_limit() {
+    // A Feishu bot takes 5 messages a second; parts 6-8 must wait, not be refused.
+    let server = mock().await;
+    let base = server.base_url();
+    let dir = std::env::temp_dir().join(format!("imrelay-cli-parts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dest = dir.join("dest.toml");
+    std::fs::write(&dest, "[overflow]\nmax_parts = 8\n").unwrap();
+    let text = dir.join("report.txt");
+    let line = "a line of the long report, repeated\n";
+    std::fs::write(&text, line.repeat(8 * 19_000 / line.len() - 8)).unwrap();
+
+    let out = imrelay(s(&[
+        "send",
+        "--webhook",
+        &format!("{base}/open-apis/bot/v2/hook/hook-fs"),
+        "--base-url",
+        &base,
+        "--secret",
+        "fs-secret",
+        "--dest-config",
+        dest.to_str().unwrap(),
+        "--file",
+        text.to_str().unwrap(),
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("in 8 parts"), "{stderr}");
+    let log = server.state().log.all();
+    let parts: Vec<_> = log
+        .iter()
+        .filter(|e| e.target == "feishu:webhook:hook-fs")
+        .collect();
+    assert_eq!(parts.len(), 8);
+    assert!(parts.iter().all(|e| e.accepted), "{parts:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -129,7 +129,7 @@ pub fn build_destination(
             .and_then(|u| url::Url::parse(u).ok())
             .ok_or_else(|| ConfigIssue::new(at.key("url").to_string(), "must be an http(s) URL"))?;
         dest = Arc::new(
-            outbound::Guarded::new(dest, &url)
+            outbound::Guarded::new(&client, &sdk_cfg, &url)
                 .map_err(|e| ConfigIssue::new(at.key("url").to_string(), e))?,
         );
     }

@@ -120,12 +120,17 @@ fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
                 .record(entry.rejected(format!("http {status}"), "injected fault"));
             oapi_http(status)
         }
+        Injected::Answer(a) => {
+            s.record(entry.rejected(a.log_code(), a.reason()));
+            a.response()
+        }
     }
 }
 
 /// An injected failure on a v1.0 endpoint, in the v1.0 shape.
 fn v1_injected(inj: &Injected) -> (Response, String) {
     match inj {
+        Injected::Answer(a) => (a.response(), a.log_code()),
         Injected::Http(status) => {
             let st = injected_status(*status);
             (

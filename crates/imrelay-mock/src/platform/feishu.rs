@@ -152,6 +152,7 @@ fn injected_response(i: &Injected, status_for_code: StatusCode) -> Response {
             let status = injected_status(*s);
             (status, format!("injected HTTP {s}")).into_response()
         }
+        Injected::Answer(a) => a.response(),
     }
 }
 
@@ -159,6 +160,7 @@ fn injected_entry(e: LogEntry, i: &Injected) -> LogEntry {
     match i {
         Injected::Code { code, msg } => e.rejected(code, format!("injected: {msg}")),
         Injected::Http(s) => e.rejected(format!("http {s}"), "injected HTTP status"),
+        Injected::Answer(a) => e.rejected(a.log_code(), a.reason()),
     }
 }
 

@@ -126,6 +126,11 @@ impl<'a> Call<'a> {
                 self.state.record(e);
                 (injected_status(status), "injected HTTP error").into_response()
             }
+            Injected::Answer(a) => {
+                let e = self.entry().rejected(a.log_code(), a.reason());
+                self.state.record(e);
+                a.response()
+            }
         }
     }
 

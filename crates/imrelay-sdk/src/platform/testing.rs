@@ -9,6 +9,7 @@ pub(crate) fn resp(status: u16, body: &str) -> HttpResponse {
         status,
         headers: Default::default(),
         body: body.as_bytes().to_vec(),
+        oversize: None,
     }
 }
 

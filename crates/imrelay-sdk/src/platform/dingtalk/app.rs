@@ -794,6 +794,23 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_legacy_secret_is_explained_not_unknown() {
+        let r = parse_legacy_token(&resp(
+            200,
+            r#"{"errcode":40089,"errmsg":"不合法的corpid或corpsecret"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(r.outcome, Outcome::Permanent);
+        assert_eq!(r.code, Some(crate::Code::Int(40089)));
+        let hint = r.hint.unwrap();
+        assert!(!hint.contains("unknown"), "{hint}");
+        assert!(
+            hint.contains("AppSecret") && hint.contains("`app_secret`"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn token_answers() {
         let t = parse_v1_token(&resp(200, r#"{"accessToken":"abc","expireIn":7200}"#)).unwrap();
         assert_eq!(

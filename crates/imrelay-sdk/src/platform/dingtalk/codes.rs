@@ -136,6 +136,15 @@ pub static CODES: &[CodeInfo] = &[
         meaning: "access_token expired",
         action: "the token is refreshed and the request retried once",
     },
+    // Not in platforms.md's tables; the legacy `/gettoken` answers it (with
+    // errmsg 不合法的corpid或corpsecret) for an unknown appkey or a wrong or
+    // rotated appsecret, as the mock does.
+    CodeInfo {
+        code: 40089,
+        class: CodeClass::Permanent,
+        meaning: "the legacy token API refused the credentials: no app has this AppKey, or the AppSecret does not match it",
+        action: "copy `app_key` and `app_secret` from the developer console (app -> credentials); resetting the AppSecret there invalidates the old one",
+    },
     CodeInfo {
         code: 88,
         class: CodeClass::Permanent,

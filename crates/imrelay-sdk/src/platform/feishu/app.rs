@@ -253,10 +253,17 @@ impl Destination for FeishuApp {
         &self.id
     }
 
-    /// The app-wide 50/s only; the ~5/s per recipient is not expressible as a
-    /// per-destination quota (see the module docs).
+    /// The app-wide 50/s; the ~5/s per recipient is [`recipient_rate_limits`].
+    ///
+    /// [`recipient_rate_limits`]: Destination::recipient_rate_limits
     fn rate_limits(&self) -> Vec<Quota> {
         vec![Quota::per_second(50)]
+    }
+
+    /// Feishu allows about 5 messages a second to one user or one group
+    /// (shared by the bots in it); beyond that it answers 230020.
+    fn recipient_rate_limits(&self) -> Vec<Quota> {
+        vec![Quota::per_second(5)]
     }
 
     fn dedups_retries(&self) -> bool {

@@ -448,6 +448,7 @@ mod tests {
             status: 400,
             headers,
             body: br#"{"code":99991400,"msg":"request trigger frequency limit"}"#.to_vec(),
+            oversize: None,
         });
         assert_eq!(
             r.outcome,

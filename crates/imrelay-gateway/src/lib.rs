@@ -33,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod http;
 pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;

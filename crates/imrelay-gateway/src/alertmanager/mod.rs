@@ -20,6 +20,7 @@
 //! only: a resolved notification does not page anyone.
 
 pub mod config;
+pub mod handler;
 pub mod matcher;
 pub mod payload;
 

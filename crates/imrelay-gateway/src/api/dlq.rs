@@ -423,7 +423,7 @@ pub fn parse_time(v: &str) -> Result<i64, String> {
     let t = humantime::parse_rfc3339_weak(v.trim()).map_err(|_| {
         format!(
             "`{}` is not a time; write RFC 3339 (2026-01-31T08:00:00Z) or milliseconds since the epoch",
-            super::messages::truncate(v, 64)
+            crate::http::truncate(v, 64)
         )
     })?;
     Ok(t.duration_since(std::time::UNIX_EPOCH)

@@ -29,6 +29,7 @@ use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
 use super::{single_header, AppState};
 use crate::channels::ChannelSet;
+use crate::http::truncate;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageView, NewMessage};
 
 /// Longest idempotency key accepted.
@@ -405,7 +406,7 @@ pub async fn submit(
     if req.trace_id.is_none() {
         req.trace_id = request_id(&headers);
     }
-    super::alertmanager::apply_template(&st, &mut req, "")?;
+    apply_template(&st, &mut req, "")?;
     let set = st.channels();
     let mut nm = prepare(&caller, req, &set, "")?;
     drop(set);
@@ -514,7 +515,7 @@ pub async fn submit_batch(
                     if req.trace_id.is_none() {
                         req.trace_id = request_id.clone();
                     }
-                    super::alertmanager::apply_template(&st, &mut req, &at)?;
+                    apply_template(&st, &mut req, &at)?;
                     let mut nm = prepare(&caller, req, &set, &at)?;
                     if let Some(key) = key {
                         nm.idempotency = Some(Idempotency {
@@ -629,13 +630,59 @@ pub async fn get(
     Ok(Json(view))
 }
 
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+/// `POST /v1/messages` with `template` (+ `data`): render the title and body
+/// from the template, so `prepare` sees an ordinary message. Errors name the
+/// field (`template`, `data`) and are 422: the producer can fix them.
+pub(crate) fn apply_template(
+    st: &AppState,
+    req: &mut super::messages::SubmitRequest,
+    at: &str,
+) -> Result<(), Problem> {
+    use crate::http::problem::join_path;
+    let f = |name: &str| join_path(at, name);
+    let Some(name) = req.template.take() else {
+        if req.data.is_some() {
+            return Err(Problem::invalid(
+                f("data"),
+                "`data` is the context of a `template`; name the template too",
+            ));
+        }
+        return Ok(());
+    };
+    if req.text.is_some() || req.body.is_some() {
+        return Err(Problem::invalid(
+            f("template"),
+            "give either `template` (with `data`) or `text`/`body`, not both",
+        ));
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
+    let data = req
+        .data
+        .take()
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    if !data.is_object() {
+        return Err(Problem::invalid(f("data"), "must be a JSON object"));
     }
-    format!("{}…", &s[..end])
+    let alerting = st.live.runtime().alerting.clone();
+    if !alerting.templates.contains(&name) {
+        let names: Vec<&str> = alerting.templates.names().collect();
+        return Err(Problem::invalid(
+            f("template"),
+            format!(
+                "no template `{name}` is defined; defined: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    let ctx = minijinja::Value::from(minijinja::value::Serde(&data));
+    let r = alerting
+        .templates
+        .render(&name, &ctx, Vec::new())
+        .map_err(|e| {
+            Problem::invalid(f("data"), format!("{e}; check `data` against the template"))
+        })?;
+    if req.title.is_none() {
+        req.title = r.title;
+    }
+    req.body = Some(r.body);
+    Ok(())
 }

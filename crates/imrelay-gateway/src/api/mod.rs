@@ -18,27 +18,24 @@
 //! Handlers read the channel set and keys through `ArcSwap`, so a reload takes
 //! effect on the next request.
 
-pub mod alertmanager;
-pub mod auth;
 pub mod callbacks;
 pub mod dlq;
-pub mod extract;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
-pub mod problem;
+
+pub use crate::http::{auth, extract, problem};
+pub(crate) use crate::http::{body_bytes, single_header};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use bytes::Bytes;
 
 use crate::channels::ChannelSet;
 use crate::runtime::Live;
@@ -118,6 +115,34 @@ impl AppState {
 }
 
 /// The API router.
+impl crate::alertmanager::handler::AlertmanagerContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn alerting(&self) -> Arc<crate::alertmanager::Alerting> {
+        self.live.runtime().alerting.clone()
+    }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
+
+    fn check_accepting(&self) -> Result<(), Problem> {
+        AppState::check_accepting(self)
+    }
+}
+
+impl crate::http::ApiContext for AppState {
+    fn api_keys(&self) -> Arc<ApiKeys> {
+        self.live.runtime().keys.clone()
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.limits.max_body_bytes
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
     Router::new()
@@ -130,7 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dlq/{id}", get(dlq::inspect).delete(dlq::purge_one))
         .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
         .route("/v1/status", get(ops::status))
-        .route("/v1/alertmanager/{route}", post(alertmanager::receive))
+        .merge(crate::alertmanager::handler::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))
@@ -160,67 +185,4 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked (a bug); answered 500, nothing was accepted");
     Problem::internal("the gateway hit a bug handling this request; nothing was accepted")
         .into_response()
-}
-
-/// Read the body, mapping a size overflow to 413 and anything else to 400.
-pub(crate) fn body_bytes(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, Problem> {
-    body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::too_large(limit)
-        } else {
-            Problem::malformed(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })
-}
-
-/// One header's value as text; `None` when absent. Several values or non-ASCII
-/// bytes are errors naming the header.
-pub(crate) fn single_header<'a>(
-    headers: &'a HeaderMap,
-    name: &str,
-) -> Result<Option<&'a str>, Problem> {
-    let mut it = headers.get_all(name).iter();
-    let Some(v) = it.next() else {
-        return Ok(None);
-    };
-    if it.next().is_some() {
-        return Err(Problem::invalid(
-            name,
-            format!("send one `{name}` header, not several"),
-        ));
-    }
-    v.to_str()
-        .map(Some)
-        .map_err(|_| Problem::invalid(name, format!("the `{name}` header must be visible ASCII")))
-}
-
-/// Parse a JSON body as `T`, with errors naming the field (prefixed by `at`).
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    at: &str,
-) -> Result<T, Problem> {
-    // serde would read a struct from a JSON array too; requests are objects.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-    {
-        return Err(Problem::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "Invalid field",
-            "the body must be a JSON object",
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v: T =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| problem::from_json_error(e, at))?;
-    de.end().map_err(|e| {
-        Problem::malformed(format!(
-            "the body has trailing characters after the JSON value: {e}"
-        ))
-    })?;
-    Ok(v)
 }

@@ -34,7 +34,6 @@ pub mod interp;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,12 +47,13 @@ pub use crate::channels::config::{
     DestinationOverrides, FallbackConfig, QuotaConfig, RetryConfig, OVERRIDE_KEYS,
 };
 pub use crate::domain::config::{duration, typed, ConfigError, ConfigIssue, KeyPath};
+pub use crate::http::auth::ApiKeyConfig;
 pub use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 pub use interp::Vars;
 
 use crate::alertmanager::config::{AlertingConfig, TemplateConfig};
 use crate::callbacks::config::CallbackConfig;
-use crate::channels::config::{known, validate_channels};
+use crate::channels::config::validate_channels;
 
 /// `[server]`: the HTTP listener and API limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,29 +164,6 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
         }
-    }
-}
-
-/// `[[api_keys]]`: a bearer key and the channels it may use.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    /// A label for logs (the key itself is never logged).
-    pub name: String,
-    /// The bearer token (use `${ENV}` or `key_file`).
-    #[serde(skip_serializing)]
-    pub key: String,
-    /// Channels this key may send to and read; `["*"]` for all.
-    pub channels: Vec<String>,
-}
-
-impl fmt::Debug for ApiKeyConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyConfig")
-            .field("name", &self.name)
-            .field("key", &"***")
-            .field("channels", &self.channels)
-            .finish()
     }
 }
 
@@ -362,7 +339,6 @@ impl Config {
     }
 
     fn validate(&self, issues: &mut Vec<ConfigIssue>) {
-        let root = KeyPath::root();
         self.self_alerts.validate(self.channels.keys(), issues);
         crate::callbacks::config::validate(&self.callbacks, issues);
         if self.server.max_body_bytes < 1024 {
@@ -391,59 +367,7 @@ impl Config {
         }
         self.outbound.validate(issues);
 
-        if self.api_keys.is_empty() {
-            issues.push(ConfigIssue::new(
-                "api_keys",
-                "no API key is defined, so the API would refuse every request; add [[api_keys]] with name, key and channels",
-            ));
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut keys = std::collections::BTreeSet::new();
-        for (i, k) in self.api_keys.iter().enumerate() {
-            let at = root.key("api_keys").index(i);
-            if k.name.trim().is_empty() {
-                issues.push(ConfigIssue::new(
-                    at.key("name").to_string(),
-                    "must not be empty",
-                ));
-            } else if !names.insert(k.name.clone()) {
-                issues.push(ConfigIssue::new(
-                    at.key("name").to_string(),
-                    format!("`{}` is used by another key; names must be unique", k.name),
-                ));
-            }
-            if k.key.len() < 16 {
-                issues.push(ConfigIssue::new(
-                    at.key("key").to_string(),
-                    "must be at least 16 characters (e.g. `openssl rand -hex 24`)",
-                ));
-            } else if !keys.insert(k.key.clone()) {
-                issues.push(ConfigIssue::new(
-                    at.key("key").to_string(),
-                    "is the same as another key's",
-                ));
-            }
-            if k.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                issues.push(ConfigIssue::new(
-                    at.key("key").to_string(),
-                    "must not contain whitespace or control characters",
-                ));
-            }
-            if k.channels.is_empty() {
-                issues.push(ConfigIssue::new(
-                    at.key("channels").to_string(),
-                    "lists no channel; name the channels this key may use, or [\"*\"] for all",
-                ));
-            }
-            for (j, c) in k.channels.iter().enumerate() {
-                if c != "*" && !self.channels.contains_key(c) {
-                    issues.push(ConfigIssue::new(
-                        at.key("channels").index(j).to_string(),
-                        format!("no channel `{c}` is defined{}", known(&self.channels)),
-                    ));
-                }
-            }
-        }
+        crate::http::auth::validate_api_keys(&self.api_keys, &self.channels, issues);
         validate_channels(&self.channels, issues);
     }
 }

@@ -14,8 +14,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
-use super::AppState;
-use crate::config::ApiKeyConfig;
+use super::ApiContext;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channels::config::{known, ChannelConfig};
+use crate::domain::config::{ConfigIssue, KeyPath};
 
 /// What a key may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,19 +153,95 @@ impl ApiKeys {
 /// Extractor: the authenticated caller, or a 401 problem.
 pub struct Auth(pub Arc<Caller>);
 
-impl FromRequestParts<AppState> for Auth {
+impl<S: ApiContext> FromRequestParts<S> for Auth {
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        state
-            .live
-            .runtime()
-            .keys
-            .authenticate(&parts.headers)
-            .map(Auth)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        state.api_keys().authenticate(&parts.headers).map(Auth)
+    }
+}
+
+/// `[[api_keys]]`: a bearer key and the channels it may use.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A label for logs (the key itself is never logged).
+    pub name: String,
+    /// The bearer token (use `${ENV}` or `key_file`).
+    #[serde(skip_serializing)]
+    pub key: String,
+    /// Channels this key may send to and read; `["*"]` for all.
+    pub channels: Vec<String>,
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("key", &"***")
+            .field("channels", &self.channels)
+            .finish()
+    }
+}
+
+/// Check `[[api_keys]]` against the configured channels.
+pub fn validate_api_keys(
+    keys: &[ApiKeyConfig],
+    channels: &BTreeMap<String, ChannelConfig>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    if keys.is_empty() {
+        issues.push(ConfigIssue::new(
+            "api_keys",
+            "no API key is defined, so the API would refuse every request; add [[api_keys]] with name, key and channels",
+        ));
+    }
+    let mut seen_names = BTreeSet::new();
+    let mut seen_keys = BTreeSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        let at = KeyPath::root().key("api_keys").index(i);
+        if k.name.trim().is_empty() {
+            issues.push(ConfigIssue::new(
+                at.key("name").to_string(),
+                "must not be empty",
+            ));
+        } else if !seen_names.insert(k.name.clone()) {
+            issues.push(ConfigIssue::new(
+                at.key("name").to_string(),
+                format!("`{}` is used by another key; names must be unique", k.name),
+            ));
+        }
+        if k.key.len() < 16 {
+            issues.push(ConfigIssue::new(
+                at.key("key").to_string(),
+                "must be at least 16 characters (e.g. `openssl rand -hex 24`)",
+            ));
+        } else if !seen_keys.insert(k.key.clone()) {
+            issues.push(ConfigIssue::new(
+                at.key("key").to_string(),
+                "is the same as another key's",
+            ));
+        }
+        if k.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            issues.push(ConfigIssue::new(
+                at.key("key").to_string(),
+                "must not contain whitespace or control characters",
+            ));
+        }
+        if k.channels.is_empty() {
+            issues.push(ConfigIssue::new(
+                at.key("channels").to_string(),
+                "lists no channel; name the channels this key may use, or [\"*\"] for all",
+            ));
+        }
+        for (j, c) in k.channels.iter().enumerate() {
+            if c != "*" && !channels.contains_key(c) {
+                issues.push(ConfigIssue::new(
+                    at.key("channels").index(j).to_string(),
+                    format!("no channel `{c}` is defined{}", known(&channels)),
+                ));
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! Answers: 200 once every message is committed (with their ids); 4xx only for
 //! what can never succeed (payload, route, key), naming the problem; 5xx
 //! (which Alertmanager retries) when the queue could not commit or the running
-//! config cannot route the alerts. See [`crate::alertmanager`].
+//! config cannot route the alerts.
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -25,15 +25,37 @@ use axum::Json;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::auth::Auth;
-use super::problem::Problem;
-use super::{body_bytes, AppState};
-use crate::alertmanager::{payload, plan};
-use crate::store::EnqueueOutcome;
+use std::sync::Arc;
+
+use axum::routing::post;
+use axum::Router;
+
+use super::{payload, plan, Alerting};
+use crate::channels::ChannelSet;
+use crate::http::auth::Auth;
+use crate::http::problem::Problem;
+use crate::http::{body_bytes, parse_json, ApiContext};
+use crate::store::{EnqueueOutcome, Store};
+
+/// What the receiver needs from the gateway's state.
+pub trait AlertmanagerContext: ApiContext {
+    fn store(&self) -> &Arc<dyn Store>;
+    /// The routes and templates in force now.
+    fn alerting(&self) -> Arc<Alerting>;
+    /// The channels in force now.
+    fn channels(&self) -> Arc<ChannelSet>;
+    /// `Err` (503) once the gateway has started to shut down.
+    fn check_accepting(&self) -> Result<(), Problem>;
+}
+
+/// The receiver's route, for the API router to merge.
+pub fn router<S: AlertmanagerContext>() -> Router<S> {
+    Router::new().route("/v1/alertmanager/{route}", post(receive::<S>))
+}
 
 /// `POST /v1/alertmanager/{route}`.
-pub async fn receive(
-    State(st): State<AppState>,
+pub async fn receive<S: AlertmanagerContext>(
+    State(st): State<S>,
     Auth(caller): Auth,
     route: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
@@ -41,8 +63,8 @@ pub async fn receive(
 ) -> Result<Response, Problem> {
     let Path(route_name) =
         route.map_err(|e| Problem::malformed(format!("bad route in the URL: {e}")))?;
-    let bytes = body_bytes(body, st.limits.max_body_bytes)?;
-    let alerting = st.live.runtime().alerting.clone();
+    let bytes = body_bytes(body, st.max_body_bytes())?;
+    let alerting = st.alerting();
     let Some(route) = alerting.routes.get(&route_name) else {
         let known: Vec<&str> = alerting.routes.keys().map(String::as_str).collect();
         return Err(Problem::not_found(format!(
@@ -60,7 +82,7 @@ pub async fn receive(
     for c in route.channels() {
         caller.require(c)?;
     }
-    let n: payload::Notification = super::parse_json(&bytes, "")?;
+    let n: payload::Notification = parse_json(&bytes, "")?;
     payload::validate(&n).map_err(|e| Problem::invalid(e.field, e.message))?;
     let trace_id = headers
         .get("x-request-id")
@@ -97,7 +119,7 @@ pub async fn receive(
     if !to_store.is_empty() {
         // One call, one transaction: all of a notification's messages commit
         // together or not at all, so a retry after a 5xx cannot half-duplicate.
-        let outcomes = st.store.enqueue(to_store).await.map_err(unavailable)?;
+        let outcomes = st.store().enqueue(to_store).await.map_err(unavailable)?;
         for o in &outcomes {
             if o.accepted_id().is_none() {
                 let why = match o {
@@ -140,58 +162,4 @@ fn unavailable(e: crate::store::StoreError) -> Problem {
     Problem::unavailable(
         "the queue could not commit the alert messages; nothing was accepted, Alertmanager will retry",
     )
-}
-
-/// `POST /v1/messages` with `template` (+ `data`): render the title and body
-/// from the template, so `prepare` sees an ordinary message. Errors name the
-/// field (`template`, `data`) and are 422: the producer can fix them.
-pub(crate) fn apply_template(
-    st: &AppState,
-    req: &mut super::messages::SubmitRequest,
-    at: &str,
-) -> Result<(), Problem> {
-    use super::problem::join_path;
-    let f = |name: &str| join_path(at, name);
-    let Some(name) = req.template.take() else {
-        if req.data.is_some() {
-            return Err(Problem::invalid(
-                f("data"),
-                "`data` is the context of a `template`; name the template too",
-            ));
-        }
-        return Ok(());
-    };
-    if req.text.is_some() || req.body.is_some() {
-        return Err(Problem::invalid(
-            f("template"),
-            "give either `template` (with `data`) or `text`/`body`, not both",
-        ));
-    }
-    let data = req.data.take().unwrap_or_else(|| json!({}));
-    if !data.is_object() {
-        return Err(Problem::invalid(f("data"), "must be a JSON object"));
-    }
-    let alerting = st.live.runtime().alerting.clone();
-    if !alerting.templates.contains(&name) {
-        let names: Vec<&str> = alerting.templates.names().collect();
-        return Err(Problem::invalid(
-            f("template"),
-            format!(
-                "no template `{name}` is defined; defined: {}",
-                names.join(", ")
-            ),
-        ));
-    }
-    let ctx = minijinja::Value::from(minijinja::value::Serde(&data));
-    let r = alerting
-        .templates
-        .render(&name, &ctx, Vec::new())
-        .map_err(|e| {
-            Problem::invalid(f("data"), format!("{e}; check `data` against the template"))
-        })?;
-    if req.title.is_none() {
-        req.title = r.title;
-    }
-    req.body = Some(r.body);
-    Ok(())
 }

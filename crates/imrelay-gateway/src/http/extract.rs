@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::problem::{from_json_error, Problem};
-use super::{body_bytes, parse_json, AppState};
+use super::{body_bytes, parse_json, ApiContext};
 
 /// A JSON request body: the parsed value and the bytes it came from (the
 /// idempotency check hashes those).
@@ -25,14 +25,14 @@ pub struct ApiJson<T> {
     pub raw: Bytes,
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<S: ApiContext, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
         require_json(req.headers())?;
         let raw = body_bytes(
             Bytes::from_request(req, state).await,
-            state.limits.max_body_bytes,
+            state.max_body_bytes(),
         )?;
         let value = parse_json(&raw, "")?;
         Ok(ApiJson { value, raw })
@@ -70,7 +70,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     } else {
         Err(Problem::unsupported_media_type(format!(
             "`Content-Type: {}` is not JSON; send `Content-Type: application/json`",
-            super::messages::truncate(&String::from_utf8_lossy(v.as_bytes()), 64)
+            crate::http::truncate(&String::from_utf8_lossy(v.as_bytes()), 64)
         )))
     }
 }
@@ -97,7 +97,7 @@ where
             }
             Err(e) => Err(Problem::not_found(format!(
                 "nothing at `{}`: {}",
-                super::messages::truncate(parts.uri.path(), 128),
+                crate::http::truncate(parts.uri.path(), 128),
                 e.body_text()
             ))),
         }
@@ -152,7 +152,7 @@ where
     s.parse().map(Some).map_err(|e| {
         serde::de::Error::custom(format!(
             "`{}` is not a valid number: {e}",
-            super::messages::truncate(&s, 64)
+            crate::http::truncate(&s, 64)
         ))
     })
 }

@@ -3,8 +3,8 @@
 //! swap that drops no in-flight work (a send in progress keeps the `Arc` it
 //! started with).
 //!
-//! Triggers: SIGHUP, and changes to the config file (watched through its folder,
-//! since editors replace files by renaming). A file that does not load or build
+//! Triggers: SIGHUP, and changes to the config file (the file itself is
+//! watched, armed again after an editor replaces it by renaming). A file that does not load or build
 //! is refused as a whole: the running config stays, and the reason is logged
 //! and kept in [`ReloadStatus::last_error`].
 

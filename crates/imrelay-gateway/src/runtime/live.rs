@@ -88,7 +88,11 @@ impl Live {
     /// Apply a new config: all or nothing.
     pub fn apply(&self, new: Config) -> Result<(), ConfigError> {
         match Runtime::build(&new, &self.ctx) {
-            Ok(runtime) => {
+            Ok(mut runtime) => {
+                // Callbacks already accepted stay refused as replays.
+                if let Some(cbs) = Arc::get_mut(&mut runtime.callbacks) {
+                    cbs.keep_replays(&self.runtime.load().callbacks);
+                }
                 let mut cur = self.config.lock();
                 warn_restart_only(&cur, &new);
                 self.runtime.store(Arc::new(runtime));

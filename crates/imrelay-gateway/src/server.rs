@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -60,8 +60,10 @@ impl Limits {
 /// Connections over the cap being answered at once; beyond this they are
 /// closed without an answer, so refusing costs bounded memory too.
 const MAX_REFUSING: usize = 256;
-/// How long a refused connection gets to read its 503.
+/// How long a refused connection gets to send its header and read its 503.
 const REFUSE_FOR: Duration = Duration::from_secs(2);
+/// At most one warning this often while connections are refused.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Serve `app` on `listener` until `shutdown` completes, then stop accepting,
 /// close idle connections, and return once the requests in flight are answered.
@@ -74,7 +76,9 @@ pub async fn serve(
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let busy_answer = Arc::new(busy_answer(limits.max_connections));
-    let full = Arc::new(AtomicBool::new(false));
+    // Warn at most this often while connections are refused.
+    let mut warned: Option<tokio::time::Instant> = None;
+    let mut refused: u64 = 0;
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().header_read_timeout(None);
     let builder = Arc::new(builder);
@@ -95,11 +99,15 @@ pub async fn serve(
             },
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            if !full.swap(true, Ordering::Relaxed) {
+            refused += 1;
+            if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                 tracing::warn!(
                     max_connections = limits.max_connections,
-                    "connection limit reached (server.max_connections); answering 503 to new connections"
+                    refused,
+                    "connection limit reached (server.max_connections); new connections are answered 503"
                 );
+                warned = Some(tokio::time::Instant::now());
+                refused = 0;
             }
             if let Ok(p) = refusing.clone().try_acquire_owned() {
                 let answer = busy_answer.clone();
@@ -110,7 +118,6 @@ pub async fn serve(
             }
             continue;
         };
-        full.store(false, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let conn = Connection {
             app: app.clone(),

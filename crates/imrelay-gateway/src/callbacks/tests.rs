@@ -483,3 +483,22 @@ forward = [{{ url = "https://example.com/x", secret = "whsec_MfKQ9r8GKYqrTwjUPD8
     );
     assert!(w[0].message.contains("plaintext mode"), "{:?}", w[0]);
 }
+
+#[test]
+fn config_check_lists_the_plaintext_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imrelay.toml");
+    std::fs::write(
+        &path,
+        "[[api_keys]]\nname = \"a\"\nkey = \"0123456789abcdef0123\"\nchannels = [\"*\"]\n\n[[callbacks]]\nname = \"wxp\"\nplatform = \"wechat\"\ntoken = \"t\"\nforward = [{ url = \"https://example.com/x\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]\n",
+    )
+    .unwrap();
+    let summary = crate::runtime::check_file(&path).unwrap();
+    assert_eq!(summary.warnings.len(), 1, "{summary:?}");
+    let text = summary.to_string();
+    assert!(
+        text.contains("warning: `callbacks[0].encoding_aes_key` is not set")
+            && text.contains("plaintext mode"),
+        "{text}"
+    );
+}

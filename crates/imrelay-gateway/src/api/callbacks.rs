@@ -7,9 +7,9 @@
 //! An event is acknowledged only after the store committed it (with its
 //! forward deliveries); forwarding is asynchronous, through the dispatcher.
 //! Answers (see `docs/callbacks.md`): 200 with the platform's reply; 400
-//! malformed; 401 bad signature, stale timestamp or replayed nonce; 403 wrong verification
-//! token / receive id; 404 unknown app; 503 when the event could not be stored
-//! (the platform retries). A duplicate (same event id) gets the normal 200
+//! malformed; 401 bad signature, stale timestamp or replayed nonce; 403 wrong
+//! verification token / receive id; 404 unknown app; 503 when the event could
+//! not be stored (the platform retries). A duplicate (same event id) gets the normal 200
 //! reply, so the platform stops retrying, and is not forwarded again.
 
 use axum::extract::rejection::BytesRejection;

@@ -319,12 +319,12 @@ fn connection_limits_default_and_are_checked_by_key() {
     ))
     .unwrap();
     assert_eq!(
-        crate::server::Limits::from_config(&cfg.server),
-        crate::server::Limits {
-            header_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(120),
-            max_connections: 50,
-        }
+        (
+            cfg.server.header_timeout,
+            cfg.server.idle_timeout,
+            cfg.server.max_connections
+        ),
+        (Duration::from_secs(5), Duration::from_secs(120), 50)
     );
 
     let err = parse(&format!(

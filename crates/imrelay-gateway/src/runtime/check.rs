@@ -19,7 +19,7 @@ pub struct Summary {
     pub api_keys: usize,
     /// Channel name -> destination ids.
     pub channels: BTreeMap<String, Vec<String>>,
-    /// Settings that work but are unsafe (`key: why`).
+    /// Settings that work but are unsafe: the key, then why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

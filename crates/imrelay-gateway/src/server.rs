@@ -5,7 +5,8 @@
 //! - `header_timeout`: from the first byte of a request until its whole header
 //!   has arrived; a client that sends half a header is disconnected.
 //! - `idle_timeout`: how long a keep-alive connection may wait between
-//!   requests (and a new connection for its first byte).
+//!   requests (and a new connection for its first byte); also how long a
+//!   request may go without a byte either way (a body that stops coming).
 //! - `max_connections`: connections open at once. One more is answered at once
 //!   with a problem+json 503 and closed, so a flood of idle connections cannot
 //!   use up the file descriptors that real requests need.
@@ -13,14 +14,13 @@
 //! Both timeouts are enforced here rather than by hyper's
 //! `header_read_timeout`, whose clock starts when hyper waits for a header, so
 //! it would also close every idle keep-alive connection after the header
-//! timeout. Nothing bounds a request once its header is in: the handlers'
-//! own limits do (body size, store timeouts).
+//! timeout.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -238,6 +238,8 @@ struct Activity {
     phase: AtomicU8,
     in_flight: AtomicUsize,
     changed: Notify,
+    /// Reads and writes that moved bytes.
+    progress: AtomicU64,
 }
 
 impl Activity {
@@ -253,6 +255,7 @@ impl Activity {
 
     /// Bytes arrived: while idle, they start a request header.
     fn received(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
         if self.phase.load(Ordering::Acquire) == IDLE {
             self.set(IDLE, HEADER);
         }
@@ -266,21 +269,27 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Completes when the connection has stayed idle for `idle_timeout`, or
-    /// in a header for `header_timeout`; says which.
+    /// Completes when the connection has stayed idle for `idle_timeout`, in
+    /// a header for `header_timeout`, or in a request without moving a byte
+    /// for `idle_timeout`; says which.
     async fn stalled(&self, limits: &Limits) -> &'static str {
         loop {
             let (limit, what) = match self.phase.load(Ordering::Acquire) {
                 IDLE => (limits.idle_timeout, "a request (server.idle_timeout)"),
                 HEADER => (limits.header_timeout, "a header (server.header_timeout)"),
-                _ => {
-                    self.changed.notified().await;
-                    continue;
-                }
+                _ => (limits.idle_timeout, "progress (server.idle_timeout)"),
             };
+            let seen = self.progress.load(Ordering::Relaxed);
             tokio::select! {
                 _ = self.changed.notified() => {}
-                _ = tokio::time::sleep(limit) => return what,
+                _ = tokio::time::sleep(limit) => {
+                    // A request that is still moving bytes is not stalled.
+                    if self.phase.load(Ordering::Acquire) != BUSY
+                        || self.progress.load(Ordering::Relaxed) == seen
+                    {
+                        return what;
+                    }
+                }
             }
         }
     }
@@ -356,7 +365,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        }
+        res
     }
 
     fn poll_write_vectored(
@@ -364,7 +377,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.progress.fetch_add(1, Ordering::Relaxed);
+        }
+        res
     }
 
     fn is_write_vectored(&self) -> bool {

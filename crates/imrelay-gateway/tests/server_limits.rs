@@ -1,6 +1,6 @@
 //! Connection limits: a client that sends half a header is disconnected after
-//! `server.header_timeout`, an idle keep-alive connection after
-//! `server.idle_timeout`, and past `server.max_connections` a new connection is
+//! `server.header_timeout`, an idle keep-alive connection (or one whose
+//! request body stops coming) after `server.idle_timeout`, and past `server.max_connections` a new connection is
 //! answered 503 at once instead of hanging. Real time (hyper's connections and
 //! the timers run on the real clock), so the timeouts are short.
 
@@ -130,6 +130,19 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
 
     // A connection that never sends anything is closed the same way.
     let mut s = connect(&t).await;
+    let took = closed_after(&mut s, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+
+    // So is a request whose body stops coming.
+    let mut s = connect(&t).await;
+    s.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: imrelay\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"chan"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     let took = closed_after(&mut s, Duration::from_secs(5)).await;
     assert!(took >= Duration::from_millis(600), "{took:?}");
     t.gw.shutdown().await.unwrap();

@@ -75,7 +75,8 @@ pub struct ServerConfig {
     #[serde(with = "duration")]
     pub header_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request (and a
-    /// new one for its first) before it is closed.
+    /// new one for its first) before it is closed; also how long a request may
+    /// go without a byte sent or received (a body that stops coming).
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
     /// Connections open at once; one more is answered 503 and closed. Keep it

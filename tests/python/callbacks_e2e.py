@@ -108,8 +108,16 @@ check("wechatpy decrypts the WeCom envelope we built", wecom.decrypt_message(env
 q = urllib.parse.urlencode({"msg_signature": sig, "timestamp": ts, "nonce": nonce})
 status, body = http("POST", f"{url_wc}?{q}", envelope.encode(), {"Content-Type": "text/xml"})
 check("WeCom encrypted message acknowledged", status == 200, (status, body))
-status, _ = http("POST", f"{url_wc}?{q}", envelope.encode(), {"Content-Type": "text/xml"})
-check("WeCom replayed message acknowledged (not forwarded again)", status == 200)
+status, body = http("POST", f"{url_wc}?{q}", envelope.encode(), {"Content-Type": "text/xml"})
+check("WeCom replayed request (same timestamp and nonce) refused with 401", status == 401 and '"check":"replay"' in body,
+      (status, body))
+retry_ts, retry_nonce = now(), "1372623150"
+retried = wecom.encrypt_message(wecom_xml, retry_nonce, retry_ts)
+retry_env = envelope.replace(enc, xml_field(retried, "Encrypt"))
+rq = urllib.parse.urlencode({"msg_signature": xml_field(retried, "MsgSignature"), "timestamp": retry_ts,
+                             "nonce": retry_nonce})
+status, _ = http("POST", f"{url_wc}?{rq}", retry_env.encode(), {"Content-Type": "text/xml"})
+check("WeCom retry (new nonce, same MsgId) acknowledged (not forwarded again)", status == 200)
 bad = urllib.parse.urlencode({"msg_signature": "0" * 40, "timestamp": ts, "nonce": nonce})
 status, _ = http("POST", f"{url_wc}?{bad}", envelope.encode(), {"Content-Type": "text/xml"})
 check("WeCom wrong msg_signature refused with 401", status == 401, status)

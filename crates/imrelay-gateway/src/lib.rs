@@ -16,6 +16,7 @@
 //! - [`channels`]: the runtime channel model the dispatcher and API share.
 //! - [`outbound`]: the SSRF guard for generic webhooks.
 //! - [`client`]: a small client for a running gateway (`imrelay send --server`).
+//! - [`server`]: the HTTP serving loop (header and idle timeouts, connection cap).
 //!
 //! # Lifecycle
 //! Start: open the store (SQLite with `synchronous=FULL`, or PostgreSQL), start
@@ -37,6 +38,7 @@ pub mod http;
 pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
@@ -111,6 +113,7 @@ impl Gateway {
             max_batch: config.server.max_batch,
         };
         let grace = config.server.shutdown_grace;
+        let server_limits = server::Limits::from_config(&config.server);
         let mut dcfg = dispatch::DispatchConfig::new(clock.clone());
         dcfg.lease = config.dispatch.lease;
         dcfg.max_in_flight = config.dispatch.concurrency;
@@ -164,13 +167,9 @@ impl Gateway {
             .merge(api::metrics::router(obs))
             .layer(axum::middleware::from_fn(telemetry::trace::middleware));
         let (tx, rx) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let http = tokio::spawn(server::serve(listener, app, server_limits, async move {
+            let _ = rx.await;
+        }));
         tracing::info!(%addr, "imrelay gateway listening");
         Ok(Gateway {
             addr,

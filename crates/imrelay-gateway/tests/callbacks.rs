@@ -200,6 +200,12 @@ token = "{WX_TOKEN}"
 encoding_aes_key = "{WX_KEY}"
 receive_id = "{APPID}"
 {fwd}
+
+[[callbacks]]
+name = "wxp"
+platform = "wechat"
+token = "{WX_TOKEN}"
+{fwd}
 "#
     )
 }
@@ -207,7 +213,7 @@ receive_id = "{APPID}"
 struct Env {
     gw: Gateway,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn start(recv: &Receiver) -> Env {
@@ -221,7 +227,7 @@ async fn start(recv: &Receiver) -> Env {
     Env {
         base: format!("http://{}", gw.addr()),
         gw,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -442,13 +448,16 @@ async fn bad_requests_are_rejected_with_the_right_status_and_never_forwarded() {
     t.body = "<xml><NoEncrypt/></xml>".into();
     assert_eq!(resend(&t).await.0, 400);
 
-    // Replayed event: the same request again is acknowledged (200, so the
-    // platform would stop) but not forwarded again; so is a platform retry
-    // (new nonce and signature, same event).
-    let (status, _) = resend(&good.request).await;
-    assert_eq!(status, 200);
-    let (status, _) = resend(&wc.request).await;
-    assert_eq!(status, 200);
+    // Replayed request: the same request again is refused (its timestamp
+    // and nonce were used) and not forwarded again; a platform retry (new
+    // nonce and signature, same event) is acknowledged (200, so the platform
+    // stops) but not forwarded again.
+    let (status, body) = resend(&good.request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"check\":\"replay\""), "{body}");
+    let (status, body) = resend(&wc.request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"check\":\"replay\""), "{body}");
     let mut retry = spec(&env, CallbackKind::FeishuEvent, "fs");
     retry.payload = Some(good.plaintext.clone());
     assert!(fire(retry).await.unwrap().ok);
@@ -482,6 +491,87 @@ async fn bad_requests_are_rejected_with_the_right_status_and_never_forwarded() {
     assert!(
         apps.contains(&"fs".to_string()) && apps.contains(&"wc".to_string()),
         "{apps:?}"
+    );
+    env.gw.shutdown().await.unwrap();
+}
+
+/// A WeChat plaintext-mode POST: the signature covers token, timestamp and
+/// nonce only; the body is the event XML as is.
+async fn wechat_plain(env: &Env, ts: &str, nonce: &str, msg_id: u64, text: &str) -> (u16, String) {
+    let url = format!(
+        "{}/v1/callbacks/wxp?signature={}&timestamp={ts}&nonce={nonce}&openid=o_fan",
+        env.base,
+        sign::sha1_sorted(&[WX_TOKEN, ts, nonce]),
+    );
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_mock]]></ToUserName><FromUserName><![CDATA[o_fan]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    );
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_timestamp_and_nonce_is_refused_on_every_platform() {
+    let recv = Receiver::start().await;
+    let env = start(&recv).await;
+
+    // WeChat plaintext mode: a captured URL with a forged body and a new MsgId.
+    let ts = now_s().to_string();
+    let (status, body) = wechat_plain(&env, &ts, "1234567", 1001, "genuine").await;
+    assert_eq!((status, body.as_str()), (200, "success"));
+    let (status, body) = wechat_plain(&env, &ts, "1234567", 1002, "forged").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"check\":\"replay\""), "{body}");
+    // ... and the genuine request itself, again.
+    let (status, body) = wechat_plain(&env, &ts, "1234567", 1001, "genuine").await;
+    assert_eq!(status, 401, "{body}");
+    // The next genuine callback (a new nonce) is accepted.
+    let (status, _) = wechat_plain(&env, &ts, "7654321", 1003, "next").await;
+    assert_eq!(status, 200);
+
+    // Encrypted platforms: the same signed request, byte for byte.
+    let mut dt = spec(&env, CallbackKind::DingtalkEvent, "dt");
+    dt.payload = Some(json!({"EventType": "user_add_org", "UserId": ["u2"]}).to_string());
+    let dt = fire(dt).await.unwrap();
+    assert!(dt.ok, "{dt:?}");
+    let (status, body) = resend(&dt.request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"check\":\"replay\""), "{body}");
+    let wx = fire(spec(&env, CallbackKind::WechatMessage, "wx"))
+        .await
+        .unwrap();
+    assert!(wx.ok, "{wx:?}");
+    assert_eq!(resend(&wx.request).await.0, 401);
+
+    // A reload keeps what was seen.
+    env.gw
+        .live()
+        .reload_file(&env.dir.path().join("imrelay.toml"))
+        .unwrap();
+    let (status, _) = wechat_plain(&env, &ts, "1234567", 1004, "after reload").await;
+    assert_eq!(status, 401);
+    assert_eq!(resend(&dt.request).await.0, 401);
+
+    // Only the genuine events were stored and forwarded.
+    let hooks = recv.wait_for("the four genuine events", 4).await;
+    assert_eq!(env.gw.store().stats().await.unwrap().messages, 4);
+    let texts: Vec<String> = hooks
+        .iter()
+        .filter_map(|h| h.json()["data"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        texts.contains(&"genuine".to_string()) && texts.contains(&"next".to_string()),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t == "forged" || t == "after reload"),
+        "{texts:?}"
     );
     env.gw.shutdown().await.unwrap();
 }

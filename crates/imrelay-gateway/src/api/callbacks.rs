@@ -7,9 +7,9 @@
 //! An event is acknowledged only after the store committed it (with its
 //! forward deliveries); forwarding is asynchronous, through the dispatcher.
 //! Answers (see `docs/callbacks.md`): 200 with the platform's reply; 400
-//! malformed; 401 bad signature or stale timestamp; 403 wrong verification
-//! token / receive id; 404 unknown app; 503 when the event could not be stored
-//! (the platform retries). A duplicate (same event id) gets the normal 200
+//! malformed; 401 bad signature, stale timestamp or replayed nonce; 403 wrong
+//! verification token / receive id; 404 unknown app; 503 when the event could
+//! not be stored (the platform retries). A duplicate (same event id) gets the normal 200
 //! reply, so the platform stops retrying, and is not forwarded again.
 
 use axum::extract::rejection::BytesRejection;
@@ -99,7 +99,7 @@ async fn handle(
     };
     let now = state.store.now_ms();
     let platform = app.platform.as_str();
-    let (event, answer) = match app.verify(&req, now) {
+    let (event, answer, claim) = match app.admit(&req, now) {
         Err(r) => {
             tracing::warn!(
                 callback = %app.name,
@@ -119,11 +119,11 @@ async fn handle(
                 .with("check", r.check)
                 .into_response();
         }
-        Ok(Verdict::Answer { what, reply: r }) => {
+        Ok((Verdict::Answer { what, reply: r }, _)) => {
             tracing::info!(callback = %app.name, platform, handshake = what, "callback handshake answered");
             return reply(r);
         }
-        Ok(Verdict::Event { event, reply }) => (event, reply),
+        Ok((Verdict::Event { event, reply }, claim)) => (event, reply, claim),
     };
     if let Err(p) = state.check_accepting() {
         return p.into_response();
@@ -151,7 +151,18 @@ async fn handle(
         key: event.event_id.clone(),
         body_hash: body_hash(event.plaintext.as_bytes()),
     });
-    match state.store.enqueue(vec![nm]).await.map(|mut v| v.pop()) {
+    let stored = state.store.enqueue(vec![nm]).await.map(|mut v| v.pop());
+    // Stored (now or before): its timestamp and nonce are used up. Otherwise
+    // the claim is dropped, so the platform's retry is not taken for a replay.
+    if let Ok(Some(
+        EnqueueOutcome::Created { .. }
+        | EnqueueOutcome::Existing { .. }
+        | EnqueueOutcome::Conflict { .. },
+    )) = &stored
+    {
+        claim.keep();
+    }
+    match stored {
         Ok(Some(EnqueueOutcome::Created { id })) => {
             tracing::info!(
                 callback = %app.name,

@@ -288,6 +288,35 @@ pub fn validate(cbs: &[CallbackConfig], issues: &mut Vec<ConfigIssue>) {
     }
 }
 
+/// Settings that work but leave a callback open to forgery: WeChat in
+/// plaintext mode (the signature covers token, timestamp and nonce, not the
+/// body) and Feishu without an Encrypt Key (nothing is signed). Logged at
+/// every load and listed by `imrelay config check`.
+pub fn warnings(cbs: &[CallbackConfig]) -> Vec<ConfigIssue> {
+    let mut out = Vec::new();
+    for (i, cb) in cbs.iter().enumerate() {
+        let at = KeyPath::root().key("callbacks").index(i);
+        match cb.platform {
+            CallbackPlatform::Wechat if cb.encoding_aes_key.is_none() => out.push(ConfigIssue::new(
+                at.key("encoding_aes_key").to_string(),
+                format!(
+                    "is not set, so `{}` runs in WeChat plaintext mode: the signature does not cover the body, and anyone who sees one callback URL can post a forged event with it. This instance refuses a timestamp and nonce used before, but only its own and only within replay_window; set the EncodingAESKey (safe mode)",
+                    cb.name
+                ),
+            )),
+            CallbackPlatform::Feishu if cb.encrypt_key.is_none() => out.push(ConfigIssue::new(
+                at.key("encrypt_key").to_string(),
+                format!(
+                    "is not set, so Feishu sends `{}`'s events in plaintext and unsigned: anyone who knows the verification token can post a forged event; set the Encrypt Key",
+                    cb.name
+                ),
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn valid_whsec(s: &str) -> bool {
     let Some(b64) = s.strip_prefix("whsec_") else {
         return false;
@@ -306,6 +335,9 @@ pub fn build(
     out: &mut Vec<crate::channels::Channel>,
     issues: &mut Vec<ConfigIssue>,
 ) -> super::CallbackSet {
+    for w in warnings(callbacks) {
+        tracing::warn!(key = %w.key, "callback config: `{}` {}", w.key, w.message);
+    }
     let mut apps = Vec::new();
     for (i, cb) in callbacks.iter().enumerate() {
         let at = KeyPath::root().key("callbacks").index(i);

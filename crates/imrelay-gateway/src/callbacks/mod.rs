@@ -13,11 +13,14 @@
 //! Checks run in this order: parse the request (400), timestamp inside the
 //! replay window (401), signature over the ciphertext *before* decrypting
 //! (401), decrypt and receive id / verification token (403), event shape
-//! (400). Duplicates are found when storing (the event id is the store's
-//! idempotency key) and acknowledged with 200 without a second forward.
+//! (400), then, for events, a (timestamp, nonce) already used within the
+//! window (401, [`replay`]). Duplicates are found when storing (the event id
+//! is the store's idempotency key) and acknowledged with 200 without a second
+//! forward.
 
 pub mod config;
 pub mod normalize;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +59,16 @@ impl CallbackSet {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.apps.keys().map(String::as_str)
     }
+
+    /// Carry the replay records of `old` (the set before a reload) over to the
+    /// apps of the same name, so a reload does not reopen the window.
+    pub fn keep_replays(&mut self, old: &CallbackSet) {
+        for (name, app) in &mut self.apps {
+            if let (Some(a), Some(o)) = (Arc::get_mut(app), old.apps.get(name)) {
+                a.replays = o.replays.clone();
+            }
+        }
+    }
 }
 
 /// One callback endpoint, ready to verify requests.
@@ -67,6 +80,8 @@ pub struct CallbackApp {
     pub channel: String,
     pub replay_window: std::time::Duration,
     crypto: AppCrypto,
+    /// The (timestamp, nonce) pairs of events accepted within the window.
+    replays: Arc<replay::ReplayCache>,
 }
 
 #[derive(Debug)]
@@ -134,6 +149,7 @@ impl CallbackApp {
             channel: forward_channel(&cb.name),
             replay_window: cb.replay_window,
             crypto,
+            replays: Arc::default(),
         })
     }
 }
@@ -286,6 +302,69 @@ impl CallbackApp {
                 self.wechat(req, now_ms, token, crypt.as_ref())
             }
         }
+    }
+
+    /// [`CallbackApp::verify`], then for an event the replay guard: its
+    /// (timestamp, nonce) must not have been used within the window. Keep the
+    /// returned claim once the event is stored ([`replay::Claim::keep`]);
+    /// dropping it lets the platform retry a request that failed.
+    pub fn admit(
+        &self,
+        req: &CallbackRequest,
+        now_ms: i64,
+    ) -> Result<(Verdict, replay::Claim), Rejection> {
+        let verdict = self.verify(req, now_ms)?;
+        if !matches!(verdict, Verdict::Event { .. }) {
+            return Ok((verdict, replay::Claim::none()));
+        }
+        let Some((ts, nonce, ts_ms)) = self.signed_pair(req) else {
+            return Ok((verdict, replay::Claim::none()));
+        };
+        let window = i64::try_from(self.replay_window.as_millis()).unwrap_or(i64::MAX);
+        match self
+            .replays
+            .claim(&ts, &nonce, now_ms, ts_ms.saturating_add(window))
+        {
+            Some(claim) => Ok((verdict, claim)),
+            None => Err(Rejection {
+                status: StatusCode::UNAUTHORIZED,
+                check: "replay",
+                detail: format!(
+                    "this timestamp ({ts}) and nonce were already used by an earlier callback; a request is accepted once"
+                ),
+            }),
+        }
+    }
+
+    /// The request's timestamp and nonce (both set), and the timestamp in ms.
+    fn signed_pair(&self, req: &CallbackRequest) -> Option<(String, String, i64)> {
+        let (ts, nonce, ms_per_unit) = match self.platform {
+            CallbackPlatform::Feishu => (
+                req.header(feishu::HEADER_TIMESTAMP)?,
+                req.header(feishu::HEADER_NONCE)?,
+                1000,
+            ),
+            CallbackPlatform::Dingtalk => {
+                let q = dingtalk::CallbackQuery::from_pairs(req.query.iter().map(|(k, v)| (k, v)))
+                    .ok()?;
+                return (!q.nonce.is_empty())
+                    .then(|| q.timestamp.trim().parse::<i64>().ok())
+                    .flatten()
+                    .map(|ms| (q.timestamp, q.nonce, ms));
+            }
+            CallbackPlatform::Wecom | CallbackPlatform::Wechat => {
+                (req.q("timestamp")?, req.q("nonce")?, 1000)
+            }
+        };
+        if nonce.is_empty() {
+            return None;
+        }
+        let t: i64 = ts.trim().parse().ok()?;
+        Some((
+            ts.to_owned(),
+            nonce.to_owned(),
+            t.saturating_mul(ms_per_unit),
+        ))
     }
 
     fn window(&self, ts: &str, now_ms: i64, unit: TimestampUnit) -> Result<(), Rejection> {

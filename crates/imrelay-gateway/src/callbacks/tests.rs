@@ -371,3 +371,134 @@ fn docs_config_example_is_valid() {
         ["dingtalk-hr", "feishu-main", "wechat-oa", "wecom-ops"]
     );
 }
+
+fn wechat_plain() -> CallbackApp {
+    app(&format!(
+        "name = \"wxp\"\nplatform = \"wechat\"\ntoken = \"{WC_TOKEN}\""
+    ))
+}
+
+fn wechat_plain_post(ts: &str, nonce: &str, msg_id: u64) -> CallbackRequest {
+    let sig = sign::sha1_sorted(&[WC_TOKEN, ts, nonce]);
+    req(
+        Method::POST,
+        &[("signature", &sig), ("timestamp", ts), ("nonce", nonce)],
+        &format!("<xml><FromUserName><![CDATA[o_fan]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>{msg_id}</MsgId></xml>"),
+    )
+}
+
+#[test]
+fn a_used_timestamp_and_nonce_is_a_replay_whatever_the_body() {
+    let a = wechat_plain();
+    let now = 1_700_000_000_000;
+    let (v, claim) = a
+        .admit(&wechat_plain_post("1700000000", "111", 1), now)
+        .unwrap();
+    assert!(matches!(v, Verdict::Event { .. }));
+    claim.keep();
+    // A forged body under the captured signature.
+    let r = a
+        .admit(&wechat_plain_post("1700000000", "111", 2), now + 1_000)
+        .unwrap_err();
+    assert_eq!((r.status, r.check), (StatusCode::UNAUTHORIZED, "replay"));
+    // Other nonces are other requests.
+    a.admit(&wechat_plain_post("1700000000", "222", 2), now)
+        .unwrap()
+        .1
+        .keep();
+    // A request that was not handled (claim dropped) may come again.
+    drop(
+        a.admit(&wechat_plain_post("1700000000", "333", 3), now)
+            .unwrap(),
+    );
+    assert!(a
+        .admit(&wechat_plain_post("1700000000", "333", 3), now)
+        .is_ok());
+    // Handshakes record nothing.
+    let sig = sign::sha1_sorted(&[WC_TOKEN, "1700000000", "444"]);
+    let get = req(
+        Method::GET,
+        &[
+            ("signature", &sig),
+            ("timestamp", "1700000000"),
+            ("nonce", "444"),
+            ("echostr", "e"),
+        ],
+        "",
+    );
+    for _ in 0..2 {
+        let (v, claim) = a.admit(&get, now).unwrap();
+        assert!(matches!(v, Verdict::Answer { .. }));
+        claim.keep();
+    }
+    // DingTalk: millisecond timestamps, the same rule.
+    let dt = app(&format!(
+        "name = \"dt\"\nplatform = \"dingtalk\"\ntoken = \"{WC_TOKEN}\"\nencoding_aes_key = \"{WC_KEY}\"\nreceive_id = \"x\""
+    ));
+    assert_eq!(
+        dt.signed_pair(&req(
+            Method::POST,
+            &[
+                ("msg_signature", "s"),
+                ("timestamp", "1700000000123"),
+                ("nonce", "abc")
+            ],
+            ""
+        )),
+        Some(("1700000000123".into(), "abc".into(), 1_700_000_000_123))
+    );
+}
+
+#[test]
+fn plaintext_callbacks_are_warned_about_by_key() {
+    let cfg = parse(&format!(
+        r#"
+[[callbacks]]
+name = "wxp"
+platform = "wechat"
+token = "t"
+forward = [{{ url = "https://example.com/x", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}]
+
+[[callbacks]]
+name = "fs"
+platform = "feishu"
+verification_token = "v"
+forward = [{{ url = "https://example.com/x", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}]
+
+[[callbacks]]
+name = "wx"
+platform = "wechat"
+token = "t"
+encoding_aes_key = "{WC_KEY}"
+receive_id = "wx1"
+forward = [{{ url = "https://example.com/x", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}]
+"#
+    ))
+    .unwrap();
+    let w = crate::callbacks::config::warnings(&cfg.callbacks);
+    let keys: Vec<&str> = w.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["callbacks[0].encoding_aes_key", "callbacks[1].encrypt_key"]
+    );
+    assert!(w[0].message.contains("plaintext mode"), "{:?}", w[0]);
+}
+
+#[test]
+fn config_check_lists_the_plaintext_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imrelay.toml");
+    std::fs::write(
+        &path,
+        "[[api_keys]]\nname = \"a\"\nkey = \"0123456789abcdef0123\"\nchannels = [\"*\"]\n\n[[callbacks]]\nname = \"wxp\"\nplatform = \"wechat\"\ntoken = \"t\"\nforward = [{ url = \"https://example.com/x\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]\n",
+    )
+    .unwrap();
+    let summary = crate::runtime::check_file(&path).unwrap();
+    assert_eq!(summary.warnings.len(), 1, "{summary:?}");
+    let text = summary.to_string();
+    assert!(
+        text.contains("warning: `callbacks[0].encoding_aes_key` is not set")
+            && text.contains("plaintext mode"),
+        "{text}"
+    );
+}

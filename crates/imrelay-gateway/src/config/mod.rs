@@ -70,6 +70,19 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Reload when the config file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// Longest a client may take to send a request's header, from its first
+    /// byte; slower ones are disconnected.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request (and a
+    /// new one for its first) before it is closed; also how long a request may
+    /// go without a byte sent or received (a body that stops coming).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; one more is answered 503 and closed. Keep it
+    /// below the process's file descriptor limit (`ulimit -n`), with room for
+    /// the store and outbound connections.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +93,9 @@ impl Default for ServerConfig {
             max_batch: 1000,
             shutdown_grace: Duration::from_secs(10),
             watch: true,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
@@ -349,6 +365,20 @@ impl Config {
         }
         if self.server.max_batch == 0 {
             issues.push(ConfigIssue::new("server.max_batch", "must be at least 1"));
+        }
+        for (key, d) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                issues.push(ConfigIssue::new(key, "must be at least 100ms"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            issues.push(ConfigIssue::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
         }
         if self.dispatch.concurrency == 0 {
             issues.push(ConfigIssue::new(

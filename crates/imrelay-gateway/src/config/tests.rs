@@ -305,3 +305,45 @@ retry = { max_attempts = 3 }
     assert_eq!(keys(&err), ["channels.a.destinations[0].retry"]);
     assert!(err.issues[0].message.contains("channels.a.retry"), "{err}");
 }
+
+#[test]
+fn connection_limits_default_and_are_checked_by_key() {
+    let cfg = parse(&base("")).unwrap();
+    assert_eq!(cfg.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.server.max_connections, 10_000);
+
+    let cfg = parse(&format!(
+        "[server]\nheader_timeout = \"5s\"\nidle_timeout = \"2m\"\nmax_connections = 50\n{}",
+        base("")
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            cfg.server.header_timeout,
+            cfg.server.idle_timeout,
+            cfg.server.max_connections
+        ),
+        (Duration::from_secs(5), Duration::from_secs(120), 50)
+    );
+
+    let err = parse(&format!(
+        "[server]\nheader_timeout = \"0s\"\nidle_timeout = \"10ms\"\nmax_connections = 0\n{}",
+        base("")
+    ))
+    .unwrap_err();
+    assert_eq!(
+        keys(&err),
+        [
+            "server.header_timeout",
+            "server.idle_timeout",
+            "server.max_connections"
+        ]
+    );
+    let err = parse(&format!(
+        "[server]\nheader_timeout = \"soon\"\n{}",
+        base("")
+    ))
+    .unwrap_err();
+    assert_eq!(keys(&err), ["server.header_timeout"]);
+}

@@ -19,6 +19,9 @@ pub struct Summary {
     pub api_keys: usize,
     /// Channel name -> destination ids.
     pub channels: BTreeMap<String, Vec<String>>,
+    /// Settings that work but are unsafe: the key, then why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl fmt::Display for Summary {
@@ -33,6 +36,9 @@ impl fmt::Display for Summary {
         writeln!(f, "  channels: {}", self.channels.len())?;
         for (name, dests) in &self.channels {
             writeln!(f, "    {name}: {}", dests.join(", "))?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
         }
         Ok(())
     }
@@ -62,6 +68,10 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
                     ch.destinations.iter().map(|d| d.key.clone()).collect(),
                 )
             })
+            .collect(),
+        warnings: crate::callbacks::config::warnings(&cfg.callbacks)
+            .into_iter()
+            .map(|w| format!("`{}` {}", w.key, w.message))
             .collect(),
     })
 }

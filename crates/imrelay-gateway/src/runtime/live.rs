@@ -3,8 +3,8 @@
 //! swap that drops no in-flight work (a send in progress keeps the `Arc` it
 //! started with).
 //!
-//! Triggers: SIGHUP, and changes to the config file (watched through its folder,
-//! since editors replace files by renaming). A file that does not load or build
+//! Triggers: SIGHUP, and changes to the config file (the file itself is
+//! watched, armed again after an editor replaces it by renaming). A file that does not load or build
 //! is refused as a whole: the running config stays, and the reason is logged
 //! and kept in [`ReloadStatus::last_error`].
 
@@ -95,7 +95,11 @@ impl Live {
     /// Apply a new config: all or nothing.
     pub fn apply(&self, new: Config) -> Result<(), ConfigError> {
         match Runtime::build(&new, &self.ctx) {
-            Ok(runtime) => {
+            Ok(mut runtime) => {
+                // Callbacks already accepted stay refused as replays.
+                if let Some(cbs) = Arc::get_mut(&mut runtime.callbacks) {
+                    cbs.keep_replays(&self.runtime.load().callbacks);
+                }
                 let mut cur = self.config.lock();
                 warn_restart_only(&cur, &new);
                 self.runtime.store(Arc::new(runtime));

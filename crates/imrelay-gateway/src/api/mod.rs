@@ -18,15 +18,14 @@
 //! Handlers read the channel set and keys through `ArcSwap`, so a reload takes
 //! effect on the next request.
 
-pub mod callbacks;
 pub mod dlq;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
 
+pub(crate) use crate::http::single_header;
 pub use crate::http::{auth, extract, problem};
-pub(crate) use crate::http::{body_bytes, single_header};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -133,6 +132,24 @@ impl crate::alertmanager::handler::AlertmanagerContext for AppState {
     }
 }
 
+impl crate::callbacks::handler::CallbacksContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn callbacks(&self) -> Arc<crate::callbacks::CallbackSet> {
+        self.live.runtime().callbacks.clone()
+    }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
+
+    fn check_accepting(&self) -> Result<(), Problem> {
+        AppState::check_accepting(self)
+    }
+}
+
 impl crate::http::ApiContext for AppState {
     fn api_keys(&self) -> Arc<ApiKeys> {
         self.live.runtime().keys.clone()
@@ -159,7 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))
-        .merge(callbacks::routes())
+        .merge(crate::callbacks::handler::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

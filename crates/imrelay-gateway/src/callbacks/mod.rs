@@ -19,6 +19,7 @@
 //! forward.
 
 pub mod config;
+pub mod handler;
 pub mod normalize;
 pub mod replay;
 

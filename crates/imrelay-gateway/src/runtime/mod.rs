@@ -17,11 +17,11 @@ pub use check::{check_file, Summary};
 pub use live::{Live, ReloadStatus};
 
 use crate::alertmanager::Alerting;
-use crate::api::ApiKeys;
 use crate::callbacks::CallbackSet;
 use crate::channels::build::build_channel;
 use crate::channels::ChannelSet;
 use crate::config::{BuildContext, Config, ConfigError};
+use crate::http::auth::ApiKeys;
 
 /// The compiled, immutable state of one config.
 #[derive(Debug, Default)]

@@ -22,19 +22,34 @@ use bytes::Bytes;
 use imrelay_sdk::message::Body;
 use imrelay_sdk::Message;
 
-use super::{body_bytes, AppState, Problem};
-use crate::callbacks::{CallbackRequest, Reply, Verdict};
-use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage};
+use std::sync::Arc;
 
-/// The callback routes (merged into [`super::router`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/callbacks/{name}", get(event).post(event))
-        .route("/v1/callbacks/{name}/card", post(card))
+use super::{CallbackRequest, CallbackSet, Reply, Verdict};
+use crate::channels::ChannelSet;
+use crate::http::problem::Problem;
+use crate::http::{body_bytes, ApiContext};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store};
+
+/// What the callback endpoints need from the gateway's state.
+pub trait CallbacksContext: ApiContext {
+    fn store(&self) -> &Arc<dyn Store>;
+    /// The callback apps in force now.
+    fn callbacks(&self) -> Arc<CallbackSet>;
+    /// The channels in force now (each app forwards through its own).
+    fn channels(&self) -> Arc<ChannelSet>;
+    /// `Err` (503) once the gateway has started to shut down.
+    fn check_accepting(&self) -> Result<(), Problem>;
 }
 
-async fn event(
-    state: State<AppState>,
+/// The callback routes, for the API router to merge.
+pub fn routes<S: CallbacksContext>() -> Router<S> {
+    Router::new()
+        .route("/v1/callbacks/{name}", get(event::<S>).post(event::<S>))
+        .route("/v1/callbacks/{name}/card", post(card::<S>))
+}
+
+async fn event<S: CallbacksContext>(
+    state: State<S>,
     name: Path<String>,
     method: Method,
     query: RawQuery,
@@ -44,8 +59,8 @@ async fn event(
     handle(state, name, false, method, query, headers, body).await
 }
 
-async fn card(
-    state: State<AppState>,
+async fn card<S: CallbacksContext>(
+    state: State<S>,
     name: Path<String>,
     method: Method,
     query: RawQuery,
@@ -67,8 +82,8 @@ fn reply(r: Reply) -> Response {
         .into_response()
 }
 
-async fn handle(
-    State(state): State<AppState>,
+async fn handle<S: CallbacksContext>(
+    State(state): State<S>,
     Path(name): Path<String>,
     card: bool,
     method: Method,
@@ -77,14 +92,14 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let set = state.channels();
-    let Some(app) = state.live.runtime().callbacks.get(&name).cloned() else {
+    let Some(app) = state.callbacks().get(&name).cloned() else {
         tracing::warn!(callback = %name, "callback for an unknown app refused (404)");
         return Problem::not_found(format!(
             "no callback app `{name}` is configured; add [[callbacks]] with name = \"{name}\""
         ))
         .into_response();
     };
-    let body = match body_bytes(body, state.limits.max_body_bytes) {
+    let body = match body_bytes(body, state.max_body_bytes()) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
@@ -97,7 +112,7 @@ async fn handle(
         body,
         card,
     };
-    let now = state.store.now_ms();
+    let now = state.store().now_ms();
     let platform = app.platform.as_str();
     let (event, answer, claim) = match app.admit(&req, now) {
         Err(r) => {
@@ -151,7 +166,7 @@ async fn handle(
         key: event.event_id.clone(),
         body_hash: body_hash(event.plaintext.as_bytes()),
     });
-    let stored = state.store.enqueue(vec![nm]).await.map(|mut v| v.pop());
+    let stored = state.store().enqueue(vec![nm]).await.map(|mut v| v.pop());
     // Stored (now or before): its timestamp and nonce are used up. Otherwise
     // the claim is dropped, so the platform's retry is not taken for a replay.
     if let Ok(Some(

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use super::{Alerting, Matcher, Route, Rule};
 use crate::channels::config::ChannelConfig;
 use crate::domain::config::{ConfigIssue, KeyPath};
-use crate::templates::{builtins, Format, TemplateError, TemplateSource, Templates};
+use crate::templates::{builtins, Format, TemplateSource, Templates};
 
 /// `[alerting]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -129,112 +129,151 @@ pub fn compile(
     channels: &BTreeMap<String, ChannelConfig>,
     issues: &mut Vec<ConfigIssue>,
 ) -> Arc<Alerting> {
-    let root = KeyPath::root();
-    let at_t = root.key("templates");
+    let at_t = KeyPath::root().key("templates");
     let mut sources = BTreeMap::new();
     // Which key holds a template's body, for error messages.
     let mut body_key: BTreeMap<String, String> = BTreeMap::new();
     for (name, t) in templates {
-        let at = at_t.key(name);
-        if !valid_template_name(name) {
-            issues.push(ConfigIssue::new(
-                at.to_string(),
-                "template names are 1-64 characters of letters, digits, `_`, `-` and `.`",
-            ));
-            continue;
+        if let Some((source, key)) = read_template(name, t, base_dir, &at_t.key(name), issues) {
+            sources.insert(name.clone(), source);
+            body_key.insert(name.clone(), key);
         }
-        let body = match (&t.file, &t.source) {
-            (Some(_), Some(_)) => {
-                issues.push(ConfigIssue::new(
-                    at.key("source").to_string(),
-                    "give either `file` or `source`, not both",
-                ));
-                continue;
-            }
-            (None, None) => {
-                issues.push(ConfigIssue::new(
-                    at.key("file").to_string(),
-                    "missing: give `file` (a template file) or `source` (the template inline)",
-                ));
-                continue;
-            }
-            (None, Some(s)) => {
-                body_key.insert(name.clone(), at.key("source").to_string());
-                s.clone()
-            }
-            (Some(f), None) => {
-                let path = if f.is_relative() {
-                    base_dir.join(f)
-                } else {
-                    f.clone()
-                };
-                body_key.insert(name.clone(), at.key("file").to_string());
-                match std::fs::read_to_string(&path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        issues.push(ConfigIssue::new(
-                            at.key("file").to_string(),
-                            format!("cannot read {}: {e}", path.display()),
-                        ));
-                        continue;
-                    }
+    }
+    let compiled = compile_templates(cfg, sources, &body_key, &at_t, issues);
+    let mut routes = RouteCompiler {
+        channels,
+        templates: &compiled,
+        used: Vec::new(),
+    };
+    let at_r = KeyPath::root().key("alerting").key("routes");
+    let compiled_routes = cfg
+        .routes
+        .iter()
+        .map(|(name, r)| (name.clone(), routes.route(name, r, &at_r.key(name), issues)))
+        .collect();
+    let mut used = routes.used;
+    check_external_url(cfg, issues);
+    let alerting = Alerting {
+        templates: compiled,
+        routes: compiled_routes,
+        external_url: cfg.external_url.clone(),
+    };
+    // User templates replacing built-ins are used by every route.
+    for name in alerting.templates.names() {
+        if name.starts_with("alert.") && templates.contains_key(name) {
+            used.push((name.to_string(), key_of_body(&body_key, &at_t, name)));
+        }
+    }
+    sample_render_used(&alerting, used, templates, &body_key, &at_t, issues);
+    Arc::new(alerting)
+}
+
+/// One `[templates.NAME]`: its source and the key that holds its body.
+fn read_template(
+    name: &str,
+    t: &TemplateConfig,
+    base_dir: &Path,
+    at: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<(TemplateSource, String)> {
+    if !valid_template_name(name) {
+        issues.push(ConfigIssue::new(
+            at.to_string(),
+            "template names are 1-64 characters of letters, digits, `_`, `-` and `.`",
+        ));
+        return None;
+    }
+    let (body, key) = match (&t.file, &t.source) {
+        (Some(_), Some(_)) => {
+            issues.push(ConfigIssue::new(
+                at.key("source").to_string(),
+                "give either `file` or `source`, not both",
+            ));
+            return None;
+        }
+        (None, None) => {
+            issues.push(ConfigIssue::new(
+                at.key("file").to_string(),
+                "missing: give `file` (a template file) or `source` (the template inline)",
+            ));
+            return None;
+        }
+        (None, Some(s)) => (s.clone(), at.key("source").to_string()),
+        (Some(f), None) => {
+            let path = if f.is_relative() {
+                base_dir.join(f)
+            } else {
+                f.clone()
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(s) => (s, at.key("file").to_string()),
+                Err(e) => {
+                    issues.push(ConfigIssue::new(
+                        at.key("file").to_string(),
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    return None;
                 }
             }
-        };
-        if t.theme.is_some() && t.format != Format::Card {
-            issues.push(ConfigIssue::new(
-                at.key("theme").to_string(),
-                "only card templates (`format = \"card\"`) have a theme",
-            ));
-        }
-        sources.insert(
-            name.clone(),
-            TemplateSource {
-                format: t.format,
-                body,
-                title: t.title.clone(),
-                theme: t.theme.clone(),
-            },
-        );
-    }
-    let tz = cfg.time_zone.clone().unwrap_or_else(|| "UTC".to_string());
-    let key_of = |e: &TemplateError| -> String {
-        match e.part {
-            "time_zone" => "alerting.time_zone".to_string(),
-            "body" => body_key
-                .get(&e.name)
-                .cloned()
-                .unwrap_or_else(|| at_t.key(&e.name).to_string()),
-            part => at_t.key(&e.name).key(part).to_string(),
         }
     };
-    let compiled = match Templates::new(&tz, sources) {
+    if t.theme.is_some() && t.format != Format::Card {
+        issues.push(ConfigIssue::new(
+            at.key("theme").to_string(),
+            "only card templates (`format = \"card\"`) have a theme",
+        ));
+    }
+    let source = TemplateSource {
+        format: t.format,
+        body,
+        title: t.title.clone(),
+        theme: t.theme.clone(),
+    };
+    Some((source, key))
+}
+
+/// Compile the templates in the configured time zone; errors name the key of
+/// the part at fault.
+fn compile_templates(
+    cfg: &AlertingConfig,
+    sources: BTreeMap<String, TemplateSource>,
+    body_key: &BTreeMap<String, String>,
+    at_t: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) -> Templates {
+    let tz = cfg.time_zone.clone().unwrap_or_else(|| "UTC".to_string());
+    match Templates::new(&tz, sources) {
         Ok(t) => t,
         Err(errs) => {
             for e in &errs {
-                issues.push(ConfigIssue::new(key_of(e), e.message.clone()));
+                let key = match e.part {
+                    "time_zone" => "alerting.time_zone".to_string(),
+                    "body" => key_of_body(body_key, at_t, &e.name),
+                    part => at_t.key(&e.name).key(part).to_string(),
+                };
+                issues.push(ConfigIssue::new(key, e.message.clone()));
             }
             Templates::default()
         }
-    };
+    }
+}
 
-    let mut routes = BTreeMap::new();
-    let at_r = root.key("alerting").key("routes");
-    let known = |c: &str| channels.contains_key(c);
-    let check_channels = |list: &[String], at: &KeyPath, issues: &mut Vec<ConfigIssue>| {
-        for (i, c) in list.iter().enumerate() {
-            if !known(c) {
-                issues.push(ConfigIssue::new(
-                    at.index(i).to_string(),
-                    format!("no channel `{c}` is defined"),
-                ));
-            }
-        }
-    };
-    // Templates a route may use: sample-rendered below.
-    let mut used: Vec<(String, String)> = Vec::new();
-    for (name, r) in &cfg.routes {
-        let at = at_r.key(name);
+/// Routes and their rules, checked against the channels and templates; it
+/// collects the templates routes use, for the sample render.
+struct RouteCompiler<'a> {
+    channels: &'a BTreeMap<String, ChannelConfig>,
+    templates: &'a Templates,
+    used: Vec<(String, String)>,
+}
+
+impl RouteCompiler<'_> {
+    fn route(
+        &mut self,
+        name: &str,
+        r: &RouteConfig,
+        at: &KeyPath,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Route {
         if !crate::channels::config::valid_channel_name(name) {
             issues.push(ConfigIssue::new(
                 at.to_string(),
@@ -247,58 +286,15 @@ pub fn compile(
                 "the route sends nowhere: add [[rules]] with matchers and channels, or default `channels`",
             ));
         }
-        check_channels(&r.channels, &at.key("channels"), issues);
+        self.check_channels(&r.channels, &at.key("channels"), issues);
         check_mentions(&r.mentions, &at.key("mentions"), issues);
-        let mut check_template = |t: &Option<String>,
-                                  key: &KeyPath,
-                                  issues: &mut Vec<ConfigIssue>| {
-            if let Some(t) = t {
-                if compiled.contains(t) {
-                    used.push((t.clone(), key.to_string()));
-                } else {
-                    issues.push(ConfigIssue::new(
-                        key.to_string(),
-                        format!(
-                            "no template `{t}` is defined; define [templates.\"{t}\"] or use a built-in ({})",
-                            builtins().into_keys().collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-            }
-        };
-        check_template(&r.template, &at.key("template"), issues);
-        let mut rules = Vec::new();
-        for (i, rc) in r.rules.iter().enumerate() {
-            let rat = at.key("rules").index(i);
-            if rc.channels.is_empty() {
-                issues.push(ConfigIssue::new(
-                    rat.key("channels").to_string(),
-                    "names no channel; list where matching alerts go",
-                ));
-            }
-            check_channels(&rc.channels, &rat.key("channels"), issues);
-            check_mentions(&rc.mentions, &rat.key("mentions"), issues);
-            check_template(&rc.template, &rat.key("template"), issues);
-            let mut matchers = Vec::new();
-            for (j, m) in rc.matchers.iter().enumerate() {
-                match Matcher::parse(m) {
-                    Ok(m) => matchers.push(m),
-                    Err(why) => issues.push(ConfigIssue::new(
-                        rat.key("matchers").index(j).to_string(),
-                        why.to_string(),
-                    )),
-                }
-            }
-            rules.push(Rule {
-                label: format!("rules[{i}]"),
-                matchers,
-                channels: rc.channels.clone(),
-                mentions: rc.mentions.clone(),
-                send_resolved: rc.send_resolved.unwrap_or(r.send_resolved),
-                template: rc.template.clone().or_else(|| r.template.clone()),
-                cont: rc.cont,
-            });
-        }
+        self.check_template(&r.template, &at.key("template"), issues);
+        let rules = r
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rc)| self.rule(i, rc, r, &at.key("rules").index(i), issues))
+            .collect();
         let default = (!r.channels.is_empty()).then(|| Rule {
             label: "default".into(),
             matchers: Vec::new(),
@@ -308,15 +304,79 @@ pub fn compile(
             template: r.template.clone(),
             cont: false,
         });
-        routes.insert(
-            name.clone(),
-            Route {
-                name: name.clone(),
-                rules,
-                default,
-            },
-        );
+        Route {
+            name: name.to_string(),
+            rules,
+            default,
+        }
     }
+
+    fn rule(
+        &mut self,
+        i: usize,
+        rc: &RuleConfig,
+        r: &RouteConfig,
+        at: &KeyPath,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Rule {
+        if rc.channels.is_empty() {
+            issues.push(ConfigIssue::new(
+                at.key("channels").to_string(),
+                "names no channel; list where matching alerts go",
+            ));
+        }
+        self.check_channels(&rc.channels, &at.key("channels"), issues);
+        check_mentions(&rc.mentions, &at.key("mentions"), issues);
+        self.check_template(&rc.template, &at.key("template"), issues);
+        let mut matchers = Vec::new();
+        for (j, m) in rc.matchers.iter().enumerate() {
+            match Matcher::parse(m) {
+                Ok(m) => matchers.push(m),
+                Err(why) => issues.push(ConfigIssue::new(
+                    at.key("matchers").index(j).to_string(),
+                    why.to_string(),
+                )),
+            }
+        }
+        Rule {
+            label: format!("rules[{i}]"),
+            matchers,
+            channels: rc.channels.clone(),
+            mentions: rc.mentions.clone(),
+            send_resolved: rc.send_resolved.unwrap_or(r.send_resolved),
+            template: rc.template.clone().or_else(|| r.template.clone()),
+            cont: rc.cont,
+        }
+    }
+
+    fn check_channels(&self, list: &[String], at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
+        for (i, c) in list.iter().enumerate() {
+            if !self.channels.contains_key(c) {
+                issues.push(ConfigIssue::new(
+                    at.index(i).to_string(),
+                    format!("no channel `{c}` is defined"),
+                ));
+            }
+        }
+    }
+
+    fn check_template(&mut self, t: &Option<String>, key: &KeyPath, issues: &mut Vec<ConfigIssue>) {
+        let Some(t) = t else { return };
+        if self.templates.contains(t) {
+            self.used.push((t.clone(), key.to_string()));
+        } else {
+            issues.push(ConfigIssue::new(
+                key.to_string(),
+                format!(
+                    "no template `{t}` is defined; define [templates.\"{t}\"] or use a built-in ({})",
+                    builtins().into_keys().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+fn check_external_url(cfg: &AlertingConfig, issues: &mut Vec<ConfigIssue>) {
     if let Some(u) = &cfg.external_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             issues.push(ConfigIssue::new(
@@ -325,23 +385,24 @@ pub fn compile(
             ));
         }
     }
-    let alerting = Alerting {
-        templates: compiled,
-        routes,
-        external_url: cfg.external_url.clone(),
-    };
-    // User templates replacing built-ins are used by every route.
-    for name in alerting.templates.names() {
-        if name.starts_with("alert.") && templates.contains_key(name) {
-            used.push((name.to_string(), key_of_body(&body_key, &at_t, name)));
-        }
-    }
+}
+
+/// Render every used template against sample alerts, so a template that fails
+/// on real data is reported at load, not on the first alert.
+fn sample_render_used(
+    alerting: &Alerting,
+    mut used: Vec<(String, String)>,
+    templates: &BTreeMap<String, TemplateConfig>,
+    body_key: &BTreeMap<String, String>,
+    at_t: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) {
     used.sort();
     used.dedup_by(|a, b| a.0 == b.0);
     for (t, key) in used {
-        if let Err(e) = crate::alertmanager::sample_render(&alerting, &t) {
+        if let Err(e) = crate::alertmanager::sample_render(alerting, &t) {
             let key = if templates.contains_key(&t) {
-                key_of_body(&body_key, &at_t, &t)
+                key_of_body(body_key, at_t, &t)
             } else {
                 key
             };
@@ -351,7 +412,6 @@ pub fn compile(
             ));
         }
     }
-    Arc::new(alerting)
 }
 
 fn key_of_body(body_key: &BTreeMap<String, String>, at_t: &KeyPath, name: &str) -> String {

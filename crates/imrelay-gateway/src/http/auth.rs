@@ -238,7 +238,7 @@ pub fn validate_api_keys(
             if c != "*" && !channels.contains_key(c) {
                 issues.push(ConfigIssue::new(
                     at.key("channels").index(j).to_string(),
-                    format!("no channel `{c}` is defined{}", known(&channels)),
+                    format!("no channel `{c}` is defined{}", known(channels)),
                 ));
             }
         }

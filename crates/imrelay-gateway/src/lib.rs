@@ -120,6 +120,7 @@ impl Gateway {
         dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
         let mut opts = StoreOptions::new(config.store.location()).with_clock(clock);
         opts.synchronous = config.store.sqlite_synchronous;
+        opts.cluster_rate_margin = config.dispatch.cluster_rate_margin;
         let store = open_store(opts)
             .await
             .with_context(|| match &config.store.url {

@@ -347,6 +347,100 @@ fn cluster_pool(schema: &str) -> sqlx::PgPool {
         .lazy_pool(4)
 }
 
+/// 21 sends to a DingTalk robot (20 per 60 s) from three instances: the 21st
+/// is refused until 60 s plus the margin after the first one ended, timed by
+/// the database clock. Time moves by shifting the stored slots back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_limiter_keeps_a_margin_past_every_window() {
+    use imrelay_gateway::dispatch::limits::{SharedAdmit, SharedLimiter};
+    use imrelay_gateway::store::postgres::cluster::{PgLimiter, DEFAULT_MARGIN};
+    use imrelay_sdk::Quota;
+
+    assert_eq!(DEFAULT_MARGIN, Duration::from_secs(1));
+    let schema = fresh_schema("margin");
+    let store = open_in(&schema, Arc::new(FixedClock::new(T0))).await; // migrates
+    let pool = cluster_pool(&schema);
+    let limiters: Vec<PgLimiter> = (0..3)
+        .map(|_| PgLimiter::new(cluster_pool(&schema)))
+        .collect();
+    let q = [Quota {
+        count: 20,
+        per: Duration::from_secs(60),
+    }];
+    let key = "dingtalk:robot:margin";
+    for i in 0..20 {
+        let l = &limiters[i % 3];
+        match l.acquire(key, &q, Duration::from_secs(5)).await.unwrap() {
+            SharedAdmit::Granted(p) => l.release(p, None).await,
+            other => panic!("send {i} is within the quota: {other:?}"),
+        }
+    }
+    let wait = |d: SharedAdmit| match d {
+        SharedAdmit::Wait(d) => d,
+        other => panic!("the 21st send must wait: {other:?}"),
+    };
+    let d = wait(
+        limiters[0]
+            .acquire(key, &q, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(d >= Duration::from_millis(60_900), "{d:?}");
+    // Move time on: the first send ended 60.5 s ago. The window alone
+    // (60 s and rounding) has passed, the margin has not.
+    let shift = |ms: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "UPDATE rate_slots SET held_until = held_until - $1, started_at = started_at - $1",
+            )
+            .bind(ms)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let (first,): (i64,) = sqlx::query_as(
+        "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint - MIN(held_until) FROM rate_slots",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    shift(60_500 - first).await;
+    let d = wait(
+        limiters[1]
+            .acquire(key, &q, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        d > Duration::from_millis(300) && d <= Duration::from_millis(1_000),
+        "{d:?}"
+    );
+    // Past 60 s plus the margin (1 s): admitted.
+    shift(1_000).await;
+    let granted = limiters[2]
+        .acquire(key, &q, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(granted, SharedAdmit::Granted(_)), "{granted:?}");
+
+    // A configured margin replaces the default.
+    let key = "dingtalk:robot:wide";
+    let wide = PgLimiter::new(cluster_pool(&schema)).with_margin(Duration::from_secs(5));
+    for _ in 0..20 {
+        let SharedAdmit::Granted(p) = wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap()
+        else {
+            panic!("within the quota");
+        };
+        wide.release(p, None).await;
+    }
+    let d = wait(wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap());
+    assert!(d >= Duration::from_millis(64_900), "{d:?}");
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
 /// Two instances' limiters on one destination: together they admit no more
 /// than the quota per window; a release starts the window from the end; a
 /// platform wait reported by one instance holds back the other.

@@ -154,6 +154,10 @@ pub struct DispatchConfig {
     /// How often the claimer looks for due work when nothing wakes it.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+    /// Several instances on PostgreSQL: added to every rate window of the
+    /// shared limiter, against latency and the platform's clock.
+    #[serde(with = "duration")]
+    pub cluster_rate_margin: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -163,6 +167,7 @@ impl Default for DispatchConfig {
             claim_batch: 256,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
+            cluster_rate_margin: crate::store::postgres::cluster::DEFAULT_MARGIN,
         }
     }
 }
@@ -388,6 +393,12 @@ impl Config {
         }
         if self.dispatch.lease < Duration::from_secs(1) {
             issues.push(ConfigIssue::new("dispatch.lease", "must be at least 1s"));
+        }
+        if self.dispatch.cluster_rate_margin > Duration::from_secs(60) {
+            issues.push(ConfigIssue::new(
+                "dispatch.cluster_rate_margin",
+                "must be at most 1m (it lengthens every rate window)",
+            ));
         }
         self.outbound.validate(issues);
 

@@ -375,6 +375,8 @@ pub struct StoreOptions {
     pub group_commit_window: Duration,
     /// Most operations in one transaction.
     pub max_batch: usize,
+    /// Added to every window of the cluster rate limiter (PostgreSQL).
+    pub cluster_rate_margin: Duration,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -385,6 +387,7 @@ impl StoreOptions {
             synchronous: Synchronous::Full,
             group_commit_window: Duration::ZERO,
             max_batch: 512,
+            cluster_rate_margin: postgres::cluster::DEFAULT_MARGIN,
             clock: Arc::new(imrelay_sdk::clock::SystemClock),
         }
     }
@@ -402,6 +405,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("synchronous", &self.synchronous)
             .field("group_commit_window", &self.group_commit_window)
             .field("max_batch", &self.max_batch)
+            .field("cluster_rate_margin", &self.cluster_rate_margin)
             .finish()
     }
 }

@@ -76,6 +76,7 @@ pub struct PgStore {
     channel: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+    rate_margin: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -131,6 +132,7 @@ impl PgStore {
             channel,
             listener: Mutex::new(Some(listener)),
             closed: AtomicBool::new(false),
+            rate_margin: options.cluster_rate_margin,
         })
     }
 
@@ -271,7 +273,9 @@ impl Store for PgStore {
     }
 
     fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
-        Some(Arc::new(cluster::PgLimiter::new(self.pool.clone())))
+        Some(Arc::new(
+            cluster::PgLimiter::new(self.pool.clone()).with_margin(self.rate_margin),
+        ))
     }
 
     fn shared_tokens(&self) -> Option<Arc<dyn SharedTokenCache>> {

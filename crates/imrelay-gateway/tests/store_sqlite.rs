@@ -68,6 +68,7 @@ cases!(
     notifier_wakes_on_enqueue,
     backlog_caps_counts_and_includes_expired_claims,
     concurrent_writes_keep_their_own_outcomes,
+    retention_prunes_only_expired_settled_messages,
 );
 
 #[tokio::test]

@@ -31,6 +31,21 @@ pub(super) enum Job {
     Op(Op),
 }
 
+/// A job as queued: `taken` is set by whichever comes first, the writer
+/// taking the job or its caller giving up waiting (then the writer skips it,
+/// so a caller told "timed out" can rely on nothing having been written).
+pub(super) struct Queued {
+    pub job: Job,
+    pub taken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Queued {
+    /// The job, unless its caller gave up.
+    fn take(self) -> Option<Job> {
+        (!self.taken.swap(true, std::sync::atomic::Ordering::AcqRel)).then_some(self.job)
+    }
+}
+
 pub(super) struct EnqueueJob {
     pub msgs: Vec<NewMessage>,
     pub now: i64,
@@ -47,19 +62,22 @@ pub(super) struct DoneJob {
 
 pub(super) async fn writer_loop(
     mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Queued>,
     max_batch: usize,
     window: Duration,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
+        let Some(first) = first.take() else {
+            continue;
+        };
         batch.push(first);
         if !window.is_zero() {
             tokio::time::sleep(window).await;
         }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(q) => batch.extend(q.take()),
                 Err(_) => break,
             }
         }

@@ -205,3 +205,32 @@ async fn group_commit_concurrent_enqueues_beat_serial_commits() {
     );
     store.close().await;
 }
+
+/// Health follows commits, not reads: a store refusing every write (as a
+/// full or read-only disk does) is unhealthy from the first failed accept
+/// and its probe fails too, while reads still answer; a committed accept
+/// heals it; a closed store is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_failed_commits_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir, Arc::new(FixedClock::new(T0))).await;
+    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    assert!(store.ready().await.ok);
+    store.set_query_only(true).await.unwrap();
+    let err = store.enqueue(vec![one()]).await.unwrap_err();
+    let h = store.health();
+    assert_eq!(
+        (h.ok, h.since, h.last_error_kind),
+        (false, T0, Some("read_only")),
+        "{err}"
+    );
+    assert!(store.stats().await.is_ok(), "reads still answer");
+    assert!(!store.ready().await.ok, "the probe cannot commit either");
+    store.set_query_only(false).await.unwrap();
+    store.enqueue(vec![one()]).await.unwrap();
+    assert!(store.health().ok);
+    assert!(store.ready().await.ok);
+    store.close().await;
+    let h = store.ready().await;
+    assert_eq!((h.ok, h.last_error_kind), (false, Some("closed")));
+}

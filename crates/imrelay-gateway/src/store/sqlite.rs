@@ -168,18 +168,22 @@ impl SqliteStore {
     /// maintenance, and to test how the gateway meets a store that cannot
     /// commit.
     pub async fn set_query_only(&self, on: bool) -> Result<()> {
-        self.write(move |c| {
-            Box::pin(async move {
-                let sql = if on {
-                    "PRAGMA query_only = 1"
-                } else {
-                    "PRAGMA query_only = 0"
-                };
-                sqlx::query(sql).execute(&mut *c).await?;
-                Ok(())
-            })
-        })
-        .await
+        let sql = if on {
+            "PRAGMA query_only = 1"
+        } else {
+            "PRAGMA query_only = 0"
+        };
+        let (tx, rx) = oneshot::channel::<Result<()>>();
+        let op = replying_op(
+            move |c| {
+                Box::pin(async move {
+                    sqlx::query(sql).execute(&mut *c).await?;
+                    Ok(())
+                })
+            },
+            tx,
+        );
+        self.submit(Job::Setting(op), rx).await
     }
 
     /// `journal_mode` and `synchronous` (0 off, 1 normal, 2 full) as a
@@ -519,5 +523,50 @@ impl Store for SqliteStore {
             let _ = h.await;
         }
         self.read.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write the writer does not take within the acquire timeout (the
+    /// writer stalled, as on a hung disk) fails fast as a timeout and is
+    /// withdrawn: nothing of it is written later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_not_taken_in_time_fails_fast_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let mut opts = StoreOptions::new(url);
+        opts.acquire_timeout = Duration::from_millis(100);
+        let store = Arc::new(SqliteStore::open(opts).await.unwrap());
+        let s = store.clone();
+        let stall = tokio::spawn(async move {
+            s.write(|_| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+        let t = std::time::Instant::now();
+        let err = store.enqueue(vec![one()]).await.unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(fault_kind(&err), Some("timeout"), "{err}");
+        assert!(!store.health().ok);
+        // The write the writer had taken still commits.
+        stall.await.unwrap().unwrap();
+        assert_eq!(store.stats().await.unwrap().messages, 0);
+        store.enqueue(vec![one()]).await.unwrap();
+        assert!(store.health().ok);
+        assert_eq!(store.stats().await.unwrap().messages, 1);
+        store.close().await;
     }
 }

@@ -598,3 +598,123 @@ async fn shared_token_cache_fetches_once_for_all_instances() {
     store.close().await;
     drop_schema(&schema).await;
 }
+
+/// A TCP proxy in front of PostgreSQL that can stop "the server": `stop`
+/// cuts every open connection and leaves new ones unanswered, as a stopped
+/// or unreachable host does; `start` forwards again.
+struct Proxy {
+    port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    piped: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(server: std::net::SocketAddr) -> Proxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let piped = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, p) = (down.clone(), piped.clone());
+        let accept = tokio::spawn(async move {
+            let mut unanswered = Vec::new();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if d.load(Ordering::Acquire) {
+                    unanswered.push(inbound);
+                    continue;
+                }
+                p.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            port,
+            down,
+            piped,
+            accept,
+        }
+    }
+
+    fn stop(&self) {
+        self.down.store(true, Ordering::Release);
+        for t in self.piped.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn start_again(&self) {
+        self.down.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.stop();
+    }
+}
+
+/// PostgreSQL stops answering: an accept fails within about the acquire
+/// timeout (1 s) instead of 10 s, the store reports itself unhealthy at
+/// once, a readiness probe is bounded, and once the server is back a probe
+/// makes it ready again. The health holds a kind, never the error's text
+/// (which names the database user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgres_down_accepts_and_readiness_fail_fast() {
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+
+    let base = base_url();
+    let o = PgConnectOptions::from_str(&base).unwrap();
+    let server = tokio::net::lookup_host((o.get_host(), o.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(server).await;
+    let hostport = format!("{}:{}", o.get_host(), o.get_port());
+    assert!(base.contains(&hostport), "{base}");
+    let schema = fresh_schema("down");
+    let url = format!(
+        "{}?schema={schema}",
+        base.replacen(&hostport, &format!("127.0.0.1:{}", proxy.port), 1)
+    );
+    let opts = StoreOptions::new(url).with_clock(Arc::new(FixedClock::new(T0)));
+    assert_eq!(opts.acquire_timeout, Duration::from_secs(1));
+    let store = PgStore::open(opts).await.unwrap();
+    store.enqueue(vec![one("before")]).await.unwrap();
+    assert!(store.ready().await.ok);
+
+    proxy.stop();
+    let t = Instant::now();
+    let err = store.enqueue(vec![one("while down")]).await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(2_500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(fault_kind(&err).is_some(), "{err}");
+    let h = store.health();
+    assert!(!h.ok && h.last_error_kind.is_some(), "{h:?}");
+    let t = Instant::now();
+    let h = store.ready().await;
+    assert!(!h.ok, "{h:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Probes are spaced; the next one is bounded too.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let t = Instant::now();
+    assert!(!store.ready().await.ok);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    proxy.start_again();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let h = store.ready().await;
+    assert!(h.ok, "{h:?}");
+    store.enqueue(vec![one("after")]).await.unwrap();
+    store.close().await;
+    drop(proxy);
+    drop_schema(&schema).await;
+}

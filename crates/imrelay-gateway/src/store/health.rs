@@ -263,7 +263,7 @@ mod tests {
         // A probe that hangs is a timeout, bounded.
         tokio::time::advance(PROBE_WHEN_FAILING).await;
         let got = h
-            .ready(|| 40, Duration::from_millis(300), || std::future::pending())
+            .ready(|| 40, Duration::from_millis(300), std::future::pending)
             .await;
         assert_eq!((got.ok, got.last_error_kind), (false, Some("timeout")));
         tokio::time::advance(PROBE_WHEN_FAILING).await;

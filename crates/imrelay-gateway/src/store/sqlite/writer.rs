@@ -11,12 +11,15 @@ use super::super::*;
 
 /// A job's answer, called with the commit's result once the transaction ends.
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+type RunOp =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
 /// A write operation: `run` runs on the writer's connection inside a
 /// savepoint and returns whether it succeeded (else its savepoint is rolled
 /// back) and its reply; `fail` answers its caller without running it (the
 /// transaction could not begin).
 pub(super) struct Op {
-    run: Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>,
+    run: RunOp,
     fail: Box<dyn FnOnce(StoreError) + Send>,
 }
 

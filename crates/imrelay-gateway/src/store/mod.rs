@@ -33,6 +33,9 @@
 //! - `rows`: row-to-type mapping; [`sqlite`] and [`postgres`]: only what is
 //!   each dialect's own (writer and group commit, SKIP LOCKED claims,
 //!   set-based accepts and acknowledgements, LISTEN/NOTIFY).
+//! - `health`: whether accepts can commit now ([`Store::health`],
+//!   [`Store::ready`]), tracked once for both backends; [`retention`]: the
+//!   deletion of expired settled messages, its SQL shared too.
 
 mod health;
 mod plan;

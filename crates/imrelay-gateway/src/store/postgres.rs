@@ -19,8 +19,10 @@
 //!   cluster does not poll fast and a new message is claimed within
 //!   milliseconds by whichever instance wakes first.
 //!
-//! Stored times come from each instance's clock (like SQLite); instances
-//! must keep their clocks in sync (NTP) — the lease margin absorbs small skew.
+//! Stored queue times come from each instance's clock (like SQLite);
+//! instances must keep their clocks in sync (NTP) — the lease margin absorbs
+//! small skew. The cluster rate limiter and token cache read only the
+//! database's clock (see [`cluster`]).
 //!
 //! # URL
 //! `postgres://user:password@host:5432/db`, optionally with `?schema=name`:

@@ -234,3 +234,47 @@ async fn health_follows_failed_commits_not_reads() {
     let h = store.ready().await;
     assert_eq!((h.ok, h.last_error_kind), (false, Some("closed")));
 }
+
+/// The background task prunes on its own, on the store's clock: a message
+/// delivered more than `keep_delivered` ago goes at the first pass, one
+/// still pending stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_task_prunes_on_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(T0));
+    let store: Arc<dyn Store> = Arc::new(open_at(&dir, clock.clone()).await);
+    let one = |t: &str| NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec![t.into()]);
+    let old = one("ops/x");
+    let open = one("ops/y");
+    store
+        .enqueue(vec![old.clone(), open.clone()])
+        .await
+        .unwrap();
+    let c = store
+        .claim(ClaimRequest {
+            target: Some("ops/x".into()),
+            limit: 1,
+            lease: Duration::from_secs(30),
+            owner: "w".into(),
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    store.complete(c.delivery_id, "w", vec![], 1).await.unwrap();
+    clock.set_ms(T0 + 7 * 24 * 3600 * 1000 + 1);
+    let task = retention::spawn(
+        store.clone(),
+        Retention {
+            pause: Duration::ZERO,
+            ..Retention::DEFAULT
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get_message(&old.id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the first pass did not prune");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.get_message(&open.id).await.unwrap().is_some());
+    task.abort();
+    store.close().await;
+}

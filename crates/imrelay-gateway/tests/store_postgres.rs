@@ -116,6 +116,7 @@ cases!(
     backlog_caps_counts_and_includes_expired_claims,
     concurrent_writes_keep_their_own_outcomes,
     retention_prunes_only_expired_settled_messages,
+    prune_batches_are_bounded,
 );
 
 fn one(text: &str) -> NewMessage {

@@ -1123,6 +1123,7 @@ pub const CASES: &[&str] = &[
     "backlog_caps_counts_and_includes_expired_claims",
     "concurrent_writes_keep_their_own_outcomes",
     "retention_prunes_only_expired_settled_messages",
+    "prune_batches_are_bounded",
 ];
 
 /// Run one case by name.
@@ -1157,6 +1158,7 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "retention_prunes_only_expired_settled_messages" => {
             retention_prunes_only_expired_settled_messages(ctx).await
         }
+        "prune_batches_are_bounded" => prune_batches_are_bounded(ctx).await,
         other => panic!("unknown store test case {other}"),
     }
 }

@@ -139,3 +139,36 @@ pub async fn retention_prunes_only_expired_settled_messages(ctx: &Ctx) {
     assert_eq!(kept(ctx, &[&half]).await, [false]);
     let _ = T0;
 }
+
+/// A batch deletes at most `limit` messages and says where the next one
+/// starts; the walk ends with `next: None`.
+pub async fn prune_batches_are_bounded(ctx: &Ctx) {
+    for i in 0..5 {
+        let t = format!("ops/b{i}");
+        enqueue(ctx, msg("ops", "b", &[&t])).await;
+        settle(ctx, &t, false).await;
+        ctx.advance(1);
+    }
+    ctx.advance(8 * DAY);
+    let now = ctx.now();
+    let mut batch = PruneBatch {
+        walk: Expiry::Delivered,
+        delivered_before: now - 7 * DAY,
+        dead_before: now - 30 * DAY,
+        after: (i64::MIN, i64::MIN),
+        limit: 2,
+    };
+    let mut sizes = Vec::new();
+    loop {
+        let p = ctx.s().prune(batch).await.unwrap();
+        assert!(p.messages <= 2, "{p:?}");
+        sizes.push(p.messages);
+        match p.next {
+            Some(next) => batch.after = next,
+            None => break,
+        }
+    }
+    assert_eq!(sizes.iter().sum::<u64>(), 5, "{sizes:?}");
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert_eq!(ctx.s().stats().await.unwrap().messages, 0);
+}

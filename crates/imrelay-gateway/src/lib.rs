@@ -72,6 +72,7 @@ pub struct Gateway {
     dispatcher: dispatch::Dispatcher,
     dispatch_task: Option<JoinHandle<()>>,
     stop_dispatch: Option<oneshot::Sender<()>>,
+    retention_task: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -124,6 +125,8 @@ impl Gateway {
         dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
         let mut opts = StoreOptions::new(config.store.location()).with_clock(clock);
         opts.synchronous = config.store.sqlite_synchronous;
+        opts.cluster_rate_margin = config.dispatch.cluster_rate_margin;
+        opts.acquire_timeout = config.store.acquire_timeout;
         let store = open_store(opts)
             .await
             .with_context(|| match &config.store.url {
@@ -132,6 +135,11 @@ impl Gateway {
             })?;
         // Several instances on PostgreSQL share the platform rate limits.
         dcfg.shared_limits = store.shared_limiter();
+        let retention = store::Retention {
+            keep_delivered: config.store.keep_delivered,
+            keep_dead: config.store.keep_dead,
+            ..store::Retention::DEFAULT
+        };
         let alerts_cfg = config.self_alerts.clone();
         let live = Arc::new(
             Live::with_shared_tokens(config, store.shared_tokens())
@@ -170,6 +178,7 @@ impl Gateway {
         let http = tokio::spawn(server::serve(listener, app, server_limits, async move {
             let _ = rx.await;
         }));
+        let retention_task = store::retention::spawn(store.clone(), retention);
         tracing::info!(%addr, "imrelay gateway listening");
         Ok(Gateway {
             addr,
@@ -181,6 +190,7 @@ impl Gateway {
             dispatcher,
             dispatch_task: Some(dispatch_task),
             stop_dispatch: Some(dtx),
+            retention_task: Some(retention_task),
             grace,
         })
     }
@@ -231,6 +241,9 @@ impl Gateway {
             if let Err(e) = t.await {
                 tracing::error!(error = %e, "the dispatcher task failed; unfinished deliveries return when their leases end");
             }
+        }
+        if let Some(t) = self.retention_task.take() {
+            t.abort();
         }
         self.store.close().await;
         tracing::info!("imrelay gateway stopped");

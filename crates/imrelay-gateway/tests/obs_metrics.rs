@@ -159,3 +159,106 @@ async fn health_and_readiness() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["checks"]["store"]["ok"], false, "{v}");
 }
+
+/// Readiness follows whether accepts commit, not whether reads answer: a
+/// store refusing every write (as a full or read-only disk does) is not
+/// ready while reads still work, and `/readyz` (no key) gives a generic
+/// reason, never the database's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_commits_and_keeps_the_error_text_private() {
+    use imrelay_gateway::store::sqlite::SqliteStore;
+    use imrelay_gateway::store::{NewMessage, Store, StoreOptions};
+
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ready.db").display());
+    let store = std::sync::Arc::new(SqliteStore::open(StoreOptions::new(url)).await.unwrap());
+    let state = imrelay_gateway::api::AppState::new(store.clone(), t.gw.live().clone());
+    let app = imrelay_gateway::api::router(state);
+    let readyz = || async {
+        let resp = app
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/readyz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    assert_eq!(readyz().await.0, 200);
+
+    store.set_query_only(true).await.unwrap();
+    let err = store.enqueue(vec![one()]).await.unwrap_err();
+    assert!(store.stats().await.is_ok(), "reads still answer");
+    let (status, text) = readyz().await;
+    assert_eq!(status, 503, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["checks"]["store"]["ok"], false, "{v}");
+    assert_eq!(
+        v["checks"]["store"]["error"], "the store cannot commit",
+        "{v}"
+    );
+    for private in ["readonly", "attempt to write", "database error", "code:"] {
+        assert!(
+            !text.contains(private),
+            "`{private}` in {text} (error: {err})"
+        );
+    }
+
+    // Writes work again: the next committed accept makes it ready.
+    store.set_query_only(false).await.unwrap();
+    store.enqueue(vec![one()]).await.unwrap();
+    assert_eq!(readyz().await.0, 200);
+    store.close().await;
+    t.gw.shutdown().await.unwrap();
+}
+
+/// The store's size: messages by state and the database's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_store_size() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "other", "text": "size please"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state(&id, "delivered").await;
+    let m = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&m, events::STORE_MESSAGES, &["state=\"settled\""]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, events::STORE_MESSAGES, &["state=\"open\""]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, events::STORE_BYTES, &[]).is_some_and(|b| b > 0.0),
+        "{m}"
+    );
+    t.gw.shutdown().await.unwrap();
+}

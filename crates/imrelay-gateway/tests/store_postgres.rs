@@ -115,6 +115,8 @@ cases!(
     notifier_wakes_on_enqueue,
     backlog_caps_counts_and_includes_expired_claims,
     concurrent_writes_keep_their_own_outcomes,
+    retention_prunes_only_expired_settled_messages,
+    prune_batches_are_bounded,
 );
 
 fn one(text: &str) -> NewMessage {
@@ -347,6 +349,100 @@ fn cluster_pool(schema: &str) -> sqlx::PgPool {
         .lazy_pool(4)
 }
 
+/// 21 sends to a DingTalk robot (20 per 60 s) from three instances: the 21st
+/// is refused until 60 s plus the margin after the first one ended, timed by
+/// the database clock. Time moves by shifting the stored slots back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_limiter_keeps_a_margin_past_every_window() {
+    use imrelay_gateway::dispatch::limits::{SharedAdmit, SharedLimiter};
+    use imrelay_gateway::store::postgres::cluster::{PgLimiter, DEFAULT_MARGIN};
+    use imrelay_sdk::Quota;
+
+    assert_eq!(DEFAULT_MARGIN, Duration::from_secs(1));
+    let schema = fresh_schema("margin");
+    let store = open_in(&schema, Arc::new(FixedClock::new(T0))).await; // migrates
+    let pool = cluster_pool(&schema);
+    let limiters: Vec<PgLimiter> = (0..3)
+        .map(|_| PgLimiter::new(cluster_pool(&schema)))
+        .collect();
+    let q = [Quota {
+        count: 20,
+        per: Duration::from_secs(60),
+    }];
+    let key = "dingtalk:robot:margin";
+    for i in 0..20 {
+        let l = &limiters[i % 3];
+        match l.acquire(key, &q, Duration::from_secs(5)).await.unwrap() {
+            SharedAdmit::Granted(p) => l.release(p, None).await,
+            other => panic!("send {i} is within the quota: {other:?}"),
+        }
+    }
+    let wait = |d: SharedAdmit| match d {
+        SharedAdmit::Wait(d) => d,
+        other => panic!("the 21st send must wait: {other:?}"),
+    };
+    let d = wait(
+        limiters[0]
+            .acquire(key, &q, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(d >= Duration::from_millis(60_900), "{d:?}");
+    // Move time on: the first send ended 60.5 s ago. The window alone
+    // (60 s and rounding) has passed, the margin has not.
+    let shift = |ms: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "UPDATE rate_slots SET held_until = held_until - $1, started_at = started_at - $1",
+            )
+            .bind(ms)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let (first,): (i64,) = sqlx::query_as(
+        "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint - MIN(held_until) FROM rate_slots",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    shift(60_500 - first).await;
+    let d = wait(
+        limiters[1]
+            .acquire(key, &q, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        d > Duration::from_millis(300) && d <= Duration::from_millis(1_000),
+        "{d:?}"
+    );
+    // Past 60 s plus the margin (1 s): admitted.
+    shift(1_000).await;
+    let granted = limiters[2]
+        .acquire(key, &q, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(granted, SharedAdmit::Granted(_)), "{granted:?}");
+
+    // A configured margin replaces the default.
+    let key = "dingtalk:robot:wide";
+    let wide = PgLimiter::new(cluster_pool(&schema)).with_margin(Duration::from_secs(5));
+    for _ in 0..20 {
+        let SharedAdmit::Granted(p) = wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap()
+        else {
+            panic!("within the quota");
+        };
+        wide.release(p, None).await;
+    }
+    let d = wait(wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap());
+    assert!(d >= Duration::from_millis(64_900), "{d:?}");
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
 /// Two instances' limiters on one destination: together they admit no more
 /// than the quota per window; a release starts the window from the end; a
 /// platform wait reported by one instance holds back the other.
@@ -501,5 +597,125 @@ async fn shared_token_cache_fetches_once_for_all_instances() {
         "one refresh for the cluster"
     );
     store.close().await;
+    drop_schema(&schema).await;
+}
+
+/// A TCP proxy in front of PostgreSQL that can stop "the server": `stop`
+/// cuts every open connection and leaves new ones unanswered, as a stopped
+/// or unreachable host does; `start` forwards again.
+struct Proxy {
+    port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    piped: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(server: std::net::SocketAddr) -> Proxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let piped = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, p) = (down.clone(), piped.clone());
+        let accept = tokio::spawn(async move {
+            let mut unanswered = Vec::new();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if d.load(Ordering::Acquire) {
+                    unanswered.push(inbound);
+                    continue;
+                }
+                p.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            port,
+            down,
+            piped,
+            accept,
+        }
+    }
+
+    fn stop(&self) {
+        self.down.store(true, Ordering::Release);
+        for t in self.piped.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn start_again(&self) {
+        self.down.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.stop();
+    }
+}
+
+/// PostgreSQL stops answering: an accept fails within about the acquire
+/// timeout (1 s) instead of 10 s, the store reports itself unhealthy at
+/// once, a readiness probe is bounded, and once the server is back a probe
+/// makes it ready again. The health holds a kind, never the error's text
+/// (which names the database user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgres_down_accepts_and_readiness_fail_fast() {
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+
+    let base = base_url();
+    let o = PgConnectOptions::from_str(&base).unwrap();
+    let server = tokio::net::lookup_host((o.get_host(), o.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(server).await;
+    let hostport = format!("{}:{}", o.get_host(), o.get_port());
+    assert!(base.contains(&hostport), "{base}");
+    let schema = fresh_schema("down");
+    let url = format!(
+        "{}?schema={schema}",
+        base.replacen(&hostport, &format!("127.0.0.1:{}", proxy.port), 1)
+    );
+    let opts = StoreOptions::new(url).with_clock(Arc::new(FixedClock::new(T0)));
+    assert_eq!(opts.acquire_timeout, Duration::from_secs(1));
+    let store = PgStore::open(opts).await.unwrap();
+    store.enqueue(vec![one("before")]).await.unwrap();
+    assert!(store.ready().await.ok);
+
+    proxy.stop();
+    let t = Instant::now();
+    let err = store.enqueue(vec![one("while down")]).await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(2_500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(fault_kind(&err).is_some(), "{err}");
+    let h = store.health();
+    assert!(!h.ok && h.last_error_kind.is_some(), "{h:?}");
+    let t = Instant::now();
+    let h = store.ready().await;
+    assert!(!h.ok, "{h:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Probes are spaced; the next one is bounded too.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let t = Instant::now();
+    assert!(!store.ready().await.ok);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    proxy.start_again();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let h = store.ready().await;
+    assert!(h.ok, "{h:?}");
+    store.enqueue(vec![one("after")]).await.unwrap();
+    store.close().await;
+    drop(proxy);
     drop_schema(&schema).await;
 }

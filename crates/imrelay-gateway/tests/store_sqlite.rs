@@ -68,6 +68,8 @@ cases!(
     notifier_wakes_on_enqueue,
     backlog_caps_counts_and_includes_expired_claims,
     concurrent_writes_keep_their_own_outcomes,
+    retention_prunes_only_expired_settled_messages,
+    prune_batches_are_bounded,
 );
 
 #[tokio::test]
@@ -202,5 +204,78 @@ async fn group_commit_concurrent_enqueues_beat_serial_commits() {
         conc_rate > serial_rate * 2.0,
         "group commit gave {conc_rate:.0}/s vs serial {serial_rate:.0}/s"
     );
+    store.close().await;
+}
+
+/// Health follows commits, not reads: a store refusing every write (as a
+/// full or read-only disk does) is unhealthy from the first failed accept
+/// and its probe fails too, while reads still answer; a committed accept
+/// heals it; a closed store is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_failed_commits_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir, Arc::new(FixedClock::new(T0))).await;
+    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    assert!(store.ready().await.ok);
+    store.set_query_only(true).await.unwrap();
+    let err = store.enqueue(vec![one()]).await.unwrap_err();
+    let h = store.health();
+    assert_eq!(
+        (h.ok, h.since, h.last_error_kind),
+        (false, T0, Some("read_only")),
+        "{err}"
+    );
+    assert!(store.stats().await.is_ok(), "reads still answer");
+    assert!(!store.ready().await.ok, "the probe cannot commit either");
+    store.set_query_only(false).await.unwrap();
+    store.enqueue(vec![one()]).await.unwrap();
+    assert!(store.health().ok);
+    assert!(store.ready().await.ok);
+    store.close().await;
+    let h = store.ready().await;
+    assert_eq!((h.ok, h.last_error_kind), (false, Some("closed")));
+}
+
+/// The background task prunes on its own, on the store's clock: a message
+/// delivered more than `keep_delivered` ago goes at the first pass, one
+/// still pending stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_task_prunes_on_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(T0));
+    let store: Arc<dyn Store> = Arc::new(open_at(&dir, clock.clone()).await);
+    let one = |t: &str| NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec![t.into()]);
+    let old = one("ops/x");
+    let open = one("ops/y");
+    store
+        .enqueue(vec![old.clone(), open.clone()])
+        .await
+        .unwrap();
+    let c = store
+        .claim(ClaimRequest {
+            target: Some("ops/x".into()),
+            limit: 1,
+            lease: Duration::from_secs(30),
+            owner: "w".into(),
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    store.complete(c.delivery_id, "w", vec![], 1).await.unwrap();
+    clock.set_ms(T0 + 7 * 24 * 3600 * 1000 + 1);
+    let task = retention::spawn(
+        store.clone(),
+        Retention {
+            pause: Duration::ZERO,
+            ..Retention::DEFAULT
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get_message(&old.id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the first pass did not prune");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.get_message(&open.id).await.unwrap().is_some());
+    task.abort();
     store.close().await;
 }

@@ -55,6 +55,8 @@ poll_interval = "200ms"
 # Raised by the gateway to the send timeout plus a margin (here 12 s): the
 # shortest safe lease, after which the killed instance's claims come back.
 lease = "1s"
+# The shared limiter's 1 s default margin, scaled like the windows.
+cluster_rate_margin = "10ms"
 
 [outbound]
 # Short timeouts keep the claim lease (send timeout + margin) short, so the

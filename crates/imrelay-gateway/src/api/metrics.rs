@@ -52,7 +52,15 @@ async fn metrics_handler(State(st): State<ObsState>) -> Response {
 pub async fn refresh(st: &ObsState) {
     let stats = st.store.stats().await;
     let accepting = st.accepting.load(Ordering::Acquire);
-    gauge!(READY).set(if stats.is_ok() && accepting { 1.0 } else { 0.0 });
+    let commits = st.store.health().ok;
+    gauge!(READY).set(if stats.is_ok() && commits && accepting {
+        1.0
+    } else {
+        0.0
+    });
+    if let Ok(size) = st.store.size().await {
+        events::store_size(&size);
+    }
     if let Ok(q) = &stats {
         for (state, n) in [
             ("pending", q.pending),

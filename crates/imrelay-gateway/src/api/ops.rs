@@ -137,7 +137,7 @@ pub struct ReadinessChecks {
     pub draining: DrainingCheck,
 }
 
-/// Whether the store answers.
+/// Whether the store can commit an accept now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoreCheck {
     pub ok: bool,
@@ -162,21 +162,23 @@ pub struct DrainingCheck {
     pub draining: bool,
 }
 
-/// `GET /readyz`: ready to take traffic: the store answers, a config is
+/// `GET /readyz`: ready to take traffic: the store commits, a config is
 /// loaded, and the gateway is not draining. 503 with the failing check
 /// otherwise, so a load balancer stops sending before shutdown completes.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready: the store does not answer, or the gateway is draining", body = Readiness),
+        (status = 503, description = "Not ready: the store cannot commit, or the gateway is draining", body = Readiness),
     ))]
 pub async fn readyz(State(st): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let store = st
-        .store
-        .stats()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    // Whether an accept can commit now; the failure's detail is only logged
+    // (its text may name the database user).
+    let store = st.store.ready().await;
+    let store = if store.ok {
+        Ok(())
+    } else {
+        Err("the store cannot commit".to_string())
+    };
     let channels = st.channels().channels.len();
     let accepting = st.accepting.load(std::sync::atomic::Ordering::Acquire);
     let ready = store.is_ok() && accepting;

@@ -115,6 +115,19 @@ pub struct StoreConfig {
     /// set, `path` is unused. Default: none (SQLite at `path`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Longest a write waits for a database connection (PostgreSQL) or for
+    /// the SQLite writer, so an accept answers 503 quickly when the store is
+    /// down.
+    #[serde(with = "duration")]
+    pub acquire_timeout: Duration,
+    /// How long delivered messages are kept (then deleted with their
+    /// attempts).
+    #[serde(with = "duration")]
+    pub keep_delivered: Duration,
+    /// How long dead letters are kept (a message with any dead delivery is
+    /// kept this long after it died).
+    #[serde(with = "duration")]
+    pub keep_dead: Duration,
 }
 
 // By hand: `url` may hold a password.
@@ -127,6 +140,9 @@ impl std::fmt::Debug for StoreConfig {
                 "url",
                 &self.url.as_deref().map(crate::store::postgres::redact_url),
             )
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("keep_delivered", &self.keep_delivered)
+            .field("keep_dead", &self.keep_dead)
             .finish()
     }
 }
@@ -147,6 +163,9 @@ impl Default for StoreConfig {
             path: PathBuf::from("imrelay.db"),
             sqlite_synchronous: crate::store::Synchronous::Full,
             url: None,
+            acquire_timeout: crate::store::DEFAULT_ACQUIRE_TIMEOUT,
+            keep_delivered: crate::store::Retention::DEFAULT.keep_delivered,
+            keep_dead: crate::store::Retention::DEFAULT.keep_dead,
         }
     }
 }
@@ -170,6 +189,10 @@ pub struct DispatchConfig {
     /// How often the claimer looks for due work when nothing wakes it.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+    /// Several instances on PostgreSQL: added to every rate window of the
+    /// shared limiter, against latency and the platform's clock.
+    #[serde(with = "duration")]
+    pub cluster_rate_margin: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -179,6 +202,7 @@ impl Default for DispatchConfig {
             claim_batch: 256,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
+            cluster_rate_margin: crate::store::postgres::cluster::DEFAULT_MARGIN,
         }
     }
 }
@@ -394,6 +418,31 @@ impl Config {
         }
         if self.dispatch.lease < Duration::from_secs(1) {
             issues.push(ConfigIssue::new("dispatch.lease", "must be at least 1s"));
+        }
+        if self.store.acquire_timeout < Duration::from_millis(10)
+            || self.store.acquire_timeout > Duration::from_secs(60)
+        {
+            issues.push(ConfigIssue::new(
+                "store.acquire_timeout",
+                "must be between 10ms and 1m",
+            ));
+        }
+        for (key, age) in [
+            ("store.keep_delivered", self.store.keep_delivered),
+            ("store.keep_dead", self.store.keep_dead),
+        ] {
+            if age < Duration::from_secs(60) {
+                issues.push(ConfigIssue::new(
+                    key,
+                    "must be at least 1m (producers read a message's outcome after it settles)",
+                ));
+            }
+        }
+        if self.dispatch.cluster_rate_margin > Duration::from_secs(60) {
+            issues.push(ConfigIssue::new(
+                "dispatch.cluster_rate_margin",
+                "must be at most 1m (it lengthens every rate window)",
+            ));
         }
         self.outbound.validate(issues);
 

@@ -347,3 +347,48 @@ fn connection_limits_default_and_are_checked_by_key() {
     .unwrap_err();
     assert_eq!(keys(&err), ["server.header_timeout"]);
 }
+
+#[test]
+fn store_and_cluster_timing_keys_default_and_are_checked() {
+    let channels = r#"
+[channels.alerts]
+[[channels.alerts.destinations]]
+type = "webhook"
+url = "https://hooks.example.com/a"
+"#;
+    let cfg = parse(&base(channels)).unwrap();
+    assert_eq!(cfg.store.acquire_timeout, Duration::from_secs(1));
+    assert_eq!(cfg.store.keep_delivered, Duration::from_secs(7 * 86_400));
+    assert_eq!(cfg.store.keep_dead, Duration::from_secs(30 * 86_400));
+    assert_eq!(cfg.dispatch.cluster_rate_margin, Duration::from_secs(1));
+
+    let cfg = parse(&format!(
+        "[store]\nacquire_timeout = \"250ms\"\nkeep_delivered = \"2d\"\nkeep_dead = \"90d\"\n\
+         [dispatch]\ncluster_rate_margin = \"2s\"\n{}",
+        base(channels)
+    ))
+    .unwrap();
+    assert_eq!(cfg.store.acquire_timeout, Duration::from_millis(250));
+    assert_eq!(cfg.store.keep_delivered, Duration::from_secs(2 * 86_400));
+    assert_eq!(cfg.store.keep_dead, Duration::from_secs(90 * 86_400));
+    assert_eq!(cfg.dispatch.cluster_rate_margin, Duration::from_secs(2));
+
+    let err = parse(&format!(
+        "[store]\nacquire_timeout = \"0s\"\nkeep_delivered = \"10s\"\nkeep_dead = \"59s\"\n\
+         [dispatch]\ncluster_rate_margin = \"2m\"\n{}",
+        base(channels)
+    ))
+    .unwrap_err();
+    let mut got = keys(&err);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "dispatch.cluster_rate_margin",
+            "store.acquire_timeout",
+            "store.keep_dead",
+            "store.keep_delivered"
+        ],
+        "{err}"
+    );
+}

@@ -33,15 +33,22 @@
 //! - `rows`: row-to-type mapping; [`sqlite`] and [`postgres`]: only what is
 //!   each dialect's own (writer and group commit, SKIP LOCKED claims,
 //!   set-based accepts and acknowledgements, LISTEN/NOTIFY).
+//! - `health`: whether accepts can commit now ([`Store::health`],
+//!   [`Store::ready`]), tracked once for both backends; [`retention`]: the
+//!   deletion of expired settled messages, its SQL shared too.
 
+mod health;
 mod plan;
 pub mod postgres;
 mod queue;
+pub mod retention;
 mod rows;
 mod sql;
 pub mod sqlite;
 mod types;
 
+pub use health::{fault_kind, StoreHealth};
+pub use retention::{prune_expired, Expiry, PruneBatch, Pruned, Retention, StoreSize};
 pub use types::*;
 
 use std::sync::Arc;
@@ -170,6 +177,20 @@ pub trait Store: Send + Sync + 'static {
     /// dispatcher need not poll fast.
     fn notifier(&self) -> Arc<Notify>;
 
+    /// Whether accepts can commit now, from the latest commits and failures
+    /// (no I/O): a failed write marks the store unhealthy until an accept or
+    /// a probe commits.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::assumed()
+    }
+
+    /// [`Store::health`], after a one-row probe commit when the evidence is
+    /// stale (nothing committed for a few seconds, or failing). Bounded by
+    /// the acquire timeout.
+    async fn ready(&self) -> StoreHealth {
+        self.health()
+    }
+
     /// Commit messages and their deliveries. One outcome per input, in order.
     /// Concurrent callers share one transaction (group commit).
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>>;
@@ -237,6 +258,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for status and metrics.
     async fn stats(&self) -> Result<QueueStats>;
+
+    /// Delete one batch of expired messages (see [`retention`]). The default
+    /// keeps everything.
+    async fn prune(&self, batch: PruneBatch) -> Result<Pruned> {
+        let _ = batch;
+        Ok(Pruned::default())
+    }
+
+    /// How much the store holds, for metrics. The default does not know.
+    async fn size(&self) -> Result<StoreSize> {
+        Err(StoreError::Internal(
+            "this store does not report its size".into(),
+        ))
+    }
 
     /// Flush and close. Further calls fail with [`StoreError::Closed`].
     async fn close(&self);
@@ -360,6 +395,10 @@ impl Clock for TokioClock {
     }
 }
 
+/// [`StoreOptions::acquire_timeout`] unless `[store] acquire_timeout` says
+/// otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Settings shared by store implementations.
 #[derive(Clone)]
 pub struct StoreOptions {
@@ -375,6 +414,12 @@ pub struct StoreOptions {
     pub group_commit_window: Duration,
     /// Most operations in one transaction.
     pub max_batch: usize,
+    /// Added to every window of the cluster rate limiter (PostgreSQL).
+    pub cluster_rate_margin: Duration,
+    /// Longest a write waits for a connection (PostgreSQL's pool) or for the
+    /// writer to take it (SQLite) before failing: an accept answers 503
+    /// quickly when the store is down.
+    pub acquire_timeout: Duration,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -385,6 +430,8 @@ impl StoreOptions {
             synchronous: Synchronous::Full,
             group_commit_window: Duration::ZERO,
             max_batch: 512,
+            cluster_rate_margin: postgres::cluster::DEFAULT_MARGIN,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             clock: Arc::new(imrelay_sdk::clock::SystemClock),
         }
     }
@@ -402,6 +449,8 @@ impl std::fmt::Debug for StoreOptions {
             .field("synchronous", &self.synchronous)
             .field("group_commit_window", &self.group_commit_window)
             .field("max_batch", &self.max_batch)
+            .field("cluster_rate_margin", &self.cluster_rate_margin)
+            .field("acquire_timeout", &self.acquire_timeout)
             .finish()
     }
 }

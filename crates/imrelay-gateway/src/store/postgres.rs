@@ -19,8 +19,10 @@
 //!   cluster does not poll fast and a new message is claimed within
 //!   milliseconds by whichever instance wakes first.
 //!
-//! Stored times come from each instance's clock (like SQLite); instances
-//! must keep their clocks in sync (NTP) — the lease margin absorbs small skew.
+//! Stored queue times come from each instance's clock (like SQLite);
+//! instances must keep their clocks in sync (NTP) — the lease margin absorbs
+//! small skew. The cluster rate limiter and token cache read only the
+//! database's clock (see [`cluster`]).
 //!
 //! # URL
 //! `postgres://user:password@host:5432/db`, optionally with `?schema=name`:
@@ -46,8 +48,10 @@ use parking_lot::Mutex;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
+use super::health::{Health, PROBE};
 use super::queue;
-use super::sql::{impl_conn, Dialect};
+use super::retention;
+use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use crate::domain::cluster::SharedLimiter;
 
@@ -76,6 +80,9 @@ pub struct PgStore {
     channel: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
+    rate_margin: Duration,
+    health: Health,
+    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -97,7 +104,7 @@ impl PgStore {
         // token cache, which run on this pool too.
         let pool = PgPoolOptions::new()
             .max_connections(20)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(target.options.clone())
             .await
             .map_err(|e| target.connect_error(e))?;
@@ -123,6 +130,7 @@ impl PgStore {
                 }
             }
         });
+        let now = options.clock.now_ms();
         Ok(PgStore {
             pool,
             notify,
@@ -131,6 +139,9 @@ impl PgStore {
             channel,
             listener: Mutex::new(Some(listener)),
             closed: AtomicBool::new(false),
+            rate_margin: options.cluster_rate_margin,
+            health: Health::new(now),
+            acquire_timeout: options.acquire_timeout,
         })
     }
 
@@ -169,6 +180,16 @@ impl PgStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, bool)>> + Send,
     {
+        let r = self.tx_unchecked(wake, f).await;
+        self.health.check(self.now_ms(), &r);
+        r
+    }
+
+    async fn tx_unchecked<T, F>(&self, wake: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, bool)>> + Send,
+    {
         self.check_open()?;
         let mut tx = self.pool.begin().await?;
         match f(&mut tx).await {
@@ -199,6 +220,16 @@ impl PgStore {
     /// deliveries in order, and the wake-up of the other instances. One
     /// statement per row made batches cost a round trip per row.
     async fn enqueue_plain(&self, msgs: &[NewMessage], now: i64) -> Result<Vec<EnqueueOutcome>> {
+        let r = self.enqueue_plain_unchecked(msgs, now).await;
+        self.health.check(self.now_ms(), &r);
+        r
+    }
+
+    async fn enqueue_plain_unchecked(
+        &self,
+        msgs: &[NewMessage],
+        now: i64,
+    ) -> Result<Vec<EnqueueOutcome>> {
         self.check_open()?;
         let n = msgs.len();
         let (mut ids, mut channels, mut kinds, mut bodies) = (
@@ -271,7 +302,9 @@ impl Store for PgStore {
     }
 
     fn shared_limiter(&self) -> Option<Arc<dyn SharedLimiter>> {
-        Some(Arc::new(cluster::PgLimiter::new(self.pool.clone())))
+        Some(Arc::new(
+            cluster::PgLimiter::new(self.pool.clone()).with_margin(self.rate_margin),
+        ))
     }
 
     fn shared_tokens(&self) -> Option<Arc<dyn SharedTokenCache>> {
@@ -286,21 +319,48 @@ impl Store for PgStore {
         self.notify.clone()
     }
 
+    fn health(&self) -> StoreHealth {
+        self.health.get()
+    }
+
+    async fn ready(&self) -> StoreHealth {
+        let limit = self.acquire_timeout + Duration::from_secs(1);
+        self.health
+            .ready(
+                || self.now_ms(),
+                limit,
+                || async {
+                    let now = self.now_ms();
+                    self.tx(false, move |c| {
+                        Box::pin(async move {
+                            c.exec(PROBE, args![now]).await?;
+                            Ok(((), false))
+                        })
+                    })
+                    .await
+                },
+            )
+            .await
+    }
+
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
-        if msgs.iter().all(NewMessage::is_plain) {
-            return self.enqueue_plain(&msgs, now).await;
-        }
-        self.tx(false, move |c| {
-            Box::pin(async move {
-                let out = queue::enqueue_all(c, &msgs, now).await?;
-                let created = out
-                    .iter()
-                    .any(|o| matches!(o, EnqueueOutcome::Created { .. }));
-                Ok((out, created))
+        let out = if msgs.iter().all(NewMessage::is_plain) {
+            self.enqueue_plain(&msgs, now).await?
+        } else {
+            self.tx(false, move |c| {
+                Box::pin(async move {
+                    let out = queue::enqueue_all(c, &msgs, now).await?;
+                    let created = out
+                        .iter()
+                        .any(|o| matches!(o, EnqueueOutcome::Created { .. }));
+                    Ok((out, created))
+                })
             })
-        })
-        .await
+            .await?
+        };
+        self.health.committed(now);
+        Ok(out)
     }
 
     async fn get_message(&self, id: &str) -> Result<Option<MessageView>> {
@@ -481,8 +541,30 @@ impl Store for PgStore {
         Ok(s)
     }
 
+    async fn prune(&self, batch: PruneBatch) -> Result<Pruned> {
+        self.tx(false, move |c| {
+            Box::pin(async move { Ok((retention::prune(c, &batch).await?, false)) })
+        })
+        .await
+    }
+
+    async fn size(&self) -> Result<StoreSize> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        let mut size = retention::counts(&mut *c).await?;
+        let (bytes,): (i64,) = sqlx::query_as(
+            "SELECT (pg_total_relation_size('messages') + pg_total_relation_size('deliveries')
+               + pg_total_relation_size('attempts'))::bigint",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        size.bytes = Some(bytes.max(0) as u64);
+        Ok(size)
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.health.failed(self.now_ms(), &StoreError::Closed);
         let listener = self.listener.lock().take();
         if let Some(h) = listener {
             h.abort();

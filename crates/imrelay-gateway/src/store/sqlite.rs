@@ -36,10 +36,12 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::health::{Health, PROBE};
 use super::queue;
-use super::sql::{impl_conn, Dialect};
+use super::retention;
+use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
-use writer::{replying_op, DoneJob, EnqueueJob, Job};
+use writer::{replying_op, DoneJob, EnqueueJob, Job, Queued};
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -55,11 +57,14 @@ impl_conn!(
 /// The SQLite [`Store`].
 pub struct SqliteStore {
     read: SqlitePool,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     notify: Arc<Notify>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
+    health: Health,
+    /// Longest a write waits for the writer to take it.
+    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -136,9 +141,10 @@ impl SqliteStore {
         }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(base.read_only(true))
             .await?;
-        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let (tx, rx) = mpsc::channel::<Queued>(4096);
         let writer = tokio::spawn(writer::writer_loop(
             conn,
             rx,
@@ -150,9 +156,34 @@ impl SqliteStore {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             notify: Arc::new(Notify::new()),
+            health: Health::new(options.clock.now_ms()),
             clock: options.clock,
             path,
+            acquire_timeout: options.acquire_timeout,
         })
+    }
+
+    /// Refuse (`true`) or allow again every write on the writer's connection
+    /// (SQLite's `query_only`): writes fail as on a read-only disk. For
+    /// maintenance, and to test how the gateway meets a store that cannot
+    /// commit.
+    pub async fn set_query_only(&self, on: bool) -> Result<()> {
+        let sql = if on {
+            "PRAGMA query_only = 1"
+        } else {
+            "PRAGMA query_only = 0"
+        };
+        let (tx, rx) = oneshot::channel::<Result<()>>();
+        let op = replying_op(
+            move |c| {
+                Box::pin(async move {
+                    sqlx::query(sql).execute(&mut *c).await?;
+                    Ok(())
+                })
+            },
+            tx,
+        );
+        self.submit(Job::Setting(op), rx).await
     }
 
     /// `journal_mode` and `synchronous` (0 off, 1 normal, 2 full) as a
@@ -184,14 +215,41 @@ impl SqliteStore {
     }
 
     /// Queue a job for the writer and wait for its answer (after the commit).
-    async fn submit<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
+    /// A job the writer has not taken within the acquire timeout is
+    /// withdrawn and fails as a timeout, having written nothing.
+    async fn submit<T>(&self, job: Job, mut rx: oneshot::Receiver<Result<T>>) -> Result<T> {
         let Some(jobs) = self.jobs.lock().clone() else {
             return Err(StoreError::Closed);
         };
-        jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| {
-            StoreError::Internal("the SQLite writer stopped before answering".into())
-        })?
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = Queued {
+            job,
+            taken: taken.clone(),
+        };
+        let answer = |r: std::result::Result<Result<T>, oneshot::error::RecvError>| {
+            r.map_err(|_| {
+                StoreError::Internal("the SQLite writer stopped before answering".into())
+            })?
+        };
+        let timed_out = || StoreError::from(sqlx::Error::PoolTimedOut);
+        let r = match tokio::time::timeout_at(deadline, jobs.send(queued)).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Ok(Ok(())) => tokio::select! {
+                r = &mut rx => answer(r),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if taken.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        // The writer has it: wait for the commit.
+                        answer(rx.await)
+                    } else {
+                        Err(timed_out())
+                    }
+                }
+            },
+        };
+        self.health.check(self.now_ms(), &r);
+        r
     }
 }
 
@@ -209,6 +267,27 @@ impl Store for SqliteStore {
         self.notify.clone()
     }
 
+    fn health(&self) -> StoreHealth {
+        self.health.get()
+    }
+
+    async fn ready(&self) -> StoreHealth {
+        let limit = self.acquire_timeout + Duration::from_secs(1);
+        self.health
+            .ready(
+                || self.now_ms(),
+                limit,
+                || async {
+                    let now = self.now_ms();
+                    self.write(move |c| {
+                        Box::pin(async move { c.exec(PROBE, args![now]).await.map(|_| ()) })
+                    })
+                    .await
+                },
+            )
+            .await
+    }
+
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
         let out = if msgs.iter().all(NewMessage::is_plain) {
@@ -219,6 +298,7 @@ impl Store for SqliteStore {
             self.write(move |c| Box::pin(async move { queue::enqueue_all(c, &msgs, now).await }))
                 .await?
         };
+        self.health.committed(now);
         if out
             .iter()
             .any(|o| matches!(o, EnqueueOutcome::Created { .. }))
@@ -414,7 +494,27 @@ impl Store for SqliteStore {
         queue::stats(&mut *c, now).await
     }
 
+    async fn prune(&self, batch: PruneBatch) -> Result<Pruned> {
+        // A job of the writer like any other: one short transaction per
+        // batch, so accepts queue behind it for milliseconds at most.
+        self.write(move |c| Box::pin(async move { retention::prune(c, &batch).await }))
+            .await
+    }
+
+    async fn size(&self) -> Result<StoreSize> {
+        let mut c = self.read.acquire().await?;
+        let mut size = retention::counts(&mut *c).await?;
+        let (bytes,): (i64,) = sqlx::query_as(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        size.bytes = Some(bytes.max(0) as u64);
+        Ok(size)
+    }
+
     async fn close(&self) {
+        self.health.failed(self.now_ms(), &StoreError::Closed);
         // Dropping the last sender ends the writer once it has committed what is
         // queued.
         self.jobs.lock().take();
@@ -423,5 +523,50 @@ impl Store for SqliteStore {
             let _ = h.await;
         }
         self.read.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write the writer does not take within the acquire timeout (the
+    /// writer stalled, as on a hung disk) fails fast as a timeout and is
+    /// withdrawn: nothing of it is written later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_not_taken_in_time_fails_fast_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let mut opts = StoreOptions::new(url);
+        opts.acquire_timeout = Duration::from_millis(100);
+        let store = Arc::new(SqliteStore::open(opts).await.unwrap());
+        let s = store.clone();
+        let stall = tokio::spawn(async move {
+            s.write(|_| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(800)).await;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+        let t = std::time::Instant::now();
+        let err = store.enqueue(vec![one()]).await.unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(fault_kind(&err), Some("timeout"), "{err}");
+        assert!(!store.health().ok);
+        // The write the writer had taken still commits.
+        stall.await.unwrap().unwrap();
+        assert_eq!(store.stats().await.unwrap().messages, 0);
+        store.enqueue(vec![one()]).await.unwrap();
+        assert!(store.health().ok);
+        assert_eq!(store.stats().await.unwrap().messages, 1);
+        store.close().await;
     }
 }

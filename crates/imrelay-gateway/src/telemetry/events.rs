@@ -62,8 +62,21 @@ pub const READY: &str = "imrelay_ready";
 /// not_found, invalid).
 pub const DISPATCH_STORE_ERRORS: &str = "imrelay_dispatch_store_errors_total";
 
+/// Messages kept in the store. Labels: `state` (open: a delivery not settled
+/// yet; settled: delivered or dead, deleted after `[store] keep_delivered` /
+/// `keep_dead`).
+pub const STORE_MESSAGES: &str = "imrelay_store_messages";
+/// The store's database size in bytes (SQLite: its pages; PostgreSQL: the
+/// queue's tables with their indexes).
+pub const STORE_BYTES: &str = "imrelay_store_bytes";
+/// Messages deleted by retention.
+pub const STORE_PRUNED: &str = "imrelay_store_pruned_messages_total";
+
 /// Every metric name this module defines (for the dashboard test and docs).
 pub const ALL: &[&str] = &[
+    STORE_MESSAGES,
+    STORE_BYTES,
+    STORE_PRUNED,
     MESSAGES_ACCEPTED,
     DELIVERIES,
     DELIVERY_LATENCY,
@@ -287,4 +300,21 @@ pub fn dispatch_store_error(op: &'static str, error: &'static str) {
 /// A self-alert was handled (`result` says how).
 pub fn alert(kind: &'static str, severity: &'static str, result: &'static str) {
     counter!(ALERTS, "kind" => kind, "severity" => severity, "result" => result).increment(1);
+}
+
+/// How much the store holds (set at each scrape).
+pub fn store_size(size: &crate::store::StoreSize) {
+    gauge!(STORE_MESSAGES, "state" => "open").set(size.open as f64);
+    gauge!(STORE_MESSAGES, "state" => "settled").set(size.settled as f64);
+    if let Some(b) = size.bytes {
+        gauge!(STORE_BYTES).set(b as f64);
+    }
+}
+
+/// A retention pass deleted `n` messages.
+pub fn pruned(n: u64) {
+    counter!(STORE_PRUNED).increment(n);
+    if n > 0 {
+        tracing::info!(messages = n, "retention: expired messages deleted");
+    }
 }

@@ -11,6 +11,9 @@ use imrelay_gateway::store::*;
 use imrelay_sdk::clock::{Clock, FixedClock};
 use imrelay_sdk::Message;
 
+mod retention;
+pub use retention::*;
+
 pub const T0: i64 = 1_700_000_000_000;
 
 /// A store under test and the clock it reads.
@@ -1119,6 +1122,8 @@ pub const CASES: &[&str] = &[
     "notifier_wakes_on_enqueue",
     "backlog_caps_counts_and_includes_expired_claims",
     "concurrent_writes_keep_their_own_outcomes",
+    "retention_prunes_only_expired_settled_messages",
+    "prune_batches_are_bounded",
 ];
 
 /// Run one case by name.
@@ -1150,6 +1155,10 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "concurrent_writes_keep_their_own_outcomes" => {
             concurrent_writes_keep_their_own_outcomes(ctx).await
         }
+        "retention_prunes_only_expired_settled_messages" => {
+            retention_prunes_only_expired_settled_messages(ctx).await
+        }
+        "prune_batches_are_bounded" => prune_batches_are_bounded(ctx).await,
         other => panic!("unknown store test case {other}"),
     }
 }

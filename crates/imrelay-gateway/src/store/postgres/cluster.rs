@@ -41,23 +41,44 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// end, and in-flight requests count now; so no window at the platform, where
 /// a request arrives somewhere between its start and its end, ever holds more
 /// than the quota — whichever instances sent them.
+///
+/// Every window is lengthened by a safety margin ([`DEFAULT_MARGIN`] unless
+/// set): the database clock is not the platform's, and a request reaches
+/// the platform some latency after its admission here. A window overrun by
+/// a few hundred ms costs a platform block of minutes (DingTalk 130101: 10
+/// minutes), so a second of margin is cheap.
 #[derive(Debug, Clone)]
 pub struct PgLimiter {
     pool: PgPool,
+    margin_ms: i64,
 }
+
+/// The safety margin added to every window unless
+/// `[dispatch] cluster_rate_margin` says otherwise.
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(1);
 
 impl PgLimiter {
     pub fn new(pool: PgPool) -> Self {
-        PgLimiter { pool }
+        PgLimiter {
+            pool,
+            margin_ms: DEFAULT_MARGIN.as_millis() as i64,
+        }
+    }
+
+    /// The same with `margin` added to every window.
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin_ms = margin.as_millis().min(i64::MAX as u128) as i64;
+        self
     }
 }
 
 /// When a request may start again, given the ends (`held_until`) of requests
-/// that may still count, ascending; `None` when it may start now.
-fn wait_for(quotas: &[Quota], held: &[i64], now: i64) -> Option<i64> {
+/// that may still count, ascending; `None` when it may start now. Each
+/// quota's window is lengthened by `margin` ms.
+fn wait_for(quotas: &[Quota], held: &[i64], now: i64, margin: i64) -> Option<i64> {
     let mut at = now;
     for q in quotas {
-        let w = window_ms(q);
+        let w = window_ms(q) + margin;
         let recent: Vec<i64> = held.iter().copied().filter(|&h| h >= now - w).collect();
         let used = recent.len() as u32;
         if used < q.count {
@@ -86,7 +107,7 @@ impl SharedLimiter for PgLimiter {
             .filter(|q| q.count > 0 && !q.per.is_zero())
             .copied()
             .collect();
-        let longest = quotas.iter().map(window_ms).max().unwrap_or(0);
+        let longest = quotas.iter().map(window_ms).max().unwrap_or(0) + self.margin_ms;
         let run = async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("INSERT INTO rate_limits (destination) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -118,7 +139,7 @@ impl SharedLimiter for PgLimiter {
             .fetch_all(&mut *tx)
             .await?;
             let held: Vec<i64> = held.into_iter().map(|(h,)| h).collect();
-            if let Some(at) = wait_for(&quotas, &held, now) {
+            if let Some(at) = wait_for(&quotas, &held, now, self.margin_ms) {
                 tx.rollback().await?;
                 return Ok(SharedAdmit::Wait(Duration::from_millis((at - now) as u64)));
             }
@@ -298,12 +319,26 @@ mod tests {
             per: Duration::from_millis(1_000),
         }];
         let w = window_ms(&q[0]);
-        assert_eq!(wait_for(&q, &[], 0), None);
-        assert_eq!(wait_for(&q, &[100], 200), None);
+        assert_eq!(wait_for(&q, &[], 0, 0), None);
+        assert_eq!(wait_for(&q, &[100], 200, 0), None);
         // Two ended requests in the window: the older must leave it.
-        assert_eq!(wait_for(&q, &[100, 150], 200), Some(100 + w + 1));
+        assert_eq!(wait_for(&q, &[100, 150], 200, 0), Some(100 + w + 1));
         // One of the two still in flight (held into the future): look soon.
-        assert_eq!(wait_for(&q, &[500, 40_000], 200), Some(250));
-        assert_eq!(wait_for(&q, &[100, 150], 100 + w + 1), None);
+        assert_eq!(wait_for(&q, &[500, 40_000], 200, 0), Some(250));
+        assert_eq!(wait_for(&q, &[100, 150], 100 + w + 1, 0), None);
+    }
+
+    #[test]
+    fn the_margin_lengthens_every_window() {
+        let q = [Quota {
+            count: 20,
+            per: Duration::from_secs(60),
+        }];
+        let ends: Vec<i64> = (0..20).collect();
+        let w = window_ms(&q[0]);
+        assert_eq!(wait_for(&q, &ends, 100, 1_000), Some(w + 1_000 + 1));
+        assert_eq!(wait_for(&q, &ends, w + 1, 1_000), Some(w + 1_000 + 1));
+        assert_eq!(wait_for(&q, &ends, w + 1_001, 1_000), None);
+        assert!(w + 1_000 >= 61_000, "at least a second past the window");
     }
 }

@@ -11,11 +11,17 @@ use super::super::*;
 
 /// A job's answer, called with the commit's result once the transaction ends.
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write operation: runs on the writer's connection inside a savepoint;
-/// returns whether it succeeded (else its savepoint is rolled back) and its
-/// reply.
-pub(super) type Op =
+type RunOp =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Reply)> + Send>;
+
+/// A write operation: `run` runs on the writer's connection inside a
+/// savepoint and returns whether it succeeded (else its savepoint is rolled
+/// back) and its reply; `fail` answers its caller without running it (the
+/// transaction could not begin).
+pub(super) struct Op {
+    run: RunOp,
+    fail: Box<dyn FnOnce(StoreError) + Send>,
+}
 
 /// What the writer is asked to do. The two commonest writes, accepting plain
 /// messages and acknowledging a delivery, have their own kinds: the writer
@@ -29,6 +35,23 @@ pub(super) enum Job {
     /// A delivery delivered ([`FinishAction::Done`]).
     Done(DoneJob),
     Op(Op),
+    /// Runs outside any transaction (a connection setting).
+    Setting(Op),
+}
+
+/// A job as queued: `taken` is set by whichever comes first, the writer
+/// taking the job or its caller giving up waiting (then the writer skips it,
+/// so a caller told "timed out" can rely on nothing having been written).
+pub(super) struct Queued {
+    pub job: Job,
+    pub taken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Queued {
+    /// The job, unless its caller gave up.
+    fn take(self) -> Option<Job> {
+        (!self.taken.swap(true, std::sync::atomic::Ordering::AcqRel)).then_some(self.job)
+    }
 }
 
 pub(super) struct EnqueueJob {
@@ -47,19 +70,22 @@ pub(super) struct DoneJob {
 
 pub(super) async fn writer_loop(
     mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Queued>,
     max_batch: usize,
     window: Duration,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
+        let Some(first) = first.take() else {
+            continue;
+        };
         batch.push(first);
         if !window.is_zero() {
             tokio::time::sleep(window).await;
         }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(q) => batch.extend(q.take()),
                 Err(_) => break,
             }
         }
@@ -67,17 +93,26 @@ pub(super) async fn writer_loop(
         let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
         if let Err(e) = begun {
             tracing::error!(error = %e, "SQLite: cannot begin a transaction");
-            // Dropping the jobs drops their answer channels: callers see an error.
-            batch.clear();
+            let e = StoreError::from(e);
+            for job in batch.drain(..) {
+                match job {
+                    Job::Enqueue(j) => drop(j.reply.send(Err(e.clone()))),
+                    Job::Done(j) => drop(j.reply.send(Err(e.clone()))),
+                    Job::Op(op) => (op.fail)(e.clone()),
+                    Job::Setting(op) => run_setting(&mut conn, op).await,
+                }
+            }
             continue;
         }
         let mut enqueues = Vec::new();
         let mut dones = Vec::new();
+        let mut settings = Vec::new();
         for job in batch.drain(..) {
             match job {
                 Job::Enqueue(j) => enqueues.push(j),
                 Job::Done(j) => dones.push(j),
                 Job::Op(op) => replies.push(run_op(&mut conn, op).await),
+                Job::Setting(op) => settings.push(op),
             }
         }
         bulk_enqueue(&mut conn, enqueues, &mut replies).await;
@@ -93,8 +128,17 @@ pub(super) async fn writer_loop(
         for reply in replies {
             reply(commit.clone());
         }
+        for op in settings {
+            run_setting(&mut conn, op).await;
+        }
     }
     let _ = conn.close().await;
+}
+
+/// Run a setting on the connection, outside any transaction.
+async fn run_setting(conn: &mut SqliteConnection, op: Op) {
+    let (_, reply) = (op.run)(conn).await;
+    reply(Ok(()));
 }
 
 /// An operation running `f`, whose result goes to `tx` once the commit ends
@@ -104,26 +148,38 @@ where
     T: Send + 'static,
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
 {
-    Box::new(move |conn| {
-        Box::pin(async move {
-            let r = f(conn).await;
-            let ok = r.is_ok();
-            let reply: Reply = Box::new(move |commit: Result<()>| {
-                let _ = tx.send(commit.and(r));
-            });
-            (ok, reply)
-        })
-    })
+    // Shared by `run` and `fail`; only one of them is ever called.
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let on_fail = tx.clone();
+    Op {
+        run: Box::new(move |conn| {
+            Box::pin(async move {
+                let r = f(conn).await;
+                let ok = r.is_ok();
+                let reply: Reply = Box::new(move |commit: Result<()>| {
+                    if let Some(tx) = tx.lock().take() {
+                        let _ = tx.send(commit.and(r));
+                    }
+                });
+                (ok, reply)
+            })
+        }),
+        fail: Box::new(move |e| {
+            if let Some(tx) = on_fail.lock().take() {
+                let _ = tx.send(Err(e));
+            }
+        }),
+    }
 }
 
 /// Run one operation inside its own savepoint.
 async fn run_op(conn: &mut SqliteConnection, op: Op) -> Reply {
     if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
         tracing::error!(error = %e, "SQLite: savepoint failed");
-        // Dropping `op` drops its answer channel: the caller sees an error.
+        (op.fail)(StoreError::from(e));
         return Box::new(|_| {});
     }
-    let (ok, reply) = op(&mut *conn).await;
+    let (ok, reply) = (op.run)(&mut *conn).await;
     let end = if ok {
         sqlx::query("RELEASE job").execute(&mut *conn).await
     } else {

@@ -159,3 +159,93 @@ async fn health_and_readiness() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["checks"]["store"]["ok"], false, "{v}");
 }
+
+/// Which robot of a channel fails shows in `imrelay_deliveries_total`: each
+/// delivery is counted with its destination's secret-free key, never its URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_counted_per_destination() {
+    let sink = Sink::start().await;
+    let extra = format!(
+        r#"
+[channels.pair]
+retry = {{ base = "10ms", cap = "20ms", max_attempts = 1 }}
+[[channels.pair.destinations]]
+type = "webhook"
+url = "{url}?pair-secret-token"
+allow_private = true
+[[channels.pair.destinations]]
+type = "webhook"
+url = "http://127.0.0.1:9/down-secret-token"
+allow_private = true
+"#,
+        url = sink.url
+    );
+    let t = TestGateway::start(&config_text(&sink, &extra)).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "pair", "text": "which robot fails?"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state(&id, "partial").await;
+
+    // The keys, as the message's history names them.
+    let v = t.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
+    let key_of = |state: &str| {
+        v.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["state"] == state)
+            .and_then(|d| d["history"][0]["destination"].as_str())
+            .unwrap_or_else(|| panic!("a {state} delivery with history: {}", v.body))
+            .to_string()
+    };
+    let (good, bad) = (key_of("done"), key_of("dead"));
+    assert_ne!(good, bad);
+
+    let m = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ch = "channel=\"pair\"";
+    let dest = |k: &str| format!("destination=\"{k}\"");
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&good), "outcome=\"delivered\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&bad), "outcome=\"dead\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&good), "outcome=\"dead\""]
+        ),
+        None,
+        "the working robot has no dead letters: {m}"
+    );
+    assert!(!m.contains("secret-token"), "no URL in a label: {m}");
+    t.gw.shutdown().await.unwrap();
+}

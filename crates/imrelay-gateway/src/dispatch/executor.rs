@@ -145,7 +145,7 @@ impl Inner {
     /// the channel has one.
     fn dead_action(&self, s: &Sending<'_>, reason: DeadReason) -> FinishAction {
         self.counters.dead.fetch_add(1, Ordering::Relaxed);
-        events::dead(s.c, &reason, s.attempts.last());
+        events::dead(s.c, &s.key, &reason, s.attempts.last());
         if let Some(a) = self.alerts.get() {
             if let Some(last) = s.attempts.last().filter(|a| attempt_is_permanent(a)) {
                 a.permanent_error(

@@ -15,8 +15,10 @@ use crate::store::{AttemptRecord, Claimed, DeadReason};
 /// Messages accepted by the API. Labels: `channel`.
 pub const MESSAGES_ACCEPTED: &str = "imrelay_messages_accepted_total";
 /// Deliveries settled or rescheduled. Labels: `channel`, `platform`,
-/// `outcome` (delivered, retried, rate_limited, dead), `class` (none,
-/// transient, token_invalid, rate_limited, permanent, gateway), `code`.
+/// `destination` (the configured destination's secret-free key, the SDK's
+/// `Destination::id`; for a robot pool, the member that sent), `outcome`
+/// (delivered, retried, rate_limited, dead), `class` (none, transient,
+/// token_invalid, rate_limited, permanent, gateway), `code`.
 pub const DELIVERIES: &str = "imrelay_deliveries_total";
 /// Accept to delivered. Labels: `channel`, `platform`.
 pub const DELIVERY_LATENCY: &str = "imrelay_delivery_latency_seconds";
@@ -187,8 +189,10 @@ pub fn attempt(key: &str, report: &Report, started_ms: i64, ended_ms: i64) {
 }
 
 fn delivery(channel: &str, key: &str, outcome: &'static str, class: &'static str, code: String) {
+    // `key` is a configured destination's id, never its URL: as bounded as
+    // the config, and free of secrets.
     counter!(DELIVERIES, "channel" => channel.to_string(), "platform" => platform_of(key).to_string(),
-        "outcome" => outcome, "class" => class, "code" => code)
+        "destination" => key.to_string(), "outcome" => outcome, "class" => class, "code" => code)
     .increment(1);
 }
 
@@ -239,12 +243,9 @@ pub fn rate_limit_wait(key: &str, source: &'static str, wait: Duration) {
         .record(wait.as_secs_f64());
 }
 
-/// Dead-lettered. `last` is the last attempt of this claim, if any.
-pub fn dead(c: &Claimed, reason: &DeadReason, last: Option<&AttemptRecord>) {
-    let key = last.map_or_else(
-        || c.target.rsplit('/').next().unwrap_or(""),
-        |a| a.destination.as_str(),
-    );
+/// Dead-lettered at destination `key` (the pool member of the last request).
+/// `last` is the last attempt of this claim, if any.
+pub fn dead(c: &Claimed, key: &str, reason: &DeadReason, last: Option<&AttemptRecord>) {
     let class = last.map_or("gateway", |a| class_of_label(&a.outcome));
     delivery(
         &c.channel,

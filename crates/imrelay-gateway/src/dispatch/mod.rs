@@ -20,6 +20,13 @@
 //! message, and copied to the fallback channel if there is one. Partial failures
 //! spawn per-recipient deliveries. Split messages resume at the failed part.
 //!
+//! # Leases
+//! A claim is a lease of `lease` (default 15 s), so another dispatcher takes a
+//! dead one's work over soon. While a send runs, a heartbeat extends the
+//! leases of the claims in flight every third of the lease, however long the
+//! platform takes to answer; a claim whose task ended (even without recording
+//! its outcome) is no longer extended and returns when its lease runs out.
+//!
 //! # Store errors
 //! None is dropped: each is logged with what happens next and counted
 //! (`imrelay_dispatch_store_errors_total`, `store_errors` in the status). A
@@ -52,7 +59,7 @@ pub mod retry;
 
 pub use fallback::fallback_message;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,10 +71,16 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::channels::{Channel, ChannelSet, ChannelSource, DestinationEntry, Resolved};
-use crate::store::{ClaimRequest, Claimed, QueueStats, Store, StoreError, TargetBacklog};
+use crate::store::{
+    ClaimRequest, Claimed, DeliveryId, QueueStats, Store, StoreError, TargetBacklog,
+};
 use admission::Admission;
 use breaker::BreakerState;
 use executor::log_join;
+
+/// Shortest lease: the heartbeat extends leases every third of it, and a
+/// store write must fit in what is left.
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 /// Shortest time between two dispatch cycles.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
@@ -81,8 +94,9 @@ const MAX_BACKLOG_COUNT: u64 = 100_000;
 pub struct DispatchConfig {
     /// Lease owner id; unique per process.
     pub owner: String,
-    /// How long a claim is held before another dispatcher may take it over.
-    /// Extended after each part of a split message.
+    /// How long a claim is held before another dispatcher may take it over
+    /// (when this one died). Extended by a heartbeat while its send runs, so
+    /// it need not cover the send timeout.
     pub lease: Duration,
     /// Sends in flight at once, over all destinations.
     pub max_in_flight: usize,
@@ -112,7 +126,7 @@ impl DispatchConfig {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         DispatchConfig {
             owner: format!("dispatcher-{}", uuid::Uuid::now_v7().simple()),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             max_in_flight: 256,
             claim_batch: 64,
             idle_poll: Duration::from_secs(1),
@@ -244,6 +258,8 @@ struct Inner {
     counters: Counters,
     running: AtomicBool,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Claims whose send task runs: the heartbeat extends their leases.
+    held: Mutex<HashSet<DeliveryId>>,
     alerts: std::sync::OnceLock<crate::self_alerts::Alerts>,
 }
 
@@ -275,16 +291,15 @@ impl Dispatcher {
         channels: Arc<dyn ChannelSource>,
         mut cfg: DispatchConfig,
     ) -> Self {
-        // A lease shorter than a send would let this very dispatcher claim the
-        // delivery again while the first send is still running.
-        let floor = cfg.send_timeout + Duration::from_secs(5);
-        if cfg.lease < floor {
+        // The heartbeat keeps a lease alive however long the send takes, but
+        // it needs the time for a store write within each lease.
+        if cfg.lease < MIN_LEASE {
             tracing::warn!(
                 lease_ms = cfg.lease.as_millis() as u64,
-                raised_to_ms = floor.as_millis() as u64,
-                "the claim lease is shorter than the send timeout; raising it"
+                raised_to_ms = MIN_LEASE.as_millis() as u64,
+                "the claim lease is too short for its heartbeat; raising it"
             );
-            cfg.lease = floor;
+            cfg.lease = MIN_LEASE;
         }
         Dispatcher {
             inner: Arc::new(Inner {
@@ -300,6 +315,7 @@ impl Dispatcher {
                 counters: Counters::default(),
                 running: AtomicBool::new(false),
                 in_flight: Default::default(),
+                held: Mutex::default(),
                 alerts: Default::default(),
             }),
         }
@@ -370,6 +386,8 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let notify = inner.store.notifier();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // Aborted when `run` ends or is dropped, so it never outlives the sends.
+        let _heartbeat = AbortOnDrop(tokio::spawn(inner.clone().heartbeat()));
         tracing::info!(owner = %inner.cfg.owner, "dispatcher started");
         let mut last_cycle: Option<tokio::time::Instant> = None;
         loop {
@@ -404,6 +422,33 @@ impl Dispatcher {
         inner.running.store(false, Ordering::Relaxed);
         inner.drain(tasks).await;
         tracing::info!("dispatcher stopped");
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A claim in [`Inner::held`] for as long as its send task lives.
+struct Held {
+    inner: Arc<Inner>,
+    id: DeliveryId,
+}
+
+impl Held {
+    fn new(inner: Arc<Inner>, id: DeliveryId) -> Self {
+        inner.held.lock().insert(id);
+        Held { inner, id }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.inner.held.lock().remove(&self.id);
     }
 }
 
@@ -550,13 +595,38 @@ impl Inner {
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let span = crate::telemetry::events::delivery_span(&job.claimed);
+        let held = Held::new(self.clone(), job.claimed.delivery_id);
         tasks.spawn(tracing::Instrument::instrument(
             async move {
+                // Dropped with the task, even when it is aborted (drain).
+                let _held = held;
                 me.deliver(job).await;
                 me.in_flight.fetch_sub(1, Ordering::Relaxed);
             },
             span,
         ));
+    }
+
+    /// Extend the leases of the claims in flight, every third of the lease,
+    /// until aborted.
+    async fn heartbeat(self: Arc<Self>) {
+        let every = self.cfg.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let ids: Vec<DeliveryId> = self.held.lock().iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let until = self.now() + self.cfg.lease.as_millis() as i64;
+            if let Err(e) = self.store.extend_leases(&self.cfg.owner, ids, until).await {
+                self.store_failed(
+                    "extend_leases",
+                    None,
+                    &e,
+                    "tried again at the next heartbeat; a lease that runs out first lets another dispatcher send the delivery again",
+                );
+            }
+        }
     }
 
     /// After shutdown: let in-flight sends finish within the drain deadline,

@@ -638,6 +638,16 @@ pub trait Store: Send + Sync + 'static {
         lease_until: i64,
     ) -> Result<()>;
 
+    /// Extend to `lease_until` the leases of those of `deliveries` that
+    /// `owner` still holds (a heartbeat while their sends run; never
+    /// shortens a lease). Returns how many it extended.
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64>;
+
     /// End a claim. Fails with [`StoreError::LeaseLost`] when `owner` no longer
     /// holds it.
     async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> Result<()>;

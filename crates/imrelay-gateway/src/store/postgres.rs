@@ -909,6 +909,34 @@ impl Store for PgStore {
         .await
     }
 
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64> {
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let owner = owner.to_string();
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE deliveries SET lease_until = $2
+                     WHERE state = 'claimed' AND lease_owner = $1 AND lease_until < $2 AND id = ANY($3)",
+                )
+                .bind(owner)
+                .bind(lease_until)
+                .bind(deliveries)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                Ok((n, false))
+            })
+        })
+        .await
+    }
+
     async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> Result<()> {
         let owner = owner.to_string();
         let now = self.now_ms();

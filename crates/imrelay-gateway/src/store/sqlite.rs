@@ -1042,6 +1042,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64> {
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                Ok(sqlx::query(
+                    "UPDATE deliveries SET lease_until = ?2
+                     WHERE state = 'claimed' AND lease_owner = ?1 AND lease_until < ?2
+                       AND id IN (SELECT value FROM json_each(?3))",
+                )
+                .bind(owner)
+                .bind(lease_until)
+                .bind(json_ids(&deliveries))
+                .execute(&mut *c)
+                .await?
+                .rows_affected())
+            })
+        })
+        .await
+    }
+
     async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> Result<()> {
         let owner = owner.to_string();
         let now = self.now_ms();

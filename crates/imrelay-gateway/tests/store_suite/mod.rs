@@ -1096,6 +1096,64 @@ pub async fn notifier_wakes_on_enqueue(ctx: &Ctx) {
         .unwrap();
 }
 
+pub async fn extend_leases_of_held_claims(ctx: &Ctx) {
+    enqueue_one(ctx, msg("ops", "a", &["ops/x"])).await;
+    enqueue_one(ctx, msg("ops", "b", &["ops/x"])).await;
+    enqueue_one(ctx, msg("ops", "c", &["ops/x"])).await;
+    let held = ctx.s().claim(claim_req(None, 3, "w")).await.unwrap();
+    let ids: Vec<DeliveryId> = held.iter().map(|c| c.delivery_id).collect();
+    assert_eq!(
+        ctx.s()
+            .extend_leases("other", ids.clone(), ctx.now() + 90_000)
+            .await
+            .unwrap(),
+        0,
+        "only the owner extends its leases"
+    );
+    // The first two are still sending; the third is not in the heartbeat.
+    let until = ctx.now() + 90_000;
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids[..2].to_vec(), until)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids[..2].to_vec(), until - 50_000)
+            .await
+            .unwrap(),
+        0,
+        "a lease is never shortened"
+    );
+    assert_eq!(ctx.s().extend_leases("w", vec![], until).await.unwrap(), 0);
+    ctx.advance(30_001);
+    let taken = ctx.s().claim(claim_req(None, 3, "other")).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
+        [ids[2]],
+        "only the lease left out expired"
+    );
+    // A finished delivery is no longer extended.
+    ctx.s().complete(ids[0], "w", vec![], 1).await.unwrap();
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids.clone(), until + 1)
+            .await
+            .unwrap(),
+        1,
+        "neither the finished one nor the one another owner holds now"
+    );
+    ctx.advance(50_000);
+    let later = ctx.s().claim(claim_req(None, 3, "third")).await.unwrap();
+    assert_eq!(
+        later.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
+        [ids[2]],
+        "the extended lease still holds; the other owner's has run out"
+    );
+}
+
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
     "enqueue_and_get",
@@ -1106,6 +1164,7 @@ pub const CASES: &[&str] = &[
     "not_due_is_not_claimed",
     "retry_counts_requeue_does_not",
     "progress_extends_lease",
+    "extend_leases_of_held_claims",
     "dead_letters_list_replay_purge",
     "dead_with_fallback_enqueues_atomically",
     "split_recipients",
@@ -1131,6 +1190,7 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "not_due_is_not_claimed" => not_due_is_not_claimed(ctx).await,
         "retry_counts_requeue_does_not" => retry_counts_requeue_does_not(ctx).await,
         "progress_extends_lease" => progress_extends_lease(ctx).await,
+        "extend_leases_of_held_claims" => extend_leases_of_held_claims(ctx).await,
         "dead_letters_list_replay_purge" => dead_letters_list_replay_purge(ctx).await,
         "dead_with_fallback_enqueues_atomically" => {
             dead_with_fallback_enqueues_atomically(ctx).await

@@ -20,6 +20,19 @@
 //! message, and copied to the fallback channel if there is one. Partial failures
 //! spawn per-recipient deliveries. Split messages resume at the failed part.
 //!
+//! # Order
+//! An ordered channel (the default) delivers in accept order per target: a
+//! target has at most one task sending (a *lane*), which takes the claimed
+//! deliveries in the store's order (oldest due first) one after the other. A
+//! delivery that must wait keeps its claim and its place: a rate-limit,
+//! breaker or cluster wait holds the lane (the others could not go either),
+//! and a retry holds it for at most the channel's `order_hold`; past that the
+//! delivery goes back to the queue, the ones behind it go on, and when it is
+//! sent at last it is recorded as out of order (an `out_of_order` entry in
+//! its history and `imrelay_deliveries_out_of_order_total`). Order holds per
+//! dispatcher: claims of one target by several instances at once are not
+//! sequenced. `ordered = false` sends to a target concurrently.
+//!
 //! # Leases
 //! A claim is a lease of `lease` (default 15 s), so another dispatcher takes a
 //! dead one's work over soon. While a send runs, a heartbeat extends the
@@ -236,6 +249,9 @@ struct TargetState {
     last_coalesce: i64,
     /// The last coalescing round merged nothing: back off.
     coalesce_idle: bool,
+    /// Ordered channels: the highest delivery id sent so far; a delivery
+    /// below it is sent out of order.
+    last_sent: Option<DeliveryId>,
     /// How far the backlog of this target must be counted for the coalescing
     /// decision (its destinations' capacity within `max_delay`, plus one).
     count_need: u64,
@@ -260,6 +276,8 @@ struct Inner {
     in_flight: std::sync::atomic::AtomicUsize,
     /// Claims whose send task runs: the heartbeat extends their leases.
     held: Mutex<HashSet<DeliveryId>>,
+    /// Targets of ordered channels with a lane sending.
+    lanes: Mutex<HashSet<String>>,
     alerts: std::sync::OnceLock<crate::self_alerts::Alerts>,
 }
 
@@ -277,12 +295,16 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// A claimed delivery with the destination permit already taken.
+/// A claimed delivery to send.
 struct Job {
     claimed: Claimed,
     channel: Channel,
     members: Vec<DestinationEntry>,
-    member: usize,
+    /// The member whose local permit the dispatch loop took; `None`: the
+    /// permit is taken when the job's turn comes (a lane's later jobs).
+    member: Option<usize>,
+    /// A delivery accepted after this one was sent before it.
+    out_of_order: bool,
 }
 
 impl Dispatcher {
@@ -316,6 +338,7 @@ impl Dispatcher {
                 running: AtomicBool::new(false),
                 in_flight: Default::default(),
                 held: Mutex::default(),
+                lanes: Mutex::default(),
                 alerts: Default::default(),
             }),
         }
@@ -452,6 +475,26 @@ impl Drop for Held {
     }
 }
 
+/// An ordered target's lane in [`Inner::lanes`] for as long as its task
+/// lives.
+struct Lane {
+    inner: Arc<Inner>,
+    target: String,
+}
+
+impl Lane {
+    fn new(inner: Arc<Inner>, target: String) -> Self {
+        inner.lanes.lock().insert(target.clone());
+        Lane { inner, target }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.inner.lanes.lock().remove(&self.target);
+    }
+}
+
 /// What a cycle does next after looking at one target.
 enum Flow {
     /// Go on with the next target.
@@ -531,6 +574,11 @@ impl Inner {
                 );
             }
         }
+        // One lane per ordered target: the next claim waits for it to end
+        // (its end wakes the loop).
+        if res.channel.ordered && self.lanes.lock().contains(&b.target) {
+            return Ok(Flow::Next);
+        }
         let free = self.cfg.max_in_flight.saturating_sub(tasks.len());
         if free == 0 {
             return Ok(Flow::Full);
@@ -553,6 +601,10 @@ impl Inner {
             })
             .await?;
         let members: Vec<DestinationEntry> = res.members.iter().map(|m| (*m).clone()).collect();
+        if res.channel.ordered {
+            self.spawn_lane(claimed, res.channel, &members, tasks);
+            return Ok(Flow::Next);
+        }
         for c in claimed {
             self.spawn(c, res.channel, &members, tasks).await;
         }
@@ -590,7 +642,8 @@ impl Inner {
             claimed: c,
             channel: channel.clone(),
             members: members.to_vec(),
-            member,
+            member: Some(member),
+            out_of_order: false,
         };
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -605,6 +658,62 @@ impl Inner {
             },
             span,
         ));
+    }
+
+    /// Spawn the lane of an ordered target: one task sending `claimed` (in
+    /// the store's order, oldest due first) one after the other. Claims a
+    /// permit cannot be had for now stay in the lane and wait their turn:
+    /// given back, they would queue behind later messages.
+    fn spawn_lane(
+        self: &Arc<Self>,
+        claimed: Vec<Claimed>,
+        channel: &Channel,
+        members: &[DestinationEntry],
+        tasks: &mut JoinSet<()>,
+    ) {
+        let Some(first) = claimed.first() else {
+            return;
+        };
+        let lane = Lane::new(self.clone(), first.target.clone());
+        let first_member = self.admission.acquire(&first.target, members, None);
+        let mut held: Vec<Held> = Vec::with_capacity(claimed.len());
+        let mut jobs: Vec<Job> = Vec::with_capacity(claimed.len());
+        for (i, c) in claimed.into_iter().enumerate() {
+            held.push(Held::new(self.clone(), c.delivery_id));
+            jobs.push(Job {
+                claimed: c,
+                channel: channel.clone(),
+                members: members.to_vec(),
+                member: if i == 0 { first_member } else { None },
+                out_of_order: false,
+            });
+        }
+        let me = self.clone();
+        tasks.spawn(async move {
+            let _lane = lane;
+            for (i, (mut job, held)) in jobs.into_iter().zip(held).enumerate() {
+                // Draining: what was not started is released, in its place.
+                if i > 0 && !me.running.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _held = held;
+                job.out_of_order = me.sequence(&job.claimed);
+                me.in_flight.fetch_add(1, Ordering::Relaxed);
+                let span = crate::telemetry::events::delivery_span(&job.claimed);
+                tracing::Instrument::instrument(me.deliver(job), span).await;
+                me.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Note that `c` goes out now on its (ordered) target; `true` when a
+    /// delivery accepted after it went out before.
+    fn sequence(&self, c: &Claimed) -> bool {
+        let mut st = self.state.lock();
+        let t = st.targets.entry(c.target.clone()).or_default();
+        let late = t.last_sent.is_some_and(|l| c.delivery_id < l);
+        t.last_sent = Some(t.last_sent.map_or(c.delivery_id, |l| l.max(c.delivery_id)));
+        late
     }
 
     /// Extend the leases of the claims in flight, every third of the lease,

@@ -283,7 +283,8 @@ pub struct AttemptRecord {
     /// Which rendered part (0-based) of the message this request carried.
     pub part: u32,
     /// `delivered`, `retry`, `refresh_token`, `rate_limited`, `permanent`, or a
-    /// gateway-side label (`render_failed`, `timeout`).
+    /// gateway-side label (`render_failed`, `timeout`; `out_of_order` marks a
+    /// delivery sent after later ones, with no request of its own).
     pub outcome: String,
     /// Whether it counted as a failed attempt for the retry policy (rate limits
     /// and waits do not).
@@ -628,7 +629,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
 
     /// Record progress of a claimed delivery (attempts made, parts done) and
-    /// extend its lease to `lease_until`, keeping it claimed.
+    /// extend its lease to `lease_until`, keeping it claimed. Each counted
+    /// attempt (a failure retried within the claim) adds to its failed
+    /// attempts.
     async fn progress(
         &self,
         delivery: DeliveryId,

@@ -1025,15 +1025,17 @@ impl Store for SqliteStore {
                 fence(c, delivery, &owner).await?;
                 insert_attempts(c, delivery, &attempts).await?;
                 let last = attempts.last().map(|a| a.outcome.clone());
+                let counted = attempts.iter().filter(|a| a.counted).count() as i64;
                 sqlx::query(
                     "UPDATE deliveries SET parts_done = ?2, lease_until = ?3, last_outcome = COALESCE(?4, last_outcome),
-                     updated_at = ?5 WHERE id = ?1",
+                     updated_at = ?5, attempts = attempts + ?6 WHERE id = ?1",
                 )
                 .bind(delivery)
                 .bind(parts_done as i64)
                 .bind(lease_until)
                 .bind(last)
                 .bind(now)
+                .bind(counted)
                 .execute(&mut *c)
                 .await?;
                 Ok(())

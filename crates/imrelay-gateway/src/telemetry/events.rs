@@ -20,6 +20,9 @@ pub const MESSAGES_ACCEPTED: &str = "imrelay_messages_accepted_total";
 /// (delivered, retried, rate_limited, dead), `class` (none, transient,
 /// token_invalid, rate_limited, permanent, gateway), `code`.
 pub const DELIVERIES: &str = "imrelay_deliveries_total";
+/// Deliveries of ordered channels sent after messages accepted later (their
+/// retry outlasted `order_hold`). Labels: `channel`, `destination`.
+pub const OUT_OF_ORDER: &str = "imrelay_deliveries_out_of_order_total";
 /// Accept to delivered. Labels: `channel`, `platform`.
 pub const DELIVERY_LATENCY: &str = "imrelay_delivery_latency_seconds";
 /// Attempts a delivery took when it settled (delivered or dead). Labels: `channel`.
@@ -67,6 +70,7 @@ pub const DISPATCH_STORE_ERRORS: &str = "imrelay_dispatch_store_errors_total";
 pub const ALL: &[&str] = &[
     MESSAGES_ACCEPTED,
     DELIVERIES,
+    OUT_OF_ORDER,
     DELIVERY_LATENCY,
     DELIVERY_ATTEMPTS,
     PLATFORM_REQUESTS,
@@ -209,6 +213,12 @@ pub fn delivered(c: &Claimed, key: &str, now_ms: i64) {
         latency_ms = now_ms - c.created_at,
         "delivered"
     );
+}
+
+/// An ordered channel's delivery goes out after messages accepted later.
+pub fn out_of_order(c: &Claimed, key: &str) {
+    counter!(OUT_OF_ORDER, "channel" => c.channel.clone(), "destination" => key.to_string())
+        .increment(1);
 }
 
 /// A transient failure; the delivery is retried at `at_ms`.

@@ -1154,6 +1154,45 @@ pub async fn extend_leases_of_held_claims(ctx: &Ctx) {
     );
 }
 
+pub async fn progress_counts_failures_retried_in_the_claim(ctx: &Ctx) {
+    let id = enqueue_one(ctx, msg("ops", "a", &["ops/x"])).await;
+    let c = ctx
+        .s()
+        .claim(claim_req(None, 1, "w"))
+        .await
+        .unwrap()
+        .remove(0);
+    let until = ctx.now() + 30_000;
+    ctx.s()
+        .progress(
+            c.delivery_id,
+            "w",
+            vec![
+                attempt("retry", true, None, "503"),
+                attempt("rate_limited", false, None, "wait"),
+                attempt("retry", true, None, "502"),
+            ],
+            0,
+            until,
+        )
+        .await
+        .unwrap();
+    let d = &ctx.s().get_message(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!(d.attempts, 2, "the counted ones");
+    assert_eq!(d.history.len(), 3);
+    ctx.s()
+        .complete(
+            c.delivery_id,
+            "w",
+            vec![attempt("delivered", false, None, "ok")],
+            1,
+        )
+        .await
+        .unwrap();
+    let d = &ctx.s().get_message(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!((d.attempts, d.history.len()), (2, 4));
+}
+
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
     "enqueue_and_get",
@@ -1165,6 +1204,7 @@ pub const CASES: &[&str] = &[
     "retry_counts_requeue_does_not",
     "progress_extends_lease",
     "extend_leases_of_held_claims",
+    "progress_counts_failures_retried_in_the_claim",
     "dead_letters_list_replay_purge",
     "dead_with_fallback_enqueues_atomically",
     "split_recipients",
@@ -1191,6 +1231,9 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "retry_counts_requeue_does_not" => retry_counts_requeue_does_not(ctx).await,
         "progress_extends_lease" => progress_extends_lease(ctx).await,
         "extend_leases_of_held_claims" => extend_leases_of_held_claims(ctx).await,
+        "progress_counts_failures_retried_in_the_claim" => {
+            progress_counts_failures_retried_in_the_claim(ctx).await
+        }
         "dead_letters_list_replay_purge" => dead_letters_list_replay_purge(ctx).await,
         "dead_with_fallback_enqueues_atomically" => {
             dead_with_fallback_enqueues_atomically(ctx).await

@@ -1,0 +1,178 @@
+//! Order per destination: an ordered channel (the default) sends one message
+//! at a time per destination, in accept order; a retry holds the ones behind
+//! it for at most `order_hold`, then they go on and it is recorded as out of
+//! order. `ordered = false` sends concurrently.
+
+mod dispatch_common;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dispatch_common::{channel, Harness};
+use imrelay_gateway::channels::{ChannelSet, DestinationEntry};
+use imrelay_gateway::store::{MessageState, NewMessage};
+use imrelay_sdk::message::{Body, Platform};
+use imrelay_sdk::{Destination, Message, Outcome, Payload, Quota, Report};
+use parking_lot::Mutex;
+
+/// Answers per message text from a script (then "delivered") after `latency`,
+/// noting the order of requests and the most in flight at once.
+#[derive(Debug, Default)]
+struct ByText {
+    latency: Duration,
+    script: Mutex<HashMap<String, VecDeque<Report>>>,
+    sent: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl ByText {
+    fn new(latency: Duration, script: &[(&str, Vec<Report>)]) -> Arc<Self> {
+        Arc::new(ByText {
+            latency,
+            script: Mutex::new(
+                script
+                    .iter()
+                    .map(|(t, r)| (t.to_string(), r.iter().cloned().collect()))
+                    .collect(),
+            ),
+            ..ByText::default()
+        })
+    }
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().clone()
+    }
+}
+
+#[async_trait]
+impl Destination for ByText {
+    fn kind(&self) -> &'static str {
+        "bytext"
+    }
+    fn platform(&self) -> Platform {
+        Platform::Webhook
+    }
+    fn id(&self) -> &str {
+        "bytext:1"
+    }
+    fn rate_limits(&self) -> Vec<Quota> {
+        vec![]
+    }
+    fn render(&self, msg: &Message) -> Result<Vec<Payload>, imrelay_sdk::Error> {
+        let Body::Text { text } = &msg.body else {
+            unreachable!("text only")
+        };
+        Ok(vec![Payload::new(serde_json::json!({ "text": text }))])
+    }
+    async fn send(&self, payload: &Payload) -> Report {
+        let text = payload.body["text"].as_str().unwrap().to_string();
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        self.sent.lock().push(text.clone());
+        tokio::time::sleep(self.latency).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.script
+            .lock()
+            .get_mut(&text)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or_else(Report::delivered)
+    }
+}
+
+fn transient() -> Report {
+    Report::new(Outcome::Retry { after: None }, "busy")
+}
+
+/// Enqueue `texts` to `ops` in one commit, in this order.
+async fn send_all(h: &Harness, texts: &[&str]) -> Vec<String> {
+    let targets = h.channels.load().get("ops").unwrap().targets();
+    let batch: Vec<NewMessage> = texts
+        .iter()
+        .map(|t| NewMessage::new("ops", Message::text(*t), targets.clone()))
+        .collect();
+    let ids = batch.iter().map(|m| m.id.clone()).collect();
+    h.store.enqueue(batch).await.unwrap();
+    ids
+}
+
+fn texts(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("m{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ordered_destination_gets_one_message_at_a_time_in_accept_order() {
+    let dest = ByText::new(
+        Duration::from_millis(5),
+        &[("m3", vec![transient(), transient()])],
+    );
+    let ch = channel("ops", vec![DestinationEntry::new(dest.clone())]);
+    assert!(ch.ordered, "ordered by default");
+    let h = Harness::start(ChannelSet::new([ch])).await;
+    let all = texts(20);
+    let ids = send_all(&h, &all.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    h.wait_settled(&ids, Duration::from_secs(10)).await;
+    let mut want: Vec<String> = all.clone();
+    // m3 twice more, in its place: the ones behind it wait.
+    want.insert(3, "m3".into());
+    want.insert(3, "m3".into());
+    assert_eq!(dest.sent(), want);
+    assert_eq!(dest.max_in_flight.load(Ordering::SeqCst), 1);
+    let v = h.view(&ids[3]).await;
+    let d = &v.deliveries[0];
+    assert_eq!(v.state, MessageState::Delivered);
+    assert_eq!(d.attempts, 2, "both failures counted");
+    let outcomes: Vec<&str> = d.history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "delivered"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_past_order_hold_lets_the_others_go_and_is_marked_out_of_order() {
+    let dest = ByText::new(Duration::from_millis(5), &[("m1", vec![transient()])]);
+    let mut ch = channel("ops", vec![DestinationEntry::new(dest.clone())]);
+    // No hold at all: a failed message never keeps the others waiting.
+    ch.order_hold = Duration::ZERO;
+    ch.retry.base = Duration::from_millis(300);
+    ch.retry.cap = Duration::from_millis(300);
+    let h = Harness::start(ChannelSet::new([ch])).await;
+    let ids = send_all(&h, &["m0", "m1", "m2", "m3"]).await;
+    h.wait_settled(&ids, Duration::from_secs(10)).await;
+    let sent = dest.sent();
+    assert_eq!(&sent[..4], ["m0", "m1", "m2", "m3"], "{sent:?}");
+    assert_eq!(&sent[4..], ["m1"], "m1 again, after the others");
+    let d = &h.view(&ids[1]).await.deliveries[0];
+    let outcomes: Vec<&str> = d.history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "out_of_order", "delivered"]);
+    assert_eq!(
+        h.view(&ids[1]).await.state,
+        MessageState::Delivered,
+        "out of order, but delivered"
+    );
+    assert!(!d.history[1].counted);
+    assert!(
+        d.history[1].message.contains("order_hold"),
+        "{}",
+        d.history[1].message
+    );
+    for id in [&ids[0], &ids[2], &ids[3]] {
+        let d = &h.view(id).await.deliveries[0];
+        assert!(d.history.iter().all(|a| a.outcome != "out_of_order"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unordered_channel_sends_to_one_destination_concurrently() {
+    let dest = ByText::new(Duration::from_millis(100), &[]);
+    let mut ch = channel("ops", vec![DestinationEntry::new(dest.clone())]);
+    ch.ordered = false;
+    let h = Harness::start(ChannelSet::new([ch])).await;
+    let all = texts(20);
+    let ids = send_all(&h, &all.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    h.wait_settled(&ids, Duration::from_secs(10)).await;
+    assert!(
+        dest.max_in_flight.load(Ordering::SeqCst) > 1,
+        "concurrent sends"
+    );
+}

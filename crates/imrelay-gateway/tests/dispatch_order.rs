@@ -176,3 +176,36 @@ async fn an_unordered_channel_sends_to_one_destination_concurrently() {
         "concurrent sends"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_gives_back_a_retry_waiting_in_place_at_once() {
+    let dest = ByText::new(Duration::from_millis(5), &[("m0", vec![transient()])]);
+    let mut ch = channel("ops", vec![DestinationEntry::new(dest.clone())]);
+    ch.retry.base = Duration::from_secs(20);
+    ch.retry.cap = Duration::from_secs(20);
+    let cfg = imrelay_gateway::dispatch::DispatchConfig {
+        drain_deadline: Duration::from_secs(10),
+        ..dispatch_common::test_dispatch_config()
+    };
+    let mut h = Harness::start_with(ChannelSet::new([ch]), cfg).await;
+    let ids = send_all(&h, &["m0", "m1"]).await;
+    dispatch_common::wait_for(Duration::from_secs(5), "m0's failure recorded", || async {
+        h.view(&ids[0]).await.deliveries[0].history.len() == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    h.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the drain does not wait for the retry: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(dest.sent(), ["m0"], "m1 still waits behind it");
+    let d = &h.view(&ids[0]).await.deliveries[0];
+    assert_eq!(d.state, imrelay_gateway::store::DeliveryState::Pending);
+    assert_eq!(d.attempts, 1, "the failure counted once");
+    assert_eq!(
+        h.view(&ids[1]).await.deliveries[0].state,
+        imrelay_gateway::store::DeliveryState::Pending
+    );
+}

@@ -12,7 +12,7 @@ use super::decide::{self, DeadCause, Decision, Input};
 use super::executor::{Sending, Step};
 use super::{Inner, Job};
 use crate::channels::DestinationEntry;
-use crate::store::{AttemptRecord, Claimed, DeadReason};
+use crate::store::{AttemptRecord, Claimed, DeadReason, FinishAction};
 use crate::telemetry::events;
 
 impl Inner {
@@ -90,7 +90,8 @@ impl Inner {
         report: Option<&Report>,
         d: Decision,
     ) -> InPlace {
-        if !s.channel.ordered {
+        // Stopping: the decision stands, as in an unordered channel.
+        if !s.channel.ordered || !self.running.load(Ordering::Relaxed) {
             return InPlace::No(d);
         }
         let now = self.now();
@@ -123,9 +124,21 @@ impl Inner {
         if !s.attempts.is_empty() && self.progress(s, s.part).await == Step::End {
             return InPlace::Stop;
         }
-        // At least 1 ms: a wait until now must not spin.
-        tokio::time::sleep(Duration::from_millis((at - self.now()).max(1) as u64)).await;
-        InPlace::Again
+        let stop = self.stopping.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if self.running.load(Ordering::Relaxed) {
+            // At least 1 ms: a wait until now must not spin.
+            let wait = Duration::from_millis((at - self.now()).max(1) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return InPlace::Again,
+                _ = &mut stop => {}
+            }
+        }
+        // Stopping while waiting: back to the queue, due when it would have
+        // been sent (its failures are recorded already, so not a retry).
+        self.finish(s, FinishAction::Requeue { at }).await;
+        InPlace::Stop
     }
 
     /// Send one part and account it: the destination's limiter and breaker,

@@ -273,6 +273,9 @@ struct Inner {
     state: Mutex<State>,
     counters: Counters,
     running: AtomicBool,
+    /// Woken when `running` turns false: sends waiting in place give their
+    /// claims back instead of holding up the drain.
+    stopping: tokio::sync::Notify,
     in_flight: std::sync::atomic::AtomicUsize,
     /// Claims whose send task runs: the heartbeat extends their leases.
     held: Mutex<HashSet<DeliveryId>>,
@@ -336,6 +339,7 @@ impl Dispatcher {
                 state: Mutex::new(State::default()),
                 counters: Counters::default(),
                 running: AtomicBool::new(false),
+                stopping: tokio::sync::Notify::new(),
                 in_flight: Default::default(),
                 held: Mutex::default(),
                 lanes: Mutex::default(),
@@ -443,6 +447,7 @@ impl Dispatcher {
             }
         }
         inner.running.store(false, Ordering::Relaxed);
+        inner.stopping.notify_waiters();
         inner.drain(tasks).await;
         tracing::info!("dispatcher stopped");
     }

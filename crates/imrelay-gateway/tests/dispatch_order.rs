@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 /// noting the order of requests and the most in flight at once.
 #[derive(Debug, Default)]
 struct ByText {
+    kind: &'static str,
     latency: Duration,
     script: Mutex<HashMap<String, VecDeque<Report>>>,
     sent: Mutex<Vec<String>>,
@@ -32,6 +33,7 @@ struct ByText {
 impl ByText {
     fn new(latency: Duration, script: &[(&str, Vec<Report>)]) -> Arc<Self> {
         Arc::new(ByText {
+            kind: "bytext",
             latency,
             script: Mutex::new(
                 script
@@ -50,7 +52,7 @@ impl ByText {
 #[async_trait]
 impl Destination for ByText {
     fn kind(&self) -> &'static str {
-        "bytext"
+        self.kind
     }
     fn platform(&self) -> Platform {
         Platform::Webhook
@@ -65,7 +67,9 @@ impl Destination for ByText {
         let Body::Text { text } = &msg.body else {
             unreachable!("text only")
         };
-        Ok(vec![Payload::new(serde_json::json!({ "text": text }))])
+        let mut p = Payload::new(serde_json::json!({ "text": text }));
+        p.recipients = msg.recipients.clone();
+        Ok(vec![p])
     }
     async fn send(&self, payload: &Payload) -> Report {
         let text = payload.body["text"].as_str().unwrap().to_string();
@@ -207,5 +211,41 @@ async fn stopping_gives_back_a_retry_waiting_in_place_at_once() {
     assert_eq!(
         h.view(&ids[1]).await.deliveries[0].state,
         imrelay_gateway::store::DeliveryState::Pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_keeps_order_per_recipient_and_sends_to_recipients_side_by_side() {
+    let mut dest = ByText::new(Duration::from_millis(50), &[("u1-1", vec![transient()])]);
+    Arc::get_mut(&mut dest).unwrap().kind = "bytext_app";
+    let ch = channel("ops", vec![DestinationEntry::new(dest.clone())]);
+    let h = Harness::start(ChannelSet::new([ch])).await;
+    let targets = h.channels.load().get("ops").unwrap().targets();
+    let mut batch = Vec::new();
+    for i in 0..4 {
+        for u in 0..3 {
+            let m = Message::text(format!("u{u}-{i}")).with_recipients(vec![format!("u{u}")]);
+            batch.push(NewMessage::new("ops", m, targets.clone()));
+        }
+    }
+    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    h.store.enqueue(batch).await.unwrap();
+    h.wait_settled(&ids, Duration::from_secs(10)).await;
+    let sent = dest.sent();
+    for u in 0..3 {
+        let mine: Vec<&String> = sent
+            .iter()
+            .filter(|t| t.starts_with(&format!("u{u}-")))
+            .collect();
+        let mut want: Vec<String> = (0..4).map(|i| format!("u{u}-{i}")).collect();
+        if u == 1 {
+            want.insert(1, "u1-1".into());
+        }
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{sent:?}");
+    }
+    let most = dest.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&most),
+        "one at a time per recipient: {most}"
     );
 }

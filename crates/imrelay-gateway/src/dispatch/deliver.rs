@@ -216,7 +216,8 @@ impl Inner {
 enum InPlace {
     /// Waited in place: send again.
     Again,
-    /// The progress could not be recorded: stop (the lease ends it).
+    /// The claim ends here: given back (the dispatcher stops), or its
+    /// progress could not be recorded (its lease ends it).
     Stop,
     /// Carry the decision out.
     No(Decision),

@@ -21,9 +21,12 @@
 //! spawn per-recipient deliveries. Split messages resume at the failed part.
 //!
 //! # Order
-//! An ordered channel (the default) delivers in accept order per target: a
-//! target has at most one task sending (a *lane*), which takes the claimed
-//! deliveries in the store's order (oldest due first) one after the other. A
+//! An ordered channel (the default) delivers in accept order per
+//! conversation: a target has at most one task sending (a *lane*), which takes
+//! the claimed deliveries in the store's order (oldest due first) one after
+//! the other per conversation. A robot or webhook target is one conversation
+//! (its group); an app destination has one per recipient set, sent to side by
+//! side. A
 //! delivery that must wait keeps its claim and its place: a rate-limit,
 //! breaker or cluster wait holds the lane (the others could not go either),
 //! and a retry holds it for at most the channel's `order_hold`; past that the
@@ -249,9 +252,9 @@ struct TargetState {
     last_coalesce: i64,
     /// The last coalescing round merged nothing: back off.
     coalesce_idle: bool,
-    /// Ordered channels: the highest delivery id sent so far; a delivery
-    /// below it is sent out of order.
-    last_sent: Option<DeliveryId>,
+    /// Ordered channels: the highest delivery id sent so far per
+    /// conversation; a delivery below it is sent out of order.
+    last_sent: HashMap<String, DeliveryId>,
     /// How far the backlog of this target must be counted for the coalescing
     /// decision (its destinations' capacity within `max_delay`, plus one).
     count_need: u64,
@@ -480,6 +483,27 @@ impl Drop for Held {
     }
 }
 
+/// Whether a destination kind addresses people one by one (apps: each
+/// recipient set is a conversation of its own) rather than posting to one
+/// group (robots, webhooks: they ignore recipients).
+fn addresses_recipients(kind: &str) -> bool {
+    kind.ends_with("_app") || kind.starts_with("wechat")
+}
+
+/// The conversation of `c` within its target: its recipients on an app
+/// destination, the whole target otherwise.
+fn conversation(c: &Claimed, addressed: bool) -> String {
+    if !addressed {
+        return String::new();
+    }
+    let r = if c.recipients.is_empty() {
+        &c.message.recipients
+    } else {
+        &c.recipients
+    };
+    r.join("\n")
+}
+
 /// An ordered target's lane in [`Inner::lanes`] for as long as its task
 /// lives.
 struct Lane {
@@ -681,43 +705,61 @@ impl Inner {
         };
         let lane = Lane::new(self.clone(), first.target.clone());
         let first_member = self.admission.acquire(&first.target, members, None);
-        let mut held: Vec<Held> = Vec::with_capacity(claimed.len());
-        let mut jobs: Vec<Job> = Vec::with_capacity(claimed.len());
+        let addressed = members
+            .first()
+            .is_some_and(|m| addresses_recipients(m.dest.kind()));
+        // Conversations in order of their first claim, each in claim order.
+        let mut convs: Vec<(String, Vec<(Job, Held)>)> = Vec::new();
         for (i, c) in claimed.into_iter().enumerate() {
-            held.push(Held::new(self.clone(), c.delivery_id));
-            jobs.push(Job {
+            let key = conversation(&c, addressed);
+            let held = Held::new(self.clone(), c.delivery_id);
+            let job = Job {
                 claimed: c,
                 channel: channel.clone(),
                 members: members.to_vec(),
                 member: if i == 0 { first_member } else { None },
                 out_of_order: false,
-            });
+            };
+            match convs.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, jobs)) => jobs.push((job, held)),
+                None => convs.push((key, vec![(job, held)])),
+            }
         }
         let me = self.clone();
         tasks.spawn(async move {
             let _lane = lane;
-            for (i, (mut job, held)) in jobs.into_iter().zip(held).enumerate() {
-                // Draining: what was not started is released, in its place.
-                if i > 0 && !me.running.load(Ordering::Relaxed) {
-                    break;
-                }
-                let _held = held;
-                job.out_of_order = me.sequence(&job.claimed);
-                me.in_flight.fetch_add(1, Ordering::Relaxed);
-                let span = crate::telemetry::events::delivery_span(&job.claimed);
-                tracing::Instrument::instrument(me.deliver(job), span).await;
-                me.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
+            let runs = convs
+                .into_iter()
+                .map(|(key, jobs)| me.clone().run_conversation(key, jobs));
+            futures::future::join_all(runs).await;
         });
     }
 
-    /// Note that `c` goes out now on its (ordered) target; `true` when a
-    /// delivery accepted after it went out before.
-    fn sequence(&self, c: &Claimed) -> bool {
+    /// Send the jobs of one conversation of a lane, one after the other.
+    async fn run_conversation(self: Arc<Self>, key: String, jobs: Vec<(Job, Held)>) {
+        for (mut job, held) in jobs {
+            // Draining: what was not started is released, in its place (the
+            // one with a permit taken is sent).
+            if job.member.is_none() && !self.running.load(Ordering::Relaxed) {
+                break;
+            }
+            let _held = held;
+            job.out_of_order = self.sequence(&job.claimed, &key);
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let span = crate::telemetry::events::delivery_span(&job.claimed);
+            tracing::Instrument::instrument(self.deliver(job), span).await;
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Note that `c` goes out now in conversation `key` of its (ordered)
+    /// target; `true` when a delivery accepted after it went out before.
+    fn sequence(&self, c: &Claimed, key: &str) -> bool {
         let mut st = self.state.lock();
         let t = st.targets.entry(c.target.clone()).or_default();
-        let late = t.last_sent.is_some_and(|l| c.delivery_id < l);
-        t.last_sent = Some(t.last_sent.map_or(c.delivery_id, |l| l.max(c.delivery_id)));
+        let last = t.last_sent.entry(key.to_string()).or_insert(c.delivery_id);
+        let late = c.delivery_id < *last;
+        *last = (*last).max(c.delivery_id);
         late
     }
 

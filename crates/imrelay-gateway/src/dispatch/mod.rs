@@ -98,6 +98,11 @@ use executor::log_join;
 /// store write must fit in what is left.
 const MIN_LEASE: Duration = Duration::from_secs(1);
 
+/// The most conversations per target whose last sent delivery is kept (an
+/// app may have a recipient set per message); past it they are forgotten,
+/// and a late delivery among them goes unmarked.
+const MAX_CONVERSATIONS: usize = 10_000;
+
 /// Shortest time between two dispatch cycles.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
 
@@ -456,6 +461,7 @@ impl Dispatcher {
     }
 }
 
+/// A task aborted when this is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -757,6 +763,9 @@ impl Inner {
     fn sequence(&self, c: &Claimed, key: &str) -> bool {
         let mut st = self.state.lock();
         let t = st.targets.entry(c.target.clone()).or_default();
+        if t.last_sent.len() >= MAX_CONVERSATIONS && !t.last_sent.contains_key(key) {
+            t.last_sent.clear();
+        }
         let last = t.last_sent.entry(key.to_string()).or_insert(c.delivery_id);
         let late = c.delivery_id < *last;
         *last = (*last).max(c.delivery_id);

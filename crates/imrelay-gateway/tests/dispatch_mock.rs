@@ -107,13 +107,25 @@ async fn send_many(h: &Harness, channel: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_to_one_dingtalk_robot_never_exceed_its_limit() {
+    five_hundred_to_one_robot(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_to_one_dingtalk_robot_unordered_never_exceed_its_limit() {
+    five_hundred_to_one_robot(false).await;
+}
+
+/// 500 messages to one robot, sent in order (one at a time) or concurrently:
+/// either way the robot's whole quota is used and never exceeded.
+async fn five_hundred_to_one_robot(ordered: bool) {
     // 60 s becomes 240 ms: 500 messages at 20 per window take about 6 s.
     let scale = 0.004;
     let window_ms = (60_000.0 * scale) as i64;
     let m = mock(scale, vec![robot("tok")]).await;
     let client = Client::new().unwrap();
-    let set = ChannelSet::new([channel("ops", vec![dingtalk(&client, &m, "tok", scale)])]);
-    let h = Harness::start(set).await;
+    let mut ch = channel("ops", vec![dingtalk(&client, &m, "tok", scale)]);
+    ch.ordered = ordered;
+    let h = Harness::start(ChannelSet::new([ch])).await;
     let ids = send_many(&h, "ops", 500).await;
     h.wait_settled(&ids, Duration::from_secs(60)).await;
 
@@ -347,5 +359,77 @@ async fn permanent_code_dead_letters_at_once_with_the_platform_reason_and_replay
     assert_eq!(
         accepted[0].body.as_ref().unwrap()["text"]["content"],
         "deploy finished"
+    );
+}
+
+/// The message number of a DingTalk text body sent by [`send_many`].
+fn alert_number(e: &LogEntry) -> usize {
+    let body = e.body.as_ref().expect("the mock logs bodies");
+    let text = body["text"]["content"].as_str().expect("a text message");
+    text.strip_prefix("alert ")
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not one of ours: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_to_one_robot_arrive_in_accept_order_despite_latency_jitter_and_a_5xx() {
+    // 60 s becomes 240 ms: 50 messages at 20 per window.
+    let scale = 0.004;
+    let m = mock(scale, vec![robot("tok")]).await;
+    let client = Client::new().unwrap();
+    let set = ChannelSet::new([channel("ops", vec![dingtalk(&client, &m, "tok", scale)])]);
+    let latency = FaultRule {
+        target: "dingtalk:robot:tok".into(),
+        action: FaultAction::Latency { latency_ms: 30 },
+        count: None,
+        ratio: Some(0.5),
+        include_token_endpoints: false,
+    };
+    m.state().faults.add(latency.clone());
+    let h = Harness::start(set).await;
+    let ids = send_many(&h, "ops", 50).await;
+    // A 5xx in the middle of the run; the jitter goes on around it.
+    wait_for(Duration::from_secs(10), "ten requests", || async {
+        log_for(&m, "tok").len() >= 10
+    })
+    .await;
+    m.state().faults.clear();
+    m.state().faults.add(FaultRule {
+        target: "dingtalk:robot:tok".into(),
+        action: FaultAction::Http { http_status: 503 },
+        count: Some(1),
+        ratio: None,
+        include_token_endpoints: false,
+    });
+    m.state().faults.add(latency);
+    h.wait_settled(&ids, Duration::from_secs(30)).await;
+
+    let log = log_for(&m, "tok");
+    let refused: Vec<usize> = log
+        .iter()
+        .filter(|e| !e.accepted)
+        .map(alert_number)
+        .collect();
+    assert_eq!(refused.len(), 1, "the injected 5xx: {log:?}");
+    let accepted: Vec<usize> = log
+        .iter()
+        .filter(|e| e.accepted)
+        .map(alert_number)
+        .collect();
+    assert_eq!(
+        accepted,
+        (0..50).collect::<Vec<_>>(),
+        "the group reads them in accept order"
+    );
+    let late = &ids[refused[0]];
+    let v = h.view(late).await;
+    assert_eq!(v.deliveries[0].attempts, 1, "the 5xx counted");
+    assert!(
+        v.deliveries[0]
+            .history
+            .iter()
+            .all(|a| a.outcome != "out_of_order"),
+        "retried within its order_hold: in order"
     );
 }

@@ -298,6 +298,16 @@ impl Store for FailingFinish {
             .progress(delivery, owner, attempts, parts_done, lease_until)
             .await
     }
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> store::Result<u64> {
+        self.inner
+            .extend_leases(owner, deliveries, lease_until)
+            .await
+    }
     async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> store::Result<()> {
         let fail = self
             .failures_left
@@ -360,7 +370,8 @@ async fn an_outcome_the_store_cannot_record_is_counted_and_the_delivery_returns_
         inner: open_store(&dir).await,
         failures_left: AtomicU32::new(1),
     });
-    // The shortest lease the dispatcher allows: the send timeout plus 5 s.
+    // A short lease: the outcome that was not recorded leaves the claim to
+    // run out, with no heartbeat once the send task has ended.
     let cfg = DispatchConfig {
         send_timeout: Duration::from_secs(1),
         lease: Duration::from_secs(1),

@@ -262,3 +262,179 @@ async fn metrics_show_the_store_size() {
     );
     t.gw.shutdown().await.unwrap();
 }
+
+/// Which robot of a channel fails shows in `imrelay_deliveries_total`: each
+/// delivery is counted with its destination's secret-free key, never its URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_counted_per_destination() {
+    let sink = Sink::start().await;
+    let extra = format!(
+        r#"
+[channels.pair]
+retry = {{ base = "10ms", cap = "20ms", max_attempts = 1 }}
+[[channels.pair.destinations]]
+type = "webhook"
+url = "{url}?pair-secret-token"
+allow_private = true
+[[channels.pair.destinations]]
+type = "webhook"
+url = "http://127.0.0.1:9/down-secret-token"
+allow_private = true
+"#,
+        url = sink.url
+    );
+    let t = TestGateway::start(&config_text(&sink, &extra)).await;
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "pair", "text": "which robot fails?"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state(&id, "partial").await;
+
+    // The keys, as the message's history names them.
+    let v = t.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
+    let key_of = |state: &str| {
+        v.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["state"] == state)
+            .and_then(|d| d["history"][0]["destination"].as_str())
+            .unwrap_or_else(|| panic!("a {state} delivery with history: {}", v.body))
+            .to_string()
+    };
+    let (good, bad) = (key_of("done"), key_of("dead"));
+    assert_ne!(good, bad);
+
+    let m = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ch = "channel=\"pair\"";
+    let dest = |k: &str| format!("destination=\"{k}\"");
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&good), "outcome=\"delivered\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&bad), "outcome=\"dead\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            events::DELIVERIES,
+            &[ch, &dest(&good), "outcome=\"dead\""]
+        ),
+        None,
+        "the working robot has no dead letters: {m}"
+    );
+    assert!(!m.contains("secret-token"), "no URL in a label: {m}");
+    t.gw.shutdown().await.unwrap();
+}
+
+/// A message of an ordered channel delivered after a later one (its retry
+/// outlasted `order_hold`) says so in its history and in a counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_out_of_order_is_counted_and_marked() {
+    let sink = Sink::start().await;
+    let extra = format!(
+        r#"
+[channels.late]
+order_hold = "0s"
+retry = {{ base = "20ms", cap = "50ms", max_attempts = 1000 }}
+[[channels.late.destinations]]
+type = "webhook"
+url = "{url}?late"
+allow_private = true
+"#,
+        url = sink.url
+    );
+    let t = TestGateway::start(&config_text(&sink, &extra)).await;
+    let post = |text: &'static str| {
+        let t = &t;
+        async move {
+            let body = format!(r#"{{"channel": "late", "text": "{text}"}}"#);
+            let r = t.post("/v1/messages", Some(ADMIN_KEY), &body, &[]).await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let tried = |id: String| {
+        let t = &t;
+        async move {
+            for _ in 0..500 {
+                let v = t.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
+                if v.body["deliveries"][0]["history"]
+                    .as_array()
+                    .is_some_and(|h| !h.is_empty())
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{id} was never tried");
+        }
+    };
+    // The first fails and waits for its retry; the second goes out meanwhile.
+    sink.set_status(503);
+    let first = post("down").await;
+    tried(first.clone()).await;
+    let second = post("up").await;
+    tried(second.clone()).await;
+    sink.set_status(200);
+    let v = t.wait_state(&first, "delivered").await;
+    t.wait_state(&second, "delivered").await;
+
+    let history = v["deliveries"][0]["history"].as_array().unwrap();
+    let notes: Vec<_> = history
+        .iter()
+        .filter(|a| a["outcome"] == "out_of_order")
+        .collect();
+    assert_eq!(notes.len(), 1, "{history:?}");
+    assert_eq!(notes[0]["counted"], false);
+    assert_eq!(
+        history.last().unwrap()["outcome"],
+        "delivered",
+        "{history:?}"
+    );
+    let m = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dest = format!(
+        "destination=\"{}\"",
+        history[0]["destination"].as_str().unwrap()
+    );
+    assert_eq!(
+        sample(&m, events::OUT_OF_ORDER, &["channel=\"late\"", &dest]),
+        Some(1.0),
+        "{m}"
+    );
+    t.gw.shutdown().await.unwrap();
+}

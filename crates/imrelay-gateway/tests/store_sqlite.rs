@@ -58,6 +58,8 @@ cases!(
     not_due_is_not_claimed,
     retry_counts_requeue_does_not,
     progress_extends_lease,
+    extend_leases_of_held_claims,
+    progress_counts_failures_retried_in_the_claim,
     dead_letters_list_replay_purge,
     dead_with_fallback_enqueues_atomically,
     split_recipients,

@@ -167,6 +167,8 @@ impl CallbackConfig {
             coalesce: None,
             fallback: None,
             breaker: self.breaker,
+            ordered: None,
+            order_hold: None,
             destinations,
         }
     }

@@ -93,6 +93,8 @@ pub fn build_channel(
         channel: f.channel.clone(),
         after: f.after,
     });
+    channel.ordered = ch.ordered.unwrap_or(true);
+    channel.order_hold = ch.order_hold.unwrap_or(super::DEFAULT_ORDER_HOLD);
     channel
 }
 

@@ -147,6 +147,14 @@ pub struct ChannelConfig {
     pub fallback: Option<FallbackConfig>,
     #[serde(default)]
     pub breaker: BreakerSettings,
+    /// Deliver in accept order per destination (default `true`). `false`
+    /// sends to one destination concurrently, for throughput.
+    #[serde(default)]
+    pub ordered: Option<bool>,
+    /// Ordered channels: how long a message being retried holds the ones
+    /// behind it (default 30s).
+    #[serde(default, with = "duration::option")]
+    pub order_hold: Option<Duration>,
     pub destinations: Vec<Map<String, Value>>,
 }
 
@@ -282,6 +290,12 @@ fn validate_channel(
         ));
     }
     check_retry(&ch.retry, &at.key("retry"), issues);
+    if ch.ordered == Some(false) && ch.order_hold.is_some() {
+        issues.push(ConfigIssue::new(
+            at.key("order_hold").to_string(),
+            "applies only to ordered channels; remove it or `ordered = false`",
+        ));
+    }
     if let Some(c) = &ch.coalesce {
         if c.max_delay.is_zero() {
             issues.push(ConfigIssue::new(
@@ -404,5 +418,59 @@ fn check_fallback_loops(channels: &BTreeMap<String, ChannelConfig>, issues: &mut
             seen.push(next);
             cur = next;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::build::{build_channel, BuildContext};
+    use crate::outbound::config::OutboundConfig;
+
+    fn channel(extra: Value) -> ChannelConfig {
+        let mut v = serde_json::json!({
+            "destinations": [{"type": "webhook", "url": "https://hooks.example.com/a"}],
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn issues(ch: ChannelConfig) -> Vec<String> {
+        let mut issues = Vec::new();
+        validate_channels(&BTreeMap::from([("ops".to_string(), ch)]), &mut issues);
+        issues.into_iter().map(|i| i.key).collect()
+    }
+
+    fn built(ch: &ChannelConfig) -> super::super::Channel {
+        let mut issues = Vec::new();
+        let c = build_channel(
+            "ops",
+            ch,
+            &OutboundConfig::default(),
+            &BuildContext::default(),
+            &mut issues,
+        );
+        assert!(issues.is_empty(), "{issues:?}");
+        c
+    }
+
+    #[test]
+    fn channels_are_ordered_by_default_with_a_thirty_second_hold() {
+        let c = built(&channel(serde_json::json!({})));
+        assert!(c.ordered);
+        assert_eq!(c.order_hold, Duration::from_secs(30));
+        let c = built(&channel(serde_json::json!({"order_hold": "5s"})));
+        assert_eq!((c.ordered, c.order_hold), (true, Duration::from_secs(5)));
+        let c = built(&channel(serde_json::json!({"ordered": false})));
+        assert!(!c.ordered);
+    }
+
+    #[test]
+    fn an_order_hold_on_an_unordered_channel_is_refused_naming_the_key() {
+        let ch = channel(serde_json::json!({"ordered": false, "order_hold": "5s"}));
+        assert_eq!(issues(ch), ["channels.ops.order_hold"]);
+        assert!(issues(channel(serde_json::json!({"order_hold": "0s"}))).is_empty());
     }
 }

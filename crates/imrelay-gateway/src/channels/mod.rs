@@ -20,6 +20,10 @@ use imrelay_sdk::{Destination, Quota};
 pub mod build;
 pub mod config;
 
+/// How long, by default, a message being retried holds the messages behind
+/// it to the same destination (ordered channels).
+pub const DEFAULT_ORDER_HOLD: Duration = Duration::from_secs(30);
+
 /// The suffix of a robot pool's target.
 pub const POOL_TARGET: &str = "pool";
 
@@ -100,6 +104,12 @@ pub struct Channel {
     /// Where a message goes when this channel dead-letters it or stays
     /// unavailable too long.
     pub fallback: Option<Fallback>,
+    /// Deliver in accept order per target: one send at a time per target, a
+    /// retry waiting in place. `false`: sends to one target run concurrently.
+    pub ordered: bool,
+    /// In an ordered channel, how long a message being retried holds the ones
+    /// behind it; then they go on, and it is sent later, out of order.
+    pub order_hold: Duration,
 }
 
 impl Channel {
@@ -112,6 +122,8 @@ impl Channel {
             retry: RetryPolicy::default(),
             coalesce: None,
             fallback: None,
+            ordered: true,
+            order_hold: DEFAULT_ORDER_HOLD,
         }
     }
 

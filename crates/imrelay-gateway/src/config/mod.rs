@@ -183,7 +183,9 @@ pub struct DispatchConfig {
     /// Deliveries claimed per cycle.
     pub claim_batch: usize,
     /// How long a claim is held before another worker (or this one, after a
-    /// crash) may take the delivery again.
+    /// crash) may take the delivery again. A heartbeat extends it while the
+    /// send runs, so it bounds how long a dead instance's work waits, not how
+    /// long a send may take.
     #[serde(with = "duration")]
     pub lease: Duration,
     /// How often the claimer looks for due work when nothing wakes it.
@@ -200,7 +202,7 @@ impl Default for DispatchConfig {
         DispatchConfig {
             concurrency: 256,
             claim_batch: 256,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             poll_interval: Duration::from_millis(200),
             cluster_rate_margin: crate::store::postgres::cluster::DEFAULT_MARGIN,
         }

@@ -159,6 +159,11 @@ impl Admission {
             .min()
     }
 
+    /// The member of `target`'s `n` whose turn it is (pools take turns).
+    pub fn turn(&self, target: &str, n: usize) -> usize {
+        self.dests.lock().rr.get(target).copied().unwrap_or(0) % n.max(1)
+    }
+
     /// Pick a member of `target` (in turn, for pools; `prefer` first) whose
     /// breaker and limiter allow a request now, and take its local permit.
     pub fn acquire(

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use imrelay_sdk::{Outcome, Payload, Report};
 
@@ -11,29 +12,33 @@ use super::decide::{self, DeadCause, Decision, Input};
 use super::executor::{Sending, Step};
 use super::{Inner, Job};
 use crate::channels::DestinationEntry;
-use crate::store::{AttemptRecord, Claimed, DeadReason};
+use crate::store::{AttemptRecord, Claimed, DeadReason, FinishAction};
 use crate::telemetry::events;
 
 impl Inner {
-    /// Send one claimed delivery (its first local permit already taken) and
-    /// record the outcome.
+    /// Send one claimed delivery and record the outcome.
     pub(super) async fn deliver(self: &Arc<Self>, job: Job) {
         let Job {
             claimed: c,
             channel,
             members,
-            mut member,
+            member: permit_of,
+            out_of_order,
         } = job;
+        let mut held = permit_of.is_some();
+        let mut member = permit_of.unwrap_or_else(|| self.admission.turn(&c.target, members.len()));
         let mut s = Sending::new(&c, &channel, members[member].key.clone());
+        s.out_of_order = out_of_order;
         let payloads = match render(&c, &members[member]) {
             Ok(p) => p,
             Err(d) => {
-                self.admission.cancel(&members[member].key);
+                if held {
+                    self.admission.cancel(&members[member].key);
+                }
                 self.apply(&mut s, None, d).await;
                 return;
             }
         };
-        let mut held = true;
         loop {
             let permit = match self
                 .admission
@@ -41,12 +46,21 @@ impl Inner {
                 .await
             {
                 Admit::Go(p) => p,
-                // The next part must wait: requeued with progress kept, not
-                // an attempt.
+                // The next part must wait: not an attempt. In place (ordered
+                // channels) or requeued with progress kept.
                 Admit::Wait { at, why } => {
-                    self.apply(&mut s, None, Decision::Requeue { at, why })
-                        .await;
-                    return;
+                    held = false;
+                    match self
+                        .wait_in_place(&mut s, None, Decision::Requeue { at, why })
+                        .await
+                    {
+                        InPlace::Again => continue,
+                        InPlace::Stop => return,
+                        InPlace::No(d) => {
+                            self.apply(&mut s, None, d).await;
+                            return;
+                        }
+                    }
                 }
             };
             held = false;
@@ -55,10 +69,76 @@ impl Inner {
             let payload = &payloads[s.part];
             let report = self.send(&mut s, &members[member], payload, permit).await;
             let d = self.decide(&s, &report, payloads.len());
+            let d = match self.wait_in_place(&mut s, Some(&report), d).await {
+                InPlace::Again => continue,
+                InPlace::Stop => return,
+                InPlace::No(d) => d,
+            };
             if self.apply(&mut s, Some(&report), d).await == Step::End {
                 return;
             }
         }
+    }
+
+    /// In an ordered channel, a delivery that must wait keeps its claim and
+    /// its place in the lane: record what was tried, wait here and go again.
+    /// A retry does so only until `order_hold` after its first failure in
+    /// this claim; past that (and in unordered channels) the decision stands.
+    async fn wait_in_place(
+        &self,
+        s: &mut Sending<'_>,
+        report: Option<&Report>,
+        d: Decision,
+    ) -> InPlace {
+        // Stopping: the decision stands, as in an unordered channel.
+        if !s.channel.ordered || !self.running.load(Ordering::Relaxed) {
+            return InPlace::No(d);
+        }
+        let now = self.now();
+        let (at, delay) = match d {
+            Decision::Requeue { at, why } => {
+                self.waits(s, at, why);
+                (at, None)
+            }
+            Decision::Retry { at, delay } => (at, Some(delay)),
+            Decision::RetryAfterTokenRejected { at } => (at, Some(Duration::ZERO)),
+            d => return InPlace::No(d),
+        };
+        if let Some(delay) = delay {
+            let hold_ms = s.channel.order_hold.as_millis() as i64;
+            let until = *s.hold_until.get_or_insert(now + hold_ms);
+            // A zero hold never holds, not even a retry due at once.
+            if hold_ms == 0 || at > until {
+                tracing::info!(message_id = %s.c.message_id, target_key = %s.c.target,
+                    order_hold_ms = hold_ms,
+                    "a retry would hold later messages past the channel's order_hold: they go ahead and this one is sent later, out of order");
+                return InPlace::No(d);
+            }
+            self.retry_scheduled(s, report, delay);
+            s.failed_here += 1;
+        }
+        if let Some(a) = s.attempts.last() {
+            s.last_outcome = Some(a.outcome);
+        }
+        // The attempts are recorded now, so the history shows why it waits.
+        if !s.attempts.is_empty() && self.progress(s, s.part).await == Step::End {
+            return InPlace::Stop;
+        }
+        let stop = self.stopping.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if self.running.load(Ordering::Relaxed) {
+            // At least 1 ms: a wait until now must not spin.
+            let wait = Duration::from_millis((at - self.now()).max(1) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return InPlace::Again,
+                _ = &mut stop => {}
+            }
+        }
+        // Stopping while waiting: back to the queue, due when it would have
+        // been sent (its failures are recorded already, so not a retry).
+        self.finish(s, FinishAction::Requeue { at }).await;
+        InPlace::Stop
     }
 
     /// Send one part and account it: the destination's limiter and breaker,
@@ -115,11 +195,12 @@ impl Inner {
 
     /// [`decide::decide`] with this claim's history and the time now.
     fn decide(&self, s: &Sending<'_>, report: &Report, parts: usize) -> Decision {
+        let last = s.last_outcome.or(s.c.last_outcome);
         let input = Input {
             report,
-            previous: decide::previous_of(s.c.last_outcome),
+            previous: decide::previous_of(last),
             policy: &s.channel.retry,
-            failed_before: s.c.attempts,
+            failed_before: s.c.attempts + s.failed_here,
             created_at: s.c.created_at,
             now: self.now(),
             part: s.part,
@@ -129,6 +210,17 @@ impl Inner {
         };
         decide::decide(&input, &mut rand::random::<f64>)
     }
+}
+
+/// What [`Inner::wait_in_place`] made of a decision.
+enum InPlace {
+    /// Waited in place: send again.
+    Again,
+    /// The claim ends here: given back (the dispatcher stops), or its
+    /// progress could not be recorded (its lease ends it).
+    Stop,
+    /// Carry the decision out.
+    No(Decision),
 }
 
 /// The payloads of `c` for destination `m`; a decision instead when there is

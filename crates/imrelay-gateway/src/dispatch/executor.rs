@@ -38,6 +38,16 @@ pub(super) struct Sending<'a> {
     pub part: usize,
     /// Recipients that failed so far, with the first part each missed.
     pub failed: Vec<(RecipientFailure, usize)>,
+    /// Failed attempts retried in place in this claim (ordered channels),
+    /// which the claim's `attempts` does not include.
+    pub failed_here: u32,
+    /// The outcome of the last attempt retried in place, if any.
+    pub last_outcome: Option<crate::domain::attempt::AttemptOutcome>,
+    /// A retry in place holds later messages until then (ordered channels).
+    pub hold_until: Option<i64>,
+    /// Messages accepted after this one went out before it (ordered
+    /// channels): recorded when it is delivered.
+    pub out_of_order: bool,
 }
 
 impl<'a> Sending<'a> {
@@ -49,6 +59,10 @@ impl<'a> Sending<'a> {
             attempts: Vec::new(),
             part: c.parts_done as usize,
             failed: Vec::new(),
+            failed_here: 0,
+            last_outcome: None,
+            hold_until: None,
+            out_of_order: false,
         }
     }
 }
@@ -61,6 +75,8 @@ pub(super) enum Step {
     /// The claim has ended (or cannot go on).
     End,
 }
+
+/// The history entry of a delivery delivered after later ones.
 
 /// The `error` label of a store error.
 fn error_label(e: &StoreError) -> &'static str {
@@ -88,12 +104,14 @@ impl Inner {
             Decision::NextPart { next } => return self.progress(s, next).await,
             Decision::Delivered { parts } => {
                 s.part = parts;
+                self.note_out_of_order(s);
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 events::delivered(s.c, &s.key, self.now());
                 FinishAction::Done
             }
             Decision::Split { parts, children } => {
                 s.part = parts;
+                self.note_out_of_order(s);
                 self.counters.split.fetch_add(1, Ordering::Relaxed);
                 FinishAction::Split { children }
             }
@@ -115,7 +133,41 @@ impl Inner {
         Step::End
     }
 
-    fn retry_scheduled(&self, s: &Sending<'_>, report: Option<&Report>, delay: Duration) {
+    /// When `s` was overtaken, count it and say so in its history, next to
+    /// the request that delivered it.
+    fn note_out_of_order(&self, s: &mut Sending<'_>) {
+        if !s.out_of_order {
+            return;
+        }
+        let now = self.now();
+        events::out_of_order(s.c, &s.key);
+        tracing::warn!(message_id = %s.c.message_id, target_key = %s.c.target,
+            "delivered out of order: messages accepted after it went out while it was retried");
+        let note = AttemptRecord {
+            started_at: now,
+            finished_at: now,
+            destination: s.key.clone(),
+            part: s.part.saturating_sub(1) as u32,
+            outcome: crate::domain::attempt::AttemptOutcome::OutOfOrder,
+            counted: false,
+            status: None,
+            code: None,
+            message: format!(
+                "delivered after messages accepted later: its retry outlasted the channel's order_hold ({})",
+                humantime::format_duration(s.channel.order_hold)
+            ),
+        };
+        // Before the delivering request, so that stays the last outcome.
+        let at = s.attempts.len().saturating_sub(1);
+        s.attempts.insert(at, note);
+    }
+
+    pub(super) fn retry_scheduled(
+        &self,
+        s: &Sending<'_>,
+        report: Option<&Report>,
+        delay: Duration,
+    ) {
         self.counters.retried.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = report {
             events::retry_scheduled(s.c, &s.key, r, delay);
@@ -123,7 +175,7 @@ impl Inner {
     }
 
     /// Account a wait that is not an attempt.
-    fn waits(&self, s: &Sending<'_>, at: i64, why: Wait) {
+    pub(super) fn waits(&self, s: &Sending<'_>, at: i64, why: Wait) {
         match why {
             Wait::Platform { wait } => {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +199,7 @@ impl Inner {
     /// the channel has one.
     fn dead_action(&self, s: &Sending<'_>, reason: DeadReason) -> FinishAction {
         self.counters.dead.fetch_add(1, Ordering::Relaxed);
-        events::dead(s.c, &reason, s.attempts.last());
+        events::dead(s.c, &s.key, &reason, s.attempts.last());
         if let Some(a) = self.alerts.get() {
             if let Some(last) = s.attempts.last().filter(|a| attempt_is_permanent(a)) {
                 a.permanent_error(
@@ -169,7 +221,7 @@ impl Inner {
     }
 
     /// Record the parts sent so far and extend the lease; go on with `next`.
-    async fn progress(&self, s: &mut Sending<'_>, next: usize) -> Step {
+    pub(super) async fn progress(&self, s: &mut Sending<'_>, next: usize) -> Step {
         let until = self.now() + self.cfg.lease.as_millis() as i64;
         let batch = std::mem::take(&mut s.attempts);
         let r = self

@@ -20,6 +20,29 @@
 //! message, and copied to the fallback channel if there is one. Partial failures
 //! spawn per-recipient deliveries. Split messages resume at the failed part.
 //!
+//! # Order
+//! An ordered channel (the default) delivers in accept order per
+//! conversation: a target has at most one task sending (a *lane*), which takes
+//! the claimed deliveries in the store's order (oldest due first) one after
+//! the other per conversation. A robot or webhook target is one conversation
+//! (its group); an app destination has one per recipient set, sent to side by
+//! side. A
+//! delivery that must wait keeps its claim and its place: a rate-limit,
+//! breaker or cluster wait holds the lane (the others could not go either),
+//! and a retry holds it for at most the channel's `order_hold`; past that the
+//! delivery goes back to the queue, the ones behind it go on, and when it is
+//! sent at last it is recorded as out of order (an `out_of_order` entry in
+//! its history and `imrelay_deliveries_out_of_order_total`). Order holds per
+//! dispatcher: claims of one target by several instances at once are not
+//! sequenced. `ordered = false` sends to a target concurrently.
+//!
+//! # Leases
+//! A claim is a lease of `lease` (default 15 s), so another dispatcher takes a
+//! dead one's work over soon. While a send runs, a heartbeat extends the
+//! leases of the claims in flight every third of the lease, however long the
+//! platform takes to answer; a claim whose task ended (even without recording
+//! its outcome) is no longer extended and returns when its lease runs out.
+//!
 //! # Store errors
 //! None is dropped: each is logged with what happens next and counted
 //! (`imrelay_dispatch_store_errors_total`, `store_errors` in the status). A
@@ -52,7 +75,7 @@ pub mod retry;
 
 pub use fallback::fallback_message;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,10 +87,21 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::channels::{Channel, ChannelSet, ChannelSource, DestinationEntry, Resolved};
-use crate::store::{ClaimRequest, Claimed, QueueStats, Store, StoreError, TargetBacklog};
+use crate::store::{
+    ClaimRequest, Claimed, DeliveryId, QueueStats, Store, StoreError, TargetBacklog,
+};
 use admission::Admission;
 use breaker::BreakerState;
 use executor::log_join;
+
+/// Shortest lease: the heartbeat extends leases every third of it, and a
+/// store write must fit in what is left.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// The most conversations per target whose last sent delivery is kept (an
+/// app may have a recipient set per message); past it they are forgotten,
+/// and a late delivery among them goes unmarked.
+const MAX_CONVERSATIONS: usize = 10_000;
 
 /// Shortest time between two dispatch cycles.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
@@ -81,8 +115,9 @@ const MAX_BACKLOG_COUNT: u64 = 100_000;
 pub struct DispatchConfig {
     /// Lease owner id; unique per process.
     pub owner: String,
-    /// How long a claim is held before another dispatcher may take it over.
-    /// Extended after each part of a split message.
+    /// How long a claim is held before another dispatcher may take it over
+    /// (when this one died). Extended by a heartbeat while its send runs, so
+    /// it need not cover the send timeout.
     pub lease: Duration,
     /// Sends in flight at once, over all destinations.
     pub max_in_flight: usize,
@@ -112,7 +147,7 @@ impl DispatchConfig {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         DispatchConfig {
             owner: format!("dispatcher-{}", uuid::Uuid::now_v7().simple()),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             max_in_flight: 256,
             claim_batch: 64,
             idle_poll: Duration::from_secs(1),
@@ -222,6 +257,9 @@ struct TargetState {
     last_coalesce: i64,
     /// The last coalescing round merged nothing: back off.
     coalesce_idle: bool,
+    /// Ordered channels: the highest delivery id sent so far per
+    /// conversation; a delivery below it is sent out of order.
+    last_sent: HashMap<String, DeliveryId>,
     /// How far the backlog of this target must be counted for the coalescing
     /// decision (its destinations' capacity within `max_delay`, plus one).
     count_need: u64,
@@ -243,7 +281,14 @@ struct Inner {
     state: Mutex<State>,
     counters: Counters,
     running: AtomicBool,
+    /// Woken when `running` turns false: sends waiting in place give their
+    /// claims back instead of holding up the drain.
+    stopping: tokio::sync::Notify,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Claims whose send task runs: the heartbeat extends their leases.
+    held: Mutex<HashSet<DeliveryId>>,
+    /// Targets of ordered channels with a lane sending.
+    lanes: Mutex<HashSet<String>>,
     alerts: std::sync::OnceLock<crate::self_alerts::Alerts>,
 }
 
@@ -261,12 +306,16 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// A claimed delivery with the destination permit already taken.
+/// A claimed delivery to send.
 struct Job {
     claimed: Claimed,
     channel: Channel,
     members: Vec<DestinationEntry>,
-    member: usize,
+    /// The member whose local permit the dispatch loop took; `None`: the
+    /// permit is taken when the job's turn comes (a lane's later jobs).
+    member: Option<usize>,
+    /// A delivery accepted after this one was sent before it.
+    out_of_order: bool,
 }
 
 impl Dispatcher {
@@ -275,16 +324,15 @@ impl Dispatcher {
         channels: Arc<dyn ChannelSource>,
         mut cfg: DispatchConfig,
     ) -> Self {
-        // A lease shorter than a send would let this very dispatcher claim the
-        // delivery again while the first send is still running.
-        let floor = cfg.send_timeout + Duration::from_secs(5);
-        if cfg.lease < floor {
+        // The heartbeat keeps a lease alive however long the send takes, but
+        // it needs the time for a store write within each lease.
+        if cfg.lease < MIN_LEASE {
             tracing::warn!(
                 lease_ms = cfg.lease.as_millis() as u64,
-                raised_to_ms = floor.as_millis() as u64,
-                "the claim lease is shorter than the send timeout; raising it"
+                raised_to_ms = MIN_LEASE.as_millis() as u64,
+                "the claim lease is too short for its heartbeat; raising it"
             );
-            cfg.lease = floor;
+            cfg.lease = MIN_LEASE;
         }
         Dispatcher {
             inner: Arc::new(Inner {
@@ -299,7 +347,10 @@ impl Dispatcher {
                 state: Mutex::new(State::default()),
                 counters: Counters::default(),
                 running: AtomicBool::new(false),
+                stopping: tokio::sync::Notify::new(),
                 in_flight: Default::default(),
+                held: Mutex::default(),
+                lanes: Mutex::default(),
                 alerts: Default::default(),
             }),
         }
@@ -370,6 +421,8 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let notify = inner.store.notifier();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // Aborted when `run` ends or is dropped, so it never outlives the sends.
+        let _heartbeat = AbortOnDrop(tokio::spawn(inner.clone().heartbeat()));
         tracing::info!(owner = %inner.cfg.owner, "dispatcher started");
         let mut last_cycle: Option<tokio::time::Instant> = None;
         loop {
@@ -402,8 +455,78 @@ impl Dispatcher {
             }
         }
         inner.running.store(false, Ordering::Relaxed);
+        inner.stopping.notify_waiters();
         inner.drain(tasks).await;
         tracing::info!("dispatcher stopped");
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A claim in [`Inner::held`] for as long as its send task lives.
+struct Held {
+    inner: Arc<Inner>,
+    id: DeliveryId,
+}
+
+impl Held {
+    fn new(inner: Arc<Inner>, id: DeliveryId) -> Self {
+        inner.held.lock().insert(id);
+        Held { inner, id }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.inner.held.lock().remove(&self.id);
+    }
+}
+
+/// Whether a destination kind addresses people one by one (apps: each
+/// recipient set is a conversation of its own) rather than posting to one
+/// group (robots, webhooks: they ignore recipients).
+fn addresses_recipients(kind: &str) -> bool {
+    kind.ends_with("_app") || kind.starts_with("wechat")
+}
+
+/// The conversation of `c` within its target: its recipients on an app
+/// destination, the whole target otherwise.
+fn conversation(c: &Claimed, addressed: bool) -> String {
+    if !addressed {
+        return String::new();
+    }
+    let r = if c.recipients.is_empty() {
+        &c.message.recipients
+    } else {
+        &c.recipients
+    };
+    r.join("\n")
+}
+
+/// An ordered target's lane in [`Inner::lanes`] for as long as its task
+/// lives.
+struct Lane {
+    inner: Arc<Inner>,
+    target: String,
+}
+
+impl Lane {
+    fn new(inner: Arc<Inner>, target: String) -> Self {
+        inner.lanes.lock().insert(target.clone());
+        Lane { inner, target }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.inner.lanes.lock().remove(&self.target);
     }
 }
 
@@ -486,6 +609,11 @@ impl Inner {
                 );
             }
         }
+        // One lane per ordered target: the next claim waits for it to end
+        // (its end wakes the loop).
+        if res.channel.ordered && self.lanes.lock().contains(&b.target) {
+            return Ok(Flow::Next);
+        }
         let free = self.cfg.max_in_flight.saturating_sub(tasks.len());
         if free == 0 {
             return Ok(Flow::Full);
@@ -508,6 +636,10 @@ impl Inner {
             })
             .await?;
         let members: Vec<DestinationEntry> = res.members.iter().map(|m| (*m).clone()).collect();
+        if res.channel.ordered {
+            self.spawn_lane(claimed, res.channel, &members, tasks);
+            return Ok(Flow::Next);
+        }
         for c in claimed {
             self.spawn(c, res.channel, &members, tasks).await;
         }
@@ -545,18 +677,121 @@ impl Inner {
             claimed: c,
             channel: channel.clone(),
             members: members.to_vec(),
-            member,
+            member: Some(member),
+            out_of_order: false,
         };
         let me = self.clone();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let span = crate::telemetry::events::delivery_span(&job.claimed);
+        let held = Held::new(self.clone(), job.claimed.delivery_id);
         tasks.spawn(tracing::Instrument::instrument(
             async move {
+                // Dropped with the task, even when it is aborted (drain).
+                let _held = held;
                 me.deliver(job).await;
                 me.in_flight.fetch_sub(1, Ordering::Relaxed);
             },
             span,
         ));
+    }
+
+    /// Spawn the lane of an ordered target: one task sending `claimed` (in
+    /// the store's order, oldest due first) one after the other. Claims a
+    /// permit cannot be had for now stay in the lane and wait their turn:
+    /// given back, they would queue behind later messages.
+    fn spawn_lane(
+        self: &Arc<Self>,
+        claimed: Vec<Claimed>,
+        channel: &Channel,
+        members: &[DestinationEntry],
+        tasks: &mut JoinSet<()>,
+    ) {
+        let Some(first) = claimed.first() else {
+            return;
+        };
+        let lane = Lane::new(self.clone(), first.target.clone());
+        let first_member = self.admission.acquire(&first.target, members, None);
+        let addressed = members
+            .first()
+            .is_some_and(|m| addresses_recipients(m.dest.kind()));
+        // Conversations in order of their first claim, each in claim order.
+        let mut convs: Vec<(String, Vec<(Job, Held)>)> = Vec::new();
+        for (i, c) in claimed.into_iter().enumerate() {
+            let key = conversation(&c, addressed);
+            let held = Held::new(self.clone(), c.delivery_id);
+            let job = Job {
+                claimed: c,
+                channel: channel.clone(),
+                members: members.to_vec(),
+                member: if i == 0 { first_member } else { None },
+                out_of_order: false,
+            };
+            match convs.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, jobs)) => jobs.push((job, held)),
+                None => convs.push((key, vec![(job, held)])),
+            }
+        }
+        let me = self.clone();
+        tasks.spawn(async move {
+            let _lane = lane;
+            let runs = convs
+                .into_iter()
+                .map(|(key, jobs)| me.clone().run_conversation(key, jobs));
+            futures::future::join_all(runs).await;
+        });
+    }
+
+    /// Send the jobs of one conversation of a lane, one after the other.
+    async fn run_conversation(self: Arc<Self>, key: String, jobs: Vec<(Job, Held)>) {
+        for (mut job, held) in jobs {
+            // Draining: what was not started is released, in its place (the
+            // one with a permit taken is sent).
+            if job.member.is_none() && !self.running.load(Ordering::Relaxed) {
+                break;
+            }
+            let _held = held;
+            job.out_of_order = self.sequence(&job.claimed, &key);
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let span = crate::telemetry::events::delivery_span(&job.claimed);
+            tracing::Instrument::instrument(self.deliver(job), span).await;
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Note that `c` goes out now in conversation `key` of its (ordered)
+    /// target; `true` when a delivery accepted after it went out before.
+    fn sequence(&self, c: &Claimed, key: &str) -> bool {
+        let mut st = self.state.lock();
+        let t = st.targets.entry(c.target.clone()).or_default();
+        if t.last_sent.len() >= MAX_CONVERSATIONS && !t.last_sent.contains_key(key) {
+            t.last_sent.clear();
+        }
+        let last = t.last_sent.entry(key.to_string()).or_insert(c.delivery_id);
+        let late = c.delivery_id < *last;
+        *last = (*last).max(c.delivery_id);
+        late
+    }
+
+    /// Extend the leases of the claims in flight, every third of the lease,
+    /// until aborted.
+    async fn heartbeat(self: Arc<Self>) {
+        let every = self.cfg.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let ids: Vec<DeliveryId> = self.held.lock().iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let until = self.now() + self.cfg.lease.as_millis() as i64;
+            if let Err(e) = self.store.extend_leases(&self.cfg.owner, ids, until).await {
+                self.store_failed(
+                    "extend_leases",
+                    None,
+                    &e,
+                    "tried again at the next heartbeat; a lease that runs out first lets another dispatcher send the delivery again",
+                );
+            }
+        }
     }
 
     /// After shutdown: let in-flight sends finish within the drain deadline,

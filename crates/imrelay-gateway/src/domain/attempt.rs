@@ -1,8 +1,9 @@
 //! What one request to a platform came to, as the store records it.
 //!
-//! The labels are those of [`imrelay_sdk::Outcome::label`], stored as that
-//! text (`attempts.outcome`, `deliveries.last_outcome`); unknown text read back
-//! is an error, never a silent default.
+//! The labels are those of [`imrelay_sdk::Outcome::label`], plus the
+//! gateway's own `out_of_order` mark, stored as that text (`attempts.outcome`,
+//! `deliveries.last_outcome`); unknown text read back is an error, never a
+//! silent default.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,16 +19,20 @@ pub enum AttemptOutcome {
     RefreshToken,
     RateLimited,
     Permanent,
+    /// Not a request: the delivery went out after later ones (ordered
+    /// channels), recorded in its history.
+    OutOfOrder,
 }
 
 impl AttemptOutcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [AttemptOutcome; 5] = [
+    pub const ALL: [AttemptOutcome; 6] = [
         AttemptOutcome::Delivered,
         AttemptOutcome::Retry,
         AttemptOutcome::RefreshToken,
         AttemptOutcome::RateLimited,
         AttemptOutcome::Permanent,
+        AttemptOutcome::OutOfOrder,
     ];
 
     /// The stored label (the SDK's [`imrelay_sdk::Outcome::label`]).
@@ -38,6 +43,7 @@ impl AttemptOutcome {
             AttemptOutcome::RefreshToken => "refresh_token",
             AttemptOutcome::RateLimited => "rate_limited",
             AttemptOutcome::Permanent => "permanent",
+            AttemptOutcome::OutOfOrder => "out_of_order",
         }
     }
 }

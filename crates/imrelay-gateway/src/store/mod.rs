@@ -206,7 +206,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
 
     /// Record progress of a claimed delivery (attempts made, parts done) and
-    /// extend its lease to `lease_until`, keeping it claimed.
+    /// extend its lease to `lease_until`, keeping it claimed. Each counted
+    /// attempt (a failure retried within the claim) adds to its failed
+    /// attempts.
     async fn progress(
         &self,
         delivery: DeliveryId,
@@ -215,6 +217,16 @@ pub trait Store: Send + Sync + 'static {
         parts_done: u32,
         lease_until: i64,
     ) -> Result<()>;
+
+    /// Extend to `lease_until` the leases of those of `deliveries` that
+    /// `owner` still holds (a heartbeat while their sends run; never
+    /// shortens a lease). Returns how many it extended.
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64>;
 
     /// End a claim. Fails with [`StoreError::LeaseLost`] when `owner` no longer
     /// holds it.

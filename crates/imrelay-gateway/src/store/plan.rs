@@ -129,13 +129,15 @@ pub(super) fn progress(
     now: i64,
 ) -> Result<Plan> {
     let l = fence(row, delivery, owner)?;
+    // Failures retried within the claim count like those retried from the queue.
+    let counted = attempts.iter().filter(|a| a.counted).count() as i64;
     Ok(Plan {
         delivery,
         message_id: l.message_id.clone(),
         target: l.target.clone(),
         update: Update {
             state: DeliveryState::Claimed,
-            add_attempts: 0,
+            add_attempts: counted,
             due_at: None,
             parts_done,
             lease_until: Some(lease_until),

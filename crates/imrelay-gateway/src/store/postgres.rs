@@ -520,6 +520,25 @@ impl Store for PgStore {
         .await
     }
 
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64> {
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let owner = owner.to_string();
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let n = queue::extend_leases(c, &owner, deliveries, lease_until).await?;
+                Ok((n, false))
+            })
+        })
+        .await
+    }
+
     async fn release(&self, owner: &str) -> Result<u64> {
         let owner = owner.to_string();
         let now = self.now_ms();

@@ -428,6 +428,22 @@ pub(super) async fn release<C: Conn>(c: &mut C, owner: &str, now: i64) -> Result
     .await
 }
 
+/// Extend the leases `owner` still holds among `ids` to `until` (never
+/// shortening one): the heartbeat of sends still running.
+pub(super) async fn extend_leases<C: Conn>(
+    c: &mut C,
+    owner: &str,
+    ids: Vec<DeliveryId>,
+    until: i64,
+) -> Result<u64> {
+    c.exec(
+        "UPDATE deliveries SET lease_until = $2
+         WHERE state = 'claimed' AND lease_owner = $1 AND lease_until < $2 AND id IN_LIST($3)",
+        args![owner, until, ids],
+    )
+    .await
+}
+
 pub(super) async fn overdue<C: Conn>(
     c: &mut C,
     channel: &str,

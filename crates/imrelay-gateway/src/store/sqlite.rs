@@ -476,6 +476,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        deliveries: Vec<DeliveryId>,
+        lease_until: i64,
+    ) -> Result<u64> {
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Box::pin(async move { queue::extend_leases(c, &owner, deliveries, lease_until).await })
+        })
+        .await
+    }
+
     async fn release(&self, owner: &str) -> Result<u64> {
         let owner = owner.to_string();
         let now = self.now_ms();

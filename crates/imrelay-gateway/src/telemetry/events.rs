@@ -16,9 +16,14 @@ use crate::store::{AttemptRecord, Claimed, DeadReason};
 /// Messages accepted by the API. Labels: `channel`.
 pub const MESSAGES_ACCEPTED: &str = "imrelay_messages_accepted_total";
 /// Deliveries settled or rescheduled. Labels: `channel`, `platform`,
-/// `outcome` (delivered, retried, rate_limited, dead), `class` (none,
-/// transient, token_invalid, rate_limited, permanent, gateway), `code`.
+/// `destination` (the configured destination's secret-free key, the SDK's
+/// `Destination::id`; for a robot pool, the member that sent), `outcome`
+/// (delivered, retried, rate_limited, dead), `class` (none, transient,
+/// token_invalid, rate_limited, permanent, gateway), `code`.
 pub const DELIVERIES: &str = "imrelay_deliveries_total";
+/// Deliveries of ordered channels sent after messages accepted later (their
+/// retry outlasted `order_hold`). Labels: `channel`, `destination`.
+pub const OUT_OF_ORDER: &str = "imrelay_deliveries_out_of_order_total";
 /// Accept to delivered. Labels: `channel`, `platform`.
 pub const DELIVERY_LATENCY: &str = "imrelay_delivery_latency_seconds";
 /// Attempts a delivery took when it settled (delivered or dead). Labels: `channel`.
@@ -79,6 +84,7 @@ pub const ALL: &[&str] = &[
     STORE_PRUNED,
     MESSAGES_ACCEPTED,
     DELIVERIES,
+    OUT_OF_ORDER,
     DELIVERY_LATENCY,
     DELIVERY_ATTEMPTS,
     PLATFORM_REQUESTS,
@@ -124,6 +130,7 @@ fn class_of_attempt(outcome: AttemptOutcome) -> &'static str {
         AttemptOutcome::RefreshToken => "token_invalid",
         AttemptOutcome::RateLimited => "rate_limited",
         AttemptOutcome::Permanent => "permanent",
+        AttemptOutcome::OutOfOrder => "none",
     }
 }
 
@@ -200,8 +207,10 @@ pub fn attempt(key: &str, report: &Report, started_ms: i64, ended_ms: i64) {
 }
 
 fn delivery(channel: &str, key: &str, outcome: &'static str, class: &'static str, code: String) {
+    // `key` is a configured destination's id, never its URL: as bounded as
+    // the config, and free of secrets.
     counter!(DELIVERIES, "channel" => channel.to_string(), "platform" => platform_of(key).to_string(),
-        "outcome" => outcome, "class" => class, "code" => code)
+        "destination" => key.to_string(), "outcome" => outcome, "class" => class, "code" => code)
     .increment(1);
 }
 
@@ -218,6 +227,12 @@ pub fn delivered(c: &Claimed, key: &str, now_ms: i64) {
         latency_ms = now_ms - c.created_at,
         "delivered"
     );
+}
+
+/// An ordered channel's delivery goes out after messages accepted later.
+pub fn out_of_order(c: &Claimed, key: &str) {
+    counter!(OUT_OF_ORDER, "channel" => c.channel.clone(), "destination" => key.to_string())
+        .increment(1);
 }
 
 /// A transient failure; the delivery is retried at `at_ms`.
@@ -252,12 +267,9 @@ pub fn rate_limit_wait(key: &str, source: &'static str, wait: Duration) {
         .record(wait.as_secs_f64());
 }
 
-/// Dead-lettered. `last` is the last attempt of this claim, if any.
-pub fn dead(c: &Claimed, reason: &DeadReason, last: Option<&AttemptRecord>) {
-    let key = last.map_or_else(
-        || c.target.rsplit('/').next().unwrap_or(""),
-        |a| a.destination.as_str(),
-    );
+/// Dead-lettered at destination `key` (the pool member of the last request).
+/// `last` is the last attempt of this claim, if any.
+pub fn dead(c: &Claimed, key: &str, reason: &DeadReason, last: Option<&AttemptRecord>) {
     let class = last.map_or("gateway", |a| class_of_attempt(a.outcome));
     delivery(
         &c.channel,

@@ -1102,6 +1102,103 @@ pub async fn notifier_wakes_on_enqueue(ctx: &Ctx) {
         .unwrap();
 }
 
+pub async fn extend_leases_of_held_claims(ctx: &Ctx) {
+    enqueue_one(ctx, msg("ops", "a", &["ops/x"])).await;
+    enqueue_one(ctx, msg("ops", "b", &["ops/x"])).await;
+    enqueue_one(ctx, msg("ops", "c", &["ops/x"])).await;
+    let held = ctx.s().claim(claim_req(None, 3, "w")).await.unwrap();
+    let ids: Vec<DeliveryId> = held.iter().map(|c| c.delivery_id).collect();
+    assert_eq!(
+        ctx.s()
+            .extend_leases("other", ids.clone(), ctx.now() + 90_000)
+            .await
+            .unwrap(),
+        0,
+        "only the owner extends its leases"
+    );
+    // The first two are still sending; the third is not in the heartbeat.
+    let until = ctx.now() + 90_000;
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids[..2].to_vec(), until)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids[..2].to_vec(), until - 50_000)
+            .await
+            .unwrap(),
+        0,
+        "a lease is never shortened"
+    );
+    assert_eq!(ctx.s().extend_leases("w", vec![], until).await.unwrap(), 0);
+    ctx.advance(30_001);
+    let taken = ctx.s().claim(claim_req(None, 3, "other")).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
+        [ids[2]],
+        "only the lease left out expired"
+    );
+    // A finished delivery is no longer extended.
+    ctx.s().complete(ids[0], "w", vec![], 1).await.unwrap();
+    assert_eq!(
+        ctx.s()
+            .extend_leases("w", ids.clone(), until + 1)
+            .await
+            .unwrap(),
+        1,
+        "neither the finished one nor the one another owner holds now"
+    );
+    ctx.advance(50_000);
+    let later = ctx.s().claim(claim_req(None, 3, "third")).await.unwrap();
+    assert_eq!(
+        later.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
+        [ids[2]],
+        "the extended lease still holds; the other owner's has run out"
+    );
+}
+
+pub async fn progress_counts_failures_retried_in_the_claim(ctx: &Ctx) {
+    let id = enqueue_one(ctx, msg("ops", "a", &["ops/x"])).await;
+    let c = ctx
+        .s()
+        .claim(claim_req(None, 1, "w"))
+        .await
+        .unwrap()
+        .remove(0);
+    let until = ctx.now() + 30_000;
+    ctx.s()
+        .progress(
+            c.delivery_id,
+            "w",
+            vec![
+                attempt("retry", true, None, "503"),
+                attempt("rate_limited", false, None, "wait"),
+                attempt("retry", true, None, "502"),
+            ],
+            0,
+            until,
+        )
+        .await
+        .unwrap();
+    let d = &ctx.s().get_message(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!(d.attempts, 2, "the counted ones");
+    assert_eq!(d.history.len(), 3);
+    ctx.s()
+        .complete(
+            c.delivery_id,
+            "w",
+            vec![attempt("delivered", false, None, "ok")],
+            1,
+        )
+        .await
+        .unwrap();
+    let d = &ctx.s().get_message(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!((d.attempts, d.history.len()), (2, 4));
+}
+
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
     "enqueue_and_get",
@@ -1112,6 +1209,8 @@ pub const CASES: &[&str] = &[
     "not_due_is_not_claimed",
     "retry_counts_requeue_does_not",
     "progress_extends_lease",
+    "extend_leases_of_held_claims",
+    "progress_counts_failures_retried_in_the_claim",
     "dead_letters_list_replay_purge",
     "dead_with_fallback_enqueues_atomically",
     "split_recipients",
@@ -1139,6 +1238,10 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "not_due_is_not_claimed" => not_due_is_not_claimed(ctx).await,
         "retry_counts_requeue_does_not" => retry_counts_requeue_does_not(ctx).await,
         "progress_extends_lease" => progress_extends_lease(ctx).await,
+        "extend_leases_of_held_claims" => extend_leases_of_held_claims(ctx).await,
+        "progress_counts_failures_retried_in_the_claim" => {
+            progress_counts_failures_retried_in_the_claim(ctx).await
+        }
         "dead_letters_list_replay_purge" => dead_letters_list_replay_purge(ctx).await,
         "dead_with_fallback_enqueues_atomically" => {
             dead_with_fallback_enqueues_atomically(ctx).await

@@ -163,12 +163,13 @@ async fn keys_401_versus_403() {
     )
     .await
     .assert_problem(403, None);
-    // Reading another channel's message is forbidden too.
+    // Reading another channel's message is refused too, as a 404 (see
+    // another_channels_message_answers_like_a_missing_one).
     let a = t.post("/v1/messages", Some(ADMIN_KEY), body, &[]).await;
     let id = a.body["id"].as_str().unwrap();
     t.get(&format!("/v1/messages/{id}"), Some(OPS_KEY))
         .await
-        .assert_problem(403, None);
+        .assert_problem(404, None);
     t.get(&format!("/v1/messages/{id}"), None)
         .await
         .assert_problem(401, Some("Authorization"));
@@ -472,6 +473,215 @@ async fn dead_letters_are_listed_inspected_replayed_and_purged() {
             .len(),
         0
     );
+    t.gw.shutdown().await.unwrap();
+}
+
+/// Another id of the same length that no message has.
+fn missing_like(id: &str) -> String {
+    let mut s = id.to_string();
+    let last = s.pop().unwrap();
+    s.push(if last == '0' { '1' } else { '0' });
+    s
+}
+
+async fn call(t: &TestGateway, method: &str, path: &str) -> Resp {
+    match method {
+        "GET" => t.get(path, Some(OPS_KEY)).await,
+        "POST" => t.post(path, Some(OPS_KEY), "", &[]).await,
+        _ => t.delete(path, Some(OPS_KEY)).await,
+    }
+}
+
+/// `a` is the answer for `id_a`, `b` for `id_b`: the same status, headers
+/// that matter and body, once each id is written as `{id}`.
+#[track_caller]
+fn assert_alike(a: &Resp, id_a: &str, b: &Resp, id_b: &str) {
+    assert_eq!(a.status, b.status, "{} vs {}", a.text, b.text);
+    assert_eq!(a.content_type(), b.content_type());
+    assert_eq!(
+        a.text.replace(id_a, "{id}"),
+        b.text.replace(id_b, "{id}"),
+        "the answers tell the ids apart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_channels_message_answers_like_a_missing_one() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    // A message of `other`, which the ops key may not use.
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            r#"{"channel": "other", "text": "theirs"}"#,
+            &[],
+        )
+        .await;
+    let theirs = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state(&theirs, "delivered").await;
+    let missing = missing_like(&theirs);
+    assert_eq!(
+        t.get(&format!("/v1/messages/{missing}"), Some(ADMIN_KEY))
+            .await
+            .status,
+        404,
+        "the made-up id does not exist"
+    );
+    let a = t
+        .get(&format!("/v1/messages/{theirs}"), Some(OPS_KEY))
+        .await;
+    let b = t
+        .get(&format!("/v1/messages/{missing}"), Some(OPS_KEY))
+        .await;
+    a.assert_problem(404, None);
+    assert_alike(&a, &theirs, &b, &missing);
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_channels_dead_letters_answer_like_missing_ones() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    // Dead letters: one of `other` (which the ops key may not use), one of
+    // `alerts`.
+    sink.set_status(400);
+    let mut dead = Vec::new();
+    for channel in ["other", "alerts"] {
+        let r = t
+            .post(
+                "/v1/messages",
+                Some(ADMIN_KEY),
+                &json!({"channel": channel, "text": "x"}).to_string(),
+                &[],
+            )
+            .await;
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let v = t.wait_state(&id, "dead").await;
+        dead.push(v["deliveries"][0]["id"].as_i64().unwrap());
+    }
+    let (their_dead, my_dead) = (dead[0], dead[1]);
+    let no_dead = their_dead.max(my_dead) + 1000;
+    let (a_id, b_id) = (their_dead.to_string(), no_dead.to_string());
+    for (method, path) in [
+        ("GET", "/v1/dlq/{}"),
+        ("POST", "/v1/dlq/{}/replay"),
+        ("DELETE", "/v1/dlq/{}"),
+    ] {
+        let a = call(&t, method, &path.replace("{}", &a_id)).await;
+        let b = call(&t, method, &path.replace("{}", &b_id)).await;
+        assert_eq!(a.status, 404, "{method} {path}: {}", a.text);
+        a.assert_problem(404, None);
+        assert_alike(&a, &a_id, &b, &b_id);
+    }
+    // By ids: another channel's id is skipped like a missing one, and the
+    // key's own still counts.
+    for (path, member) in [("/v1/dlq/replay", "replayed"), ("/v1/dlq/purge", "purged")] {
+        let a = t
+            .post(
+                path,
+                Some(OPS_KEY),
+                &json!({"ids": [their_dead]}).to_string(),
+                &[],
+            )
+            .await;
+        let b = t
+            .post(
+                path,
+                Some(OPS_KEY),
+                &json!({"ids": [no_dead]}).to_string(),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (a.status, &a.body[member]),
+            (200, &json!(0)),
+            "{path}: {}",
+            a.text
+        );
+        assert_alike(&a, &a_id, &b, &b_id);
+    }
+    let r = t
+        .post(
+            "/v1/dlq/purge",
+            Some(OPS_KEY),
+            &json!({"ids": [their_dead, my_dead, no_dead]}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["purged"]),
+        (200, &json!(1)),
+        "{}",
+        r.text
+    );
+    // The other channel's dead letter is untouched.
+    let r = t
+        .get(&format!("/v1/dlq/{their_dead}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["channel"], "other");
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_shows_a_scoped_key_only_its_destinations() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    // Deliver to both channels, so the dispatcher knows both destinations.
+    for channel in ["alerts", "other"] {
+        let r = t
+            .post(
+                "/v1/messages",
+                Some(ADMIN_KEY),
+                &json!({"channel": channel, "text": "x"}).to_string(),
+                &[],
+            )
+            .await;
+        t.wait_state(r.body["id"].as_str().unwrap(), "delivered")
+            .await;
+    }
+    let keys = |s: &Resp| -> Vec<String> {
+        s.body["dispatch"]["destinations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:#}", s.body))
+            .iter()
+            .map(|d| d["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let channel_keys = |s: &Resp, name: &str| -> Vec<String> {
+        s.body["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == name)
+            .flat_map(|c| c["destinations"].as_array().unwrap().iter())
+            .map(|d| d["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let admin = t.get("/v1/status", Some(ADMIN_KEY)).await;
+    let alerts = channel_keys(&admin, "alerts");
+    let other = channel_keys(&admin, "other");
+    assert_eq!((alerts.len(), other.len()), (1, 1), "{:#}", admin.body);
+    assert_ne!(alerts, other, "the two channels have distinct destinations");
+    let mut both = [alerts[0].clone(), other[0].clone()];
+    both.sort();
+    assert_eq!(keys(&admin), both, "an admin key sees every destination");
+    let ops = t.get("/v1/status", Some(OPS_KEY)).await;
+    assert_eq!(ops.status, 200, "{}", ops.text);
+    assert_eq!(
+        keys(&ops),
+        alerts,
+        "a scoped key sees its channels' destinations only"
+    );
+    assert!(
+        !ops.text.contains(&other[0]),
+        "nothing of the other channel's destination shows: {}",
+        ops.text
+    );
+    for t in ops.body["queue"]["by_target"].as_array().unwrap() {
+        assert!(t["target"].as_str().unwrap().starts_with("alerts/"), "{t}");
+    }
     t.gw.shutdown().await.unwrap();
 }
 

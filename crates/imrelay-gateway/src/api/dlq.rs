@@ -8,7 +8,9 @@
 //!
 //! Times are RFC 3339 (`2026-01-01T00:00:00Z`) or milliseconds since the epoch.
 //! A key limited to some channels sees and changes only their dead letters; it
-//! must name the channel in a filter unless it has exactly one.
+//! must name the channel in a filter unless it has exactly one. Another
+//! channel's dead letter is answered like a missing one (404, or skipped in
+//! `ids`), so ids reveal nothing.
 
 use axum::extract::State;
 use axum::Json;
@@ -192,8 +194,7 @@ pub async fn list(
     responses(
         (status = 200, description = "One dead letter with its message", body = DeadEntry),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -211,8 +212,7 @@ pub async fn inspect(
     responses(
         (status = 200, description = "Queued again with a fresh attempt count", body = Replayed),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -235,8 +235,7 @@ pub async fn replay_one(
     responses(
         (status = 200, description = "Deleted", body = Purged),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use its channel", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -260,7 +259,7 @@ pub async fn purge_one(
         (status = 200, description = "How many were queued again", body = Replayed),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use a channel named or selected", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
@@ -273,6 +272,9 @@ pub async fn replay_many(
     ApiJson { value, .. }: ApiJson<SelectorBody>,
 ) -> Result<Json<Replayed>, Problem> {
     let sel = selector(&st, &caller, value).await?;
+    if matches!(&sel, DeadSelector::Ids(ids) if ids.is_empty()) {
+        return Ok(Json(Replayed { replayed: 0 }));
+    }
     let replayed = st.store.replay(&sel).await?;
     Ok(Json(Replayed { replayed }))
 }
@@ -284,7 +286,7 @@ pub async fn replay_many(
         (status = 200, description = "How many were deleted", body = Purged),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use a channel named or selected", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
@@ -297,6 +299,9 @@ pub async fn purge_many(
     ApiJson { value, .. }: ApiJson<SelectorBody>,
 ) -> Result<Json<Purged>, Problem> {
     let sel = selector(&st, &caller, value).await?;
+    if matches!(&sel, DeadSelector::Ids(ids) if ids.is_empty()) {
+        return Ok(Json(Purged { purged: 0 }));
+    }
     let purged = st.store.purge_dead(&sel).await?;
     Ok(Json(Purged { purged }))
 }
@@ -306,7 +311,8 @@ pub async fn purge_many(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorBody {
-    /// Dead-letter ids (`delivery_id`), 1 to 1000.
+    /// Dead-letter ids (`delivery_id`), 1 to 1000. Ids that do not exist, or
+    /// belong to a channel the key may not use, are skipped alike.
     #[serde(default)]
     #[schema(value_type = Option<Vec<i64>>, min_items = 1, max_items = 1000)]
     pub ids: Option<Vec<DeliveryId>>,
@@ -350,16 +356,20 @@ async fn selector(
             if ids.len() > MAX_IDS {
                 return Err(Problem::invalid("ids", format!("at most {MAX_IDS} ids per request")));
             }
-            if !matches!(caller.scope, Scope::All) {
-                for (i, id) in ids.iter().enumerate() {
-                    if let Some(e) = st.store.get_dead(*id).await? {
-                        if !caller.may_use(&e.channel) {
-                            return Err(caller.require(&e.channel).unwrap_err().field(format!("ids[{i}]")));
-                        }
+            if matches!(caller.scope, Scope::All) {
+                return Ok(DeadSelector::Ids(ids));
+            }
+            // Ids of other channels' dead letters are dropped like ids that do
+            // not exist (neither is counted), so the answer reveals nothing.
+            let mut mine = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(e) = st.store.get_dead(id).await? {
+                    if caller.may_use(&e.channel) {
+                        mine.push(id);
                     }
                 }
             }
-            Ok(DeadSelector::Ids(ids))
+            Ok(DeadSelector::Ids(mine))
         }
         (None, Some(f)) => {
             let mut filter = DeadFilter {
@@ -397,14 +407,13 @@ fn scope_filter(caller: &Caller, filter: &mut DeadFilter, field: &str) -> Result
     }
 }
 
+/// A dead letter of another channel answers exactly like a missing one, so a
+/// key cannot learn which ids exist.
 async fn find(st: &AppState, caller: &Caller, id: DeliveryId) -> Result<DeadEntry, Problem> {
-    let entry = st
-        .store
-        .get_dead(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no dead letter {id}")))?;
-    caller.require(&entry.channel)?;
-    Ok(entry)
+    match st.store.get_dead(id).await? {
+        Some(entry) if caller.may_use(&entry.channel) => Ok(entry),
+        _ => Err(Problem::not_found(format!("no dead letter {id}"))),
+    }
 }
 
 fn non_empty(field: &str, v: String) -> Result<String, Problem> {

@@ -604,8 +604,7 @@ pub async fn submit_batch(
     responses(
         (status = 200, description = "State, deliveries and every attempt", body = MessageView),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key may not use the message's channel", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such message", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -621,13 +620,12 @@ pub async fn get(
             truncate(&id, 64)
         )));
     }
-    let view = st
-        .store
-        .get_message(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))?;
-    caller.require(&view.channel)?;
-    Ok(Json(view))
+    // Another channel's message answers exactly like a missing one, so a key
+    // cannot learn which ids exist.
+    match st.store.get_message(&id).await? {
+        Some(view) if caller.may_use(&view.channel) => Ok(Json(view)),
+        _ => Err(Problem::not_found(format!("no message `{id}`"))),
+    }
 }
 
 /// `POST /v1/messages` with `template` (+ `data`): render the title and body

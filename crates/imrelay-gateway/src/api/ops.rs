@@ -2,6 +2,8 @@
 //! counts, and the dispatcher's view of each destination: breaker state, limiter)
 //! and the unauthenticated probes `GET /healthz` and `GET /readyz`.
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,9 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::auth::{Auth, Scope};
+use super::auth::{Auth, Caller, Scope};
 use super::problem::Problem;
 use super::AppState;
+use crate::channels::ChannelSet;
 use crate::store::QueueStats;
 
 /// The gateway's state as one key may see it.
@@ -25,8 +28,9 @@ pub struct Status {
     pub queue: QueueStats,
     /// The channels the key may use.
     pub channels: Vec<ChannelStatus>,
-    /// The dispatcher's view (breakers, limiters, counters); null when no
-    /// dispatcher runs in this process.
+    /// The dispatcher's view (breakers, limiters, counters; destinations
+    /// limited to those of the key's channels); null when no dispatcher runs
+    /// in this process.
     #[schema(value_type = Option<crate::dispatch::DispatchStatus>)]
     pub dispatch: Option<Value>,
 }
@@ -73,8 +77,8 @@ pub async fn status(
                 .is_some_and(|(c, _)| caller.may_use(c))
         });
     }
-    let channels = st
-        .channels()
+    let set = st.channels();
+    let channels = set
         .channels
         .values()
         .filter(|c| caller.may_use(&c.name))
@@ -97,8 +101,41 @@ pub async fn status(
         accepting: st.accepting.load(std::sync::atomic::Ordering::Acquire),
         queue,
         channels,
-        dispatch: st.status.as_ref().map(|f| f()),
+        dispatch: st.status.as_ref().map(|f| {
+            let mut d = f();
+            if let Scope::Channels(_) = &caller.scope {
+                scope_dispatch(&mut d, &caller, &set);
+            }
+            d
+        }),
     }))
+}
+
+/// Keep only what concerns the caller's channels in the dispatcher's view:
+/// the destinations they send to (a destination shared with another channel
+/// stays, it is the caller's too) and the per-target queue counts.
+fn scope_dispatch(d: &mut Value, caller: &Caller, set: &ChannelSet) {
+    let keys: HashSet<&str> = set
+        .channels
+        .values()
+        .filter(|c| caller.may_use(&c.name))
+        .flat_map(|c| c.destinations.iter().map(|d| d.key.as_str()))
+        .collect();
+    if let Some(dests) = d.get_mut("destinations").and_then(Value::as_array_mut) {
+        dests.retain(|e| e["key"].as_str().is_some_and(|k| keys.contains(k)));
+    }
+    if let Some(targets) = d
+        .get_mut("queue")
+        .and_then(|q| q.get_mut("by_target"))
+        .and_then(Value::as_array_mut)
+    {
+        targets.retain(|t| {
+            t["target"]
+                .as_str()
+                .and_then(|t| t.split_once('/'))
+                .is_some_and(|(c, _)| caller.may_use(c))
+        });
+    }
 }
 
 /// The liveness answer.

@@ -17,11 +17,23 @@ use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 
 /// SDK clients reused across reloads, one per distinct timeout setting, so
 /// access tokens and connection pools survive a reload.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BuildContext {
     clients: Mutex<HashMap<(u128, u128), Client>>,
     /// Several instances on PostgreSQL share access tokens.
     shared_tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
+    /// Idle connections each client keeps per host.
+    pool_max_idle_per_host: usize,
+}
+
+impl Default for BuildContext {
+    fn default() -> Self {
+        BuildContext {
+            clients: Mutex::default(),
+            shared_tokens: None,
+            pool_max_idle_per_host: ClientOptions::default().pool_max_idle_per_host,
+        }
+    }
 }
 
 impl BuildContext {
@@ -33,7 +45,15 @@ impl BuildContext {
         }
     }
 
-    fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {
+    /// Keep `n` idle connections per host: `dispatch.concurrency`, since that
+    /// many sends may run against one host at once, and a smaller pool makes
+    /// every burst open (and TLS-handshake) new connections for the rest.
+    pub fn with_pool_max_idle_per_host(mut self, n: usize) -> Self {
+        self.pool_max_idle_per_host = n;
+        self
+    }
+
+    pub(crate) fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {
         let key = (t.connect.as_millis(), t.total.as_millis());
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get(&key) {
@@ -41,6 +61,7 @@ impl BuildContext {
         }
         let c = Client::with_options(ClientOptions {
             timeouts: t.into(),
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
             ..Default::default()
         })
         .map_err(|e| e.to_string())?;

@@ -49,7 +49,7 @@ impl fmt::Display for Summary {
 pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
     let path = path.as_ref();
     let cfg = Config::load(path)?;
-    let ctx = BuildContext::new(None);
+    let ctx = BuildContext::new(None).with_pool_max_idle_per_host(cfg.dispatch.concurrency);
     let set = build_channels(&cfg, &ctx).map_err(|e| e.with_file(Some(path)))?;
     Ok(Summary {
         listen: cfg.server.listen,

@@ -58,7 +58,7 @@ impl Live {
         cfg: Config,
         tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
     ) -> Result<Live, ConfigError> {
-        let ctx = BuildContext::new(tokens);
+        let ctx = BuildContext::new(tokens).with_pool_max_idle_per_host(cfg.dispatch.concurrency);
         let runtime = Runtime::build(&cfg, &ctx)?;
         Ok(Live {
             runtime: ArcSwap::from_pointee(runtime),
@@ -170,5 +170,42 @@ fn warn_restart_only(cur: &Config, new: &Config) {
 impl ChannelSource for Live {
     fn current(&self) -> Arc<ChannelSet> {
         self.runtime.load().channels.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_keep_an_idle_pool_the_size_of_the_dispatch_concurrency() {
+        let cfg = Config::parse(
+            r#"
+[dispatch]
+concurrency = 37
+
+[[api_keys]]
+name = "k"
+key = "key-0123456789abcdef0123"
+channels = ["*"]
+
+[channels.hook]
+[[channels.hook.destinations]]
+type = "webhook"
+url = "https://example.com/hook"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        let timeouts = cfg.outbound.timeouts;
+        let live = Live::new(cfg).unwrap();
+        // The client the channel was built with (one per timeout setting).
+        let client = live.ctx.client(timeouts).unwrap();
+        assert_eq!(client.shared().options.pool_max_idle_per_host, 37);
+        let default = BuildContext::default().client(timeouts).unwrap();
+        assert_eq!(
+            default.shared().options.pool_max_idle_per_host,
+            imrelay_sdk::http::DEFAULT_POOL_MAX_IDLE_PER_HOST
+        );
     }
 }

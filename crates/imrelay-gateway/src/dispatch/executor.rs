@@ -76,8 +76,6 @@ pub(super) enum Step {
     End,
 }
 
-/// The history entry of a delivery delivered after later ones.
-
 /// The `error` label of a store error.
 fn error_label(e: &StoreError) -> &'static str {
     match e {

@@ -103,5 +103,5 @@ done
 
 echo "-- OTLP export (cargo feature otlp): lints and the export test"
 cargo clippy -q --locked -p imrelay-gateway --features otlp --all-targets -- -D warnings
-cargo test -q --locked -p imrelay-gateway --features otlp --test obs_otlp
+cargo test -q --locked -p imrelay-gateway --features otlp --test it obs_otlp
 echo "observability checks passed"

@@ -7,16 +7,27 @@
 //! tests call [`run`] or [`Gateway::start`] on a listener bound to port 0.
 //!
 //! # Layout
-//! - [`config`]: the TOML file (`${ENV}`, `*_file` secrets, validation naming
-//!   the key) and building the runtime [`channels::ChannelSet`].
-//! - [`reload`]: hot reload on SIGHUP and file change through `ArcSwap`.
-//! - [`api`]: the `/v1` HTTP API, problem+json errors, bearer keys.
-//! - [`store`]: the `Store` trait and its SQLite implementation.
-//! - [`dispatch`]: the claim loop, retry backoff, breakers, limiters, coalescing.
-//! - [`channels`]: the runtime channel model the dispatcher and API share.
-//! - [`outbound`]: the SSRF guard for generic webhooks.
+//! Each feature is one folder that owns its config section, its runtime and
+//! its HTTP handler; the modules form layers with no dependency cycle
+//! (`tests/module_graph.rs` checks it), from the bottom:
+//! - [`domain`]: what everything shares: the config error vocabulary, the
+//!   cluster limiter trait, [`domain::attempt::AttemptOutcome`].
+//! - [`store`]: the `Store` trait, the queue state machine (a pure planner)
+//!   and its SQLite and PostgreSQL backends; [`telemetry`]: metrics and logs.
+//! - [`outbound`] (`[outbound]`, the SSRF guard), [`templates`], [`channels`]
+//!   (`[channels.*]` and the runtime channel model), [`http`] (problem+json,
+//!   `[[api_keys]]`, extractors).
+//! - Features: [`alertmanager`] (`[alerting]`, `[templates]`, the receiver),
+//!   [`callbacks`] (`[[callbacks]]`, the endpoints), [`self_alerts`].
+//! - [`config`]: the TOML file as plain data (`${ENV}`, `*_file` secrets,
+//!   validation naming the key).
+//! - [`runtime`]: what a config compiles into, one `Runtime` behind one
+//!   `ArcSwap`, swapped whole on reload (SIGHUP, file change).
+//! - [`dispatch`]: the claim loop; a pure delivery decision, admission
+//!   (limiters, breakers, cluster permits), coalescing, fallback, ordering.
+//! - [`api`]: the `/v1` API and `/metrics`, merging the features' routers;
+//!   [`server`]: the serving loop (header and idle timeouts, connection cap).
 //! - [`client`]: a small client for a running gateway (`imrelay send --server`).
-//! - [`server`]: the HTTP serving loop (header and idle timeouts, connection cap).
 //!
 //! # Lifecycle
 //! Start: open the store (SQLite with `synchronous=FULL`, or PostgreSQL), start

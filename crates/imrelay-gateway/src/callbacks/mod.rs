@@ -8,7 +8,7 @@
 //!   (answer at once, or store an event then answer) or a [`Rejection`] naming
 //!   the check that failed. It does no I/O, so it is tested without a server.
 //! - [`normalize`]: platform events to the one documented JSON schema.
-//! - `api/callbacks.rs`: the axum handlers (store, dedup, reply).
+//! - [`handler`]: the HTTP endpoints (store, dedup, reply).
 //!
 //! Checks run in this order: parse the request (400), timestamp inside the
 //! replay window (401), signature over the ciphertext *before* decrypting

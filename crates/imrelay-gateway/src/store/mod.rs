@@ -1,5 +1,6 @@
 //! Durable storage: the [`Store`] trait the API and the dispatcher use, its
-//! types, and the SQLite implementation ([`sqlite::SqliteStore`]).
+//! types, and two backends: SQLite ([`sqlite::SqliteStore`], the embedded
+//! default) and PostgreSQL ([`postgres::PgStore`], for several instances).
 //!
 //! # Model
 //! - A *message* is the neutral [`imrelay_sdk::Message`] as producers sent it,

@@ -83,6 +83,19 @@ fn describe() {
     describe_counter!(TOKEN_REFRESHES, "Access-token fetches by outcome.");
     describe_counter!(CONFIG_RELOADS, "Config reloads by outcome.");
     describe_counter!(DIGESTS, "Digests created by coalescing.");
+    describe_counter!(
+        OUT_OF_ORDER,
+        "Deliveries sent after later messages to the same destination (ordered channels)."
+    );
+    describe_gauge!(
+        STORE_MESSAGES,
+        "Messages kept in the store: open (a delivery still pending) or settled."
+    );
+    describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the store's database.");
+    describe_counter!(
+        STORE_PRUNED,
+        "Settled messages deleted by retention (keep_delivered, keep_dead)."
+    );
     describe_counter!(DIGEST_MEMBERS, "Deliveries merged into digests.");
     describe_counter!(ALERTS, "Self-alerts by kind, severity and result.");
     describe_counter!(

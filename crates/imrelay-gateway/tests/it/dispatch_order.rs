@@ -3,15 +3,13 @@
 //! it for at most `order_hold`, then they go on and it is recorded as out of
 //! order. `ordered = false` sends concurrently.
 
-mod dispatch_common;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dispatch_common::{channel, Harness};
 use async_trait::async_trait;
-use dispatch_common::{channel, Harness};
 use imrelay_gateway::channels::{ChannelSet, DestinationEntry};
 use imrelay_gateway::store::{MessageState, NewMessage};
 use imrelay_sdk::message::{Body, Platform};
@@ -189,11 +187,11 @@ async fn stopping_gives_back_a_retry_waiting_in_place_at_once() {
     ch.retry.cap = Duration::from_secs(20);
     let cfg = imrelay_gateway::dispatch::DispatchConfig {
         drain_deadline: Duration::from_secs(10),
-        ..dispatch_common::test_dispatch_config()
+        ..crate::dispatch_common::test_dispatch_config()
     };
     let mut h = Harness::start_with(ChannelSet::new([ch]), cfg).await;
     let ids = send_all(&h, &["m0", "m1"]).await;
-    dispatch_common::wait_for(Duration::from_secs(5), "m0's failure recorded", || async {
+    crate::dispatch_common::wait_for(Duration::from_secs(5), "m0's failure recorded", || async {
         h.view(&ids[0]).await.deliveries[0].history.len() == 1
     })
     .await;

@@ -3,12 +3,10 @@
 //! its methods, and every documented operation reaches a handler on a running
 //! gateway (not the 404/405 fallbacks).
 
-mod api_support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use api_support::{Sink, TestGateway, ADMIN_KEY};
+use crate::api_support::{Sink, TestGateway, ADMIN_KEY};
 
 /// (path, method) of every `.route(...)` call in `src/`.
 fn routes_in_source() -> BTreeSet<(String, String)> {
@@ -123,7 +121,7 @@ fn every_route_in_the_source_is_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_reaches_a_handler() {
     let sink = Sink::start().await;
-    let t = TestGateway::start(&api_support::config_text(&sink, "")).await;
+    let t = TestGateway::start(&crate::api_support::config_text(&sink, "")).await;
     let r = t.get("/openapi.json", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, imrelay_gateway::api::openapi::document());

@@ -2,11 +2,9 @@
 //! a restart and is delivered; a draining gateway answers 503 to new messages;
 //! the quickstart config works end to end against its in-process mock.
 
-mod api_support;
-
 use std::sync::Arc;
 
-use api_support::*;
+use crate::api_support::*;
 use axum::body::Body;
 use axum::http::Request;
 use imrelay_gateway::api::{self, AppState};
@@ -118,7 +116,7 @@ url = "https://hooks.example.com/a"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_quickstart_config_delivers_through_its_in_process_mock() {
-    let text = include_str!("../../../examples/quickstart.toml");
+    let text = include_str!("../../../../examples/quickstart.toml");
     // Free ports instead of the fixed ones, so parallel tests do not collide.
     let mock_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

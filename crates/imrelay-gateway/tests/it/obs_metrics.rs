@@ -1,10 +1,8 @@
 //! `/metrics`, `/healthz` and `/readyz` on a running gateway.
 
-mod api_support;
-
 use std::sync::atomic::Ordering;
 
-use api_support::{config_text, Sink, TestGateway, ADMIN_KEY};
+use crate::api_support::{config_text, Sink, TestGateway, ADMIN_KEY};
 use imrelay_gateway::telemetry::events;
 use tower::ServiceExt;
 

@@ -1,9 +1,7 @@
 //! `POST /v1/alertmanager/{route}` over HTTP, config-load errors for routes and
 //! templates, template reload, and `POST /v1/messages` with a template.
 
-mod api_support;
-
-use api_support::*;
+use crate::api_support::*;
 use imrelay_gateway::config::Config;
 use serde_json::{json, Value};
 
@@ -361,7 +359,7 @@ title = "Deploy {{ service }}"
 /// The migration guide's example is a valid config (every destination built).
 #[test]
 fn the_migration_guide_example_is_valid() {
-    let doc = include_str!("../../../docs/migration.md");
+    let doc = include_str!("../../../../docs/migration.md");
     let start = doc.find("```toml\n").expect("a toml example") + 8;
     let block = &doc[start..start + doc[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();

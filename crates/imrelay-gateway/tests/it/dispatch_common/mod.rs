@@ -2,8 +2,6 @@
 //! a channel set, and a tiny scriptable HTTP receiver for `webhook`
 //! destinations.
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
@@ -60,7 +58,6 @@ pub struct Seen {
     pub path: String,
     pub at_ms: i64,
     pub body: serde_json::Value,
-    pub webhook_id: Option<String>,
     pub status: u16,
 }
 
@@ -151,7 +148,6 @@ impl Drop for Receiver {
 async fn handle(
     State(st): State<Arc<ReceiverState>>,
     Path(path): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
     let answer = {
@@ -167,10 +163,6 @@ async fn handle(
         path,
         at_ms: SystemClock.now_ms(),
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        webhook_id: headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
         status: answer.status,
     });
     let mut resp = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();

@@ -1,17 +1,14 @@
 //! OTLP export (feature `otlp`): one message's spans (the API request, the
 //! delivery attempt, the platform call) reach an OTLP/HTTP collector in the
 //! producer's trace. Run with `cargo test -p imrelay-gateway --features otlp
-//! --test obs_otlp`.
+//! --test it obs_otlp`.
 #![cfg(feature = "otlp")]
-
-mod api_support;
-mod dispatch_common;
 
 use std::sync::Arc;
 
-use api_support::{TestGateway, ADMIN_KEY};
+use crate::api_support::{TestGateway, ADMIN_KEY};
+use crate::dispatch_common::Receiver;
 use axum::routing::post;
-use dispatch_common::Receiver;
 use imrelay_gateway::telemetry::logging::{init_with_writer, LogFormat};
 use parking_lot::Mutex;
 

@@ -1,6 +1,5 @@
 //! Shared helpers for the API tests: a webhook receiver, a gateway on port 0
 //! with a config written to a temp dir, and a small HTTP client.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;

@@ -2,11 +2,9 @@
 //! destinations): outcomes, retries, dead letters and replay, fallback, pools,
 //! hot reload, graceful shutdown and crash recovery.
 
-mod dispatch_common;
-
 use std::time::Duration;
 
-use dispatch_common::*;
+use crate::dispatch_common::*;
 use imrelay_gateway::channels::{ChannelSet, Fallback};
 use imrelay_gateway::dispatch::breaker::BreakerState;
 use imrelay_gateway::store::{DeadFilter, DeadSelector, DeliveryState, MessageKind, MessageState};

@@ -6,16 +6,14 @@
 //! (override with `IMRELAY_TEST_PG`). It FAILS, not skips, when the server is
 //! down; `tests/run` starts it.
 
-mod store_suite;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::store_suite::{Ctx, T0};
 use imrelay_gateway::store::postgres::PgStore;
 use imrelay_gateway::store::*;
 use imrelay_sdk::clock::FixedClock;
-use store_suite::{Ctx, T0};
 
 fn base_url() -> String {
     std::env::var("IMRELAY_TEST_PG")
@@ -72,7 +70,7 @@ async fn run_case(name: &str) {
         store: store.clone(),
         clock,
     };
-    store_suite::run(name, &ctx).await;
+    crate::store_suite::run(name, &ctx).await;
     store.close().await;
     drop_schema(&schema).await;
 }
@@ -89,7 +87,7 @@ macro_rules! cases {
         #[test]
         fn every_suite_case_runs_here() {
             let here = [$(stringify!($name)),*];
-            for c in store_suite::CASES {
+            for c in crate::store_suite::CASES {
                 assert!(here.contains(c), "add `{c}` to the cases! list");
             }
         }

@@ -2,8 +2,6 @@
 //! (SQLite now, PostgreSQL later) runs the same checks. Each case gets a fresh,
 //! empty store and the fixed clock it was opened with.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

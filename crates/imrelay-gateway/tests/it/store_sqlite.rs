@@ -1,15 +1,13 @@
 //! The storage suite on SQLite, plus SQLite-specific checks (durability across
 //! reopen, recovery of claims left by a crashed process, pragmas).
 
-mod store_suite;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::store_suite::{Ctx, T0};
 use imrelay_gateway::store::sqlite::SqliteStore;
 use imrelay_gateway::store::*;
 use imrelay_sdk::clock::FixedClock;
-use store_suite::{Ctx, T0};
 
 async fn open_at(dir: &tempfile::TempDir, clock: Arc<FixedClock>) -> SqliteStore {
     let url = format!("sqlite://{}", dir.path().join("imrelay.db").display());
@@ -26,7 +24,7 @@ async fn run_case(name: &str) {
         store: store.clone(),
         clock,
     };
-    store_suite::run(name, &ctx).await;
+    crate::store_suite::run(name, &ctx).await;
     store.close().await;
 }
 
@@ -42,7 +40,7 @@ macro_rules! cases {
         #[test]
         fn every_suite_case_runs_here() {
             let here = [$(stringify!($name)),*];
-            for c in store_suite::CASES {
+            for c in crate::store_suite::CASES {
                 assert!(here.contains(c), "add `{c}` to the cases! list");
             }
         }

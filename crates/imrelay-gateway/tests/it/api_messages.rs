@@ -1,9 +1,7 @@
 //! End-to-end API tests: a real gateway on port 0 (SQLite in a temp dir, the
 //! dispatcher running) sending to a webhook receiver on loopback.
 
-mod api_support;
-
-use api_support::*;
+use crate::api_support::*;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

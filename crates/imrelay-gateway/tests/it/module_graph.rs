@@ -2,7 +2,7 @@
 //! modules. A cycle is how a feature ends up spread over three places and
 //! every change touches all of them; this test keeps the layering honest.
 //!
-//! Run: `cargo test -p imrelay-gateway --test module_graph -- --nocapture`
+//! Run: `cargo test -p imrelay-gateway --test it module_graph -- --nocapture`
 //! prints the graph (module -> the modules it uses).
 //!
 //! Edges are `crate::<module>` paths (including `use crate::{a, b::c}`) in

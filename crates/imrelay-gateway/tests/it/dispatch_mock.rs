@@ -5,11 +5,9 @@
 //! Platform windows are shortened with the mock's `window_scale` and a matching
 //! quota override in the channel, so the tests run in seconds.
 
-mod dispatch_common;
-
 use std::time::{Duration, Instant};
 
-use dispatch_common::*;
+use crate::dispatch_common::*;
 use imrelay_gateway::channels::{BreakerConfig, ChannelSet, Coalesce, DestinationEntry};
 use imrelay_gateway::dispatch::breaker::BreakerState;
 use imrelay_gateway::store::{DeadFilter, DeadSelector, MessageKind, MessageState, NewMessage};

@@ -4,14 +4,11 @@
 //! trace id is returned in `X-Trace-Id`, and it is stored with the message.
 //! Logs are captured in the production JSON format.
 
-mod api_support;
-mod dispatch_common;
-
 use std::io::Write;
 use std::sync::Arc;
 
-use api_support::{TestGateway, ADMIN_KEY};
-use dispatch_common::{Answer, Receiver};
+use crate::api_support::{TestGateway, ADMIN_KEY};
+use crate::dispatch_common::{Answer, Receiver};
 use imrelay_gateway::telemetry::logging::{init_with_writer, LogFormat};
 use parking_lot::Mutex;
 use serde_json::Value;

@@ -4,11 +4,9 @@
 //! answered 503 at once instead of hanging. Real time (hyper's connections and
 //! the timers run on the real clock), so the timeouts are short.
 
-mod api_support;
-
 use std::time::{Duration, Instant};
 
-use api_support::*;
+use crate::api_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,15 +2,13 @@
 //! recipient failures, split messages resuming at the failed part, and stable
 //! dedup keys across retries.
 
-mod dispatch_common;
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dispatch_common::*;
 use async_trait::async_trait;
-use dispatch_common::*;
 use imrelay_gateway::channels::{ChannelSet, DestinationEntry};
 use imrelay_gateway::dispatch::DispatchConfig;
 use imrelay_gateway::store::{

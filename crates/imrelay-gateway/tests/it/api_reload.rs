@@ -1,11 +1,9 @@
 //! Hot reload: a channel added to the watched file is usable without restart;
 //! a broken file is refused and the running config keeps working.
 
-mod api_support;
-
 use std::time::Duration;
 
-use api_support::*;
+use crate::api_support::*;
 use imrelay_gateway::runtime::ReloadStatus;
 use tokio::sync::watch;
 

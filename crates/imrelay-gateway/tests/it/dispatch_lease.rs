@@ -2,13 +2,11 @@
 //! kept alive by a heartbeat while a send runs, so a slow platform never lets
 //! a second dispatcher send the same delivery.
 
-mod dispatch_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dispatch_common::{wait_for, Harness};
 use async_trait::async_trait;
-use dispatch_common::{wait_for, Harness};
 use imrelay_gateway::channels::{Channel, ChannelSet, DestinationEntry};
 use imrelay_gateway::dispatch::DispatchConfig;
 use imrelay_gateway::store::sqlite::SqliteStore;

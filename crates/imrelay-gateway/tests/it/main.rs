@@ -1,0 +1,28 @@
+//! The crate's integration tests, one binary (it links once): each module
+//! is what was a test file; the support modules are shared.
+
+mod api_alertmanager;
+mod api_lifecycle;
+mod api_messages;
+mod api_proptest;
+mod api_reload;
+mod api_support;
+mod callbacks;
+mod dispatch_common;
+mod dispatch_lease;
+mod dispatch_mock;
+mod dispatch_order;
+mod dispatch_outcomes;
+mod dispatch_webhook;
+mod module_graph;
+mod obs_alerts;
+mod obs_deploy;
+mod obs_logs;
+mod obs_metrics;
+mod obs_openapi;
+mod obs_otlp;
+mod reload_watch;
+mod server_limits;
+mod store_postgres;
+mod store_sqlite;
+mod store_suite;

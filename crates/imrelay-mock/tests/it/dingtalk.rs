@@ -13,8 +13,7 @@ use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, ClientOptions, Destination, Mentions, Message, Platform};
 use serde_json::{json, Value};
 
-mod common;
-use common::{code, control, fault, log, send_one, start};
+use crate::common::{code, control, fault, log, send_one, start};
 
 const DT: MockPlatform = MockPlatform::Dingtalk;
 

@@ -13,16 +13,14 @@
 //! Needs PostgreSQL at `postgres://postgres@127.0.0.1:5432/test` (override with
 //! `IMRELAY_TEST_PG`); FAILS when it is down (`tests/run` starts it).
 
-mod serve_support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::serve_support::*;
 use imrelay_gateway::store::{postgres::PgStore, Store, StoreOptions};
 use imrelay_mock::{AppConfig, MockConfig, MockPlatform, MockServer, RobotConfig};
 use imrelay_sdk::Message;
-use serve_support::*;
 
 const N: usize = 300;
 const ROBOT: &str = "clustertok";

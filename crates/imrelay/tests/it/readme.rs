@@ -20,7 +20,7 @@ fn toml_blocks(markdown: &str) -> Vec<String> {
 
 #[test]
 fn readme_toml_examples_are_valid() {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let blocks = toml_blocks(readme);
     assert!(blocks.len() >= 2, "expected toml examples in the README");
     let client = imrelay_sdk::Client::new().unwrap();
@@ -60,7 +60,7 @@ fn readme_toml_examples_are_valid() {
 
 #[test]
 fn example_mock_config_is_valid() {
-    let text = include_str!("../../../examples/mock.toml");
+    let text = include_str!("../../../../examples/mock.toml");
     let cfg = imrelay_mock::MockConfig::from_toml(text).unwrap();
     assert!(cfg.robots.iter().any(|r| r.secret.is_some()));
 }
@@ -74,9 +74,9 @@ fn example_gateway_configs_are_valid() {
 
 #[test]
 fn readme_test_command_is_what_ci_runs() {
-    let readme = include_str!("../../../README.md");
-    let ci = include_str!("../../../.ci/run");
-    let tests_run = include_str!("../../../tests/run");
+    let readme = include_str!("../../../../README.md");
+    let ci = include_str!("../../../../.ci/run");
+    let tests_run = include_str!("../../../../tests/run");
     let cmd = "bash tests/run";
     // The README's test command is the first sh block after "Run the tests".
     let after = &readme[readme

@@ -3,7 +3,6 @@
 //! control API.
 
 // Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
 
 use imrelay_mock::log::Query;
 use imrelay_mock::{FaultAction, FaultRule, LogEntry, MockConfig, MockServer};

@@ -10,14 +10,12 @@
 //! `prometheus-alertmanager`) or through `ALERTMANAGER_BIN`. When it is missing
 //! the test FAILS with an install hint: it is never skipped.
 
-mod serve_support;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::serve_support::{free_port, Scratch, Serve, KEY};
 use serde_json::{json, Value};
-use serve_support::{free_port, Scratch, Serve, KEY};
 
 fn alertmanager_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ALERTMANAGER_BIN") {

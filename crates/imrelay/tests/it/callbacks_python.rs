@@ -8,19 +8,17 @@
 //! `~/.cache/imrelay/pyvenv`). Without it this test FAILS, saying how to
 //! create it: it is never skipped.
 
-mod serve_support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::serve_support::{free_port, Scratch, Serve};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use serve_support::{free_port, Scratch, Serve};
 use std::sync::Mutex;
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -13,15 +13,14 @@ use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, Destination, Error, Message};
 use serde_json::{json, Value};
 
-mod common;
-use common::{code, log, send_one};
+use crate::common::{code, log, send_one};
 
 const APPID: &str = "wx-mock-app";
 const SECRET: &str = "app-secret-1";
 
 async fn server() -> MockServer {
     let cfg = MockConfig::default().with_app(AppConfig::new(MockPlatform::Wechat, APPID, SECRET));
-    common::start(cfg).await
+    crate::common::start(cfg).await
 }
 
 fn dest(client: &Client, server: &MockServer, extra: Value) -> Arc<dyn Destination> {
@@ -46,7 +45,7 @@ fn template(id: &str) -> Message {
 }
 
 fn fault(server: &MockServer, action: FaultAction, count: u64) {
-    common::fault(server, &format!("wechat:app:{APPID}"), action, count);
+    crate::common::fault(server, &format!("wechat:app:{APPID}"), action, count);
 }
 
 #[tokio::test]

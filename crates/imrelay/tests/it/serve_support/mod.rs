@@ -1,7 +1,6 @@
 //! Helpers for tests that run `imrelay serve` as a child process against a mock
 //! platform server living in the test process (so the mock, and its request
 //! log, survive the child being killed).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

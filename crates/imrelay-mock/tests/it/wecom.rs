@@ -14,8 +14,7 @@ use imrelay_sdk::outcome::{Code, Outcome};
 use imrelay_sdk::{deliver, Client, Destination, Message, Platform};
 use serde_json::json;
 
-mod common;
-use common::{code, control, fault, log, send_one, start};
+use crate::common::{code, control, fault, log, send_one, start};
 
 const KEY: &str = "0b7c-robot-key";
 const CORP: &str = "ww-mock-corp";

@@ -12,8 +12,7 @@ use imrelay_sdk::message::{Article, Body, Button, ImageSource, Mentions, Message
 use imrelay_sdk::{deliver, Client, Code, Destination, Outcome};
 use serde_json::{json, Value};
 
-mod common;
-use common::{code, control, fault, http, log as entries, send_one, start};
+use crate::common::{code, control, fault, http, log as entries, send_one, start};
 
 const APP_ID: &str = "cli_mock_app";
 const APP_SECRET: &str = "mock-app-secret";

@@ -3,14 +3,12 @@
 //! working), `imrelay config check` reports the key at fault, and SIGTERM
 //! drains and exits 0.
 
-mod serve_support;
-
 use std::time::Duration;
 
+use crate::serve_support::*;
 use imrelay_gateway::client::{submit, SubmitError};
 use imrelay_mock::{MockConfig, MockPlatform, MockServer, RobotConfig};
 use imrelay_sdk::Message;
-use serve_support::*;
 
 fn config(port: u16, mock_url: &str, extra: &str) -> String {
     format!(

@@ -3,7 +3,7 @@
 //! it, so the targets stay compiled and their invariants checked in every
 //! `cargo test`. Real fuzzing: `cd fuzz && cargo +nightly fuzz run <target>`.
 
-#[path = "../../../fuzz/targets.rs"]
+#[path = "../../../../fuzz/targets.rs"]
 mod targets;
 
 use std::path::PathBuf;

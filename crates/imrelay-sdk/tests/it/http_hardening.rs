@@ -11,8 +11,7 @@ use imrelay_sdk::{Client, ClientOptions, Destination, Message, Outcome};
 use serde_json::json;
 use tokio::sync::Barrier;
 
-mod support;
-use support::{Answer, Server};
+use crate::support::{Answer, Server};
 
 fn webhook(client: &Client, url: &str) -> Arc<dyn Destination> {
     client

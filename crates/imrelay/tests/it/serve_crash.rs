@@ -4,15 +4,13 @@
 //! dedup keys (Feishu app `uuid`: the mock logs a repeated uuid as a duplicate,
 //! not a second delivery).
 
-mod serve_support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::serve_support::*;
 use imrelay_mock::{AppConfig, MockConfig, MockPlatform, MockServer};
 use imrelay_sdk::Message;
-use serve_support::*;
 
 /// (message number, id) of every message that got a 202.
 type Accepted = std::sync::Mutex<Vec<(usize, String)>>;

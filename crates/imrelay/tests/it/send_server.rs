@@ -1,12 +1,10 @@
 //! `imrelay send --server`: through a running gateway, with the API key from the
 //! environment; refusals exit non-zero with the gateway's reason.
 
-mod serve_support;
-
 use std::time::Duration;
 
+use crate::serve_support::*;
 use imrelay_mock::{MockConfig, MockPlatform, MockServer, RobotConfig};
-use serve_support::*;
 
 async fn send(server: &str, key: &str, channel: &str, text: &str) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_imrelay"))

@@ -1,0 +1,9 @@
+//! The crate's integration tests, one binary (it links once): each module
+//! is what was a test file; the support modules are shared.
+
+mod callback;
+mod common;
+mod dingtalk;
+mod feishu;
+mod wechat;
+mod wecom;

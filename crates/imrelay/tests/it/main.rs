@@ -1,0 +1,13 @@
+//! The crate's integration tests, one binary (it links once): each module
+//! is what was a test file; the support modules are shared.
+
+mod alertmanager_e2e;
+mod callback_cli;
+mod callbacks_python;
+mod cli_send;
+mod cluster_pg;
+mod readme;
+mod send_server;
+mod serve_crash;
+mod serve_signals;
+mod serve_support;

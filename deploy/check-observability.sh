@@ -23,32 +23,13 @@ echo "-- promtool test rules"
 promtool test rules deploy/prometheus/imrelay-rules.test.yml
 
 echo "-- live /metrics of a running gateway"
-cargo build -q --locked -p imrelay
-BIN="${CARGO_TARGET_DIR:-target}/debug/imrelay"
-[ -x "$BIN" ] || { echo "FAIL: $BIN was not built" >&2; exit 1; }
+# shellcheck source=tests/lib/gateway.sh
+source tests/lib/gateway.sh
+build_imrelay
 WORK=$(mktemp -d)
-read -r PORT MOCK_PORT < <(python3 -c '
-import socket
-a = socket.socket(); a.bind(("127.0.0.1", 0))
-b = socket.socket(); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+free_ports
 KEY=ci-obs-key-0123456789abcdef
-cat >"$WORK/imrelay.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-watch = false
-[store]
-path = "imrelay.db"
-[[api_keys]]
-name = "ci"
-key = "$KEY"
-channels = ["*"]
-[mock]
-listen = "127.0.0.1:$MOCK_PORT"
-[[mock.robots]]
-platform = "dingtalk"
-token = "ci-robot"
-secret = "SECci0123456789abcdef"
+{ config_head "$KEY"; cat <<TOML
 [channels.ok]
 [[channels.ok.destinations]]
 type = "dingtalk_robot"
@@ -63,6 +44,7 @@ type = "webhook"
 url = "http://127.0.0.1:9/hook"
 allow_private = true
 TOML
+} >"$WORK/imrelay.toml"
 IMRELAY_LOG_FORMAT=json "$BIN" serve --config "$WORK/imrelay.toml" 2>"$WORK/serve.log" &
 PID=$!
 stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }

@@ -24,34 +24,14 @@ fi
 "$VENV/bin/schemathesis" --version | grep -qx "schemathesis, version $want" \
     || { echo "FAIL: schemathesis $want is not installed in $VENV" >&2; exit 1; }
 
-cargo build -q --locked -p imrelay
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-BIN="$TARGET_DIR/debug/imrelay"
-[ -x "$BIN" ] || { echo "FAIL: $BIN was not built" >&2; exit 1; }
+# shellcheck source=tests/lib/gateway.sh
+source tests/lib/gateway.sh
+build_imrelay
 
 WORK=$(mktemp -d)
-read -r PORT MOCK_PORT < <(python3 -c '
-import socket
-a = socket.socket(); a.bind(("127.0.0.1", 0))
-b = socket.socket(); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
+free_ports
 KEY=ci-schemathesis-key-0123456789abcdef
-cat >"$WORK/imrelay.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-watch = false
-[store]
-path = "imrelay.db"
-[[api_keys]]
-name = "ci"
-key = "$KEY"
-channels = ["*"]
-[mock]
-listen = "127.0.0.1:$MOCK_PORT"
-[[mock.robots]]
-platform = "dingtalk"
-token = "ci-robot"
-secret = "SECci0123456789abcdef"
+{ config_head "$KEY"; cat <<TOML
 [channels.alerts]
 [[channels.alerts.destinations]]
 type = "dingtalk_robot"
@@ -80,6 +60,7 @@ platform = "feishu"
 verification_token = "ci-verification-token"
 forward = [{ url = "http://127.0.0.1:9/events", secret = "whsec_Y2ktc2NoZW1hdGhlc2lzLWZvcndhcmQtc2VjcmV0LTA=", allow_private = true }]
 TOML
+} >"$WORK/imrelay.toml"
 IMRELAY_LOG_FORMAT=json "$BIN" serve --config "$WORK/imrelay.toml" 2>"$WORK/serve.log" &
 PID=$!
 stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }

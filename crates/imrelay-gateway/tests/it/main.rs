@@ -1,6 +1,10 @@
 //! The crate's integration tests, one binary (it links once): each module
 //! is what was a test file; the support modules are shared.
 
+// First: its `store_cases!` is used by the store modules below.
+#[macro_use]
+mod store_suite;
+
 mod api_alertmanager;
 mod api_lifecycle;
 mod api_messages;
@@ -25,4 +29,3 @@ mod reload_watch;
 mod server_limits;
 mod store_postgres;
 mod store_sqlite;
-mod store_suite;

@@ -75,49 +75,7 @@ async fn run_case(name: &str) {
     drop_schema(&schema).await;
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                run_case(stringify!($name)).await;
-            }
-        )*
-
-        #[test]
-        fn every_suite_case_runs_here() {
-            let here = [$(stringify!($name)),*];
-            for c in crate::store_suite::CASES {
-                assert!(here.contains(c), "add `{c}` to the cases! list");
-            }
-        }
-    };
-}
-
-cases!(
-    enqueue_and_get,
-    batch_items_are_independent,
-    idempotency,
-    concurrent_idempotent_enqueues_create_one,
-    claim_due_leases_and_fencing,
-    not_due_is_not_claimed,
-    retry_counts_requeue_does_not,
-    progress_extends_lease,
-    extend_leases_of_held_claims,
-    progress_counts_failures_retried_in_the_claim,
-    dead_letters_list_replay_purge,
-    dead_with_fallback_enqueues_atomically,
-    split_recipients,
-    coalesce_settles_members,
-    release_returns_claims,
-    overdue_and_fall_back,
-    stats_count_states,
-    notifier_wakes_on_enqueue,
-    backlog_caps_counts_and_includes_expired_claims,
-    concurrent_writes_keep_their_own_outcomes,
-    retention_prunes_only_expired_settled_messages,
-    prune_batches_are_bounded,
-);
+store_cases!();
 
 fn one(text: &str) -> NewMessage {
     NewMessage::new(

@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::http::{
     dns, HttpClient, HttpOptions, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
 };
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart};
 use crate::message::{Message, Platform};
 use crate::outcome::Report;
 use crate::pace::Pacer;
@@ -118,6 +119,40 @@ pub trait Destination: Send + Sync + fmt::Debug {
 
     /// Send one payload once and classify the answer.
     async fn send(&self, payload: &Payload) -> Report;
+
+    /// What the platform allows after a send: update in place, recall,
+    /// clickable actions. Send and forget unless the destination says more.
+    fn lifecycle(&self) -> Lifecycle {
+        Lifecycle::send_only(format!("{} has no recall API", self.kind()))
+    }
+
+    /// Replace the content of one sent part with `msg`, in place, once.
+    /// `Err(Error::OperationUnsupported)` when the platform cannot (the caller
+    /// then sends `msg` as a new message); a platform refusal (past its
+    /// window, message gone) is a [`Report`] like any send's.
+    async fn update(&self, sent: &SentPart, msg: &Message) -> Result<Report, Error> {
+        let _ = (sent, msg);
+        Err(Error::operation_unsupported(
+            self.kind(),
+            Operation::Update,
+            "the platform cannot edit a sent message",
+        ))
+    }
+
+    /// Take one sent part back, once. `Err(Error::OperationUnsupported)` when
+    /// the platform has no recall for this destination.
+    async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
+        let _ = sent;
+        let reason = match self.lifecycle().recall {
+            RecallMode::Unsupported { reason } => reason,
+            RecallMode::Within { .. } => "recall is not implemented for this destination".into(),
+        };
+        Err(Error::operation_unsupported(
+            self.kind(),
+            Operation::Recall,
+            reason,
+        ))
+    }
 }
 
 /// Render and send every part of `msg`, stopping at the first part that is not

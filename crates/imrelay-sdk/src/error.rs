@@ -16,12 +16,32 @@ pub enum Error {
         body: &'static str,
         reason: String,
     },
+    /// The destination cannot do this to a sent message (update, recall): the
+    /// platform has no such API, or its window has passed.
+    #[error("{destination} cannot {operation} a sent message: {reason}")]
+    OperationUnsupported {
+        destination: &'static str,
+        operation: crate::lifecycle::Operation,
+        reason: String,
+    },
     /// The message itself is invalid for this destination; the text names the field.
     #[error("invalid message: {0}")]
     InvalidMessage(String),
 }
 
 impl Error {
+    pub fn operation_unsupported(
+        destination: &'static str,
+        operation: crate::lifecycle::Operation,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::OperationUnsupported {
+            destination,
+            operation,
+            reason: reason.into(),
+        }
+    }
+
     pub fn unsupported(
         destination: &'static str,
         body: &'static str,

@@ -40,6 +40,7 @@ pub mod destination;
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod limits;
 pub mod message;
 pub mod outcome;
@@ -51,6 +52,7 @@ pub mod token;
 
 pub use destination::{deliver, Client, ClientOptions, Destination, Payload, Quota};
 pub use error::Error;
+pub use lifecycle::{Action, CardClick, Lifecycle, SentPart};
 pub use message::{Body, Mentions, Message, Platform};
 pub use outcome::{Code, Outcome, Report};
 pub use secret::Secret;

@@ -36,6 +36,13 @@ pub struct Message {
     /// means "the destination's configured default recipients". Robots ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// Buttons whose clicks call back (acknowledge, silence, resolve). Drawn
+    /// where the destination takes card callbacks
+    /// ([`Lifecycle::card_actions`](crate::Lifecycle::card_actions)), and only
+    /// when the message has an [`id`](Message::id) for the click to name;
+    /// left out elsewhere. Link buttons belong in [`Body::Card`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::lifecycle::Action>,
 }
 
 impl Message {
@@ -46,6 +53,7 @@ impl Message {
             body,
             mentions: Mentions::default(),
             recipients: Vec::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -74,6 +82,11 @@ impl Message {
 
     pub fn with_recipients(mut self, recipients: Vec<String>) -> Self {
         self.recipients = recipients;
+        self
+    }
+
+    pub fn with_actions(mut self, actions: Vec<crate::lifecycle::Action>) -> Self {
+        self.actions = actions;
         self
     }
 

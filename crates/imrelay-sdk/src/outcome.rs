@@ -129,6 +129,10 @@ pub struct Report {
     /// `msgid`, DingTalk `task_id` / `processQueryKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_message_id: Option<String>,
+    /// What a later update of this message needs besides its id, when the
+    /// platform hands out more (WeCom's one-shot `response_code`). Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_token: Option<String>,
     /// Recipients the platform did not take although the request as a whole
     /// succeeded (partial failure), each with its own outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +148,7 @@ impl Report {
             message: "ok".into(),
             hint: None,
             platform_message_id: None,
+            update_token: None,
             failed_recipients: Vec::new(),
         }
     }
@@ -156,6 +161,7 @@ impl Report {
             message: message.into(),
             hint: None,
             platform_message_id: None,
+            update_token: None,
             failed_recipients: Vec::new(),
         }
     }

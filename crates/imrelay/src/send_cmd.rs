@@ -293,6 +293,7 @@ fn build_message(args: &SendArgs) -> anyhow::Result<Message> {
         body,
         mentions,
         recipients: args.to.clone(),
+        actions: Vec::new(),
     })
 }
 

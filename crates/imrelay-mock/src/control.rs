@@ -11,6 +11,8 @@
 //! | POST | `/_mock/apps` | register an app ([`AppConfig`]) |
 //! | POST | `/_mock/tokens/expire` | expire every issued token now (`{"platform": "wechat"}` to limit) |
 //! | POST | `/_mock/clock` | `{"advance_ms": N}`: move the mock's clock forward |
+//! | GET | `/_mock/messages?platform=&target=` | messages the platforms took, with revisions, recall and reads |
+//! | GET | `/_mock/messages/{id}` | one of them by platform message id |
 //! | POST | `/_mock/reset` | clear log, faults, tokens, limits, dedup memory and clock offset |
 
 use std::sync::Arc;
@@ -41,7 +43,37 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/_mock/apps", post(add_app))
         .route("/_mock/tokens/expire", post(expire_tokens))
         .route("/_mock/clock", post(advance_clock))
+        .route("/_mock/messages", get(list_messages))
+        .route("/_mock/messages/{id}", get(get_message))
         .route("/_mock/reset", post(reset))
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    platform: Option<MockPlatform>,
+    target: Option<String>,
+}
+
+async fn list_messages(
+    State(s): State<Arc<MockState>>,
+    QueryParams(q): QueryParams<MessagesQuery>,
+) -> Response {
+    let messages = s.sent.list(q.platform, q.target.as_deref());
+    Json(json!({"total": messages.len(), "messages": messages})).into_response()
+}
+
+async fn get_message(
+    State(s): State<Arc<MockState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match s.sent.get(&id) {
+        Some(m) => Json(m).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no message {id}")})),
+        )
+            .into_response(),
+    }
 }
 
 async fn list_requests(

@@ -32,6 +32,7 @@ pub mod faults;
 pub mod limiter;
 pub mod log;
 pub mod platform;
+pub mod sent;
 pub mod state;
 pub mod tokens;
 

@@ -10,6 +10,7 @@ use crate::dedup::DedupStore;
 use crate::faults::Faults;
 use crate::limiter::{LimitCheck, Limiter, Window};
 use crate::log::{LogEntry, RequestLog};
+use crate::sent::SentStore;
 use crate::tokens::TokenStore;
 
 /// Everything the platform handlers share.
@@ -22,6 +23,8 @@ pub struct MockState {
     pub limiter: Limiter,
     /// Per-platform idempotency memories (uuid, client_msg_id, ...); reset clears them.
     pub dedup: DedupStore,
+    /// The messages the platforms took, for updates, recalls and clicks.
+    pub sent: SentStore,
     // Added to the wall clock: `POST /_mock/clock {"advance_ms": N}` moves the
     // mock's time forward (token expiry, rate windows) without waiting.
     clock_offset_ms: AtomicI64,
@@ -36,6 +39,7 @@ impl MockState {
             tokens: TokenStore::default(),
             limiter: Limiter::default(),
             dedup: DedupStore::default(),
+            sent: SentStore::default(),
             clock_offset_ms: AtomicI64::new(0),
         }
     }
@@ -121,7 +125,7 @@ impl MockState {
         self.limiter.check(key, self.now_ms(), &scaled, block)
     }
 
-    /// Forget the log, faults, tokens, limiter and dedup state (not the robots
+    /// Forget the log, faults, tokens, limiter, dedup state and sent messages (not the robots
     /// and apps).
     pub fn reset(&self) {
         self.log.clear();
@@ -129,6 +133,7 @@ impl MockState {
         self.tokens.clear();
         self.limiter.clear();
         self.dedup.clear();
+        self.sent.clear();
         self.clock_offset_ms.store(0, Ordering::Relaxed);
     }
 }

@@ -53,6 +53,47 @@ pub struct Route {
     /// Where alerts no rule matches go (`None`: they are dropped, and counted in
     /// the answer).
     pub default: Option<Rule>,
+    /// Buttons on its cards and who may press them.
+    pub card: RouteCard,
+}
+
+/// What a route's cards carry after they are sent (see [`crate::lifecycle`]).
+#[derive(Debug, Clone, Default)]
+pub struct RouteCard {
+    pub actions: Vec<crate::lifecycle::ActionKind>,
+    /// Platform user ids who may press them; empty: `[lifecycle] allowed_users`.
+    pub allowed_users: Vec<String>,
+    /// Alertmanager's base URL for silences; `None`: the notification's.
+    pub silence_url: Option<String>,
+}
+
+impl RouteCard {
+    /// The buttons of a card for alerts that are `firing` (a resolved card
+    /// has none left to press).
+    pub fn buttons(&self, firing: bool) -> Vec<imrelay_sdk::lifecycle::Action> {
+        if !firing {
+            return Vec::new();
+        }
+        self.actions
+            .iter()
+            .map(|k| imrelay_sdk::lifecycle::Action {
+                id: k.id(),
+                text: k.label(),
+                style: match k {
+                    crate::lifecycle::ActionKind::Ack => {
+                        imrelay_sdk::lifecycle::ActionStyle::Primary
+                    }
+                    _ => imrelay_sdk::lifecycle::ActionStyle::Default,
+                },
+            })
+            .collect()
+    }
+}
+
+/// The source a route's messages record (`alertmanager/prod`), which a click
+/// on their card uses to find the route's rules.
+pub fn source_of(route: &str) -> String {
+    format!("alertmanager/{route}")
 }
 
 impl Route {
@@ -204,9 +245,24 @@ pub fn plan(
                     });
                     messages.push(ping);
                 }
-                for m in messages {
+                for (i, m) in messages.into_iter().enumerate() {
                     let mut nm = NewMessage::new(channel.name.clone(), m, targets.clone());
                     nm.message.id = Some(nm.id.clone());
+                    // The card (not the WeCom ping after it) is the group's
+                    // thread: later notifications of the group update it.
+                    if i == 0 {
+                        nm.thread = Some(format!("{}#{}#{platform}", n.group_key, rule.label));
+                        nm.message.actions = route.card.buttons(firing);
+                        nm.labels = n.group_labels.clone().into_iter().collect();
+                        nm.silence_url = Some(
+                            route
+                                .card
+                                .silence_url
+                                .clone()
+                                .unwrap_or_else(|| ext.clone()),
+                        );
+                        nm.source = Some(source_of(&route.name));
+                    }
                     out.messages.push(Planned {
                         message: nm,
                         rule: rule.label.clone(),
@@ -520,6 +576,7 @@ pub fn sample_render(alerting: &Alerting, template: &str) -> Result<(), RenderEr
         name: "sample".into(),
         rules: Vec::new(),
         default: None,
+        card: RouteCard::default(),
     };
     let rule = Rule {
         label: "default".into(),

@@ -130,7 +130,7 @@ fn class_of_attempt(outcome: AttemptOutcome) -> &'static str {
         AttemptOutcome::RefreshToken => "token_invalid",
         AttemptOutcome::RateLimited => "rate_limited",
         AttemptOutcome::Permanent => "permanent",
-        AttemptOutcome::OutOfOrder => "none",
+        AttemptOutcome::OutOfOrder | AttemptOutcome::Superseded => "none",
     }
 }
 

@@ -415,6 +415,19 @@ fn id_list(v: &Value, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Classify a robot group send answer (`groupMessages/send`,
+/// `{"processQueryKey": ...}`).
+pub fn classify_group_send(resp: &HttpResponse) -> Report {
+    match classify_v1(resp) {
+        Ok(v) => {
+            let mut r = Report::delivered().with_status(resp.status);
+            r.platform_message_id = id_field(&v, "processQueryKey");
+            r
+        }
+        Err(r) => r,
+    }
+}
+
 /// Classify a robot 1:1 `batchSend` answer for a request to `recipients`.
 ///
 /// HTTP 200 with non-empty `flowControlledStaffIdList` (throttled users: wait,

@@ -779,7 +779,7 @@ pub(crate) fn v1_caller(
     headers: &HeaderMap,
     endpoint: &'static str,
     body: &Option<Value>,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let token = headers
         .get("x-acs-dingtalk-access-token")
         .and_then(|v| v.to_str().ok())
@@ -796,11 +796,11 @@ pub(crate) fn v1_caller(
                 with_body(LogEntry::new(PLATFORM, endpoint, "dingtalk:app:?"), body)
                     .rejected("InvalidAuthentication", why),
             );
-            Err(v1_error(
+            Err(Box::new(v1_error(
                 StatusCode::UNAUTHORIZED,
                 "InvalidAuthentication",
                 "不合法的access_token",
-            ))
+            )))
         }
     }
 }
@@ -859,7 +859,7 @@ async fn group_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
     let body = parse_body(&raw);
     let app_key = match v1_caller(&s, &headers, "robot.group_send", &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || {
@@ -916,7 +916,7 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
     let body = parse_body(&raw);
     let app_key = match v1_caller(&s, &headers, "robot.batch_send", &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || {

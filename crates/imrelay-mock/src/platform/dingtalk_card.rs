@@ -84,7 +84,7 @@ async fn register(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Byte
     let body = parse_body(&raw);
     let app_key = match v1_caller(&s, &headers, "card.register_callback", &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = target_of(&app_key);
     // The log keeps no apiSecret.
@@ -232,7 +232,7 @@ async fn create_and_deliver(
     let body = parse_body(&raw);
     let app_key = match v1_caller(&s, &headers, "card.create_and_deliver", &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = target_of(&app_key);
     let entry = || {
@@ -305,7 +305,7 @@ async fn update(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Bytes)
     let body = parse_body(&raw);
     let app_key = match v1_caller(&s, &headers, "card.update", &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = target_of(&app_key);
     let entry = || {

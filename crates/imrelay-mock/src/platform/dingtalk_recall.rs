@@ -100,7 +100,7 @@ async fn robot_recall(
     let body = parse_body(raw);
     let app_key = match v1_caller(s, headers, endpoint, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || with_body(LogEntry::new(PLATFORM, endpoint, target.clone()), &body);
@@ -170,14 +170,14 @@ fn oapi_caller(
     query: Option<&str>,
     endpoint: &'static str,
     body: &Option<Value>,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let token = query_param(query, "access_token").unwrap_or_default();
     oapi_token(s, &token).map_err(|(code, msg, why)| {
         s.record(
             with_body(LogEntry::new(PLATFORM, endpoint, "dingtalk:app:?"), body)
                 .rejected(code, why),
         );
-        errcode(code, msg)
+        Box::new(errcode(code, msg))
     })
 }
 
@@ -199,7 +199,7 @@ async fn work_notice_recall(
     let endpoint = "work_notice.recall";
     let app_key = match oapi_caller(&s, query.as_deref(), endpoint, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || with_body(LogEntry::new(PLATFORM, endpoint, target.clone()), &body);
@@ -247,7 +247,7 @@ async fn send_result(
     let endpoint = "work_notice.send_result";
     let app_key = match oapi_caller(&s, query.as_deref(), endpoint, &body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || with_body(LogEntry::new(PLATFORM, endpoint, target.clone()), &body);
@@ -289,7 +289,7 @@ async fn robot_read_status(
     let shown = Some(json!({"processQueryKey": key}));
     let app_key = match v1_caller(&s, &headers, endpoint, &shown) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || with_body(LogEntry::new(PLATFORM, endpoint, target.clone()), &shown);

@@ -26,8 +26,8 @@ fn two_apps() -> MockConfig {
         token_lifetime_secs: 3 * 86_400,
         ..MockConfig::default()
     }
-        .with_app(AppConfig::new(DT, "dingapp1", "secret1"))
-        .with_app(AppConfig::new(DT, "dingapp2", "secret2"))
+    .with_app(AppConfig::new(DT, "dingapp1", "secret1"))
+    .with_app(AppConfig::new(DT, "dingapp2", "secret2"))
 }
 
 fn app(server: &MockServer, cfg: Value) -> Arc<App> {
@@ -131,6 +131,23 @@ async fn a_card_is_created_once_then_updated_in_place() {
         .await
         .unwrap();
     assert_eq!(all["total"], 1, "one card, never a second message");
+}
+
+#[tokio::test]
+async fn updates_and_recalls_refresh_an_expired_token_once() {
+    let server = start(two_apps()).await;
+    let dest = card_app(&server, "dingapp1", "secret1");
+    let r = deliver(dest.as_ref(), &alert("red", "x"))
+        .await
+        .unwrap()
+        .remove(0);
+    let sent = part(&r, "open_conversation_id:cidOps==");
+    control(&server, "tokens/expire", &json!({"platform": "dingtalk"})).await;
+    let u = dest.update(&sent, &alert("green", "y")).await.unwrap();
+    assert_eq!(u.outcome, Outcome::Delivered, "{u}");
+    control(&server, "tokens/expire", &json!({"platform": "dingtalk"})).await;
+    let rec = dest.recall(&sent).await.unwrap();
+    assert_eq!(rec.outcome, Outcome::Delivered, "{rec}");
 }
 
 #[tokio::test]

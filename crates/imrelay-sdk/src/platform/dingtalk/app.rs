@@ -470,35 +470,46 @@ impl App {
         Ok(self.recall_plan(sent)?.request(self, token))
     }
 
-    /// Run one authenticated call (refreshing a rejected token once) and
-    /// parse its answer.
+    /// Run one authenticated request (refreshing a rejected token once) and
+    /// classify its answer.
+    async fn exchange(
+        &self,
+        build: impl Fn(&Secret) -> HttpRequest + Send + Sync,
+        classify: impl Fn(&HttpResponse) -> Report + Send + Sync,
+    ) -> Report {
+        let shared = &self.shared;
+        shared
+            .tokens
+            .with_token(self.tokens.source(), &shared.http, |token| {
+                let req = build(&token);
+                let classify = &classify;
+                async move {
+                    match shared.http.execute(req).await {
+                        Ok(resp) => classify(&resp),
+                        Err(r) => r,
+                    }
+                }
+            })
+            .await
+    }
+
+    /// [`exchange`](Self::exchange) for a query: the parsed answer, or the
+    /// report of why there is none.
     async fn call<T: Send>(
         &self,
         build: impl Fn(&Secret) -> HttpRequest + Send + Sync,
         parse: impl Fn(&HttpResponse) -> Result<T, Report> + Send + Sync,
     ) -> Result<T, Report> {
-        let shared = &self.shared;
         let parsed = std::sync::Mutex::new(None);
-        let report = shared
-            .tokens
-            .with_token(self.tokens.source(), &shared.http, |token| {
-                let req = build(&token);
-                let (parse, parsed) = (&parse, &parsed);
-                async move {
-                    let resp = match shared.http.execute(req).await {
-                        Ok(resp) => resp,
-                        Err(r) => return r,
-                    };
-                    match parse(&resp) {
-                        Ok(t) => {
-                            if let Ok(mut slot) = parsed.lock() {
-                                *slot = Some(t);
-                            }
-                            Report::delivered().with_status(resp.status)
-                        }
-                        Err(r) => r,
+        let report = self
+            .exchange(build, |resp| match parse(resp) {
+                Ok(t) => {
+                    if let Ok(mut slot) = parsed.lock() {
+                        *slot = Some(t);
                     }
+                    Report::delivered().with_status(resp.status)
                 }
+                Err(r) => r,
             })
             .await;
         match parsed.into_inner().ok().flatten() {
@@ -897,23 +908,18 @@ impl Destination for App {
     async fn send(&self, payload: &Payload) -> Report {
         let call = RobotCall::of(&payload.body);
         let out_track_id = payload.body["outTrackId"].as_str().unwrap_or_default();
-        self.call(
+        self.exchange(
             |token| self.request(payload, token),
-            |resp| {
-                Ok(match self.mode {
-                    AppMode::WorkNotice => codes::classify_work_notice(resp),
-                    AppMode::Robot => match call {
-                        RobotCall::BatchSend => {
-                            codes::classify_batch_send(resp, &payload.recipients)
-                        }
-                        RobotCall::GroupSend => codes::classify_group_send(resp),
-                        RobotCall::Card => card::classify_create(resp, out_track_id),
-                    },
-                })
+            |resp| match self.mode {
+                AppMode::WorkNotice => codes::classify_work_notice(resp),
+                AppMode::Robot => match call {
+                    RobotCall::BatchSend => codes::classify_batch_send(resp, &payload.recipients),
+                    RobotCall::GroupSend => codes::classify_group_send(resp),
+                    RobotCall::Card => card::classify_create(resp, out_track_id),
+                },
             },
         )
         .await
-        .unwrap_or_else(|r| r)
     }
 
     fn lifecycle(&self) -> Lifecycle {
@@ -955,23 +961,21 @@ impl Destination for App {
             ));
         }
         Ok(self
-            .call(
+            .exchange(
                 |token| self.update_request(id, msg, token),
-                |resp| Ok(card::classify_update(resp, id)),
+                |resp| card::classify_update(resp, id),
             )
-            .await
-            .unwrap_or_else(|r| r))
+            .await)
     }
 
     async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
         let plan = self.recall_plan(sent)?;
         Ok(self
-            .call(
+            .exchange(
                 |token| plan.request(self, token),
-                |resp| Ok(plan.classify(resp)),
+                |resp| plan.classify(resp),
             )
-            .await
-            .unwrap_or_else(|r| r))
+            .await)
     }
 }
 

@@ -8,6 +8,18 @@
 //! | POST | `/v1.0/oauth2/accessToken` | `dingtalk:app:{appKey}` | credentials (HTTP 400) |
 //! | POST | `/topapi/message/corpconversation/asyncsend_v2?access_token=` | `dingtalk:app:{appkey}` | token (40014 unknown, 42001 expired), shape (40035), `msg` ≤ 2,048 bytes, ≤ 100 userids; same app + content + user within a day is accepted but logged as a duplicate (DingTalk drops it silently) |
 //! | POST | `/v1.0/robot/oToMessages/batchSend` (header `x-acs-dingtalk-access-token`) | `dingtalk:app:{appkey}` | token (HTTP 401 `InvalidAuthentication`), `invalidParameter.*` (HTTP 400), ≤ 20 userIds |
+//! | POST | `/v1.0/robot/groupMessages/send` (same header) | `dingtalk:app:{appkey}` | token, `robotCode`, `openConversationId`, `msgKey`/`msgParam` as batchSend |
+//!
+//! Cards, recall and read receipts are served by
+//! [`dingtalk_card`](super::dingtalk_card) and
+//! [`dingtalk_recall`](super::dingtalk_recall).
+//!
+//! Every accepted app message is kept in the message registry
+//! (`state.sent`, `GET /_mock/messages`): a work notice under its `task_id`
+//! (with the users it went to; not when DingTalk drops it as a same-day
+//! duplicate), a robot message under its `processQueryKey` (with the users it
+//! reached, or the group's `openConversationId`), its content as
+//! `{msgKey, msgParam}` with `msgParam` parsed.
 //!
 //! Mock conventions (not DingTalk behaviour, so partial failures are testable):
 //! in batchSend, userIds starting with `invalid` come back in
@@ -638,14 +650,17 @@ async fn work_notice(
         e.reason = Some("same content to the same users within a day: dropped silently".into());
     }
     let task_id = 256_000_000_000u64 + s.record(e);
-    s.sent.insert(SentMessage::new(
-        P,
-        task_id.to_string(),
-        target.clone(),
-        users.iter().map(|u| u.to_string()).collect(),
-        msg.clone(),
-        s.now_ms(),
-    ));
+    // A notice every user already had is dropped: nobody sees a message.
+    if fresh {
+        s.sent.insert(SentMessage::new(
+            P,
+            task_id.to_string(),
+            target.clone(),
+            users.iter().map(|u| u.to_string()).collect(),
+            msg.clone(),
+            s.now_ms(),
+        ));
+    }
     Json(json!({
         "errcode": 0,
         "errmsg": "ok",

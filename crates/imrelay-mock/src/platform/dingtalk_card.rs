@@ -6,17 +6,22 @@
 //! |---|---|---|---|
 //! | POST | `/v1.0/card/callbacks/register` | `dingtalk:app:{appKey}` | token (HTTP 401), `callbackRouteKey` and `callbackUrl` |
 //! | POST | `/v1.0/card/instances/createAndDeliver` | `dingtalk:app:{appKey}` | token, `cardTemplateId`, `outTrackId`, `cardData.cardParamMap` of strings, `openSpaceId` `dtv1.card//IM_GROUP.{cid}` (with `imGroupOpenDeliverModel.robotCode`) or `dtv1.card//IM_ROBOT.{userId}` (with `imRobotOpenDeliverModel.spaceType = IM_ROBOT`), `callbackType = HTTP` needs `callbackRouteKey`; the same `outTrackId` again from the same app is the same card (logged as a duplicate) |
-//! | PUT | `/v1.0/card/instances` | `dingtalk:app:{appKey}` | token, the card exists and is this app's (else HTTP 400 `invalidParameter.outTrackId.notExist`); `cardUpdateOptions.updateCardDataByKey` merges, otherwise the params are replaced |
+//! | PUT | `/v1.0/card/instances` | `dingtalk:app:{appKey}` | token, the card exists and is this app's (else HTTP 400 `param.outTrackIdNotExist`); `cardUpdateOptions.updateCardDataByKey` merges, otherwise the params are replaced |
 //!
 //! Every card is kept in the message registry under its `outTrackId`, with
 //! each update a revision; `extra` holds its `carrierId` (the delivery's
 //! `processQueryKey`, answered in `deliverResults` and taken by the recall
 //! APIs), `openSpaceId` and `callbackRouteKey`.
 //!
-//! Mock choices (DingTalk's own are not published): the error code names
-//! above; a route key registered twice with different URLs is refused unless
-//! `forceUpdate`; the click is sent without a signature (see
-//! `docs/lifecycle-dingtalk.md`).
+//! Refusals are HTTP 400 with the `param.*` codes DingTalk's card-instance
+//! docs list (`param.empty`, `param.cardTemplateIdEmpty`,
+//! `param.outTrackIdEmpty`, `param.cardPublicDataEmpty`,
+//! `param.openSpaceModelInvalid`). Mock choices (not published):
+//! `param.cardPublicDataInvalid`, `param.callbackRouteKeyEmpty`,
+//! `param.outTrackIdExist`, `param.outTrackIdNotExist`, and the
+//! `invalidParameter.callbackRouteKey.*` codes of the register call; a route
+//! key registered twice with different URLs is refused unless `forceUpdate`;
+//! the click is sent without a signature (see `docs/lifecycle-dingtalk.md`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,9 +147,9 @@ struct NewCard {
 
 fn check_create(b: &Value) -> Result<NewCard, (&'static str, String)> {
     for (field, code) in [
-        ("cardTemplateId", "invalidParameter.cardTemplateId.empty"),
-        ("outTrackId", "invalidParameter.outTrackId.empty"),
-        ("openSpaceId", "invalidParameter.openSpaceId.empty"),
+        ("cardTemplateId", "param.cardTemplateIdEmpty"),
+        ("outTrackId", "param.outTrackIdEmpty"),
+        ("openSpaceId", "param.openSpaceModelInvalid"),
     ] {
         if !non_empty(b, &[field]) {
             return Err((code, format!("{field} is required")));
@@ -155,18 +160,18 @@ fn check_create(b: &Value) -> Result<NewCard, (&'static str, String)> {
         .and_then(|d| d.get("cardParamMap"))
         .and_then(Value::as_object)
         .ok_or((
-            "invalidParameter.cardData.empty",
+            "param.cardPublicDataEmpty",
             "cardData.cardParamMap is required".to_string(),
         ))?;
     if let Some((k, _)) = params.iter().find(|(_, v)| !v.is_string()) {
         return Err((
-            "invalidParameter.cardData.invalid",
+            "param.cardPublicDataInvalid",
             format!("cardParamMap.{k} must be a string"),
         ));
     }
     if str_at(b, &["callbackType"]) == Some("HTTP") && !non_empty(b, &["callbackRouteKey"]) {
         return Err((
-            "invalidParameter.callbackRouteKey.empty",
+            "param.callbackRouteKeyEmpty",
             "callbackType HTTP needs callbackRouteKey".into(),
         ));
     }
@@ -174,7 +179,7 @@ fn check_create(b: &Value) -> Result<NewCard, (&'static str, String)> {
     let (space_type, space_id) = if let Some(cid) = space.strip_prefix(GROUP_SPACE) {
         if !non_empty(b, &["imGroupOpenDeliverModel", "robotCode"]) {
             return Err((
-                "invalidParameter.robotCode.empty",
+                "param.openSpaceModelInvalid",
                 "imGroupOpenDeliverModel.robotCode is required for a group".into(),
             ));
         }
@@ -182,20 +187,20 @@ fn check_create(b: &Value) -> Result<NewCard, (&'static str, String)> {
     } else if let Some(user) = space.strip_prefix(ROBOT_SPACE) {
         if str_at(b, &["imRobotOpenDeliverModel", "spaceType"]) != Some("IM_ROBOT") {
             return Err((
-                "invalidParameter.spaceType.invalid",
+                "param.openSpaceModelInvalid",
                 "imRobotOpenDeliverModel.spaceType must be IM_ROBOT".into(),
             ));
         }
         ("IM_ROBOT", user)
     } else {
         return Err((
-            "invalidParameter.openSpaceId.invalid",
+            "param.openSpaceModelInvalid",
             format!("openSpaceId `{space}` is neither {GROUP_SPACE}.. nor {ROBOT_SPACE}.."),
         ));
     };
     if space_id.is_empty() {
         return Err((
-            "invalidParameter.openSpaceId.invalid",
+            "param.openSpaceModelInvalid",
             "openSpaceId names no space".into(),
         ));
     }
@@ -248,7 +253,7 @@ async fn create_and_deliver(
     }
     let card = match body
         .as_ref()
-        .ok_or(("invalidParameter.body", "body is not JSON".to_string()))
+        .ok_or(("param.empty", "body is not JSON".to_string()))
         .and_then(check_create)
     {
         Ok(c) => c,
@@ -259,7 +264,7 @@ async fn create_and_deliver(
             return refuse(
                 &s,
                 entry(),
-                "invalidParameter.outTrackId.exist",
+                "param.outTrackIdExist",
                 "outTrackId is another app's card".into(),
             );
         }
@@ -324,7 +329,7 @@ async fn update(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Bytes)
         return refuse(
             &s,
             entry(),
-            "invalidParameter.outTrackId.empty",
+            "param.outTrackIdEmpty",
             "outTrackId is required".into(),
         );
     };
@@ -355,13 +360,13 @@ async fn update(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Bytes)
         Err(SentError::Recalled) => refuse(
             &s,
             entry(),
-            "invalidParameter.outTrackId.recalled",
+            "param.outTrackIdNotExist",
             format!("card {id} was recalled"),
         ),
         Err(_) => refuse(
             &s,
             entry(),
-            "invalidParameter.outTrackId.notExist",
+            "param.outTrackIdNotExist",
             format!("no card {id} of this app"),
         ),
     }
@@ -489,13 +494,13 @@ mod tests {
         no_robot["imGroupOpenDeliverModel"] = json!({});
         assert_eq!(
             check_create(&no_robot).err().unwrap().0,
-            "invalidParameter.robotCode.empty"
+            "param.openSpaceModelInvalid"
         );
         let mut number = card_body();
         number["cardData"]["cardParamMap"]["n"] = json!(1);
         assert_eq!(
             check_create(&number).err().unwrap().0,
-            "invalidParameter.cardData.invalid"
+            "param.cardPublicDataInvalid"
         );
         let mut no_route = card_body();
         no_route.as_object_mut().unwrap().remove("callbackRouteKey");

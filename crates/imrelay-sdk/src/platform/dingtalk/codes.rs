@@ -215,6 +215,13 @@ pub static NAMED_CODES: &[NamedCode] = &[
         meaning: "msgParam does not match the msgKey",
         action: "check msgParam is a JSON string with the msgKey's fields",
     },
+    // The card-instance APIs' own family (`param.outTrackIdEmpty`, ...).
+    NamedCode {
+        code: "param.",
+        class: CodeClass::Permanent,
+        meaning: "a card parameter is invalid (template id, outTrackId, card data or space)",
+        action: "fix the parameter named in the code; check `card_template_id` and the recipients",
+    },
     NamedCode {
         code: "invalidParameter.",
         class: CodeClass::Permanent,

@@ -449,7 +449,7 @@ impl App {
             }
             AppMode::Robot => {
                 let key = robot_message_key(sent).map_err(unsupported)?;
-                let body = match sent.recipients.first().map(|r| robot_target(r)) {
+                let (path, body) = match sent.recipients.first().map(|r| robot_target(r)) {
                     Some(RobotTarget::Group(cid)) => (
                         GROUP_RECALL_PATH,
                         recall::group_body(&self.robot_code, cid, key),
@@ -457,8 +457,8 @@ impl App {
                     _ => (OTO_RECALL_PATH, recall::oto_body(&self.robot_code, key)),
                 };
                 RecallPlan::Robot {
-                    path: body.0,
-                    body: body.1,
+                    path,
+                    body,
                     key: key.to_string(),
                 }
             }
@@ -519,8 +519,8 @@ impl App {
     }
 
     /// Who read a work notice (`task_id` is the send's platform message id)
-    /// or a robot 1:1 message (`processQueryKey`). DingTalk keeps a work
-    /// notice's result for 24 hours.
+    /// or a robot 1:1 message (`processQueryKey`). Ask within a day: a work
+    /// notice's result is reportedly kept for 24 hours.
     pub async fn read_status(&self, platform_message_id: &str) -> Result<ReadStatus, Report> {
         match self.mode {
             AppMode::WorkNotice => {

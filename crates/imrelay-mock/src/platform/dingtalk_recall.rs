@@ -7,6 +7,7 @@
 //! | POST | `/topapi/message/corpconversation/recall?access_token=` | `dingtalk:app:{appkey}` | token (40014/42001), `agent_id`, `msg_task_id` of this app's notice (else 40035), within 24 h (else 40035 `消息已超过撤回时限`) |
 //! | POST | `/topapi/message/corpconversation/getsendresult?access_token=` | `dingtalk:app:{appkey}` | token, this app's `task_id`; `send_result.read_user_id_list` / `unread_user_id_list` from the registry's reads |
 //! | GET | `/v1.0/robot/oToMessages/readStatus?processQueryKey=&robotCode=` | `dingtalk:app:{appKey}` | token, this app's key; `messageReadInfoList` with `readStatus` `READ`/`UNREAD` |
+//! | POST | `/v1.0/robot/groupMessages/query` | `dingtalk:app:{appKey}` | token, this app's key in that `openConversationId`; `readUserIds` (one page, `hasMore: false`) |
 //!
 //! A robot key is a plain message's `processQueryKey` or a card's
 //! `carrierId`. Mock choices (not published by DingTalk): the failure
@@ -47,6 +48,7 @@ pub fn routes() -> Router<Arc<MockState>> {
             post(send_result),
         )
         .route("/v1.0/robot/oToMessages/readStatus", get(robot_read_status))
+        .route("/v1.0/robot/groupMessages/query", post(group_read_query))
 }
 
 /// The robot message a key names: a plain message by its `processQueryKey`,
@@ -322,4 +324,47 @@ async fn robot_read_status(
         .collect();
     s.record(entry().accepted());
     Json(json!({"sendStatus": "SUCCESS", "messageReadInfoList": infos})).into_response()
+}
+
+async fn group_read_query(
+    State(s): State<Arc<MockState>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let endpoint = "robot.group_query";
+    let body = parse_body(&raw);
+    let app_key = match v1_caller(&s, &headers, endpoint, &body) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let target = format!("dingtalk:app:{app_key}");
+    let entry = || with_body(LogEntry::new(PLATFORM, endpoint, target.clone()), &body);
+    if let Some(inj) = inject(&s, &target).await {
+        let (resp, code) = v1_injected(&inj);
+        s.record(entry().rejected(code, "injected fault"));
+        return resp;
+    }
+    let b = body.clone().unwrap_or(Value::Null);
+    let key = str_at(&b, &["processQueryKey"]).unwrap_or_default();
+    let cid = str_at(&b, &["openConversationId"]).unwrap_or_default();
+    let found = robot_message(&s, key)
+        .filter(|m| m.target == target && m.recipients.first().map(String::as_str) == Some(cid));
+    let Some(m) = found else {
+        let code = "invalidParameter.processQueryKey.notExist";
+        s.record(entry().rejected(code, "no such processQueryKey of this app in that group"));
+        return v1_error(
+            axum::http::StatusCode::BAD_REQUEST,
+            code,
+            "processQueryKey not found",
+        );
+    };
+    let read: Vec<&String> = m.read_by.iter().map(|(u, _)| u).collect();
+    s.record(entry().accepted());
+    Json(json!({
+        "readUserIds": read,
+        "readUsers": read.iter().map(|u| json!({"userId": u})).collect::<Vec<_>>(),
+        "sendStatus": "SUCCESS",
+        "hasMore": false,
+    }))
+    .into_response()
 }

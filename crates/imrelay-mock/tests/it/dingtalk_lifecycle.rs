@@ -335,13 +335,13 @@ async fn work_notices_are_recalled_within_the_window_and_report_reads() {
     let task_id = r.platform_message_id.clone().unwrap();
     assert!(task_id.parse::<i64>().is_ok(), "{task_id}");
 
-    let status = dest.read_status(&task_id).await.unwrap();
+    let status = dest.read_status(&part(&r, "u1")).await.unwrap();
     assert_eq!((status.read.len(), status.unread.len()), (0, 2));
     server
         .state()
         .sent
         .mark_read(&task_id, "u2", server.state().now_ms());
-    let status = dest.read_status(&task_id).await.unwrap();
+    let status = dest.read_status(&part(&r, "u1")).await.unwrap();
     assert_eq!(status.read, vec!["u2"]);
     assert_eq!(status.unread, vec!["u1"]);
 
@@ -363,20 +363,30 @@ async fn robot_read_status_follows_the_reads() {
     let server = start(two_apps()).await;
     let dest = app(
         &server,
-        json!({"app_key": "dingapp1", "app_secret": "secret1", "mode": "robot", "recipients": ["u1", "u2"]}),
+        json!({"app_key": "dingapp1", "app_secret": "secret1", "mode": "robot",
+               "recipients": ["u1", "u2", "open_conversation_id:cidOps=="]}),
     );
-    let r = deliver(dest.as_ref(), &Message::text("x"))
-        .await
-        .unwrap()
-        .remove(0);
-    let key = r.platform_message_id.clone().unwrap();
+    let reports = deliver(dest.as_ref(), &Message::text("x")).await.unwrap();
+    let oto = part(&reports[0], "u1");
+    let group = part(&reports[1], "open_conversation_id:cidOps==");
+    let now = server.state().now_ms();
     server
         .state()
         .sent
-        .mark_read(&key, "u1", server.state().now_ms());
-    let s = dest.read_status(&key).await.unwrap();
+        .mark_read(&oto.platform_message_id, "u1", now);
+    server
+        .state()
+        .sent
+        .mark_read(&group.platform_message_id, "u9", now);
+    let s = dest.read_status(&oto).await.unwrap();
     assert_eq!(s.read, vec!["u1"]);
     assert_eq!(s.unread, vec!["u2"]);
+    let g = dest.read_status(&group).await.unwrap();
+    assert_eq!(g.read, vec!["u9"]);
+    assert!(
+        g.unread.is_empty(),
+        "DingTalk lists no unread users of a group"
+    );
 }
 
 #[tokio::test]

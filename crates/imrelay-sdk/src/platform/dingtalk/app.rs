@@ -518,14 +518,15 @@ impl App {
         }
     }
 
-    /// Who read a work notice (`task_id` is the send's platform message id)
-    /// or a robot 1:1 message (`processQueryKey`). Ask within a day: a work
-    /// notice's result is reportedly kept for 24 hours.
-    pub async fn read_status(&self, platform_message_id: &str) -> Result<ReadStatus, Report> {
+    /// Who read a sent part: a work notice (by its `task_id`), a robot 1:1
+    /// message, or a robot message in a group (read users only: DingTalk
+    /// lists no unread ones there). Cards are asked by their `carrierId`.
+    /// Ask within a day: a work notice's result is reportedly kept 24 hours.
+    pub async fn read_status(&self, sent: &SentPart) -> Result<ReadStatus, Report> {
+        let not_queryable = |e: String| Report::new(Outcome::Permanent, e);
         match self.mode {
             AppMode::WorkNotice => {
-                let task_id =
-                    task_id(platform_message_id).map_err(|e| Report::new(Outcome::Permanent, e))?;
+                let task_id = task_id(&sent.platform_message_id).map_err(not_queryable)?;
                 let body = read::send_result_body(self.agent_id, task_id);
                 self.call(
                     |t| {
@@ -539,20 +540,49 @@ impl App {
                 .await
             }
             AppMode::Robot => {
-                let mut url = endpoint::join(&self.api, ROBOT_READ_STATUS_PATH);
-                url.query_pairs_mut()
-                    .append_pair("processQueryKey", platform_message_id)
-                    .append_pair("robotCode", &self.robot_code);
-                self.call(
-                    |t| {
-                        HttpRequest::get(url.clone())
-                            .header("x-acs-dingtalk-access-token", t.expose())
-                    },
-                    read::parse_robot_read_status,
-                )
-                .await
+                let key = robot_message_key(sent).map_err(not_queryable)?;
+                match sent.recipients.first().map(|r| robot_target(r)) {
+                    Some(RobotTarget::Group(cid)) => self.group_reads(cid, key).await,
+                    _ => {
+                        let mut url = endpoint::join(&self.api, ROBOT_READ_STATUS_PATH);
+                        url.query_pairs_mut()
+                            .append_pair("processQueryKey", key)
+                            .append_pair("robotCode", &self.robot_code);
+                        self.call(
+                            |t| {
+                                HttpRequest::get(url.clone())
+                                    .header("x-acs-dingtalk-access-token", t.expose())
+                            },
+                            read::parse_robot_read_status,
+                        )
+                        .await
+                    }
+                }
             }
         }
+    }
+
+    /// Every page of a group message's read users.
+    async fn group_reads(&self, cid: &str, key: &str) -> Result<ReadStatus, Report> {
+        // A bound, so a platform that keeps answering `hasMore` cannot loop us.
+        const MAX_PAGES: usize = 100;
+        let mut status = ReadStatus::default();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let body = read::group_query_body(&self.robot_code, cid, key, next.as_deref());
+            let (read, more) = self
+                .call(
+                    |t| self.v1_post(GROUP_READ_QUERY_PATH, &body, t),
+                    read::parse_group_query,
+                )
+                .await?;
+            status.read.extend(read);
+            match more {
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+        Ok(status)
     }
 
     /// Whether `msg` goes out as an interactive card: robot mode, action
@@ -1022,6 +1052,7 @@ const CARD_INSTANCES_PATH: &str = "/v1.0/card/instances";
 const OTO_RECALL_PATH: &str = "/v1.0/robot/otoMessages/batchRecall";
 const GROUP_RECALL_PATH: &str = "/v1.0/robot/groupMessages/recall";
 const ROBOT_READ_STATUS_PATH: &str = "/v1.0/robot/oToMessages/readStatus";
+const GROUP_READ_QUERY_PATH: &str = "/v1.0/robot/groupMessages/query";
 
 /// Where an app robot message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

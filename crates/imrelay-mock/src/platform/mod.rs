@@ -4,6 +4,8 @@
 //! logs exactly once.
 
 pub mod dingtalk;
+pub mod dingtalk_card;
+pub mod dingtalk_recall;
 pub mod feishu;
 pub mod wechat;
 pub mod wecom;

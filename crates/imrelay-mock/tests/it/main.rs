@@ -4,6 +4,7 @@
 mod callback;
 mod common;
 mod dingtalk;
+mod dingtalk_lifecycle;
 mod feishu;
 mod wechat;
 mod wecom;

@@ -93,8 +93,15 @@ impl RouteCard {
 /// The source a route's messages record (`alertmanager/prod`), which a click
 /// on their card uses to find the route's rules.
 pub fn source_of(route: &str) -> String {
-    format!("alertmanager/{route}")
+    format!("{SOURCE_PREFIX}{route}")
 }
+
+/// The route a [`source_of`] names.
+pub fn route_of(source: &str) -> Option<&str> {
+    source.strip_prefix(SOURCE_PREFIX)
+}
+
+const SOURCE_PREFIX: &str = "alertmanager/";
 
 impl Route {
     /// Every channel this route may send to (the caller's key must cover all).

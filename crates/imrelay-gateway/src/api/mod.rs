@@ -153,6 +153,31 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
     fn check_accepting(&self) -> Result<(), Problem> {
         AppState::check_accepting(self)
     }
+
+    async fn on_card_click(
+        &self,
+        platform: crate::callbacks::config::CallbackPlatform,
+        click: imrelay_sdk::CardClick,
+    ) -> crate::lifecycle::click::ClickAnswer {
+        let runtime = self.live.runtime();
+        let cx = crate::lifecycle::act::ActContext {
+            store: &self.store,
+            settings: &runtime.lifecycle,
+            http: self.http.as_ref(),
+            now_ms: self.store.now_ms(),
+        };
+        // A route's own list, else `[lifecycle] allowed_users`.
+        let allowed = |source: Option<&str>| {
+            let route = source
+                .and_then(crate::alertmanager::route_of)
+                .and_then(|r| runtime.alerting.routes.get(r));
+            match route {
+                Some(r) if !r.card.allowed_users.is_empty() => r.card.allowed_users.clone(),
+                _ => runtime.lifecycle.allowed_users.iter().cloned().collect(),
+            }
+        };
+        crate::lifecycle::click::on_click(&cx, platform.as_str(), &click, allowed).await
+    }
 }
 
 impl crate::lifecycle::handler::LifecycleContext for AppState {

@@ -82,6 +82,12 @@ pub struct CallbackConfig {
     /// Feishu: the Verification Token (checked in every event, and signs legacy card actions).
     #[serde(default)]
     pub verification_token: Option<Secret>,
+    /// DingTalk: the secret in the card callback URL registered with DingTalk
+    /// (`.../v1/callbacks/{name}/card?token=...`). DingTalk's HTTP card
+    /// callbacks carry no signature imrelay can check (docs/lifecycle.md), so
+    /// an unguessable token in the URL is what authenticates them.
+    #[serde(default)]
+    pub card_token: Option<Secret>,
     /// Callbacks whose timestamp is further than this from now are refused.
     #[serde(default = "default_window", with = "duration")]
     pub replay_window: Duration,

@@ -24,7 +24,10 @@ use imrelay_sdk::Message;
 
 use std::sync::Arc;
 
-use super::{CallbackRequest, CallbackSet, Reply, Verdict};
+use super::config::CallbackPlatform;
+use super::{clicks, CallbackRequest, CallbackSet, Reply, Verdict};
+use crate::lifecycle::click::ClickAnswer;
+use imrelay_sdk::CardClick;
 use crate::channels::ChannelSet;
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, ApiContext};
@@ -39,6 +42,13 @@ pub trait CallbacksContext: ApiContext {
     fn channels(&self) -> Arc<ChannelSet>;
     /// `Err` (503) once the gateway has started to shut down.
     fn check_accepting(&self) -> Result<(), Problem>;
+    /// Act on a click on one of imrelay's card buttons (see
+    /// [`crate::lifecycle::click`]).
+    fn on_card_click(
+        &self,
+        platform: CallbackPlatform,
+        click: CardClick,
+    ) -> impl std::future::Future<Output = ClickAnswer> + Send;
 }
 
 /// The callback routes, for the API router to merge.
@@ -188,7 +198,15 @@ async fn handle<S: CallbacksContext>(
                 message_id = %id,
                 "callback event stored; forwarding"
             );
-            reply(answer)
+            // A click on an imrelay button: act on it once, when it is first
+            // stored (a retried callback is a duplicate and acts no more).
+            match clicks::card_click(app.platform, &event) {
+                Some(click) => {
+                    let done = state.on_card_click(app.platform, click).await;
+                    reply(clicks::reply(app.platform, &done, answer))
+                }
+                None => reply(answer),
+            }
         }
         Ok(Some(EnqueueOutcome::Existing { id } | EnqueueOutcome::Conflict { id })) => {
             tracing::info!(

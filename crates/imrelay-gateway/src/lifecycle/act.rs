@@ -122,6 +122,9 @@ pub async fn act(
     cx.store
         .acknowledge(&root.id, ack.clone(), Some(update))
         .await?;
+    crate::telemetry::events::acked(ack.action.as_str(), &ack.source);
+    tracing::info!(message_id = %root.id, action = ack.action.as_str(), user = %ack.user_id,
+        source = %ack.source, "message acknowledged; its card update is queued");
     Ok(Acted {
         ack,
         already: false,

@@ -25,6 +25,7 @@
 
 pub mod act;
 pub mod card;
+pub mod click;
 pub mod config;
 pub mod handler;
 pub mod request;

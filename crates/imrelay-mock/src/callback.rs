@@ -493,7 +493,9 @@ fn judge(
             }
         }
         (
-            CallbackKind::WecomMessage | CallbackKind::WecomCardAction | CallbackKind::WechatMessage,
+            CallbackKind::WecomMessage
+            | CallbackKind::WecomCardAction
+            | CallbackKind::WechatMessage,
             Some(c),
         ) => {
             let trimmed = body.trim();

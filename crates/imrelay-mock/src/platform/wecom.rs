@@ -442,3 +442,17 @@ async fn app_send(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: 
     answer.insert("msgid".into(), format!("mock_{:016x}", next_seq()).into());
     call.accept(duplicate, Value::Object(answer))
 }
+
+/// Fire a `template_card_event` for a click by `user` on the `action` button
+/// of `m`.
+pub(crate) async fn click(
+    _state: &MockState,
+    _m: &crate::sent::SentMessage,
+    _action: &str,
+    _user: &str,
+) -> Result<Value, crate::platform::ClickError> {
+    Err(crate::platform::ClickError::new(
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        "todo",
+    ))
+}

@@ -5,5 +5,6 @@ mod callback;
 mod common;
 mod dingtalk;
 mod feishu;
+mod lifecycle_feishu;
 mod wechat;
 mod wecom;

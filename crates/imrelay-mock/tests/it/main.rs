@@ -6,5 +6,6 @@ mod common;
 mod dingtalk;
 mod feishu;
 mod lifecycle_feishu;
+mod lifecycle_wecom;
 mod wechat;
 mod wecom;

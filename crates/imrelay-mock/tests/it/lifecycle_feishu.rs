@@ -394,3 +394,34 @@ async fn a_click_reaches_the_receiver_and_its_card_replaces_the_message() {
     .await;
     assert_eq!(r.status(), 409);
 }
+
+#[tokio::test]
+async fn the_cli_spec_fires_the_same_click() {
+    use imrelay_mock::callback::{fire, CallbackError, CallbackSpec};
+    let (url, seen) = receiver().await;
+    let spec: CallbackSpec = serde_json::from_value(json!({
+        "kind": "feishu_card_action", "url": url, "token": VERIFY, "encrypt_key": ENCRYPT,
+        "message": "msg-9", "action": "resolve", "user": "ou_wang", "open_message_id": "om_9",
+    }))
+    .unwrap();
+    let r = fire(spec).await.unwrap();
+    assert!(r.ok, "{r:?}");
+    let reply: Value = serde_json::from_str(r.reply.as_deref().unwrap()).unwrap();
+    assert_eq!(reply["toast"]["type"], "success");
+    let s = seen.lock().await;
+    assert_eq!(s.token_ok, [true]);
+    let c = &s.clicks[0];
+    assert_eq!(
+        (c.message_id.as_str(), c.action.as_str(), c.user_id.as_str()),
+        ("msg-9", "resolve", "ou_wang")
+    );
+    assert_eq!(c.platform_message_id.as_deref(), Some("om_9"));
+    let no_message: CallbackSpec = serde_json::from_value(json!({
+        "kind": "feishu_card_action", "url": "http://127.0.0.1:9/", "encrypt_key": ENCRYPT,
+    }))
+    .unwrap();
+    match fire(no_message).await {
+        Err(CallbackError::Spec(m)) => assert!(m.contains("`message`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -287,3 +287,25 @@ async fn a_click_hands_the_receiver_a_fresh_code_that_updates_the_card() {
     .await;
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn the_cli_spec_fires_the_same_click() {
+    use imrelay_mock::callback::{fire, CallbackSpec};
+    let (url, seen) = receiver().await;
+    let spec: CallbackSpec = serde_json::from_value(json!({
+        "kind": "wecom_card_action", "url": url, "token": TOKEN, "encoding_aes_key": AES_KEY,
+        "receive_id": CORP_A, "message": "msg-9", "action": "ack", "user": "wangwu",
+        "task_id": "imrelay-task",
+    }))
+    .unwrap();
+    let r = fire(spec).await.unwrap();
+    assert!(r.ok, "{r:?}");
+    let event = seen.lock().await.events.pop().unwrap();
+    assert_eq!(event["TaskId"], "imrelay-task");
+    let c = card_click(&event).unwrap();
+    assert_eq!(
+        (c.message_id.as_str(), c.action.as_str(), c.user_id.as_str()),
+        ("msg-9", "ack", "wangwu")
+    );
+    assert!(c.update_token.is_some_and(|t| !t.is_empty()));
+}

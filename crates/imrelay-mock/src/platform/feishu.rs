@@ -1262,6 +1262,30 @@ mod tests {
     }
 
     #[test]
+    fn buttons_are_found_by_action_in_object_or_string_values() {
+        let card = json!({"elements": [
+            {"tag": "div", "text": {"tag": "lark_md", "content": "x"}},
+            {"tag": "action", "actions": [
+                {"tag": "button", "url": "https://runbook"},
+                {"tag": "button", "value": {"imrelay_message": "m", "imrelay_action": "ack"}},
+                {"tag": "button", "value": "{\"imrelay_message\":\"m\",\"imrelay_action\":\"resolve\"}"},
+            ]},
+        ]});
+        assert_eq!(
+            find_button(&card, "ack"),
+            Some(json!({"imrelay_message": "m", "imrelay_action": "ack"}))
+        );
+        assert_eq!(
+            find_button(&card, "resolve").unwrap()["imrelay_action"],
+            "resolve"
+        );
+        assert_eq!(find_button(&card, "silence:1h"), None);
+        assert!(update_multi(&json!({"config": {"update_multi": true}})));
+        assert!(update_multi(&json!({"schema": "2.0"})));
+        assert!(!update_multi(&json!({"config": {}})));
+    }
+
+    #[test]
     fn uuid_dedup_window() {
         let s = DedupStore::default();
         assert_eq!(dedup_uuid(&s, "a", "u", "om_1", 0), None);

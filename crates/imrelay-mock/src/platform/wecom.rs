@@ -749,3 +749,45 @@ pub(crate) async fn click(
         "callback": result,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buttons_are_found_by_the_action_in_their_key() {
+        let card = json!({"button_list": [
+            {"text": "认领", "key": r#"{"imrelay_message":"m","imrelay_action":"ack"}"#},
+            {"text": "other", "key": "approve"},
+        ]});
+        assert_eq!(
+            find_button(&card, "ack").as_deref(),
+            Some(r#"{"imrelay_message":"m","imrelay_action":"ack"}"#)
+        );
+        assert_eq!(find_button(&card, "approve").as_deref(), Some("approve"));
+        assert_eq!(find_button(&card, "resolve"), None);
+        assert_eq!(find_button(&json!({}), "ack"), None);
+    }
+
+    #[test]
+    fn response_codes_are_issued_once_each_and_found_by_their_holder() {
+        let s = MockState::new(crate::config::MockConfig::default());
+        let mut m = SentMessage::new(
+            MockPlatform::Wecom,
+            "mid",
+            "wecom:app:c",
+            vec![],
+            json!({}),
+            0,
+        );
+        let a = issue_response_code(&mut m, 0);
+        let b = issue_response_code(&mut m, 5);
+        assert_ne!(a, b);
+        s.sent.insert(m);
+        assert_eq!(
+            holder_of(&s, "wecom:app:c", &b).map(|(m, at)| (m.message_id, at)),
+            Some(("mid".into(), 5))
+        );
+        assert!(holder_of(&s, "wecom:app:other", &a).is_none());
+    }
+}

@@ -19,7 +19,7 @@ use imrelay_sdk::{deliver, Client, Code, Destination, Outcome, Report};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::common::{control, http, start};
+use crate::common::{control, http, log, start};
 
 const APP_A: &str = "cli_app_a";
 const APP_B: &str = "cli_app_b";
@@ -210,6 +210,16 @@ async fn another_apps_message_cannot_be_updated_recalled_or_read() {
     let m = message(&server, &sent.platform_message_id).await;
     assert!(m.get("recalled_at_ms").is_none());
     assert_eq!(m["revisions"].as_array().unwrap().len(), 1);
+    // Each refusal is in the request log with its code and the caller.
+    let recalls = log(&server, "im.messages.delete");
+    assert_eq!(recalls.len(), 2);
+    assert_eq!(recalls[0].target, format!("feishu:app:{APP_B}"));
+    assert_eq!(recalls[0].code.as_deref(), Some("230026"));
+    assert!(!recalls[0].accepted);
+    assert_eq!(
+        log(&server, "im.messages.patch")[0].code.as_deref(),
+        Some("230012")
+    );
 }
 
 async fn tenant_token(server: &MockServer, app_id: &str) -> String {

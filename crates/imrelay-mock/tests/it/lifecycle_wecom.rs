@@ -20,7 +20,7 @@ use imrelay_sdk::{deliver, Client, Code, Destination, Outcome, Report};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::common::{control, http, start};
+use crate::common::{control, http, log, start};
 
 const CORP_A: &str = "ww-corp-a";
 const CORP_B: &str = "ww-corp-b";
@@ -135,6 +135,12 @@ async fn a_button_card_is_replaced_once_per_response_code() {
     );
     let m = message(&server, &sent.platform_message_id).await;
     assert_eq!(m["revisions"].as_array().unwrap().len(), 2);
+    let updates = log(&server, "message.update_template_card");
+    let verdicts: Vec<(bool, Option<&str>)> = updates
+        .iter()
+        .map(|e| (e.accepted, e.code.as_deref()))
+        .collect();
+    assert_eq!(verdicts, [(true, Some("0")), (false, Some("60140"))]);
     // A plain message has no code: nothing to update it with.
     let text = send(&*d, &Message::text("hello")).await;
     assert_eq!(text.update_token, None);

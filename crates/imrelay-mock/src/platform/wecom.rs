@@ -14,6 +14,8 @@
 //! codes in `extra`. A click (`POST /_mock/messages/{id}/click`) fires a
 //! `template_card_event` at the app's `callback.url`, encrypted with
 //! `callback.token` / `callback.encoding_aes_key`, with a fresh `ResponseCode`.
+//! A passive reply to the click is judged (decrypted) but not applied: WeCom
+//! shows it to the clicking user only.
 //!
 //! Targets: `wecom:robot:{key}`, `wecom:app:{corpid}`. Errors answer HTTP 200
 //! with `{"errcode":N,"errmsg":"..., hint: [...], more info at ...?e=N"}` like

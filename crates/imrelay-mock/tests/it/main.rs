@@ -6,5 +6,7 @@ mod common;
 mod dingtalk;
 mod dingtalk_lifecycle;
 mod feishu;
+mod lifecycle_feishu;
+mod lifecycle_wecom;
 mod wechat;
 mod wecom;

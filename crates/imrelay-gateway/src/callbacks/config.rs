@@ -96,7 +96,10 @@ pub struct CallbackConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub breaker: BreakerSettings,
-    /// Where each event is forwarded (every target gets every event).
+    /// Where each event is forwarded (every target gets every event). None:
+    /// events are verified, stored for deduplication and, for clicks on
+    /// imrelay's card buttons, acted on; nothing is forwarded.
+    #[serde(default)]
     pub forward: Vec<ForwardConfig>,
 }
 
@@ -204,12 +207,6 @@ pub fn validate(cbs: &[CallbackConfig], issues: &mut Vec<ConfigIssue>) {
             issues.push(ConfigIssue::new(
                 key("replay_window"),
                 "must be at least 1s",
-            ));
-        }
-        if cb.forward.is_empty() {
-            issues.push(ConfigIssue::new(
-                key("forward"),
-                "add at least one forward target ([[callbacks.forward]] with url and secret)",
             ));
         }
         for (j, f) in cb.forward.iter().enumerate() {

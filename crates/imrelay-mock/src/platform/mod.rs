@@ -75,10 +75,9 @@ pub async fn click(
     match message.platform {
         MockPlatform::Feishu => feishu::click(state, message, action, user).await,
         MockPlatform::Wecom => wecom::click(state, message, action, user).await,
-        MockPlatform::Dingtalk => Err(ClickError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "DingTalk card clicks are not supported by the mock yet",
-        )),
+        MockPlatform::Dingtalk => dingtalk_card::click(state, message, action, user)
+            .await
+            .map_err(|e| ClickError::new(StatusCode::BAD_REQUEST, e)),
         MockPlatform::Wechat => Err(ClickError::new(
             StatusCode::BAD_REQUEST,
             "WeChat messages have no buttons that call back",

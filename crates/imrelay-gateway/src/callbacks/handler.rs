@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use super::config::CallbackPlatform;
 use super::{clicks, CallbackRequest, CallbackSet, Reply, Verdict};
-use crate::lifecycle::click::ClickAnswer;
-use imrelay_sdk::CardClick;
 use crate::channels::ChannelSet;
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, ApiContext};
+use crate::lifecycle::click::ClickAnswer;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store};
+use imrelay_sdk::CardClick;
 
 /// What the callback endpoints need from the gateway's state.
 pub trait CallbacksContext: ApiContext {
@@ -48,6 +48,7 @@ pub trait CallbacksContext: ApiContext {
         &self,
         platform: CallbackPlatform,
         click: CardClick,
+        event_id: &str,
     ) -> impl std::future::Future<Output = ClickAnswer> + Send;
 }
 
@@ -157,6 +158,20 @@ async fn handle<S: CallbacksContext>(
         tracing::error!(callback = %app.name, "the callback's forward channel is missing (a bug)");
         return Problem::internal("the callback's forward channel is missing").into_response();
     };
+    let click = clicks::card_click(app.platform, &event);
+    if channel.targets().is_empty() {
+        // Nothing to forward: nothing to store. The replay guard and the
+        // event id recorded with the action keep a retried click from acting
+        // twice.
+        claim.keep();
+        return match click {
+            Some(c) => {
+                let done = state.on_card_click(app.platform, c, &event.event_id).await;
+                reply(clicks::reply(app.platform, &done, answer))
+            }
+            None => reply(answer),
+        };
+    }
     let mut nm = NewMessage::new(
         app.channel.clone(),
         Message::new(Body::Text {
@@ -200,9 +215,11 @@ async fn handle<S: CallbacksContext>(
             );
             // A click on an imrelay button: act on it once, when it is first
             // stored (a retried callback is a duplicate and acts no more).
-            match clicks::card_click(app.platform, &event) {
+            match click {
                 Some(click) => {
-                    let done = state.on_card_click(app.platform, click).await;
+                    let done = state
+                        .on_card_click(app.platform, click, &event.event_id)
+                        .await;
                     reply(clicks::reply(app.platform, &done, answer))
                 }
                 None => reply(answer),

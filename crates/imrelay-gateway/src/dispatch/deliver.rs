@@ -72,6 +72,18 @@ impl Inner {
             let report = self
                 .send(&mut s, &members[member], op, &work.message, permit)
                 .await;
+            // An update token is good for one update (WeCom's response_code).
+            if let (Op::Update(part), Some(token)) = (op, op_token(op)) {
+                if report.outcome.is_delivered() || report.outcome == Outcome::Permanent {
+                    if let Err(e) = self
+                        .store
+                        .spend_update_token(&part.platform_message_id, token)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot forget a used update token");
+                    }
+                }
+            }
             // The platform would not edit the card after all (its window or
             // edit count passed, its update token is spent): the update goes
             // out as a new message naming the first, in this claim.
@@ -244,4 +256,12 @@ enum InPlace {
     Stop,
     /// Carry the decision out.
     No(Decision),
+}
+
+/// The update token an operation uses, if any.
+fn op_token(op: &Op) -> Option<&str> {
+    match op {
+        Op::Update(part) => part.update_token.as_deref(),
+        _ => None,
+    }
 }

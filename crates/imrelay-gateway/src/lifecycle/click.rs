@@ -67,8 +67,8 @@ pub async fn on_click(
     };
     // A fresh update token (WeCom's ResponseCode) is what the card update
     // this click queues must use.
-    if let (Some(id), Some(token)) = (&click.platform_message_id, &click.update_token) {
-        if let Err(e) = cx.store.set_update_token(id, token).await {
+    if let Some(token) = &click.update_token {
+        if let Err(e) = keep_token(cx, &view, platform, click, token).await {
             tracing::warn!(error = %e, "cannot keep the card's new update token");
         }
     }
@@ -101,4 +101,36 @@ pub async fn on_click(
             }
         }
     }
+}
+
+/// Keep `token` for the part clicked; when the callback does not name the
+/// platform's message (WeCom names the card's task), for every part the
+/// thread's card delivered on `platform`.
+async fn keep_token(
+    cx: &ActContext<'_>,
+    view: &crate::store::MessageView,
+    platform: &str,
+    click: &CardClick,
+    token: &str,
+) -> Result<(), crate::store::StoreError> {
+    let ids: Vec<String> = match &click.platform_message_id {
+        Some(id) => vec![id.clone()],
+        None => {
+            let root = view
+                .thread
+                .as_ref()
+                .map_or(view.id.as_str(), |t| t.root.as_str());
+            cx.store
+                .sent_parts(root)
+                .await?
+                .into_iter()
+                .filter(|(_, p)| p.destination.starts_with(platform))
+                .map(|(_, p)| p.sent.platform_message_id)
+                .collect()
+        }
+    };
+    for id in ids {
+        cx.store.set_update_token(&id, token).await?;
+    }
+    Ok(())
 }

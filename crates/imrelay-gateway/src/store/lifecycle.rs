@@ -32,7 +32,7 @@ pub(super) async fn sent_parts<C: Conn>(
             part: r.int("part")? as u32,
             sent: SentPart {
                 platform_message_id: r.text("platform_message_id")?,
-                update_token: r.opt_text("update_token")?,
+                update_token: newest_token(r.opt_text("update_token")?),
                 sent_at_ms: r.int("finished_at")?,
                 recipients: rows::parse_recipients(r.opt_text("recipients")?),
             },
@@ -161,17 +161,73 @@ pub(super) async fn acks<C: Conn>(c: &mut C, root: &str) -> Result<Vec<Ack>> {
         .collect()
 }
 
-/// Keep the newest update token a callback handed out for a sent part.
+/// Add an update token a callback handed out to a sent part's unused ones
+/// (newline-separated, oldest first: each is good for one update).
 pub(super) async fn set_update_token<C: Conn>(
     c: &mut C,
     platform_message_id: &str,
     token: &str,
-) -> Result<u64> {
-    c.exec(
-        "UPDATE attempts SET update_token = $2 WHERE platform_message_id = $1",
-        args![platform_message_id, token],
-    )
+) -> Result<()> {
+    rewrite_tokens(c, platform_message_id, |tokens| {
+        if !tokens.iter().any(|t| t == token) {
+            tokens.push(token.to_string());
+        }
+    })
     .await
+}
+
+/// Remove a used update token from a sent part's unused ones.
+pub(super) async fn spend_update_token<C: Conn>(
+    c: &mut C,
+    platform_message_id: &str,
+    token: &str,
+) -> Result<()> {
+    rewrite_tokens(c, platform_message_id, |tokens| {
+        tokens.retain(|t| t != token)
+    })
+    .await
+}
+
+/// Change the unused update tokens of every attempt that delivered
+/// `platform_message_id` (stored newline-separated, oldest first).
+async fn rewrite_tokens<C: Conn>(
+    c: &mut C,
+    platform_message_id: &str,
+    change: impl Fn(&mut Vec<String>),
+) -> Result<()> {
+    let rows = c
+        .fetch(
+            "SELECT id, update_token FROM attempts WHERE platform_message_id = $1",
+            args![platform_message_id],
+        )
+        .await?;
+    for r in &rows {
+        let stored = r.opt_text("update_token")?.unwrap_or_default();
+        let mut tokens: Vec<String> = stored
+            .lines()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        change(&mut tokens);
+        c.exec(
+            "UPDATE attempts SET update_token = $2 WHERE id = $1",
+            args![
+                r.int("id")?,
+                (!tokens.is_empty()).then(|| tokens.join("\n"))
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The newest unused update token of a part, from the stored list.
+pub(super) fn newest_token(stored: Option<String>) -> Option<String> {
+    stored?
+        .lines()
+        .rev()
+        .find(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// Take the lease on updating the card of `root` at `target` until `until`

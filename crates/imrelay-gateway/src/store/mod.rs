@@ -219,8 +219,12 @@ pub trait Store: Send + Sync + 'static {
     /// card that shows it) in the same transaction.
     async fn acknowledge(&self, root: &str, ack: Ack, update: Option<NewMessage>) -> Result<()>;
 
-    /// Keep the newest update token a callback handed out for a sent part.
+    /// Keep an update token a callback handed out for a sent part (each is
+    /// good for one update; the newest is used first).
     async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
+
+    /// Forget an update token an update used.
+    async fn spend_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
 
     /// Take the lease on updating the card of thread `root` at `target` for
     /// `lease`, unless another owner holds it: one update at a time, across

@@ -454,6 +454,17 @@ impl Store for PgStore {
         .await
     }
 
+    async fn spend_update_token(&self, platform_message_id: &str, token: &str) -> Result<()> {
+        let (id, token) = (platform_message_id.to_string(), token.to_string());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                lifecycle::spend_update_token(c, &id, &token).await?;
+                Ok(((), false))
+            })
+        })
+        .await
+    }
+
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         self.check_open()?;
         let now = self.now_ms();

@@ -357,7 +357,7 @@ impl Store for SqliteStore {
     async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()> {
         let (id, token) = (platform_message_id.to_string(), token.to_string());
         self.write(move |c| {
-            Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await.map(drop) })
+            Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await })
         })
         .await
     }
@@ -384,6 +384,14 @@ impl Store for SqliteStore {
         let (root, target, owner) = (root.to_string(), target.to_string(), owner.to_string());
         self.write(move |c| {
             Box::pin(async move { lifecycle::unlock_thread(c, &root, &target, &owner).await })
+        })
+        .await
+    }
+
+    async fn spend_update_token(&self, platform_message_id: &str, token: &str) -> Result<()> {
+        let (id, token) = (platform_message_id.to_string(), token.to_string());
+        self.write(move |c| {
+            Box::pin(async move { lifecycle::spend_update_token(c, &id, &token).await })
         })
         .await
     }

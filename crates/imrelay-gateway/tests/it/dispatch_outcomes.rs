@@ -303,6 +303,15 @@ impl Store for FailingFinish {
             .set_update_token(platform_message_id, token)
             .await
     }
+    async fn spend_update_token(
+        &self,
+        platform_message_id: &str,
+        token: &str,
+    ) -> store::Result<()> {
+        self.inner
+            .spend_update_token(platform_message_id, token)
+            .await
+    }
     async fn lock_thread(
         &self,
         root: &str,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::serve_support::{free_port, Scratch, Serve, KEY};
 use serde_json::{json, Value};
 
-fn alertmanager_bin() -> PathBuf {
+pub(crate) fn alertmanager_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ALERTMANAGER_BIN") {
         return PathBuf::from(p);
     }
@@ -445,7 +445,7 @@ async fn alertmanager_to_dingtalk_feishu_and_wecom() {
 }
 
 /// Now as RFC 3339 (UTC), without a date crate in this test crate.
-fn jiff_now() -> String {
+pub(crate) fn jiff_now() -> String {
     let out = Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
         .output()

@@ -6,6 +6,7 @@ mod callback_cli;
 mod callbacks_python;
 mod cli_send;
 mod cluster_pg;
+mod lifecycle_e2e;
 mod readme;
 mod send_server;
 mod serve_crash;

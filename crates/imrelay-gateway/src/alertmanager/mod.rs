@@ -31,6 +31,7 @@ use imrelay_sdk::Message;
 use serde_json::{json, Value};
 
 use crate::channels::{Channel, ChannelSet, DestinationEntry, POOL_TARGET};
+use crate::domain::ids::Target;
 use crate::store::NewMessage;
 use crate::templates::{builtin_alert_template, span_between, RenderError, Templates};
 pub use matcher::Matcher;
@@ -206,7 +207,7 @@ pub fn plan(
                 }
                 for m in messages {
                     let mut nm = NewMessage::new(channel.name.clone(), m, targets.clone());
-                    nm.message.id = Some(nm.id.clone());
+                    nm.message.id = Some(nm.id.to_string());
                     out.messages.push(Planned {
                         message: nm,
                         rule: rule.label.clone(),
@@ -230,13 +231,13 @@ fn platform_groups(ch: &Channel) -> Vec<(Platform, Vec<String>, Vec<&Destination
         };
         return vec![(
             first.dest.platform(),
-            vec![format!("{}/{POOL_TARGET}", ch.name)],
+            vec![Target::new(ch.name.clone(), POOL_TARGET).to_string()],
             vec![first],
         )];
     }
     let mut groups: Vec<(Platform, Vec<String>, Vec<&DestinationEntry>)> = Vec::new();
     for d in &ch.destinations {
-        let t = format!("{}/{}", ch.name, d.key);
+        let t = Target::new(ch.name.clone(), d.key.as_str()).to_string();
         let p = d.dest.platform();
         match groups.iter_mut().find(|g| g.0 == p) {
             Some(g) => {

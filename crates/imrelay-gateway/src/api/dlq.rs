@@ -21,7 +21,7 @@ use super::auth::{Auth, Caller, Scope};
 use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
 use super::AppState;
-use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId};
+use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId, MessageId};
 
 /// Largest page.
 pub const MAX_PAGE: u32 = 1000;
@@ -171,7 +171,7 @@ pub async fn list(
         code: q.code.map(|v| non_empty("code", v)).transpose()?,
         message_id: q
             .message_id
-            .map(|v| non_empty("message_id", v))
+            .map(|v| non_empty("message_id", v).map(MessageId::from))
             .transpose()?,
         since: q.since.map(|t| t.0),
         until: q.until.map(|t| t.0),
@@ -375,7 +375,7 @@ async fn selector(
             let mut filter = DeadFilter {
                 channel: f.channel,
                 code: f.code,
-                message_id: f.message_id,
+                message_id: f.message_id.map(MessageId::from),
                 since: f.since.map(|t| t.0),
                 until: f.until.map(|t| t.0),
                 ..Default::default()
@@ -484,7 +484,7 @@ mod tests {
             super::super::extract::parse_query::<ListQuery>("limit=5&after=7&channel=a").unwrap();
         assert_eq!(
             (q.limit, q.after, q.channel.as_deref()),
-            (Some(5), Some(7), Some("a"))
+            (Some(5), Some(DeliveryId::new(7)), Some("a"))
         );
     }
 }

@@ -30,7 +30,7 @@ use super::problem::{from_json_error, join_path, Problem};
 use super::{single_header, AppState};
 use crate::channels::ChannelSet;
 use crate::http::truncate;
-use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageView, NewMessage};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageId, MessageView, NewMessage};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -95,7 +95,8 @@ pub struct BatchRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Accepted {
     /// The message id; `GET /v1/messages/{id}` follows its deliveries.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: MessageId,
 }
 
 /// The 202 answer: [`Accepted`] with `Location`, and `Idempotent-Replayed`
@@ -129,7 +130,8 @@ pub struct ItemResult {
     pub status: u16,
     /// The accepted message's id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub id: Option<MessageId>,
     /// Present (true) when an idempotency key returned an earlier message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotent_replayed: Option<bool>,
@@ -139,7 +141,7 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
-    fn accepted(index: usize, id: String, replayed: bool) -> Self {
+    fn accepted(index: usize, id: MessageId, replayed: bool) -> Self {
         ItemResult {
             index,
             status: StatusCode::ACCEPTED.as_u16(),
@@ -288,7 +290,7 @@ pub fn prepare(
     let mut nm = NewMessage::new(channel.name.clone(), msg, channel.targets());
     // The SDK derives platform dedup keys (Feishu uuid, WeChat client_msg_id)
     // from the message id, so retries of this message cannot duplicate.
-    nm.message.id = Some(nm.id.clone());
+    nm.message.id = Some(nm.id.to_string());
     nm.trace_id = req.trace_id;
     Ok(nm)
 }
@@ -325,14 +327,14 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     Some(v)
 }
 
-fn accepted(id: String, replayed: bool) -> AcceptedResponse {
+fn accepted(id: MessageId, replayed: bool) -> AcceptedResponse {
     AcceptedResponse {
         body: Accepted { id },
         replayed,
     }
 }
 
-fn conflict(field: &str, existing: &str) -> Problem {
+fn conflict(field: &str, existing: &MessageId) -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency-key-reused",
@@ -340,7 +342,7 @@ fn conflict(field: &str, existing: &str) -> Problem {
         "this idempotency key was already used with a different request body; use a new key for a new message",
     )
     .field(field)
-    .with("existing_id", existing)
+    .with("existing_id", existing.as_str())
 }
 
 fn rejected(reason: String) -> Problem {
@@ -422,7 +424,7 @@ pub async fn submit(
     let outcome = st.store.enqueue(vec![nm]).await?.into_iter().next();
     match outcome {
         Some(EnqueueOutcome::Created { id }) => {
-            crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
+            crate::telemetry::events::accepted(&channel, id.as_str(), trace_id.as_deref());
             Ok(accepted(id, false))
         }
         Some(EnqueueOutcome::Existing { id }) => Ok(accepted(id, true)),
@@ -550,7 +552,7 @@ pub async fn submit_batch(
             results[i] = Some(match outcome {
                 EnqueueOutcome::Created { id } => {
                     accepted_count += 1;
-                    crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
+                    crate::telemetry::events::accepted(&channel, id.as_str(), trace_id.as_deref());
                     ItemResult::accepted(i, id, false)
                 }
                 EnqueueOutcome::Existing { id } => {

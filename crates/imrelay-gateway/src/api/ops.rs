@@ -83,7 +83,7 @@ pub async fn status(
         .values()
         .filter(|c| caller.may_use(&c.name))
         .map(|c| ChannelStatus {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             pool: c.pool,
             destinations: c
                 .destinations

@@ -154,13 +154,13 @@ async fn handle<S: CallbacksContext>(
         }),
         channel.targets(),
     );
-    let doc = app.forward_document(&nm.id, &event, now);
+    let doc = app.forward_document(nm.id.as_str(), &event, now);
     nm.message = Message::new(Body::Raw {
         platform: None,
         payload: doc,
     });
     // The webhook's `webhook-id` derives from the message id: stable across retries.
-    nm.message.id = Some(nm.id.clone());
+    nm.message.id = Some(nm.id.to_string());
     nm.idempotency = Some(Idempotency {
         scope: app.channel.clone(),
         key: event.event_id.clone(),

@@ -230,7 +230,7 @@ fn render(c: &Claimed, m: &DestinationEntry) -> Result<Vec<Payload>, Decision> {
     // Platform dedup keys (Feishu `uuid`, WeChat `client_msg_id`, webhook ids)
     // derive from the message id: the gateway's id, unique per accepted
     // message and identical on every retry.
-    msg.id = Some(c.message_id.clone());
+    msg.id = Some(c.message_id.to_string());
     if !c.recipients.is_empty() {
         msg.recipients = c.recipients.clone();
     }

@@ -329,7 +329,7 @@ pub(super) fn not_inserted(
     }
 }
 
-pub(super) fn duplicate_id(id: &str) -> EnqueueOutcome {
+pub(super) fn duplicate_id(id: &MessageId) -> EnqueueOutcome {
     EnqueueOutcome::Rejected {
         reason: format!("message id `{id}` already exists"),
     }

@@ -367,7 +367,8 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
             .bind(rows)
             .fetch_all(&mut *c)
             .await?;
-            let done: std::collections::HashSet<i64> = ids.into_iter().map(|(i,)| i).collect();
+            let done: std::collections::HashSet<DeliveryId> =
+                ids.into_iter().map(|(i,)| DeliveryId::from(i)).collect();
             let attempts = serde_json::Value::Array(
                 attempts
                     .into_iter()
@@ -388,7 +389,7 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
             .bind(attempts)
             .execute(&mut *c)
             .await?;
-            let ids: Vec<i64> = done.iter().copied().collect();
+            let ids: Vec<DeliveryId> = done.iter().copied().collect();
             sqlx::query(
                 "UPDATE deliveries SET state = 'done', updated_at = ?2
                  WHERE merged_into IN (SELECT value FROM json_each(?1)) AND state = 'merged'",

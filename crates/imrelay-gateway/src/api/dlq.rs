@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Auth, Caller, Scope};
 use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
+use super::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use super::AppState;
 use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId, MessageId};
 
@@ -145,10 +146,10 @@ pub struct Purged {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of dead letters", body = DlqPage),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
         (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -193,9 +194,9 @@ pub async fn list(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "One dead letter with its message", body = DeadEntry),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn inspect(
@@ -211,9 +212,9 @@ pub async fn inspect(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "Queued again with a fresh attempt count", body = Replayed),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn replay_one(
@@ -234,9 +235,9 @@ pub async fn replay_one(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "Deleted", body = Purged),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn purge_one(
@@ -257,13 +258,11 @@ pub async fn purge_one(
     request_body(content = SelectorBody, content_type = "application/json"),
     responses(
         (status = 200, description = "How many were queued again", body = Replayed),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        StoreProblem,
         (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn replay_many(
@@ -284,13 +283,11 @@ pub async fn replay_many(
     request_body(content = SelectorBody, content_type = "application/json"),
     responses(
         (status = 200, description = "How many were deleted", body = Purged),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        StoreProblem,
         (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn purge_many(

@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 use super::auth::{Auth, Caller};
 use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
+use super::responses::{BodyProblems, KeyProblem, NotAccepting, StoreProblem};
 use super::{single_header, AppState};
 use crate::channels::{Channel, ChannelSet};
 use crate::http::truncate;
@@ -380,13 +381,11 @@ fn rejected(reason: String) -> Problem {
         (status = 202, description = "Durably accepted", body = Accepted,
             headers(("Location" = String, description = "`/v1/messages/{id}`"),
                     ("Idempotent-Replayed" = String, description = "`true` when the key returned an earlier message"))),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        NotAccepting,
         (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn submit(
@@ -464,12 +463,10 @@ pub async fn submit(
     responses(
         (status = 202, description = "Every message accepted (one commit)", body = BatchResult),
         (status = 207, description = "Some accepted; `results` gives each item's status and problem", body = BatchResult),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        NotAccepting,
         (status = 422, description = "None accepted (the problem's `results` gives each item's reason), or the batch itself is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn submit_batch(
@@ -667,9 +664,9 @@ fn batch_answer(
     params(("id" = String, Path, description = "The id `POST /v1/messages` answered")),
     responses(
         (status = 200, description = "State, deliveries and every attempt", body = MessageView),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
         (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn get(

@@ -17,10 +17,11 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, PathItem, Ref, RefOr, Required};
+use utoipa::openapi::{Content, PathItem, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::problem::{Problem, PROBLEM_JSON};
+use super::problem::Problem;
+use super::responses::problem;
 use super::{dlq, messages, ops};
 
 /// The document.
@@ -61,17 +62,6 @@ impl Modify for BearerAuth {
 
 /// The routes whose handlers live outside `api`'s typed handlers.
 struct OtherRoutes;
-
-/// A response with a problem+json body.
-fn problem(description: &str) -> utoipa::openapi::Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            PROBLEM_JSON,
-            Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem")))),
-        )
-        .build()
-}
 
 fn object(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()

@@ -76,6 +76,8 @@ fn delivered() -> Vec<AttemptRecord> {
         status: Some(200),
         code: Some("0".into()),
         message: "ok".into(),
+        platform_message_id: None,
+        update_token: None,
     }]
 }
 

@@ -17,8 +17,10 @@
 //! - [`outbound`] (`[outbound]`, the SSRF guard), [`templates`], [`channels`]
 //!   (`[channels.*]` and the runtime channel model), [`http`] (problem+json,
 //!   `[[api_keys]]`, extractors).
-//! - Features: [`alertmanager`] (`[alerting]`, `[templates]`, the receiver),
-//!   [`callbacks`] (`[[callbacks]]`, the endpoints), [`self_alerts`].
+//! - Features: [`lifecycle`] (`[lifecycle]`: threads, updates in place,
+//!   recalls, acknowledgements), [`alertmanager`] (`[alerting]`,
+//!   `[templates]`, the receiver), [`callbacks`] (`[[callbacks]]`, the
+//!   endpoints), [`self_alerts`].
 //! - [`config`]: the TOML file as plain data (`${ENV}`, `*_file` secrets,
 //!   validation naming the key).
 //! - [`runtime`]: what a config compiles into, one `Runtime` behind one
@@ -46,6 +48,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod lifecycle;
 pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;
@@ -240,6 +243,8 @@ fn dispatch_config(
     dcfg.drain_deadline = config.server.shutdown_grace;
     // Above the SDK's own total timeout, as a last guard against a hang.
     dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
+    // Validated when the config loaded.
+    dcfg.card_time_zone = config.lifecycle.compile(&mut Vec::new()).time_zone;
     dcfg
 }
 

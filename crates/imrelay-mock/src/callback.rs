@@ -11,6 +11,8 @@
 //! | `dingtalk_event` | `POST ?msg_signature&timestamp(ms)&nonce`, `{"encrypt"}` | encrypted map of `success` |
 //! | `feishu_event` | `POST {"encrypt"}` + `X-Lark-Request-Timestamp/Nonce`, `X-Lark-Signature` | HTTP 200 |
 //! | `feishu_url_verification` | same, plaintext `{"type":"url_verification",...}` | `{"challenge": ...}` |
+//! | `feishu_card_action` | as `feishu_event`: a `card.action.trigger` click by `user` on the button `{"imrelay_message": message, "imrelay_action": action}` | HTTP 200 within 3 s; `{"toast":..,"card":{"type":"raw","data":..}}` or `{}` |
+//! | `wecom_card_action` | as `wecom_message`: a `template_card_event` click by `user` on the button whose key is `{"imrelay_message","imrelay_action"}`, with a fresh `ResponseCode` | as `wecom_message` |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), imrelay_mock::callback::CallbackError> {
@@ -55,6 +57,10 @@ pub enum CallbackKind {
     FeishuEvent,
     /// Feishu/Lark `url_verification` challenge.
     FeishuUrlVerification,
+    /// Feishu/Lark card button click (`card.action.trigger`, schema 2.0).
+    FeishuCardAction,
+    /// WeCom template card button click (`template_card_event`).
+    WecomCardAction,
 }
 
 impl CallbackKind {
@@ -63,6 +69,7 @@ impl CallbackKind {
             self,
             CallbackKind::WecomVerify
                 | CallbackKind::WecomMessage
+                | CallbackKind::WecomCardAction
                 | CallbackKind::WechatMessage
                 | CallbackKind::DingtalkEvent
         )
@@ -116,6 +123,124 @@ pub struct CallbackSpec {
     /// Request timeout in milliseconds (default 5000; the platforms wait 1-5 s).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Card clicks: who clicked (Feishu open_id, WeCom UserID; default
+    /// `ou_mock_user` / `mock_user`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Card clicks: the action id of the clicked button (default `ack`).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Card clicks: the imrelay message id the button names.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Feishu card clicks: the clicked message's `open_message_id`.
+    #[serde(default)]
+    pub open_message_id: Option<String>,
+    /// WeCom card clicks: the card's `TaskId`.
+    #[serde(default)]
+    pub task_id: Option<String>,
+}
+
+impl CallbackSpec {
+    /// A spec of `kind` to `url` with every option at its default.
+    pub fn new(kind: CallbackKind, url: impl Into<String>) -> Self {
+        CallbackSpec {
+            kind,
+            url: url.into(),
+            token: None,
+            encoding_aes_key: None,
+            receive_id: None,
+            encrypt_key: None,
+            payload: None,
+            timestamp: None,
+            nonce: None,
+            agent_id: None,
+            openid: None,
+            to_user_name: None,
+            timeout_ms: None,
+            user: None,
+            action: None,
+            message: None,
+            open_message_id: None,
+            task_id: None,
+        }
+    }
+}
+
+/// A Feishu `card.action.trigger` callback (schema 2.0) for a click by
+/// `user` (open_id) on a button whose `value` is `value`, in message
+/// `open_message_id` of chat `open_chat_id`, as Feishu sends it
+/// (<https://open.feishu.cn/document/uAjLw4CM/ukzMukzMukzM/feishu-cards/card-callback-communication>).
+pub fn feishu_card_action_event(
+    verification_token: &str,
+    app_id: &str,
+    user: &str,
+    value: &Value,
+    open_message_id: &str,
+    open_chat_id: &str,
+) -> Value {
+    json!({
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid::Uuid::new_v4().simple().to_string(),
+            "token": verification_token,
+            // Microseconds, as in Feishu's examples.
+            "create_time": (now_ms() * 1000).to_string(),
+            "event_type": "card.action.trigger",
+            "tenant_key": "mock_tenant",
+            "app_id": app_id,
+        },
+        "event": {
+            "operator": {
+                "tenant_key": "mock_tenant",
+                "user_id": user,
+                "open_id": user,
+            },
+            // The delayed-update token of this click.
+            "token": format!("c-{}", random_alnum(32)),
+            "action": { "value": value, "tag": "button" },
+            "host": "im_message",
+            "context": { "open_message_id": open_message_id, "open_chat_id": open_chat_id },
+        },
+    })
+}
+
+/// What a WeCom `template_card_event` says: a click by `user` on the button
+/// with `event_key` of card `task_id`, handing out `response_code` for one
+/// update (<https://developer.work.weixin.qq.com/document/path/90376>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WecomCardClick<'a> {
+    pub corp_id: &'a str,
+    pub user: &'a str,
+    pub event_key: &'a str,
+    pub task_id: &'a str,
+    pub card_type: &'a str,
+    pub response_code: &'a str,
+    pub agent_id: &'a str,
+    pub create_time: i64,
+}
+
+/// The decrypted XML of a WeCom `template_card_event`.
+pub fn wecom_card_action_event(c: &WecomCardClick) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[{}]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[{}]]></EventKey><TaskId><![CDATA[{}]]></TaskId><CardType><![CDATA[{}]]></CardType><ResponseCode><![CDATA[{}]]></ResponseCode><AgentID>{}</AgentID></xml>",
+        cdata_safe(c.corp_id),
+        cdata_safe(c.user),
+        c.create_time,
+        cdata_safe(c.event_key),
+        cdata_safe(c.task_id),
+        cdata_safe(c.card_type),
+        cdata_safe(c.response_code),
+        cdata_safe(c.agent_id),
+    )
+}
+
+/// The button value / key imrelay's rendering gives an action button.
+pub fn action_value(message: &str, action: &str) -> Value {
+    json!({
+        imrelay_sdk::lifecycle::ACTION_VALUE_MESSAGE: message,
+        imrelay_sdk::lifecycle::ACTION_VALUE_ACTION: action,
+    })
 }
 
 /// The request as it went on the wire.
@@ -189,9 +314,10 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
     let ts = timestamp.to_string();
     let nonce = spec.nonce.clone().unwrap_or_else(|| match kind {
         // WeCom/WeChat send digits; DingTalk and Feishu letters and digits.
-        CallbackKind::WecomVerify | CallbackKind::WecomMessage | CallbackKind::WechatMessage => {
-            random_digits(10)
-        }
+        CallbackKind::WecomVerify
+        | CallbackKind::WecomMessage
+        | CallbackKind::WecomCardAction
+        | CallbackKind::WechatMessage => random_digits(10),
         _ => random_alnum(16),
     });
 
@@ -204,6 +330,13 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
     } else {
         None
     };
+    if matches!(
+        kind,
+        CallbackKind::FeishuCardAction | CallbackKind::WecomCardAction
+    ) && spec.payload.is_none()
+    {
+        need(&spec.message, "message", kind)?;
+    }
     let plaintext = spec
         .payload
         .clone()
@@ -220,7 +353,7 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
                 .append_pair("echostr", &echostr);
             (Method::GET, String::new())
         }
-        (CallbackKind::WecomMessage, Some(c)) => {
+        (CallbackKind::WecomMessage | CallbackKind::WecomCardAction, Some(c)) => {
             let encrypt = c.encrypt(&plaintext)?;
             url.query_pairs_mut()
                 .append_pair("msg_signature", &c.signature(&ts, &nonce, &encrypt))
@@ -263,7 +396,12 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
             headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
             (Method::POST, json!({ "encrypt": encrypt }).to_string())
         }
-        (CallbackKind::FeishuEvent | CallbackKind::FeishuUrlVerification, _) => {
+        (
+            CallbackKind::FeishuEvent
+            | CallbackKind::FeishuUrlVerification
+            | CallbackKind::FeishuCardAction,
+            _,
+        ) => {
             headers.push((
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/json; charset=utf-8"),
@@ -354,7 +492,12 @@ fn judge(
                 ))
             }
         }
-        (CallbackKind::WecomMessage | CallbackKind::WechatMessage, Some(c)) => {
+        (
+            CallbackKind::WecomMessage
+            | CallbackKind::WecomCardAction
+            | CallbackKind::WechatMessage,
+            Some(c),
+        ) => {
             let trimmed = body.trim();
             if trimmed.is_empty() || trimmed == "success" {
                 return Ok(None);
@@ -408,6 +551,21 @@ fn judge(
                 )),
             }
         }
+        (CallbackKind::FeishuCardAction, _) => {
+            // Feishu reads the answer: `{}`, a toast, a card; anything that is
+            // not a JSON object shows the user an error.
+            let trimmed = body.trim();
+            if trimmed.is_empty() {
+                return Ok(None);
+            }
+            match serde_json::from_str::<Value>(trimmed) {
+                Ok(v @ Value::Object(_)) => Ok(Some(v.to_string())),
+                _ => Err(format!(
+                    "a card callback answer must be a JSON object (`{{}}`, a toast, a card), got `{}`",
+                    snippet(body)
+                )),
+            }
+        }
         // Feishu reads only the status of an event answer.
         _ => Ok(None),
     }
@@ -434,6 +592,32 @@ fn default_payload(spec: &CallbackSpec, timestamp: i64) -> String {
             random_digits(19)
         ),
         CallbackKind::DingtalkEvent => json!({ "EventType": "check_url" }).to_string(),
+        CallbackKind::FeishuCardAction => feishu_card_action_event(
+            &token,
+            "cli_mock",
+            spec.user.as_deref().unwrap_or("ou_mock_user"),
+            &action_value(
+                spec.message.as_deref().unwrap_or_default(),
+                spec.action.as_deref().unwrap_or("ack"),
+            ),
+            spec.open_message_id.as_deref().unwrap_or("om_mock"),
+            "oc_mock_chat",
+        )
+        .to_string(),
+        CallbackKind::WecomCardAction => wecom_card_action_event(&WecomCardClick {
+            corp_id: spec.receive_id.as_deref().unwrap_or_default(),
+            user: spec.user.as_deref().unwrap_or("mock_user"),
+            event_key: &action_value(
+                spec.message.as_deref().unwrap_or_default(),
+                spec.action.as_deref().unwrap_or("ack"),
+            )
+            .to_string(),
+            task_id: spec.task_id.as_deref().unwrap_or("mock_task"),
+            card_type: "button_interaction",
+            response_code: &random_alnum(32),
+            agent_id: spec.agent_id.as_deref().unwrap_or("1000002"),
+            create_time: timestamp,
+        }),
         CallbackKind::FeishuUrlVerification => json!({
             "challenge": random_alnum(22),
             "token": token,

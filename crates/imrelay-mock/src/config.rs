@@ -146,6 +146,11 @@ pub struct AppConfig {
     /// Overrides `token_lifetime_secs` for this app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_lifetime_secs: Option<u64>,
+    /// Where the platform sends this app's callbacks (card clicks fired with
+    /// `POST /_mock/messages/{id}/click`), with the secrets to encrypt and
+    /// sign them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<AppCallback>,
 }
 
 impl AppConfig {
@@ -155,6 +160,58 @@ impl AppConfig {
             app_id: app_id.to_string(),
             app_secret: app_secret.to_string(),
             token_lifetime_secs: None,
+            callback: None,
+        }
+    }
+
+    pub fn with_callback(mut self, callback: AppCallback) -> Self {
+        self.callback = Some(callback);
+        self
+    }
+}
+
+/// An app's callback URL and secrets, as set in the platform's developer
+/// console.
+///
+/// ```
+/// let app: imrelay_mock::AppConfig = toml::from_str(r#"
+///     platform = "feishu"
+///     app_id = "cli_demo"
+///     app_secret = "s"
+///     [callback]
+///     url = "http://127.0.0.1:8080/v1/callbacks/feishu-main"
+///     token = "verification-token"
+///     encrypt_key = "encrypt-key"
+/// "#).unwrap();
+/// assert!(app.callback.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCallback {
+    pub url: String,
+    /// WeCom: the callback Token. Feishu: the Verification Token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// WeCom: the 43-character EncodingAESKey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_aes_key: Option<String>,
+    /// Feishu: the Encrypt Key (without it, callbacks go in plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_key: Option<String>,
+    /// WeCom: the app's AgentId in the envelope (default: the agentid the
+    /// message was sent with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+impl AppCallback {
+    pub fn new(url: impl Into<String>) -> Self {
+        AppCallback {
+            url: url.into(),
+            token: None,
+            encoding_aes_key: None,
+            encrypt_key: None,
+            agent_id: None,
         }
     }
 }

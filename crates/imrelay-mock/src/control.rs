@@ -13,6 +13,8 @@
 //! | POST | `/_mock/clock` | `{"advance_ms": N}`: move the mock's clock forward |
 //! | GET | `/_mock/messages?platform=&target=` | messages the platforms took, with revisions, recall and reads |
 //! | GET | `/_mock/messages/{id}` | one of them by platform message id |
+//! | POST | `/_mock/messages/{id}/read` | `{"user": "ou_x"}`: that user read it (read receipts) |
+//! | POST | `/_mock/messages/{id}/click` | `{"action": "ack", "user": "ou_x"}`: click the button of that action, firing the platform's card callback at the app's `callback.url` (see [`crate::platform::click`]) |
 //! | POST | `/_mock/reset` | clear log, faults, tokens, limits, dedup memory and clock offset |
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/_mock/clock", post(advance_clock))
         .route("/_mock/messages", get(list_messages))
         .route("/_mock/messages/{id}", get(get_message))
+        .route("/_mock/messages/{id}/read", post(mark_read))
+        .route("/_mock/messages/{id}/click", post(click))
         .route("/_mock/reset", post(reset))
 }
 
@@ -68,11 +72,57 @@ async fn get_message(
 ) -> Response {
     match s.sent.get(&id) {
         Some(m) => Json(m).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no message {id}")})),
-        )
-            .into_response(),
+        None => no_message(&id),
+    }
+}
+
+fn no_message(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("no message {id}")})),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadBody {
+    user: String,
+}
+
+async fn mark_read(
+    State(s): State<Arc<MockState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(b): Json<ReadBody>,
+) -> Response {
+    if s.sent.mark_read(&id, &b.user, s.now_ms()) {
+        match s.sent.get(&id) {
+            Some(m) => Json(json!({"read_by": m.read_by})).into_response(),
+            None => no_message(&id),
+        }
+    } else {
+        no_message(&id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClickBody {
+    action: String,
+    user: String,
+}
+
+async fn click(
+    State(s): State<Arc<MockState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(b): Json<ClickBody>,
+) -> Response {
+    let Some(m) = s.sent.get(&id) else {
+        return no_message(&id);
+    };
+    match crate::platform::click(&s, &m, &b.action, &b.user).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -43,7 +43,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{AppConfig, MockConfig, MockPlatform, RobotConfig};
+pub use config::{AppCallback, AppConfig, MockConfig, MockPlatform, RobotConfig};
 pub use faults::{inject, inject_token, FaultAction, FaultRule, Injected};
 pub use log::{LogEntry, SignatureCheck};
 pub use state::MockState;

@@ -25,6 +25,8 @@ pub struct MockState {
     pub dedup: DedupStore,
     /// The messages the platforms took, for updates, recalls and clicks.
     pub sent: SentStore,
+    /// DingTalk card callback URLs by app and `callbackRouteKey`.
+    pub dingtalk_card_routes: crate::platform::dingtalk_card::CardRoutes,
     // Added to the wall clock: `POST /_mock/clock {"advance_ms": N}` moves the
     // mock's time forward (token expiry, rate windows) without waiting.
     clock_offset_ms: AtomicI64,
@@ -40,6 +42,7 @@ impl MockState {
             limiter: Limiter::default(),
             dedup: DedupStore::default(),
             sent: SentStore::default(),
+            dingtalk_card_routes: Default::default(),
             clock_offset_ms: AtomicI64::new(0),
         }
     }

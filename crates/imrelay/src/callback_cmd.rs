@@ -15,11 +15,17 @@ pub enum CallbackCommand {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-The spec is JSON: kind (wecom_verify, wecom_message, wechat_message, dingtalk_event,
-feishu_event, feishu_url_verification), url, and the app's secrets: token,
-encoding_aes_key, receive_id (WeCom corp id / WeChat appid / DingTalk app key),
-encrypt_key (Feishu); optional payload (the plaintext event), timestamp, nonce,
-agent_id, openid, to_user_name, timeout_ms. Without a payload a sample event is sent.
+The spec is JSON: kind (wecom_verify, wecom_message, wecom_card_action, wechat_message,
+dingtalk_event, feishu_event, feishu_url_verification, feishu_card_action), url, and the
+app's secrets: token, encoding_aes_key, receive_id (WeCom corp id / WeChat appid /
+DingTalk app key), encrypt_key (Feishu); optional payload (the plaintext event),
+timestamp, nonce, agent_id, openid, to_user_name, timeout_ms. Without a payload a sample
+event is sent.
+
+Card clicks (feishu_card_action, wecom_card_action) name the button clicked: message (the
+imrelay message id, required), action (default ack), user (Feishu open_id / WeCom UserID),
+and optionally open_message_id (Feishu) or task_id (WeCom). The event carries the button
+value imrelay draws: {\"imrelay_message\": message, \"imrelay_action\": action}.
 
 Examples:
   # A WeCom message to a gateway's [[callbacks]] app named wecom-ops:
@@ -30,6 +36,20 @@ Examples:
 
   # A Feishu event from a file, its own payload inside; JSON output:
   imrelay callback fire http://127.0.0.1:8080/v1/callbacks/feishu-main --spec @feishu.json --json
+
+  # Zhang San acknowledges alert msg-42 from a Feishu card (the answer's toast and card
+  # are printed; Feishu waits 3 s):
+  imrelay callback fire http://127.0.0.1:8080/v1/callbacks/feishu-main --spec '{
+    \"kind\": \"feishu_card_action\", \"encrypt_key\": \"k\", \"token\": \"t\",
+    \"message\": \"msg-42\", \"action\": \"ack\", \"user\": \"ou_zhangsan\",
+    \"open_message_id\": \"om_x\", \"timeout_ms\": 3000}'
+
+  # The same click on a WeCom button card (a fresh ResponseCode rides along):
+  imrelay callback fire http://127.0.0.1:8080/v1/callbacks/wecom-ops --spec '{
+    \"kind\": \"wecom_card_action\", \"token\": \"QDG6eK\",
+    \"encoding_aes_key\": \"jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C\",
+    \"receive_id\": \"ww5823bf96d3bd56c7\", \"message\": \"msg-42\", \"action\": \"silence:1h\",
+    \"user\": \"zhangsan\"}'
 
   # A replay-window check: an hour-old timestamp must be refused (exit 1):
   imrelay callback fire URL --spec '{\"kind\":\"feishu_event\",\"encrypt_key\":\"k\",\"token\":\"t\",\"timestamp\":1700000000}'

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use imrelay_sdk::message::Mentions;
 use serde::Deserialize;
 
-use super::{Alerting, Matcher, Route, Rule};
+use super::{Alerting, Matcher, Route, RouteCard, Rule};
 use crate::channels::config::ChannelConfig;
 use crate::domain::config::{ConfigIssue, KeyPath};
 use crate::templates::{builtins, Format, TemplateSource, Templates};
@@ -74,6 +74,18 @@ pub struct RouteConfig {
     pub template: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Buttons on this route's cards, where the destination takes card
+    /// callbacks: `ack`, `resolve`, `silence:DURATION` (e.g. `silence:1h`).
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Platform user ids who may press them (default: `[lifecycle]
+    /// allowed_users`, else anyone who sees the card).
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    /// Alertmanager's base URL for silences from a card (default: `[alerting]
+    /// external_url`, else the notification's `externalURL`).
+    #[serde(default)]
+    pub silence_url: Option<String>,
 }
 
 fn yes() -> bool {
@@ -119,6 +131,40 @@ pub struct TemplateConfig {
     /// Card header colour template (`format = "card"` only).
     #[serde(default)]
     pub theme: Option<String>,
+}
+
+/// The card settings of a route; bad ones are pushed to `issues`.
+fn route_card(r: &RouteConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> RouteCard {
+    let mut actions = Vec::new();
+    for (i, a) in r.actions.iter().enumerate() {
+        match crate::lifecycle::ActionKind::of(a) {
+            Some(k) if !actions.contains(&k) => actions.push(k),
+            Some(_) => issues.push(ConfigIssue::new(
+                at.key("actions").index(i).to_string(),
+                format!("`{a}` is listed twice"),
+            )),
+            None => issues.push(ConfigIssue::new(
+                at.key("actions").index(i).to_string(),
+                format!("`{a}` is not an action; use `ack`, `resolve` or `silence:DURATION` (e.g. `silence:1h`)"),
+            )),
+        }
+    }
+    if let Some(u) = &r.silence_url {
+        if url::Url::parse(u)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            issues.push(ConfigIssue::new(
+                at.key("silence_url").to_string(),
+                "must be Alertmanager's http(s) base URL, e.g. \"http://alertmanager:9093\"",
+            ));
+        }
+    }
+    RouteCard {
+        actions,
+        allowed_users: r.allowed_users.clone(),
+        silence_url: r.silence_url.clone(),
+    }
 }
 
 /// Compile both sections; problems are pushed to `issues`, each naming its key.
@@ -308,6 +354,7 @@ impl RouteCompiler<'_> {
             name: name.to_string(),
             rules,
             default,
+            card: route_card(r, at, issues),
         }
     }
 

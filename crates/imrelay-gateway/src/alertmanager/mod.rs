@@ -54,7 +54,55 @@ pub struct Route {
     /// Where alerts no rule matches go (`None`: they are dropped, and counted in
     /// the answer).
     pub default: Option<Rule>,
+    /// Buttons on its cards and who may press them.
+    pub card: RouteCard,
 }
+
+/// What a route's cards carry after they are sent (see [`crate::lifecycle`]).
+#[derive(Debug, Clone, Default)]
+pub struct RouteCard {
+    pub actions: Vec<crate::lifecycle::ActionKind>,
+    /// Platform user ids who may press them; empty: `[lifecycle] allowed_users`.
+    pub allowed_users: Vec<String>,
+    /// Alertmanager's base URL for silences; `None`: the notification's.
+    pub silence_url: Option<String>,
+}
+
+impl RouteCard {
+    /// The buttons of a card for alerts that are `firing` (a resolved card
+    /// has none left to press).
+    pub fn buttons(&self, firing: bool) -> Vec<imrelay_sdk::lifecycle::Action> {
+        if !firing {
+            return Vec::new();
+        }
+        self.actions
+            .iter()
+            .map(|k| imrelay_sdk::lifecycle::Action {
+                id: k.id(),
+                text: k.label(),
+                style: match k {
+                    crate::lifecycle::ActionKind::Ack => {
+                        imrelay_sdk::lifecycle::ActionStyle::Primary
+                    }
+                    _ => imrelay_sdk::lifecycle::ActionStyle::Default,
+                },
+            })
+            .collect()
+    }
+}
+
+/// The source a route's messages record (`alertmanager/prod`), which a click
+/// on their card uses to find the route's rules.
+pub fn source_of(route: &str) -> String {
+    format!("{SOURCE_PREFIX}{route}")
+}
+
+/// The route a [`source_of`] names.
+pub fn route_of(source: &str) -> Option<&str> {
+    source.strip_prefix(SOURCE_PREFIX)
+}
+
+const SOURCE_PREFIX: &str = "alertmanager/";
 
 impl Route {
     /// Every channel this route may send to (the caller's key must cover all).
@@ -225,9 +273,15 @@ fn plan_channel(
         if platform == Platform::Wecom {
             messages.extend(wecom_mention_ping(rule, alerts));
         }
-        for m in messages {
+        let firing = alerts.iter().any(|a| a.is_firing());
+        for (i, m) in messages.into_iter().enumerate() {
             let mut nm = NewMessage::new(channel.name.clone(), m, targets.clone());
             nm.message.id = Some(nm.id.to_string());
+            // The card (not the WeCom ping after it) is the group's
+            // thread: later notifications of the group update it.
+            if i == 0 {
+                make_group_thread(&mut nm, ctx, platform, firing);
+            }
             out.push(Planned {
                 message: nm,
                 rule: rule.label.clone(),
@@ -239,6 +293,23 @@ fn plan_channel(
         }
     }
     Ok(())
+}
+
+/// Make `nm` the thread of its alert group on this rule and platform, with
+/// the route's card buttons, the group's labels and a silence link.
+fn make_group_thread(nm: &mut NewMessage, ctx: &Ctx, platform: Platform, firing: bool) {
+    let (route, n) = (ctx.route, ctx.n);
+    nm.thread = Some(format!("{}#{}#{platform}", n.group_key, ctx.rule.label));
+    nm.message.actions = route.card.buttons(firing);
+    nm.labels = n.group_labels.clone().into_iter().collect();
+    nm.silence_url = Some(
+        route
+            .card
+            .silence_url
+            .clone()
+            .unwrap_or_else(|| ctx.ext.to_string()),
+    );
+    nm.source = Some(source_of(&route.name));
 }
 
 /// WeCom markdown cannot @all or @ phone numbers; a short text message right
@@ -560,6 +631,7 @@ pub fn sample_render(alerting: &Alerting, template: &str) -> Result<(), RenderEr
         name: "sample".into(),
         rules: Vec::new(),
         default: None,
+        card: RouteCard::default(),
     };
     let rule = Rule {
         label: "default".into(),

@@ -62,6 +62,7 @@ fn simple(channel: &str) -> (Alerting, Route) {
         name: "prod".into(),
         rules: Vec::new(),
         default: Some(rule("default", &[], &[channel], Mentions::default())),
+        card: RouteCard::default(),
     };
     (alerting(vec![route.clone()]), route)
 }
@@ -345,6 +346,7 @@ fn severity_route() -> Route {
             },
         ],
         default: Some(rule("default", &[], &["feishu"], Mentions::default())),
+        card: RouteCard::default(),
     }
 }
 

@@ -76,6 +76,18 @@ pub struct SubmitRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
+    /// A thread key: the first message with a key on a channel is sent, later
+    /// ones update its card in place where the destination can (see the
+    /// README's "The life of a message").
+    #[serde(default)]
+    pub thread: Option<String>,
+    /// String labels, stored with the message (silences match on them).
+    #[serde(default)]
+    pub labels: crate::store::Labels,
+    /// Buttons that call back: `{"id": "ack" | "resolve" | "silence:1h", "text": "认领"}`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<imrelay_sdk::lifecycle::Action>,
 }
 
 /// The body of `POST /v1/messages/batch`.
@@ -218,6 +230,7 @@ pub fn prepare(
     // from the message id, so retries of this message cannot duplicate.
     nm.message.id = Some(nm.id.to_string());
     nm.trace_id = req.trace_id;
+    crate::lifecycle::request::attach(&mut nm, req.thread, req.labels, req.actions, at)?;
     Ok(nm)
 }
 

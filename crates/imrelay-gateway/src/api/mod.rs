@@ -75,16 +75,21 @@ pub struct AppState {
     /// Cleared when shutdown starts: new messages get 503 instead of being
     /// accepted by a gateway about to stop.
     pub accepting: Arc<AtomicBool>,
+    /// For what the gateway itself calls (Alertmanager's silence API); no
+    /// redirects, answers capped. `None` only if no TLS client could be built.
+    pub http: Option<imrelay_sdk::http::HttpClient>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, live: Arc<Live>) -> Self {
+        let http = imrelay_sdk::http::HttpClient::new(imrelay_sdk::http::Timeouts::default()).ok();
         AppState {
             store,
             live,
             limits: ApiLimits::default(),
             status: None,
             accepting: Arc::new(AtomicBool::new(true)),
+            http,
         }
     }
 
@@ -149,6 +154,69 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
     fn check_accepting(&self) -> Result<(), Problem> {
         AppState::check_accepting(self)
     }
+
+    async fn on_card_click(
+        &self,
+        platform: crate::callbacks::config::CallbackPlatform,
+        click: imrelay_sdk::CardClick,
+    ) -> crate::lifecycle::click::ClickAnswer {
+        let runtime = self.live.runtime();
+        let cx = crate::lifecycle::act::ActContext {
+            store: &self.store,
+            settings: &runtime.lifecycle,
+            http: self.http.as_ref(),
+            now_ms: self.store.now_ms(),
+        };
+        // A route's own list, else `[lifecycle] allowed_users`.
+        let allowed = |source: Option<&str>| {
+            let route = source
+                .and_then(crate::alertmanager::route_of)
+                .and_then(|r| runtime.alerting.routes.get(r));
+            match route {
+                Some(r) if !r.card.allowed_users.is_empty() => r.card.allowed_users.clone(),
+                _ => runtime.lifecycle.allowed_users.iter().cloned().collect(),
+            }
+        };
+        crate::lifecycle::click::on_click(&cx, platform.as_str(), &click, allowed).await
+    }
+}
+
+impl crate::lifecycle::handler::LifecycleContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
+
+    fn settings(&self) -> Arc<crate::lifecycle::LifecycleSettings> {
+        self.live.runtime().lifecycle.clone()
+    }
+
+    fn http(&self) -> Option<&imrelay_sdk::http::HttpClient> {
+        self.http.as_ref()
+    }
+
+    fn check_accepting(&self) -> Result<(), Problem> {
+        AppState::check_accepting(self)
+    }
+
+    fn prepare(
+        &self,
+        caller: &Caller,
+        channel: &str,
+        body: serde_json::Value,
+    ) -> Result<crate::store::NewMessage, Problem> {
+        let mut body = body;
+        if let serde_json::Value::Object(fields) = &mut body {
+            fields.insert("channel".into(), channel.into());
+        }
+        let mut req: messages::SubmitRequest =
+            crate::http::parse_json(&body.to_string().into_bytes(), "")?;
+        messages::apply_template(self, &mut req, "")?;
+        messages::prepare(caller, req, &self.channels(), "")
+    }
 }
 
 impl crate::http::ApiContext for AppState {
@@ -178,6 +246,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))
         .merge(crate::callbacks::handler::routes())
+        .merge(crate::lifecycle::handler::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
 use super::problem::Problem;
 use super::responses::problem;
 use super::{dlq, messages, ops};
+use crate::lifecycle::handler as lifecycle;
 
 /// The document.
 #[derive(OpenApi)]
@@ -33,6 +34,7 @@ use super::{dlq, messages, ops};
     ),
     paths(
         messages::submit, messages::submit_batch, messages::get,
+        lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,
         ops::status, ops::healthz, ops::readyz, serve
     ),

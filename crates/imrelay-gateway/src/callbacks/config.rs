@@ -82,6 +82,12 @@ pub struct CallbackConfig {
     /// Feishu: the Verification Token (checked in every event, and signs legacy card actions).
     #[serde(default)]
     pub verification_token: Option<Secret>,
+    /// DingTalk: the secret in the card callback URL registered with DingTalk
+    /// (`.../v1/callbacks/{name}/card?token=...`). DingTalk's HTTP card
+    /// callbacks carry no signature imrelay can check (docs/lifecycle.md), so
+    /// an unguessable token in the URL is what authenticates them.
+    #[serde(default)]
+    pub card_token: Option<Secret>,
     /// Callbacks whose timestamp is further than this from now are refused.
     #[serde(default = "default_window", with = "duration")]
     pub replay_window: Duration,
@@ -90,7 +96,10 @@ pub struct CallbackConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub breaker: BreakerSettings,
-    /// Where each event is forwarded (every target gets every event).
+    /// Where each event is forwarded (every target gets every event). None:
+    /// events are verified, stored for deduplication and, for clicks on
+    /// imrelay's card buttons, acted on; nothing is forwarded.
+    #[serde(default)]
     pub forward: Vec<ForwardConfig>,
 }
 
@@ -223,17 +232,11 @@ impl EntryCheck<'_> {
         }
     }
 
-    /// A replay window of at least 1s, and at least one forward target, each
-    /// with a Standard Webhooks secret.
+    /// A replay window of at least 1s, and a Standard Webhooks secret for
+    /// each forward target.
     fn replay_and_forward(&mut self) {
         if self.cb.replay_window < Duration::from_secs(1) {
             self.push("replay_window", "must be at least 1s");
-        }
-        if self.cb.forward.is_empty() {
-            self.push(
-                "forward",
-                "add at least one forward target ([[callbacks.forward]] with url and secret)",
-            );
         }
         for (j, f) in self.cb.forward.iter().enumerate() {
             if !valid_whsec(f.secret.expose()) {

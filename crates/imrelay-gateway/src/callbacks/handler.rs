@@ -24,11 +24,16 @@ use imrelay_sdk::Message;
 
 use std::sync::Arc;
 
-use super::{CallbackApp, CallbackRequest, CallbackSet, Rejection, Reply, Verdict, VerifiedEvent};
+use super::config::CallbackPlatform;
+use super::{
+    clicks, CallbackApp, CallbackRequest, CallbackSet, Rejection, Reply, Verdict, VerifiedEvent,
+};
 use crate::channels::{Channel, ChannelSet};
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, ApiContext};
+use crate::lifecycle::click::ClickAnswer;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store, StoreError};
+use imrelay_sdk::CardClick;
 
 /// What the callback endpoints need from the gateway's state.
 pub trait CallbacksContext: ApiContext {
@@ -39,6 +44,13 @@ pub trait CallbacksContext: ApiContext {
     fn channels(&self) -> Arc<ChannelSet>;
     /// `Err` (503) once the gateway has started to shut down.
     fn check_accepting(&self) -> Result<(), Problem>;
+    /// Act on a click on one of imrelay's card buttons (see
+    /// [`crate::lifecycle::click`]).
+    fn on_card_click(
+        &self,
+        platform: CallbackPlatform,
+        click: CardClick,
+    ) -> impl std::future::Future<Output = ClickAnswer> + Send;
 }
 
 /// The callback routes, for the API router to merge.
@@ -141,7 +153,7 @@ async fn handle<S: CallbacksContext>(
     {
         claim.keep();
     }
-    stored_answer(&app, &event, stored, answer)
+    stored_answer(&state, &app, &event, stored, answer).await
 }
 
 /// A request that failed a check: logged with the check, answered with a
@@ -198,7 +210,8 @@ fn forward_message(
 
 /// The answer once the store has spoken: the platform's reply when the event
 /// is stored (now or before), else a problem.
-fn stored_answer(
+async fn stored_answer<S: CallbacksContext>(
+    state: &S,
     app: &CallbackApp,
     event: &VerifiedEvent,
     stored: Result<Option<EnqueueOutcome>, StoreError>,
@@ -216,7 +229,15 @@ fn stored_answer(
                 message_id = %id,
                 "callback event stored; forwarding"
             );
-            reply(answer)
+            // A click on an imrelay button: act on it once, when it is first
+            // stored (a retried callback is a duplicate and acts no more).
+            match clicks::card_click(app.platform, event) {
+                Some(click) => {
+                    let done = state.on_card_click(app.platform, click).await;
+                    reply(clicks::reply(app.platform, &done, answer))
+                }
+                None => reply(answer),
+            }
         }
         Ok(Some(EnqueueOutcome::Existing { id } | EnqueueOutcome::Conflict { id })) => {
             tracing::info!(

@@ -18,6 +18,7 @@
 //! is the store's idempotency key) and acknowledged with 200 without a second
 //! forward.
 
+pub mod clicks;
 pub mod config;
 pub mod handler;
 pub mod normalize;
@@ -93,7 +94,11 @@ enum AppCrypto {
         verification_token: Secret,
     },
     /// DingTalk and WeCom: always encrypted.
-    WxBiz(WxBizMsgCrypt),
+    WxBiz {
+        crypt: WxBizMsgCrypt,
+        /// DingTalk: the token of the card callback URL.
+        card_token: Option<Secret>,
+    },
     /// WeChat: the plain token signature always, the cipher in safe mode.
     Wechat {
         token: Secret,
@@ -116,6 +121,20 @@ impl CallbackApp {
                 _ => Ok(None),
             }
         };
+        if let Some(t) = &cb.card_token {
+            if cb.platform != CallbackPlatform::Dingtalk {
+                return Err((
+                    "card_token",
+                    "only DingTalk apps take card callbacks authenticated by a URL token".into(),
+                ));
+            }
+            if t.expose().len() < 16 || !t.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err((
+                    "card_token",
+                    "use at least 16 letters and digits (e.g. `openssl rand -hex 16`)".into(),
+                ));
+            }
+        }
         let crypto = match cb.platform {
             CallbackPlatform::Feishu => AppCrypto::Feishu {
                 cipher: cb
@@ -130,12 +149,13 @@ impl CallbackApp {
                     .clone()
                     .ok_or(("verification_token", "is required".to_string()))?,
             },
-            CallbackPlatform::Dingtalk | CallbackPlatform::Wecom => {
-                AppCrypto::WxBiz(wx(cb)?.ok_or((
+            CallbackPlatform::Dingtalk | CallbackPlatform::Wecom => AppCrypto::WxBiz {
+                crypt: wx(cb)?.ok_or((
                     "encoding_aes_key",
                     "token and encoding_aes_key are required".to_string(),
-                ))?)
-            }
+                ))?,
+                card_token: cb.card_token.clone(),
+            },
             CallbackPlatform::Wechat => AppCrypto::Wechat {
                 token: cb
                     .token
@@ -193,7 +213,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(v: Value) -> Reply {
+    pub(crate) fn json(v: Value) -> Reply {
         Reply {
             content_type: "application/json",
             body: v.to_string(),
@@ -297,8 +317,13 @@ impl CallbackApp {
                 encrypt_key.as_ref(),
                 verification_token,
             ),
-            (AppCrypto::WxBiz(c), CallbackPlatform::Dingtalk) => self.dingtalk(req, now_ms, c),
-            (AppCrypto::WxBiz(c), _) => self.wecom(req, now_ms, c),
+            (AppCrypto::WxBiz { card_token, .. }, CallbackPlatform::Dingtalk) if req.card => {
+                self.dingtalk_card(req, card_token.as_ref())
+            }
+            (AppCrypto::WxBiz { crypt, .. }, CallbackPlatform::Dingtalk) => {
+                self.dingtalk(req, now_ms, crypt)
+            }
+            (AppCrypto::WxBiz { crypt, .. }, _) => self.wecom(req, now_ms, crypt),
             (AppCrypto::Wechat { token, crypt }, _) => {
                 self.wechat(req, now_ms, token, crypt.as_ref())
             }
@@ -479,6 +504,48 @@ impl CallbackApp {
                 raw: v,
             }),
             reply,
+        })
+    }
+
+    /// A DingTalk HTTP card callback: plain JSON, authenticated by the
+    /// token in the URL it was registered with.
+    fn dingtalk_card(
+        &self,
+        req: &CallbackRequest,
+        card_token: Option<&Secret>,
+    ) -> Result<Verdict, Rejection> {
+        self.only(req, Method::POST)?;
+        let Some(expected) = card_token else {
+            return Err(Rejection {
+                status: StatusCode::NOT_FOUND,
+                check: "config",
+                detail: "this DingTalk app takes no card callbacks; set `card_token` on its [[callbacks]] entry".into(),
+            });
+        };
+        let given = req.q("token").unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            expected.expose().as_bytes(),
+        )) {
+            return Err(Rejection {
+                status: StatusCode::UNAUTHORIZED,
+                check: "signature",
+                detail: "the `token` in the card callback URL is missing or wrong".into(),
+            });
+        }
+        let plaintext = String::from_utf8(req.body.to_vec())
+            .map_err(|_| Rejection::malformed("a DingTalk card callback body is UTF-8 JSON"))?;
+        let v: Value = serde_json::from_str(&plaintext).map_err(|e| {
+            Rejection::malformed(format!("a DingTalk card callback body is JSON: {e}"))
+        })?;
+        Ok(Verdict::Event {
+            event: Box::new(VerifiedEvent {
+                event_id: normalize::json_event_id(&v, &plaintext),
+                normalized: normalize::dingtalk_card(&v),
+                plaintext,
+                raw: v,
+            }),
+            reply: Reply::json(serde_json::json!({})),
         })
     }
 

@@ -176,6 +176,19 @@ pub fn feishu_card(v: &Value) -> Normalized {
     }
 }
 
+/// A DingTalk HTTP card callback (`{outTrackId, userId, value, ...}`).
+pub fn dingtalk_card(v: &Value) -> Normalized {
+    Normalized {
+        kind: "card_action",
+        event_type: Some("card.callback".into()),
+        data: obj(&[
+            ("user", at(v, &["userId"])),
+            ("message_id", at(v, &["outTrackId"])),
+            ("value", at(v, &["value"])),
+        ]),
+    }
+}
+
 /// A WeCom or WeChat event XML (flat fields).
 pub fn wx(f: &BTreeMap<String, String>) -> Normalized {
     let s = |k: &str| {

@@ -243,6 +243,8 @@ pub struct Config {
     pub templates: BTreeMap<String, TemplateConfig>,
     /// `[[callbacks]]`: platform callback endpoints (see [`crate::callbacks`]).
     pub callbacks: Vec<CallbackConfig>,
+    /// `[lifecycle]`: cards after they are sent (see [`crate::lifecycle`]).
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -274,6 +276,8 @@ struct RawConfig {
     templates: BTreeMap<String, TemplateConfig>,
     #[serde(default)]
     callbacks: Vec<CallbackConfig>,
+    #[serde(default)]
+    lifecycle: crate::lifecycle::LifecycleConfig,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -364,6 +368,7 @@ impl Config {
             alerting: raw.alerting,
             templates: raw.templates,
             callbacks: raw.callbacks,
+            lifecycle: raw.lifecycle,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -383,6 +388,7 @@ impl Config {
     fn validate(&self, issues: &mut Vec<ConfigIssue>) {
         self.self_alerts.validate(self.channels.keys(), issues);
         crate::callbacks::config::validate(&self.callbacks, issues);
+        self.lifecycle.compile(issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

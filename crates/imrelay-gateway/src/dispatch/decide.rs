@@ -53,6 +53,8 @@ pub enum Wait {
     Breaker,
     /// The cluster-wide limiter (several instances) said not now.
     Cluster,
+    /// An update waits for its thread's first message to be delivered.
+    Thread,
 }
 
 /// Why a delivery is dead-lettered.

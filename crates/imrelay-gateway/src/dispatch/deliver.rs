@@ -5,14 +5,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imrelay_sdk::{Outcome, Payload, Report};
+use imrelay_sdk::{Message, Outcome, Report};
 
 use super::admission::{Admit, Permit};
-use super::decide::{self, DeadCause, Decision, Input};
+use super::decide::{self, Decision, Input};
 use super::executor::{Sending, Step};
+use super::ops::Op;
 use super::{Inner, Job};
 use crate::channels::DestinationEntry;
-use crate::store::{AttemptRecord, Claimed, DeadReason, FinishAction};
+use crate::store::{AttemptRecord, FinishAction};
 use crate::telemetry::events;
 
 impl Inner {
@@ -29,13 +30,14 @@ impl Inner {
         let mut member = permit_of.unwrap_or_else(|| self.admission.turn(&c.target, members.len()));
         let mut s = Sending::new(&c, &channel, members[member].key.clone());
         s.out_of_order = out_of_order;
-        let payloads = match render(&c, &members[member]) {
-            Ok(p) => p,
-            Err(d) => {
+        let work = match self.work(&c, &members[member]).await {
+            Ok(w) => w,
+            Err(skip) => {
                 if held {
                     self.admission.cancel(&members[member].key);
                 }
-                self.apply(&mut s, None, d).await;
+                s.attempts.extend(skip.note);
+                self.apply(&mut s, None, skip.decision).await;
                 return;
             }
         };
@@ -66,9 +68,11 @@ impl Inner {
             held = false;
             member = permit.member;
             s.key = members[member].key.clone();
-            let payload = &payloads[s.part];
-            let report = self.send(&mut s, &members[member], payload, permit).await;
-            let d = self.decide(&s, &report, payloads.len());
+            let op = &work.ops[s.part];
+            let report = self
+                .send(&mut s, &members[member], op, &work.message, permit)
+                .await;
+            let d = self.decide(&s, &report, work.ops.len());
             let d = match self.wait_in_place(&mut s, Some(&report), d).await {
                 InPlace::Again => continue,
                 InPlace::Stop => return,
@@ -141,20 +145,26 @@ impl Inner {
         InPlace::Stop
     }
 
-    /// Send one part and account it: the destination's limiter and breaker,
-    /// telemetry, alerts, and the attempt record.
+    /// Make one request and account it: the destination's limiter and
+    /// breaker, telemetry, alerts, and the attempt record.
     async fn send(
         &self,
         s: &mut Sending<'_>,
         m: &DestinationEntry,
-        payload: &Payload,
+        op: &Op,
+        msg: &Message,
         permit: Permit,
     ) -> Report {
         let started = self.now();
-        let call = tracing::Instrument::instrument(
-            m.dest.send(payload),
-            events::platform_call_span(&m.key),
-        );
+        let request = async {
+            let refused = |e: imrelay_sdk::Error| Report::new(Outcome::Permanent, e.to_string());
+            match op {
+                Op::Send(payload) => m.dest.send(payload).await,
+                Op::Update(part) => m.dest.update(part, msg).await.unwrap_or_else(refused),
+                Op::Recall(part) => m.dest.recall(part).await.unwrap_or_else(refused),
+            }
+        };
+        let call = tracing::Instrument::instrument(request, events::platform_call_span(&m.key));
         let report = match tokio::time::timeout(self.cfg.send_timeout, call).await {
             Ok(r) => r,
             Err(_) => Report::new(
@@ -221,31 +231,4 @@ enum InPlace {
     Stop,
     /// Carry the decision out.
     No(Decision),
-}
-
-/// The payloads of `c` for destination `m`; a decision instead when there is
-/// nothing to send (delivered) or it cannot be expressed (dead).
-fn render(c: &Claimed, m: &DestinationEntry) -> Result<Vec<Payload>, Decision> {
-    let mut msg = c.message.clone();
-    // Platform dedup keys (Feishu `uuid`, WeChat `client_msg_id`, webhook ids)
-    // derive from the message id: the gateway's id, unique per accepted
-    // message and identical on every retry.
-    msg.id = Some(c.message_id.to_string());
-    if !c.recipients.is_empty() {
-        msg.recipients = c.recipients.clone();
-    }
-    match m.dest.render(&msg) {
-        Ok(p) if (c.parts_done as usize) < p.len() => Ok(p),
-        // Nothing (left) to send: done, with the progress it has.
-        Ok(_) => Err(Decision::Delivered {
-            parts: c.parts_done as usize,
-        }),
-        Err(e) => Err(Decision::Dead {
-            reason: DeadReason {
-                code: None,
-                reason: format!("cannot render the message for {}: {e}", m.dest.kind()),
-            },
-            cause: DeadCause::Unrenderable,
-        }),
-    }
 }

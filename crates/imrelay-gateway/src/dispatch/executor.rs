@@ -141,20 +141,16 @@ impl Inner {
         events::out_of_order(s.c, &s.key);
         tracing::warn!(message_id = %s.c.message_id, target_key = %s.c.target,
             "delivered out of order: messages accepted after it went out while it was retried");
-        let note = AttemptRecord {
-            started_at: now,
-            finished_at: now,
-            destination: s.key.clone(),
-            part: s.part.saturating_sub(1) as u32,
-            outcome: crate::domain::attempt::AttemptOutcome::OutOfOrder,
-            counted: false,
-            status: None,
-            code: None,
-            message: format!(
+        let note = AttemptRecord::note(
+            crate::domain::attempt::AttemptOutcome::OutOfOrder,
+            &s.key,
+            s.part.saturating_sub(1) as u32,
+            now,
+            format!(
                 "delivered after messages accepted later: its retry outlasted the channel's order_hold ({})",
                 humantime::format_duration(s.channel.order_hold)
             ),
-        };
+        );
         // Before the delivering request, so that stays the last outcome.
         let at = s.attempts.len().saturating_sub(1);
         s.attempts.insert(at, note);
@@ -189,6 +185,9 @@ impl Inner {
             }
             Wait::Cluster => {
                 tracing::debug!(destination = %s.key, at, "over the cluster's quota; requeued with progress kept");
+            }
+            Wait::Thread => {
+                tracing::debug!(destination = %s.key, at, "an update waits for its thread's first message");
             }
         }
     }

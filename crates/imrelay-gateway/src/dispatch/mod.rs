@@ -71,6 +71,7 @@ mod deliver;
 mod executor;
 pub mod fallback;
 pub mod limits;
+mod ops;
 pub mod retry;
 
 pub use fallback::fallback_message;
@@ -140,6 +141,8 @@ pub struct DispatchConfig {
     /// Cluster-wide rate limiter (several instances on PostgreSQL); `None`:
     /// the in-process limiter alone decides.
     pub shared_limits: Option<Arc<dyn limits::SharedLimiter>>,
+    /// The zone times on updated cards are shown in (`[lifecycle] time_zone`).
+    pub card_time_zone: jiff::tz::TimeZone,
 }
 
 impl DispatchConfig {
@@ -153,6 +156,7 @@ impl DispatchConfig {
             idle_poll: Duration::from_secs(1),
             drain_deadline: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
+            card_time_zone: crate::lifecycle::LifecycleSettings::default().time_zone,
             fallback_scan: Duration::from_secs(1),
             clock,
             shared_limits: None,

@@ -22,17 +22,20 @@ pub enum AttemptOutcome {
     /// Not a request: the delivery went out after later ones (ordered
     /// channels), recorded in its history.
     OutOfOrder,
+    /// Not a request: an update that gave way to a newer one of its thread.
+    Superseded,
 }
 
 impl AttemptOutcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [AttemptOutcome; 6] = [
+    pub const ALL: [AttemptOutcome; 7] = [
         AttemptOutcome::Delivered,
         AttemptOutcome::Retry,
         AttemptOutcome::RefreshToken,
         AttemptOutcome::RateLimited,
         AttemptOutcome::Permanent,
         AttemptOutcome::OutOfOrder,
+        AttemptOutcome::Superseded,
     ];
 
     /// The stored label (the SDK's [`imrelay_sdk::Outcome::label`]).
@@ -44,6 +47,7 @@ impl AttemptOutcome {
             AttemptOutcome::RateLimited => "rate_limited",
             AttemptOutcome::Permanent => "permanent",
             AttemptOutcome::OutOfOrder => "out_of_order",
+            AttemptOutcome::Superseded => "superseded",
         }
     }
 }

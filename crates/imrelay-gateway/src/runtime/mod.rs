@@ -22,6 +22,7 @@ use crate::channels::build::build_channel;
 use crate::channels::ChannelSet;
 use crate::config::{BuildContext, Config, ConfigError};
 use crate::http::auth::ApiKeys;
+use crate::lifecycle::LifecycleSettings;
 
 /// The compiled, immutable state of one config.
 #[derive(Debug, Default)]
@@ -31,6 +32,8 @@ pub struct Runtime {
     pub keys: Arc<ApiKeys>,
     /// Alertmanager routes and templates (`[alerting]`, `[templates]`).
     pub alerting: Arc<Alerting>,
+    /// `[lifecycle]`: who may act on cards, names, the time zone of cards.
+    pub lifecycle: Arc<LifecycleSettings>,
 }
 
 impl Runtime {
@@ -46,6 +49,8 @@ impl Runtime {
             callbacks: Arc::new(callbacks),
             keys: Arc::new(ApiKeys::from_config(&cfg.api_keys)),
             alerting: cfg.compile_alerting()?,
+            // Validated when the config loaded.
+            lifecycle: Arc::new(cfg.lifecycle.compile(&mut Vec::new())),
         })
     }
 }

@@ -39,6 +39,7 @@
 //!   deletion of expired settled messages, its SQL shared too.
 
 mod health;
+mod lifecycle;
 mod plan;
 pub mod postgres;
 mod queue;
@@ -195,6 +196,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// A message with every delivery and attempt.
     async fn get_message(&self, id: &str) -> Result<Option<MessageView>>;
+
+    /// Every part `message` delivered, with the target it went to (to update
+    /// or recall them), oldest first.
+    async fn sent_parts(&self, message: &str) -> Result<Vec<(String, SentPartRecord)>>;
+
+    /// Whether a later message of the thread rooted at `root` goes to
+    /// `target` too (and is not dead): the update at `seq` is stale.
+    async fn superseded(&self, root: &str, seq: i64, target: &str) -> Result<bool>;
+
+    /// The newest message of the thread rooted at `root`.
+    async fn thread_latest(&self, root: &str) -> Result<Option<MessageId>>;
+
+    /// Put message `id` in a thread of its own unless it has one; its thread
+    /// key (`None`: no such message).
+    async fn adopt_thread(&self, id: &str) -> Result<Option<String>>;
+
+    /// Record `ack` on the thread rooted at `root` and enqueue `update` (the
+    /// card that shows it) in the same transaction.
+    async fn acknowledge(&self, root: &str, ack: Ack, update: Option<NewMessage>) -> Result<()>;
+
+    /// Keep the newest update token a callback handed out for a sent part.
+    async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
 
     /// Pending work per target (targets with nothing pending are omitted),
     /// each count stopping at `cap`. Costs O(targets × cap), not O(queue).

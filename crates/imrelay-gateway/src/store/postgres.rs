@@ -49,6 +49,7 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
 use super::health::{Health, PROBE};
+use super::lifecycle;
 use super::queue;
 use super::retention;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
@@ -370,6 +371,57 @@ impl Store for PgStore {
         let view = queue::message_view(&mut *tx, id).await?;
         tx.commit().await?;
         Ok(view)
+    }
+
+    async fn sent_parts(&self, message: &str) -> Result<Vec<(String, SentPartRecord)>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        lifecycle::sent_parts(&mut *c, message).await
+    }
+
+    async fn superseded(&self, root: &str, seq: i64, target: &str) -> Result<bool> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        lifecycle::superseded(&mut *c, root, seq, target).await
+    }
+
+    async fn thread_latest(&self, root: &str) -> Result<Option<MessageId>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        lifecycle::thread_latest(&mut *c, root).await
+    }
+
+    async fn adopt_thread(&self, id: &str) -> Result<Option<String>> {
+        let (id, now) = (id.to_string(), self.now_ms());
+        self.tx(false, move |c| {
+            Box::pin(async move { Ok((lifecycle::adopt_thread(c, &id, now).await?, false)) })
+        })
+        .await
+    }
+
+    async fn acknowledge(&self, root: &str, ack: Ack, update: Option<NewMessage>) -> Result<()> {
+        let (root, now) = (root.to_string(), self.now_ms());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                lifecycle::insert_ack(c, &root, &ack).await?;
+                if let Some(u) = &update {
+                    queue::insert_new(c, u, now).await?;
+                }
+                Ok(((), update.is_some()))
+            })
+        })
+        .await
+    }
+
+    async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()> {
+        let (id, token) = (platform_message_id.to_string(), token.to_string());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                lifecycle::set_update_token(c, &id, &token).await?;
+                Ok(((), false))
+            })
+        })
+        .await
     }
 
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {

@@ -61,8 +61,14 @@ pub(super) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
 }
 
 const INSERT_MESSAGE: &str =
-    "INSERT INTO messages (id, channel, kind, body, trace_id, origin, idem_scope, idem_key, body_hash, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+    "INSERT INTO messages (id, channel, kind, body, trace_id, origin, idem_scope, idem_key, body_hash, created_at,
+       thread, thread_root, thread_seq, labels, silence_url, source)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING";
+// The first message of a thread on a channel becomes its root; every later
+// one takes the next sequence number (the row lock orders concurrent accepts).
+const JOIN_THREAD: &str =
+    "INSERT INTO threads (channel, thread, root, seq, created_at) VALUES ($1, $2, $3, 1, $4)
+     ON CONFLICT (channel, thread) DO UPDATE SET seq = threads.seq + 1 RETURNING root, seq";
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
      VALUES ($1, $2, 'pending', $3, $3, $3)";
@@ -77,6 +83,14 @@ pub(super) fn body_of(m: &NewMessage) -> Result<String> {
 /// or idempotency key exists already.
 pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64) -> Result<bool> {
     let idem = m.idempotency.as_ref();
+    let thread = match &m.thread {
+        Some(key) => Some(join_thread(c, &m.channel, key, &m.id, now).await?),
+        None => None,
+    };
+    let labels = (!m.labels.is_empty())
+        .then(|| serde_json::to_string(&m.labels))
+        .transpose()
+        .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
     let inserted = c
         .exec(
             INSERT_MESSAGE,
@@ -90,7 +104,13 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
                 idem.map(|i| i.scope.as_str()),
                 idem.map(|i| i.key.as_str()),
                 idem.map(|i| i.body_hash.as_str()),
-                now
+                now,
+                m.thread.clone(),
+                thread.as_ref().map(|t| t.root.clone()),
+                thread.as_ref().map(|t| t.seq),
+                labels,
+                m.silence_url.clone(),
+                m.source.clone()
             ],
         )
         .await?;
@@ -101,6 +121,25 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
         c.exec(INSERT_DELIVERY, args![&m.id, t, now]).await?;
     }
     Ok(true)
+}
+
+/// Join `id` to thread `key` of `channel`: the root and its sequence number.
+async fn join_thread<C: Conn>(
+    c: &mut C,
+    channel: &str,
+    key: &str,
+    id: &str,
+    now: i64,
+) -> Result<ThreadPos> {
+    let rows = c.fetch(JOIN_THREAD, args![channel, key, id, now]).await?;
+    let r = rows
+        .first()
+        .ok_or_else(|| StoreError::Internal("joining a thread returned no row".into()))?;
+    Ok(ThreadPos {
+        key: key.to_string(),
+        root: r.message_id("root")?,
+        seq: r.int("seq")?,
+    })
 }
 
 /// Insert a message the store itself creates (digest, fallback copy); an id
@@ -161,8 +200,9 @@ pub(super) async fn enqueue_all<C: Conn>(
 const LEASE: &str =
     "SELECT state, lease_owner, lease_until, message_id, target FROM deliveries WHERE id = $1 FOR_UPDATE";
 const INSERT_ATTEMPT: &str =
-    "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted, status, code, message)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted, status, code, message,
+       platform_message_id, update_token)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPDATE: &str = "UPDATE deliveries SET state = $2, attempts = attempts + $3, due_at = COALESCE($4, due_at),
        parts_done = $5, lease_owner = CASE WHEN $6 IS NULL THEN NULL ELSE lease_owner END, lease_until = $6,
        last_outcome = COALESCE($7, last_outcome), dead_code = $8, dead_reason = $9, dead_at = $10, updated_at = $11
@@ -199,7 +239,9 @@ pub(super) async fn insert_attempts<C: Conn>(
                 a.counted,
                 a.status.map(i64::from),
                 a.code.clone(),
-                &a.message
+                &a.message,
+                a.platform_message_id.clone(),
+                a.update_token.clone()
             ],
         )
         .await?;
@@ -383,7 +425,8 @@ pub(super) async fn claimed<C: Conn>(c: &mut C, ids: Vec<DeliveryId>) -> Result<
     let rows = c
         .fetch(
             "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
-               d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until
+               d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until, m.origin,
+               m.thread, m.thread_root, m.thread_seq
              FROM deliveries d JOIN messages m ON m.id = d.message_id
              WHERE d.id IN_LIST($1) ORDER BY d.due_at, d.id",
             args![ids],
@@ -591,7 +634,8 @@ pub(super) async fn purge<C: Conn>(c: &mut C, sel: &DeadSelector) -> Result<u64>
 pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<MessageView>> {
     let m = c
         .fetch(
-            "SELECT id, channel, kind, body, trace_id, origin, created_at FROM messages WHERE id = $1",
+            "SELECT id, channel, kind, body, trace_id, origin, created_at, thread, thread_root, thread_seq,
+               labels, source, silence_url FROM messages WHERE id = $1",
             args![id],
         )
         .await?;
@@ -610,12 +654,17 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     let attempts = c
         .fetch(
             "SELECT a.delivery_id, a.started_at, a.finished_at, a.destination, a.part, a.outcome, a.counted,
-               a.status, a.code, a.message FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+               a.status, a.code, a.message, a.platform_message_id, a.update_token
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
              WHERE d.message_id = $1 ORDER BY a.id",
             args![id],
         )
         .await?;
-    rows::message_view(m, &deliveries, &attempts).map(Some)
+    let mut view = rows::message_view(m, &deliveries, &attempts)?;
+    if let Some(t) = &view.thread {
+        view.acks = super::lifecycle::acks(c, &t.root).await?;
+    }
+    Ok(Some(view))
 }
 
 /// Queue counts (run it in one snapshot).

@@ -71,7 +71,7 @@ pub(super) fn recipients_json(r: &[String]) -> Option<String> {
     }
 }
 
-fn parse_recipients(s: Option<String>) -> Vec<String> {
+pub(super) fn parse_recipients(s: Option<String>) -> Vec<String> {
     s.and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default()
 }
@@ -145,7 +145,25 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
             .transpose()?,
         trace_id: r.opt_text("trace_id")?,
         lease_until: r.int("lease_until")?,
+        thread: thread_pos(r)?,
+        origin: r.opt_message_id("origin")?,
     })
+}
+
+/// The thread columns (`thread, thread_root, thread_seq`), when set.
+pub(super) fn thread_pos(r: &impl Cols) -> Result<Option<ThreadPos>> {
+    let (Some(key), Some(root), Some(seq)) = (
+        r.opt_text("thread")?,
+        r.opt_text("thread_root")?,
+        r.opt_int("thread_seq")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(ThreadPos {
+        key,
+        root: root.into(),
+        seq,
+    }))
 }
 
 fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
@@ -159,6 +177,8 @@ fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
         status: a.opt_int("status")?.map(|s| s as u16),
         code: a.opt_text("code")?,
         message: a.text("message")?,
+        platform_message_id: a.opt_text("platform_message_id")?,
+        update_token: a.opt_text("update_token")?,
     })
 }
 
@@ -221,6 +241,16 @@ pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result
         trace_id: m.opt_text("trace_id")?,
         origin: m.opt_message_id("origin")?,
         created_at: m.int("created_at")?,
+        thread: thread_pos(m)?,
+        labels: match m.opt_text("labels")? {
+            Some(l) => {
+                serde_json::from_str(&l).map_err(|_| StoreError::corrupt("messages.labels", l))?
+            }
+            None => Labels::new(),
+        },
+        source: m.opt_text("source")?,
+        silence_url: m.opt_text("silence_url")?,
+        acks: Vec::new(),
         deliveries,
     })
 }

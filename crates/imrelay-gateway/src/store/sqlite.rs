@@ -37,6 +37,7 @@ use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::health::{Health, PROBE};
+use super::lifecycle;
 use super::queue;
 use super::retention;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
@@ -311,6 +312,54 @@ impl Store for SqliteStore {
     async fn get_message(&self, id: &str) -> Result<Option<MessageView>> {
         let mut c = self.read.acquire().await?;
         queue::message_view(&mut *c, id).await
+    }
+
+    async fn sent_parts(&self, message: &str) -> Result<Vec<(String, SentPartRecord)>> {
+        let mut c = self.read.acquire().await?;
+        lifecycle::sent_parts(&mut *c, message).await
+    }
+
+    async fn superseded(&self, root: &str, seq: i64, target: &str) -> Result<bool> {
+        let mut c = self.read.acquire().await?;
+        lifecycle::superseded(&mut *c, root, seq, target).await
+    }
+
+    async fn thread_latest(&self, root: &str) -> Result<Option<MessageId>> {
+        let mut c = self.read.acquire().await?;
+        lifecycle::thread_latest(&mut *c, root).await
+    }
+
+    async fn adopt_thread(&self, id: &str) -> Result<Option<String>> {
+        let (id, now) = (id.to_string(), self.now_ms());
+        self.write(move |c| Box::pin(async move { lifecycle::adopt_thread(c, &id, now).await }))
+            .await
+    }
+
+    async fn acknowledge(&self, root: &str, ack: Ack, update: Option<NewMessage>) -> Result<()> {
+        let (root, now) = (root.to_string(), self.now_ms());
+        let notify = update.is_some();
+        self.write(move |c| {
+            Box::pin(async move {
+                lifecycle::insert_ack(c, &root, &ack).await?;
+                if let Some(u) = &update {
+                    queue::insert_new(c, u, now).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        if notify {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()> {
+        let (id, token) = (platform_message_id.to_string(), token.to_string());
+        self.write(move |c| {
+            Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await.map(drop) })
+        })
+        .await
     }
 
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {

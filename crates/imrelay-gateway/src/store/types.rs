@@ -19,6 +19,8 @@ pub enum MessageKind {
     Digest,
     /// A copy sent to a fallback channel.
     Fallback,
+    /// Takes back what its origin delivered (`DELETE /v1/messages/{id}`).
+    Recall,
 }
 
 impl MessageKind {
@@ -27,6 +29,7 @@ impl MessageKind {
             MessageKind::Normal => "normal",
             MessageKind::Digest => "digest",
             MessageKind::Fallback => "fallback",
+            MessageKind::Recall => "recall",
         }
     }
     /// The kind stored as `s`; unknown text is [`StoreError::Corrupt`].
@@ -35,6 +38,7 @@ impl MessageKind {
             "normal" => Ok(MessageKind::Normal),
             "digest" => Ok(MessageKind::Digest),
             "fallback" => Ok(MessageKind::Fallback),
+            "recall" => Ok(MessageKind::Recall),
             _ => Err(StoreError::corrupt("messages.kind", s)),
         }
     }
@@ -64,15 +68,33 @@ pub struct NewMessage {
     pub trace_id: Option<String>,
     pub idempotency: Option<Idempotency>,
     pub kind: MessageKind,
-    /// For a fallback copy: the message it stands in for. For a digest: unused.
+    /// For a fallback copy: the message it stands in for; for a recall: the
+    /// message it takes back. For a digest: unused.
     pub origin: Option<MessageId>,
+    /// The thread it belongs to on its channel: the first message of a thread
+    /// is sent, later ones update it (the lifecycle feature).
+    pub thread: Option<String>,
+    /// Labels the source attached (Alertmanager's group labels).
+    pub labels: Labels,
+    /// Where a silence for it is created (an Alertmanager's base URL).
+    pub silence_url: Option<String>,
+    /// What produced it (`alertmanager/prod`), for the rules of its card.
+    pub source: Option<String>,
 }
+
+/// String labels, sorted by name.
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 impl NewMessage {
     /// No idempotency key to check and at least one target: the stores
     /// insert such messages in bulk.
     pub fn is_plain(&self) -> bool {
-        self.idempotency.is_none() && !self.targets.is_empty()
+        self.idempotency.is_none()
+            && !self.targets.is_empty()
+            && self.thread.is_none()
+            && self.labels.is_empty()
+            && self.silence_url.is_none()
+            && self.source.is_none()
     }
 
     /// A normal message with a fresh id.
@@ -86,7 +108,16 @@ impl NewMessage {
             idempotency: None,
             kind: MessageKind::Normal,
             origin: None,
+            thread: None,
+            labels: Labels::new(),
+            silence_url: None,
+            source: None,
         }
+    }
+
+    pub fn with_thread(mut self, thread: impl Into<String>) -> Self {
+        self.thread = Some(thread.into());
+        self
     }
 
     pub fn with_idempotency(mut self, idem: Idempotency) -> Self {
@@ -217,9 +248,42 @@ pub struct AttemptRecord {
     pub code: Option<String>,
     /// The platform's message (or the transport error), never a secret.
     pub message: String,
+    /// The platform's id for the part this request delivered (Feishu
+    /// `message_id`, WeCom `msgid`, DingTalk `processQueryKey`, ...), kept
+    /// to update or recall it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_message_id: Option<String>,
+    /// What a later update of that part needs besides its id (WeCom's
+    /// one-shot `response_code`); never shown.
+    #[serde(skip)]
+    pub update_token: Option<String>,
 }
 
 impl AttemptRecord {
+    /// A note in the history that is not a request (delivered out of order,
+    /// an update that gave way to a newer one): never counted.
+    pub fn note(
+        outcome: AttemptOutcome,
+        destination: &str,
+        part: u32,
+        at: i64,
+        message: impl Into<String>,
+    ) -> Self {
+        AttemptRecord {
+            started_at: at,
+            finished_at: at,
+            destination: destination.to_string(),
+            part,
+            outcome,
+            counted: false,
+            status: None,
+            code: None,
+            message: message.into(),
+            platform_message_id: None,
+            update_token: None,
+        }
+    }
+
     /// A record of an SDK report.
     pub fn from_report(
         report: &imrelay_sdk::Report,
@@ -249,6 +313,14 @@ impl AttemptRecord {
             status: report.status,
             code: report.code.as_ref().map(|c| c.to_string()),
             message,
+            platform_message_id: report
+                .platform_message_id
+                .clone()
+                .filter(|_| report.outcome.is_delivered()),
+            update_token: report
+                .update_token
+                .clone()
+                .filter(|_| report.outcome.is_delivered()),
         }
     }
 }
@@ -285,6 +357,94 @@ pub struct Claimed {
     pub last_outcome: Option<AttemptOutcome>,
     pub trace_id: Option<String>,
     pub lease_until: i64,
+    /// Its place in a thread, when it has one.
+    pub thread: Option<ThreadPos>,
+    /// For a recall: the message it takes back.
+    pub origin: Option<MessageId>,
+}
+
+/// Where a message sits in its thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ThreadPos {
+    /// The thread key (Alertmanager's groupKey, or the API's `thread`).
+    pub key: String,
+    /// The thread's first message on this channel: the one later messages update.
+    #[schema(value_type = String)]
+    pub root: MessageId,
+    /// Its order in the thread (the root is 1).
+    pub seq: i64,
+}
+
+impl ThreadPos {
+    /// Whether this message started the thread (it is sent, not an update).
+    pub fn is_root(&self, id: &str) -> bool {
+        self.root == id
+    }
+}
+
+/// One part a delivery got to the platform, as kept to update or recall it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentPartRecord {
+    /// The destination (pool member) that sent it.
+    pub destination: String,
+    pub part: u32,
+    pub sent: imrelay_sdk::SentPart,
+}
+
+/// What a person did about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AckAction {
+    /// Took it ("I'm on it").
+    Ack,
+    /// Silenced it for a while.
+    Silence,
+    /// Said it is resolved.
+    Resolve,
+}
+
+impl AckAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckAction::Ack => "ack",
+            AckAction::Silence => "silence",
+            AckAction::Resolve => "resolve",
+        }
+    }
+    /// The action stored as `s`; unknown text is [`StoreError::Corrupt`].
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ack" => Ok(AckAction::Ack),
+            "silence" => Ok(AckAction::Silence),
+            "resolve" => Ok(AckAction::Resolve),
+            _ => Err(StoreError::corrupt("acks.action", s)),
+        }
+    }
+}
+
+/// An acknowledgement (or silence, or resolution) recorded on a thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Ack {
+    pub action: AckAction,
+    /// The platform's user id (or the API caller's name).
+    pub user_id: String,
+    /// The person's name, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// Where it came from: `api`, `feishu`, `dingtalk`, `wecom`.
+    pub source: String,
+    /// What it made (a silence's id and end), when anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    pub at: i64,
+}
+
+impl Ack {
+    /// Who, as shown: the name when known, else the id.
+    pub fn who(&self) -> &str {
+        self.user_name.as_deref().unwrap_or(&self.user_id)
+    }
 }
 
 /// What to claim.
@@ -434,6 +594,20 @@ pub struct MessageView {
     #[schema(value_type = Option<String>)]
     pub origin: Option<MessageId>,
     pub created_at: i64,
+    /// Its thread, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadPos>,
+    #[serde(skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// What produced it (`alertmanager/prod`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Where a silence for it is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence_url: Option<String>,
+    /// Acknowledgements, silences and resolutions of its thread, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<Ack>,
     pub deliveries: Vec<DeliveryView>,
 }
 

@@ -78,6 +78,13 @@ pub const STORE_BYTES: &str = "imrelay_store_bytes";
 pub const STORE_PRUNED: &str = "imrelay_store_pruned_messages_total";
 
 /// Every metric name this module defines (for the dashboard test and docs).
+/// Acknowledgements, silences and resolutions taken (`action`, `source`:
+/// `api` or the platform whose card was clicked).
+pub const ACKS: &str = "imrelay_acks_total";
+/// Card clicks refused (`reason`: `not_allowed`, `unknown_message`,
+/// `unknown_action`, `silence_failed`).
+pub const CLICKS_REFUSED: &str = "imrelay_card_clicks_refused_total";
+
 pub const ALL: &[&str] = &[
     STORE_MESSAGES,
     STORE_BYTES,
@@ -103,6 +110,8 @@ pub const ALL: &[&str] = &[
     ALERTS,
     READY,
     DISPATCH_STORE_ERRORS,
+    ACKS,
+    CLICKS_REFUSED,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -130,7 +139,7 @@ fn class_of_attempt(outcome: AttemptOutcome) -> &'static str {
         AttemptOutcome::RefreshToken => "token_invalid",
         AttemptOutcome::RateLimited => "rate_limited",
         AttemptOutcome::Permanent => "permanent",
-        AttemptOutcome::OutOfOrder => "none",
+        AttemptOutcome::OutOfOrder | AttemptOutcome::Superseded => "none",
     }
 }
 
@@ -307,6 +316,16 @@ pub fn breaker_state(key: &str, state: &str) {
 /// happens next).
 pub fn dispatch_store_error(op: &'static str, error: &'static str) {
     counter!(DISPATCH_STORE_ERRORS, "op" => op, "error" => error).increment(1);
+}
+
+/// Someone acknowledged, silenced or resolved a message.
+pub fn acked(action: &'static str, source: &str) {
+    counter!(ACKS, "action" => action, "source" => source.to_string()).increment(1);
+}
+
+/// A card click was refused.
+pub fn click_refused(reason: &'static str) {
+    counter!(CLICKS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// A self-alert was handled (`result` says how).

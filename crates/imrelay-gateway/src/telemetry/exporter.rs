@@ -43,6 +43,11 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(MESSAGES_ACCEPTED, "Messages accepted by the API.");
     describe_counter!(
+        ACKS,
+        "Acknowledgements, silences and resolutions taken, by action and source."
+    );
+    describe_counter!(CLICKS_REFUSED, "Card clicks refused, by reason.");
+    describe_counter!(
         DELIVERIES,
         "Deliveries by outcome (delivered, retried, rate_limited, dead) and error class/code."
     );

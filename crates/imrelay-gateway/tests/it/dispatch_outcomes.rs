@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use imrelay_gateway::channels::{ChannelSet, DestinationEntry};
 use imrelay_gateway::dispatch::DispatchConfig;
 use imrelay_gateway::store::{
-    self, AttemptRecord, ClaimRequest, Claimed, DeadEntry, DeadFilter, DeadSelector, DeliveryId,
-    DeliveryState, EnqueueOutcome, Finish, MessageId, MessageState, MessageView, NewMessage,
-    Overdue, QueueStats, Store, StoreError, TargetBacklog,
+    self, Ack, AttemptRecord, ClaimRequest, Claimed, DeadEntry, DeadFilter, DeadSelector,
+    DeliveryId, DeliveryState, EnqueueOutcome, Finish, MessageId, MessageState, MessageView,
+    NewMessage, Overdue, QueueStats, SentPartRecord, Store, StoreError, TargetBacklog,
 };
 use imrelay_sdk::message::{Body, Platform};
 use imrelay_sdk::outcome::RecipientFailure;
@@ -277,6 +277,31 @@ impl Store for FailingFinish {
     }
     async fn get_message(&self, id: &str) -> store::Result<Option<MessageView>> {
         self.inner.get_message(id).await
+    }
+    async fn sent_parts(&self, message: &str) -> store::Result<Vec<(String, SentPartRecord)>> {
+        self.inner.sent_parts(message).await
+    }
+    async fn superseded(&self, root: &str, seq: i64, target: &str) -> store::Result<bool> {
+        self.inner.superseded(root, seq, target).await
+    }
+    async fn thread_latest(&self, root: &str) -> store::Result<Option<MessageId>> {
+        self.inner.thread_latest(root).await
+    }
+    async fn adopt_thread(&self, id: &str) -> store::Result<Option<String>> {
+        self.inner.adopt_thread(id).await
+    }
+    async fn acknowledge(
+        &self,
+        root: &str,
+        ack: Ack,
+        update: Option<NewMessage>,
+    ) -> store::Result<()> {
+        self.inner.acknowledge(root, ack, update).await
+    }
+    async fn set_update_token(&self, platform_message_id: &str, token: &str) -> store::Result<()> {
+        self.inner
+            .set_update_token(platform_message_id, token)
+            .await
     }
     async fn backlog(&self, cap: u64) -> store::Result<Vec<TargetBacklog>> {
         self.inner.backlog(cap).await

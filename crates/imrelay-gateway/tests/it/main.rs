@@ -18,6 +18,7 @@ mod dispatch_mock;
 mod dispatch_order;
 mod dispatch_outcomes;
 mod dispatch_webhook;
+mod message_life;
 mod module_graph;
 mod obs_alerts;
 mod obs_deploy;

@@ -8,6 +8,18 @@
 //! | POST | `/v1.0/oauth2/accessToken` | `dingtalk:app:{appKey}` | credentials (HTTP 400) |
 //! | POST | `/topapi/message/corpconversation/asyncsend_v2?access_token=` | `dingtalk:app:{appkey}` | token (40014 unknown, 42001 expired), shape (40035), `msg` ≤ 2,048 bytes, ≤ 100 userids; same app + content + user within a day is accepted but logged as a duplicate (DingTalk drops it silently) |
 //! | POST | `/v1.0/robot/oToMessages/batchSend` (header `x-acs-dingtalk-access-token`) | `dingtalk:app:{appkey}` | token (HTTP 401 `InvalidAuthentication`), `invalidParameter.*` (HTTP 400), ≤ 20 userIds |
+//! | POST | `/v1.0/robot/groupMessages/send` (same header) | `dingtalk:app:{appkey}` | token, `robotCode`, `openConversationId`, `msgKey`/`msgParam` as batchSend |
+//!
+//! Cards, recall and read receipts are served by
+//! [`dingtalk_card`](super::dingtalk_card) and
+//! [`dingtalk_recall`](super::dingtalk_recall).
+//!
+//! Every accepted app message is kept in the message registry
+//! (`state.sent`, `GET /_mock/messages`): a work notice under its `task_id`
+//! (with the users it went to; not when DingTalk drops it as a same-day
+//! duplicate), a robot message under its `processQueryKey` (with the users it
+//! reached, or the group's `openConversationId`), its content as
+//! `{msgKey, msgParam}` with `msgParam` parsed.
 //!
 //! Mock conventions (not DingTalk behaviour, so partial failures are testable):
 //! in batchSend, userIds starting with `invalid` come back in
@@ -51,11 +63,12 @@ use crate::faults::{inject, inject_token, Injected};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::{LogEntry, SignatureCheck};
 use crate::platform::{injected_status, query_param};
+use crate::sent::SentMessage;
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
-const PLATFORM: &str = "dingtalk";
-const P: MockPlatform = MockPlatform::Dingtalk;
+pub(crate) const PLATFORM: &str = "dingtalk";
+pub(crate) const P: MockPlatform = MockPlatform::Dingtalk;
 
 /// Robot limits: 20 a minute, then blocked for 10 minutes.
 const ROBOT_WINDOW: [Window; 1] = [Window::per_minute(20)];
@@ -67,7 +80,7 @@ const WORK_NOTICE_MSG_LIMIT: usize = 2_048;
 const WORK_NOTICE_MAX_USERS: usize = 100;
 const BATCH_SEND_MAX_USERS: usize = 20;
 const MSG_PARAM_LIMIT: usize = 15_000;
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// DingTalk's routes.
 pub fn routes() -> Router<Arc<MockState>> {
@@ -80,15 +93,18 @@ pub fn routes() -> Router<Arc<MockState>> {
             post(work_notice),
         )
         .route("/v1.0/robot/oToMessages/batchSend", post(batch_send))
+        .route("/v1.0/robot/groupMessages/send", post(group_send))
+        .merge(super::dingtalk_card::routes())
+        .merge(super::dingtalk_recall::routes())
 }
 
 // ---------------------------------------------------------------- helpers
 
-fn errcode(code: i64, msg: &str) -> Response {
+pub(crate) fn errcode(code: i64, msg: &str) -> Response {
     Json(json!({"errcode": code, "errmsg": msg})).into_response()
 }
 
-fn v1_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn v1_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({
         "code": code,
         "message": message,
@@ -109,7 +125,7 @@ fn oapi_http(status: u16) -> Response {
 
 /// An injected failure on an oapi or robot endpoint: logged, answered in the
 /// oapi shape.
-fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
+pub(crate) fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
     match inj {
         Injected::Code { code, msg } => {
             s.record(entry.rejected(code, "injected fault"));
@@ -128,7 +144,7 @@ fn oapi_injected(s: &MockState, entry: LogEntry, inj: Injected) -> Response {
 }
 
 /// An injected failure on a v1.0 endpoint, in the v1.0 shape.
-fn v1_injected(inj: &Injected) -> (Response, String) {
+pub(crate) fn v1_injected(inj: &Injected) -> (Response, String) {
     match inj {
         Injected::Answer(a) => (a.response(), a.log_code()),
         Injected::Http(status) => {
@@ -160,11 +176,11 @@ fn v1_injected(inj: &Injected) -> (Response, String) {
     }
 }
 
-fn parse_body(body: &Bytes) -> Option<Value> {
+pub(crate) fn parse_body(body: &Bytes) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
-fn with_body(entry: LogEntry, body: &Option<Value>) -> LogEntry {
+pub(crate) fn with_body(entry: LogEntry, body: &Option<Value>) -> LogEntry {
     match body {
         Some(b) => entry.body(b.clone()),
         None => entry,
@@ -181,7 +197,7 @@ fn robot_sign(secret: &str, timestamp: &str) -> String {
     B64.encode(mac.finalize().into_bytes())
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {
         cur = cur.get(*p)?;
@@ -189,7 +205,7 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
-fn non_empty(v: &Value, path: &[&str]) -> bool {
+pub(crate) fn non_empty(v: &Value, path: &[&str]) -> bool {
     str_at(v, path).is_some_and(|s| !s.is_empty())
 }
 
@@ -530,7 +546,10 @@ fn check_work_notice_msg(msg: &Value) -> Result<(), String> {
 }
 
 /// Resolve an oapi `?access_token=`: `Ok(app_key)` or the legacy error answer.
-fn oapi_token(s: &MockState, token: &str) -> Result<String, (i64, &'static str, &'static str)> {
+pub(crate) fn oapi_token(
+    s: &MockState,
+    token: &str,
+) -> Result<String, (i64, &'static str, &'static str)> {
     match s.tokens.check(P, token, s.now_ms()) {
         TokenCheck::Valid { app_id } => Ok(app_id),
         TokenCheck::Expired => Err((42001, "access_token expired", "expired access_token")),
@@ -630,11 +649,22 @@ async fn work_notice(
         e = e.duplicate();
         e.reason = Some("same content to the same users within a day: dropped silently".into());
     }
-    let task_id = s.record(e);
+    let task_id = 256_000_000_000u64 + s.record(e);
+    // A notice every user already had is dropped: nobody sees a message.
+    if fresh {
+        s.sent.insert(SentMessage::new(
+            P,
+            task_id.to_string(),
+            target.clone(),
+            users.iter().map(|u| u.to_string()).collect(),
+            msg.clone(),
+            s.now_ms(),
+        ));
+    }
     Json(json!({
         "errcode": 0,
         "errmsg": "ok",
-        "task_id": 256_000_000_000u64 + task_id,
+        "task_id": task_id,
         "request_id": uuid::Uuid::new_v4().simple().to_string(),
     }))
     .into_response()
@@ -753,6 +783,46 @@ fn check_batch_send(b: &Value) -> Result<Vec<String>, (&'static str, String)> {
             format!("{} userIds > {BATCH_SEND_MAX_USERS}", users.len()),
         ));
     }
+    check_msg(b)?;
+    Ok(users)
+}
+
+/// The app a v1.0 call's `x-acs-dingtalk-access-token` belongs to, or the
+/// logged HTTP 401 `InvalidAuthentication` answer.
+pub(crate) fn v1_caller(
+    s: &MockState,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    body: &Option<Value>,
+) -> Result<String, Box<Response>> {
+    let token = headers
+        .get("x-acs-dingtalk-access-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match s.tokens.check(P, token, s.now_ms()) {
+        TokenCheck::Valid { app_id } => Ok(app_id),
+        other => {
+            let why = if other == TokenCheck::Expired {
+                "expired access token"
+            } else {
+                "unknown access token"
+            };
+            s.record(
+                with_body(LogEntry::new(PLATFORM, endpoint, "dingtalk:app:?"), body)
+                    .rejected("InvalidAuthentication", why),
+            );
+            Err(Box::new(v1_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthentication",
+                "不合法的access_token",
+            )))
+        }
+    }
+}
+
+/// Check a robot message's `msgKey` and `msgParam` (a JSON string whose
+/// fields the key needs).
+fn check_msg(b: &Value) -> Result<(), (&'static str, String)> {
     let key = str_at(b, &["msgKey"]).unwrap_or("");
     let Some((_, fields)) = MSG_KEYS.iter().find(|(k, _)| *k == key) else {
         return Err((
@@ -785,36 +855,83 @@ fn check_batch_send(b: &Value) -> Result<Vec<String>, (&'static str, String)> {
             format!("msgParam.{f} is missing for {key}"),
         ));
     }
-    Ok(users)
+    Ok(())
+}
+
+/// What an app robot message shows, as the registry keeps it.
+fn app_robot_content(b: &Value) -> Value {
+    json!({
+        "msgKey": b.get("msgKey").cloned().unwrap_or(Value::Null),
+        "msgParam": b
+            .get("msgParam")
+            .and_then(Value::as_str)
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .unwrap_or(Value::Null),
+    })
+}
+
+async fn group_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let body = parse_body(&raw);
+    let app_key = match v1_caller(&s, &headers, "robot.group_send", &body) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let target = format!("dingtalk:app:{app_key}");
+    let entry = || {
+        with_body(
+            LogEntry::new(PLATFORM, "robot.group_send", target.clone()),
+            &body,
+        )
+    };
+    if let Some(inj) = inject(&s, &target).await {
+        let (resp, code) = v1_injected(&inj);
+        s.record(entry().rejected(code, "injected fault"));
+        return resp;
+    }
+    let checked = body
+        .as_ref()
+        .ok_or(("invalidParameter.body", "body is not JSON".to_string()))
+        .and_then(|b| {
+            if !non_empty(b, &["robotCode"]) {
+                return Err((
+                    "invalidParameter.robotCode.empty",
+                    "robotCode is required".into(),
+                ));
+            }
+            if !non_empty(b, &["openConversationId"]) {
+                return Err((
+                    "invalidParameter.openConversationId.empty",
+                    "openConversationId is required".into(),
+                ));
+            }
+            check_msg(b).map(|_| b)
+        });
+    let b = match checked {
+        Ok(b) => b,
+        Err((code, why)) => {
+            s.record(entry().rejected(code, why.clone()));
+            return v1_error(StatusCode::BAD_REQUEST, code, &why);
+        }
+    };
+    let seq = s.record(entry().accepted());
+    let key = format!("mock-pqk-{seq}");
+    let cid = str_at(b, &["openConversationId"]).unwrap_or_default();
+    s.sent.insert(SentMessage::new(
+        P,
+        key.clone(),
+        target.clone(),
+        vec![cid.to_string()],
+        app_robot_content(b),
+        s.now_ms(),
+    ));
+    Json(json!({"processQueryKey": key})).into_response()
 }
 
 async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let token = headers
-        .get("x-acs-dingtalk-access-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let body = parse_body(&raw);
-    let app_key = match s.tokens.check(P, token, s.now_ms()) {
-        TokenCheck::Valid { app_id } => app_id,
-        other => {
-            let why = if other == TokenCheck::Expired {
-                "expired access token"
-            } else {
-                "unknown access token"
-            };
-            s.record(
-                with_body(
-                    LogEntry::new(PLATFORM, "robot.batch_send", "dingtalk:app:?"),
-                    &body,
-                )
-                .rejected("InvalidAuthentication", why),
-            );
-            return v1_error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthentication",
-                "不合法的access_token",
-            );
-        }
+    let app_key = match v1_caller(&s, &headers, "robot.batch_send", &body) {
+        Ok(a) => a,
+        Err(r) => return *r,
     };
     let target = format!("dingtalk:app:{app_key}");
     let entry = || {
@@ -853,8 +970,26 @@ async fn batch_send(State(s): State<Arc<MockState>>, headers: HeaderMap, raw: By
         ));
     }
     let seq = s.record(e);
+    let key = format!("mock-pqk-{seq}");
+    let delivered: Vec<String> = users
+        .iter()
+        .filter(|u| !u.starts_with("invalid") && !u.starts_with("throttled"))
+        .cloned()
+        .collect();
+    if !delivered.is_empty() {
+        if let Some(b) = body.as_ref() {
+            s.sent.insert(SentMessage::new(
+                P,
+                key.clone(),
+                target.clone(),
+                delivered,
+                app_robot_content(b),
+                s.now_ms(),
+            ));
+        }
+    }
     Json(json!({
-        "processQueryKey": format!("mock-pqk-{seq}"),
+        "processQueryKey": key,
         "invalidStaffIdList": invalid,
         "flowControlledStaffIdList": throttled,
     }))

@@ -7,6 +7,10 @@
 //! | `POST /open-apis/bot/v2/hook/{hook}` | custom bot webhook (target `feishu:webhook:{hook}`) |
 //! | `POST /open-apis/auth/v3/tenant_access_token/internal` | tenant token (target `feishu:app:{app_id}`) |
 //! | `POST /open-apis/im/v1/messages?receive_id_type=..` | app bot message (target `feishu:app:{app_id}`) |
+//! | `PATCH /open-apis/im/v1/messages/{message_id}` | update a card (`content` = card JSON string) |
+//! | `PUT /open-apis/im/v1/messages/{message_id}` | edit a text or post (`msg_type`, `content`) |
+//! | `DELETE /open-apis/im/v1/messages/{message_id}` | recall |
+//! | `GET /open-apis/im/v1/messages/{message_id}/read_users?user_id_type=` | read receipts |
 //!
 //! Webhook checks, in Feishu's order and with its answers (always HTTP 200):
 //! unknown hook → 19001; over 5/s or 100/min → 11232; body not JSON → 9499;
@@ -32,7 +36,24 @@
 //! A `uuid` seen for the same app within the hour answers the first
 //! `message_id` again and is logged as a duplicate, not a second delivery.
 //! (The uuid memory is per server and is not cleared by `/_mock/reset`; it
-//! forgets entries after the hour.)
+//! forgets entries after the hour.) Every new message is kept in
+//! [`MockState::sent`] as `{"msg_type", "content"}` (content parsed).
+//!
+//! After the send (same token and 50/s checks; errors HTTP 400): a message
+//! that does not exist → 230001; another app's → 230012 (update, edit, read
+//! receipts) or 230026 (recall); recalled → 230011. PATCH: cards only
+//! (else 230054), both the old and the new card must set
+//! `config.update_multi` (else 230001), over 30 KB → 230025, over 5 updates a
+//! second of one message → 230020, sent more than 14 days ago → 230031.
+//! PUT: texts and posts only (230054), at most 20 edits, within 24 h (the
+//! tenant's edit limit; 230031 past it). DELETE: within 24 h (230009 past
+//! it). read_users: within 7 days (230033), users marked with
+//! `POST /_mock/messages/{id}/read`.
+//!
+//! Clicks (`POST /_mock/messages/{id}/click`): the `card.action.trigger`
+//! callback is encrypted with the app's `callback.encrypt_key`, signed
+//! (`X-Lark-Signature`) and carries `callback.token`; a `card` in the answer
+//! replaces the message's card as a new revision, as Feishu does.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -42,7 +63,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, patch, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -52,14 +73,19 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::callback::{feishu_card_action_event, fire, CallbackKind, CallbackSpec};
 use crate::config::MockPlatform;
 use crate::dedup::DedupStore;
 use crate::faults::{inject, inject_token, Injected};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::{LogEntry, SignatureCheck};
-use crate::platform::injected_status;
+use crate::platform::{app_callback, injected_status, ClickError};
+use crate::sent::{SentError, SentMessage};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
+use imrelay_sdk::lifecycle::ACTION_VALUE_ACTION;
+use imrelay_sdk::platform::feishu::reply_card;
+use imrelay_sdk::Secret;
 
 const P: &str = "feishu";
 const PLATFORM: MockPlatform = MockPlatform::Feishu;
@@ -113,6 +139,14 @@ pub fn routes() -> Router<Arc<MockState>> {
             post(tenant_token),
         )
         .route("/open-apis/im/v1/messages", post(messages))
+        .route(
+            "/open-apis/im/v1/messages/{message_id}",
+            patch(patch_card).put(edit_message).delete(recall),
+        )
+        .route(
+            "/open-apis/im/v1/messages/{message_id}/read_users",
+            get(read_users),
+        )
 }
 
 /// The first message id the app sent with this `uuid` within the hour, or
@@ -483,6 +517,9 @@ async fn messages(
                 entry.reason = Some(reason);
             }
             state.record(entry);
+            if let Some(sent) = ok.sent {
+                state.sent.insert(sent);
+            }
             json_response(StatusCode::OK, ok.answer)
         }
         Err(r) => refused(&state, entry, logged, r),
@@ -532,10 +569,12 @@ fn authorize(state: &MockState, headers: &HeaderMap) -> Result<String, Refusal> 
     }
 }
 
-/// An accepted message: the answer, and whether it repeats an earlier uuid.
+/// An accepted message: the answer, whether it repeats an earlier uuid, and
+/// (when it is new) the message to keep.
 struct Accepted {
     answer: String,
     duplicate_of: Option<String>,
+    sent: Option<SentMessage>,
 }
 
 /// The messages API's checks, in order, then dedup by uuid.
@@ -636,6 +675,18 @@ fn check_message(
     } else {
         format!("oc_p2p_{}", &message_id[3..19])
     };
+    let sent = duplicate_of.is_none().then(|| {
+        let mut m = SentMessage::new(
+            PLATFORM,
+            message_id.clone(),
+            target,
+            vec![format!("{receive_id_type}:{receive_id}")],
+            json!({ "msg_type": msg_type, "content": parsed }),
+            now,
+        );
+        m.extra.insert("chat_id".into(), json!(chat_id));
+        m
+    });
     let answer = json!({
         "code": 0,
         "msg": "success",
@@ -657,6 +708,7 @@ fn check_message(
     Ok(Accepted {
         answer,
         duplicate_of,
+        sent,
     })
 }
 
@@ -697,6 +749,479 @@ fn check_app_content(msg_type: &str, c: &Value) -> Result<(), String> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// After the send: update (PATCH card, PUT text/post), recall, read receipts
+
+/// Cards are updated within 14 days of sending.
+pub const UPDATE_WINDOW_MS: i64 = 14 * 86_400_000;
+/// Texts and posts are edited within the tenant's edit limit; the mock takes
+/// 24 hours (the default recall limit; the edit limit's default is not
+/// documented).
+pub const EDIT_WINDOW_MS: i64 = 86_400_000;
+/// The bot recalls its messages within the tenant's limit, 24 h by default.
+pub const RECALL_WINDOW_MS: i64 = 86_400_000;
+/// Read receipts are kept 7 days.
+pub const READ_WINDOW_MS: i64 = 7 * 86_400_000;
+/// A message is edited at most 20 times.
+pub const MAX_EDITS: usize = 20;
+
+const MSG_230001: &str = "Your request contains an invalid request parameter.";
+const MSG_230009: &str = "Message can only be recalled within one days.";
+const MSG_230011: &str = "The message is recalled.";
+const MSG_230012: &str = "Bot is NOT the sender of the message.";
+const MSG_230026: &str = "No permission to recall this message.";
+const MSG_230031: &str = "Message can only be modified within 14 days after sending.";
+const MSG_230033: &str =
+    "Get the reading status must be done within 7 days after the message is sent.";
+const MSG_230054: &str = "This operation is not supported for this message type.";
+
+fn bad(code: i64, msg: &'static str, reason: impl Into<Cow<'static, str>>) -> Refusal {
+    Refusal::new(code, msg, reason).status(StatusCode::BAD_REQUEST)
+}
+
+fn success() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({ "code": 0, "msg": "success", "data": {} }).to_string(),
+    )
+}
+
+/// The checks every call on a sent message shares, in Feishu's order: the
+/// token, injected faults, the app's 50/s. `Ok` is the app id, the log
+/// entry and the target; `Err` the answer already given.
+async fn on_message(
+    state: &MockState,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    body: &Value,
+) -> Result<(String, LogEntry), Response> {
+    let app_id = match authorize(state, headers) {
+        Ok(a) => a,
+        Err(r) => {
+            let entry = LogEntry::new(P, endpoint, "feishu:app:");
+            return Err(refused(state, entry, body.clone(), r));
+        }
+    };
+    let target = format!("feishu:app:{app_id}");
+    let entry = LogEntry::new(P, endpoint, target.as_str());
+    if let Some(i) = inject(state, &target).await {
+        state.record(injected_entry(entry, &i).body(body.clone()));
+        return Err(injected_response(&i, StatusCode::BAD_REQUEST));
+    }
+    if !matches!(
+        state.limit(&target, &[Window::per_second(50)], 0),
+        LimitCheck::Ok
+    ) {
+        let r = Refusal::new(99991400, MSG_99991400, "over 50/s per app")
+            .status(StatusCode::TOO_MANY_REQUESTS);
+        return Err(refused(state, entry, body.clone(), r));
+    }
+    Ok((app_id, entry))
+}
+
+/// The app's own message `id`, or the refusal: unknown → 230001, another
+/// app's → `foreign` (230012 for updates and reads, 230026 for recalls).
+fn own_message(
+    state: &MockState,
+    id: &str,
+    target: &str,
+    foreign: (i64, &'static str),
+) -> Result<SentMessage, Refusal> {
+    match state.sent.get(id) {
+        Some(m) if m.platform == PLATFORM && m.target == target => Ok(m),
+        Some(m) if m.platform == PLATFORM => Err(bad(
+            foreign.0,
+            foreign.1,
+            format!("{id} was sent by {}", m.target),
+        )),
+        _ => Err(bad(
+            230001,
+            MSG_230001,
+            format!("no message {id}: invalid message_id"),
+        )),
+    }
+}
+
+/// Turn a [`SentError`] into Feishu's answer for the operation.
+fn sent_refusal(e: SentError, past_window: (i64, &'static str)) -> Refusal {
+    match e {
+        SentError::NotFound => bad(230001, MSG_230001, "invalid message_id"),
+        SentError::Recalled => bad(230011, MSG_230011, "the message was recalled"),
+        SentError::PastWindow => bad(past_window.0, past_window.1, "past the window"),
+    }
+}
+
+fn msg_type_of(m: &SentMessage) -> &str {
+    m.current()
+        .get("msg_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Whether a card declares itself shared (`config.update_multi`), which
+/// Feishu requires of a card before and after a PATCH.
+fn update_multi(card: &Value) -> bool {
+    card.pointer("/config/update_multi").and_then(Value::as_bool) == Some(true)
+        // Card JSON 2.0 cards are always shared.
+        || card.get("schema").and_then(Value::as_str) == Some("2.0")
+}
+
+async fn patch_card(
+    State(state): State<Arc<MockState>>,
+    Path(message_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    let logged = logged_body(&body, parsed.clone());
+    let (_, entry) = match on_message(&state, &headers, "im.messages.patch", &logged).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let target = entry.target.clone();
+    match check_patch(&state, &target, &message_id, body.len(), parsed.as_ref()) {
+        Ok(()) => {
+            state.record(entry.accepted().body(logged));
+            success()
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+fn check_patch(
+    state: &MockState,
+    target: &str,
+    id: &str,
+    len: usize,
+    v: Option<&Value>,
+) -> Result<(), Refusal> {
+    let v = v.ok_or_else(|| bad(9499, MSG_9499, "body is not JSON"))?;
+    let card = v
+        .get("content")
+        .and_then(Value::as_str)
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .ok_or_else(|| {
+            bad(
+                230001,
+                MSG_230001,
+                "content must be the card as a JSON string",
+            )
+        })?;
+    check_app_content("interactive", &card).map_err(|why| bad(230001, MSG_230001, why))?;
+    if len > RICH_BODY_LIMIT {
+        return Err(bad(
+            230025,
+            "The length of the message content reaches its limit.",
+            format!("body of {len} bytes is over 30 KB"),
+        ));
+    }
+    let m = own_message(state, id, target, (230012, MSG_230012))?;
+    if msg_type_of(&m) != "interactive" {
+        return Err(bad(
+            230054,
+            MSG_230054,
+            "PATCH updates cards only; edit texts and posts with PUT",
+        ));
+    }
+    let before = m.current().get("content").cloned().unwrap_or(Value::Null);
+    if !update_multi(&before) || !update_multi(&card) {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            "the card must declare config.update_multi = true before and after the update",
+        ));
+    }
+    let per_message = format!("{target}:update:{id}");
+    if !matches!(
+        state.limit(&per_message, &[Window::per_second(5)], 0),
+        LimitCheck::Ok
+    ) {
+        return Err(bad(230020, MSG_230020, "over 5 updates/s of one message"));
+    }
+    let content = json!({ "msg_type": "interactive", "content": card });
+    state
+        .sent
+        .update(id, target, content, state.now_ms(), Some(UPDATE_WINDOW_MS))
+        .map_err(|e| sent_refusal(e, (230031, MSG_230031)))
+}
+
+async fn edit_message(
+    State(state): State<Arc<MockState>>,
+    Path(message_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    let logged = logged_body(&body, parsed.clone());
+    let (_, entry) = match on_message(&state, &headers, "im.messages.update", &logged).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let target = entry.target.clone();
+    match check_edit(&state, &target, &message_id, body.len(), parsed.as_ref()) {
+        Ok(()) => {
+            state.record(entry.accepted().body(logged));
+            success()
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+fn check_edit(
+    state: &MockState,
+    target: &str,
+    id: &str,
+    len: usize,
+    v: Option<&Value>,
+) -> Result<(), Refusal> {
+    let v = v.ok_or_else(|| bad(9499, MSG_9499, "body is not JSON"))?;
+    let msg_type = v.get("msg_type").and_then(Value::as_str).unwrap_or("");
+    if !matches!(msg_type, "text" | "post") {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            format!("msg_type `{msg_type}`: PUT edits text and post messages"),
+        ));
+    }
+    let content = v
+        .get("content")
+        .and_then(Value::as_str)
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .ok_or_else(|| bad(230001, MSG_230001, "content must be a JSON string"))?;
+    check_app_content(msg_type, &content).map_err(|why| bad(230001, MSG_230001, why))?;
+    let limit = if msg_type == "text" {
+        TEXT_BODY_LIMIT
+    } else {
+        RICH_BODY_LIMIT
+    };
+    if len > limit {
+        return Err(bad(
+            230025,
+            "The length of the message content reaches its limit.",
+            format!("body of {len} bytes is over the {msg_type} limit"),
+        ));
+    }
+    let m = own_message(state, id, target, (230012, MSG_230012))?;
+    if !matches!(msg_type_of(&m), "text" | "post") {
+        return Err(bad(
+            230054,
+            MSG_230054,
+            "PUT edits texts and posts; update cards with PATCH",
+        ));
+    }
+    if m.revisions.len() > MAX_EDITS {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            "a message can be edited at most 20 times",
+        ));
+    }
+    let content = json!({ "msg_type": msg_type, "content": content });
+    state
+        .sent
+        .update(id, target, content, state.now_ms(), Some(EDIT_WINDOW_MS))
+        .map_err(|e| sent_refusal(e, (230031, MSG_230031)))
+}
+
+async fn recall(
+    State(state): State<Arc<MockState>>,
+    Path(message_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let logged = json!({ "message_id": message_id });
+    let (_, entry) = match on_message(&state, &headers, "im.messages.delete", &logged).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let target = entry.target.clone();
+    let outcome = own_message(&state, &message_id, &target, (230026, MSG_230026)).and_then(|_| {
+        state
+            .sent
+            .recall(&message_id, &target, state.now_ms(), Some(RECALL_WINDOW_MS))
+            .map_err(|e| sent_refusal(e, (230009, MSG_230009)))
+    });
+    match outcome {
+        Ok(()) => {
+            state.record(entry.accepted().body(logged));
+            success()
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadUsersQuery {
+    user_id_type: Option<String>,
+}
+
+async fn read_users(
+    State(state): State<Arc<MockState>>,
+    Path(message_id): Path<String>,
+    Query(q): Query<ReadUsersQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let logged = json!({ "message_id": message_id, "user_id_type": q.user_id_type });
+    let (_, entry) = match on_message(&state, &headers, "im.messages.read_users", &logged).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let target = entry.target.clone();
+    let user_id_type = q.user_id_type.unwrap_or_default();
+    let outcome = if !matches!(user_id_type.as_str(), "open_id" | "user_id" | "union_id") {
+        Err(bad(
+            230001,
+            MSG_230001,
+            "user_id_type must be open_id, user_id or union_id",
+        ))
+    } else {
+        own_message(&state, &message_id, &target, (230012, MSG_230012)).and_then(|m| {
+            if state.now_ms() - m.sent_at_ms > READ_WINDOW_MS {
+                Err(bad(230033, MSG_230033, "sent more than 7 days ago"))
+            } else {
+                Ok(m)
+            }
+        })
+    };
+    match outcome {
+        Ok(m) => {
+            state.record(entry.accepted().body(logged));
+            let items: Vec<Value> = m
+                .read_by
+                .iter()
+                .map(|(user, at)| {
+                    json!({
+                        "user_id_type": user_id_type,
+                        "user_id": user,
+                        "timestamp": at.to_string(),
+                        "tenant_key": "mock_tenant",
+                    })
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "code": 0,
+                    "msg": "success",
+                    "data": { "items": items, "has_more": false, "page_token": "" },
+                })
+                .to_string(),
+            )
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Card clicks
+
+/// The callback `value` of the button of `action` on `card` (a button
+/// imrelay drew names its action under `imrelay_action`).
+fn find_button(card: &Value, action: &str) -> Option<Value> {
+    match card {
+        Value::Object(o) => {
+            if o.get("tag").and_then(Value::as_str) == Some("button") {
+                let value = match o.get("value") {
+                    Some(v @ Value::Object(_)) => Some(v.clone()),
+                    Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
+                    _ => None,
+                };
+                if let Some(v) = value
+                    .filter(|v| v.get(ACTION_VALUE_ACTION).and_then(Value::as_str) == Some(action))
+                {
+                    return Some(v);
+                }
+            }
+            o.values().find_map(|v| find_button(v, action))
+        }
+        Value::Array(a) => a.iter().find_map(|v| find_button(v, action)),
+        _ => None,
+    }
+}
+
+/// Fire a `card.action.trigger` for a click by `user` on the `action` button
+/// of `m`, encrypted and signed with the app's callback secrets; a card in
+/// the answer replaces the message's card, as Feishu does.
+pub(crate) async fn click(
+    state: &MockState,
+    m: &SentMessage,
+    action: &str,
+    user: &str,
+) -> Result<Value, ClickError> {
+    let app_id = m
+        .target
+        .strip_prefix("feishu:app:")
+        .ok_or_else(|| ClickError::new(StatusCode::BAD_REQUEST, "not an app's message"))?;
+    let cb = app_callback(state, PLATFORM, app_id)?;
+    let current = m.current();
+    if current.get("msg_type").and_then(Value::as_str) != Some("interactive") {
+        return Err(ClickError::new(
+            StatusCode::CONFLICT,
+            format!("{} is not a card: it has no buttons", m.message_id),
+        ));
+    }
+    let value = find_button(&current["content"], action).ok_or_else(|| {
+        ClickError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the current card of {} has no button with action `{action}`",
+                m.message_id
+            ),
+        )
+    })?;
+    let chat_id = m
+        .extra
+        .get("chat_id")
+        .and_then(Value::as_str)
+        .unwrap_or("oc_mock_chat");
+    let event = feishu_card_action_event(
+        cb.token.as_deref().unwrap_or_default(),
+        app_id,
+        user,
+        &value,
+        &m.message_id,
+        chat_id,
+    );
+    let mut spec = CallbackSpec::new(CallbackKind::FeishuCardAction, cb.url);
+    spec.token = cb.token.map(Secret::new);
+    spec.encrypt_key = cb.encrypt_key.map(Secret::new);
+    spec.payload = Some(event.to_string());
+    // Feishu gives the receiver 3 seconds.
+    spec.timeout_ms = Some(CLICK_DEADLINE_MS);
+    let result = fire(spec)
+        .await
+        .map_err(|e| ClickError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let reply = result
+        .reply
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Value>(r).ok());
+    let card = reply.as_ref().filter(|_| result.ok).and_then(reply_card);
+    if let Some(card) = &card {
+        let content = json!({ "msg_type": "interactive", "content": card });
+        state
+            .sent
+            .update(&m.message_id, &m.target, content, state.now_ms(), None)
+            .map_err(|e| {
+                ClickError::new(StatusCode::CONFLICT, format!("applying the card: {e:?}"))
+            })?;
+    }
+    let revisions = state
+        .sent
+        .get(&m.message_id)
+        .map_or(0, |m| m.revisions.len());
+    Ok(json!({
+        "platform": "feishu",
+        "message_id": m.message_id,
+        "event": event,
+        "callback": result,
+        "toast": reply.as_ref().and_then(|r| r.get("toast")).cloned(),
+        "applied_card": card,
+        "revisions": revisions,
+    }))
+}
+
+/// How long Feishu waits for a card callback's answer.
+pub const CLICK_DEADLINE_MS: u64 = 3000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +1259,30 @@ mod tests {
         assert!(check_app_content("post", &json!({"post":{"zh_cn":{"content":[]}}})).is_err());
         assert!(check_app_content("post", &json!({"zh_cn":{"title":"t","content":[]}})).is_ok());
         assert!(check_app_content("share_chat", &json!({"chat_id":"oc_1"})).is_ok());
+    }
+
+    #[test]
+    fn buttons_are_found_by_action_in_object_or_string_values() {
+        let card = json!({"elements": [
+            {"tag": "div", "text": {"tag": "lark_md", "content": "x"}},
+            {"tag": "action", "actions": [
+                {"tag": "button", "url": "https://runbook"},
+                {"tag": "button", "value": {"imrelay_message": "m", "imrelay_action": "ack"}},
+                {"tag": "button", "value": "{\"imrelay_message\":\"m\",\"imrelay_action\":\"resolve\"}"},
+            ]},
+        ]});
+        assert_eq!(
+            find_button(&card, "ack"),
+            Some(json!({"imrelay_message": "m", "imrelay_action": "ack"}))
+        );
+        assert_eq!(
+            find_button(&card, "resolve").unwrap()["imrelay_action"],
+            "resolve"
+        );
+        assert_eq!(find_button(&card, "silence:1h"), None);
+        assert!(update_multi(&json!({"config": {"update_multi": true}})));
+        assert!(update_multi(&json!({"schema": "2.0"})));
+        assert!(!update_multi(&json!({"config": {}})));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! logs exactly once.
 
 pub mod dingtalk;
+pub mod dingtalk_card;
+pub mod dingtalk_recall;
 pub mod feishu;
 pub mod wechat;
 pub mod wecom;
@@ -13,10 +15,13 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::MockPlatform;
 use crate::faults::Injected;
 use crate::log::{LogEntry, SignatureCheck};
+use crate::sent::SentMessage;
 use crate::state::MockState;
 
 /// Every platform's routes on one router (their paths do not collide).
@@ -26,6 +31,80 @@ pub fn routes() -> Router<Arc<MockState>> {
         .merge(feishu::routes())
         .merge(wecom::routes())
         .merge(wechat::routes())
+}
+
+/// Why a click could not be fired (the receiver's answer, good or bad, is in
+/// the click's result instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClickError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: String,
+}
+
+impl ClickError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ClickError {
+            status,
+            error: error.into(),
+        }
+    }
+}
+
+impl IntoResponse for ClickError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+/// Click the button of `action` on `message` as `user`: build the platform's
+/// card callback as the platform would, fire it at the app's callback URL and
+/// apply what the answer asks for. Answers what happened.
+pub async fn click(
+    state: &MockState,
+    message: &SentMessage,
+    action: &str,
+    user: &str,
+) -> Result<Value, ClickError> {
+    if message.recalled_at_ms.is_some() {
+        return Err(ClickError::new(
+            StatusCode::CONFLICT,
+            format!("{} was recalled: nobody can click it", message.message_id),
+        ));
+    }
+    match message.platform {
+        MockPlatform::Feishu => feishu::click(state, message, action, user).await,
+        MockPlatform::Wecom => wecom::click(state, message, action, user).await,
+        MockPlatform::Dingtalk => dingtalk_card::click(state, message, action, user)
+            .await
+            .map_err(|e| ClickError::new(StatusCode::BAD_REQUEST, e)),
+        MockPlatform::Wechat => Err(ClickError::new(
+            StatusCode::BAD_REQUEST,
+            "WeChat messages have no buttons that call back",
+        )),
+    }
+}
+
+/// The app's callback section, or why a click cannot be fired for it.
+pub(crate) fn app_callback(
+    state: &MockState,
+    platform: MockPlatform,
+    app_id: &str,
+) -> Result<crate::config::AppCallback, ClickError> {
+    let app = state.app(platform, app_id).ok_or_else(|| {
+        ClickError::new(
+            StatusCode::BAD_REQUEST,
+            format!("no {} app `{app_id}` is registered", platform.as_str()),
+        )
+    })?;
+    app.callback.ok_or_else(|| {
+        ClickError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "app `{app_id}` has no `callback`: register it (POST /_mock/apps) with callback = {{url, token, ...}}"
+            ),
+        )
+    })
 }
 
 /// The value of query parameter `name`.

@@ -6,6 +6,17 @@
 //! | GET | `/cgi-bin/gettoken?corpid=&corpsecret=` | unknown corp → 40013; wrong secret → 40001; the same token while it is valid |
 //! | POST | `/cgi-bin/message/send?access_token=` | missing token → 41001, unknown → 40014, expired → 42001; users, parties and tags whose id starts with `invalid` come back in `invaliduser`/`invalidparty`/`invalidtag` (users starting with `unlicensed` in `unlicenseduser`), all invalid → 81013; per member 30/minute and 1000/hour → 45009; with `enable_duplicate_check`, the same content to the same recipients within `duplicate_check_interval` is answered ok but not delivered (logged as a duplicate) |
 //!
+//! | POST | `/cgi-bin/message/update_template_card?access_token=` | `response_code` of a send (button, vote and multiple-choice cards answer one) or of a click: one use, 72 h, this app's only, else 60140; the whole `template_card` replaces the card (a new revision), or `button.replace_name` greys its buttons |
+//! | POST | `/cgi-bin/message/recall?access_token=` | `msgid` of this app's message within 24 h; unknown, another app's, recalled or older → 40058 (the real codes are not documented) |
+//!
+//! Every app message taken is kept in [`MockState::sent`] as
+//! `{"msgtype", <msgtype>: content}`, with its `agentid` and unused response
+//! codes in `extra`. A click (`POST /_mock/messages/{id}/click`) fires a
+//! `template_card_event` at the app's `callback.url`, encrypted with
+//! `callback.token` / `callback.encoding_aes_key`, with a fresh `ResponseCode`.
+//! A passive reply to the click is judged (decrypted) but not applied: WeCom
+//! shows it to the clicking user only.
+//!
 //! Targets: `wecom:robot:{key}`, `wecom:app:{corpid}`. Errors answer HTTP 200
 //! with `{"errcode":N,"errmsg":"..., hint: [...], more info at ...?e=N"}` like
 //! the real service.
@@ -24,11 +35,16 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
+use axum::http::StatusCode;
+use imrelay_sdk::Secret;
+
+use crate::callback::{fire, wecom_card_action_event, CallbackKind, CallbackSpec, WecomCardClick};
 use crate::config::MockPlatform;
 use crate::faults::{inject, inject_token};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::SignatureCheck;
-use crate::platform::{query_param, Call, ErrcodePlatform};
+use crate::platform::{app_callback, query_param, Call, ClickError, ErrcodePlatform};
+use crate::sent::{Revision, SentError, SentMessage};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 
@@ -51,6 +67,8 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/cgi-bin/webhook/send", post(robot_send))
         .route("/cgi-bin/gettoken", get(gettoken))
         .route("/cgi-bin/message/send", post(app_send))
+        .route("/cgi-bin/message/update_template_card", post(update_card))
+        .route("/cgi-bin/message/recall", post(recall))
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -439,6 +457,339 @@ async fn app_send(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: 
             answer.insert(field.into(), joined.join("|").into());
         }
     }
-    answer.insert("msgid".into(), format!("mock_{:016x}", next_seq()).into());
+    let msgid = format!("mock_{:016x}", next_seq());
+    answer.insert("msgid".into(), msgid.clone().into());
+    if !duplicate {
+        let msgtype = v.get("msgtype").and_then(|m| m.as_str()).unwrap_or("");
+        let content = json!({ "msgtype": msgtype, msgtype: v.get(msgtype).cloned() });
+        let mut recipients = users.clone();
+        recipients.extend(parties.iter().map(|p| format!("party:{p}")));
+        recipients.extend(tags.iter().map(|t| format!("tag:{t}")));
+        let mut m = SentMessage::new(
+            MockPlatform::Wecom,
+            msgid,
+            call.target.clone(),
+            recipients,
+            content,
+            now,
+        );
+        m.extra.insert("agentid".into(), agentid.into());
+        let card_type = str_field(v, &["template_card", "card_type"]).unwrap_or("");
+        if msgtype == "template_card" && CARDS_WITH_RESPONSE_CODE.contains(&card_type) {
+            let code = issue_response_code(&mut m, now);
+            answer.insert("response_code".into(), code.into());
+        }
+        s.sent.insert(m);
+    }
     call.accept(duplicate, Value::Object(answer))
+}
+
+// ---------------------------------------------------------------------------
+// After the send: update_template_card, recall, card clicks
+
+/// Template cards whose send answers a `response_code`.
+const CARDS_WITH_RESPONSE_CODE: &[&str] = &[
+    "button_interaction",
+    "vote_interaction",
+    "multiple_interaction",
+];
+/// A `response_code` is good for one update within 72 hours.
+pub const RESPONSE_CODE_TTL_MS: i64 = 72 * 3_600_000;
+/// App messages are recalled within 24 hours.
+pub const RECALL_WINDOW_MS: i64 = 24 * 3_600_000;
+/// The `extra` key of the unused response codes of a message.
+const RESPONSE_CODES: &str = "response_codes";
+
+/// Hand out a fresh `response_code` for `m`, remembered until used.
+fn issue_response_code(m: &mut SentMessage, now: i64) -> String {
+    let code = imrelay_sdk::crypto::random_alnum(64);
+    let codes = m
+        .extra
+        .entry(RESPONSE_CODES.into())
+        .or_insert_with(|| json!([]));
+    if let Some(a) = codes.as_array_mut() {
+        a.push(json!({ "code": code, "issued_at_ms": now }));
+    }
+    code
+}
+
+/// The message of this app holding `code`, unused.
+fn holder_of(s: &MockState, target: &str, code: &str) -> Option<(SentMessage, i64)> {
+    s.sent
+        .list(Some(MockPlatform::Wecom), Some(target))
+        .into_iter()
+        .find_map(|m| {
+            let issued = m
+                .extra
+                .get(RESPONSE_CODES)?
+                .as_array()?
+                .iter()
+                .find_map(|c| {
+                    (c["code"] == code).then(|| c["issued_at_ms"].as_i64().unwrap_or_default())
+                })?;
+            Some((m, issued))
+        })
+}
+
+/// The app behind a token, or the refusal (41001, 40014, 42001).
+fn app_of(s: &MockState, q: Option<&str>) -> Result<String, (i64, &'static str)> {
+    let token = query_param(q, "access_token").unwrap_or_default();
+    if token.is_empty() {
+        return Err((41001, "access_token missing"));
+    }
+    match s.tokens.check(MockPlatform::Wecom, &token, s.now_ms()) {
+        TokenCheck::Valid { app_id } => Ok(app_id),
+        TokenCheck::Unknown => Err((40014, "invalid access_token")),
+        TokenCheck::Expired => Err((42001, "access_token expired")),
+    }
+}
+
+const MSG_60140: &str = "response_code expired or used";
+
+async fn update_card(
+    State(s): State<Arc<MockState>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let app = app_of(&s, q.as_deref());
+    let corpid = app.clone().unwrap_or_else(|_| "?".into());
+    let mut call = Call::new(
+        &s,
+        &WECOM,
+        "message.update_template_card",
+        format!("wecom:app:{corpid}"),
+    );
+    let parse_err = take_body(&mut call, &body);
+    if let Err((code, msg)) = app {
+        return call.reject(code, msg);
+    }
+    if let Some(inj) = inject(&s, &call.target).await {
+        return call.injected(inj);
+    }
+    if let Some((code, msg)) = parse_err {
+        return call.reject(code, &msg);
+    }
+    let v = call.parsed().clone();
+    if v.get("agentid")
+        .and_then(|a| a.as_i64().or_else(|| a.as_str()?.parse().ok()))
+        .is_none()
+    {
+        return call.reject(40056, "invalid agentid");
+    }
+    let Some(code) = str_field(&v, &["response_code"]).map(str::to_string) else {
+        return call.reject(40058, "missing response_code. invalid Request Parameter");
+    };
+    let replace_name = str_field(&v, &["button", "replace_name"]).map(str::to_string);
+    if replace_name.is_none() {
+        if let Err((c, msg)) = template_card_check(&v) {
+            return call.reject(c, &msg);
+        }
+    }
+    let now = s.now_ms();
+    // Codes are the app's own: another app's code is not found, like a used one.
+    let Some((m, issued)) = holder_of(&s, &call.target, &code) else {
+        return call.reject(60140, MSG_60140);
+    };
+    if now - issued > RESPONSE_CODE_TTL_MS {
+        return call.reject(60140, MSG_60140);
+    }
+    let applied = s.sent.modify(&m.message_id, &call.target, now, None, |m| {
+        if let Some(a) = m
+            .extra
+            .get_mut(RESPONSE_CODES)
+            .and_then(|c| c.as_array_mut())
+        {
+            a.retain(|c| c["code"] != code.as_str());
+        }
+        let content = match &replace_name {
+            // Only the buttons change: they show the replacement text.
+            Some(name) => {
+                let mut c = m.current().clone();
+                c["template_card"]["replace_text"] = json!(name);
+                c
+            }
+            None => json!({ "msgtype": "template_card", "template_card": v["template_card"] }),
+        };
+        m.revisions.push(Revision {
+            at_ms: now,
+            content,
+        });
+    });
+    match applied {
+        Ok(()) => call.accept(false, json!({"errcode": 0, "errmsg": "ok"})),
+        Err(_) => call.reject(60140, MSG_60140),
+    }
+}
+
+async fn recall(State(s): State<Arc<MockState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let app = app_of(&s, q.as_deref());
+    let corpid = app.clone().unwrap_or_else(|_| "?".into());
+    let mut call = Call::new(&s, &WECOM, "message.recall", format!("wecom:app:{corpid}"));
+    let parse_err = take_body(&mut call, &body);
+    if let Err((code, msg)) = app {
+        return call.reject(code, msg);
+    }
+    if let Some(inj) = inject(&s, &call.target).await {
+        return call.injected(inj);
+    }
+    if let Some((code, msg)) = parse_err {
+        return call.reject(code, &msg);
+    }
+    let Some(msgid) = str_field(call.parsed(), &["msgid"]).map(str::to_string) else {
+        return call.reject(40058, "missing msgid. invalid Request Parameter");
+    };
+    let outcome = s
+        .sent
+        .recall(&msgid, &call.target, s.now_ms(), Some(RECALL_WINDOW_MS));
+    match outcome {
+        Ok(()) => call.accept(false, json!({"errcode": 0, "errmsg": "ok"})),
+        Err(SentError::NotFound) => call.reject(
+            40058,
+            "invalid msgid: not a message of this app. invalid Request Parameter",
+        ),
+        Err(SentError::Recalled) => call.reject(40058, "msgid already recalled"),
+        Err(SentError::PastWindow) => call.reject(
+            40058,
+            "msgid expired: app messages are recalled within 24 hours",
+        ),
+    }
+}
+
+/// The key of the button of `action` on a template card (a button imrelay
+/// drew names its action in its JSON key; any other key matches verbatim).
+fn find_button(card: &Value, action: &str) -> Option<String> {
+    card.get("button_list")?
+        .as_array()?
+        .iter()
+        .filter_map(|b| b.get("key")?.as_str())
+        .find(|key| {
+            serde_json::from_str::<Value>(key)
+                .ok()
+                .and_then(|k| {
+                    k.get(imrelay_sdk::lifecycle::ACTION_VALUE_ACTION)
+                        .and_then(Value::as_str)
+                        .map(|a| a == action)
+                })
+                .unwrap_or(*key == action)
+        })
+        .map(str::to_string)
+}
+
+/// Fire a `template_card_event` for a click by `user` on the `action` button
+/// of `m`, encrypted with the app's callback secrets (WXBizMsgCrypt), with a
+/// fresh `ResponseCode` the mock then accepts for one update.
+pub(crate) async fn click(
+    s: &MockState,
+    m: &SentMessage,
+    action: &str,
+    user: &str,
+) -> Result<Value, ClickError> {
+    let corpid = m
+        .target
+        .strip_prefix("wecom:app:")
+        .ok_or_else(|| ClickError::new(StatusCode::BAD_REQUEST, "not an app's message"))?;
+    let cb = app_callback(s, MockPlatform::Wecom, corpid)?;
+    let card = m
+        .current()
+        .get("template_card")
+        .cloned()
+        .unwrap_or_default();
+    let key = find_button(&card, action).ok_or_else(|| {
+        ClickError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the current card of {} has no button with action `{action}`",
+                m.message_id
+            ),
+        )
+    })?;
+    let now = s.now_ms();
+    let code = s
+        .sent
+        .modify(&m.message_id, &m.target, now, None, |m| {
+            issue_response_code(m, now)
+        })
+        .map_err(|e| ClickError::new(StatusCode::CONFLICT, format!("{e:?}")))?;
+    let agent = cb.agent_id.clone().unwrap_or_else(|| {
+        m.extra
+            .get("agentid")
+            .map(|a| a.to_string().trim_matches('"').to_string())
+            .unwrap_or_else(|| "1000002".into())
+    });
+    let xml = wecom_card_action_event(&WecomCardClick {
+        corp_id: corpid,
+        user,
+        event_key: &key,
+        task_id: card
+            .get("task_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        card_type: card
+            .get("card_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        response_code: &code,
+        agent_id: &agent,
+        create_time: now / 1000,
+    });
+    let mut spec = CallbackSpec::new(CallbackKind::WecomCardAction, cb.url);
+    spec.token = cb.token.map(Secret::new);
+    spec.encoding_aes_key = cb.encoding_aes_key.map(Secret::new);
+    spec.receive_id = Some(corpid.to_string());
+    spec.agent_id = Some(agent);
+    spec.payload = Some(xml.clone());
+    // WeCom waits 5 seconds for an answer.
+    spec.timeout_ms = Some(5000);
+    let result = fire(spec)
+        .await
+        .map_err(|e| ClickError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(json!({
+        "platform": "wecom",
+        "message_id": m.message_id,
+        "event": xml,
+        "response_code": code,
+        "callback": result,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buttons_are_found_by_the_action_in_their_key() {
+        let card = json!({"button_list": [
+            {"text": "认领", "key": r#"{"imrelay_message":"m","imrelay_action":"ack"}"#},
+            {"text": "other", "key": "approve"},
+        ]});
+        assert_eq!(
+            find_button(&card, "ack").as_deref(),
+            Some(r#"{"imrelay_message":"m","imrelay_action":"ack"}"#)
+        );
+        assert_eq!(find_button(&card, "approve").as_deref(), Some("approve"));
+        assert_eq!(find_button(&card, "resolve"), None);
+        assert_eq!(find_button(&json!({}), "ack"), None);
+    }
+
+    #[test]
+    fn response_codes_are_issued_once_each_and_found_by_their_holder() {
+        let s = MockState::new(crate::config::MockConfig::default());
+        let mut m = SentMessage::new(
+            MockPlatform::Wecom,
+            "mid",
+            "wecom:app:c",
+            vec![],
+            json!({}),
+            0,
+        );
+        let a = issue_response_code(&mut m, 0);
+        let b = issue_response_code(&mut m, 5);
+        assert_ne!(a, b);
+        s.sent.insert(m);
+        assert_eq!(
+            holder_of(&s, "wecom:app:c", &b).map(|(m, at)| (m.message_id, at)),
+            Some(("mid".into(), 5))
+        );
+        assert!(holder_of(&s, "wecom:app:other", &a).is_none());
+    }
 }

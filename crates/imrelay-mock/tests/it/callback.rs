@@ -186,21 +186,11 @@ async fn receiver() -> (String, St) {
 }
 
 fn spec(kind: CallbackKind, url: String) -> CallbackSpec {
-    CallbackSpec {
-        kind,
-        url,
-        token: Some(TOKEN.into()),
-        encoding_aes_key: Some(KEY.into()),
-        receive_id: Some(CORP.into()),
-        encrypt_key: None,
-        payload: None,
-        timestamp: None,
-        nonce: None,
-        agent_id: None,
-        openid: None,
-        to_user_name: None,
-        timeout_ms: None,
-    }
+    let mut s = CallbackSpec::new(kind, url);
+    s.token = Some(TOKEN.into());
+    s.encoding_aes_key = Some(KEY.into());
+    s.receive_id = Some(CORP.into());
+    s
 }
 
 #[tokio::test]

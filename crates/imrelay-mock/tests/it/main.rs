@@ -4,6 +4,9 @@
 mod callback;
 mod common;
 mod dingtalk;
+mod dingtalk_lifecycle;
 mod feishu;
+mod lifecycle_feishu;
+mod lifecycle_wecom;
 mod wechat;
 mod wecom;

@@ -32,6 +32,8 @@ fn att(outcome: AttemptOutcome, counted: bool) -> AttemptRecord {
         status: None,
         code: None,
         message: String::new(),
+        platform_message_id: None,
+        update_token: None,
     }
 }
 

@@ -68,6 +68,8 @@ pub fn attempt(outcome: &str, counted: bool, code: Option<&str>, msg: &str) -> A
         status: Some(200),
         code: code.map(str::to_string),
         message: msg.into(),
+        platform_message_id: None,
+        update_token: None,
     }
 }
 

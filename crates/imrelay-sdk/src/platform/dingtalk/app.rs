@@ -16,14 +16,18 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use url::Url;
 
+use super::card::{self, CardSpace};
+use super::read::{self, ReadStatus};
+use super::recall;
 use super::{
     buttons_markdown, codes, fit_text, news_markdown, shape, truncating, Shape, API_BASE, OAPI_BASE,
 };
 use crate::destination::{Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode};
 use crate::limits::Overflow;
-use crate::message::{Button, ImageSource, Message, Platform};
+use crate::message::{Body, Button, ImageSource, Message, Platform};
 use crate::outcome::{Outcome, Report};
 use crate::platform::errcode;
 use crate::token::{Token, TokenSource};
@@ -115,6 +119,15 @@ pub struct AppConfig {
     /// What to do with text over the size limits.
     #[serde(default)]
     pub overflow: Overflow,
+    /// `mode = "robot"`: the interactive card template (built and published
+    /// in DingTalk's card platform) that messages with action buttons are
+    /// drawn with; see [`super::card`] for the parameters it gets.
+    #[serde(default)]
+    pub card_template_id: Option<String>,
+    /// The `callbackRouteKey` registered (`POST /v1.0/card/callbacks/register`)
+    /// for the URL that receives card clicks over HTTP.
+    #[serde(default)]
+    pub card_callback_route_key: Option<String>,
 }
 
 fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
@@ -298,6 +311,8 @@ pub struct App {
     tokens: Tokens,
     recipients: Vec<String>,
     overflow: Overflow,
+    card_template_id: Option<String>,
+    card_route_key: Option<String>,
 }
 
 impl App {
@@ -340,6 +355,18 @@ impl App {
             };
         let recipients = clean_recipients(&cfg.recipients, cfg.mode)
             .map_err(|e| config_err(format!("`recipients`: {e}")))?;
+        let card_template_id = non_blank(cfg.card_template_id, "card_template_id")?;
+        let card_route_key = non_blank(cfg.card_callback_route_key, "card_callback_route_key")?;
+        if card_template_id.is_some() && cfg.mode != AppMode::Robot {
+            return Err(config_err(
+                "`card_template_id` needs `mode = \"robot\"`: interactive cards are sent by the app's robot",
+            ));
+        }
+        if card_route_key.is_some() && card_template_id.is_none() {
+            return Err(config_err(
+                "`card_callback_route_key` is set but `card_template_id` is not: set the card template that carries the buttons",
+            ));
+        }
         let tokens = match cfg.token_api {
             TokenApi::V1 => Tokens::V1(V1TokenSource {
                 api: api.clone(),
@@ -363,6 +390,8 @@ impl App {
             tokens,
             recipients,
             overflow: cfg.overflow,
+            card_template_id,
+            card_route_key,
         })
     }
 
@@ -375,17 +404,205 @@ impl App {
     pub fn request(&self, payload: &Payload, token: &Secret) -> HttpRequest {
         match self.mode {
             AppMode::WorkNotice => {
-                let mut url =
-                    endpoint::join(&self.oapi, "/topapi/message/corpconversation/asyncsend_v2");
-                url.query_pairs_mut()
-                    .append_pair("access_token", token.expose());
-                HttpRequest::post_json(url, &payload.body)
+                HttpRequest::post_json(self.oapi_url(WORK_NOTICE_SEND_PATH, token), &payload.body)
             }
-            AppMode::Robot => HttpRequest::post_json(
-                endpoint::join(&self.api, "/v1.0/robot/oToMessages/batchSend"),
-                &payload.body,
-            )
-            .header("x-acs-dingtalk-access-token", token.expose()),
+            AppMode::Robot => {
+                self.v1_post(RobotCall::of(&payload.body).path(), &payload.body, token)
+            }
+        }
+    }
+
+    /// `{oapi}{path}?access_token=`.
+    fn oapi_url(&self, path: &str, token: &Secret) -> Url {
+        let mut url = endpoint::join(&self.oapi, path);
+        url.query_pairs_mut()
+            .append_pair("access_token", token.expose());
+        url
+    }
+
+    /// A v1.0 POST with the token in its header.
+    fn v1_post(&self, path: &str, body: &Value, token: &Secret) -> HttpRequest {
+        HttpRequest::post_json(endpoint::join(&self.api, path), body)
+            .header("x-acs-dingtalk-access-token", token.expose())
+    }
+
+    /// The card update request for a sent card (pure).
+    pub fn update_request(&self, out_track_id: &str, msg: &Message, token: &Secret) -> HttpRequest {
+        let mut req = self.v1_post(
+            CARD_INSTANCES_PATH,
+            &card::update_body(out_track_id, card::card_params(msg)),
+            token,
+        );
+        req.method = reqwest::Method::PUT;
+        req
+    }
+
+    /// What recalls a sent part; `Err` when it cannot be recalled (a card
+    /// whose delivery named no `carrierId`, a work notice id that is not a
+    /// task id).
+    fn recall_plan(&self, sent: &SentPart) -> Result<RecallPlan, Error> {
+        let unsupported = |why: String| Error::operation_unsupported(KIND, Operation::Recall, why);
+        Ok(match self.mode {
+            AppMode::WorkNotice => {
+                let task_id = task_id(&sent.platform_message_id).map_err(unsupported)?;
+                RecallPlan::WorkNotice(recall::work_notice_body(self.agent_id, task_id))
+            }
+            AppMode::Robot => {
+                let key = robot_message_key(sent).map_err(unsupported)?;
+                let (path, body) = match sent.recipients.first().map(|r| robot_target(r)) {
+                    Some(RobotTarget::Group(cid)) => (
+                        GROUP_RECALL_PATH,
+                        recall::group_body(&self.robot_code, cid, key),
+                    ),
+                    _ => (OTO_RECALL_PATH, recall::oto_body(&self.robot_code, key)),
+                };
+                RecallPlan::Robot {
+                    path,
+                    body,
+                    key: key.to_string(),
+                }
+            }
+        })
+    }
+
+    /// The recall request for a sent part (pure).
+    pub fn recall_request(&self, sent: &SentPart, token: &Secret) -> Result<HttpRequest, Error> {
+        Ok(self.recall_plan(sent)?.request(self, token))
+    }
+
+    /// Run one authenticated request (refreshing a rejected token once) and
+    /// classify its answer.
+    async fn exchange(
+        &self,
+        build: impl Fn(&Secret) -> HttpRequest + Send + Sync,
+        classify: impl Fn(&HttpResponse) -> Report + Send + Sync,
+    ) -> Report {
+        let shared = &self.shared;
+        shared
+            .tokens
+            .with_token(self.tokens.source(), &shared.http, |token| {
+                let req = build(&token);
+                let classify = &classify;
+                async move {
+                    match shared.http.execute(req).await {
+                        Ok(resp) => classify(&resp),
+                        Err(r) => r,
+                    }
+                }
+            })
+            .await
+    }
+
+    /// [`exchange`](Self::exchange) for a query: the parsed answer, or the
+    /// report of why there is none.
+    async fn call<T: Send>(
+        &self,
+        build: impl Fn(&Secret) -> HttpRequest + Send + Sync,
+        parse: impl Fn(&HttpResponse) -> Result<T, Report> + Send + Sync,
+    ) -> Result<T, Report> {
+        let parsed = std::sync::Mutex::new(None);
+        let report = self
+            .exchange(build, |resp| match parse(resp) {
+                Ok(t) => {
+                    if let Ok(mut slot) = parsed.lock() {
+                        *slot = Some(t);
+                    }
+                    Report::delivered().with_status(resp.status)
+                }
+                Err(r) => r,
+            })
+            .await;
+        match parsed.into_inner().ok().flatten() {
+            Some(t) if report.outcome.is_delivered() => Ok(t),
+            _ => Err(report),
+        }
+    }
+
+    /// Who read a sent part: a work notice (by its `task_id`), a robot 1:1
+    /// message, or a robot message in a group (read users only: DingTalk
+    /// lists no unread ones there). Cards are asked by their `carrierId`.
+    /// Ask within a day: a work notice's result is reportedly kept 24 hours.
+    pub async fn read_status(&self, sent: &SentPart) -> Result<ReadStatus, Report> {
+        let not_queryable = |e: String| Report::new(Outcome::Permanent, e);
+        match self.mode {
+            AppMode::WorkNotice => {
+                let task_id = task_id(&sent.platform_message_id).map_err(not_queryable)?;
+                let body = read::send_result_body(self.agent_id, task_id);
+                self.call(
+                    |t| {
+                        HttpRequest::post_json(
+                            self.oapi_url(WORK_NOTICE_SEND_RESULT_PATH, t),
+                            &body,
+                        )
+                    },
+                    read::parse_send_result,
+                )
+                .await
+            }
+            AppMode::Robot => {
+                let key = robot_message_key(sent).map_err(not_queryable)?;
+                match sent.recipients.first().map(|r| robot_target(r)) {
+                    Some(RobotTarget::Group(cid)) => self.group_reads(cid, key).await,
+                    _ => {
+                        let mut url = endpoint::join(&self.api, ROBOT_READ_STATUS_PATH);
+                        url.query_pairs_mut()
+                            .append_pair("processQueryKey", key)
+                            .append_pair("robotCode", &self.robot_code);
+                        self.call(
+                            |t| {
+                                HttpRequest::get(url.clone())
+                                    .header("x-acs-dingtalk-access-token", t.expose())
+                            },
+                            read::parse_robot_read_status,
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every page of a group message's read users.
+    async fn group_reads(&self, cid: &str, key: &str) -> Result<ReadStatus, Report> {
+        // A bound, so a platform that keeps answering `hasMore` cannot loop us.
+        const MAX_PAGES: usize = 100;
+        let mut status = ReadStatus::default();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let body = read::group_query_body(&self.robot_code, cid, key, next.as_deref());
+            let (read, more) = self
+                .call(
+                    |t| self.v1_post(GROUP_READ_QUERY_PATH, &body, t),
+                    read::parse_group_query,
+                )
+                .await?;
+            status.read.extend(read);
+            match more {
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+        Ok(status)
+    }
+
+    /// Whether `msg` goes out as an interactive card: robot mode, action
+    /// buttons and an id for their clicks to name. `Err` when it has buttons
+    /// but no template is configured to draw them.
+    fn draws_card<'a>(&'a self, msg: &'a Message) -> Result<Option<(&'a str, &'a str)>, Error> {
+        if self.mode != AppMode::Robot || msg.actions.is_empty() {
+            return Ok(None);
+        }
+        let Some(id) = msg.id.as_deref() else {
+            return Ok(None);
+        };
+        if matches!(msg.body, Body::Raw { .. }) {
+            return Ok(None);
+        }
+        match self.card_template_id.as_deref() {
+            Some(t) => Ok(Some((t, id))),
+            None => Err(config_err(
+                "the message has action buttons but `card_template_id` is not set: set the interactive card template that draws them (and `card_callback_route_key` for their clicks)",
+            )),
         }
     }
 
@@ -567,6 +784,19 @@ fn clean_recipients(list: &[String], mode: AppMode) -> Result<Vec<String>, Strin
                 "userId `{r}` contains a comma; list each userId separately"
             ));
         }
+        match (mode, r.strip_prefix(GROUP_PREFIX)) {
+            (AppMode::WorkNotice, Some(_)) => {
+                return Err(format!(
+                    "`{r}`: work notices go to users; send to a group with `mode = \"robot\"`"
+                ))
+            }
+            (AppMode::Robot, Some(cid)) if cid.trim().is_empty() => {
+                return Err(format!(
+                    "`{r}` names no group; write `{GROUP_PREFIX}cid...` with the group's openConversationId"
+                ))
+            }
+            _ => {}
+        }
         if seen.insert(r) {
             out.push(r.to_string());
         }
@@ -648,8 +878,31 @@ impl Destination for App {
                 }
             }
             AppMode::Robot => {
+                if let Some((template, id)) = self.draws_card(msg)? {
+                    let params = card::card_params(msg);
+                    for r in &recipients {
+                        let space = match robot_target(r) {
+                            RobotTarget::Group(cid) => CardSpace::Group(cid),
+                            RobotTarget::User(u) => CardSpace::User(u),
+                        };
+                        let mut p = Payload::new(card::create_and_deliver_body(
+                            template,
+                            &card::out_track_id(id, 0, r),
+                            self.card_route_key.as_deref(),
+                            &self.robot_code,
+                            space,
+                            params.clone(),
+                        ));
+                        p.recipients = vec![r.clone()];
+                        out.push(p);
+                    }
+                    return Ok(out);
+                }
                 let params = self.robot_params(msg)?;
-                for batch in recipients.chunks(BATCH_SEND_BATCH) {
+                let (groups, users): (Vec<&String>, Vec<&String>) = recipients
+                    .iter()
+                    .partition(|r| matches!(robot_target(r), RobotTarget::Group(_)));
+                for batch in users.chunks(BATCH_SEND_BATCH) {
                     for (key, param) in &params {
                         let mut p = Payload::new(json!({
                             "robotCode": self.robot_code,
@@ -658,7 +911,22 @@ impl Destination for App {
                             // msgParam is a JSON *string*.
                             "msgParam": param.to_string(),
                         }));
-                        p.recipients = batch.to_vec();
+                        p.recipients = batch.iter().map(|u| u.to_string()).collect();
+                        out.push(p);
+                    }
+                }
+                for group in groups {
+                    let RobotTarget::Group(cid) = robot_target(group) else {
+                        continue;
+                    };
+                    for (key, param) in &params {
+                        let mut p = Payload::new(json!({
+                            "robotCode": self.robot_code,
+                            "openConversationId": cid,
+                            "msgKey": key,
+                            "msgParam": param.to_string(),
+                        }));
+                        p.recipients = vec![group.clone()];
                         out.push(p);
                     }
                 }
@@ -668,24 +936,193 @@ impl Destination for App {
     }
 
     async fn send(&self, payload: &Payload) -> Report {
-        let shared = &self.shared;
-        shared
-            .tokens
-            .with_token(self.tokens.source(), &shared.http, |token| {
-                let req = self.request(payload, &token);
-                async move {
-                    match shared.http.execute(req).await {
-                        Ok(resp) => match self.mode {
-                            AppMode::WorkNotice => codes::classify_work_notice(&resp),
-                            AppMode::Robot => {
-                                codes::classify_batch_send(&resp, &payload.recipients)
-                            }
-                        },
-                        Err(r) => r,
-                    }
-                }
-            })
-            .await
+        let call = RobotCall::of(&payload.body);
+        let out_track_id = payload.body["outTrackId"].as_str().unwrap_or_default();
+        self.exchange(
+            |token| self.request(payload, token),
+            |resp| match self.mode {
+                AppMode::WorkNotice => codes::classify_work_notice(resp),
+                AppMode::Robot => match call {
+                    RobotCall::BatchSend => codes::classify_batch_send(resp, &payload.recipients),
+                    RobotCall::GroupSend => codes::classify_group_send(resp),
+                    RobotCall::Card => card::classify_create(resp, out_track_id),
+                },
+            },
+        )
+        .await
+    }
+
+    fn lifecycle(&self) -> Lifecycle {
+        let recall = RecallMode::Within {
+            window: recall::RECALL_WINDOW,
+        };
+        match (self.mode, &self.card_template_id) {
+            // Work notices cannot be edited (status_bar/update changes only
+            // an OA message's status bar): an update is a new notice.
+            (AppMode::WorkNotice, _) => Lifecycle {
+                update: UpdateMode::NewMessage,
+                recall,
+                card_actions: false,
+                update_limits: Vec::new(),
+            },
+            (AppMode::Robot, None) => Lifecycle {
+                update: UpdateMode::NewMessage,
+                recall,
+                card_actions: false,
+                update_limits: Vec::new(),
+            },
+            // Card instances update in place; DingTalk documents no window.
+            (AppMode::Robot, Some(_)) => Lifecycle {
+                update: UpdateMode::InPlace { window: None },
+                recall,
+                card_actions: true,
+                update_limits: Vec::new(),
+            },
+        }
+    }
+
+    async fn update(&self, sent: &SentPart, msg: &Message) -> Result<Report, Error> {
+        let id = sent.platform_message_id.as_str();
+        if self.mode != AppMode::Robot || !id.starts_with(card::OUT_TRACK_PREFIX) {
+            return Err(Error::operation_unsupported(
+                KIND,
+                Operation::Update,
+                "only interactive cards can be edited on DingTalk; work notices and plain robot messages cannot",
+            ));
+        }
+        Ok(self
+            .exchange(
+                |token| self.update_request(id, msg, token),
+                |resp| card::classify_update(resp, id),
+            )
+            .await)
+    }
+
+    async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
+        let plan = self.recall_plan(sent)?;
+        Ok(self
+            .exchange(
+                |token| plan.request(self, token),
+                |resp| plan.classify(resp),
+            )
+            .await)
+    }
+}
+
+/// How one sent part is recalled.
+#[derive(Debug)]
+enum RecallPlan {
+    WorkNotice(Value),
+    Robot {
+        path: &'static str,
+        body: Value,
+        key: String,
+    },
+}
+
+impl RecallPlan {
+    fn request(&self, app: &App, token: &Secret) -> HttpRequest {
+        match self {
+            RecallPlan::WorkNotice(body) => {
+                HttpRequest::post_json(app.oapi_url(WORK_NOTICE_RECALL_PATH, token), body)
+            }
+            RecallPlan::Robot { path, body, .. } => app.v1_post(path, body, token),
+        }
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Report {
+        match self {
+            RecallPlan::WorkNotice(_) => recall::classify_work_notice(resp),
+            RecallPlan::Robot { key, .. } => recall::classify_robot(resp, key),
+        }
+    }
+}
+
+/// The prefix that marks a `mode = "robot"` recipient as a group chat the
+/// robot is in (`open_conversation_id:cid...`); other recipients are userIds.
+pub const GROUP_PREFIX: &str = "open_conversation_id:";
+
+const WORK_NOTICE_SEND_PATH: &str = "/topapi/message/corpconversation/asyncsend_v2";
+const WORK_NOTICE_RECALL_PATH: &str = "/topapi/message/corpconversation/recall";
+const WORK_NOTICE_SEND_RESULT_PATH: &str = "/topapi/message/corpconversation/getsendresult";
+const BATCH_SEND_PATH: &str = "/v1.0/robot/oToMessages/batchSend";
+const GROUP_SEND_PATH: &str = "/v1.0/robot/groupMessages/send";
+const CARD_CREATE_PATH: &str = "/v1.0/card/instances/createAndDeliver";
+const CARD_INSTANCES_PATH: &str = "/v1.0/card/instances";
+const OTO_RECALL_PATH: &str = "/v1.0/robot/otoMessages/batchRecall";
+const GROUP_RECALL_PATH: &str = "/v1.0/robot/groupMessages/recall";
+const ROBOT_READ_STATUS_PATH: &str = "/v1.0/robot/oToMessages/readStatus";
+const GROUP_READ_QUERY_PATH: &str = "/v1.0/robot/groupMessages/query";
+
+/// Where an app robot message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RobotTarget<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+fn robot_target(recipient: &str) -> RobotTarget<'_> {
+    match recipient.strip_prefix(GROUP_PREFIX) {
+        Some(cid) => RobotTarget::Group(cid),
+        None => RobotTarget::User(recipient),
+    }
+}
+
+/// Which robot API a rendered payload goes to, read off its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RobotCall {
+    BatchSend,
+    GroupSend,
+    Card,
+}
+
+impl RobotCall {
+    fn of(body: &Value) -> Self {
+        if body.get("cardTemplateId").is_some() {
+            RobotCall::Card
+        } else if body.get("openConversationId").is_some() {
+            RobotCall::GroupSend
+        } else {
+            RobotCall::BatchSend
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            RobotCall::BatchSend => BATCH_SEND_PATH,
+            RobotCall::GroupSend => GROUP_SEND_PATH,
+            RobotCall::Card => CARD_CREATE_PATH,
+        }
+    }
+}
+
+/// A work notice's `task_id` from its platform message id.
+fn task_id(id: &str) -> Result<i64, String> {
+    id.trim().parse().map_err(|_| {
+        format!("`{id}` is not a work notice task_id (a number); it cannot be recalled or queried")
+    })
+}
+
+/// The `processQueryKey` that recalls a robot part: the send's own for a
+/// plain message, the delivery's `carrierId` (kept as the update token) for a
+/// card.
+fn robot_message_key(sent: &SentPart) -> Result<&str, String> {
+    if sent.platform_message_id.starts_with(card::OUT_TRACK_PREFIX) {
+        sent.update_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| "DingTalk named no carrierId for this card's delivery, so it cannot be recalled; update it instead".to_string())
+    } else {
+        Ok(&sent.platform_message_id)
+    }
+}
+
+fn non_blank(v: Option<String>, field: &str) -> Result<Option<String>, Error> {
+    match v {
+        Some(s) if s.trim().is_empty() => Err(config_err(format!(
+            "`{field}` is empty; remove it or set a value"
+        ))),
+        other => Ok(other.map(|s| s.trim().to_string())),
     }
 }
 
@@ -1291,5 +1728,212 @@ mod tests {
             let len = p.body["msgParam"].as_str().unwrap().len();
             assert!(len <= MSG_PARAM_LIMIT, "{len}");
         }
+    }
+
+    fn card_app(extra: Value) -> App {
+        let mut c = json!({
+            "app_key": "dingkey", "app_secret": "s", "mode": "robot",
+            "recipients": ["manager1234", "open_conversation_id:cidGroup=="],
+        });
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        App::new(&Client::new().unwrap(), serde_json::from_value(c).unwrap()).unwrap()
+    }
+
+    fn alert() -> Message {
+        Message::markdown("DiskFull", "**disk full**")
+            .with_id("m-1")
+            .with_actions(vec![crate::lifecycle::Action {
+                id: "ack".into(),
+                text: "Acknowledge".into(),
+                style: Default::default(),
+            }])
+    }
+
+    #[test]
+    fn actions_need_a_card_template() {
+        let plain = card_app(json!({}));
+        let err = plain.render(&alert()).unwrap_err().to_string();
+        assert!(err.contains("`card_template_id`"), "{err}");
+        assert!(!plain.lifecycle().card_actions);
+        // Without an id a click could not name the message: a plain message.
+        let mut no_id = alert();
+        no_id.id = None;
+        assert_eq!(
+            plain.render(&no_id).unwrap()[0].body["msgKey"],
+            "sampleMarkdown"
+        );
+        let cases = [
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "card_template_id": "t"}),
+                "needs `mode = \"robot\"`",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "mode": "robot", "card_callback_route_key": "r"}),
+                "`card_template_id` is not",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "mode": "robot", "card_template_id": " "}),
+                "`card_template_id` is empty",
+            ),
+            (
+                json!({"app_key": "k", "app_secret": "s", "agent_id": 1, "recipients": ["open_conversation_id:cid1"]}),
+                "work notices go to users",
+            ),
+        ];
+        for (cfg, needle) in cases {
+            let err = build(cfg.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{cfg}: {err}");
+        }
+    }
+
+    #[test]
+    fn messages_with_actions_become_one_card_per_recipient_with_stable_ids() {
+        let app = card_app(
+            json!({"card_template_id": "tpl.schema", "card_callback_route_key": "imrelay"}),
+        );
+        assert!(app.lifecycle().card_actions);
+        let parts = app.render(&alert()).unwrap();
+        assert_eq!(parts.len(), 2);
+        let tok = Secret::new("t");
+        for p in &parts {
+            let req = app.request(p, &tok);
+            assert_eq!(
+                req.url.as_str(),
+                "https://api.dingtalk.com/v1.0/card/instances/createAndDeliver"
+            );
+            assert_eq!(p.body["cardTemplateId"], "tpl.schema");
+            assert_eq!(p.body["callbackType"], "HTTP");
+            assert_eq!(p.body["callbackRouteKey"], "imrelay");
+        }
+        assert_eq!(
+            parts[0].body["openSpaceId"],
+            "dtv1.card//IM_ROBOT.manager1234"
+        );
+        assert_eq!(
+            parts[1].body["openSpaceId"],
+            "dtv1.card//IM_GROUP.cidGroup=="
+        );
+        assert_eq!(
+            parts[1].body["imGroupOpenDeliverModel"]["robotCode"],
+            "dingkey"
+        );
+        // A retry renders the same cards.
+        let again = app.render(&alert()).unwrap();
+        assert_eq!(parts[0].body["outTrackId"], again[0].body["outTrackId"]);
+        assert_ne!(parts[0].body["outTrackId"], parts[1].body["outTrackId"]);
+        let params = &parts[0].body["cardData"]["cardParamMap"];
+        assert_eq!(params["title"], "DiskFull");
+        assert!(params["buttons"]
+            .as_str()
+            .unwrap()
+            .contains("\"imrelay_action\":\"ack\""));
+    }
+
+    #[test]
+    fn plain_robot_messages_go_to_users_and_groups() {
+        let parts = card_app(json!({})).render(&Message::text("hi")).unwrap();
+        assert_eq!(parts.len(), 2);
+        let tok = Secret::new("t");
+        let app = card_app(json!({}));
+        assert_eq!(
+            app.request(&parts[0], &tok).url.path(),
+            "/v1.0/robot/oToMessages/batchSend"
+        );
+        assert_eq!(
+            app.request(&parts[1], &tok).url.path(),
+            "/v1.0/robot/groupMessages/send"
+        );
+        assert_eq!(parts[1].body["openConversationId"], "cidGroup==");
+        assert_eq!(parts[1].recipients, vec!["open_conversation_id:cidGroup=="]);
+    }
+
+    fn part(id: &str, recipient: &str, token: Option<&str>) -> SentPart {
+        SentPart {
+            platform_message_id: id.into(),
+            update_token: token.map(str::to_string),
+            sent_at_ms: 0,
+            recipients: vec![recipient.into()],
+        }
+    }
+
+    #[test]
+    fn recall_requests_per_kind_of_part() {
+        let tok = Secret::new("t");
+        let app = card_app(json!({"card_template_id": "tpl"}));
+        let oto = app
+            .recall_request(&part("pqk-1", "manager1234", None), &tok)
+            .unwrap();
+        assert_eq!(oto.url.path(), "/v1.0/robot/otoMessages/batchRecall");
+        assert_eq!(
+            oto.json_body().unwrap(),
+            json!({"robotCode": "dingkey", "processQueryKeys": ["pqk-1"]})
+        );
+        let group = app
+            .recall_request(&part("pqk-2", "open_conversation_id:cidG", None), &tok)
+            .unwrap();
+        assert_eq!(group.url.path(), "/v1.0/robot/groupMessages/recall");
+        assert_eq!(
+            group.json_body().unwrap(),
+            json!({"openConversationId": "cidG", "robotCode": "dingkey", "processQueryKeys": ["pqk-2"]})
+        );
+        // A card is recalled by its delivery's carrierId.
+        let card = app
+            .recall_request(
+                &part(
+                    "imrelay_card_abc",
+                    "open_conversation_id:cidG",
+                    Some("carrier-9"),
+                ),
+                &tok,
+            )
+            .unwrap();
+        assert_eq!(
+            card.json_body().unwrap()["processQueryKeys"],
+            json!(["carrier-9"])
+        );
+        assert!(matches!(
+            app.recall_request(&part("imrelay_card_abc", "manager1234", None), &tok),
+            Err(Error::OperationUnsupported { .. })
+        ));
+        let wn = app_with(AppMode::WorkNotice)
+            .recall_request(&part("256000000007", "manager1234", None), &tok)
+            .unwrap();
+        assert_eq!(
+            wn.url.as_str(),
+            "https://oapi.dingtalk.com/topapi/message/corpconversation/recall?access_token=t"
+        );
+        assert_eq!(
+            wn.json_body().unwrap(),
+            json!({"agent_id": 123456, "msg_task_id": 256000000007i64})
+        );
+    }
+
+    fn app_with(mode: AppMode) -> App {
+        app(mode)
+    }
+
+    #[tokio::test]
+    async fn only_cards_update_in_place() {
+        let wn = app(AppMode::WorkNotice);
+        assert_eq!(wn.lifecycle().update, UpdateMode::NewMessage);
+        assert!(matches!(
+            wn.update(&part("1", "u", None), &Message::text("x")).await,
+            Err(Error::OperationUnsupported { .. })
+        ));
+        let rb = card_app(json!({"card_template_id": "tpl"}));
+        assert!(matches!(
+            rb.update(&part("pqk-1", "u", None), &Message::text("x"))
+                .await,
+            Err(Error::OperationUnsupported { .. })
+        ));
+        let req = rb.update_request("imrelay_card_abc", &alert(), &Secret::new("t"));
+        assert_eq!(req.method, reqwest::Method::PUT);
+        assert_eq!(req.url.path(), "/v1.0/card/instances");
+        let body = req.json_body().unwrap();
+        assert_eq!(body["outTrackId"], "imrelay_card_abc");
+        assert_eq!(body["cardUpdateOptions"]["updateCardDataByKey"], true);
+        assert_eq!(body["cardData"]["cardParamMap"]["title"], "DiskFull");
     }
 }

@@ -215,6 +215,13 @@ pub static NAMED_CODES: &[NamedCode] = &[
         meaning: "msgParam does not match the msgKey",
         action: "check msgParam is a JSON string with the msgKey's fields",
     },
+    // The card-instance APIs' own family (`param.outTrackIdEmpty`, ...).
+    NamedCode {
+        code: "param.",
+        class: CodeClass::Permanent,
+        meaning: "a card parameter is invalid (template id, outTrackId, card data or space)",
+        action: "fix the parameter named in the code; check `card_template_id` and the recipients",
+    },
     NamedCode {
         code: "invalidParameter.",
         class: CodeClass::Permanent,
@@ -413,6 +420,19 @@ fn id_list(v: &Value, name: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Classify a robot group send answer (`groupMessages/send`,
+/// `{"processQueryKey": ...}`).
+pub fn classify_group_send(resp: &HttpResponse) -> Report {
+    match classify_v1(resp) {
+        Ok(v) => {
+            let mut r = Report::delivered().with_status(resp.status);
+            r.platform_message_id = id_field(&v, "processQueryKey");
+            r
+        }
+        Err(r) => r,
+    }
 }
 
 /// Classify a robot 1:1 `batchSend` answer for a request to `recipients`.

@@ -5,6 +5,19 @@
 //! | `dingtalk_robot` | custom group robot webhook | `POST {base}/robot/send?access_token=..[&timestamp=..&sign=..]` |
 //! | `dingtalk_app` `mode = "work_notice"` | internal app, work notice (工作通知) | `POST {oapi}/topapi/message/corpconversation/asyncsend_v2?access_token=..` |
 //! | `dingtalk_app` `mode = "robot"` | internal app robot, 1:1 (单聊) | `POST {api}/v1.0/robot/oToMessages/batchSend` with header `x-acs-dingtalk-access-token` |
+//! | `dingtalk_app` `mode = "robot"`, recipient `open_conversation_id:cid..` | the app robot in a group it is in | `POST {api}/v1.0/robot/groupMessages/send` |
+//! | `dingtalk_app` `mode = "robot"` + `card_template_id`, message with `actions` and `id` | an interactive card per recipient ([`card`]) | `POST {api}/v1.0/card/instances/createAndDeliver` |
+//!
+//! # After the send
+//!
+//! Every send reports its platform id: a work notice's `task_id`, a robot
+//! message's `processQueryKey`, a card's `outTrackId` (its delivery's
+//! `carrierId` as the update token, which recall needs). Cards update in
+//! place; nothing else on DingTalk can be edited, so other updates go out as
+//! new messages. Work notices and robot messages (cards included) can be
+//! recalled ([`recall`]) within 24 hours; custom robots cannot be recalled at
+//! all. Read receipts: [`App::read_status`] ([`read`]). See
+//! `docs/lifecycle-dingtalk.md` for the sources.
 //!
 //! # What each body kind becomes
 //!
@@ -56,7 +69,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod app;
+pub mod card;
 pub mod codes;
+pub mod read;
+pub mod recall;
 pub mod robot;
 
 use std::sync::Arc;
@@ -68,7 +84,9 @@ use crate::limits::{self, Counting, Overflow, OverflowMode};
 use crate::message::{Article, Body, Button, ImageSource, Message, Platform};
 use crate::Error;
 
-pub use app::{App, AppConfig, AppMode, TokenApi};
+pub use app::{App, AppConfig, AppMode, TokenApi, GROUP_PREFIX};
+pub use card::{card_click, card_click_reply};
+pub use read::ReadStatus;
 pub use robot::{Robot, RobotConfig};
 
 /// Real hosts.

@@ -12,6 +12,7 @@ use super::{codes, fit_text, json_len, shape, truncating, Shape, OAPI_BASE};
 use crate::destination::{Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
+use crate::lifecycle::Lifecycle;
 use crate::limits::{cost, Counting, Overflow};
 use crate::message::{Button, ImageSource, Mentions, Message, Platform};
 use crate::outcome::Report;
@@ -325,6 +326,12 @@ impl Destination for Robot {
     fn rate_limits(&self) -> Vec<Quota> {
         // 20 a minute per robot; DingTalk blocks the robot for 10 minutes beyond that.
         vec![Quota::per_minute(20)]
+    }
+    fn lifecycle(&self) -> Lifecycle {
+        // The webhook answers no message id; an update is a new message.
+        Lifecycle::send_only(
+            "custom robots have no recall API: the webhook returns no message id to recall",
+        )
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {

@@ -9,6 +9,7 @@
 //! outer `post` key (unlike the webhook).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use super::{base, check_raw, codes, Region};
 use crate::destination::{dedup_key, Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest};
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode};
 use crate::limits::Overflow;
 use crate::message::{Body, Message, Platform};
 use crate::outcome::Report;
@@ -34,6 +36,13 @@ pub const MESSAGES_PATH: &str = "/open-apis/im/v1/messages";
 pub const TEXT_LIMIT: usize = 150_000;
 /// Request body limit for posts and cards (documented 30 KB).
 pub const RICH_LIMIT: usize = 30_000;
+/// Cards can be updated (PATCH) within 14 days of sending.
+pub const UPDATE_WINDOW: Duration = Duration::from_secs(14 * 86_400);
+/// The bot recalls its own messages within the tenant's recall limit, 24
+/// hours unless an administrator changed it.
+pub const RECALL_WINDOW: Duration = Duration::from_secs(86_400);
+/// Updates of one message: at most 5 a second.
+pub const UPDATE_QUOTA: Quota = Quota::per_second(5);
 
 const KIND: &str = "feishu_app";
 
@@ -205,6 +214,93 @@ impl FeishuApp {
             .header("authorization", &format!("Bearer {}", token.expose()))
     }
 
+    /// `{base}/open-apis/im/v1/messages/{message_id}`: what PATCH, PUT and
+    /// DELETE act on.
+    fn message_url(&self, message_id: &str) -> Result<Url, Error> {
+        let mut url = endpoint::join(&self.creds.base, MESSAGES_PATH);
+        url.path_segments_mut()
+            .map_err(|_| Error::Config(format!("{KIND}: `base_url` cannot take a path")))?
+            .pop_if_empty()
+            .push(message_id);
+        Ok(url)
+    }
+
+    /// The request that replaces part `sent` with `native` content, with
+    /// `token`: a card is PATCHed (`content` only), a text or post edited
+    /// with PUT (`msg_type` and `content`). Pure, for tests.
+    pub fn update_request(
+        &self,
+        sent: &SentPart,
+        msg: &Message,
+        token: &Secret,
+    ) -> Result<HttpRequest, Error> {
+        let (msg_type, content) = self.update_content(sent, msg)?;
+        let url = self.message_url(&sent.platform_message_id)?;
+        let mut req = if msg_type == "interactive" {
+            let mut r = HttpRequest::post_json(url, &json!({ "content": content }));
+            r.method = reqwest::Method::PATCH;
+            r
+        } else {
+            let body = json!({ "msg_type": msg_type, "content": content });
+            let mut r = HttpRequest::post_json(url, &body);
+            r.method = reqwest::Method::PUT;
+            r
+        };
+        req = req.header("authorization", &format!("Bearer {}", token.expose()));
+        Ok(req)
+    }
+
+    /// The recall request for part `sent`. Pure, for tests.
+    pub fn recall_request(&self, sent: &SentPart, token: &Secret) -> Result<HttpRequest, Error> {
+        let mut req = HttpRequest::get(self.message_url(&sent.platform_message_id)?);
+        req.method = reqwest::Method::DELETE;
+        Ok(req.header("authorization", &format!("Bearer {}", token.expose())))
+    }
+
+    /// `msg` rendered for one part: its type and stringified content. An
+    /// update replaces one message, so it must render to one part.
+    fn update_content(&self, sent: &SentPart, msg: &Message) -> Result<(String, String), Error> {
+        // The recipients only shape the envelope; the sent part's own keep
+        // rendering from refusing a message that names none.
+        let mut one = msg.clone();
+        one.recipients = vec![sent
+            .recipients
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "open_id:ou_update".into())];
+        let payloads = self.render(&one)?;
+        let [payload] = payloads.as_slice() else {
+            return Err(Error::InvalidMessage(format!(
+                "an update replaces one message, but this one renders to {} parts; shorten it",
+                payloads.len()
+            )));
+        };
+        let msg_type = payload.body["msg_type"].as_str().unwrap_or_default();
+        if !matches!(msg_type, "interactive" | "text" | "post") {
+            return Err(Error::operation_unsupported(
+                KIND,
+                Operation::Update,
+                format!("Feishu edits text, post and card messages only, not `{msg_type}`"),
+            ));
+        }
+        let content = payload.body["content"].as_str().unwrap_or_default();
+        Ok((msg_type.to_string(), content.to_string()))
+    }
+
+    async fn execute(&self, req: HttpRequest, sent: &SentPart) -> Report {
+        match self.shared.http.execute(req).await {
+            Ok(resp) => {
+                let mut r = codes::classify_api(&resp);
+                if r.outcome.is_delivered() {
+                    // PATCH, PUT and DELETE answer `data: {}`: the id stays.
+                    r.platform_message_id = Some(sent.platform_message_id.clone());
+                }
+                r
+            }
+            Err(r) => r,
+        }
+    }
+
     async fn attempt(&self, payload: &Payload, token: Secret) -> Report {
         match self
             .shared
@@ -328,6 +424,7 @@ impl Destination for FeishuApp {
                     measure: &measure,
                     limit: |t| if t == "text" { TEXT_LIMIT } else { RICH_LIMIT },
                     image_refusal: "imrelay does not upload images; upload it with POST /open-apis/im/v1/images and send its `image_key` as `{\"key\": ..}`",
+                    interactive: true,
                 };
                 render::render(msg, &ctx)?
                     .into_iter()
@@ -358,6 +455,52 @@ impl Destination for FeishuApp {
                 self.attempt(payload, token)
             })
             .await
+    }
+
+    /// Cards are updated in place (PATCH) within 14 days, 5 times a second
+    /// per message; texts and posts are edited (PUT) within the tenant's edit
+    /// limit, at most 20 times. The bot recalls its own messages within the
+    /// tenant's recall limit (24 h by default). Cards carry callback buttons.
+    fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            update: UpdateMode::InPlace {
+                window: Some(UPDATE_WINDOW),
+            },
+            recall: RecallMode::Within {
+                window: RECALL_WINDOW,
+            },
+            card_actions: true,
+            update_limits: vec![UPDATE_QUOTA],
+        }
+    }
+
+    async fn update(&self, sent: &SentPart, msg: &Message) -> Result<Report, Error> {
+        // Render (and refuse) before fetching a token.
+        self.update_content(sent, msg)?;
+        Ok(self
+            .shared
+            .tokens
+            .with_token(&self.creds, &self.shared.http, |token| async move {
+                match self.update_request(sent, msg, &token) {
+                    Ok(req) => self.execute(req, sent).await,
+                    Err(e) => Report::new(crate::outcome::Outcome::Permanent, e.to_string()),
+                }
+            })
+            .await)
+    }
+
+    async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
+        self.message_url(&sent.platform_message_id)?;
+        Ok(self
+            .shared
+            .tokens
+            .with_token(&self.creds, &self.shared.http, |token| async move {
+                match self.recall_request(sent, &token) {
+                    Ok(req) => self.execute(req, sent).await,
+                    Err(e) => Report::new(crate::outcome::Outcome::Permanent, e.to_string()),
+                }
+            })
+            .await)
     }
 }
 
@@ -566,7 +709,8 @@ mod tests {
         insta::assert_json_snapshot!(content(&p[0]), @r#"
         {
           "config": {
-            "wide_screen_mode": true
+            "wide_screen_mode": true,
+            "update_multi": true
           },
           "header": {
             "title": {
@@ -688,6 +832,198 @@ mod tests {
             assert!(serde_json::to_vec(&p.body).unwrap().len() <= RICH_LIMIT);
             assert_eq!(content(p)["header"]["title"]["content"], "告警");
         }
+    }
+
+    fn part(id: &str) -> SentPart {
+        SentPart {
+            platform_message_id: id.into(),
+            update_token: None,
+            sent_at_ms: 0,
+            recipients: vec!["chat_id:oc_1".into()],
+        }
+    }
+
+    #[test]
+    fn actions_become_callback_buttons_naming_message_and_action() {
+        use crate::lifecycle::{Action, ActionStyle};
+        let a = app(&["chat_id:oc_1"]);
+        let actions = vec![
+            Action {
+                id: "ack".into(),
+                text: "认领".into(),
+                style: ActionStyle::Primary,
+            },
+            Action {
+                id: "silence:1h".into(),
+                text: "静默 1h".into(),
+                style: ActionStyle::Default,
+            },
+        ];
+        let msg = Message::new(Body::Card {
+            text: "**HighCPU** on web-3".into(),
+            buttons: vec![Button {
+                text: "Runbook".into(),
+                url: "https://wiki.example.com/cpu".into(),
+            }],
+            theme: Some("firing".into()),
+        })
+        .with_title("Alert")
+        .with_id("msg-42")
+        .with_actions(actions.clone());
+        let p = a.render(&msg).unwrap();
+        insta::assert_json_snapshot!(content(&p[0])["elements"][1], @r#"
+        {
+          "tag": "action",
+          "actions": [
+            {
+              "tag": "button",
+              "text": {
+                "tag": "plain_text",
+                "content": "Runbook"
+              },
+              "url": "https://wiki.example.com/cpu",
+              "type": "primary"
+            },
+            {
+              "tag": "button",
+              "text": {
+                "tag": "plain_text",
+                "content": "认领"
+              },
+              "type": "primary",
+              "value": {
+                "imrelay_message": "msg-42",
+                "imrelay_action": "ack"
+              }
+            },
+            {
+              "tag": "button",
+              "text": {
+                "tag": "plain_text",
+                "content": "静默 1h"
+              },
+              "type": "default",
+              "value": {
+                "imrelay_message": "msg-42",
+                "imrelay_action": "silence:1h"
+              }
+            }
+          ]
+        }
+        "#);
+        assert_eq!(content(&p[0])["config"]["update_multi"], true);
+        // A markdown body gets the row too; without an id there is nothing
+        // for a click to name, so no callback buttons.
+        let md = a
+            .render(
+                &Message::markdown("t", "x")
+                    .with_id("m")
+                    .with_actions(actions.clone()),
+            )
+            .unwrap();
+        assert_eq!(
+            content(&md[0])["elements"][1]["actions"][0]["value"]["imrelay_action"],
+            "ack"
+        );
+        let anon = a
+            .render(&Message::markdown("t", "x").with_actions(actions))
+            .unwrap();
+        assert!(content(&anon[0])["elements"].get(1).is_none());
+        let bad = Message::markdown("t", "x")
+            .with_id("m")
+            .with_actions(vec![Action {
+                id: " ".into(),
+                text: "x".into(),
+                style: ActionStyle::Default,
+            }]);
+        assert!(a
+            .render(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("`actions[0].id`"));
+    }
+
+    #[test]
+    fn a_card_update_is_a_patch_of_the_card_string_and_text_a_put() {
+        let a = app(&["chat_id:oc_1"]);
+        let token = Secret::new("t-abc");
+        let card = Message::markdown("Resolved", "**HighCPU** is over").with_id("msg-42");
+        let req = a.update_request(&part("om_1"), &card, &token).unwrap();
+        assert_eq!(req.method, reqwest::Method::PATCH);
+        assert_eq!(
+            req.url.as_str(),
+            "https://open.feishu.cn/open-apis/im/v1/messages/om_1"
+        );
+        let body = req.json_body().unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+        let sent: Value = serde_json::from_str(body["content"].as_str().unwrap()).unwrap();
+        assert_eq!(sent["header"]["title"]["content"], "Resolved");
+        assert_eq!(sent["config"]["update_multi"], true);
+        assert!(req
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer t-abc"));
+
+        let text = a
+            .update_request(&part("om_2"), &Message::text("fixed"), &token)
+            .unwrap();
+        assert_eq!(text.method, reqwest::Method::PUT);
+        assert_eq!(
+            text.json_body().unwrap(),
+            json!({"msg_type": "text", "content": "{\"text\":\"fixed\"}"})
+        );
+
+        let image = Message::new(Body::Image {
+            image: ImageSource::Key("img_v2_x".into()),
+        });
+        assert!(matches!(
+            a.update_request(&part("om_3"), &image, &token),
+            Err(Error::OperationUnsupported { .. })
+        ));
+        let long = Message::text("x".repeat(200_000)).with_id("m");
+        let e = a.update_request(&part("om_4"), &long, &token).unwrap_err();
+        assert!(e.to_string().contains("renders to"), "{e}");
+    }
+
+    #[test]
+    fn recall_is_a_delete_of_the_message_and_the_id_is_escaped() {
+        let a = app(&["ou_1"]);
+        let req = a.recall_request(&part("om_1"), &Secret::new("t")).unwrap();
+        assert_eq!(req.method, reqwest::Method::DELETE);
+        assert_eq!(
+            req.url.as_str(),
+            "https://open.feishu.cn/open-apis/im/v1/messages/om_1"
+        );
+        assert!(req.body.is_none());
+        let odd = a
+            .recall_request(&part("om/../x"), &Secret::new("t"))
+            .unwrap();
+        assert_eq!(
+            odd.url.as_str(),
+            "https://open.feishu.cn/open-apis/im/v1/messages/om%2F..%2Fx"
+        );
+    }
+
+    #[test]
+    fn lifecycle_windows_and_limits() {
+        let l = app(&["ou_1"]).lifecycle();
+        assert!(l.card_actions);
+        assert_eq!(l.update_limits, vec![Quota::per_second(5)]);
+        let day = 86_400_000;
+        assert!(l.can_recall(0, day).is_ok());
+        assert!(l.can_recall(0, day + 1).is_err());
+        assert!(l.updates_in_place(0, 14 * day));
+        assert!(!l.updates_in_place(0, 14 * day + 1));
+        let hook = Client::new()
+            .unwrap()
+            .build(&json!({"type": "feishu_webhook", "hook": "h"}))
+            .unwrap()
+            .lifecycle();
+        assert!(!hook.card_actions);
+        assert_eq!(
+            hook.can_recall(0, 0).unwrap_err(),
+            "custom bots have no recall API"
+        );
     }
 
     #[test]

@@ -157,6 +157,61 @@ pub static CODES: &[CodeInfo] = &[
         meaning: "message content too long",
         action: "shorten the message; imrelay fits its own text to the limits, so a raw payload is the likely cause",
     },
+    // Update, edit, recall and read receipts of a sent message (docs/lifecycle.md).
+    CodeInfo {
+        code: 230009,
+        class: CodeClass::Permanent,
+        meaning: "the message is past the recall limit (24 hours unless the tenant's administrator changed it)",
+        action: "it can no longer be recalled; send a correction instead",
+    },
+    CodeInfo {
+        code: 230011,
+        class: CodeClass::Permanent,
+        meaning: "the message was recalled",
+        action: "nothing to update; send a new message if it still matters",
+    },
+    CodeInfo {
+        code: 230012,
+        class: CodeClass::Permanent,
+        meaning: "the bot is not the sender of the message",
+        action: "update, recall and read receipts work on the app's own messages only; check the message id and the app",
+    },
+    CodeInfo {
+        code: 230026,
+        class: CodeClass::Permanent,
+        meaning: "no permission to recall this message: the bot recalls only what it sent",
+        action: "check that the message id belongs to this app",
+    },
+    CodeInfo {
+        code: 230027,
+        class: CodeClass::Permanent,
+        meaning: "the app lacks a permission this operation needs",
+        action: "grant the app im:message (or im:message:update / im:message:recall) and publish a version",
+    },
+    CodeInfo {
+        code: 230028,
+        class: CodeClass::Permanent,
+        meaning: "the message did not pass the tenant's DLP audit",
+        action: "remove plain phone numbers, personal e-mail addresses and the like from the message",
+    },
+    CodeInfo {
+        code: 230031,
+        class: CodeClass::Permanent,
+        meaning: "the message can only be modified within 14 days of sending",
+        action: "it can no longer be updated; send a new message",
+    },
+    CodeInfo {
+        code: 230033,
+        class: CodeClass::Permanent,
+        meaning: "read receipts can only be read within 7 days of sending",
+        action: "the read status of older messages is gone",
+    },
+    CodeInfo {
+        code: 230054,
+        class: CodeClass::Permanent,
+        meaning: "this operation is not supported for this message type",
+        action: "cards are updated with PATCH, texts and posts edited with PUT; an update cannot change a message's type",
+    },
 ];
 
 /// Turn a non-zero `code` into a report: known codes by the table, unknown
@@ -341,7 +396,8 @@ mod tests {
         let listed = [
             19001, 19021, 19022, 19024, 9499, 11232, 99991663, 99991664, 99991671, 99991661,
             99991668, 99991400, 10012, 10003, 10014, 230020, 230001, 230002, 230006, 230013,
-            230099, 230025,
+            230099, 230025, // lifecycle codes (docs/lifecycle.md):
+            230009, 230011, 230012, 230026, 230027, 230028, 230031, 230033, 230054,
         ];
         for code in listed {
             assert!(
@@ -363,6 +419,7 @@ mod tests {
         }
         for c in [
             19001, 19021, 19022, 19024, 9499, 230001, 230002, 230006, 230013, 230099, 230025,
+            230009, 230011, 230031, 230026,
         ] {
             assert_eq!(class(c), CodeClass::Permanent);
         }

@@ -30,6 +30,21 @@
 //! a paragraph of `at` elements. When text is split, mentions go on the first
 //! part, and links and buttons on the last.
 //!
+//! ## After the send (see `docs/lifecycle.md`)
+//!
+//! `feishu_app`: cards are updated in place (`PATCH /open-apis/im/v1/messages/:message_id`,
+//! `content` = the card JSON string, within 14 days, 5 updates a second per
+//! message; the card must say `"update_multi": true` before and after, which
+//! the app's cards do); texts and posts are edited (`PUT`, at most 20 times,
+//! within the tenant's edit limit); messages are recalled with `DELETE`
+//! within the tenant's recall limit (24 h by default). `msg.actions` become
+//! callback buttons on markdown and card bodies (other bodies have no
+//! buttons) whose `value` is `{"imrelay_message": id, "imrelay_action":
+//! action}`; [`card_click`] reads the click back from a `card.action.trigger`
+//! callback and [`card_click_reply`] builds the 3-second answer.
+//! `feishu_webhook`: custom bots have no update or recall API; an update is a
+//! new message.
+//!
 //! ## Size limits (whole request body, JSON-escaped bytes)
 //!
 //! | Destination | Limit | |
@@ -50,6 +65,7 @@
 //! quoted 1000/min per app is unconfirmed and not declared either.
 
 pub mod app;
+mod click;
 pub mod codes;
 mod render;
 pub mod webhook;
@@ -65,6 +81,7 @@ use crate::message::Platform;
 use crate::Error;
 
 pub use app::{FeishuApp, FeishuAppConfig, ReceiveIdType};
+pub use click::{card_click, card_click_reply, reply_card, ToastKind, CARD_ACTION_TRIGGER};
 pub use render::CARD_TEMPLATES;
 pub use webhook::{FeishuWebhook, FeishuWebhookConfig};
 

@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::lifecycle::{Action, ActionStyle, ACTION_VALUE_ACTION, ACTION_VALUE_MESSAGE};
 use crate::limits::{self, Counting, Overflow};
 use crate::message::{Body, Button, ImageSource, Message};
 
@@ -32,6 +33,50 @@ pub(crate) struct Ctx<'a> {
     pub limit: fn(&str) -> usize,
     /// Why this destination cannot send an image that is not an `image_key`.
     pub image_refusal: &'static str,
+    /// Whether cards are drawn to be updated later and to carry callback
+    /// buttons (the app bot); the webhook bot can do neither.
+    pub interactive: bool,
+}
+
+/// What a card needs to be updatable and clickable: the `update_multi`
+/// config Feishu requires before and after a PATCH, and the callback buttons
+/// of `msg.actions`, each naming the message and the action in its `value`.
+struct Callbacks<'a> {
+    update_multi: bool,
+    message_id: Option<&'a str>,
+    actions: &'a [Action],
+}
+
+impl<'a> Callbacks<'a> {
+    fn of(msg: &'a Message, ctx: &Ctx) -> Self {
+        match (ctx.interactive, msg.id.as_deref()) {
+            (true, Some(id)) => Callbacks {
+                update_multi: true,
+                message_id: Some(id),
+                actions: &msg.actions,
+            },
+            _ => Callbacks {
+                update_multi: ctx.interactive,
+                message_id: None,
+                actions: &[],
+            },
+        }
+    }
+}
+
+/// Refuse actions Feishu would draw as empty buttons.
+fn check_actions(actions: &[Action]) -> Result<(), Error> {
+    for (i, a) in actions.iter().enumerate() {
+        if a.id.trim().is_empty() {
+            return Err(Error::InvalidMessage(format!("`actions[{i}].id` is empty")));
+        }
+        if a.text.trim().is_empty() {
+            return Err(Error::InvalidMessage(format!(
+                "`actions[{i}].text` is empty"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The card header colours Feishu knows (`header.template`).
@@ -55,6 +100,8 @@ pub const CARD_TEMPLATES: &[&str] = &[
 /// through themselves, each into its own envelope).
 pub(crate) fn render(msg: &Message, ctx: &Ctx) -> Result<Vec<Native>, Error> {
     let at = At::of(msg)?;
+    let callbacks = Callbacks::of(msg, ctx);
+    check_actions(callbacks.actions)?;
     let title = msg
         .title
         .as_deref()
@@ -85,7 +132,7 @@ pub(crate) fn render(msg: &Message, ctx: &Ctx) -> Result<Vec<Native>, Error> {
                 return Err(Error::InvalidMessage("`body.text` is empty".into()));
             }
             let header = card_header(title, None);
-            card_parts(ctx, &lark_md(text), header, &[], &at)
+            card_parts(ctx, &lark_md(text), header, &[], &callbacks, &at)
         }
         Body::Card {
             text,
@@ -111,7 +158,7 @@ pub(crate) fn render(msg: &Message, ctx: &Ctx) -> Result<Vec<Native>, Error> {
                 }
                 None => card_header(title, None),
             };
-            card_parts(ctx, &lark_md(text), header, buttons, &at)
+            card_parts(ctx, &lark_md(text), header, buttons, &callbacks, &at)
         }
         Body::Link { text, url, .. } => {
             // `pic_url` is dropped: a post image needs an uploaded image_key.
@@ -331,6 +378,7 @@ fn card_parts(
     text: &str,
     header: Option<Value>,
     buttons: &[Button],
+    callbacks: &Callbacks,
     at: &At,
 ) -> Result<Vec<Native>, Error> {
     let tags = at.card_tags();
@@ -340,37 +388,82 @@ fn card_parts(
         } else {
             p.to_string()
         };
-        card(header.as_ref(), content, if last { buttons } else { &[] })
+        // Links and callback buttons go on the last part, where a reader ends.
+        let (links, actions) = if last {
+            (buttons, callbacks.actions)
+        } else {
+            (&[][..], &[][..])
+        };
+        card(
+            header.as_ref(),
+            content,
+            links,
+            actions,
+            callbacks.message_id,
+            callbacks.update_multi,
+        )
     })
 }
 
 /// An interactive card: an optional header, one lark_md div, and an `action`
-/// row of URL buttons (the first one primary).
-fn card(header: Option<&Value>, content: String, buttons: &[Button]) -> Value {
+/// row of URL buttons (the first one primary) followed by the callback
+/// buttons of `actions`.
+fn card(
+    header: Option<&Value>,
+    content: String,
+    buttons: &[Button],
+    actions: &[Action],
+    message_id: Option<&str>,
+    update_multi: bool,
+) -> Value {
     let mut elements =
         vec![json!({ "tag": "div", "text": { "tag": "lark_md", "content": content } })];
-    if !buttons.is_empty() {
-        let actions: Vec<Value> = buttons
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                json!({
-                    "tag": "button",
-                    "text": { "tag": "plain_text", "content": b.text },
-                    "url": b.url,
-                    "type": if i == 0 { "primary" } else { "default" },
-                })
+    let mut row: Vec<Value> = buttons
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            json!({
+                "tag": "button",
+                "text": { "tag": "plain_text", "content": b.text },
+                "url": b.url,
+                "type": if i == 0 { "primary" } else { "default" },
             })
-            .collect();
-        elements.push(json!({ "tag": "action", "actions": actions }));
+        })
+        .collect();
+    if let Some(id) = message_id {
+        row.extend(actions.iter().map(|a| action_button(a, id)));
+    }
+    if !row.is_empty() {
+        elements.push(json!({ "tag": "action", "actions": row }));
+    }
+    let mut config = json!({ "wide_screen_mode": true });
+    if update_multi {
+        // A shared card: the only kind PATCH updates, for everyone who sees it.
+        config["update_multi"] = json!(true);
     }
     let mut card = serde_json::Map::new();
-    card.insert("config".into(), json!({ "wide_screen_mode": true }));
+    card.insert("config".into(), config);
     if let Some(h) = header {
         card.insert("header".into(), h.clone());
     }
     card.insert("elements".into(), Value::Array(elements));
     Value::Object(card)
+}
+
+/// A button that calls back: its `value` comes back in the card callback's
+/// `action.value`, naming the message and the action.
+fn action_button(a: &Action, message_id: &str) -> Value {
+    let kind = match a.style {
+        ActionStyle::Default => "default",
+        ActionStyle::Primary => "primary",
+        ActionStyle::Danger => "danger",
+    };
+    json!({
+        "tag": "button",
+        "text": { "tag": "plain_text", "content": a.text },
+        "type": kind,
+        "value": { ACTION_VALUE_MESSAGE: message_id, ACTION_VALUE_ACTION: a.id },
+    })
 }
 
 /// The card header, when there is a title or a colour to show.

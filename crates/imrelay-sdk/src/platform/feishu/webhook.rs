@@ -208,6 +208,10 @@ impl Destination for FeishuWebhook {
         vec![Quota::per_second(5), Quota::per_minute(100)]
     }
 
+    fn lifecycle(&self) -> crate::lifecycle::Lifecycle {
+        crate::lifecycle::Lifecycle::send_only("custom bots have no recall API")
+    }
+
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
         if let Body::Raw { platform, payload } = &msg.body {
             check_raw(*platform, KIND)?;
@@ -232,6 +236,7 @@ impl Destination for FeishuWebhook {
             measure: &measure,
             limit: |_| BODY_LIMIT,
             image_refusal: "webhook bots cannot upload images; upload it with an app (im/v1/images) and send its `image_key` as `{\"key\": ..}`",
+            interactive: false,
         };
         Ok(render::render(msg, &ctx)?
             .iter()

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use url::Url;
 
+use super::card;
 use super::{
     card_as_markdown, check_raw, codes, fit_text, news_bodies, non_empty, template_as_text,
     text_notice_card,
@@ -21,6 +22,7 @@ use super::{
 use crate::destination::{Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest};
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode};
 use crate::limits::{truncate, Counting, Overflow};
 use crate::message::{Body, ImageSource, Message, Platform};
 use crate::outcome::Report;
@@ -42,6 +44,14 @@ pub const MAX_PARTIES: usize = 100;
 pub const DEFAULT_DUPLICATE_CHECK_INTERVAL: u32 = 1800;
 /// Maximum `duplicate_check_interval`, seconds (4 h).
 pub const MAX_DUPLICATE_CHECK_INTERVAL: u32 = 4 * 3600;
+/// A `response_code` updates its card once, within 72 hours of being issued.
+pub const UPDATE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+/// App messages are recalled within 24 hours.
+pub const RECALL_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Update-card endpoint.
+pub const UPDATE_CARD_PATH: &str = "/cgi-bin/message/update_template_card";
+/// Recall endpoint.
+pub const RECALL_PATH: &str = "/cgi-bin/message/recall";
 
 const KIND: &str = "wecom_app";
 
@@ -240,6 +250,59 @@ impl WecomApp {
         let mut url = endpoint::join(&self.base, "/cgi-bin/message/send");
         url.query_pairs_mut().append_pair("access_token", token);
         HttpRequest::post_json(url, &payload.body)
+    }
+
+    /// `POST {base}{path}?access_token=` with `body` (pure; for tests).
+    fn api_request(&self, path: &str, body: &Value, token: &str) -> HttpRequest {
+        let mut url = endpoint::join(&self.base, path);
+        url.query_pairs_mut().append_pair("access_token", token);
+        HttpRequest::post_json(url, body)
+    }
+
+    /// The body that replaces the card of `sent` with `msg`: the whole new
+    /// `button_interaction` card, for everyone who received it, spending the
+    /// part's `response_code`.
+    pub fn update_body(&self, sent: &SentPart, msg: &Message) -> Result<Value, Error> {
+        let code = sent.update_token.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+            Error::operation_unsupported(
+                KIND,
+                Operation::Update,
+                "no response_code: WeCom updates only button cards, with the response_code of the send or of the last click",
+            )
+        })?;
+        Ok(json!({
+            "atall": 1,
+            "agentid": self.agent_id,
+            "response_code": code,
+            "template_card": card::button_card(msg, &sent.recipients)?,
+        }))
+    }
+
+    /// The recall body of `sent`.
+    pub fn recall_body(sent: &SentPart) -> Value {
+        json!({ "msgid": sent.platform_message_id })
+    }
+
+    async fn call(&self, path: &'static str, body: Value, sent: &SentPart) -> Report {
+        let http = &self.shared.http;
+        self.shared
+            .tokens
+            .with_token(&self.tokens, http, |token| {
+                let req = self.api_request(path, &body, token.expose());
+                async move {
+                    match http.execute(req).await {
+                        Ok(resp) => {
+                            let mut r = codes::classify(&resp);
+                            if r.outcome.is_delivered() {
+                                r.platform_message_id = Some(sent.platform_message_id.clone());
+                            }
+                            r
+                        }
+                        Err(r) => r,
+                    }
+                }
+            })
+            .await
     }
 
     /// Spread the recipients over requests.
@@ -454,8 +517,23 @@ impl Destination for WecomApp {
             check_raw(*platform, KIND)?;
             return self.render_raw(msg, payload);
         }
-        let contents = self.contents(msg)?;
         let batches = self.batches(msg)?;
+        let buttons =
+            card::has_buttons(msg) && !matches!(msg.body, Body::News { .. } | Body::Image { .. });
+        if buttons {
+            // Actions make a button card, one per request: its task id is
+            // the request's own.
+            return batches
+                .iter()
+                .map(|b| {
+                    let content = card::button_card(msg, &b.ids())?;
+                    let mut p = Payload::new(self.envelope(b, "template_card", content));
+                    p.recipients = b.ids();
+                    Ok(p)
+                })
+                .collect();
+        }
+        let contents = self.contents(msg)?;
         let mut out = Vec::with_capacity(contents.len() * batches.len());
         for b in &batches {
             for (msgtype, content) in &contents {
@@ -481,5 +559,30 @@ impl Destination for WecomApp {
                 }
             })
             .await
+    }
+
+    /// Button cards are replaced in place with their `response_code` (one
+    /// use, 72 h); messages are recalled within 24 h. Actions become the
+    /// buttons of a `button_interaction` card.
+    fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            update: UpdateMode::InPlace {
+                window: Some(UPDATE_WINDOW),
+            },
+            recall: RecallMode::Within {
+                window: RECALL_WINDOW,
+            },
+            card_actions: true,
+            update_limits: Vec::new(),
+        }
+    }
+
+    async fn update(&self, sent: &SentPart, msg: &Message) -> Result<Report, Error> {
+        let body = self.update_body(sent, msg)?;
+        Ok(self.call(UPDATE_CARD_PATH, body, sent).await)
+    }
+
+    async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
+        Ok(self.call(RECALL_PATH, Self::recall_body(sent), sent).await)
     }
 }

@@ -119,6 +119,12 @@ pub static CODES: &[CodeInfo] = &[
         action: "shorten the content or fix the field named in errmsg",
     },
     CodeInfo {
+        code: 60140,
+        class: CodeClass::Permanent,
+        meaning: "the response_code is expired (72 h) or already used (one update per code)",
+        action: "update the card with the ResponseCode of its newest click, or send a new message",
+    },
+    CodeInfo {
         code: 301019,
         class: CodeClass::Permanent,
         meaning: "image md5 does not match the image content",
@@ -162,6 +168,8 @@ pub fn classify(resp: &HttpResponse) -> Report {
         Ok(r) => r,
         Err(r) => return r,
     };
+    // Button cards: the code that allows one update of the card.
+    r.update_token = errcode::id_field(&v, "response_code");
     for (field, prefix, reason) in [
         (
             "invaliduser",

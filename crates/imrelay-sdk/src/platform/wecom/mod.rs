@@ -20,12 +20,21 @@
 //! `textcard` description ≤ 512 and title ≤ 128 (truncated). Longer text is split
 //! or truncated per the destination's `overflow`; mentions ride on the first part.
 //!
+//! After the send (see `docs/lifecycle.md`): a `wecom_app` message with
+//! `actions` (and an id) goes out as a `button_interaction` template card,
+//! one button per action; the send's `response_code` is the report's
+//! `update_token`, good for one `update_template_card` within 72 h, and each
+//! click ([`card_click`]) hands out a fresh one. App messages are recalled
+//! within 24 h (`message/recall`). `wecom_robot`: no update, recall or
+//! callback buttons; an update is a new message.
+//!
 //! Rate limits: robot 20 messages/minute (45009 beyond); app 30/minute and
 //! 1000/hour per member. Robots have no dedup; apps send every request with
 //! `enable_duplicate_check` so a retried request is not delivered twice within
 //! `duplicate_check_interval` (note: neither is a genuinely identical message).
 
 pub mod app;
+mod card;
 pub mod codes;
 pub mod robot;
 #[cfg(test)]
@@ -41,6 +50,10 @@ use crate::message::{Article, Button, Message, Platform};
 use crate::Error;
 
 pub use app::{WecomApp, WecomAppConfig};
+pub use card::{
+    button_key, card_click, task_id, MAX_BUTTONS, MAX_KEY_BYTES, MAX_TASK_ID_BYTES,
+    TEMPLATE_CARD_EVENT,
+};
 pub use robot::{WecomRobot, WecomRobotConfig};
 
 /// The default API host.

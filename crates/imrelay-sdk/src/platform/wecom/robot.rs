@@ -265,6 +265,10 @@ impl Destination for WecomRobot {
         vec![Quota::per_minute(20)]
     }
 
+    fn lifecycle(&self) -> crate::lifecycle::Lifecycle {
+        crate::lifecycle::Lifecycle::send_only("group robots have no recall API")
+    }
+
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
         let bodies = match &msg.body {
             Body::Text { text } => self.text_bodies(non_empty(text, "body.text")?, &msg.mentions),

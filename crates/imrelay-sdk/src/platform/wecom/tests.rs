@@ -909,3 +909,127 @@ fn app_token_request() {
     let key = a.token_source().cache_key();
     assert!(key.starts_with("wecom:ww1234567890abcdef:") && !key.contains("s3cr3t"));
 }
+
+// ---- after the send: button cards, update, recall ----
+
+fn actions() -> Vec<crate::lifecycle::Action> {
+    use crate::lifecycle::{Action, ActionStyle};
+    vec![
+        Action {
+            id: "ack".into(),
+            text: "认领".into(),
+            style: ActionStyle::Primary,
+        },
+        Action {
+            id: "resolve".into(),
+            text: "已解决".into(),
+            style: ActionStyle::Danger,
+        },
+    ]
+}
+
+fn sent(code: Option<&str>) -> crate::lifecycle::SentPart {
+    crate::lifecycle::SentPart {
+        platform_message_id: "msgid-1".into(),
+        update_token: code.map(str::to_string),
+        sent_at_ms: 0,
+        recipients: vec!["zhangsan".into(), "lisi".into()],
+    }
+}
+
+#[test]
+fn actions_make_a_button_card_whose_keys_name_message_and_action() {
+    let a = app(json!({}));
+    let msg = Message::markdown("HighCPU firing", "**web-3** at 97%")
+        .with_id("alert-1")
+        .with_actions(actions());
+    let b = bodies(&a, &msg);
+    assert_eq!(b.len(), 1);
+    let card = &b[0]["template_card"];
+    assert_eq!(b[0]["msgtype"], "template_card");
+    assert_eq!(card["card_type"], "button_interaction");
+    assert_eq!(card["main_title"]["title"], "HighCPU firing");
+    assert_eq!(card["sub_title_text"], "**web-3** at 97%");
+    assert_eq!(
+        card["task_id"],
+        super::task_id("alert-1", &["zhangsan".into(), "lisi".into()])
+    );
+    assert_eq!(
+        card["button_list"],
+        json!([
+            {"text": "认领", "style": 1, "key": r#"{"imrelay_message":"alert-1","imrelay_action":"ack"}"#},
+            {"text": "已解决", "style": 3, "key": r#"{"imrelay_message":"alert-1","imrelay_action":"resolve"}"#},
+        ])
+    );
+    // Without an id a click could not name the message: the usual rendering.
+    let plain = bodies(&a, &Message::markdown("t", "x").with_actions(actions()));
+    assert_eq!(plain[0]["msgtype"], "markdown");
+}
+
+#[test]
+fn the_response_code_of_a_send_is_the_update_token() {
+    let r = classify(&resp(
+        200,
+        r#"{"errcode":0,"errmsg":"ok","invaliduser":"","msgid":"vcT8gGc-7dFb4bxT35ONjBDz901sLlXPZw1DAMC_Gc26qRpK-AK5sTJkkb0128t","response_code":"bq3CQ5dJU8WIbe2G6uZ1nqp6t-iBU5r8GW1Q-pOPu4Lo4Qk3dOiKAvDM1RvT8O5MhQjSmxVUHxO1yjVbbsgTKwsY3dmSk8lSpkFUCbaRAlSU"}"#,
+    ));
+    assert_eq!(r.outcome, Outcome::Delivered);
+    assert!(r.update_token.as_deref().unwrap().starts_with("bq3CQ5dJ"));
+    assert!(r
+        .platform_message_id
+        .as_deref()
+        .unwrap()
+        .starts_with("vcT8gGc"));
+}
+
+#[test]
+fn an_update_replaces_the_whole_card_for_everyone_with_the_code() {
+    let a = app(json!({}));
+    let msg = Message::markdown("HighCPU", "acknowledged by 张三")
+        .with_id("alert-1")
+        .with_actions(actions());
+    let body = a.update_body(&sent(Some("rc-1")), &msg).unwrap();
+    assert_eq!(body["response_code"], "rc-1");
+    assert_eq!(body["atall"], 1);
+    assert_eq!(body["agentid"], 1000002);
+    assert_eq!(body["template_card"]["card_type"], "button_interaction");
+    // The task id of the card sent to the same recipients.
+    assert_eq!(
+        body["template_card"]["task_id"],
+        super::task_id("alert-1", &["zhangsan".into(), "lisi".into()])
+    );
+    // A card closed without actions shows a grey button with the title.
+    let closed = a
+        .update_body(
+            &sent(Some("rc-2")),
+            &Message::markdown("已解决", "ok").with_id("alert-1"),
+        )
+        .unwrap();
+    assert_eq!(closed["template_card"]["replace_text"], "已解决");
+    assert!(closed["template_card"].get("button_list").is_none());
+    // Without a response_code there is nothing to update with.
+    assert!(matches!(
+        a.update_body(&sent(None), &msg),
+        Err(Error::OperationUnsupported { .. })
+    ));
+    assert_eq!(
+        WecomApp::recall_body(&sent(None)),
+        json!({"msgid": "msgid-1"})
+    );
+}
+
+#[test]
+fn lifecycle_of_app_and_robot() {
+    let l = app(json!({})).lifecycle();
+    assert!(l.card_actions);
+    let h = 3_600_000;
+    assert!(l.can_recall(0, 24 * h).is_ok());
+    assert!(l.can_recall(0, 24 * h + 1).is_err());
+    assert!(l.updates_in_place(0, 72 * h));
+    assert!(!l.updates_in_place(0, 72 * h + 1));
+    let r = robot(json!({"key": KEY})).unwrap().lifecycle();
+    assert!(!r.card_actions && !r.updates_in_place(0, 0));
+    assert_eq!(
+        r.can_recall(0, 0).unwrap_err(),
+        "group robots have no recall API"
+    );
+}

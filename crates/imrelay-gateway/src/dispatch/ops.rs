@@ -1,0 +1,242 @@
+//! What a claimed delivery asks of its destination, part by part: a plain
+//! message sends its rendered parts; a later message of a thread updates the
+//! parts its root delivered (or, where the destination cannot edit them, is
+//! sent as a new message naming the first); a recall takes back the parts its
+//! origin delivered.
+
+use imrelay_sdk::{Message, Payload, SentPart};
+
+use super::decide::{DeadCause, Decision, Wait};
+use super::Inner;
+use crate::channels::DestinationEntry;
+use crate::domain::attempt::AttemptOutcome;
+use crate::lifecycle::{annotate, card};
+use crate::store::{AttemptRecord, Claimed, DeadReason, DeliveryState, MessageKind, ThreadPos};
+
+/// One request of a delivery.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    Send(Payload),
+    Update(SentPart),
+    Recall(SentPart),
+}
+
+/// The requests of a claimed delivery, and the message they carry.
+pub(super) struct Work {
+    pub ops: Vec<Op>,
+    pub message: Message,
+}
+
+/// Why there is no work: the decision to carry out instead, and a note for
+/// the history when the decision alone would not explain it.
+pub(super) struct Skip {
+    pub decision: Decision,
+    pub note: Option<AttemptRecord>,
+}
+
+impl From<Decision> for Skip {
+    fn from(decision: Decision) -> Self {
+        Skip {
+            decision,
+            note: None,
+        }
+    }
+}
+
+/// How long an update waits before looking again for its thread's first
+/// message to be delivered.
+const THREAD_WAIT_MS: i64 = 1_000;
+
+impl Inner {
+    /// The work of `c` on destination `m`, or what to decide instead (nothing
+    /// to do, cannot be done, not yet).
+    pub(super) async fn work(&self, c: &Claimed, m: &DestinationEntry) -> Result<Work, Skip> {
+        let mut msg = c.message.clone();
+        // Platform dedup keys (Feishu `uuid`, WeChat `client_msg_id`, webhook
+        // ids) derive from the message id: the gateway's id, unique per
+        // accepted message and identical on every retry.
+        msg.id = Some(c.message_id.to_string());
+        if !c.recipients.is_empty() {
+            msg.recipients = c.recipients.clone();
+        }
+        if c.kind == MessageKind::Recall {
+            return self.recall_work(c, m, msg).await.map_err(Skip::from);
+        }
+        match &c.thread {
+            Some(t) if !t.is_root(&c.message_id) => {
+                if self
+                    .store
+                    .superseded(&t.root, t.seq, &c.target)
+                    .await
+                    .map_err(|e| self.store_unavailable(e))?
+                {
+                    return Err(Skip {
+                        decision: Decision::Delivered {
+                            parts: c.parts_done as usize,
+                        },
+                        note: Some(superseded_note(&m.key, self.now())),
+                    });
+                }
+                self.update_work(c, m, t, msg).await.map_err(Skip::from)
+            }
+            _ => send_work(c, m, msg).map_err(Skip::from),
+        }
+    }
+
+    async fn update_work(
+        &self,
+        c: &Claimed,
+        m: &DestinationEntry,
+        t: &ThreadPos,
+        mut msg: Message,
+    ) -> Result<Work, Decision> {
+        let store = |e: crate::store::StoreError| self.store_unavailable(e);
+        let root = self.store.get_message(&t.root).await.map_err(store)?;
+        let Some(root) = root else {
+            // The root was pruned: this is the thread's message now.
+            return send_work(c, m, msg);
+        };
+        let tz = &self.cfg.card_time_zone;
+        annotate(&mut msg, &root.acks, tz);
+        let parts: Vec<SentPart> = self
+            .store
+            .sent_parts(&t.root)
+            .await
+            .map_err(store)?
+            .into_iter()
+            .filter(|(target, p)| *target == c.target && p.part == 0 && p.destination == m.key)
+            .map(|(_, p)| p.sent)
+            .collect();
+        let here = root.deliveries.iter().filter(|d| d.target == c.target);
+        let (mut open, mut delivered_at) = (false, None);
+        for d in here {
+            match d.state {
+                DeliveryState::Pending | DeliveryState::Claimed | DeliveryState::Merged => {
+                    open = true
+                }
+                DeliveryState::Done => delivered_at = Some(d.updated_at),
+                DeliveryState::Dead => {}
+            }
+        }
+        if parts.is_empty() {
+            if open {
+                return Err(Decision::Requeue {
+                    at: self.now() + THREAD_WAIT_MS,
+                    why: Wait::Thread,
+                });
+            }
+            // Delivered without an id to edit (custom robots): a new message
+            // that names the first. Never delivered: this one takes its place.
+            if let Some(at) = delivered_at {
+                card::quote(&mut msg, root.message.title.as_deref(), at, tz);
+            }
+            return send_work(c, m, msg);
+        }
+        let lifecycle = m.dest.lifecycle();
+        let now = self.now();
+        if parts
+            .iter()
+            .all(|p| lifecycle.updates_in_place(p.sent_at_ms, now))
+        {
+            return Ok(Work {
+                ops: parts.into_iter().map(Op::Update).collect(),
+                message: msg,
+            });
+        }
+        let first_sent = parts.iter().map(|p| p.sent_at_ms).min().unwrap_or(now);
+        card::quote(&mut msg, root.message.title.as_deref(), first_sent, tz);
+        send_work(c, m, msg)
+    }
+
+    async fn recall_work(
+        &self,
+        c: &Claimed,
+        m: &DestinationEntry,
+        msg: Message,
+    ) -> Result<Work, Decision> {
+        let Some(origin) = &c.origin else {
+            return Err(dead("a recall without the message it recalls"));
+        };
+        let parts: Vec<SentPart> = self
+            .store
+            .sent_parts(origin)
+            .await
+            .map_err(|e| self.store_unavailable(e))?
+            .into_iter()
+            .filter(|(target, p)| *target == c.target && p.destination == m.key)
+            .map(|(_, p)| p.sent)
+            .collect();
+        let lifecycle = m.dest.lifecycle();
+        let now = self.now();
+        for p in &parts {
+            if let Err(why) = lifecycle.can_recall(p.sent_at_ms, now) {
+                return Err(dead(&format!(
+                    "cannot recall {} from {}: {why}",
+                    p.platform_message_id,
+                    m.dest.kind()
+                )));
+            }
+        }
+        if parts.is_empty() {
+            return Err(Decision::Delivered {
+                parts: c.parts_done as usize,
+            });
+        }
+        Ok(Work {
+            ops: parts.into_iter().map(Op::Recall).collect(),
+            message: msg,
+        })
+    }
+
+    /// A store read failed while planning: try again shortly, not an attempt.
+    fn store_unavailable(&self, e: crate::store::StoreError) -> Decision {
+        tracing::warn!(error = %e, "cannot read the thread of an update; it waits");
+        Decision::Requeue {
+            at: self.now() + THREAD_WAIT_MS,
+            why: Wait::Thread,
+        }
+    }
+}
+
+/// The history note of an update that gave way to a newer one.
+fn superseded_note(key: &str, at: i64) -> AttemptRecord {
+    AttemptRecord::note(
+        AttemptOutcome::Superseded,
+        key,
+        0,
+        at,
+        "not sent: a newer message of its thread goes to this destination",
+    )
+}
+
+fn dead(reason: &str) -> Decision {
+    Decision::Dead {
+        reason: DeadReason {
+            code: None,
+            reason: reason.to_string(),
+        },
+        cause: DeadCause::Unrenderable,
+    }
+}
+
+/// The rendered parts of `msg` for `m`: what is left to send of them, or a
+/// decision when there is nothing (delivered) or it cannot be expressed.
+fn send_work(c: &Claimed, m: &DestinationEntry, msg: Message) -> Result<Work, Decision> {
+    match m.dest.render(&msg) {
+        Ok(p) if (c.parts_done as usize) < p.len() => Ok(Work {
+            ops: p.into_iter().map(Op::Send).collect(),
+            message: msg,
+        }),
+        // Nothing (left) to send: done, with the progress it has.
+        Ok(_) => Err(Decision::Delivered {
+            parts: c.parts_done as usize,
+        }),
+        Err(e) => Err(Decision::Dead {
+            reason: DeadReason {
+                code: None,
+                reason: format!("cannot render the message for {}: {e}", m.dest.kind()),
+            },
+            cause: DeadCause::Unrenderable,
+        }),
+    }
+}

@@ -78,6 +78,7 @@ fn delivered() -> Vec<AttemptRecord> {
         message: "ok".into(),
         platform_message_id: None,
         update_token: None,
+        recipients: Vec::new(),
     }]
 }
 

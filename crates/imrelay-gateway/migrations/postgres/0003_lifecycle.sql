@@ -30,6 +30,9 @@ CREATE TABLE threads (
 -- What the platform called each delivered part, to update or recall it later.
 ALTER TABLE attempts ADD COLUMN platform_message_id TEXT;
 ALTER TABLE attempts ADD COLUMN update_token TEXT;
+-- The recipients the request addressed (app destinations), as the platform
+-- needs them again to update the part (WeCom derives the card's task id).
+ALTER TABLE attempts ADD COLUMN recipients TEXT;
 
 -- Acknowledgements, silences and resolutions people made, from the chat or the API.
 CREATE TABLE acks (
@@ -43,3 +46,14 @@ CREATE TABLE acks (
     at          BIGINT NOT NULL
 );
 CREATE INDEX acks_root ON acks (root);
+
+-- One update of a thread's card at a time per destination, across instances:
+-- a lease on (root, target) held while the update is sent, so a slow older
+-- update cannot land after a newer one.
+CREATE TABLE thread_locks (
+    root    TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    owner   TEXT NOT NULL,
+    until   BIGINT NOT NULL,
+    PRIMARY KEY (root, target)
+);

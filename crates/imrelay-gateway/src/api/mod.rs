@@ -159,6 +159,7 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
         &self,
         platform: crate::callbacks::config::CallbackPlatform,
         click: imrelay_sdk::CardClick,
+        event_id: &str,
     ) -> crate::lifecycle::click::ClickAnswer {
         let runtime = self.live.runtime();
         let cx = crate::lifecycle::act::ActContext {
@@ -177,7 +178,7 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
                 _ => runtime.lifecycle.allowed_users.iter().cloned().collect(),
             }
         };
-        crate::lifecycle::click::on_click(&cx, platform.as_str(), &click, allowed).await
+        crate::lifecycle::click::on_click(&cx, platform.as_str(), &click, event_id, allowed).await
     }
 }
 

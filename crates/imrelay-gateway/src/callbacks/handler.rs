@@ -50,6 +50,7 @@ pub trait CallbacksContext: ApiContext {
         &self,
         platform: CallbackPlatform,
         click: CardClick,
+        event_id: &str,
     ) -> impl std::future::Future<Output = ClickAnswer> + Send;
 }
 
@@ -141,6 +142,20 @@ async fn handle<S: CallbacksContext>(
         tracing::error!(callback = %app.name, "the callback's forward channel is missing (a bug)");
         return Problem::internal("the callback's forward channel is missing").into_response();
     };
+    let click = clicks::card_click(app.platform, &event);
+    if channel.targets().is_empty() {
+        // Nothing to forward: nothing to store. The replay guard and the
+        // event id recorded with the action keep a retried click from acting
+        // twice.
+        claim.keep();
+        return match click {
+            Some(c) => {
+                let done = state.on_card_click(app.platform, c, &event.event_id).await;
+                reply(clicks::reply(app.platform, &done, answer))
+            }
+            None => reply(answer),
+        };
+    }
     let nm = forward_message(&app, channel, &event, now);
     let stored = state.store().enqueue(vec![nm]).await.map(|mut v| v.pop());
     // Stored (now or before): its timestamp and nonce are used up. Otherwise
@@ -153,7 +168,7 @@ async fn handle<S: CallbacksContext>(
     {
         claim.keep();
     }
-    stored_answer(&state, &app, &event, stored, answer).await
+    stored_answer(&state, &app, &event, click, stored, answer).await
 }
 
 /// A request that failed a check: logged with the check, answered with a
@@ -214,6 +229,7 @@ async fn stored_answer<S: CallbacksContext>(
     state: &S,
     app: &CallbackApp,
     event: &VerifiedEvent,
+    click: Option<CardClick>,
     stored: Result<Option<EnqueueOutcome>, StoreError>,
     answer: Reply,
 ) -> Response {
@@ -231,9 +247,11 @@ async fn stored_answer<S: CallbacksContext>(
             );
             // A click on an imrelay button: act on it once, when it is first
             // stored (a retried callback is a duplicate and acts no more).
-            match clicks::card_click(app.platform, event) {
+            match click {
                 Some(click) => {
-                    let done = state.on_card_click(app.platform, click).await;
+                    let done = state
+                        .on_card_click(app.platform, click, &event.event_id)
+                        .await;
                     reply(clicks::reply(app.platform, &done, answer))
                 }
                 None => reply(answer),

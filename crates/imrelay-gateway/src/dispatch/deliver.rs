@@ -30,7 +30,7 @@ impl Inner {
         let mut member = permit_of.unwrap_or_else(|| self.admission.turn(&c.target, members.len()));
         let mut s = Sending::new(&c, &channel, members[member].key.clone());
         s.out_of_order = out_of_order;
-        let work = match self.work(&c, &members[member]).await {
+        let mut work = match self.work(&c, &members[member]).await {
             Ok(w) => w,
             Err(skip) => {
                 if held {
@@ -72,6 +72,21 @@ impl Inner {
             let report = self
                 .send(&mut s, &members[member], op, &work.message, permit)
                 .await;
+            // The platform would not edit the card after all (its window or
+            // edit count passed, its update token is spent): the update goes
+            // out as a new message naming the first, in this claim.
+            if matches!(op, Op::Update(_)) && report.outcome == Outcome::Permanent {
+                if let Some(mut w) =
+                    work.as_new_message(&c, &members[member], &self.cfg.card_time_zone)
+                {
+                    tracing::info!(message_id = %c.message_id, destination = %members[member].key,
+                        reason = %report.message, "the platform refused the update in place; sent as a new message");
+                    w.lease = work.lease.take();
+                    work = w;
+                    s.part = 0;
+                    continue;
+                }
+            }
             let d = self.decide(&s, &report, work.ops.len());
             let d = match self.wait_in_place(&mut s, Some(&report), d).await {
                 InPlace::Again => continue,
@@ -190,13 +205,11 @@ impl Inner {
                 a.token_refresh_failing(&s.channel.name, &m.key, &report.message);
             }
         }
-        s.attempts.push(AttemptRecord::from_report(
-            &report,
-            &m.key,
-            s.part as u32,
-            started,
-            ended,
-        ));
+        let mut record = AttemptRecord::from_report(&report, &m.key, s.part as u32, started, ended);
+        if let Op::Send(payload) = op {
+            record.recipients = payload.recipients.clone();
+        }
+        s.attempts.push(record);
         if report.outcome.is_delivered() {
             decide::note_failed(&mut s.failed, &report, s.part);
         }

@@ -4,6 +4,9 @@
 //! sent as a new message naming the first); a recall takes back the parts its
 //! origin delivered.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use imrelay_sdk::{Message, Payload, SentPart};
 
 use super::decide::{DeadCause, Decision, Wait};
@@ -11,7 +14,9 @@ use super::Inner;
 use crate::channels::DestinationEntry;
 use crate::domain::attempt::AttemptOutcome;
 use crate::lifecycle::{annotate, card};
-use crate::store::{AttemptRecord, Claimed, DeadReason, DeliveryState, MessageKind, ThreadPos};
+use crate::store::{
+    AttemptRecord, Claimed, DeadReason, DeliveryState, MessageId, MessageKind, Store, ThreadPos,
+};
 
 /// One request of a delivery.
 #[derive(Debug, Clone)]
@@ -25,6 +30,53 @@ pub(super) enum Op {
 pub(super) struct Work {
     pub ops: Vec<Op>,
     pub message: Message,
+    /// For an update in place: the first message's title and when it was
+    /// sent, to name it if the update must go out as a new message.
+    pub first: Option<(Option<String>, i64)>,
+    /// For a thread's update: its lease on the card, held while it is sent.
+    pub lease: Option<ThreadLease>,
+}
+
+/// The lease on updating one thread's card at one destination; given back
+/// when dropped (and it expires anyway if this process dies first).
+pub(super) struct ThreadLease {
+    store: Arc<dyn Store>,
+    root: MessageId,
+    target: String,
+    owner: String,
+}
+
+impl Drop for ThreadLease {
+    fn drop(&mut self) {
+        let store = self.store.clone();
+        let (root, target, owner) = (
+            std::mem::take(&mut self.root),
+            std::mem::take(&mut self.target),
+            std::mem::take(&mut self.owner),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = store.unlock_thread(&root, &target, &owner).await {
+                tracing::warn!(error = %e, "cannot give back a thread lease; it expires by itself");
+            }
+        });
+    }
+}
+
+impl Work {
+    /// This update as a new message naming the first (`None`: not an update).
+    pub fn as_new_message(
+        &self,
+        c: &Claimed,
+        m: &DestinationEntry,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<Work> {
+        let (title, sent) = self.first.as_ref()?;
+        let mut msg = self.message.clone();
+        card::quote(&mut msg, title.as_deref(), *sent, tz);
+        let mut c = c.clone();
+        c.parts_done = 0;
+        send_work(&c, m, msg).ok()
+    }
 }
 
 /// Why there is no work: the decision to carry out instead, and a note for
@@ -64,6 +116,7 @@ impl Inner {
         }
         match &c.thread {
             Some(t) if !t.is_root(&c.message_id) => {
+                let lease = self.thread_lease(c, t).await?;
                 if self
                     .store
                     .superseded(&t.root, t.seq, &c.target)
@@ -77,7 +130,9 @@ impl Inner {
                         note: Some(superseded_note(&m.key, self.now())),
                     });
                 }
-                self.update_work(c, m, t, msg).await.map_err(Skip::from)
+                let mut work = self.update_work(c, m, t, msg).await.map_err(Skip::from)?;
+                work.lease = Some(lease);
+                Ok(work)
             }
             _ => send_work(c, m, msg).map_err(Skip::from),
         }
@@ -138,9 +193,12 @@ impl Inner {
             .iter()
             .all(|p| lifecycle.updates_in_place(p.sent_at_ms, now))
         {
+            let first_sent = parts.iter().map(|p| p.sent_at_ms).min().unwrap_or(now);
             return Ok(Work {
                 ops: parts.into_iter().map(Op::Update).collect(),
                 message: msg,
+                first: Some((root.message.title.clone(), first_sent)),
+                lease: None,
             });
         }
         let first_sent = parts.iter().map(|p| p.sent_at_ms).min().unwrap_or(now);
@@ -185,6 +243,33 @@ impl Inner {
         Ok(Work {
             ops: parts.into_iter().map(Op::Recall).collect(),
             message: msg,
+            first: None,
+            lease: None,
+        })
+    }
+
+    /// The lease on the card of `c`'s thread at its target, or a wait when
+    /// another update of it is being sent (here or by another instance).
+    async fn thread_lease(&self, c: &Claimed, t: &ThreadPos) -> Result<ThreadLease, Skip> {
+        let owner = format!("{}#{}", self.cfg.owner, c.delivery_id);
+        // Longer than one send can take; a crash leaves it to expire.
+        let lease = self.cfg.send_timeout * 2 + Duration::from_secs(5);
+        let taken = self
+            .store
+            .lock_thread(&t.root, &c.target, &owner, lease)
+            .await
+            .map_err(|e| self.store_unavailable(e))?;
+        if !taken {
+            return Err(Skip::from(Decision::Requeue {
+                at: self.now() + THREAD_WAIT_MS / 4,
+                why: Wait::Thread,
+            }));
+        }
+        Ok(ThreadLease {
+            store: self.store.clone(),
+            root: t.root.clone(),
+            target: c.target.clone(),
+            owner,
         })
     }
 
@@ -226,6 +311,8 @@ fn send_work(c: &Claimed, m: &DestinationEntry, msg: Message) -> Result<Work, De
         Ok(p) if (c.parts_done as usize) < p.len() => Ok(Work {
             ops: p.into_iter().map(Op::Send).collect(),
             message: msg,
+            first: None,
+            lease: None,
         }),
         // Nothing (left) to send: done, with the progress it has.
         Ok(_) => Err(Decision::Delivered {

@@ -20,6 +20,9 @@ pub struct Actor {
     pub user_name: Option<String>,
     /// `api`, `feishu`, `dingtalk`, `wecom`.
     pub source: String,
+    /// The platform's id of the callback that carried it: a retried
+    /// callback acts once.
+    pub event_id: Option<String>,
 }
 
 /// Why an action was not taken.
@@ -69,6 +72,16 @@ pub async fn act(
             })?,
         };
     let action = kind.ack_action();
+    if let Some(first) = actor.event_id.as_deref().and_then(|e| {
+        root.acks
+            .iter()
+            .find(|a| a.detail.as_ref().and_then(|d| d.get("event_id")) == Some(&e.into()))
+    }) {
+        return Ok(Acted {
+            ack: first.clone(),
+            already: true,
+        });
+    }
     // A repeated ack or resolve (a double click, a retried API call) adds
     // nothing: the first one stands.
     if !matches!(kind, ActionKind::Silence(_)) {
@@ -109,6 +122,14 @@ pub async fn act(
             Some(serde_json::json!({"silence_id": s.id, "ends_at_ms": s.ends_at_ms}))
         }
         _ => None,
+    };
+    let detail = match (detail, &actor.event_id) {
+        (d, None) => d,
+        (Some(mut d), Some(e)) => {
+            d["event_id"] = e.as_str().into();
+            Some(d)
+        }
+        (None, Some(e)) => Some(serde_json::json!({ "event_id": e })),
     };
     let ack = Ack {
         action,

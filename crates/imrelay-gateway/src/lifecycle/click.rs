@@ -31,6 +31,7 @@ pub async fn on_click(
     cx: &ActContext<'_>,
     platform: &str,
     click: &CardClick,
+    event_id: &str,
     allowed: impl Fn(Option<&str>) -> Vec<String>,
 ) -> ClickAnswer {
     let view = match cx.store.get_message(&click.message_id).await {
@@ -75,6 +76,7 @@ pub async fn on_click(
         user_id: click.user_id.clone(),
         user_name: None,
         source: platform.to_string(),
+        event_id: Some(event_id.to_string()),
     };
     match act(cx, &view, kind, actor).await {
         Ok(done) if done.already => ClickAnswer {

@@ -362,6 +362,7 @@ pub async fn acknowledge<S: LifecycleContext>(
         user_id: by.to_string(),
         user_name: Some(by.to_string()),
         source: "api".into(),
+        event_id: None,
     };
     match act(&cx, &view, kind, actor).await {
         Ok(done) => Ok((

@@ -17,7 +17,7 @@ pub(super) async fn sent_parts<C: Conn>(
 ) -> Result<Vec<(String, SentPartRecord)>> {
     let rows = c
         .fetch(
-            "SELECT d.target, d.recipients, a.destination, a.part, a.platform_message_id, a.update_token,
+            "SELECT d.target, a.recipients, a.destination, a.part, a.platform_message_id, a.update_token,
                a.finished_at
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
              WHERE d.message_id = $1 AND a.platform_message_id IS NOT NULL ORDER BY a.id",
@@ -172,4 +172,41 @@ pub(super) async fn set_update_token<C: Conn>(
         args![platform_message_id, token],
     )
     .await
+}
+
+/// Take the lease on updating the card of `root` at `target` until `until`
+/// (ms), unless another owner holds an unexpired one; whether it was taken.
+pub(super) async fn lock_thread<C: Conn>(
+    c: &mut C,
+    root: &str,
+    target: &str,
+    owner: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool> {
+    let rows = c
+        .fetch(
+            "INSERT INTO thread_locks (root, target, owner, until) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (root, target) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE thread_locks.until < $5 OR thread_locks.owner = excluded.owner
+             RETURNING owner",
+            args![root, target, owner, until, now],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Give the lease back (only `owner`'s).
+pub(super) async fn unlock_thread<C: Conn>(
+    c: &mut C,
+    root: &str,
+    target: &str,
+    owner: &str,
+) -> Result<()> {
+    c.exec(
+        "DELETE FROM thread_locks WHERE root = $1 AND target = $2 AND owner = $3",
+        args![root, target, owner],
+    )
+    .await?;
+    Ok(())
 }

@@ -219,6 +219,20 @@ pub trait Store: Send + Sync + 'static {
     /// Keep the newest update token a callback handed out for a sent part.
     async fn set_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
 
+    /// Take the lease on updating the card of thread `root` at `target` for
+    /// `lease`, unless another owner holds it: one update at a time, across
+    /// instances. Whether it was taken.
+    async fn lock_thread(
+        &self,
+        root: &str,
+        target: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool>;
+
+    /// Give back a lease [`Store::lock_thread`] gave `owner`.
+    async fn unlock_thread(&self, root: &str, target: &str, owner: &str) -> Result<()>;
+
     /// Pending work per target (targets with nothing pending are omitted),
     /// each count stopping at `cap`. Costs O(targets × cap), not O(queue).
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>>;

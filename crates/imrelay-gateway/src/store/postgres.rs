@@ -424,6 +424,36 @@ impl Store for PgStore {
         .await
     }
 
+    async fn lock_thread(
+        &self,
+        root: &str,
+        target: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let until = now + lease.as_millis() as i64;
+        let (root, target, owner) = (root.to_string(), target.to_string(), owner.to_string());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let got = lifecycle::lock_thread(c, &root, &target, &owner, until, now).await?;
+                Ok((got, false))
+            })
+        })
+        .await
+    }
+
+    async fn unlock_thread(&self, root: &str, target: &str, owner: &str) -> Result<()> {
+        let (root, target, owner) = (root.to_string(), target.to_string(), owner.to_string());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                lifecycle::unlock_thread(c, &root, &target, &owner).await?;
+                Ok(((), false))
+            })
+        })
+        .await
+    }
+
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         self.check_open()?;
         let now = self.now_ms();

@@ -201,8 +201,8 @@ const LEASE: &str =
     "SELECT state, lease_owner, lease_until, message_id, target FROM deliveries WHERE id = $1 FOR_UPDATE";
 const INSERT_ATTEMPT: &str =
     "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted, status, code, message,
-       platform_message_id, update_token)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+       platform_message_id, update_token, recipients)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 const UPDATE: &str = "UPDATE deliveries SET state = $2, attempts = attempts + $3, due_at = COALESCE($4, due_at),
        parts_done = $5, lease_owner = CASE WHEN $6 IS NULL THEN NULL ELSE lease_owner END, lease_until = $6,
        last_outcome = COALESCE($7, last_outcome), dead_code = $8, dead_reason = $9, dead_at = $10, updated_at = $11
@@ -241,7 +241,12 @@ pub(super) async fn insert_attempts<C: Conn>(
                 a.code.clone(),
                 &a.message,
                 a.platform_message_id.clone(),
-                a.update_token.clone()
+                a.update_token.clone(),
+                if a.platform_message_id.is_some() {
+                    recipients_json(&a.recipients)
+                } else {
+                    None
+                }
             ],
         )
         .await?;
@@ -654,7 +659,7 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     let attempts = c
         .fetch(
             "SELECT a.delivery_id, a.started_at, a.finished_at, a.destination, a.part, a.outcome, a.counted,
-               a.status, a.code, a.message, a.platform_message_id, a.update_token
+               a.status, a.code, a.message, a.platform_message_id, a.update_token, a.recipients
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
              WHERE d.message_id = $1 ORDER BY a.id",
             args![id],

@@ -179,6 +179,7 @@ fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
         message: a.text("message")?,
         platform_message_id: a.opt_text("platform_message_id")?,
         update_token: a.opt_text("update_token")?,
+        recipients: parse_recipients(a.opt_text("recipients")?),
     })
 }
 

@@ -362,6 +362,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn lock_thread(
+        &self,
+        root: &str,
+        target: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let until = now + lease.as_millis() as i64;
+        let (root, target, owner) = (root.to_string(), target.to_string(), owner.to_string());
+        self.write(move |c| {
+            Box::pin(
+                async move { lifecycle::lock_thread(c, &root, &target, &owner, until, now).await },
+            )
+        })
+        .await
+    }
+
+    async fn unlock_thread(&self, root: &str, target: &str, owner: &str) -> Result<()> {
+        let (root, target, owner) = (root.to_string(), target.to_string(), owner.to_string());
+        self.write(move |c| {
+            Box::pin(async move { lifecycle::unlock_thread(c, &root, &target, &owner).await })
+        })
+        .await
+    }
+
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>> {
         let now = self.now_ms();
         let mut c = self.read.acquire().await?;

@@ -257,6 +257,10 @@ pub struct AttemptRecord {
     /// one-shot `response_code`); never shown.
     #[serde(skip)]
     pub update_token: Option<String>,
+    /// The recipients the request addressed (app destinations), kept with a
+    /// platform id to update or recall that part.
+    #[serde(skip)]
+    pub recipients: Vec<String>,
 }
 
 impl AttemptRecord {
@@ -281,6 +285,7 @@ impl AttemptRecord {
             message: message.into(),
             platform_message_id: None,
             update_token: None,
+            recipients: Vec::new(),
         }
     }
 
@@ -321,6 +326,7 @@ impl AttemptRecord {
                 .update_token
                 .clone()
                 .filter(|_| report.outcome.is_delivered()),
+            recipients: Vec::new(),
         }
     }
 }

@@ -303,6 +303,18 @@ impl Store for FailingFinish {
             .set_update_token(platform_message_id, token)
             .await
     }
+    async fn lock_thread(
+        &self,
+        root: &str,
+        target: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> store::Result<bool> {
+        self.inner.lock_thread(root, target, owner, lease).await
+    }
+    async fn unlock_thread(&self, root: &str, target: &str, owner: &str) -> store::Result<()> {
+        self.inner.unlock_thread(root, target, owner).await
+    }
     async fn backlog(&self, cap: u64) -> store::Result<Vec<TargetBacklog>> {
         self.inner.backlog(cap).await
     }

@@ -19,6 +19,7 @@ mod dispatch_order;
 mod dispatch_outcomes;
 mod dispatch_webhook;
 mod message_life;
+mod message_life_feishu;
 mod module_graph;
 mod obs_alerts;
 mod obs_deploy;

@@ -34,6 +34,7 @@ fn att(outcome: AttemptOutcome, counted: bool) -> AttemptRecord {
         message: String::new(),
         platform_message_id: None,
         update_token: None,
+        recipients: Vec::new(),
     }
 }
 

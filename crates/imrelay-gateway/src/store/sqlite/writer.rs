@@ -391,7 +391,12 @@ fn done_attempt_rows(jobs: &[DoneJob]) -> Vec<(DeliveryId, serde_json::Value)> {
                     a.counted,
                     a.status,
                     a.code,
-                    a.message
+                    a.message,
+                    a.platform_message_id,
+                    a.update_token,
+                    a.platform_message_id
+                        .as_ref()
+                        .and_then(|_| super::super::rows::recipients_json(&a.recipients))
                 ]);
                 (j.delivery, row)
             })
@@ -433,11 +438,12 @@ async fn mark_done(
     .to_string();
     sqlx::query(
         "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted,
-           status, code, message)
+           status, code, message, platform_message_id, update_token, recipients)
          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
            json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
            json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
-           json_extract(value, '$[9]')
+           json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'),
+           json_extract(value, '$[12]')
          FROM json_each(?1)",
     )
     .bind(attempts)

@@ -70,6 +70,7 @@ pub fn attempt(outcome: &str, counted: bool, code: Option<&str>, msg: &str) -> A
         message: msg.into(),
         platform_message_id: None,
         update_token: None,
+        recipients: Vec::new(),
     }
 }
 

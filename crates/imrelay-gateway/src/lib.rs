@@ -129,48 +129,18 @@ impl Gateway {
         };
         let grace = config.server.shutdown_grace;
         let server_limits = server::Limits::from_config(&config.server);
-        let mut dcfg = dispatch::DispatchConfig::new(clock.clone());
-        dcfg.lease = config.dispatch.lease;
-        dcfg.max_in_flight = config.dispatch.concurrency;
-        dcfg.claim_batch = config.dispatch.claim_batch.min(u32::MAX as usize) as u32;
-        dcfg.idle_poll = config.dispatch.poll_interval;
-        dcfg.drain_deadline = grace;
-        // Above the SDK's own total timeout, as a last guard against a hang.
-        dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
-        // Validated when the config loaded.
-        dcfg.card_time_zone = config.lifecycle.compile(&mut Vec::new()).time_zone;
-        let mut opts = StoreOptions::new(config.store.location()).with_clock(clock);
-        opts.synchronous = config.store.sqlite_synchronous;
-        opts.cluster_rate_margin = config.dispatch.cluster_rate_margin;
-        opts.acquire_timeout = config.store.acquire_timeout;
-        let store = open_store(opts)
-            .await
-            .with_context(|| match &config.store.url {
-                Some(_) => "`store.url`: cannot open the PostgreSQL store".to_string(),
-                None => format!("`store.path`: cannot open {}", config.store.path.display()),
-            })?;
+        let mut dcfg = dispatch_config(&config, clock.clone());
+        let store = open_configured_store(&config, clock).await?;
         // Several instances on PostgreSQL share the platform rate limits.
         dcfg.shared_limits = store.shared_limiter();
-        let retention = store::Retention {
-            keep_delivered: config.store.keep_delivered,
-            keep_dead: config.store.keep_dead,
-            ..store::Retention::DEFAULT
-        };
+        let retention = retention_policy(&config);
         let alerts_cfg = config.self_alerts.clone();
         let live = Arc::new(
             Live::with_shared_tokens(config, store.shared_tokens())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
 
-        let dispatcher = dispatch::Dispatcher::new(store.clone(), live.clone(), dcfg);
-        let token_fetches: self_alerts::TokenFetches = {
-            let live = live.clone();
-            Arc::new(move || live.token_fetches())
-        };
-        dispatcher.set_alerts(
-            self_alerts::Alerts::new(alerts_cfg, store.clone(), live.clone())
-                .with_token_fetches(token_fetches),
-        );
+        let dispatcher = new_dispatcher(&store, &live, dcfg, alerts_cfg);
         let (dtx, drx) = oneshot::channel::<()>();
         let dispatch_task = tokio::spawn(dispatcher.clone().run(async move {
             let _ = drx.await;
@@ -181,15 +151,7 @@ impl Gateway {
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));
-        let obs = api::metrics::ObsState {
-            store: store.clone(),
-            dispatcher: dispatcher.clone(),
-            live: live.clone(),
-            accepting: state.accepting.clone(),
-        };
-        let app = api::router(state.clone())
-            .merge(api::metrics::router(obs))
-            .layer(axum::middleware::from_fn(telemetry::trace::middleware));
+        let app = http_app(&state, &store, &dispatcher, &live);
         let (tx, rx) = oneshot::channel::<()>();
         let http = tokio::spawn(server::serve(listener, app, server_limits, async move {
             let _ = rx.await;
@@ -265,6 +227,88 @@ impl Gateway {
         tracing::info!("imrelay gateway stopped");
         Ok(())
     }
+}
+
+/// The dispatcher's settings from `[dispatch]`, `[outbound]` and the
+/// shutdown grace.
+fn dispatch_config(
+    config: &Config,
+    clock: Arc<dyn imrelay_sdk::clock::Clock>,
+) -> dispatch::DispatchConfig {
+    let mut dcfg = dispatch::DispatchConfig::new(clock);
+    dcfg.lease = config.dispatch.lease;
+    dcfg.max_in_flight = config.dispatch.concurrency;
+    dcfg.claim_batch = config.dispatch.claim_batch.min(u32::MAX as usize) as u32;
+    dcfg.idle_poll = config.dispatch.poll_interval;
+    dcfg.drain_deadline = config.server.shutdown_grace;
+    // Above the SDK's own total timeout, as a last guard against a hang.
+    dcfg.send_timeout = config.outbound.timeouts.total + Duration::from_secs(5);
+    // Validated when the config loaded.
+    dcfg.card_time_zone = config.lifecycle.compile(&mut Vec::new()).time_zone;
+    dcfg
+}
+
+/// Open the store `[store]` names; the error says which setting to look at.
+async fn open_configured_store(
+    config: &Config,
+    clock: Arc<dyn imrelay_sdk::clock::Clock>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let mut opts = StoreOptions::new(config.store.location()).with_clock(clock);
+    opts.synchronous = config.store.sqlite_synchronous;
+    opts.cluster_rate_margin = config.dispatch.cluster_rate_margin;
+    opts.acquire_timeout = config.store.acquire_timeout;
+    open_store(opts)
+        .await
+        .with_context(|| match &config.store.url {
+            Some(_) => "`store.url`: cannot open the PostgreSQL store".to_string(),
+            None => format!("`store.path`: cannot open {}", config.store.path.display()),
+        })
+}
+
+/// How long finished messages are kept (`store.keep_delivered`, `keep_dead`).
+fn retention_policy(config: &Config) -> store::Retention {
+    store::Retention {
+        keep_delivered: config.store.keep_delivered,
+        keep_dead: config.store.keep_dead,
+        ..store::Retention::DEFAULT
+    }
+}
+
+/// The dispatcher, with self-alerts that also watch token fetches.
+fn new_dispatcher(
+    store: &Arc<dyn Store>,
+    live: &Arc<Live>,
+    dcfg: dispatch::DispatchConfig,
+    alerts_cfg: self_alerts::AlertsConfig,
+) -> dispatch::Dispatcher {
+    let dispatcher = dispatch::Dispatcher::new(store.clone(), live.clone(), dcfg);
+    let token_fetches: self_alerts::TokenFetches = {
+        let live = live.clone();
+        Arc::new(move || live.token_fetches())
+    };
+    dispatcher.set_alerts(
+        self_alerts::Alerts::new(alerts_cfg, store.clone(), live.clone())
+            .with_token_fetches(token_fetches),
+    );
+    dispatcher
+}
+
+/// The HTTP application: the API, `/metrics`, and the trace middleware.
+fn http_app(
+    state: &AppState,
+    store: &Arc<dyn Store>,
+    dispatcher: &dispatch::Dispatcher,
+    live: &Arc<Live>,
+) -> axum::Router {
+    let obs = api::metrics::ObsState {
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        live: live.clone(),
+        accepting: state.accepting.clone(),
+    };
+    api::router(state.clone())
+        .merge(api::metrics::router(obs))
+        .layer(axum::middleware::from_fn(telemetry::trace::middleware))
 }
 
 /// Open the store on a blocking thread: `store::open`'s future is not `Send`

@@ -30,12 +30,12 @@ use std::sync::Arc;
 use axum::routing::post;
 use axum::Router;
 
-use super::{payload, plan, Alerting};
+use super::{payload, plan, Alerting, Route};
 use crate::channels::ChannelSet;
 use crate::http::auth::Auth;
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, parse_json, ApiContext};
-use crate::store::{EnqueueOutcome, Store};
+use crate::store::{EnqueueOutcome, NewMessage, Store};
 
 /// What the receiver needs from the gateway's state.
 pub trait AlertmanagerContext: ApiContext {
@@ -65,18 +65,7 @@ pub async fn receive<S: AlertmanagerContext>(
         route.map_err(|e| Problem::malformed(format!("bad route in the URL: {e}")))?;
     let bytes = body_bytes(body, st.max_body_bytes())?;
     let alerting = st.alerting();
-    let Some(route) = alerting.routes.get(&route_name) else {
-        let known: Vec<&str> = alerting.routes.keys().map(String::as_str).collect();
-        return Err(Problem::not_found(format!(
-            "no Alertmanager route `{route_name}` is configured{}",
-            if known.is_empty() {
-                "; define [alerting.routes.NAME] in the config".to_string()
-            } else {
-                format!("; defined: {}", known.join(", "))
-            }
-        ))
-        .field("route"));
-    };
+    let route = find_route(&alerting, &route_name)?;
     // The key must cover every channel the route can use, so a scope mistake
     // shows on the first notification, not on the first critical one.
     for c in route.channels() {
@@ -84,11 +73,7 @@ pub async fn receive<S: AlertmanagerContext>(
     }
     let n: payload::Notification = parse_json(&bytes, "")?;
     payload::validate(&n).map_err(|e| Problem::invalid(e.field, e.message))?;
-    let trace_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string);
+    let trace_id = request_trace_id(&headers);
 
     let set = st.channels();
     let planned = plan(&alerting, route, &n, &set, jiff::Timestamp::now()).map_err(|e| {
@@ -117,24 +102,7 @@ pub async fn receive<S: AlertmanagerContext>(
         to_store.push(m);
     }
     if !to_store.is_empty() {
-        // One call, one transaction: all of a notification's messages commit
-        // together or not at all, so a retry after a 5xx cannot half-duplicate.
-        let outcomes = st.store().enqueue(to_store).await.map_err(unavailable)?;
-        for o in &outcomes {
-            if o.accepted_id().is_none() {
-                let why = match o {
-                    EnqueueOutcome::Rejected { reason } => reason.clone(),
-                    other => format!("{other:?}"),
-                };
-                tracing::error!(route = %route_name, reason = %why, "the store refused an alert message");
-                return Err(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                    format!("the queue refused a message ({why}); Alertmanager will retry"),
-                ));
-            }
-        }
+        store_all(st.store(), to_store, &route_name).await?;
     }
     tracing::info!(
         route = %route_name,
@@ -153,6 +121,59 @@ pub async fn receive<S: AlertmanagerContext>(
         })),
     )
         .into_response())
+}
+
+/// The route named in the URL; a 404 lists the ones there are.
+fn find_route<'a>(alerting: &'a Alerting, route_name: &str) -> Result<&'a Route, Problem> {
+    alerting.routes.get(route_name).ok_or_else(|| {
+        let known: Vec<&str> = alerting.routes.keys().map(String::as_str).collect();
+        Problem::not_found(format!(
+            "no Alertmanager route `{route_name}` is configured{}",
+            if known.is_empty() {
+                "; define [alerting.routes.NAME] in the config".to_string()
+            } else {
+                format!("; defined: {}", known.join(", "))
+            }
+        ))
+        .field("route")
+    })
+}
+
+/// The `X-Request-Id` header as the messages' trace id, when it is a usable
+/// token (printable ASCII, at most 128 bytes).
+fn request_trace_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
+/// Enqueue a notification's messages in one call, one transaction: all commit
+/// together or not at all, so a retry after a 5xx cannot half-duplicate. Any
+/// message the store refuses is a 503, so Alertmanager retries.
+async fn store_all(
+    store: &Arc<dyn Store>,
+    to_store: Vec<NewMessage>,
+    route_name: &str,
+) -> Result<(), Problem> {
+    let outcomes = store.enqueue(to_store).await.map_err(unavailable)?;
+    for o in &outcomes {
+        if o.accepted_id().is_none() {
+            let why = match o {
+                EnqueueOutcome::Rejected { reason } => reason.clone(),
+                other => format!("{other:?}"),
+            };
+            tracing::error!(route = %route_name, reason = %why, "the store refused an alert message");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                format!("the queue refused a message ({why}); Alertmanager will retry"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every store failure is a 503 here: Alertmanager drops a notification that

@@ -31,6 +31,7 @@ use imrelay_sdk::Message;
 use serde_json::{json, Value};
 
 use crate::channels::{Channel, ChannelSet, DestinationEntry, POOL_TARGET};
+use crate::domain::ids::Target;
 use crate::store::NewMessage;
 use crate::templates::{builtin_alert_template, span_between, RenderError, Templates};
 pub use matcher::Matcher;
@@ -169,9 +170,56 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Result<Plan, PlanError> {
     let rules: Vec<&Rule> = route.rules.iter().chain(route.default.as_ref()).collect();
-    let default_idx = route.default.as_ref().map(|_| route.rules.len());
-    let mut buckets: Vec<Vec<&Alert>> = vec![Vec::new(); rules.len()];
     let mut out = Plan::default();
+    let buckets = bucket_by_rule(route, n, &mut out.unrouted);
+    let ext = alerting
+        .external_url
+        .clone()
+        .unwrap_or_else(|| n.external_url.clone());
+    for (rule, alerts) in rules.into_iter().zip(buckets) {
+        let before = alerts.len();
+        let alerts = most_urgent_first(
+            alerts
+                .into_iter()
+                .filter(|a| rule.send_resolved || a.is_firing())
+                .collect(),
+        );
+        out.resolved_suppressed += before - alerts.len();
+        if alerts.is_empty() {
+            continue;
+        }
+        let ctx = Ctx {
+            alerting,
+            route,
+            rule,
+            n,
+            ext: &ext,
+            now,
+        };
+        for ch_name in &rule.channels {
+            let channel = set.get(ch_name).ok_or_else(|| {
+                PlanError(format!(
+                    "route `{}` names channel `{ch_name}`, which the running config does not have",
+                    route.name
+                ))
+            })?;
+            plan_channel(&ctx, channel, &alerts, &mut out.messages)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The alerts of each rule (then the default), in rule order: an alert goes
+/// to the first rule it matches, and on while the rule says `continue`. One
+/// that matches nothing on a route without default is counted in `unrouted`.
+fn bucket_by_rule<'n>(
+    route: &Route,
+    n: &'n Notification,
+    unrouted: &mut usize,
+) -> Vec<Vec<&'n Alert>> {
+    let default_idx = route.default.as_ref().map(|_| route.rules.len());
+    let mut buckets: Vec<Vec<&Alert>> =
+        vec![Vec::new(); route.rules.len() + usize::from(default_idx.is_some())];
     for a in &n.alerts {
         let mut hit = false;
         for (i, r) in route.rules.iter().enumerate() {
@@ -186,103 +234,103 @@ pub fn plan(
         if !hit {
             match default_idx {
                 Some(d) => buckets[d].push(a),
-                None => out.unrouted += 1,
+                None => *unrouted += 1,
             }
         }
     }
-    let ext = alerting
-        .external_url
-        .clone()
-        .unwrap_or_else(|| n.external_url.clone());
-    for (rule, alerts) in rules.into_iter().zip(buckets) {
-        let before = alerts.len();
-        let mut alerts: Vec<&Alert> = alerts
-            .into_iter()
-            .filter(|a| rule.send_resolved || a.is_firing())
-            .collect();
-        out.resolved_suppressed += before - alerts.len();
-        if alerts.is_empty() {
-            continue;
+    buckets
+}
+
+/// Firing before resolved, then by severity, then oldest first, so
+/// truncation hides the least important.
+fn most_urgent_first(mut alerts: Vec<&Alert>) -> Vec<&Alert> {
+    alerts.sort_by(|a, b| {
+        (
+            !a.is_firing(),
+            std::cmp::Reverse(severity_rank(a.severity())),
+        )
+            .cmp(&(
+                !b.is_firing(),
+                std::cmp::Reverse(severity_rank(b.severity())),
+            ))
+            .then_with(|| a.starts_at.cmp(&b.starts_at))
+    });
+    alerts
+}
+
+/// The messages one rule's alerts become on one channel: one per platform
+/// group, plus the WeCom mention ping.
+fn plan_channel(
+    ctx: &Ctx,
+    channel: &Channel,
+    alerts: &[&Alert],
+    out: &mut Vec<Planned>,
+) -> Result<(), PlanError> {
+    let rule = ctx.rule;
+    for (platform, targets, dests) in platform_groups(channel) {
+        let (msg, template, shown) = render_fitted(ctx, alerts, platform, &dests)?;
+        let mut messages = vec![msg];
+        if platform == Platform::Wecom {
+            messages.extend(wecom_mention_ping(rule, alerts));
         }
-        // Most urgent first, so truncation hides the least important.
-        alerts.sort_by(|a, b| {
-            (
-                !a.is_firing(),
-                std::cmp::Reverse(severity_rank(a.severity())),
-            )
-                .cmp(&(
-                    !b.is_firing(),
-                    std::cmp::Reverse(severity_rank(b.severity())),
-                ))
-                .then_with(|| a.starts_at.cmp(&b.starts_at))
-        });
-        for ch_name in &rule.channels {
-            let channel = set.get(ch_name).ok_or_else(|| {
-                PlanError(format!(
-                    "route `{}` names channel `{ch_name}`, which the running config does not have",
-                    route.name
-                ))
-            })?;
-            for (platform, targets, dests) in platform_groups(channel) {
-                let ctx = Ctx {
-                    alerting,
-                    route,
-                    rule,
-                    n,
-                    ext: &ext,
-                    now,
-                };
-                let (msg, template, shown) = render_fitted(&ctx, &alerts, platform, &dests)?;
-                let firing = alerts.iter().any(|a| a.is_firing());
-                let mut messages = vec![msg];
-                // WeCom markdown cannot @all or @ phone numbers; a short text
-                // message right after carries them.
-                if firing
-                    && platform == Platform::Wecom
-                    && (rule.mentions.all || !rule.mentions.mobiles.is_empty())
-                {
-                    let names = alert_names(&alerts);
-                    let ping = Message::new(Body::Text {
-                        text: format!("🔥 {} firing: {names}", count_firing(&alerts)),
-                    })
-                    .with_mentions(Mentions {
-                        all: rule.mentions.all,
-                        mobiles: rule.mentions.mobiles.clone(),
-                        user_ids: Vec::new(),
-                    });
-                    messages.push(ping);
-                }
-                for (i, m) in messages.into_iter().enumerate() {
-                    let mut nm = NewMessage::new(channel.name.clone(), m, targets.clone());
-                    nm.message.id = Some(nm.id.clone());
-                    // The card (not the WeCom ping after it) is the group's
-                    // thread: later notifications of the group update it.
-                    if i == 0 {
-                        nm.thread = Some(format!("{}#{}#{platform}", n.group_key, rule.label));
-                        nm.message.actions = route.card.buttons(firing);
-                        nm.labels = n.group_labels.clone().into_iter().collect();
-                        nm.silence_url = Some(
-                            route
-                                .card
-                                .silence_url
-                                .clone()
-                                .unwrap_or_else(|| ext.clone()),
-                        );
-                        nm.source = Some(source_of(&route.name));
-                    }
-                    out.messages.push(Planned {
-                        message: nm,
-                        rule: rule.label.clone(),
-                        platform,
-                        template: template.clone(),
-                        alerts: alerts.len(),
-                        shown,
-                    });
-                }
+        let firing = alerts.iter().any(|a| a.is_firing());
+        for (i, m) in messages.into_iter().enumerate() {
+            let mut nm = NewMessage::new(channel.name.clone(), m, targets.clone());
+            nm.message.id = Some(nm.id.to_string());
+            // The card (not the WeCom ping after it) is the group's
+            // thread: later notifications of the group update it.
+            if i == 0 {
+                make_group_thread(&mut nm, ctx, platform, firing);
             }
+            out.push(Planned {
+                message: nm,
+                rule: rule.label.clone(),
+                platform,
+                template: template.clone(),
+                alerts: alerts.len(),
+                shown,
+            });
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Make `nm` the thread of its alert group on this rule and platform, with
+/// the route's card buttons, the group's labels and a silence link.
+fn make_group_thread(nm: &mut NewMessage, ctx: &Ctx, platform: Platform, firing: bool) {
+    let (route, n) = (ctx.route, ctx.n);
+    nm.thread = Some(format!("{}#{}#{platform}", n.group_key, ctx.rule.label));
+    nm.message.actions = route.card.buttons(firing);
+    nm.labels = n.group_labels.clone().into_iter().collect();
+    nm.silence_url = Some(
+        route
+            .card
+            .silence_url
+            .clone()
+            .unwrap_or_else(|| ctx.ext.to_string()),
+    );
+    nm.source = Some(source_of(&route.name));
+}
+
+/// WeCom markdown cannot @all or @ phone numbers; a short text message right
+/// after carries them (only while something fires).
+fn wecom_mention_ping(rule: &Rule, alerts: &[&Alert]) -> Option<Message> {
+    let firing = alerts.iter().any(|a| a.is_firing());
+    let pings = rule.mentions.all || !rule.mentions.mobiles.is_empty();
+    (firing && pings).then(|| {
+        Message::new(Body::Text {
+            text: format!(
+                "🔥 {} firing: {}",
+                count_firing(alerts),
+                alert_names(alerts)
+            ),
+        })
+        .with_mentions(Mentions {
+            all: rule.mentions.all,
+            mobiles: rule.mentions.mobiles.clone(),
+            user_ids: Vec::new(),
+        })
+    })
 }
 
 /// A channel's targets grouped by platform (a pool is one target).
@@ -293,13 +341,13 @@ fn platform_groups(ch: &Channel) -> Vec<(Platform, Vec<String>, Vec<&Destination
         };
         return vec![(
             first.dest.platform(),
-            vec![format!("{}/{POOL_TARGET}", ch.name)],
+            vec![Target::new(ch.name.clone(), POOL_TARGET).to_string()],
             vec![first],
         )];
     }
     let mut groups: Vec<(Platform, Vec<String>, Vec<&DestinationEntry>)> = Vec::new();
     for d in &ch.destinations {
-        let t = format!("{}/{}", ch.name, d.key);
+        let t = Target::new(ch.name.clone(), d.key.as_str()).to_string();
         let p = d.dest.platform();
         match groups.iter_mut().find(|g| g.0 == p) {
             Some(g) => {

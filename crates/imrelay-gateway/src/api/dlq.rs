@@ -20,8 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Auth, Caller, Scope};
 use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
+use super::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use super::AppState;
-use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId};
+use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId, MessageId};
 
 /// Largest page.
 pub const MAX_PAGE: u32 = 1000;
@@ -145,10 +146,10 @@ pub struct Purged {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of dead letters", body = DlqPage),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
         (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -171,7 +172,7 @@ pub async fn list(
         code: q.code.map(|v| non_empty("code", v)).transpose()?,
         message_id: q
             .message_id
-            .map(|v| non_empty("message_id", v))
+            .map(|v| non_empty("message_id", v).map(MessageId::from))
             .transpose()?,
         since: q.since.map(|t| t.0),
         until: q.until.map(|t| t.0),
@@ -193,9 +194,9 @@ pub async fn list(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "One dead letter with its message", body = DeadEntry),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn inspect(
@@ -211,9 +212,9 @@ pub async fn inspect(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "Queued again with a fresh attempt count", body = Replayed),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn replay_one(
@@ -234,9 +235,9 @@ pub async fn replay_one(
     params(("id" = i64, Path, description = "A dead letter's `delivery_id`")),
     responses(
         (status = 200, description = "Deleted", body = Purged),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
+        DeadLetterNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn purge_one(
@@ -257,13 +258,11 @@ pub async fn purge_one(
     request_body(content = SelectorBody, content_type = "application/json"),
     responses(
         (status = 200, description = "How many were queued again", body = Replayed),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        StoreProblem,
         (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn replay_many(
@@ -284,13 +283,11 @@ pub async fn replay_many(
     request_body(content = SelectorBody, content_type = "application/json"),
     responses(
         (status = 200, description = "How many were deleted", body = Purged),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        StoreProblem,
         (status = 403, description = "The key may not use the channel named in `filter`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn purge_many(
@@ -375,7 +372,7 @@ async fn selector(
             let mut filter = DeadFilter {
                 channel: f.channel,
                 code: f.code,
-                message_id: f.message_id,
+                message_id: f.message_id.map(MessageId::from),
                 since: f.since.map(|t| t.0),
                 until: f.until.map(|t| t.0),
                 ..Default::default()
@@ -484,7 +481,7 @@ mod tests {
             super::super::extract::parse_query::<ListQuery>("limit=5&after=7&channel=a").unwrap();
         assert_eq!(
             (q.limit, q.after, q.channel.as_deref()),
-            (Some(5), Some(7), Some("a"))
+            (Some(5), Some(DeliveryId::new(7)), Some("a"))
         );
     }
 }

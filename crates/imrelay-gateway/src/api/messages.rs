@@ -27,10 +27,11 @@ use utoipa::ToSchema;
 use super::auth::{Auth, Caller};
 use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
+use super::responses::{BodyProblems, KeyProblem, NotAccepting, StoreProblem};
 use super::{single_header, AppState};
-use crate::channels::ChannelSet;
+use crate::channels::{Channel, ChannelSet};
 use crate::http::truncate;
-use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageView, NewMessage};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageId, MessageView, NewMessage};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -107,7 +108,8 @@ pub struct BatchRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Accepted {
     /// The message id; `GET /v1/messages/{id}` follows its deliveries.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: MessageId,
 }
 
 /// The 202 answer: [`Accepted`] with `Location`, and `Idempotent-Replayed`
@@ -141,7 +143,8 @@ pub struct ItemResult {
     pub status: u16,
     /// The accepted message's id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub id: Option<MessageId>,
     /// Present (true) when an idempotency key returned an earlier message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotent_replayed: Option<bool>,
@@ -151,7 +154,7 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
-    fn accepted(index: usize, id: String, replayed: bool) -> Self {
+    fn accepted(index: usize, id: MessageId, replayed: bool) -> Self {
         ItemResult {
             index,
             status: StatusCode::ACCEPTED.as_u16(),
@@ -202,48 +205,8 @@ pub fn prepare(
     at: &str,
 ) -> Result<NewMessage, Problem> {
     let f = |name: &str| join_path(at, name);
-    if req.channel.trim().is_empty() {
-        return Err(Problem::invalid(f("channel"), "must name a channel"));
-    }
-    // Scope before existence, so a key cannot probe for other teams' channels.
-    caller.require(&req.channel)?;
-    // Callback forward channels carry only verified platform events.
-    let forward = req.channel.starts_with("callback:");
-    let Some(channel) = set.get(&req.channel).filter(|_| !forward) else {
-        return Err(Problem::invalid(
-            f("channel"),
-            format!("no channel `{}` is configured", req.channel),
-        ));
-    };
-
-    let body = match (req.text, req.body) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::invalid(
-                f("text"),
-                "give either `text` or `body`, not both",
-            ));
-        }
-        (Some(text), None) => {
-            if text.trim().is_empty() {
-                return Err(Problem::invalid(f("text"), "must not be empty"));
-            }
-            Body::Text { text }
-        }
-        (None, Some(body)) => {
-            if let Body::Text { text } | Body::Markdown { text } = &body {
-                if text.trim().is_empty() {
-                    return Err(Problem::invalid(f("body.text"), "must not be empty"));
-                }
-            }
-            body
-        }
-        (None, None) => {
-            return Err(Problem::invalid(
-                f("body"),
-                "missing: give `text` (plain text) or `body` (e.g. {\"type\": \"markdown\", \"text\": \"...\"})",
-            ));
-        }
-    };
+    let channel = channel_for(caller, &req.channel, set, at)?;
+    let body = request_body(req.text, req.body, at)?;
     for (i, r) in req.recipients.iter().enumerate() {
         if r.trim().is_empty() || r.len() > 256 {
             return Err(Problem::invalid(
@@ -260,12 +223,74 @@ pub fn prepare(
     msg.title = req.title;
     msg.mentions = req.mentions;
     msg.recipients = req.recipients;
+    check_renders(channel, &msg, at)?;
 
-    // Render now, so a message no destination can express is refused here (422)
-    // instead of dead-lettering later. Rendering is pure and cheap.
+    let mut nm = NewMessage::new(channel.name.clone(), msg, channel.targets());
+    // The SDK derives platform dedup keys (Feishu uuid, WeChat client_msg_id)
+    // from the message id, so retries of this message cannot duplicate.
+    nm.message.id = Some(nm.id.to_string());
+    nm.trace_id = req.trace_id;
+    crate::lifecycle::request::attach(&mut nm, req.thread, req.labels, req.actions, at)?;
+    Ok(nm)
+}
+
+/// The channel a request names, if the caller may use it and it takes
+/// producers' messages.
+fn channel_for<'s>(
+    caller: &Caller,
+    name: &str,
+    set: &'s ChannelSet,
+    at: &str,
+) -> Result<&'s Channel, Problem> {
+    let f = |field: &str| join_path(at, field);
+    if name.trim().is_empty() {
+        return Err(Problem::invalid(f("channel"), "must name a channel"));
+    }
+    // Scope before existence, so a key cannot probe for other teams' channels.
+    caller.require(name)?;
+    // Callback forward channels carry only verified platform events.
+    let forward = name.starts_with("callback:");
+    set.get(name)
+        .filter(|_| !forward)
+        .ok_or_else(|| Problem::invalid(f("channel"), format!("no channel `{name}` is configured")))
+}
+
+/// The message body from `text` or `body` (exactly one, not empty).
+fn request_body(text: Option<String>, body: Option<Body>, at: &str) -> Result<Body, Problem> {
+    let f = |field: &str| join_path(at, field);
+    match (text, body) {
+        (Some(_), Some(_)) => Err(Problem::invalid(
+            f("text"),
+            "give either `text` or `body`, not both",
+        )),
+        (Some(text), None) => {
+            if text.trim().is_empty() {
+                return Err(Problem::invalid(f("text"), "must not be empty"));
+            }
+            Ok(Body::Text { text })
+        }
+        (None, Some(body)) => {
+            if let Body::Text { text } | Body::Markdown { text } = &body {
+                if text.trim().is_empty() {
+                    return Err(Problem::invalid(f("body.text"), "must not be empty"));
+                }
+            }
+            Ok(body)
+        }
+        (None, None) => Err(Problem::invalid(
+            f("body"),
+            "missing: give `text` (plain text) or `body` (e.g. {\"type\": \"markdown\", \"text\": \"...\"})",
+        )),
+    }
+}
+
+/// Render now, so a message no destination can express is refused here (422)
+/// instead of dead-lettering later. Rendering is pure and cheap.
+fn check_renders(channel: &Channel, msg: &Message, at: &str) -> Result<(), Problem> {
+    let f = |field: &str| join_path(at, field);
     let mut addresses_recipients = false;
     for d in &channel.destinations {
-        match d.dest.render(&msg) {
+        match d.dest.render(msg) {
             Ok(payloads) => {
                 addresses_recipients |= payloads.iter().any(|p| !p.recipients.is_empty())
             }
@@ -296,14 +321,7 @@ pub fn prepare(
             ),
         ));
     }
-
-    let mut nm = NewMessage::new(channel.name.clone(), msg, channel.targets());
-    // The SDK derives platform dedup keys (Feishu uuid, WeChat client_msg_id)
-    // from the message id, so retries of this message cannot duplicate.
-    nm.message.id = Some(nm.id.clone());
-    nm.trace_id = req.trace_id;
-    crate::lifecycle::request::attach(&mut nm, req.thread, req.labels, req.actions, at)?;
-    Ok(nm)
+    Ok(())
 }
 
 /// Printable ASCII without spaces, 1..=max bytes.
@@ -338,14 +356,14 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     Some(v)
 }
 
-fn accepted(id: String, replayed: bool) -> AcceptedResponse {
+fn accepted(id: MessageId, replayed: bool) -> AcceptedResponse {
     AcceptedResponse {
         body: Accepted { id },
         replayed,
     }
 }
 
-fn conflict(field: &str, existing: &str) -> Problem {
+fn conflict(field: &str, existing: &MessageId) -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency-key-reused",
@@ -353,7 +371,7 @@ fn conflict(field: &str, existing: &str) -> Problem {
         "this idempotency key was already used with a different request body; use a new key for a new message",
     )
     .field(field)
-    .with("existing_id", existing)
+    .with("existing_id", existing.as_str())
 }
 
 fn rejected(reason: String) -> Problem {
@@ -376,13 +394,11 @@ fn rejected(reason: String) -> Problem {
         (status = 202, description = "Durably accepted", body = Accepted,
             headers(("Location" = String, description = "`/v1/messages/{id}`"),
                     ("Idempotent-Replayed" = String, description = "`true` when the key returned an earlier message"))),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        NotAccepting,
         (status = 403, description = "The key may not use this channel", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (named in `field`), or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn submit(
@@ -435,7 +451,7 @@ pub async fn submit(
     let outcome = st.store.enqueue(vec![nm]).await?.into_iter().next();
     match outcome {
         Some(EnqueueOutcome::Created { id }) => {
-            crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
+            crate::telemetry::events::accepted(&channel, id.as_str(), trace_id.as_deref());
             Ok(accepted(id, false))
         }
         Some(EnqueueOutcome::Existing { id }) => Ok(accepted(id, true)),
@@ -460,12 +476,10 @@ pub async fn submit(
     responses(
         (status = 202, description = "Every message accepted (one commit)", body = BatchResult),
         (status = 207, description = "Some accepted; `results` gives each item's status and problem", body = BatchResult),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than `server.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as `application/json`", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        BodyProblems,
+        NotAccepting,
         (status = 422, description = "None accepted (the problem's `results` gives each item's reason), or the batch itself is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue cannot commit now, or the gateway is draining; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn submit_batch(
@@ -475,22 +489,7 @@ pub async fn submit_batch(
     ApiJson { value: batch, .. }: ApiJson<BatchRequest>,
 ) -> Result<BatchResult, Problem> {
     let header_key = idempotency_header(&headers)?;
-    if batch.messages.is_empty() {
-        return Err(Problem::invalid(
-            "messages",
-            "must hold at least one message",
-        ));
-    }
-    if batch.messages.len() > st.limits.max_batch {
-        return Err(Problem::invalid(
-            "messages",
-            format!(
-                "holds {} messages; at most {} per batch (`server.max_batch`)",
-                batch.messages.len(),
-                st.limits.max_batch
-            ),
-        ));
-    }
+    check_batch_size(batch.messages.len(), st.limits.max_batch)?;
     let request_id = request_id(&headers);
 
     let mut results: Vec<Option<ItemResult>> = vec![None; batch.messages.len()];
@@ -498,48 +497,15 @@ pub async fn submit_batch(
     let mut to_store = Vec::new();
     {
         let set = st.channels();
+        let ctx = BatchContext {
+            st: &st,
+            caller: &caller,
+            set: &set,
+            header_key: header_key.as_deref(),
+            request_id: request_id.as_deref(),
+        };
         for (i, item) in batch.messages.into_iter().enumerate() {
-            let at = format!("messages[{i}]");
-            let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());
-            // serde would read a struct from an array too (positionally).
-            if !item.is_object() {
-                let p = Problem::invalid(at, "each message must be a JSON object");
-                results[i] = Some(ItemResult::failed(i, p));
-                continue;
-            }
-            let parsed = serde_path_to_error::deserialize::<_, SubmitRequest>(item)
-                .map_err(|e| from_json_error(e, &at))
-                .and_then(|mut req| {
-                    let own = req.idempotency_key.take();
-                    if let Some(k) = &own {
-                        check_token(k, MAX_IDEMPOTENCY_KEY).map_err(|why| {
-                            Problem::invalid(format!("{at}.idempotency_key"), why)
-                        })?;
-                    }
-                    // With a batch header, item i's key is "<header>/<i>", so
-                    // resending the same batch returns the same ids.
-                    let (key, field) = match (own, &header_key) {
-                        (Some(k), _) => (Some(k), format!("{at}.idempotency_key")),
-                        (None, Some(h)) => {
-                            (Some(format!("{h}/{i}")), "Idempotency-Key".to_string())
-                        }
-                        (None, None) => (None, String::new()),
-                    };
-                    if req.trace_id.is_none() {
-                        req.trace_id = request_id.clone();
-                    }
-                    apply_template(&st, &mut req, &at)?;
-                    let mut nm = prepare(&caller, req, &set, &at)?;
-                    if let Some(key) = key {
-                        nm.idempotency = Some(Idempotency {
-                            scope: caller.name.clone(),
-                            key,
-                            body_hash: item_hash,
-                        });
-                    }
-                    Ok((nm, field))
-                });
-            match parsed {
+            match ctx.parse_item(i, item) {
                 Ok((nm, field)) => {
                     queued.push((i, field));
                     to_store.push(nm);
@@ -548,33 +514,128 @@ pub async fn submit_batch(
             }
         }
     }
-
-    let mut accepted_count = 0usize;
-    if !to_store.is_empty() {
+    let accepted_count = if to_store.is_empty() {
+        0
+    } else {
         st.check_accepting()?;
-        let meta: Vec<_> = to_store
-            .iter()
-            .map(|m| (m.channel.clone(), m.trace_id.clone()))
-            .collect();
-        let outcomes = st.store.enqueue(to_store).await?;
-        for (((i, field), outcome), (channel, trace_id)) in
-            queued.into_iter().zip(outcomes).zip(meta)
-        {
-            results[i] = Some(match outcome {
-                EnqueueOutcome::Created { id } => {
-                    accepted_count += 1;
-                    crate::telemetry::events::accepted(&channel, &id, trace_id.as_deref());
-                    ItemResult::accepted(i, id, false)
-                }
-                EnqueueOutcome::Existing { id } => {
-                    accepted_count += 1;
-                    ItemResult::accepted(i, id, true)
-                }
-                EnqueueOutcome::Conflict { id } => ItemResult::failed(i, conflict(&field, &id)),
-                EnqueueOutcome::Rejected { reason } => ItemResult::failed(i, rejected(reason)),
+        store_batch(&st, queued, to_store, &mut results).await?
+    };
+    batch_answer(results, accepted_count)
+}
+
+/// A batch must hold from one to `server.max_batch` messages.
+fn check_batch_size(len: usize, max_batch: usize) -> Result<(), Problem> {
+    if len == 0 {
+        return Err(Problem::invalid(
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    if len > max_batch {
+        return Err(Problem::invalid(
+            "messages",
+            format!("holds {len} messages; at most {max_batch} per batch (`server.max_batch`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// What every item of one batch is read against.
+struct BatchContext<'a> {
+    st: &'a AppState,
+    caller: &'a Caller,
+    set: &'a ChannelSet,
+    /// The batch's `Idempotency-Key` header.
+    header_key: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+impl BatchContext<'_> {
+    /// Item `i` as a message to store, with the name of the field its
+    /// idempotency key came from (for a conflict's problem).
+    fn parse_item(&self, i: usize, item: Value) -> Result<(NewMessage, String), Problem> {
+        let at = format!("messages[{i}]");
+        let item_hash = body_hash(&serde_json::to_vec(&item).unwrap_or_default());
+        // serde would read a struct from an array too (positionally).
+        if !item.is_object() {
+            return Err(Problem::invalid(at, "each message must be a JSON object"));
+        }
+        let mut req = serde_path_to_error::deserialize::<_, SubmitRequest>(item)
+            .map_err(|e| from_json_error(e, &at))?;
+        let (key, field) = self.item_key(i, req.idempotency_key.take(), &at)?;
+        if req.trace_id.is_none() {
+            req.trace_id = self.request_id.map(str::to_string);
+        }
+        apply_template(self.st, &mut req, &at)?;
+        let mut nm = prepare(self.caller, req, self.set, &at)?;
+        if let Some(key) = key {
+            nm.idempotency = Some(Idempotency {
+                scope: self.caller.name.clone(),
+                key,
+                body_hash: item_hash,
             });
         }
+        Ok((nm, field))
     }
+
+    /// Item `i`'s idempotency key and the field it came from: its own, else
+    /// `"<header>/<i>"` so that resending the same batch returns the same ids.
+    fn item_key(
+        &self,
+        i: usize,
+        own: Option<String>,
+        at: &str,
+    ) -> Result<(Option<String>, String), Problem> {
+        if let Some(k) = &own {
+            check_token(k, MAX_IDEMPOTENCY_KEY)
+                .map_err(|why| Problem::invalid(format!("{at}.idempotency_key"), why))?;
+        }
+        Ok(match (own, self.header_key) {
+            (Some(k), _) => (Some(k), format!("{at}.idempotency_key")),
+            (None, Some(h)) => (Some(format!("{h}/{i}")), "Idempotency-Key".to_string()),
+            (None, None) => (None, String::new()),
+        })
+    }
+}
+
+/// Enqueue the parsed items in one commit and fill in their results; the
+/// number accepted (created or returned by an idempotency key).
+async fn store_batch(
+    st: &AppState,
+    queued: Vec<(usize, String)>,
+    to_store: Vec<NewMessage>,
+    results: &mut [Option<ItemResult>],
+) -> Result<usize, Problem> {
+    let meta: Vec<_> = to_store
+        .iter()
+        .map(|m| (m.channel.clone(), m.trace_id.clone()))
+        .collect();
+    let outcomes = st.store.enqueue(to_store).await?;
+    let mut accepted_count = 0usize;
+    for (((i, field), outcome), (channel, trace_id)) in queued.into_iter().zip(outcomes).zip(meta) {
+        results[i] = Some(match outcome {
+            EnqueueOutcome::Created { id } => {
+                accepted_count += 1;
+                crate::telemetry::events::accepted(&channel, id.as_str(), trace_id.as_deref());
+                ItemResult::accepted(i, id, false)
+            }
+            EnqueueOutcome::Existing { id } => {
+                accepted_count += 1;
+                ItemResult::accepted(i, id, true)
+            }
+            EnqueueOutcome::Conflict { id } => ItemResult::failed(i, conflict(&field, &id)),
+            EnqueueOutcome::Rejected { reason } => ItemResult::failed(i, rejected(reason)),
+        });
+    }
+    Ok(accepted_count)
+}
+
+/// The batch's answer: its results, or a problem holding them when none was
+/// accepted.
+fn batch_answer(
+    results: Vec<Option<ItemResult>>,
+    accepted_count: usize,
+) -> Result<BatchResult, Problem> {
     let total = results.len();
     let results: Vec<ItemResult> = results
         .into_iter()
@@ -616,9 +677,9 @@ pub async fn submit_batch(
     params(("id" = String, Path, description = "The id `POST /v1/messages` answered")),
     responses(
         (status = 200, description = "State, deliveries and every attempt", body = MessageView),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
         (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn get(

@@ -23,6 +23,7 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod responses;
 
 pub(crate) use crate::http::single_header;
 pub use crate::http::{auth, extract, problem};

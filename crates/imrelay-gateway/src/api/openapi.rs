@@ -17,10 +17,11 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, PathItem, Ref, RefOr, Required};
+use utoipa::openapi::{Content, PathItem, Required};
 use utoipa::{Modify, OpenApi};
 
-use super::problem::{Problem, PROBLEM_JSON};
+use super::problem::Problem;
+use super::responses::problem;
 use super::{dlq, messages, ops};
 use crate::lifecycle::handler as lifecycle;
 
@@ -64,17 +65,6 @@ impl Modify for BearerAuth {
 /// The routes whose handlers live outside `api`'s typed handlers.
 struct OtherRoutes;
 
-/// A response with a problem+json body.
-fn problem(description: &str) -> utoipa::openapi::Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            PROBLEM_JSON,
-            Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem")))),
-        )
-        .build()
-}
-
 fn object(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
@@ -98,140 +88,146 @@ fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter
 impl Modify for OtherRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let paths = &mut openapi.paths.paths;
-
-        let alertmanager = OperationBuilder::new()
-            .tag("alertmanager")
-            .operation_id(Some("alertmanager_receive"))
-            .summary(Some("Alertmanager webhook receiver"))
-            .parameter(path_param("route", "A route under [alerting.routes]"))
-            .request_body(Some(
-                RequestBodyBuilder::new()
-                    .description(Some("Alertmanager webhook payload (version 4)"))
-                    .required(Some(Required::True))
-                    .content(
-                        "application/json",
-                        Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
-                    )
-                    .build(),
-            ))
-            .responses(
-                ResponsesBuilder::new()
-                    .response(
-                        "200",
-                        object("Every message committed: their ids, and what was not sent"),
-                    )
-                    .response("400", problem("The body is not JSON"))
-                    .response("401", problem("Missing or unknown API key"))
-                    .response("403", problem("The key may not use a channel of the route"))
-                    .response("404", problem("No such route"))
-                    .response("413", problem("Body larger than `server.max_body_bytes`"))
-                    .response(
-                        "422",
-                        problem("Not an Alertmanager payload (the field is named)"),
-                    )
-                    .response(
-                        "500",
-                        problem("The running config cannot route the alerts; Alertmanager retries"),
-                    )
-                    .response(
-                        "503",
-                        problem("The queue cannot commit now; Alertmanager retries"),
-                    ),
-            )
-            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
-            .build();
         paths.insert(
             "/v1/alertmanager/{route}".into(),
-            PathItem::new(HttpMethod::Post, alertmanager),
+            PathItem::new(HttpMethod::Post, alertmanager_operation()),
         );
-
-        let callback = |method: &str, card: bool| {
-            let (what, id) = match (method, card) {
-                ("get", _) => (
-                    "URL verification (WeCom, WeChat): the echo",
-                    "callback_verify",
-                ),
-                (_, false) => (
-                    "A platform event (JSON or XML, possibly encrypted)",
-                    "callback_event",
-                ),
-                (_, true) => ("A Feishu legacy card action", "callback_card"),
-            };
-            let mut op = OperationBuilder::new()
-                .tag("callbacks")
-                .operation_id(Some(id))
-                .summary(Some(what))
-                .parameter(path_param("name", "A configured [[callbacks]] app"))
-                .responses(
-                    ResponsesBuilder::new()
-                        .response(
-                            "200",
-                            ResponseBuilder::new()
-                                .description("The platform's expected reply (text, JSON or XML)")
-                                .content(
-                                    "text/plain",
-                                    Content::new(Some(
-                                        ObjectBuilder::new().schema_type(Type::String),
-                                    )),
-                                )
-                                .content(
-                                    "application/json",
-                                    Content::new(Some(ObjectBuilder::new())),
-                                )
-                                .content(
-                                    "application/xml",
-                                    Content::new(Some(
-                                        ObjectBuilder::new().schema_type(Type::String),
-                                    )),
-                                )
-                                .build(),
-                        )
-                        .response("400", problem("Malformed"))
-                        .response("401", problem("Bad signature or stale timestamp"))
-                        .response("403", problem("Wrong verification token or receive id"))
-                        .response("404", problem("No such callback app"))
-                        .response("413", problem("Body larger than `server.max_body_bytes`"))
-                        .response("503", problem("Not stored; the platform retries")),
-                );
-            if method == "post" {
-                op = op.request_body(Some(
-                    RequestBodyBuilder::new()
-                        .description(Some(what))
-                        .content("application/json", Content::new(Some(ObjectBuilder::new())))
-                        .content(
-                            "application/xml",
-                            Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
-                        )
-                        .build(),
-                ));
-            }
-            op.build()
-        };
-        let mut events = PathItem::new(HttpMethod::Get, callback("get", false));
-        events.post = Some(callback("post", false));
+        let mut events = PathItem::new(HttpMethod::Get, callback_operation("get", false));
+        events.post = Some(callback_operation("post", false));
         paths.insert("/v1/callbacks/{name}".into(), events);
         paths.insert(
             "/v1/callbacks/{name}/card".into(),
-            PathItem::new(HttpMethod::Post, callback("post", true)),
+            PathItem::new(HttpMethod::Post, callback_operation("post", true)),
         );
-
-        let metrics = OperationBuilder::new()
-            .tag("operations")
-            .operation_id(Some("metrics"))
-            .summary(Some("Prometheus metrics (no key)"))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("Prometheus text exposition format 0.0.4")
-                    .content(
-                        "text/plain",
-                        Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
-                    )
-                    .build(),
-            )
-            .build();
-        paths.insert("/metrics".into(), PathItem::new(HttpMethod::Get, metrics));
+        paths.insert(
+            "/metrics".into(),
+            PathItem::new(HttpMethod::Get, metrics_operation()),
+        );
     }
+}
+
+/// `POST /v1/alertmanager/{route}`.
+fn alertmanager_operation() -> utoipa::openapi::path::Operation {
+    OperationBuilder::new()
+        .tag("alertmanager")
+        .operation_id(Some("alertmanager_receive"))
+        .summary(Some("Alertmanager webhook receiver"))
+        .parameter(path_param("route", "A route under [alerting.routes]"))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some("Alertmanager webhook payload (version 4)"))
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
+                )
+                .build(),
+        ))
+        .responses(
+            ResponsesBuilder::new()
+                .response(
+                    "200",
+                    object("Every message committed: their ids, and what was not sent"),
+                )
+                .response("400", problem("The body is not JSON"))
+                .response("401", problem("Missing or unknown API key"))
+                .response("403", problem("The key may not use a channel of the route"))
+                .response("404", problem("No such route"))
+                .response("413", problem("Body larger than `server.max_body_bytes`"))
+                .response(
+                    "422",
+                    problem("Not an Alertmanager payload (the field is named)"),
+                )
+                .response(
+                    "500",
+                    problem("The running config cannot route the alerts; Alertmanager retries"),
+                )
+                .response(
+                    "503",
+                    problem("The queue cannot commit now; Alertmanager retries"),
+                ),
+        )
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .build()
+}
+
+/// A platform callback: the URL verification (`get`), an event or a Feishu
+/// legacy card action (`post`, `card`).
+fn callback_operation(method: &str, card: bool) -> utoipa::openapi::path::Operation {
+    let (what, id) = match (method, card) {
+        ("get", _) => (
+            "URL verification (WeCom, WeChat): the echo",
+            "callback_verify",
+        ),
+        (_, false) => (
+            "A platform event (JSON or XML, possibly encrypted)",
+            "callback_event",
+        ),
+        (_, true) => ("A Feishu legacy card action", "callback_card"),
+    };
+    let mut op = OperationBuilder::new()
+        .tag("callbacks")
+        .operation_id(Some(id))
+        .summary(Some(what))
+        .parameter(path_param("name", "A configured [[callbacks]] app"))
+        .responses(
+            ResponsesBuilder::new()
+                .response("200", callback_reply())
+                .response("400", problem("Malformed"))
+                .response("401", problem("Bad signature or stale timestamp"))
+                .response("403", problem("Wrong verification token or receive id"))
+                .response("404", problem("No such callback app"))
+                .response("413", problem("Body larger than `server.max_body_bytes`"))
+                .response("503", problem("Not stored; the platform retries")),
+        );
+    if method == "post" {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some(what))
+                .content("application/json", Content::new(Some(ObjectBuilder::new())))
+                .content(
+                    "application/xml",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+                )
+                .build(),
+        ));
+    }
+    op.build()
+}
+
+/// A callback's 200: whatever reply the platform expects.
+fn callback_reply() -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description("The platform's expected reply (text, JSON or XML)")
+        .content(
+            "text/plain",
+            Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+        )
+        .content("application/json", Content::new(Some(ObjectBuilder::new())))
+        .content(
+            "application/xml",
+            Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+        )
+        .build()
+}
+
+/// `GET /metrics`.
+fn metrics_operation() -> utoipa::openapi::path::Operation {
+    OperationBuilder::new()
+        .tag("operations")
+        .operation_id(Some("metrics"))
+        .summary(Some("Prometheus metrics (no key)"))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("Prometheus text exposition format 0.0.4")
+                .content(
+                    "text/plain",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+                )
+                .build(),
+        )
+        .build()
 }
 
 /// The document as JSON.

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Auth, Caller, Scope};
 use super::problem::Problem;
+use super::responses::{KeyProblem, StoreProblem};
 use super::AppState;
 use crate::channels::ChannelSet;
 use crate::store::QueueStats;
@@ -61,8 +62,8 @@ pub struct DestinationInfo {
 #[utoipa::path(get, path = "/v1/status", tag = "operations",
     responses(
         (status = 200, description = "Channels, destinations, breaker states, queue depths, dead letters", body = Status),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue database failed", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
+        StoreProblem,
     ),
     security(("bearer" = [])))]
 pub async fn status(
@@ -83,7 +84,7 @@ pub async fn status(
         .values()
         .filter(|c| caller.may_use(&c.name))
         .map(|c| ChannelStatus {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             pool: c.pool,
             destinations: c
                 .destinations

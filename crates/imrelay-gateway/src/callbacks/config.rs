@@ -187,107 +187,135 @@ impl CallbackConfig {
 pub fn validate(cbs: &[CallbackConfig], issues: &mut Vec<ConfigIssue>) {
     let mut names = std::collections::BTreeSet::new();
     for (i, cb) in cbs.iter().enumerate() {
-        let at = KeyPath::root().key("callbacks").index(i);
-        let key = |k: &str| at.key(k).to_string();
-        if !crate::channels::config::valid_channel_name(&cb.name) {
-            issues.push(ConfigIssue::new(
-                key("name"),
+        let mut entry = EntryCheck {
+            cb,
+            at: KeyPath::root().key("callbacks").index(i),
+            issues: &mut *issues,
+        };
+        entry.name(&mut names);
+        entry.replay_and_forward();
+        match cb.platform {
+            CallbackPlatform::Feishu => entry.feishu_keys(),
+            CallbackPlatform::Dingtalk | CallbackPlatform::Wecom | CallbackPlatform::Wechat => {
+                entry.wxbiz_keys()
+            }
+        }
+    }
+}
+
+/// The checks of one `[[callbacks]]` entry, each pushing its problems.
+struct EntryCheck<'a> {
+    cb: &'a CallbackConfig,
+    at: KeyPath,
+    issues: &'a mut Vec<ConfigIssue>,
+}
+
+impl EntryCheck<'_> {
+    fn push(&mut self, k: &str, why: impl Into<String>) {
+        let key = self.at.key(k).to_string();
+        self.issues.push(ConfigIssue::new(key, why));
+    }
+
+    /// A URL-safe name, unique among the callbacks.
+    fn name(&mut self, names: &mut std::collections::BTreeSet<String>) {
+        let name = &self.cb.name;
+        if !crate::channels::config::valid_channel_name(name) {
+            self.push(
+                "name",
                 "callback names are 1-64 characters of letters, digits, `_` and `-` (they appear in the URL)",
-            ));
-        } else if !names.insert(cb.name.clone()) {
-            issues.push(ConfigIssue::new(
-                key("name"),
-                format!(
-                    "`{}` is used by another callback; names must be unique",
-                    cb.name
-                ),
-            ));
+            );
+        } else if !names.insert(name.clone()) {
+            self.push(
+                "name",
+                format!("`{name}` is used by another callback; names must be unique"),
+            );
         }
-        if cb.replay_window < Duration::from_secs(1) {
-            issues.push(ConfigIssue::new(
-                key("replay_window"),
-                "must be at least 1s",
-            ));
+    }
+
+    /// A replay window of at least 1s, and a Standard Webhooks secret for
+    /// each forward target.
+    fn replay_and_forward(&mut self) {
+        if self.cb.replay_window < Duration::from_secs(1) {
+            self.push("replay_window", "must be at least 1s");
         }
-        for (j, f) in cb.forward.iter().enumerate() {
-            let fat = at.key("forward").index(j);
+        for (j, f) in self.cb.forward.iter().enumerate() {
             if !valid_whsec(f.secret.expose()) {
-                issues.push(ConfigIssue::new(
-                    fat.key("secret").to_string(),
+                let key = self.at.key("forward").index(j).key("secret").to_string();
+                self.issues.push(ConfigIssue::new(
+                    key,
                     "must be a Standard Webhooks secret: `whsec_` followed by base64 of 24-64 random bytes (e.g. `whsec_$(openssl rand -base64 32)`)",
                 ));
             }
         }
-        let need = |v: bool, k: &str, issues: &mut Vec<ConfigIssue>, what: &str| {
-            if !v {
-                issues.push(ConfigIssue::new(
-                    key(k),
-                    format!(
-                        "is required for platform `{}`: {what}",
-                        cb.platform.as_str()
-                    ),
-                ));
+    }
+
+    /// `k` must be set for this platform; `what` says what to put there.
+    fn need(&mut self, set: bool, k: &str, what: &str) {
+        if !set {
+            let why = format!(
+                "is required for platform `{}`: {what}",
+                self.cb.platform.as_str()
+            );
+            self.push(k, why);
+        }
+    }
+
+    /// `k` means nothing for this platform.
+    fn forbid(&mut self, set: bool, k: &str) {
+        if set {
+            let why = format!(
+                "is not used by platform `{}`; remove it",
+                self.cb.platform.as_str()
+            );
+            self.push(k, why);
+        }
+    }
+
+    /// Feishu: a verification token, an optional valid Encrypt Key, and none
+    /// of the WXBizMsgCrypt keys.
+    fn feishu_keys(&mut self) {
+        let cb = self.cb;
+        self.need(
+            cb.verification_token.is_some(),
+            "verification_token",
+            "the Verification Token from the console (Events and callbacks)",
+        );
+        self.forbid(cb.token.is_some(), "token");
+        self.forbid(cb.encoding_aes_key.is_some(), "encoding_aes_key");
+        self.forbid(cb.receive_id.is_some(), "receive_id");
+        if let Some(k) = &cb.encrypt_key {
+            if let Err(e) = FeishuCipher::new(k.expose()) {
+                self.push("encrypt_key", e.to_string());
             }
+        }
+    }
+
+    /// DingTalk, WeCom and WeChat (WXBizMsgCrypt): a token, an EncodingAESKey
+    /// with the id it is bound to, and none of Feishu's keys.
+    fn wxbiz_keys(&mut self) {
+        let cb = self.cb;
+        self.forbid(cb.encrypt_key.is_some(), "encrypt_key");
+        self.forbid(cb.verification_token.is_some(), "verification_token");
+        self.need(cb.token.is_some(), "token", "the callback Token");
+        // WeChat in plaintext mode needs no key; every other needs it.
+        if cb.platform != CallbackPlatform::Wechat {
+            self.need(
+                cb.encoding_aes_key.is_some(),
+                "encoding_aes_key",
+                "the 43-character EncodingAESKey",
+            );
+        }
+        let what = match cb.platform {
+            CallbackPlatform::Wecom => "the corp id (ww...)",
+            CallbackPlatform::Wechat => "the appid (wx...)",
+            _ => "the app key (or corp id / suite key) the events are encrypted for",
         };
-        let forbid = |v: bool, k: &str, issues: &mut Vec<ConfigIssue>| {
-            if v {
-                issues.push(ConfigIssue::new(
-                    key(k),
-                    format!(
-                        "is not used by platform `{}`; remove it",
-                        cb.platform.as_str()
-                    ),
-                ));
-            }
-        };
-        match cb.platform {
-            CallbackPlatform::Feishu => {
-                need(
-                    cb.verification_token.is_some(),
-                    "verification_token",
-                    issues,
-                    "the Verification Token from the console (Events and callbacks)",
-                );
-                forbid(cb.token.is_some(), "token", issues);
-                forbid(cb.encoding_aes_key.is_some(), "encoding_aes_key", issues);
-                forbid(cb.receive_id.is_some(), "receive_id", issues);
-                if let Some(k) = &cb.encrypt_key {
-                    if let Err(e) = FeishuCipher::new(k.expose()) {
-                        issues.push(ConfigIssue::new(key("encrypt_key"), e.to_string()));
-                    }
-                }
-            }
-            CallbackPlatform::Dingtalk | CallbackPlatform::Wecom | CallbackPlatform::Wechat => {
-                forbid(cb.encrypt_key.is_some(), "encrypt_key", issues);
-                forbid(
-                    cb.verification_token.is_some(),
-                    "verification_token",
-                    issues,
-                );
-                need(cb.token.is_some(), "token", issues, "the callback Token");
-                // WeChat in plaintext mode needs no key; every other needs it.
-                let key_needed = cb.platform != CallbackPlatform::Wechat;
-                if key_needed {
-                    need(
-                        cb.encoding_aes_key.is_some(),
-                        "encoding_aes_key",
-                        issues,
-                        "the 43-character EncodingAESKey",
-                    );
-                }
-                let what = match cb.platform {
-                    CallbackPlatform::Wecom => "the corp id (ww...)",
-                    CallbackPlatform::Wechat => "the appid (wx...)",
-                    _ => "the app key (or corp id / suite key) the events are encrypted for",
-                };
-                if cb.encoding_aes_key.is_some() {
-                    need(cb.receive_id.is_some(), "receive_id", issues, what);
-                }
-                if let (Some(t), Some(k)) = (&cb.token, &cb.encoding_aes_key) {
-                    if let Err(e) = WxBizMsgCrypt::new(t.clone(), k.expose(), "") {
-                        issues.push(ConfigIssue::new(key("encoding_aes_key"), e.to_string()));
-                    }
-                }
+        if cb.encoding_aes_key.is_some() {
+            self.need(cb.receive_id.is_some(), "receive_id", what);
+        }
+        if let (Some(t), Some(k)) = (&cb.token, &cb.encoding_aes_key) {
+            if let Err(e) = WxBizMsgCrypt::new(t.clone(), k.expose(), "") {
+                self.push("encoding_aes_key", e.to_string());
             }
         }
     }

@@ -25,12 +25,14 @@ use imrelay_sdk::Message;
 use std::sync::Arc;
 
 use super::config::CallbackPlatform;
-use super::{clicks, CallbackRequest, CallbackSet, Reply, Verdict};
-use crate::channels::ChannelSet;
+use super::{
+    clicks, CallbackApp, CallbackRequest, CallbackSet, Rejection, Reply, Verdict, VerifiedEvent,
+};
+use crate::channels::{Channel, ChannelSet};
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, ApiContext};
 use crate::lifecycle::click::ClickAnswer;
-use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store};
+use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store, StoreError};
 use imrelay_sdk::CardClick;
 
 /// What the callback endpoints need from the gateway's state.
@@ -126,25 +128,7 @@ async fn handle<S: CallbacksContext>(
     let now = state.store().now_ms();
     let platform = app.platform.as_str();
     let (event, answer, claim) = match app.admit(&req, now) {
-        Err(r) => {
-            tracing::warn!(
-                callback = %app.name,
-                platform,
-                check = r.check,
-                status = r.status.as_u16(),
-                detail = %r.detail,
-                "callback rejected: {} check failed",
-                r.check
-            );
-            let title = match r.status {
-                StatusCode::UNAUTHORIZED => "Callback not authenticated",
-                StatusCode::FORBIDDEN => "Callback for another app",
-                _ => "Callback refused",
-            };
-            return Problem::new(r.status, "callback-rejected", title, r.detail)
-                .with("check", r.check)
-                .into_response();
-        }
+        Err(r) => return rejected(&app, r),
         Ok((Verdict::Answer { what, reply: r }, _)) => {
             tracing::info!(callback = %app.name, platform, handshake = what, "callback handshake answered");
             return reply(r);
@@ -172,25 +156,7 @@ async fn handle<S: CallbacksContext>(
             None => reply(answer),
         };
     }
-    let mut nm = NewMessage::new(
-        app.channel.clone(),
-        Message::new(Body::Text {
-            text: String::new(),
-        }),
-        channel.targets(),
-    );
-    let doc = app.forward_document(&nm.id, &event, now);
-    nm.message = Message::new(Body::Raw {
-        platform: None,
-        payload: doc,
-    });
-    // The webhook's `webhook-id` derives from the message id: stable across retries.
-    nm.message.id = Some(nm.id.clone());
-    nm.idempotency = Some(Idempotency {
-        scope: app.channel.clone(),
-        key: event.event_id.clone(),
-        body_hash: body_hash(event.plaintext.as_bytes()),
-    });
+    let nm = forward_message(&app, channel, &event, now);
     let stored = state.store().enqueue(vec![nm]).await.map(|mut v| v.pop());
     // Stored (now or before): its timestamp and nonce are used up. Otherwise
     // the claim is dropped, so the platform's retry is not taken for a replay.
@@ -202,6 +168,72 @@ async fn handle<S: CallbacksContext>(
     {
         claim.keep();
     }
+    stored_answer(&state, &app, &event, click, stored, answer).await
+}
+
+/// A request that failed a check: logged with the check, answered with a
+/// problem naming it.
+fn rejected(app: &CallbackApp, r: Rejection) -> Response {
+    tracing::warn!(
+        callback = %app.name,
+        platform = app.platform.as_str(),
+        check = r.check,
+        status = r.status.as_u16(),
+        detail = %r.detail,
+        "callback rejected: {} check failed",
+        r.check
+    );
+    let title = match r.status {
+        StatusCode::UNAUTHORIZED => "Callback not authenticated",
+        StatusCode::FORBIDDEN => "Callback for another app",
+        _ => "Callback refused",
+    };
+    Problem::new(r.status, "callback-rejected", title, r.detail)
+        .with("check", r.check)
+        .into_response()
+}
+
+/// The message that forwards a verified event, keyed by its event id so a
+/// platform's resend is stored once.
+fn forward_message(
+    app: &CallbackApp,
+    channel: &Channel,
+    event: &VerifiedEvent,
+    now: i64,
+) -> NewMessage {
+    let mut nm = NewMessage::new(
+        app.channel.clone(),
+        Message::new(Body::Text {
+            text: String::new(),
+        }),
+        channel.targets(),
+    );
+    let doc = app.forward_document(nm.id.as_str(), event, now);
+    nm.message = Message::new(Body::Raw {
+        platform: None,
+        payload: doc,
+    });
+    // The webhook's `webhook-id` derives from the message id: stable across retries.
+    nm.message.id = Some(nm.id.to_string());
+    nm.idempotency = Some(Idempotency {
+        scope: app.channel.clone(),
+        key: event.event_id.clone(),
+        body_hash: body_hash(event.plaintext.as_bytes()),
+    });
+    nm
+}
+
+/// The answer once the store has spoken: the platform's reply when the event
+/// is stored (now or before), else a problem.
+async fn stored_answer<S: CallbacksContext>(
+    state: &S,
+    app: &CallbackApp,
+    event: &VerifiedEvent,
+    click: Option<CardClick>,
+    stored: Result<Option<EnqueueOutcome>, StoreError>,
+    answer: Reply,
+) -> Response {
+    let platform = app.platform.as_str();
     match stored {
         Ok(Some(EnqueueOutcome::Created { id })) => {
             tracing::info!(

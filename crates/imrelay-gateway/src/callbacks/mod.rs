@@ -422,34 +422,9 @@ impl CallbackApp {
         token: &Secret,
     ) -> Result<Verdict, Rejection> {
         self.only(req, Method::POST)?;
-        let ts = req.header(feishu::HEADER_TIMESTAMP);
-        let nonce = req.header(feishu::HEADER_NONCE).unwrap_or_default();
-        let sig = req.header(feishu::HEADER_SIGNATURE);
-        let encrypted = serde_json::from_slice::<Value>(&req.body)
-            .map_err(|e| Rejection::malformed(format!("a Feishu callback body is JSON: {e}")))?
-            .get("encrypt")
-            .is_some();
-        if cipher.is_some() && !encrypted {
-            return Err(Rejection::malformed(
-                "the body is not encrypted, but an encrypt_key is configured: Feishu encrypts every callback when the Encrypt Key is set",
-            ));
-        }
+        feishu_check_encrypted(req, cipher)?;
         // Verify before decrypting, whenever there is a signature.
-        let mut signed = false;
-        if let Some(sig) = sig {
-            let ts = ts.ok_or_else(|| {
-                Rejection::malformed(format!("missing `{}` header", feishu::HEADER_TIMESTAMP))
-            })?;
-            self.window(ts, now_ms, TimestampUnit::Seconds)?;
-            if req.card {
-                feishu::verify_card_signature(ts, nonce, token.expose(), &req.body, sig)?;
-            } else if let Some(k) = encrypt_key {
-                feishu::verify_event_signature(ts, nonce, k.expose(), &req.body, sig)?;
-            }
-            signed = true;
-        } else if let Some(ts) = ts {
-            self.window(ts, now_ms, TimestampUnit::Seconds)?;
-        }
+        let signed = self.feishu_signature(req, now_ms, encrypt_key, token)?;
         let plaintext = feishu::body_plaintext(cipher, &req.body)?;
         let v: Value = serde_json::from_str(&plaintext).map_err(|e| {
             Rejection::malformed(format!("the decrypted callback is not JSON: {e}"))
@@ -464,45 +439,38 @@ impl CallbackApp {
             )));
         }
         if req.card && !url_verification && v.get("schema").is_none() {
-            // Legacy card action: `{open_id, open_message_id, token, action}`;
-            // authenticated by the SHA-1 signature with the verification token.
-            let n = normalize::feishu_card(&v);
-            let event_id = match v.get("token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => format!("card:{t}"),
-                _ => format!("sha256:{}", crate::store::body_hash(plaintext.as_bytes())),
-            };
-            return Ok(Verdict::Event {
-                event: Box::new(VerifiedEvent {
-                    event_id,
-                    plaintext,
-                    normalized: n,
-                    raw: v,
-                }),
-                reply: Reply::json(json!({})),
-            });
+            return Ok(feishu_legacy_card(plaintext, v));
         }
-        let env = feishu::parse_envelope(&plaintext)?;
-        env.verify_token(token.expose())?;
-        if env.kind == EnvelopeKind::UrlVerification {
-            return Ok(Verdict::Answer {
-                what: "url_verification",
-                reply: Reply::json(env.challenge_response().unwrap_or_default()),
-            });
+        feishu_envelope(plaintext, v, token)
+    }
+
+    /// Check the timestamp and, when there is one, the signature: whether the
+    /// request was signed.
+    fn feishu_signature(
+        &self,
+        req: &CallbackRequest,
+        now_ms: i64,
+        encrypt_key: Option<&Secret>,
+        token: &Secret,
+    ) -> Result<bool, Rejection> {
+        let ts = req.header(feishu::HEADER_TIMESTAMP);
+        let nonce = req.header(feishu::HEADER_NONCE).unwrap_or_default();
+        let Some(sig) = req.header(feishu::HEADER_SIGNATURE) else {
+            if let Some(ts) = ts {
+                self.window(ts, now_ms, TimestampUnit::Seconds)?;
+            }
+            return Ok(false);
+        };
+        let ts = ts.ok_or_else(|| {
+            Rejection::malformed(format!("missing `{}` header", feishu::HEADER_TIMESTAMP))
+        })?;
+        self.window(ts, now_ms, TimestampUnit::Seconds)?;
+        if req.card {
+            feishu::verify_card_signature(ts, nonce, token.expose(), &req.body, sig)?;
+        } else if let Some(k) = encrypt_key {
+            feishu::verify_event_signature(ts, nonce, k.expose(), &req.body, sig)?;
         }
-        let event_id = env
-            .event_id
-            .clone()
-            .ok_or_else(|| Rejection::malformed("the event has no id"))?;
-        Ok(Verdict::Event {
-            event: Box::new(VerifiedEvent {
-                event_id,
-                normalized: normalize::feishu(&env),
-                plaintext,
-                raw: v,
-            }),
-            // What Feishu's own SDK answers.
-            reply: Reply::json(json!({"msg": "success"})),
-        })
+        Ok(true)
     }
 
     fn dingtalk(
@@ -697,6 +665,70 @@ impl CallbackApp {
         }
         doc
     }
+}
+
+/// The body is JSON, and encrypted when an Encrypt Key is configured (Feishu
+/// then encrypts every callback).
+fn feishu_check_encrypted(
+    req: &CallbackRequest,
+    cipher: Option<&FeishuCipher>,
+) -> Result<(), Rejection> {
+    let encrypted = serde_json::from_slice::<Value>(&req.body)
+        .map_err(|e| Rejection::malformed(format!("a Feishu callback body is JSON: {e}")))?
+        .get("encrypt")
+        .is_some();
+    if cipher.is_some() && !encrypted {
+        return Err(Rejection::malformed(
+            "the body is not encrypted, but an encrypt_key is configured: Feishu encrypts every callback when the Encrypt Key is set",
+        ));
+    }
+    Ok(())
+}
+
+/// A legacy card action: `{open_id, open_message_id, token, action}`,
+/// authenticated by the SHA-1 signature with the verification token.
+fn feishu_legacy_card(plaintext: String, v: Value) -> Verdict {
+    let n = normalize::feishu_card(&v);
+    let event_id = match v.get("token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => format!("card:{t}"),
+        _ => format!("sha256:{}", crate::store::body_hash(plaintext.as_bytes())),
+    };
+    Verdict::Event {
+        event: Box::new(VerifiedEvent {
+            event_id,
+            plaintext,
+            normalized: n,
+            raw: v,
+        }),
+        reply: Reply::json(json!({})),
+    }
+}
+
+/// An event envelope (schema 2.0 or 1.0, or a card action in one): the URL
+/// challenge's answer, or the event.
+fn feishu_envelope(plaintext: String, v: Value, token: &Secret) -> Result<Verdict, Rejection> {
+    let env = feishu::parse_envelope(&plaintext)?;
+    env.verify_token(token.expose())?;
+    if env.kind == EnvelopeKind::UrlVerification {
+        return Ok(Verdict::Answer {
+            what: "url_verification",
+            reply: Reply::json(env.challenge_response().unwrap_or_default()),
+        });
+    }
+    let event_id = env
+        .event_id
+        .clone()
+        .ok_or_else(|| Rejection::malformed("the event has no id"))?;
+    Ok(Verdict::Event {
+        event: Box::new(VerifiedEvent {
+            event_id,
+            normalized: normalize::feishu(&env),
+            plaintext,
+            raw: v,
+        }),
+        // What Feishu's own SDK answers.
+        reply: Reply::json(json!({"msg": "success"})),
+    })
 }
 
 #[cfg(test)]

@@ -53,9 +53,32 @@ fn raw(event_type: Option<String>) -> Normalized {
 pub fn feishu(env: &Envelope) -> Normalized {
     let e = &env.event;
     let et = env.event_type.clone();
-    let kind_v1 = env.kind == EnvelopeKind::V1;
-    let (kind, data) = match et.as_deref() {
-        Some("im.message.receive_v1") => {
+    let Some(t) = et.as_deref() else {
+        return raw(et);
+    };
+    let found = feishu_v2_event(t, e).or_else(|| {
+        // Schema 1.0 names are only read as such from 1.0 envelopes.
+        if env.kind == EnvelopeKind::V1 {
+            feishu_v1_event(t, e)
+        } else {
+            None
+        }
+    });
+    match found {
+        Some((kind, data)) => Normalized {
+            kind,
+            event_type: et,
+            data,
+        },
+        None => raw(et),
+    }
+}
+
+/// The kind and fields of a schema 2.0 event type (also sent in 1.0
+/// envelopes).
+fn feishu_v2_event(event_type: &str, e: &Value) -> Option<(&'static str, Value)> {
+    Some(match event_type {
+        "im.message.receive_v1" => {
             let content = at(e, &["message", "content"]);
             let text = content
                 .as_str()
@@ -74,7 +97,38 @@ pub fn feishu(env: &Envelope) -> Normalized {
                 ]),
             )
         }
-        Some("message") if kind_v1 => (
+        "card.action.trigger" => (
+            "card_action",
+            obj(&[
+                ("user", at(e, &["operator", "open_id"])),
+                ("chat_id", at(e, &["context", "open_chat_id"])),
+                ("message_id", at(e, &["context", "open_message_id"])),
+                ("tag", at(e, &["action", "tag"])),
+                ("value", at(e, &["action", "value"])),
+            ]),
+        ),
+        "im.chat.member.bot.added_v1" => (
+            "bot_added",
+            obj(&[
+                ("chat_id", at(e, &["chat_id"])),
+                ("operator", at(e, &["operator_id", "open_id"])),
+            ]),
+        ),
+        "im.chat.member.bot.deleted_v1" => (
+            "bot_removed",
+            obj(&[
+                ("chat_id", at(e, &["chat_id"])),
+                ("operator", at(e, &["operator_id", "open_id"])),
+            ]),
+        ),
+        _ => return None,
+    })
+}
+
+/// The kind and fields of a schema 1.0 event type.
+fn feishu_v1_event(event_type: &str, e: &Value) -> Option<(&'static str, Value)> {
+    Some(match event_type {
+        "message" => (
             "message_received",
             obj(&[
                 ("sender", at(e, &["open_id"])),
@@ -85,55 +139,26 @@ pub fn feishu(env: &Envelope) -> Normalized {
                 ("text", at(e, &["text_without_at_bot"])),
             ]),
         ),
-        Some("card.action.trigger") => (
-            "card_action",
-            obj(&[
-                ("user", at(e, &["operator", "open_id"])),
-                ("chat_id", at(e, &["context", "open_chat_id"])),
-                ("message_id", at(e, &["context", "open_message_id"])),
-                ("tag", at(e, &["action", "tag"])),
-                ("value", at(e, &["action", "value"])),
-            ]),
-        ),
-        Some("im.chat.member.bot.added_v1") => (
-            "bot_added",
-            obj(&[
-                ("chat_id", at(e, &["chat_id"])),
-                ("operator", at(e, &["operator_id", "open_id"])),
-            ]),
-        ),
-        Some("im.chat.member.bot.deleted_v1") => (
-            "bot_removed",
-            obj(&[
-                ("chat_id", at(e, &["chat_id"])),
-                ("operator", at(e, &["operator_id", "open_id"])),
-            ]),
-        ),
-        Some("add_bot") if kind_v1 => (
+        "add_bot" => (
             "bot_added",
             obj(&[
                 ("chat_id", at(e, &["open_chat_id"])),
                 ("operator", at(e, &["operator_open_id"])),
             ]),
         ),
-        Some("remove_bot") if kind_v1 => (
+        "remove_bot" => (
             "bot_removed",
             obj(&[
                 ("chat_id", at(e, &["open_chat_id"])),
                 ("operator", at(e, &["operator_open_id"])),
             ]),
         ),
-        Some("p2p_chat_create") if kind_v1 => (
+        "p2p_chat_create" => (
             "user_followed",
             obj(&[("user", at(e, &["user", "open_id"]))]),
         ),
-        _ => return raw(et),
-    };
-    Normalized {
-        kind,
-        event_type: et,
-        data,
-    }
+        _ => return None,
+    })
 }
 
 /// A Feishu legacy card action (`{open_id, open_message_id, action: {value, tag}}`).

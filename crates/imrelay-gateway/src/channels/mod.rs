@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use imrelay_sdk::{Destination, Quota};
 
+use crate::domain::ids::{ChannelName, Target};
+
 pub mod build;
 pub mod config;
 
@@ -30,7 +32,7 @@ pub const POOL_TARGET: &str = "pool";
 /// Every configured channel, by name.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelSet {
-    pub channels: BTreeMap<String, Channel>,
+    pub channels: BTreeMap<ChannelName, Channel>,
 }
 
 /// Where the dispatcher and self-alerts read the channel set in force now (the
@@ -61,8 +63,8 @@ impl ChannelSet {
     /// current config no longer has it (the deliveries then wait, they are not
     /// failed: a later reload may bring the destination back).
     pub fn resolve(&self, target: &str) -> Option<Resolved<'_>> {
-        let (channel, key) = target.rsplit_once('/')?;
-        let channel = self.channels.get(channel)?;
+        let Target { channel, key } = target.parse().ok()?;
+        let channel = self.channels.get(channel.as_str())?;
         if channel.pool {
             if key != POOL_TARGET || channel.destinations.is_empty() {
                 return None;
@@ -91,7 +93,7 @@ pub struct Resolved<'a> {
 /// One channel: a name producers send to, and where its messages go.
 #[derive(Debug, Clone)]
 pub struct Channel {
-    pub name: String,
+    pub name: ChannelName,
     /// Every destination receives each message (fan-out), unless `pool` is set.
     pub destinations: Vec<DestinationEntry>,
     /// Robot pool: the destinations are robots in the same group; each message is
@@ -114,7 +116,7 @@ pub struct Channel {
 
 impl Channel {
     /// A channel with default retry policy and no coalescing or fallback.
-    pub fn new(name: impl Into<String>, destinations: Vec<DestinationEntry>) -> Self {
+    pub fn new(name: impl Into<ChannelName>, destinations: Vec<DestinationEntry>) -> Self {
         Channel {
             name: name.into(),
             destinations,
@@ -132,11 +134,11 @@ impl Channel {
     /// (the same robot listed twice) collapse into one.
     pub fn targets(&self) -> Vec<String> {
         if self.pool {
-            return vec![format!("{}/{POOL_TARGET}", self.name)];
+            return vec![Target::new(self.name.clone(), POOL_TARGET).to_string()];
         }
         let mut out: Vec<String> = Vec::with_capacity(self.destinations.len());
         for d in &self.destinations {
-            let t = format!("{}/{}", self.name, d.key);
+            let t = Target::new(self.name.clone(), d.key.as_str()).to_string();
             if !out.contains(&t) {
                 out.push(t);
             }

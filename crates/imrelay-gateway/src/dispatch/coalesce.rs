@@ -107,7 +107,7 @@ pub fn plan(candidates: Vec<Candidate>, max_bytes: usize) -> (Vec<Digest>, Vec<C
     let mut left = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
     for c in candidates {
-        let Some(sec) = section(&c.message_id, &c.message) else {
+        let Some(sec) = section(c.message_id.as_str(), &c.message) else {
             left.push(c);
             continue;
         };
@@ -300,7 +300,7 @@ impl Inner {
             d.message.clone(),
             vec![target.to_string()],
         );
-        m.message.id = Some(m.id.clone());
+        m.message.id = Some(m.id.to_string());
         m.kind = MessageKind::Digest;
         match self
             .store
@@ -331,8 +331,8 @@ mod tests {
 
     fn cand(i: i64, msg: Message) -> Candidate {
         Candidate {
-            delivery_id: i,
-            message_id: format!("m{i}"),
+            delivery_id: DeliveryId::new(i),
+            message_id: MessageId::from(format!("m{i}")),
             message: msg,
         }
     }
@@ -398,7 +398,7 @@ mod tests {
             };
             assert!(text.len() <= 1200, "{}", text.len());
         }
-        let mut left: Vec<i64> = left.iter().map(|c| c.delivery_id).collect();
+        let mut left: Vec<i64> = left.iter().map(|c| c.delivery_id.get()).collect();
         left.sort();
         assert_eq!(
             left,

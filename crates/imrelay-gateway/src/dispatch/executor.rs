@@ -281,7 +281,7 @@ impl Inner {
     ) {
         self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
         events::dispatch_store_error(op, error_label(e));
-        let delivery = delivery.unwrap_or_default();
+        let delivery = delivery.map_or(0, DeliveryId::get);
         match e {
             StoreError::LeaseLost(_) => tracing::warn!(op, delivery, error = %e,
                 "another dispatcher holds this delivery now and finishes it; this dispatcher's result is dropped"),

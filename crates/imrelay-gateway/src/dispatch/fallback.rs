@@ -10,7 +10,7 @@ use imrelay_sdk::Message;
 
 use super::Inner;
 use crate::channels::{Channel, ChannelSet, Fallback};
-use crate::store::{Claimed, MessageKind, NewMessage, Overdue};
+use crate::store::{Claimed, MessageId, MessageKind, NewMessage, Overdue};
 
 /// Overdue deliveries handled per channel per scan.
 const SCAN_BATCH: u32 = 100;
@@ -21,7 +21,7 @@ pub fn fallback_message(
     set: &ChannelSet,
     from_channel: &str,
     fb: &Fallback,
-    message_id: &str,
+    message_id: &MessageId,
     msg: &Message,
     why: &str,
 ) -> Option<NewMessage> {
@@ -43,7 +43,7 @@ pub fn fallback_message(
     }
     let mut nm = NewMessage::new(fb.channel.clone(), m, target.targets());
     nm.kind = MessageKind::Fallback;
-    nm.origin = Some(message_id.to_string());
+    nm.origin = Some(message_id.clone());
     Some(nm)
 }
 
@@ -115,7 +115,7 @@ impl Inner {
         o: &Overdue,
         why: &str,
     ) {
-        let view = match self.store.get_message(&o.message_id).await {
+        let view = match self.store.get_message(o.message_id.as_str()).await {
             Ok(Some(v)) => v,
             // Purged since the scan: nothing left to copy.
             Ok(None) => return,
@@ -175,7 +175,7 @@ mod tests {
             after: None,
         };
         let msg = Message::text("disk full").with_title("Disk");
-        let m = fallback_message(&set, "primary", &fb, "m1", &msg, "gave up").unwrap();
+        let m = fallback_message(&set, "primary", &fb, &"m1".into(), &msg, "gave up").unwrap();
         assert_eq!(m.channel, "backup");
         assert_eq!(m.kind, MessageKind::Fallback);
         assert_eq!(m.origin.as_deref(), Some("m1"));
@@ -194,6 +194,6 @@ mod tests {
             channel: "nowhere".into(),
             after: None,
         };
-        assert!(fallback_message(&set, "primary", &missing, "m1", &msg, "x").is_none());
+        assert!(fallback_message(&set, "primary", &missing, &"m1".into(), &msg, "x").is_none());
     }
 }

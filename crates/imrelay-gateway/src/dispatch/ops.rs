@@ -15,7 +15,7 @@ use crate::channels::DestinationEntry;
 use crate::domain::attempt::AttemptOutcome;
 use crate::lifecycle::{annotate, card};
 use crate::store::{
-    AttemptRecord, Claimed, DeadReason, DeliveryState, MessageKind, Store, ThreadPos,
+    AttemptRecord, Claimed, DeadReason, DeliveryState, MessageId, MessageKind, Store, ThreadPos,
 };
 
 /// One request of a delivery.
@@ -41,7 +41,7 @@ pub(super) struct Work {
 /// when dropped (and it expires anyway if this process dies first).
 pub(super) struct ThreadLease {
     store: Arc<dyn Store>,
-    root: String,
+    root: MessageId,
     target: String,
     owner: String,
 }
@@ -107,7 +107,7 @@ impl Inner {
         // Platform dedup keys (Feishu `uuid`, WeChat `client_msg_id`, webhook
         // ids) derive from the message id: the gateway's id, unique per
         // accepted message and identical on every retry.
-        msg.id = Some(c.message_id.clone());
+        msg.id = Some(c.message_id.to_string());
         if !c.recipients.is_empty() {
             msg.recipients = c.recipients.clone();
         }

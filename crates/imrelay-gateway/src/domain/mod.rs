@@ -4,3 +4,4 @@
 pub mod attempt;
 pub mod cluster;
 pub mod config;
+pub mod ids;

@@ -176,7 +176,7 @@ async fn card_update(cx: &ActContext<'_>, root: &MessageView) -> Result<NewMessa
     }
     let mut m = content.message.clone();
     let mut nm = NewMessage::new(root.channel.clone(), m.clone(), targets).with_thread(key);
-    m.id = Some(nm.id.clone());
+    m.id = Some(nm.id.to_string());
     nm.message = m;
     nm.labels = root.labels.clone();
     nm.silence_url = root.silence_url.clone();

@@ -30,7 +30,7 @@ use crate::http::auth::{Auth, Caller};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
 use crate::http::ApiContext;
-use crate::store::{Ack, MessageKind, MessageView, NewMessage, Store};
+use crate::store::{Ack, MessageId, MessageKind, MessageView, NewMessage, Store};
 
 /// What the lifecycle endpoints need from the gateway's state.
 pub trait LifecycleContext: ApiContext {
@@ -57,9 +57,11 @@ pub fn router<S: LifecycleContext>() -> Router<S> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queued {
     /// The id of the queued update or recall (`GET /v1/messages/{id}`).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: MessageId,
     /// The message it acts on (a thread's first message).
-    pub of: String,
+    #[schema(value_type = String)]
+    pub of: MessageId,
     /// For a recall: what happens per destination.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<RecallPlan>,
@@ -118,7 +120,7 @@ async fn visible<S: LifecycleContext>(
     }
 }
 
-fn root_of(v: &MessageView) -> String {
+fn root_of(v: &MessageView) -> MessageId {
     v.thread
         .as_ref()
         .map(|t| t.root.clone())

@@ -73,7 +73,7 @@ pub fn attach(
     }
     nm.thread = match thread {
         Some(t) => Some(t),
-        None if !actions.is_empty() => Some(nm.id.clone()),
+        None if !actions.is_empty() => Some(nm.id.to_string()),
         None => None,
     };
     nm.labels = labels;

@@ -64,7 +64,7 @@ pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigError> {
             .iter()
             .map(|(name, ch)| {
                 (
-                    name.clone(),
+                    name.to_string(),
                     ch.destinations.iter().map(|d| d.key.clone()).collect(),
                 )
             })

@@ -266,7 +266,7 @@ impl Alerts {
             kind.as_str().replace('_', " ")
         ));
         let mut nm = NewMessage::new(alert_channel, msg, ch.targets());
-        nm.message.id = Some(nm.id.clone());
+        nm.message.id = Some(nm.id.to_string());
         nm.trace_id = Some(crate::telemetry::trace::generate());
         drop(set);
         let store = self.inner.store.clone();

@@ -226,7 +226,7 @@ mod tests {
         let io = StoreError::from(sqlx::Error::Io(std::io::Error::other("reset")));
         assert_eq!(fault_kind(&io), Some("unavailable"));
         assert_eq!(fault_kind(&StoreError::Closed), Some("closed"));
-        assert_eq!(fault_kind(&StoreError::LeaseLost(1)), None);
+        assert_eq!(fault_kind(&StoreError::LeaseLost(DeliveryId::new(1))), None);
         assert_eq!(fault_kind(&StoreError::NotFound("x".into())), None);
         assert_eq!(sqlite_kind(13), Some("disk_full"));
         assert_eq!(sqlite_kind(8 | (5 << 8)), Some("read_only"));
@@ -241,7 +241,7 @@ mod tests {
     async fn a_failure_holds_until_a_commit_or_a_probe_succeeds() {
         let h = Health::new(5);
         assert!(h.get().ok);
-        h.failed(10, &StoreError::LeaseLost(3));
+        h.failed(10, &StoreError::LeaseLost(DeliveryId::new(3)));
         assert!(h.get().ok, "not a store fault");
         h.failed(20, &StoreError::from(sqlx::Error::PoolTimedOut));
         let got = h.get();

@@ -81,7 +81,7 @@ pub(super) async fn thread_latest<C: Conn>(c: &mut C, root: &str) -> Result<Opti
             args![root],
         )
         .await?;
-    rows.first().map(|r| r.text("id")).transpose()
+    rows.first().map(|r| r.message_id("id")).transpose()
 }
 
 /// Put message `id` in a thread of its own (key = its id) unless it has one;

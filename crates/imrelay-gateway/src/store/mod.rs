@@ -65,14 +65,11 @@ pub use crate::domain::attempt::AttemptOutcome;
 use crate::domain::cluster::SharedLimiter;
 use imrelay_sdk::token::SharedTokenCache;
 
-/// A message id (UUID v7, text).
-pub type MessageId = String;
-/// A delivery id.
-pub type DeliveryId = i64;
+pub use crate::domain::ids::{DeliveryId, MessageId};
 
 /// A new message id: UUID v7, so ids sort by creation time.
 pub fn new_message_id() -> MessageId {
-    uuid::Uuid::now_v7().to_string()
+    MessageId::new_v7()
 }
 
 /// Hash of a request body for idempotency checks (SHA-256, hex).

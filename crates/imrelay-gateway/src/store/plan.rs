@@ -206,13 +206,7 @@ pub(super) fn finish(
         }
         FinishAction::Dead { reason, fallback } => {
             let counted = f.attempts.iter().any(|a| a.counted);
-            plan.members = Some(Settle::Dead(DeadReason {
-                code: reason.code.clone(),
-                reason: format!(
-                    "the digest {} it was merged into was dead-lettered: {}",
-                    l.message_id, reason.reason
-                ),
-            }));
+            plan.members = Some(Settle::Dead(merged_into_dead(&l.message_id, &reason)));
             plan.update = Update {
                 state: DeliveryState::Dead,
                 add_attempts: counted as i64,
@@ -226,28 +220,43 @@ pub(super) fn finish(
             plan.wakes = true;
             plan.children = children
                 .into_iter()
-                .map(|ch| {
-                    let (state, due_at, attempts, dead) = match ch.state {
-                        ChildState::Pending { due_at } => (DeliveryState::Pending, due_at, 0, None),
-                        ChildState::Retry { due_at } => (DeliveryState::Pending, due_at, 1, None),
-                        ChildState::Dead(r) => (DeliveryState::Dead, now, 1, Some(r)),
-                    };
-                    ChildRow {
-                        recipients: ch.recipients,
-                        state,
-                        attempts,
-                        parts_done: ch.parts_done,
-                        due_at,
-                        last_outcome: last,
-                        dead,
-                        at: now,
-                    }
-                })
+                .map(|ch| child_row(ch, last, now))
                 .collect();
         }
     }
     plan.attempts = f.attempts;
     Ok(plan)
+}
+
+/// Why the deliveries merged into dead-lettered digest `digest` die with it.
+fn merged_into_dead(digest: &MessageId, reason: &DeadReason) -> DeadReason {
+    DeadReason {
+        code: reason.code.clone(),
+        reason: format!(
+            "the digest {digest} it was merged into was dead-lettered: {}",
+            reason.reason
+        ),
+    }
+}
+
+/// The row of a per-recipient child split off at `now`: a child to retry
+/// counts the failed attempt, one dead at once is dead-lettered now.
+fn child_row(ch: ChildDelivery, last: Option<AttemptOutcome>, now: i64) -> ChildRow {
+    let (state, due_at, attempts, dead) = match ch.state {
+        ChildState::Pending { due_at } => (DeliveryState::Pending, due_at, 0, None),
+        ChildState::Retry { due_at } => (DeliveryState::Pending, due_at, 1, None),
+        ChildState::Dead(r) => (DeliveryState::Dead, now, 1, Some(r)),
+    };
+    ChildRow {
+        recipients: ch.recipients,
+        state,
+        attempts,
+        parts_done: ch.parts_done,
+        due_at,
+        last_outcome: last,
+        dead,
+        at: now,
+    }
 }
 
 /// Check a digest before its members are read: one target, some members.
@@ -329,7 +338,7 @@ pub(super) fn not_inserted(
     }
 }
 
-pub(super) fn duplicate_id(id: &str) -> EnqueueOutcome {
+pub(super) fn duplicate_id(id: &MessageId) -> EnqueueOutcome {
     EnqueueOutcome::Rejected {
         reason: format!("message id `{id}` already exists"),
     }

@@ -503,7 +503,7 @@ impl Store for PgStore {
                 .bind(req.limit as i64)
                 .fetch_all(&mut *c)
                 .await?;
-                let ids = ids.into_iter().map(|(i,)| i).collect();
+                let ids = ids.into_iter().map(|(i,)| DeliveryId::from(i)).collect();
                 Ok((queue::claimed(c, ids).await?, false))
             })
         })

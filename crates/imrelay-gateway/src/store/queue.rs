@@ -29,7 +29,7 @@ pub(super) fn bulk_outcomes(
 ) -> Vec<EnqueueOutcome> {
     msgs.iter()
         .map(|m| {
-            if inserted.remove(&m.id) {
+            if inserted.remove(m.id.as_str()) {
                 EnqueueOutcome::Created { id: m.id.clone() }
             } else {
                 EnqueueOutcome::Rejected {
@@ -137,7 +137,7 @@ async fn join_thread<C: Conn>(
         .ok_or_else(|| StoreError::Internal("joining a thread returned no row".into()))?;
     Ok(ThreadPos {
         key: key.to_string(),
-        root: r.text("root")?,
+        root: r.message_id("root")?,
         seq: r.int("seq")?,
     })
 }
@@ -161,7 +161,7 @@ async fn by_key<C: Conn>(c: &mut C, m: &NewMessage) -> Result<Option<(MessageId,
     };
     let rows = c.fetch(BY_KEY, args![&i.scope, &i.key]).await?;
     rows.first()
-        .map(|r| Ok((r.text("id")?, r.opt_text("body_hash")?)))
+        .map(|r| Ok((r.message_id("id")?, r.opt_text("body_hash")?)))
         .transpose()
 }
 
@@ -537,7 +537,10 @@ fn filter_args(f: &DeadFilter, after: i64, limit: i64) -> Vec<Arg> {
 pub(super) async fn list_dead<C: Conn>(c: &mut C, f: &DeadFilter) -> Result<Vec<DeadEntry>> {
     let limit = if f.limit == 0 { 100 } else { f.limit as i64 };
     let rows = c
-        .fetch(DEAD_PAGE, filter_args(f, f.after.unwrap_or(0), limit))
+        .fetch(
+            DEAD_PAGE,
+            filter_args(f, f.after.map_or(0, DeliveryId::get), limit),
+        )
         .await?;
     rows.iter().map(rows::dead_entry).collect()
 }

@@ -22,6 +22,19 @@ pub(super) trait Cols {
     fn opt_int(&self, col: &str) -> Result<Option<i64>>;
     /// A boolean column (SQLite stores it as an integer; sqlx decodes both).
     fn flag(&self, col: &str) -> Result<bool>;
+
+    /// A message id column (text).
+    fn message_id(&self, col: &str) -> Result<MessageId> {
+        self.text(col).map(MessageId::from)
+    }
+    /// A nullable message id column.
+    fn opt_message_id(&self, col: &str) -> Result<Option<MessageId>> {
+        Ok(self.opt_text(col)?.map(MessageId::from))
+    }
+    /// A delivery id column (integer).
+    fn delivery_id(&self, col: &str) -> Result<DeliveryId> {
+        self.int(col).map(DeliveryId::from)
+    }
 }
 
 impl<R> Cols for R
@@ -77,7 +90,7 @@ pub(super) fn lease(row: &impl Cols) -> Result<super::plan::Lease> {
         state: DeliveryState::parse(&row.text("state")?)?,
         owner: row.opt_text("lease_owner")?,
         lease_until: row.opt_int("lease_until")?,
-        message_id: row.text("message_id")?,
+        message_id: row.message_id("message_id")?,
         target: row.text("target")?,
     })
 }
@@ -88,7 +101,7 @@ fn outcome(s: &str, column: &'static str) -> Result<AttemptOutcome> {
 
 /// The `id` column of each row.
 pub(super) fn ids<R: Cols>(rows: &[R]) -> Result<Vec<DeliveryId>> {
-    rows.iter().map(|r| r.int("id")).collect()
+    rows.iter().map(|r| r.delivery_id("id")).collect()
 }
 
 /// A dead letter (columns: `id, message_id, channel, target, recipients,
@@ -96,8 +109,8 @@ pub(super) fn ids<R: Cols>(rows: &[R]) -> Result<Vec<DeliveryId>> {
 pub(super) fn dead_entry(row: &impl Cols) -> Result<DeadEntry> {
     let body = row.text("body")?;
     Ok(DeadEntry {
-        delivery_id: row.int("id")?,
-        message_id: row.text("message_id")?,
+        delivery_id: row.delivery_id("id")?,
+        message_id: row.message_id("message_id")?,
         channel: row.text("channel")?,
         target: row.text("target")?,
         recipients: parse_recipients(row.opt_text("recipients")?),
@@ -116,8 +129,8 @@ pub(super) fn dead_entry(row: &impl Cols) -> Result<DeadEntry> {
 pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
     let body = r.text("body")?;
     Ok(Claimed {
-        delivery_id: r.int("id")?,
-        message_id: r.text("message_id")?,
+        delivery_id: r.delivery_id("id")?,
+        message_id: r.message_id("message_id")?,
         channel: r.text("channel")?,
         target: r.text("target")?,
         kind: MessageKind::parse(&r.text("kind")?)?,
@@ -133,7 +146,7 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
         trace_id: r.opt_text("trace_id")?,
         lease_until: r.int("lease_until")?,
         thread: thread_pos(r)?,
-        origin: r.opt_text("origin")?,
+        origin: r.opt_message_id("origin")?,
     })
 }
 
@@ -146,7 +159,11 @@ pub(super) fn thread_pos(r: &impl Cols) -> Result<Option<ThreadPos>> {
     ) else {
         return Ok(None);
     };
-    Ok(Some(ThreadPos { key, root, seq }))
+    Ok(Some(ThreadPos {
+        key,
+        root: root.into(),
+        seq,
+    }))
 }
 
 fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
@@ -167,11 +184,11 @@ fn attempt(a: &impl Cols) -> Result<AttemptRecord> {
 }
 
 fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
-    let did = r.int("id")?;
+    let did = r.delivery_id("id")?;
     let state = DeliveryState::parse(&r.text("state")?)?;
     let mut history = Vec::new();
     for a in attempts {
-        if a.int("delivery_id")? == did {
+        if a.delivery_id("delivery_id")? == did {
             history.push(attempt(a)?);
         }
     }
@@ -197,7 +214,7 @@ fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
         created_at: r.int("created_at")?,
         updated_at: r.int("updated_at")?,
         dead,
-        merged_into: r.opt_text("merged_into")?,
+        merged_into: r.opt_message_id("merged_into")?,
         history,
     })
 }
@@ -217,13 +234,13 @@ pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result
         .collect::<Result<Vec<_>>>()?;
     let body = m.text("body")?;
     Ok(MessageView {
-        id: m.text("id")?,
+        id: m.message_id("id")?,
         channel: m.text("channel")?,
         kind: MessageKind::parse(&m.text("kind")?)?,
         state: MessageState::from_deliveries(deliveries.iter().map(|d| &d.state)),
         message: parse_message(&body)?,
         trace_id: m.opt_text("trace_id")?,
-        origin: m.opt_text("origin")?,
+        origin: m.opt_message_id("origin")?,
         created_at: m.int("created_at")?,
         thread: thread_pos(m)?,
         labels: match m.opt_text("labels")? {
@@ -253,8 +270,8 @@ pub(super) fn backlog(r: &impl Cols) -> Result<TargetBacklog> {
 /// created_at`).
 pub(super) fn overdue(r: &impl Cols) -> Result<Overdue> {
     Ok(Overdue {
-        delivery_id: r.int("id")?,
-        message_id: r.text("message_id")?,
+        delivery_id: r.delivery_id("id")?,
+        message_id: r.message_id("message_id")?,
         channel: r.text("channel")?,
         target: r.text("target")?,
         created_at: r.int("created_at")?,

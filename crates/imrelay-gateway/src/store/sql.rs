@@ -77,6 +77,47 @@ impl From<Vec<String>> for Arg {
     }
 }
 
+impl From<DeliveryId> for Arg {
+    fn from(v: DeliveryId) -> Self {
+        Arg::Int(Some(v.get()))
+    }
+}
+impl From<Option<DeliveryId>> for Arg {
+    fn from(v: Option<DeliveryId>) -> Self {
+        Arg::Int(v.map(DeliveryId::get))
+    }
+}
+impl From<Vec<DeliveryId>> for Arg {
+    fn from(v: Vec<DeliveryId>) -> Self {
+        Arg::Ints(v.into_iter().map(DeliveryId::get).collect())
+    }
+}
+impl From<&MessageId> for Arg {
+    fn from(v: &MessageId) -> Self {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+impl From<MessageId> for Arg {
+    fn from(v: MessageId) -> Self {
+        Arg::Text(Some(v.into()))
+    }
+}
+impl From<Option<MessageId>> for Arg {
+    fn from(v: Option<MessageId>) -> Self {
+        Arg::Text(v.map(String::from))
+    }
+}
+impl From<Option<&MessageId>> for Arg {
+    fn from(v: Option<&MessageId>) -> Self {
+        Arg::Text(v.map(MessageId::to_string))
+    }
+}
+impl From<Vec<MessageId>> for Arg {
+    fn from(v: Vec<MessageId>) -> Self {
+        Arg::Texts(v.into_iter().map(String::from).collect())
+    }
+}
+
 /// Bound values, in placeholder order.
 macro_rules! args {
     ($($v:expr),* $(,)?) => { vec![$(Arg::from($v)),*] };

@@ -150,7 +150,7 @@ impl EnqueueOutcome {
     /// The message id for `Created` and `Existing`.
     pub fn accepted_id(&self) -> Option<&str> {
         match self {
-            EnqueueOutcome::Created { id } | EnqueueOutcome::Existing { id } => Some(id),
+            EnqueueOutcome::Created { id } | EnqueueOutcome::Existing { id } => Some(id.as_str()),
             _ => None,
         }
     }

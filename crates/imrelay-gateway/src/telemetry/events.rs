@@ -165,7 +165,7 @@ pub fn delivery_span(c: &Claimed) -> tracing::Span {
         trace_id = c.trace_id.as_deref().unwrap_or(""),
         channel = %c.channel,
         target = %c.target,
-        delivery = c.delivery_id,
+        delivery = c.delivery_id.get(),
         attempt = c.attempts + 1,
     );
     #[cfg(feature = "otlp")]

@@ -97,7 +97,7 @@ async fn send_many(h: &Harness, channel: &str, n: usize) -> Vec<String> {
                 )
             })
             .collect();
-        ids.extend(batch.iter().map(|m| m.id.clone()));
+        ids.extend(batch.iter().map(|m| m.id.to_string()));
         h.store.enqueue(batch).await.unwrap();
     }
     ids

@@ -95,7 +95,7 @@ async fn send_all(h: &Harness, texts: &[&str]) -> Vec<String> {
         .iter()
         .map(|t| NewMessage::new("ops", Message::text(*t), targets.clone()))
         .collect();
-    let ids = batch.iter().map(|m| m.id.clone()).collect();
+    let ids = batch.iter().map(|m| m.id.to_string()).collect();
     h.store.enqueue(batch).await.unwrap();
     ids
 }
@@ -226,7 +226,7 @@ async fn an_app_keeps_order_per_recipient_and_sends_to_recipients_side_by_side()
             batch.push(NewMessage::new("ops", m, targets.clone()));
         }
     }
-    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<String> = batch.iter().map(|m| m.id.to_string()).collect();
     h.store.enqueue(batch).await.unwrap();
     h.wait_settled(&ids, Duration::from_secs(10)).await;
     let sent = dest.sent();

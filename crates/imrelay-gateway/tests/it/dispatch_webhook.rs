@@ -329,7 +329,7 @@ async fn hot_reload_adds_a_channel_and_waiting_deliveries_resume() {
     let late = channel("late", vec![webhook(&client, &rx.url("b"), vec![FAST])]);
     let targets = late.targets();
     let m = imrelay_gateway::store::NewMessage::new("late", Message::text("queued early"), targets);
-    let id = m.id.clone();
+    let id = m.id.to_string();
     h.store.enqueue(vec![m]).await.unwrap();
     let first = h.send("ops", Message::text("x")).await;
     h.wait_settled(&[first], Duration::from_secs(10)).await;

@@ -4,6 +4,8 @@ use super::*;
 use DeliveryState::*;
 
 const NOW: i64 = 1_000_000;
+const D1: DeliveryId = DeliveryId::new(1);
+const D7: DeliveryId = DeliveryId::new(7);
 
 fn lease(state: DeliveryState, owner: Option<&str>, until: Option<i64>) -> Lease {
     Lease {
@@ -82,10 +84,10 @@ fn fence_table() {
         ("row gone (purged)", None, false),
     ];
     for (name, row, ok) in cases {
-        let r = fence(row.as_ref(), 7, "me");
+        let r = fence(row.as_ref(), D7, "me");
         match (ok, r) {
             (true, Ok(l)) => assert_eq!(l.target, "ch/a", "{name}"),
-            (false, Err(StoreError::LeaseLost(7))) => {}
+            (false, Err(StoreError::LeaseLost(D7))) => {}
             (_, r) => panic!("{name}: {r:?}"),
         }
     }
@@ -105,17 +107,17 @@ fn every_transition_is_fenced() {
         FinishAction::Split { children: vec![] },
     ];
     for a in actions {
-        let r = finish(Some(&stolen), 7, "me", fin(a.clone(), vec![]), NOW);
-        assert!(matches!(r, Err(StoreError::LeaseLost(7))), "{a:?}: {r:?}");
+        let r = finish(Some(&stolen), D7, "me", fin(a.clone(), vec![]), NOW);
+        assert!(matches!(r, Err(StoreError::LeaseLost(D7))), "{a:?}: {r:?}");
     }
     assert!(matches!(
-        progress(Some(&stolen), 7, "me", vec![], 0, NOW, NOW),
-        Err(StoreError::LeaseLost(7))
+        progress(Some(&stolen), D7, "me", vec![], 0, NOW, NOW),
+        Err(StoreError::LeaseLost(D7))
     ));
     let digest = NewMessage::new("c", imrelay_sdk::Message::text("d"), vec!["ch/a".into()]);
     assert!(matches!(
-        merge_member(Some(&stolen), 7, "me", &digest),
-        Err(StoreError::LeaseLost(7))
+        merge_member(Some(&stolen), D7, "me", &digest),
+        Err(StoreError::LeaseLost(D7))
     ));
 }
 
@@ -261,7 +263,7 @@ fn finish_table() {
                 ..
             }
         );
-        let p = finish(Some(&held()), 7, "me", fin(action, attempts.clone()), NOW)
+        let p = finish(Some(&held()), D7, "me", fin(action, attempts.clone()), NOW)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let u = &p.update;
         assert_eq!(u.state, state, "{name}");
@@ -278,7 +280,7 @@ fn finish_table() {
         assert_eq!(p.fallback.is_some(), want_fb, "{name}");
         assert_eq!(
             (p.delivery, p.message_id.as_str(), p.target.as_str()),
-            (7, "m1", "ch/a")
+            (D7, "m1", "ch/a")
         );
     }
 }
@@ -304,7 +306,7 @@ fn split_children() {
     ];
     let p = finish(
         Some(&held()),
-        7,
+        D7,
         "me",
         fin(
             FinishAction::Split { children },
@@ -346,7 +348,7 @@ fn split_children() {
 fn progress_keeps_the_claim_and_extends_the_lease() {
     let p = progress(
         Some(&held()),
-        7,
+        D7,
         "me",
         vec![att(AttemptOutcome::Delivered, false)],
         3,
@@ -370,7 +372,7 @@ fn progress_keeps_the_claim_and_extends_the_lease() {
     assert_eq!(p.attempts.len(), 1);
     assert!(p.members.is_none() && p.children.is_empty() && !p.wakes);
     // No attempt: the stored outcome is kept.
-    let p = progress(Some(&held()), 7, "me", vec![], 3, NOW + 1, NOW).unwrap();
+    let p = progress(Some(&held()), D7, "me", vec![], 3, NOW + 1, NOW).unwrap();
     assert_eq!(p.update.last_outcome, None);
 }
 
@@ -378,23 +380,23 @@ fn progress_keeps_the_claim_and_extends_the_lease() {
 fn coalesce_checks() {
     let msg = || imrelay_sdk::Message::text("d");
     let digest = NewMessage::new("c", msg(), vec!["ch/a".into()]);
-    assert!(check_digest(&[1], &digest).is_ok());
+    assert!(check_digest(&[D1], &digest).is_ok());
     assert!(matches!(
         check_digest(&[], &digest),
         Err(StoreError::Invalid(_))
     ));
     let two = NewMessage::new("c", msg(), vec!["ch/a".into(), "ch/b".into()]);
     assert!(matches!(
-        check_digest(&[1], &two),
+        check_digest(&[D1], &two),
         Err(StoreError::Invalid(_))
     ));
-    assert!(merge_member(Some(&held()), 1, "me", &digest).is_ok());
+    assert!(merge_member(Some(&held()), D1, "me", &digest).is_ok());
     let elsewhere = NewMessage::new("c", msg(), vec!["ch/b".into()]);
-    let e = merge_member(Some(&held()), 1, "me", &elsewhere).unwrap_err();
+    let e = merge_member(Some(&held()), D1, "me", &elsewhere).unwrap_err();
     assert!(e.to_string().contains("goes to `ch/a`"), "{e}");
     assert!(matches!(
-        merge_member(Some(&lease(Done, None, None)), 1, "me", &digest),
-        Err(StoreError::LeaseLost(1))
+        merge_member(Some(&lease(Done, None, None)), D1, "me", &digest),
+        Err(StoreError::LeaseLost(D1))
     ));
 }
 
@@ -408,7 +410,7 @@ fn enqueue_table() {
         body_hash: "h1".into(),
     });
     let no_target = NewMessage::new("c", msg, vec![]);
-    let found = |h: &str| Some(("old".to_string(), Some(h.to_string())));
+    let found = |h: &str| Some((MessageId::from("old"), Some(h.to_string())));
     assert_eq!(admit(&plain, None), Admit::Insert);
     assert_eq!(admit(&keyed, None), Admit::Insert);
     assert_eq!(

@@ -218,64 +218,11 @@ async fn bulk_enqueue(
     if jobs.is_empty() {
         return;
     }
-    let mut messages = Vec::new();
-    let mut deliveries = Vec::new();
-    // A repeated id: only its first occurrence may be inserted (as one by
-    // one), so only its deliveries are listed.
-    let mut first = std::collections::HashSet::new();
-    for j in &jobs {
-        for m in &j.msgs {
-            let body = match serde_json::to_string(&m.message) {
-                Ok(b) => b,
-                Err(_) => return enqueue_each(conn, jobs, replies).await,
-            };
-            messages.push(serde_json::json!([
-                m.id,
-                m.channel,
-                m.kind.as_str(),
-                body,
-                m.trace_id,
-                m.origin,
-                j.now
-            ]));
-            if first.insert(m.id.as_str()) {
-                for t in &m.targets {
-                    deliveries.push(serde_json::json!([m.id, t, j.now]));
-                }
-            }
-        }
-    }
-    let messages = serde_json::Value::Array(messages).to_string();
-    let deliveries = serde_json::Value::Array(deliveries).to_string();
+    let Some((messages, deliveries)) = enqueue_rows(&jobs) else {
+        return enqueue_each(conn, jobs, replies).await;
+    };
     let inserted = in_savepoint(conn, move |c| {
-        Box::pin(async move {
-            let ids: Vec<(String,)> = sqlx::query_as(
-                "INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
-                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-                   json_extract(value, '$[6]')
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
-            )
-            .bind(messages)
-            .fetch_all(&mut *c)
-            .await?;
-            let inserted: std::collections::HashSet<String> = ids.into_iter().map(|(i,)| i).collect();
-            // Deliveries only of messages inserted now (an existing id keeps
-            // its own), in order, so ids follow acceptance order.
-            sqlx::query(
-                "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
-                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
-                   json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[2]')
-                 FROM json_each(?1)
-                 WHERE json_extract(value, '$[0]') IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(deliveries)
-            .bind(serde_json::to_string(&inserted).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *c)
-            .await?;
-            Ok(inserted)
-        })
+        Box::pin(insert_enqueue_rows(c, messages, deliveries))
     })
     .await;
     let mut inserted = match inserted {
@@ -293,6 +240,73 @@ async fn bulk_enqueue(
             let _ = tx.send(commit.map(|_| out));
         }));
     }
+}
+
+/// The message rows and delivery rows of every job, as JSON arrays for
+/// `json_each`; `None` when a message body cannot be serialized.
+fn enqueue_rows(jobs: &[EnqueueJob]) -> Option<(String, String)> {
+    let mut messages = Vec::new();
+    let mut deliveries = Vec::new();
+    // A repeated id: only its first occurrence may be inserted (as one by
+    // one), so only its deliveries are listed.
+    let mut first = std::collections::HashSet::new();
+    for j in jobs {
+        for m in &j.msgs {
+            let body = serde_json::to_string(&m.message).ok()?;
+            messages.push(serde_json::json!([
+                m.id,
+                m.channel,
+                m.kind.as_str(),
+                body,
+                m.trace_id,
+                m.origin,
+                j.now
+            ]));
+            if first.insert(m.id.as_str()) {
+                for t in &m.targets {
+                    deliveries.push(serde_json::json!([m.id, t, j.now]));
+                }
+            }
+        }
+    }
+    Some((
+        serde_json::Value::Array(messages).to_string(),
+        serde_json::Value::Array(deliveries).to_string(),
+    ))
+}
+
+/// Insert the rows of [`enqueue_rows`]; the ids of the messages inserted now.
+async fn insert_enqueue_rows(
+    c: &mut SqliteConnection,
+    messages: String,
+    deliveries: String,
+) -> Result<std::collections::HashSet<String>> {
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]')
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(messages)
+    .fetch_all(&mut *c)
+    .await?;
+    let inserted: std::collections::HashSet<String> = ids.into_iter().map(|(i,)| i).collect();
+    // Deliveries only of messages inserted now (an existing id keeps
+    // its own), in order, so ids follow acceptance order.
+    sqlx::query(
+        "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
+           json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[2]')
+         FROM json_each(?1)
+         WHERE json_extract(value, '$[0]') IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(deliveries)
+    .bind(serde_json::to_string(&inserted).unwrap_or_else(|_| "[]".into()))
+    .execute(&mut *c)
+    .await?;
+    Ok(inserted)
 }
 
 /// The slow path of [`bulk_enqueue`]: each job in its own savepoint.
@@ -321,7 +335,37 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
     let mut seen = std::collections::HashSet::new();
     let (jobs, mut slow): (Vec<DoneJob>, Vec<DoneJob>) =
         jobs.into_iter().partition(|j| seen.insert(j.delivery));
-    let rows = serde_json::Value::Array(
+    let rows = done_rows(&jobs);
+    let attempts = done_attempt_rows(&jobs);
+    let latest = jobs.iter().map(|j| j.now).max().unwrap_or_default();
+    let done = in_savepoint(conn, move |c| {
+        Box::pin(mark_done(c, rows, attempts, latest))
+    })
+    .await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: bulk acknowledgement failed; acknowledging one by one");
+            std::collections::HashSet::new()
+        }
+    };
+    for j in jobs {
+        if done.contains(&j.delivery) {
+            let tx = j.reply;
+            replies.push(Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit);
+            }));
+        } else {
+            slow.push(j);
+        }
+    }
+    finish_each(conn, slow, replies).await;
+}
+
+/// One `[delivery, owner, parts_done, last outcome, now]` row per job, as a
+/// JSON array for `json_each`.
+fn done_rows(jobs: &[DoneJob]) -> String {
+    serde_json::Value::Array(
         jobs.iter()
             .map(|j| {
                 let last = j.finish.attempts.last().map(|a| a.outcome.as_str());
@@ -329,9 +373,12 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
             })
             .collect(),
     )
-    .to_string();
-    let attempts: Vec<(DeliveryId, serde_json::Value)> = jobs
-        .iter()
+    .to_string()
+}
+
+/// Every attempt of every job, as an `attempts` row keyed by its delivery.
+fn done_attempt_rows(jobs: &[DoneJob]) -> Vec<(DeliveryId, serde_json::Value)> {
+    jobs.iter()
         .flat_map(|j| {
             j.finish.attempts.iter().map(move |a| {
                 let row = serde_json::json!([
@@ -354,77 +401,70 @@ async fn bulk_done(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mu
                 (j.delivery, row)
             })
         })
-        .collect();
-    let latest = jobs.iter().map(|j| j.now).max().unwrap_or_default();
-    let done = in_savepoint(conn, move |c| {
-        Box::pin(async move {
-            let ids: Vec<(i64,)> = sqlx::query_as(
-                // `+state`: look rows up by id, not by scanning every claim.
-                "UPDATE deliveries SET state = 'done', parts_done = json_extract(j.value, '$[2]'),
-                   lease_owner = NULL, lease_until = NULL,
-                   last_outcome = COALESCE(json_extract(j.value, '$[3]'), last_outcome),
-                   updated_at = json_extract(j.value, '$[4]')
-                 FROM json_each(?1) AS j
-                 WHERE deliveries.id = json_extract(j.value, '$[0]') AND +deliveries.state = 'claimed'
-                   AND deliveries.lease_owner = json_extract(j.value, '$[1]')
-                 RETURNING deliveries.id",
-            )
-            .bind(rows)
-            .fetch_all(&mut *c)
-            .await?;
-            let done: std::collections::HashSet<i64> = ids.into_iter().map(|(i,)| i).collect();
-            let attempts = serde_json::Value::Array(
-                attempts
-                    .into_iter()
-                    .filter(|(d, _)| done.contains(d))
-                    .map(|(_, a)| a)
-                    .collect(),
-            )
-            .to_string();
-            sqlx::query(
-                "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted,
-                   status, code, message, platform_message_id, update_token, recipients)
-                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-                   json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-                   json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
-                   json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'),
-                   json_extract(value, '$[12]')
-                 FROM json_each(?1)",
-            )
-            .bind(attempts)
-            .execute(&mut *c)
-            .await?;
-            let ids: Vec<i64> = done.iter().copied().collect();
-            sqlx::query(
-                "UPDATE deliveries SET state = 'done', updated_at = ?2
-                 WHERE merged_into IN (SELECT value FROM json_each(?1)) AND state = 'merged'",
-            )
-            .bind(json_ids(&ids))
-            .bind(latest)
-            .execute(&mut *c)
-            .await?;
-            Ok(done)
-        })
-    })
-    .await;
-    let done = match done {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "SQLite: bulk acknowledgement failed; acknowledging one by one");
-            std::collections::HashSet::new()
-        }
-    };
+        .collect()
+}
+
+/// The three statements of [`bulk_done`]; the deliveries the fence let
+/// through (their attempts and merged members are recorded, the others' not).
+async fn mark_done(
+    c: &mut SqliteConnection,
+    rows: String,
+    attempts: Vec<(DeliveryId, serde_json::Value)>,
+    latest: i64,
+) -> Result<std::collections::HashSet<DeliveryId>> {
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        // `+state`: look rows up by id, not by scanning every claim.
+        "UPDATE deliveries SET state = 'done', parts_done = json_extract(j.value, '$[2]'),
+           lease_owner = NULL, lease_until = NULL,
+           last_outcome = COALESCE(json_extract(j.value, '$[3]'), last_outcome),
+           updated_at = json_extract(j.value, '$[4]')
+         FROM json_each(?1) AS j
+         WHERE deliveries.id = json_extract(j.value, '$[0]') AND +deliveries.state = 'claimed'
+           AND deliveries.lease_owner = json_extract(j.value, '$[1]')
+         RETURNING deliveries.id",
+    )
+    .bind(rows)
+    .fetch_all(&mut *c)
+    .await?;
+    let done: std::collections::HashSet<DeliveryId> =
+        ids.into_iter().map(|(i,)| DeliveryId::from(i)).collect();
+    let attempts = serde_json::Value::Array(
+        attempts
+            .into_iter()
+            .filter(|(d, _)| done.contains(d))
+            .map(|(_, a)| a)
+            .collect(),
+    )
+    .to_string();
+    sqlx::query(
+        "INSERT INTO attempts (delivery_id, started_at, finished_at, destination, part, outcome, counted,
+           status, code, message, platform_message_id, update_token, recipients)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+           json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'),
+           json_extract(value, '$[12]')
+         FROM json_each(?1)",
+    )
+    .bind(attempts)
+    .execute(&mut *c)
+    .await?;
+    let ids: Vec<DeliveryId> = done.iter().copied().collect();
+    sqlx::query(
+        "UPDATE deliveries SET state = 'done', updated_at = ?2
+         WHERE merged_into IN (SELECT value FROM json_each(?1)) AND state = 'merged'",
+    )
+    .bind(json_ids(&ids))
+    .bind(latest)
+    .execute(&mut *c)
+    .await?;
+    Ok(done)
+}
+
+/// The slow path of [`bulk_done`]: each acknowledgement on its own, so a lost
+/// lease is reported exactly.
+async fn finish_each(conn: &mut SqliteConnection, jobs: Vec<DoneJob>, replies: &mut Vec<Reply>) {
     for j in jobs {
-        if done.contains(&j.delivery) {
-            let tx = j.reply;
-            replies.push(Box::new(move |commit: Result<()>| {
-                let _ = tx.send(commit);
-            }));
-        } else {
-            slow.push(j);
-        }
-    }
-    for j in slow {
         let DoneJob {
             delivery,
             owner,

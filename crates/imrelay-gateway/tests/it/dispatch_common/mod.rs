@@ -270,7 +270,7 @@ impl Harness {
         let targets = set.get(channel).expect("channel").targets();
         let m = NewMessage::new(channel, msg, targets);
         match self.store.enqueue(vec![m]).await.unwrap().remove(0) {
-            EnqueueOutcome::Created { id } => id,
+            EnqueueOutcome::Created { id } => id.to_string(),
             other => panic!("{other:?}"),
         }
     }

@@ -505,7 +505,12 @@ pub async fn dead_letters_list_replay_purge(ctx: &Ctx) {
         ctx.s().get_dead(all[0].delivery_id).await.unwrap().unwrap(),
         all[0]
     );
-    assert!(ctx.s().get_dead(999_999).await.unwrap().is_none());
+    assert!(ctx
+        .s()
+        .get_dead(DeliveryId::new(999_999))
+        .await
+        .unwrap()
+        .is_none());
 
     let v = ctx.s().get_message(&a).await.unwrap().unwrap();
     assert_eq!(v.state, MessageState::Dead);
@@ -941,8 +946,8 @@ pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
         .claim(claim_req(Some("dev/y"), 2, "w2"))
         .await
         .unwrap();
-    let mut got: Vec<i64> = again.iter().map(|c| c.delivery_id).collect();
-    let mut want: Vec<i64> = first.iter().map(|c| c.delivery_id).collect();
+    let mut got: Vec<i64> = again.iter().map(|c| c.delivery_id.get()).collect();
+    let mut want: Vec<i64> = first.iter().map(|c| c.delivery_id.get()).collect();
     got.sort();
     want.sort();
     assert_eq!(got, want, "expired claims are taken before pending ones");
@@ -1031,7 +1036,7 @@ pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
         .await
         .unwrap();
     assert_eq!(stolen.len(), 5);
-    let stolen_ids: Vec<i64> = stolen.iter().map(|c| c.delivery_id).collect();
+    let stolen_ids: Vec<i64> = stolen.iter().map(|c| c.delivery_id.get()).collect();
     let acks = claimed.iter().map(|c| {
         let store = ctx.store.clone();
         let id = c.delivery_id;
@@ -1048,7 +1053,7 @@ pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
         }
     });
     for (id, r) in futures::future::join_all(acks).await {
-        if stolen_ids.contains(&id) {
+        if stolen_ids.contains(&id.get()) {
             assert!(
                 matches!(r, Err(StoreError::LeaseLost(x)) if x == id),
                 "{r:?}"
@@ -1062,7 +1067,7 @@ pub async fn concurrent_writes_keep_their_own_outcomes(ctx: &Ctx) {
     assert_eq!(st.done, 34);
     let acked = claimed
         .iter()
-        .find(|c| !stolen_ids.contains(&c.delivery_id))
+        .find(|c| !stolen_ids.contains(&c.delivery_id.get()))
         .unwrap();
     let m = ctx
         .s()

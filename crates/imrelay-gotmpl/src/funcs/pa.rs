@@ -1,0 +1,126 @@
+//! PrometheusAlert's template functions (controllers/prometheusalert.go and
+//! public.go), with its behaviour kept: errors printed into the text,
+//! byte slicing in SplitString, CST as a fixed +08:00 zone.
+
+use jiff::tz::TimeZone;
+
+use super::{arg_int, arg_str, arg_strings, want_args, FnCtx, FuncMap};
+use crate::gotime::{GoTime, Zone};
+use crate::value::Value;
+
+fn cst() -> Zone {
+    Zone::Fixed("CST".into(), 8 * 3600)
+}
+
+fn get_cst_time(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
+    want_args("GetCSTtime", a, 1)?;
+    let date = arg_str(&a[0])?;
+    if date.is_empty() {
+        // The current time: not reproducible, but PA does it.
+        let now = jiff::Timestamp::now();
+        let t = GoTime { secs: now.as_second(), nanos: 0, zone: cst() };
+        return Ok(Value::str(t.format("2006-01-02 15:04:05")));
+    }
+    let parsed = GoTime::parse_rfc3339(date, &TimeZone::UTC).or_else(|| GoTime::parse_plain_utc(date));
+    Ok(Value::str(match parsed {
+        Some(t) => t.in_zone(cst()).format("2006-01-02 15:04:05"),
+        None => String::new(),
+    }))
+}
+
+/// TimeFormat parses with layouts whose `Z` and `+08:00` are literal text,
+/// so the result is always read as UTC.
+fn time_format(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
+    want_args("TimeFormat", a, 2)?;
+    let (s, layout) = (arg_str(&a[0])?, arg_str(&a[1])?);
+    let as_utc = |suffix: &str| {
+        let body = s.strip_suffix(suffix)?;
+        GoTime::parse_rfc3339(&format!("{body}Z"), &TimeZone::UTC)
+    };
+    Ok(Value::str(match as_utc("Z").or_else(|| as_utc("+08:00")) {
+        Some(t) => t.format(layout),
+        // Go prints its parse error here; its wording is not reproduced.
+        None => format!("parsing time {s:?}: cannot parse"),
+    }))
+}
+
+fn get_time(ctx: &FnCtx, a: &[Value]) -> Result<Value, String> {
+    let Some((v, rest)) = a.split_first() else {
+        return Err("wrong number of args for GetTime: want at least 1 got 0".into());
+    };
+    let layout = match rest.first() {
+        Some(l) => arg_str(l)?,
+        None => "2006-01-02T15:04:05",
+    };
+    let secs = match v {
+        Value::Str(s) => {
+            let n: i64 = s.parse().unwrap_or(0);
+            if s.len() == 13 {
+                n / 1000
+            } else {
+                n
+            }
+        }
+        Value::Float(f) => *f as i64,
+        _ => return Ok(Value::str("")),
+    };
+    let t = GoTime { secs, nanos: 0, zone: Zone::Tz(ctx.local.clone()) };
+    Ok(Value::str(t.format(layout)))
+}
+
+fn get_time_duration(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
+    want_args("GetTimeDuration", a, 2)?;
+    let (start, end) = (arg_str(&a[0])?, arg_str(&a[1])?);
+    if start.is_empty() || end.is_empty() {
+        return Ok(Value::str("N/A"));
+    }
+    // PA slices [0:10] and [11:19]; Go panics on shorter strings.
+    let plain = |s: &str| -> Result<Option<GoTime>, String> {
+        match (s.get(0..10), s.get(11..19)) {
+            (Some(d), Some(t)) => Ok(GoTime::parse_plain_utc(&format!("{d} {t}"))),
+            _ => Err("runtime error: slice bounds out of range".into()),
+        }
+    };
+    let (Some(s), Some(e)) = (plain(start)?, plain(end)?) else {
+        return Ok(Value::str("N/A"));
+    };
+    let t = e.secs - s.secs;
+    let (h, m, sec) = (t / 3600, (t % 3600) / 60, t % 60);
+    Ok(Value::str(if t >= 86400 {
+        format!("{}d{}h", t / 86400, (t % 86400) / 3600)
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{sec}s")
+    } else {
+        format!("{sec}s")
+    }))
+}
+
+fn split_string(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
+    want_args("SplitString", a, 3)?;
+    let (s, start, stop) = (arg_str(&a[0])?, arg_int(&a[1])?, arg_int(&a[2])?);
+    let len = s.len() as i64;
+    let end = if stop < 0 { len + stop } else { stop };
+    if start < 0 || end < start || end > len {
+        return Err(format!("runtime error: slice bounds out of range [{start}:{end}]"));
+    }
+    s.get(start as usize..end as usize)
+        .map(Value::str)
+        .ok_or_else(|| "SplitString splits a UTF-8 character (unsupported)".into())
+}
+
+pub fn all() -> FuncMap {
+    let mut m = super::builtins();
+    super::pwd::common(&mut m);
+    m.insert("GetCSTtime", get_cst_time);
+    m.insert("TimeFormat", time_format);
+    m.insert("GetTime", get_time);
+    m.insert("GetTimeDuration", get_time_duration);
+    m.insert("SplitString", split_string);
+    m.insert("join", |_, a| {
+        want_args("join", a, 2)?;
+        Ok(Value::str(arg_strings(&a[1])?.join(arg_str(&a[0])?)))
+    });
+    m
+}

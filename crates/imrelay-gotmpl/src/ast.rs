@@ -11,7 +11,11 @@ pub enum Node {
     If(Branch),
     With(Branch),
     Range(Branch),
-    Template { pos: Pos, name: String, pipe: Option<Pipe> },
+    Template {
+        pos: Pos,
+        name: String,
+        pipe: Option<Pipe>,
+    },
     Break(Pos),
     Continue(Pos),
 }

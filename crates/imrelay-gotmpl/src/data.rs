@@ -14,7 +14,11 @@ use crate::value::{ListKind, MapKind, Struct, Value};
 
 fn get<'a>(obj: &'a Json, key: &str) -> Option<&'a Json> {
     let o = obj.as_object()?;
-    o.get(key).or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    o.get(key).or_else(|| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 fn string(obj: &Json, key: &str) -> Result<Value, String> {
@@ -72,7 +76,10 @@ fn alert(a: &Json, local: &TimeZone) -> Result<Value, String> {
 pub fn alertmanager(payload: &Json, local: &TimeZone) -> Result<Value, String> {
     let alerts = match get(payload, "alerts") {
         None | Some(Json::Null) => Vec::new(),
-        Some(Json::Array(items)) => items.iter().map(|a| alert(a, local)).collect::<Result<_, _>>()?,
+        Some(Json::Array(items)) => items
+            .iter()
+            .map(|a| alert(a, local))
+            .collect::<Result<_, _>>()?,
         Some(other) => return Err(format!("alerts: expected an array, got {other}")),
     };
     Ok(Value::Struct(Arc::new(Struct {

@@ -46,11 +46,18 @@ impl<'a> State<'a> {
     }
 
     fn err<T>(&self, message: impl Into<String>) -> R<T> {
-        Err(Error { template: self.name.clone(), pos: self.pos, message: message.into(), kind: ErrorKind::Exec })
+        Err(Error {
+            template: self.name.clone(),
+            pos: self.pos,
+            message: message.into(),
+            kind: ErrorKind::Exec,
+        })
     }
 
     fn ctx(&self) -> FnCtx<'_> {
-        FnCtx { local: &self.set.options.local }
+        FnCtx {
+            local: &self.set.options.local,
+        }
     }
 
     pub fn run(&mut self, list: &[Node], dot: &Value) -> R<()> {
@@ -104,7 +111,8 @@ impl<'a> State<'a> {
                 if self.depth >= MAX_DEPTH {
                     return self.err(format!("exceeded maximum template depth ({MAX_DEPTH})"));
                 }
-                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
+                let saved_vars =
+                    std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
                 let saved_name = std::mem::replace(&mut self.name, name.clone());
                 self.depth += 1;
                 let r = self.walk(&tree, &new_dot);
@@ -136,10 +144,15 @@ impl<'a> State<'a> {
         let v = self.pipeline(dot, &b.pipe)?;
         let mark = self.vars.len();
         let items: Vec<(Value, Value)> = match &v {
-            Value::List(items, _) => {
-                items.iter().enumerate().map(|(i, e)| (Value::Int(i as i64), e.clone())).collect()
-            }
-            Value::Map(m, _) => m.iter().map(|(k, e)| (Value::str(k.as_str()), e.clone())).collect(),
+            Value::List(items, _) => items
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (Value::Int(i as i64), e.clone()))
+                .collect(),
+            Value::Map(m, _) => m
+                .iter()
+                .map(|(k, e)| (Value::str(k.as_str()), e.clone()))
+                .collect(),
             Value::Nil => Vec::new(),
             other => return self.err(format!("range can't iterate over {}", gofmt::to_v(other))),
         };
@@ -275,7 +288,14 @@ impl<'a> State<'a> {
         }
     }
 
-    fn field_chain(&mut self, dot: &Value, mut recv: Value, names: &[String], args: &[Arg], fin: Option<Value>) -> R<Value> {
+    fn field_chain(
+        &mut self,
+        dot: &Value,
+        mut recv: Value,
+        names: &[String],
+        args: &[Arg],
+        fin: Option<Value>,
+    ) -> R<Value> {
         let Some((last, init)) = names.split_last() else {
             return Ok(recv);
         };
@@ -285,7 +305,14 @@ impl<'a> State<'a> {
         self.field(dot, last, args, fin, recv)
     }
 
-    fn field(&mut self, dot: &Value, name: &str, args: &[Arg], fin: Option<Value>, recv: Value) -> R<Value> {
+    fn field(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Value>,
+        recv: Value,
+    ) -> R<Value> {
         if recv.is_nil() {
             return Ok(Value::Nil);
         }
@@ -296,13 +323,19 @@ impl<'a> State<'a> {
                 vals.push(self.arg(dot, a)?);
             }
             vals.extend(fin);
-            return method(&recv, &vals, &self.ctx()).or_else(|e| self.err(format!("error calling {name}: {e}")));
+            return method(&recv, &vals, &self.ctx())
+                .or_else(|e| self.err(format!("error calling {name}: {e}")));
         }
         match &recv {
             Value::Struct(s) => match s.fields.iter().find(|(n, _)| *n == name) {
                 Some((_, v)) if !has_args => Ok(v.clone()),
-                Some(_) => self.err(format!("{name} has arguments but cannot be invoked as function")),
-                None => self.err(format!("can't evaluate field {name} in type {}", s.type_name)),
+                Some(_) => self.err(format!(
+                    "{name} has arguments but cannot be invoked as function"
+                )),
+                None => self.err(format!(
+                    "can't evaluate field {name} in type {}",
+                    s.type_name
+                )),
             },
             Value::Map(m, kind) => {
                 if has_args {
@@ -311,18 +344,25 @@ impl<'a> State<'a> {
                 Ok(match m.get(name) {
                     Some(v) => v.clone(),
                     // missingkey=zero gives a string map's zero value.
-                    None if *kind == MapKind::Kv && self.set.options.missingkey_zero => Value::str(""),
+                    None if *kind == MapKind::Kv && self.set.options.missingkey_zero => {
+                        Value::str("")
+                    }
                     None => Value::Nil,
                 })
             }
-            other => self.err(format!("can't evaluate field {name} in type {}", other.type_name())),
+            other => self.err(format!(
+                "can't evaluate field {name} in type {}",
+                other.type_name()
+            )),
         }
     }
 
     fn call(&mut self, dot: &Value, name: &str, args: &[Arg], fin: Option<Value>) -> R<Value> {
         if name == "and" || name == "or" {
             if args.is_empty() && fin.is_none() {
-                return self.err(format!("wrong number of args for {name}: want at least 1 got 0"));
+                return self.err(format!(
+                    "wrong number of args for {name}: want at least 1 got 0"
+                ));
             }
             // Go 1.18+: stop at the first operand that decides, and return it.
             let mut v = Value::Nil;

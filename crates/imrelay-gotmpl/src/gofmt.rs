@@ -11,10 +11,18 @@ pub fn float_g(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Rust's `{:e}` gives the same shortest round-trip digits Go uses.
     let e = format!("{:e}", f.abs());
@@ -230,7 +238,8 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
             pad(out, &s, spec, false);
         }
         ('v', Value::Nil) => pad(out, "<nil>", spec, false),
-        ('v', other) | ('s', other @ (Value::List(..) | Value::Map(..) | Value::Struct(_) | Value::Time(_))) => {
+        ('v', other)
+        | ('s', other @ (Value::List(..) | Value::Map(..) | Value::Struct(_) | Value::Time(_))) => {
             pad(out, &to_v(other), spec, false)
         }
         ('d', Value::List(items, _)) => {

@@ -26,10 +26,28 @@ pub enum Zone {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -68,7 +86,11 @@ struct Civil {
 
 impl GoTime {
     pub fn zero() -> GoTime {
-        GoTime { secs: ZERO_UNIX, nanos: 0, zone: Zone::Utc }
+        GoTime {
+            secs: ZERO_UNIX,
+            nanos: 0,
+            zone: Zone::Utc,
+        }
     }
 
     pub fn is_zero(&self) -> bool {
@@ -76,7 +98,10 @@ impl GoTime {
     }
 
     pub fn in_zone(&self, zone: Zone) -> GoTime {
-        GoTime { zone, ..self.clone() }
+        GoTime {
+            zone,
+            ..self.clone()
+        }
     }
 
     /// Offset in seconds east of UTC and the zone abbreviation at this instant.
@@ -194,7 +219,12 @@ impl GoTime {
                     write!(out, "{:02}{:02}", m.abs() / 60, m.abs() % 60).unwrap();
                 }
             }
-            Chunk::Offset { z, colons, seconds, hours_only } => {
+            Chunk::Offset {
+                z,
+                colons,
+                seconds,
+                hours_only,
+            } => {
                 if z && offset == 0 {
                     out.push('Z');
                     return;
@@ -234,71 +264,7 @@ impl GoTime {
     /// `Z` gives UTC; an offset gives Local if Local has that offset then,
     /// else a fixed zone without a name.
     pub fn parse_rfc3339(s: &str, local: &TimeZone) -> Option<GoTime> {
-        let b = s.as_bytes();
-        let num = |r: std::ops::Range<usize>| -> Option<u32> {
-            let t = s.get(r)?;
-            t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
-        };
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month) || day == 0 || day > days_in(i64::from(year), month) || hour > 23 || min > 59 || sec > 59 {
-            return None;
-        }
-        let mut i = 19;
-        let mut nanos = 0u32;
-        if b.get(i) == Some(&b'.') || b.get(i) == Some(&b',') {
-            let start = i + 1;
-            i = start;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let digits = &s[start..i];
-            if digits.is_empty() {
-                return None;
-            }
-            let mut frac = digits.chars().take(9).collect::<String>();
-            while frac.len() < 9 {
-                frac.push('0');
-            }
-            nanos = frac.parse().ok()?;
-        }
-        let civil_secs = days_from_civil(i64::from(year), month, day) * 86_400
-            + i64::from(hour * 3600 + min * 60 + sec);
-        let tail = &s[i..];
-        if tail == "Z" {
-            return Some(GoTime { secs: civil_secs, nanos, zone: Zone::Utc });
-        }
-        let tb = tail.as_bytes();
-        if tb.len() != 6 || !matches!(tb[0], b'+' | b'-') || tb[3] != b':' {
-            return None;
-        }
-        let oh: i32 = tail[1..3].parse().ok()?;
-        let om: i32 = tail[4..6].parse().ok()?;
-        if oh > 23 || om > 59 {
-            return None;
-        }
-        let offset = (oh * 3600 + om * 60) * if tb[0] == b'-' { -1 } else { 1 };
-        let secs = civil_secs - i64::from(offset);
-        let t = GoTime { secs, nanos, zone: Zone::Tz(local.clone()) };
-        if t.offset_name().0 == offset {
-            return Some(t);
-        }
-        Some(GoTime { secs, nanos, zone: Zone::Fixed("".into(), offset) })
-    }
-
-    /// Parses `YYYY-MM-DD HH:MM:SS` in UTC (PrometheusAlert's fallback layout).
-    pub fn parse_plain_utc(s: &str) -> Option<GoTime> {
-        let b = s.as_bytes();
-        if b.len() != 19 || b[10] != b' ' {
-            return None;
-        }
-        let mut iso = s.to_string();
-        iso.replace_range(10..11, "T");
-        iso.push('Z');
-        GoTime::parse_rfc3339(&iso, &TimeZone::UTC).filter(|t| t.nanos == 0)
+        parse_layout("2006-01-02T15:04:05Z07:00", s, local).ok()
     }
 }
 
@@ -334,8 +300,17 @@ enum Chunk {
     PM,
     Pm,
     Tz,
-    Offset { z: bool, colons: bool, seconds: bool, hours_only: bool },
-    Frac { sep: char, digits: usize, trim: bool },
+    Offset {
+        z: bool,
+        colons: bool,
+        seconds: bool,
+        hours_only: bool,
+    },
+    Frac {
+        sep: char,
+        digits: usize,
+        trim: bool,
+    },
 }
 
 fn starts_lower(s: &str) -> bool {
@@ -356,15 +331,23 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
             b'M' if at(i, "MST") => hit(3, Chunk::Tz),
             b'0' if i + 1 < b.len() && (b'1'..=b'6').contains(&b[i + 1]) => hit(
                 2,
-                [Chunk::ZeroMonth, Chunk::ZeroDay, Chunk::ZeroHour12, Chunk::ZeroMinute, Chunk::ZeroSecond, Chunk::Year]
-                    [usize::from(b[i + 1] - b'1')],
+                [
+                    Chunk::ZeroMonth,
+                    Chunk::ZeroDay,
+                    Chunk::ZeroHour12,
+                    Chunk::ZeroMinute,
+                    Chunk::ZeroSecond,
+                    Chunk::Year,
+                ][usize::from(b[i + 1] - b'1')],
             ),
             b'1' if at(i, "15") => hit(2, Chunk::Hour),
             b'1' => hit(1, Chunk::NumMonth),
             b'2' if at(i, "2006") => hit(4, Chunk::LongYear),
             b'2' => hit(1, Chunk::Day),
             // `_2006` is a literal underscore and a year.
-            b'_' if at(i, "_2006") => Some((&layout[..i + 1], Some(Chunk::LongYear), &layout[i + 5..])),
+            b'_' if at(i, "_2006") => {
+                Some((&layout[..i + 1], Some(Chunk::LongYear), &layout[i + 5..]))
+            }
             b'_' if at(i, "_2") => hit(2, Chunk::UnderDay),
             b'3' => hit(1, Chunk::Hour12),
             b'4' => hit(1, Chunk::Minute),
@@ -380,9 +363,19 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
                     ("07:00", true, false, false),
                     ("07", false, false, true),
                 ];
-                forms.iter().find(|(f, ..)| at(i + 1, f)).and_then(|(f, colons, seconds, hours_only)| {
-                    hit(1 + f.len(), Chunk::Offset { z, colons: *colons, seconds: *seconds, hours_only: *hours_only })
-                })
+                forms.iter().find(|(f, ..)| at(i + 1, f)).and_then(
+                    |(f, colons, seconds, hours_only)| {
+                        hit(
+                            1 + f.len(),
+                            Chunk::Offset {
+                                z,
+                                colons: *colons,
+                                seconds: *seconds,
+                                hours_only: *hours_only,
+                            },
+                        )
+                    },
+                )
             }
             b'.' | b',' if i + 1 < b.len() && (b[i + 1] == b'0' || b[i + 1] == b'9') => {
                 let ch = b[i + 1];
@@ -394,7 +387,11 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
                 if j < b.len() && b[j].is_ascii_digit() {
                     None
                 } else {
-                    let c = Chunk::Frac { sep: b[i] as char, digits: j - i - 1, trim: ch == b'9' };
+                    let c = Chunk::Frac {
+                        sep: b[i] as char,
+                        digits: j - i - 1,
+                        trim: ch == b'9',
+                    };
                     Some((&layout[..i], Some(c), &layout[j..]))
                 }
             }
@@ -405,4 +402,259 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
         }
     }
     (layout, None, "")
+}
+
+fn quote(s: &str) -> String {
+    crate::gofmt::quote(s)
+}
+
+/// Go's `time.Parse(layout, value)` for numeric layouts (years, months and
+/// days as digits, 24h or 12h clocks, fractions, numeric zones), with Go's
+/// error messages, which PrometheusAlert prints into messages.
+pub fn parse_layout(layout: &str, value: &str, local: &TimeZone) -> Result<GoTime, String> {
+    let elem_err = |elem: &str, rest: &str| {
+        format!(
+            "parsing time {} as {}: cannot parse {} as {}",
+            quote(value),
+            quote(layout),
+            quote(rest),
+            quote(elem)
+        )
+    };
+    let range_err = |what: &str| format!("parsing time {}: {what} out of range", quote(value));
+    let (mut year, mut month, mut day) = (1i64, 1u32, 1u32);
+    let (mut hour, mut min, mut sec, mut nanos) = (0u32, 0u32, 0u32, 0u32);
+    let (mut pm, mut pm_set) = (false, false);
+    let mut zone: Option<Option<i32>> = None; // Some(None) = Z, Some(Some(off)) = offset
+    let mut rest_layout = layout;
+    let mut v = value;
+    loop {
+        let (prefix, chunk, suffix) = next_chunk(rest_layout);
+        let elem = &rest_layout[prefix.len()..rest_layout.len() - suffix.len()];
+        v = skip(v, prefix).map_err(|r| elem_err(prefix, r))?;
+        let Some(chunk) = chunk else {
+            if !v.is_empty() {
+                return Err(format!(
+                    "parsing time {}: extra text: {}",
+                    quote(value),
+                    quote(v)
+                ));
+            }
+            break;
+        };
+        rest_layout = suffix;
+        let here = v;
+        let bad = || elem_err(elem, here);
+        match chunk {
+            Chunk::LongYear => {
+                if v.len() < 4 || !v.as_bytes()[0].is_ascii_digit() {
+                    return Err(bad());
+                }
+                year = v[..4].parse().map_err(|_| bad())?;
+                v = &v[4..];
+            }
+            Chunk::ZeroMonth | Chunk::NumMonth => {
+                let (n, r) = getnum(v, chunk == Chunk::ZeroMonth).ok_or_else(bad)?;
+                if !(1..=12).contains(&n) {
+                    return Err(range_err("month"));
+                }
+                month = n;
+                v = r;
+            }
+            Chunk::ZeroDay | Chunk::Day => {
+                let (n, r) = getnum(v, chunk == Chunk::ZeroDay).ok_or_else(bad)?;
+                day = n;
+                v = r;
+            }
+            Chunk::Hour | Chunk::Hour12 | Chunk::ZeroHour12 => {
+                let (n, r) = getnum(v, chunk == Chunk::ZeroHour12).ok_or_else(bad)?;
+                if (chunk == Chunk::Hour && n > 23) || (chunk != Chunk::Hour && n > 12) {
+                    return Err(range_err("hour"));
+                }
+                hour = n;
+                v = r;
+            }
+            Chunk::Minute | Chunk::ZeroMinute => {
+                let (n, r) = getnum(v, chunk == Chunk::ZeroMinute).ok_or_else(bad)?;
+                if n > 59 {
+                    return Err(range_err("minute"));
+                }
+                min = n;
+                v = r;
+            }
+            Chunk::Second | Chunk::ZeroSecond => {
+                let (n, r) = getnum(v, chunk == Chunk::ZeroSecond).ok_or_else(bad)?;
+                if n > 59 {
+                    return Err(range_err("second"));
+                }
+                sec = n;
+                v = r;
+                // A fraction in the value though the layout has none.
+                let b = v.as_bytes();
+                let layout_has_frac =
+                    matches!(next_chunk(rest_layout), ("", Some(Chunk::Frac { .. }), _));
+                if !layout_has_frac
+                    && b.len() >= 2
+                    && matches!(b[0], b'.' | b',')
+                    && b[1].is_ascii_digit()
+                {
+                    let n = 1 + b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    nanos = frac_nanos(&v[1..n]);
+                    v = &v[n..];
+                }
+            }
+            Chunk::Frac { digits, trim, .. } => {
+                let b = v.as_bytes();
+                if trim {
+                    if b.len() < 2 || !matches!(b[0], b'.' | b',') || !b[1].is_ascii_digit() {
+                        continue;
+                    }
+                    let n = 1 + b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    nanos = frac_nanos(&v[1..n]);
+                    v = &v[n..];
+                } else {
+                    let n = digits + 1;
+                    if b.len() < n
+                        || !matches!(b[0], b'.' | b',')
+                        || !b[1..n].iter().all(u8::is_ascii_digit)
+                    {
+                        return Err(bad());
+                    }
+                    nanos = frac_nanos(&v[1..n]);
+                    v = &v[n..];
+                }
+            }
+            Chunk::PM | Chunk::Pm => {
+                let p = v.get(..2).ok_or_else(bad)?;
+                pm = match p.to_ascii_uppercase().as_str() {
+                    "PM" => true,
+                    "AM" => false,
+                    _ => return Err(bad()),
+                };
+                pm_set = true;
+                v = &v[2..];
+            }
+            Chunk::Offset {
+                z,
+                colons,
+                seconds,
+                hours_only,
+            } => {
+                if z && v.starts_with('Z') {
+                    v = &v[1..];
+                    zone = Some(None);
+                    continue;
+                }
+                let b = v.as_bytes();
+                let need =
+                    3 + if hours_only {
+                        0
+                    } else {
+                        2 + usize::from(colons)
+                    } + if seconds { 2 + usize::from(colons) } else { 0 };
+                if b.len() < need || !matches!(b[0], b'+' | b'-') {
+                    return Err(bad());
+                }
+                let part = &v[..need];
+                let digits: String = part[1..].chars().filter(|c| *c != ':').collect();
+                if !digits.bytes().all(|c| c.is_ascii_digit())
+                    || (colons && !hours_only && b[3] != b':')
+                {
+                    return Err(bad());
+                }
+                let num = |r: std::ops::Range<usize>| {
+                    digits
+                        .get(r)
+                        .and_then(|d| d.parse::<i32>().ok())
+                        .unwrap_or(0)
+                };
+                let off = num(0..2) * 3600 + num(2..4) * 60 + num(4..6);
+                zone = Some(Some(if b[0] == b'-' { -off } else { off }));
+                v = &v[need..];
+            }
+            _ => {
+                return Err(format!(
+                    "layout element {} is not supported here",
+                    quote(elem)
+                ))
+            }
+        }
+    }
+    if pm_set && pm && hour < 12 {
+        hour += 12;
+    } else if pm_set && !pm && hour == 12 {
+        hour = 0;
+    }
+    if day < 1 || day > days_in(year, month) {
+        return Err(format!("parsing time {}: day out of range", quote(value)));
+    }
+    let civil =
+        days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
+    Ok(match zone {
+        None | Some(None) => GoTime {
+            secs: civil,
+            nanos,
+            zone: Zone::Utc,
+        },
+        Some(Some(off)) => {
+            let secs = civil - i64::from(off);
+            let t = GoTime {
+                secs,
+                nanos,
+                zone: Zone::Tz(local.clone()),
+            };
+            if t.offset_name().0 == off {
+                t
+            } else {
+                GoTime {
+                    secs,
+                    nanos,
+                    zone: Zone::Fixed("".into(), off),
+                }
+            }
+        }
+    })
+}
+
+/// Go's skip: matches literal layout text; a space matches any run of spaces.
+fn skip<'v>(mut value: &'v str, mut prefix: &str) -> Result<&'v str, &'v str> {
+    while let Some(p) = prefix.chars().next() {
+        if p == ' ' {
+            if !value.is_empty() && !value.starts_with(' ') {
+                return Err(value);
+            }
+            prefix = prefix.trim_start_matches(' ');
+            value = value.trim_start_matches(' ');
+            continue;
+        }
+        if !value.starts_with(p) {
+            return Err(value);
+        }
+        prefix = &prefix[p.len_utf8()..];
+        value = &value[p.len_utf8()..];
+    }
+    Ok(value)
+}
+
+/// One or two digits; `fixed` requires two.
+fn getnum(s: &str, fixed: bool) -> Option<(u32, &str)> {
+    let b = s.as_bytes();
+    if !b.first()?.is_ascii_digit() {
+        return None;
+    }
+    if !b.get(1).is_some_and(u8::is_ascii_digit) {
+        return (!fixed).then(|| (u32::from(b[0] - b'0'), &s[1..]));
+    }
+    Some((
+        u32::from(b[0] - b'0') * 10 + u32::from(b[1] - b'0'),
+        &s[2..],
+    ))
+}
+
+fn frac_nanos(digits: &str) -> u32 {
+    let mut d: String = digits.chars().take(9).collect();
+    while d.len() < 9 {
+        d.push('0');
+    }
+    d.parse().unwrap_or(0)
 }

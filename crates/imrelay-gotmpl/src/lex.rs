@@ -57,14 +57,24 @@ pub struct Lexer<'a> {
 }
 
 pub fn lex(src: &str) -> Result<Vec<Token>, (Pos, String)> {
-    let mut l = Lexer { src, pos: 0, line: 1, col: 1, out: Vec::new(), trim_next: false };
+    let mut l = Lexer {
+        src,
+        pos: 0,
+        line: 1,
+        col: 1,
+        out: Vec::new(),
+        trim_next: false,
+    };
     l.run()?;
     Ok(l.out)
 }
 
 impl<'a> Lexer<'a> {
     fn here(&self) -> Pos {
-        Pos { line: self.line, col: self.col }
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -295,7 +305,10 @@ impl<'a> Lexer<'a> {
         // Go's scanNumber accepts a generous run; the parser validates it.
         while let Some(c) = self.peek() {
             let exp_sign = matches!(c, '+' | '-')
-                && matches!(self.src[start..self.pos].chars().last(), Some('e' | 'E' | 'p' | 'P'))
+                && matches!(
+                    self.src[start..self.pos].chars().last(),
+                    Some('e' | 'E' | 'p' | 'P')
+                )
                 && !self.src[start..self.pos].starts_with("0x");
             if c.is_ascii_alphanumeric() || c == '.' || c == '_' || exp_sign {
                 self.bump();
@@ -316,7 +329,10 @@ impl<'a> Lexer<'a> {
         let c = self.bump().ok_or_else(|| bad("at end"))?;
         let hex = |l: &mut Self, n: usize| -> Result<char, (Pos, String)> {
             let s: String = (0..n).filter_map(|_| l.bump()).collect();
-            u32::from_str_radix(&s, 16).ok().and_then(char::from_u32).ok_or_else(|| bad(&s))
+            u32::from_str_radix(&s, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| bad(&s))
         };
         Ok(match c {
             'a' => '\x07',
@@ -333,7 +349,10 @@ impl<'a> Lexer<'a> {
             '0'..='7' => {
                 let mut s = String::from(c);
                 s.extend((0..2).filter_map(|_| self.bump()));
-                u32::from_str_radix(&s, 8).ok().and_then(char::from_u32).ok_or_else(|| bad(&s))?
+                u32::from_str_radix(&s, 8)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| bad(&s))?
             }
             c if c == quote => c,
             other => return Err(bad(&other.to_string())),

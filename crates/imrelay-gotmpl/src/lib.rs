@@ -49,7 +49,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { missingkey_zero: false, local: TimeZone::UTC }
+        Options {
+            missingkey_zero: false,
+            local: TimeZone::UTC,
+        }
     }
 }
 
@@ -65,19 +68,32 @@ impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<_> = self.trees.keys().collect();
         names.sort();
-        f.debug_struct("Templates").field("templates", &names).field("options", &self.options).finish()
+        f.debug_struct("Templates")
+            .field("templates", &names)
+            .field("options", &self.options)
+            .finish()
     }
 }
 
 impl Templates {
     pub fn new(funcs: FuncMap, options: Options) -> Self {
-        Templates { trees: HashMap::new(), funcs, options }
+        Templates {
+            trees: HashMap::new(),
+            funcs,
+            options,
+        }
     }
 
     /// As prometheus-webhook-dingtalk sets up its templates: its function
     /// map and `missingkey=zero`. Render over [`alertmanager`] data.
     pub fn pwd() -> Self {
-        Self::new(funcs::pwd(), Options { missingkey_zero: true, ..Options::default() })
+        Self::new(
+            funcs::pwd(),
+            Options {
+                missingkey_zero: true,
+                ..Options::default()
+            },
+        )
     }
 
     /// As PrometheusAlert sets up its templates: its function map, default
@@ -152,13 +168,22 @@ impl Templates {
     }
 }
 
-fn missing_template(list: &[ast::Node], trees: &HashMap<String, exec::Tree>) -> Option<(Pos, String)> {
+fn missing_template(
+    list: &[ast::Node],
+    trees: &HashMap<String, exec::Tree>,
+) -> Option<(Pos, String)> {
     use ast::Node;
     for node in list {
         let found = match node {
-            Node::Template { pos, name, .. } if !trees.contains_key(name) => Some((*pos, name.clone())),
+            Node::Template { pos, name, .. } if !trees.contains_key(name) => {
+                Some((*pos, name.clone()))
+            }
             Node::If(b) | Node::With(b) | Node::Range(b) => missing_template(&b.list, trees)
-                .or_else(|| b.else_list.as_deref().and_then(|e| missing_template(e, trees))),
+                .or_else(|| {
+                    b.else_list
+                        .as_deref()
+                        .and_then(|e| missing_template(e, trees))
+                }),
             _ => None,
         };
         if found.is_some() {

@@ -50,40 +50,67 @@ pub fn lookup(recv: &Value, name: &str) -> Option<Method> {
 
 /// Alertmanager's KV.SortedPairs: by name, but `alertname` first.
 fn sorted_pairs(kv: &Value) -> Value {
-    let Value::Map(m, _) = kv else { unreachable!("only called on KV") };
+    let Value::Map(m, _) = kv else {
+        unreachable!("only called on KV")
+    };
     let pair = |k: &str, v: &Value| {
-        Value::Struct(Arc::new(Struct { type_name: "template.Pair", fields: vec![("Name", Value::str(k)), ("Value", v.clone())] }))
+        Value::Struct(Arc::new(Struct {
+            type_name: "template.Pair",
+            fields: vec![("Name", Value::str(k)), ("Value", v.clone())],
+        }))
     };
     let mut pairs = Vec::with_capacity(m.len());
     if let Some(v) = m.get("alertname") {
         pairs.push(pair("alertname", v));
     }
-    pairs.extend(m.iter().filter(|(k, _)| *k != "alertname").map(|(k, v)| pair(k, v)));
+    pairs.extend(
+        m.iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| pair(k, v)),
+    );
     Value::List(Arc::new(pairs), ListKind::Pairs)
 }
 
 fn pair_column(pairs: &Value, field: &str) -> Value {
-    let Value::List(items, _) = pairs else { unreachable!("only called on Pairs") };
-    let col = items.iter().map(|p| p.field(field).cloned().unwrap_or(Value::str("")));
+    let Value::List(items, _) = pairs else {
+        unreachable!("only called on Pairs")
+    };
+    let col = items
+        .iter()
+        .map(|p| p.field(field).cloned().unwrap_or(Value::str("")));
     Value::List(Arc::new(col.collect()), ListKind::Str)
 }
 
 fn remove(kv: &Value, args: &[Value], _: &FnCtx) -> Result<Value, String> {
     want_args("Remove", args, 1)?;
-    let Value::Map(m, kind) = kv else { unreachable!("only called on KV") };
+    let Value::Map(m, kind) = kv else {
+        unreachable!("only called on KV")
+    };
     let drop: Vec<&str> = match &args[0] {
         Value::List(items, ListKind::Str) => items.iter().filter_map(Value::as_str).collect(),
         Value::Nil => Vec::new(),
-        other => return Err(format!("wrong type for value; expected []string; got {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "wrong type for value; expected []string; got {}",
+                other.type_name()
+            ))
+        }
     };
-    let kept: BTreeMap<String, Value> =
-        m.iter().filter(|(k, _)| !drop.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let kept: BTreeMap<String, Value> = m
+        .iter()
+        .filter(|(k, _)| !drop.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(Value::Map(Arc::new(kept), *kind))
 }
 
 fn alerts_with_status(alerts: &Value, status: &str) -> Value {
-    let Value::List(items, _) = alerts else { unreachable!("only called on Alerts") };
-    let subset = items.iter().filter(|a| a.field("Status").and_then(Value::as_str) == Some(status));
+    let Value::List(items, _) = alerts else {
+        unreachable!("only called on Alerts")
+    };
+    let subset = items
+        .iter()
+        .filter(|a| a.field("Status").and_then(Value::as_str) == Some(status));
     Value::List(Arc::new(subset.cloned().collect()), ListKind::AlertSlice)
 }
 

@@ -53,7 +53,8 @@ pub fn parse(name: &str, src: &str, has_func: &dyn Fn(&str) -> bool) -> Result<T
 
 /// Go's IsEmptyTree: only whitespace text.
 pub fn is_empty(list: &[Node]) -> bool {
-    list.iter().all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
+    list.iter()
+        .all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()))
 }
 
 enum End {
@@ -124,7 +125,13 @@ impl Parser<'_> {
     }
 
     fn skip_space(&mut self) {
-        while matches!(self.peek(), Some(Token { tok: Tok::Space, .. })) {
+        while matches!(
+            self.peek(),
+            Some(Token {
+                tok: Tok::Space,
+                ..
+            })
+        ) {
             self.i += 1;
         }
     }
@@ -145,7 +152,10 @@ impl Parser<'_> {
     fn expect_right(&mut self, context: &str) -> R<()> {
         let t = self.next_non_space()?;
         if t.tok != Tok::Right {
-            return self.err(t.pos, format!("unexpected {} in {context}", describe(&t.tok)));
+            return self.err(
+                t.pos,
+                format!("unexpected {} in {context}", describe(&t.tok)),
+            );
         }
         Ok(())
     }
@@ -176,7 +186,10 @@ impl Parser<'_> {
     fn definition(&mut self, pos: Pos) -> R<()> {
         let t = self.next_non_space()?;
         let Tok::Str(name) = t.tok else {
-            return self.err(t.pos, format!("unexpected {} in define clause", describe(&t.tok)));
+            return self.err(
+                t.pos,
+                format!("unexpected {} in define clause", describe(&t.tok)),
+            );
         };
         self.expect_right("define clause")?;
         let outer_name = std::mem::replace(&mut self.name, name.clone());
@@ -232,7 +245,13 @@ impl Parser<'_> {
             }
             Tok::Keyword("else") => {
                 // `{{else if ...}}` leaves the `if` for the enclosing control.
-                if !matches!(self.peek_non_space(), Some(Token { tok: Tok::Keyword("if"), .. })) {
+                if !matches!(
+                    self.peek_non_space(),
+                    Some(Token {
+                        tok: Tok::Keyword("if"),
+                        ..
+                    })
+                ) {
                     self.expect_right("else")?;
                 }
                 return Ok(Err(End::Else(t.pos)));
@@ -246,7 +265,11 @@ impl Parser<'_> {
             Tok::Keyword("with") => Node::With(self.control(t.pos, "with")?),
             Tok::Keyword("template") => {
                 let (name, pipe) = self.template_head(t.pos, "template clause")?;
-                Node::Template { pos: t.pos, name, pipe }
+                Node::Template {
+                    pos: t.pos,
+                    name,
+                    pipe,
+                }
             }
             Tok::Keyword("define") => {
                 return self.err(t.pos, "{{define}} is only allowed at the top level");
@@ -262,10 +285,19 @@ impl Parser<'_> {
     fn template_head(&mut self, pos: Pos, context: &str) -> R<(String, Option<Pipe>)> {
         let t = self.next_non_space()?;
         let Tok::Str(name) = t.tok else {
-            return self.err(t.pos, format!("unexpected {} in {context}", describe(&t.tok)));
+            return self.err(
+                t.pos,
+                format!("unexpected {} in {context}", describe(&t.tok)),
+            );
         };
         let _ = pos;
-        if matches!(self.peek_non_space(), Some(Token { tok: Tok::Right, .. })) {
+        if matches!(
+            self.peek_non_space(),
+            Some(Token {
+                tok: Tok::Right,
+                ..
+            })
+        ) {
             self.i += 1;
             return Ok((name, None));
         }
@@ -276,7 +308,10 @@ impl Parser<'_> {
     fn block(&mut self, pos: Pos) -> R<Node> {
         let t = self.next_non_space()?;
         let Tok::Str(name) = t.tok else {
-            return self.err(t.pos, format!("unexpected {} in block clause", describe(&t.tok)));
+            return self.err(
+                t.pos,
+                format!("unexpected {} in block clause", describe(&t.tok)),
+            );
         };
         let pipe = self.pipeline("block clause", &Tok::Right)?;
         let outer_name = std::mem::replace(&mut self.name, name.clone());
@@ -290,7 +325,11 @@ impl Parser<'_> {
         self.name = outer_name;
         self.vars = outer_vars;
         self.range_depth = outer_depth;
-        Ok(Node::Template { pos, name, pipe: Some(pipe) })
+        Ok(Node::Template {
+            pos,
+            name,
+            pipe: Some(pipe),
+        })
     }
 
     fn control(&mut self, pos: Pos, context: &str) -> R<Branch> {
@@ -307,7 +346,13 @@ impl Parser<'_> {
             End::End(_) => None,
             End::Else(else_pos) => {
                 if context == "if"
-                    && matches!(self.peek_non_space(), Some(Token { tok: Tok::Keyword("if"), .. }))
+                    && matches!(
+                        self.peek_non_space(),
+                        Some(Token {
+                            tok: Tok::Keyword("if"),
+                            ..
+                        })
+                    )
                 {
                     // {{if a}}{{else if b}}{{end}} is {{if a}}{{else}}{{if b}}{{end}}{{end}}.
                     let if_pos = self.next().expect("peeked").pos;
@@ -323,12 +368,25 @@ impl Parser<'_> {
             }
         };
         self.vars.truncate(vars_len);
-        Ok(Branch { pos, pipe, list, else_list })
+        Ok(Branch {
+            pos,
+            pipe,
+            list,
+            else_list,
+        })
     }
 
     fn pipeline(&mut self, context: &str, end: &Tok) -> R<Pipe> {
-        let pos = self.peek_non_space().map(|t| t.pos).unwrap_or_else(|| self.last_pos());
-        let mut pipe = Pipe { pos, decl: Vec::new(), is_assign: false, cmds: Vec::new() };
+        let pos = self
+            .peek_non_space()
+            .map(|t| t.pos)
+            .unwrap_or_else(|| self.last_pos());
+        let mut pipe = Pipe {
+            pos,
+            decl: Vec::new(),
+            is_assign: false,
+            cmds: Vec::new(),
+        };
         self.declarations(&mut pipe, context)?;
         loop {
             let t = self.next_non_space()?;
@@ -338,7 +396,10 @@ impl Parser<'_> {
                 }
                 for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
                     if matches!(c.args[0], Arg::Const(_) | Arg::Dot | Arg::Nil) {
-                        return self.err(c.pos, format!("non executable command in pipeline stage {}", i + 1));
+                        return self.err(
+                            c.pos,
+                            format!("non executable command in pipeline stage {}", i + 1),
+                        );
                     }
                 }
                 return Ok(pipe);
@@ -358,7 +419,12 @@ impl Parser<'_> {
                     let cmd = self.command()?;
                     pipe.cmds.push(cmd);
                 }
-                other => return self.err(t.pos, format!("unexpected {} in {context}", describe(&other))),
+                other => {
+                    return self.err(
+                        t.pos,
+                        format!("unexpected {} in {context}", describe(&other)),
+                    )
+                }
             }
         }
     }
@@ -366,7 +432,11 @@ impl Parser<'_> {
     /// `$x :=`, `$x =`, `$i, $e :=` at the start of a pipeline.
     fn declarations(&mut self, pipe: &mut Pipe, context: &str) -> R<()> {
         let start = self.i;
-        let Some(Token { tok: Tok::Variable(v), pos }) = self.peek_non_space().cloned() else {
+        let Some(Token {
+            tok: Tok::Variable(v),
+            pos,
+        }) = self.peek_non_space().cloned()
+        else {
             return Ok(());
         };
         self.i += 1;
@@ -387,7 +457,11 @@ impl Parser<'_> {
                 self.i += 1;
                 pipe.decl.push(v.clone());
                 self.vars.push(v);
-                let Some(Token { tok: Tok::Variable(_), .. }) = self.peek_non_space() else {
+                let Some(Token {
+                    tok: Tok::Variable(_),
+                    ..
+                }) = self.peek_non_space()
+                else {
                     return self.err(pos, "range can only initialize variables");
                 };
                 self.declarations(pipe, context)?;
@@ -421,7 +495,9 @@ impl Parser<'_> {
                     self.i -= 1;
                 }
                 Tok::Pipe => {}
-                other => return self.err(t.pos, format!("unexpected {} in operand", describe(&other))),
+                other => {
+                    return self.err(t.pos, format!("unexpected {} in operand", describe(&other)))
+                }
             }
             break;
         }
@@ -436,7 +512,10 @@ impl Parser<'_> {
             return Ok(None);
         };
         let mut fields = Vec::new();
-        while let Some(Token { tok: Tok::Field(f), .. }) = self.peek() {
+        while let Some(Token {
+            tok: Tok::Field(f), ..
+        }) = self.peek()
+        {
             fields.push(f.clone());
             self.i += 1;
         }
@@ -516,7 +595,8 @@ pub fn parse_number(text: &str) -> Option<Value> {
         (8, d)
     } else if let Some(d) = lower.strip_prefix("0b") {
         (2, d)
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit())
+    {
         (8, &lower[1..])
     } else {
         (10, lower.as_str())

@@ -61,7 +61,10 @@ impl Value {
     }
 
     pub fn strings(items: impl IntoIterator<Item = String>) -> Value {
-        Value::List(Arc::new(items.into_iter().map(Value::str).collect()), ListKind::Str)
+        Value::List(
+            Arc::new(items.into_iter().map(Value::str).collect()),
+            ListKind::Str,
+        )
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -124,11 +127,16 @@ impl Value {
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
             serde_json::Value::String(s) => Value::str(s.as_str()),
-            serde_json::Value::Array(a) => {
-                Value::List(Arc::new(a.iter().map(Value::from_json).collect()), ListKind::Any)
-            }
+            serde_json::Value::Array(a) => Value::List(
+                Arc::new(a.iter().map(Value::from_json).collect()),
+                ListKind::Any,
+            ),
             serde_json::Value::Object(o) => Value::Map(
-                Arc::new(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
+                Arc::new(
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                        .collect(),
+                ),
                 MapKind::Any,
             ),
         }

@@ -30,7 +30,9 @@ pub fn all() -> FuncMap {
     });
     m.insert("html", |_, a| Ok(Value::str(html_escape(&escaper_args(a)))));
     m.insert("js", |_, a| Ok(Value::str(js_escape(&escaper_args(a)))));
-    m.insert("urlquery", |_, a| Ok(Value::str(query_escape(&escaper_args(a)))));
+    m.insert("urlquery", |_, a| {
+        Ok(Value::str(query_escape(&escaper_args(a))))
+    });
     m.insert("eq", eq);
     m.insert("ne", |c, a| {
         want_args("ne", a, 2)?;
@@ -49,8 +51,16 @@ fn escaper_args(args: &[Value]) -> String {
     if let [Value::Str(s)] = args {
         return s.to_string();
     }
-    let shown: Vec<Value> =
-        args.iter().map(|a| if a.is_nil() { Value::str("<no value>") } else { a.clone() }).collect();
+    let shown: Vec<Value> = args
+        .iter()
+        .map(|a| {
+            if a.is_nil() {
+                Value::str("<no value>")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
     gofmt::sprint(&shown)
 }
 
@@ -70,7 +80,10 @@ fn index_arg(v: &Value, what: &str) -> Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Nil => Err(format!("cannot index {what} with nil")),
-        other => Err(format!("cannot index {what} with type {}", other.type_name())),
+        other => Err(format!(
+            "cannot index {what} with type {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -83,7 +96,11 @@ fn index(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
         item = match &item {
             Value::List(l, _) => {
                 let i = index_arg(idx, "slice/array")?;
-                usize::try_from(i).ok().and_then(|i| l.get(i)).cloned().ok_or(format!("index out of range: {i}"))?
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| l.get(i))
+                    .cloned()
+                    .ok_or(format!("index out of range: {i}"))?
             }
             Value::Str(s) => {
                 let i = index_arg(idx, "slice/array")?;
@@ -93,7 +110,12 @@ fn index(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
             Value::Map(m, kind) => {
                 let key = match idx {
                     Value::Str(k) => k,
-                    other => return Err(format!("value has type {}; should be string", other.type_name())),
+                    other => {
+                        return Err(format!(
+                            "value has type {}; should be string",
+                            other.type_name()
+                        ))
+                    }
                 };
                 match m.get(&**key) {
                     Some(v) => v.clone(),
@@ -128,17 +150,24 @@ fn slice(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     let mut bounds = [0usize, len, len];
     for (n, idx) in idxs.iter().enumerate() {
         let i = index_arg(idx, "slice/array")?;
-        bounds[n] = usize::try_from(i).ok().filter(|i| *i <= len).ok_or(format!("index out of range: {i}"))?;
+        bounds[n] = usize::try_from(i)
+            .ok()
+            .filter(|i| *i <= len)
+            .ok_or(format!("index out of range: {i}"))?;
     }
     if idxs.len() < 2 {
         bounds[1] = len;
     }
     if bounds[0] > bounds[1] {
-        return Err(format!("invalid slice index: {} > {}", bounds[0], bounds[1]));
+        return Err(format!(
+            "invalid slice index: {} > {}",
+            bounds[0], bounds[1]
+        ));
     }
     Ok(match item {
         Value::Str(s) => Value::str(
-            s.get(bounds[0]..bounds[1]).ok_or("slice splits a UTF-8 character (unsupported)")?,
+            s.get(bounds[0]..bounds[1])
+                .ok_or("slice splits a UTF-8 character (unsupported)")?,
         ),
         Value::List(l, kind) => Value::List(Arc::new(l[bounds[0]..bounds[1]].to_vec()), *kind),
         _ => unreachable!("checked above"),
@@ -223,4 +252,3 @@ fn cmp2(name: &str, a: &[Value], pick: fn(Ordering) -> bool) -> Result<Value, St
     };
     Ok(Value::Bool(pick(ord)))
 }
-

@@ -43,7 +43,10 @@ pub fn prometheus_alert() -> FuncMap {
 
 pub fn want_args(name: &str, args: &[Value], n: usize) -> Result<(), String> {
     if args.len() != n {
-        return Err(format!("wrong number of args for {name}: want {n} got {}", args.len()));
+        return Err(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -52,7 +55,10 @@ pub fn arg_str(v: &Value) -> Result<&str, String> {
     match v {
         Value::Str(s) => Ok(s),
         Value::Nil => Err("invalid value; expected string".into()),
-        other => Err(format!("wrong type for value; expected string; got {}", other.type_name())),
+        other => Err(format!(
+            "wrong type for value; expected string; got {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -60,15 +66,23 @@ pub fn arg_int(v: &Value) -> Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Nil => Err("invalid value; expected int".into()),
-        other => Err(format!("wrong type for value; expected int; got {}", other.type_name())),
+        other => Err(format!(
+            "wrong type for value; expected int; got {}",
+            other.type_name()
+        )),
     }
 }
 
 /// `[]string` parameters accept only string slices, as in Go.
 pub fn arg_strings(v: &Value) -> Result<Vec<&str>, String> {
     match v {
-        Value::List(items, crate::value::ListKind::Str) => Ok(items.iter().filter_map(Value::as_str).collect()),
+        Value::List(items, crate::value::ListKind::Str) => {
+            Ok(items.iter().filter_map(Value::as_str).collect())
+        }
         Value::Nil => Ok(Vec::new()),
-        other => Err(format!("wrong type for value; expected []string; got {}", other.type_name())),
+        other => Err(format!(
+            "wrong type for value; expected []string; got {}",
+            other.type_name()
+        )),
     }
 }

@@ -5,7 +5,7 @@
 use jiff::tz::TimeZone;
 
 use super::{arg_int, arg_str, arg_strings, want_args, FnCtx, FuncMap};
-use crate::gotime::{GoTime, Zone};
+use crate::gotime::{parse_layout, GoTime, Zone};
 use crate::value::Value;
 
 fn cst() -> Zone {
@@ -18,29 +18,31 @@ fn get_cst_time(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     if date.is_empty() {
         // The current time: not reproducible, but PA does it.
         let now = jiff::Timestamp::now();
-        let t = GoTime { secs: now.as_second(), nanos: 0, zone: cst() };
+        let t = GoTime {
+            secs: now.as_second(),
+            nanos: 0,
+            zone: cst(),
+        };
         return Ok(Value::str(t.format("2006-01-02 15:04:05")));
     }
-    let parsed = GoTime::parse_rfc3339(date, &TimeZone::UTC).or_else(|| GoTime::parse_plain_utc(date));
+    let parsed = parse_layout("2006-01-02T15:04:05Z07:00", date, &TimeZone::UTC)
+        .or_else(|_| parse_layout("2006-01-02 15:04:05", date, &TimeZone::UTC));
     Ok(Value::str(match parsed {
-        Some(t) => t.in_zone(cst()).format("2006-01-02 15:04:05"),
-        None => String::new(),
+        Ok(t) => t.in_zone(cst()).format("2006-01-02 15:04:05"),
+        Err(_) => String::new(),
     }))
 }
 
 /// TimeFormat parses with layouts whose `Z` and `+08:00` are literal text,
-/// so the result is always read as UTC.
+/// so the result is always read as UTC; a failure prints Go's parse error.
 fn time_format(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     want_args("TimeFormat", a, 2)?;
     let (s, layout) = (arg_str(&a[0])?, arg_str(&a[1])?);
-    let as_utc = |suffix: &str| {
-        let body = s.strip_suffix(suffix)?;
-        GoTime::parse_rfc3339(&format!("{body}Z"), &TimeZone::UTC)
-    };
-    Ok(Value::str(match as_utc("Z").or_else(|| as_utc("+08:00")) {
-        Some(t) => t.format(layout),
-        // Go prints its parse error here; its wording is not reproduced.
-        None => format!("parsing time {s:?}: cannot parse"),
+    let parsed = parse_layout("2006-01-02T15:04:05.999999999Z", s, &TimeZone::UTC)
+        .or_else(|_| parse_layout("2006-01-02T15:04:05.999999999+08:00", s, &TimeZone::UTC));
+    Ok(Value::str(match parsed {
+        Ok(t) => t.format(layout),
+        Err(e) => e,
     }))
 }
 
@@ -64,7 +66,11 @@ fn get_time(ctx: &FnCtx, a: &[Value]) -> Result<Value, String> {
         Value::Float(f) => *f as i64,
         _ => return Ok(Value::str("")),
     };
-    let t = GoTime { secs, nanos: 0, zone: Zone::Tz(ctx.local.clone()) };
+    let t = GoTime {
+        secs,
+        nanos: 0,
+        zone: Zone::Tz(ctx.local.clone()),
+    };
     Ok(Value::str(t.format(layout)))
 }
 
@@ -77,7 +83,9 @@ fn get_time_duration(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     // PA slices [0:10] and [11:19]; Go panics on shorter strings.
     let plain = |s: &str| -> Result<Option<GoTime>, String> {
         match (s.get(0..10), s.get(11..19)) {
-            (Some(d), Some(t)) => Ok(GoTime::parse_plain_utc(&format!("{d} {t}"))),
+            (Some(d), Some(t)) => {
+                Ok(parse_layout("2006-01-02 15:04:05", &format!("{d} {t}"), &TimeZone::UTC).ok())
+            }
             _ => Err("runtime error: slice bounds out of range".into()),
         }
     };
@@ -103,7 +111,9 @@ fn split_string(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     let len = s.len() as i64;
     let end = if stop < 0 { len + stop } else { stop };
     if start < 0 || end < start || end > len {
-        return Err(format!("runtime error: slice bounds out of range [{start}:{end}]"));
+        return Err(format!(
+            "runtime error: slice bounds out of range [{start}:{end}]"
+        ));
     }
     s.get(start as usize..end as usize)
         .map(Value::str)

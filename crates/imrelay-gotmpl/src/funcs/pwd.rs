@@ -1,8 +1,6 @@
 //! prometheus-webhook-dingtalk's template functions: Alertmanager's
 //! defaults, PWD's `markdown`, and the sprig functions its users reach for.
 
-
-
 use jiff::tz::TimeZone;
 
 use super::text::{query_unescape, regex, title, to_lower, to_upper, trim_space};
@@ -18,21 +16,33 @@ fn s1(name: &str, a: &[Value]) -> Result<String, String> {
 
 /// The string functions both flavours share.
 pub fn common(m: &mut FuncMap) {
-    m.insert("toUpper", |_, a| Ok(Value::str(to_upper(&s1("toUpper", a)?))));
-    m.insert("toLower", |_, a| Ok(Value::str(to_lower(&s1("toLower", a)?))));
+    m.insert("toUpper", |_, a| {
+        Ok(Value::str(to_upper(&s1("toUpper", a)?)))
+    });
+    m.insert("toLower", |_, a| {
+        Ok(Value::str(to_lower(&s1("toLower", a)?)))
+    });
     m.insert("title", |_, a| Ok(Value::str(title(&s1("title", a)?))));
     m.insert("match", |_, a| {
         want_args("match", a, 2)?;
-        Ok(Value::Bool(regex(arg_str(&a[0])?)?.is_match(arg_str(&a[1])?)))
+        Ok(Value::Bool(
+            regex(arg_str(&a[0])?)?.is_match(arg_str(&a[1])?),
+        ))
     });
     m.insert("safeHtml", |_, a| Ok(Value::str(s1("safeHtml", a)?)));
     m.insert("reReplaceAll", |_, a| {
         want_args("reReplaceAll", a, 3)?;
         let re = regex(arg_str(&a[0])?)?;
-        Ok(Value::str(re.replace_all(arg_str(&a[2])?, arg_str(&a[1])?).into_owned()))
+        Ok(Value::str(
+            re.replace_all(arg_str(&a[2])?, arg_str(&a[1])?)
+                .into_owned(),
+        ))
     });
     m.insert("stringSlice", |_, a| {
-        let items = a.iter().map(|v| arg_str(v).map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
+        let items = a
+            .iter()
+            .map(|v| arg_str(v).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Value::strings(items))
     });
 }
@@ -40,8 +50,15 @@ pub fn common(m: &mut FuncMap) {
 /// sprig's `strslice`: what its `join` accepts.
 fn strslice(v: &Value) -> Vec<String> {
     match v {
-        Value::List(items, ListKind::Str) => items.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
-        Value::List(items, _) => items.iter().filter(|i| !i.is_nil()).map(gofmt::to_v).collect(),
+        Value::List(items, ListKind::Str) => items
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+        Value::List(items, _) => items
+            .iter()
+            .filter(|i| !i.is_nil())
+            .map(gofmt::to_v)
+            .collect(),
         Value::Nil => Vec::new(),
         other => vec![gofmt::to_v(other)],
     }
@@ -60,25 +77,34 @@ pub fn load_location(name: &str, local: &TimeZone) -> Result<Zone, String> {
     match name {
         "" | "UTC" => Ok(Zone::Utc),
         "Local" => Ok(Zone::Tz(local.clone())),
-        n => TimeZone::get(n).map(Zone::Tz).map_err(|_| format!("unknown time zone {n}")),
+        n => TimeZone::get(n)
+            .map(Zone::Tz)
+            .map_err(|_| format!("unknown time zone {n}")),
     }
 }
 
 pub fn all() -> FuncMap {
     let mut m = super::builtins();
     common(&mut m);
-    m.insert("trimSpace", |_, a| Ok(Value::str(trim_space(&s1("trimSpace", a)?))));
+    m.insert("trimSpace", |_, a| {
+        Ok(Value::str(trim_space(&s1("trimSpace", a)?)))
+    });
     m.insert("join", |_, a| {
         want_args("join", a, 2)?;
         Ok(Value::str(strslice(&a[1]).join(arg_str(&a[0])?)))
     });
-    m.insert("urlUnescape", |_, a| Ok(Value::str(query_unescape(&s1("urlUnescape", a)?)?)));
+    m.insert("urlUnescape", |_, a| {
+        Ok(Value::str(query_unescape(&s1("urlUnescape", a)?)?))
+    });
     m.insert("tz", |ctx, a| {
         want_args("tz", a, 2)?;
         let zone = load_location(arg_str(&a[0])?, ctx.local)?;
         match &a[1] {
             Value::Time(t) => Ok(Value::Time(t.in_zone(zone))),
-            other => Err(format!("wrong type for value; expected time.Time; got {}", other.type_name())),
+            other => Err(format!(
+                "wrong type for value; expected time.Time; got {}",
+                other.type_name()
+            )),
         }
     });
     m.insert("markdown", |_, a| {
@@ -136,10 +162,22 @@ pub fn all() -> FuncMap {
         want_args("date", a, 2)?;
         let t = match &a[1] {
             Value::Time(t) => t.clone(),
-            Value::Int(secs) => crate::gotime::GoTime { secs: *secs, nanos: 0, zone: Zone::Utc },
-            other => return Err(format!("date of {} (sprig would use the current time) is not supported", other.type_name())),
+            Value::Int(secs) => crate::gotime::GoTime {
+                secs: *secs,
+                nanos: 0,
+                zone: Zone::Utc,
+            },
+            other => {
+                return Err(format!(
+                    "date of {} (sprig would use the current time) is not supported",
+                    other.type_name()
+                ))
+            }
         };
-        Ok(Value::str(t.in_zone(Zone::Tz(ctx.local.clone())).format(arg_str(&a[0])?)))
+        Ok(Value::str(
+            t.in_zone(Zone::Tz(ctx.local.clone()))
+                .format(arg_str(&a[0])?),
+        ))
     });
     m
 }
@@ -156,4 +194,3 @@ fn go_replace_all(src: &str, old: &str, new: &str) -> String {
     }
     out
 }
-

@@ -20,7 +20,13 @@ pub fn to_upper(s: &str) -> String {
 
 pub fn to_lower(s: &str) -> String {
     s.chars()
-        .map(|c| if c == '\u{130}' { 'i' } else { simple(c, c.to_lowercase()) })
+        .map(|c| {
+            if c == '\u{130}' {
+                'i'
+            } else {
+                simple(c, c.to_lowercase())
+            }
+        })
         .collect()
 }
 
@@ -38,7 +44,11 @@ pub fn title(s: &str) -> String {
     let mut prev = ' ';
     s.chars()
         .map(|c| {
-            let out = if is_sep(prev) { simple(c, c.to_uppercase()) } else { c };
+            let out = if is_sep(prev) {
+                simple(c, c.to_uppercase())
+            } else {
+                c
+            };
             prev = c;
             out
         })
@@ -97,7 +107,9 @@ pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             b => write!(out, "%{b:02X}").unwrap(),
         }
@@ -113,7 +125,9 @@ pub fn query_unescape(s: &str) -> Result<String, String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
                 let Some(hex) = hex else {
                     let bad: String = s[i..].chars().take(3).collect();
                     return Err(format!("invalid URL escape {bad:?}"));

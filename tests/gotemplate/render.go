@@ -268,16 +268,17 @@ func paGetTimeDuration(start, end string) string {
 		return "N/A"
 	}
 	t := int64(e.Sub(s).Seconds())
-	switch {
-	case t >= 86400:
+	if t >= 86400 {
 		return fmt.Sprintf("%dd%dh", t/86400, (t%86400)/3600)
-	case t/3600 > 0:
-		return fmt.Sprintf("%dh%dm", t/3600, (t%3600)/60)
-	case (t%3600)/60 > 0:
-		return fmt.Sprintf("%dm%ds", (t%3600)/60, t%60)
-	default:
+	}
+	hours, minutes := t/3600, (t%3600)/60
+	if hours > 0 {
+		return fmt.Sprintf("%dh%dm", hours, minutes)
+	}
+	if minutes == 0 {
 		return fmt.Sprintf("%ds", t%60)
 	}
+	return fmt.Sprintf("%dm%ds", minutes, t%60)
 }
 
 func paGetCSTtime(date string) string {

@@ -31,7 +31,7 @@ pub fn float_g(f: f64) -> String {
     let digits: String = mant.chars().filter(|c| *c != '.').collect();
     let sign = if f < 0.0 { "-" } else { "" };
     // Go: exponent form if exp < -4 || exp >= 6 (precision 6 for shortest %g).
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let mut m = digits[..1].to_string();
         if digits.len() > 1 {
             m.push('.');

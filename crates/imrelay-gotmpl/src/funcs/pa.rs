@@ -94,7 +94,8 @@ fn get_time_duration(_: &FnCtx, a: &[Value]) -> Result<Value, String> {
     };
     // Go's Time.Sub saturates at the int64 nanosecond range (±292 years):
     // a firing alert's zero EndsAt gives the minimum Duration.
-    let ns = (i128::from(e.secs) - i128::from(s.secs)) * 1_000_000_000 + i128::from(e.nanos) - i128::from(s.nanos);
+    let ns = (i128::from(e.secs) - i128::from(s.secs)) * 1_000_000_000 + i128::from(e.nanos)
+        - i128::from(s.nanos);
     let t = (ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) / 1_000_000_000) as i64;
     let (h, m, sec) = (t / 3600, (t % 3600) / 60, t % 60);
     Ok(Value::str(if t >= 86400 {

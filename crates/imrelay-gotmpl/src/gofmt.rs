@@ -51,6 +51,43 @@ pub fn float_g(f: f64) -> String {
     }
 }
 
+/// `%.Ne`: Go writes the exponent with a sign and at least two digits.
+fn float_e(f: f64, prec: usize) -> String {
+    let s = format!("{:.*e}", prec, f);
+    let (m, e) = s.split_once('e').expect("{:e} has an exponent");
+    let e: i32 = e.parse().expect("exponent is a number");
+    format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+}
+
+/// `%.Ng`: N significant digits, exponent form when the exponent is < -4 or
+/// >= N, trailing zeros removed.
+fn float_g_prec(f: f64, prec: usize) -> String {
+    if !f.is_finite() || f == 0.0 {
+        return float_g(f);
+    }
+    let e = format!("{:.*e}", prec - 1, f);
+    let (mant, exp) = e.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("exponent is a number");
+    let trim = |m: &str| -> String {
+        if m.contains('.') {
+            m.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            m.to_string()
+        }
+    };
+    if exp < -4 || exp >= prec as i32 {
+        format!(
+            "{}e{}{:02}",
+            trim(mant),
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        trim(&format!("{:.*}", decimals, f))
+    }
+}
+
 /// `%v`. `top` is false inside containers, where nil prints `<nil>`.
 pub fn v(out: &mut String, val: &Value) {
     match val {
@@ -184,7 +221,7 @@ pub fn quote(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\x0b' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c == '\x7f' => write!(out, "\\x{:02x}", c as u32).unwrap(),
-            c if c.is_control() || c == '\u{feff}' => {
+            c if !crate::funcs::is_print(c) => {
                 if (c as u32) < 0x10000 {
                     write!(out, "\\u{:04x}", c as u32).unwrap()
                 } else {
@@ -218,9 +255,59 @@ fn int_sign(i: i64, spec: &Spec) -> &'static str {
 }
 
 fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
+    // Containers apply the verb (and width) to each element, as Go's fmt does.
+    match arg {
+        Value::List(items, _) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                fmt_arg(out, verb, spec, item);
+            }
+            out.push(']');
+            return;
+        }
+        Value::Map(m, _) => {
+            out.push_str("map[");
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                fmt_arg(out, verb, spec, &Value::str(k.as_str()));
+                out.push(':');
+                fmt_arg(out, verb, spec, item);
+            }
+            out.push(']');
+            return;
+        }
+        Value::Struct(st) => {
+            out.push('{');
+            for (i, (_, item)) in st.fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                fmt_arg(out, verb, spec, item);
+            }
+            out.push('}');
+            return;
+        }
+        // time.Time is a Stringer: these verbs format its String().
+        Value::Time(t) if matches!(verb, 'v' | 's' | 'q' | 'x' | 'X') => {
+            fmt_arg(out, verb, spec, &Value::str(t.go_string()));
+            return;
+        }
+        _ => {}
+    }
     match (verb, arg) {
-        ('v', Value::Float(f)) | ('g', Value::Float(f)) if spec.prec.is_none() => {
-            let mut s = float_g(*f);
+        ('v' | 'g' | 'G', Value::Float(f)) => {
+            let mut s = match spec.prec {
+                None => float_g(*f),
+                Some(p) => float_g_prec(*f, p.max(1)),
+            };
+            if verb == 'G' {
+                s = s.to_uppercase();
+            }
             if spec.plus && *f >= 0.0 {
                 s.insert(0, '+');
             }
@@ -238,21 +325,7 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
             pad(out, &s, spec, false);
         }
         ('v', Value::Nil) => pad(out, "<nil>", spec, false),
-        ('v', other)
-        | ('s', other @ (Value::List(..) | Value::Map(..) | Value::Struct(_) | Value::Time(_))) => {
-            pad(out, &to_v(other), spec, false)
-        }
-        ('d', Value::List(items, _)) => {
-            // fmt applies the verb to each element.
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                fmt_arg(out, verb, spec, item);
-            }
-            out.push(']');
-        }
+        ('v', Value::Bool(b)) => pad(out, &b.to_string(), spec, false),
         ('q', Value::Str(s)) => pad(out, &quote(s), spec, false),
         ('q', Value::Int(i)) => match u32::try_from(*i).ok().and_then(char::from_u32) {
             Some(c) => pad(out, &format!("'{c}'"), spec, false),
@@ -276,6 +349,7 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
             };
             pad(out, &format!("{}{}", int_sign(*i, spec), body), spec, true);
         }
+        ('U', Value::Int(i)) if *i >= 0 => pad(out, &format!("U+{i:04X}"), spec, false),
         ('c', Value::Int(i)) => match u32::try_from(*i).ok().and_then(char::from_u32) {
             Some(c) => pad(out, &c.to_string(), spec, false),
             None => pad(out, "\u{fffd}", spec, false),
@@ -288,12 +362,14 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
             }
             pad(out, &s, spec, true);
         }
-        ('e', Value::Float(f)) => {
-            let p = spec.prec.unwrap_or(6);
-            let s = format!("{:.*e}", p, f);
-            let (m, e) = s.split_once('e').expect("exponent");
-            let e: i32 = e.parse().expect("exponent");
-            let s = format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+        ('e' | 'E', Value::Float(f)) => {
+            let mut s = float_e(*f, spec.prec.unwrap_or(6));
+            if spec.plus && *f >= 0.0 {
+                s.insert(0, '+');
+            }
+            if verb == 'E' {
+                s = s.to_uppercase();
+            }
             pad(out, &s, spec, true);
         }
         _ => bad_verb(out, verb, arg),

@@ -12,6 +12,8 @@ mod pa;
 mod pwd;
 mod text;
 
+pub(crate) use text::is_print;
+
 /// What a function can see besides its arguments.
 pub struct FnCtx<'a> {
     /// Go's `time.Local`.

@@ -77,7 +77,7 @@ pub fn html_escape(s: &str) -> String {
 }
 
 /// Close to Go's unicode.IsPrint for what alert text contains.
-fn is_print(c: char) -> bool {
+pub fn is_print(c: char) -> bool {
     !(c.is_control()
         || (c.is_whitespace() && c != ' ')
         || matches!(c as u32, 0xad | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x2064 | 0xfeff))

@@ -130,7 +130,7 @@ impl<'a> Lexer<'a> {
             if trim_left {
                 self.advance(1);
             }
-            self.action(left_pos)?;
+            self.action(left_pos, trim_left)?;
         }
     }
 
@@ -159,15 +159,22 @@ impl<'a> Lexer<'a> {
         false
     }
 
-    fn action(&mut self, left_pos: Pos) -> Result<(), (Pos, String)> {
-        // A comment must follow the delimiter (and trim marker) directly.
-        let ws = self.rest().len() - self.rest().trim_start_matches(is_space).len();
+    fn action(&mut self, left_pos: Pos, trim_left: bool) -> Result<(), (Pos, String)> {
+        // A comment must follow `{{` or `{{- ` directly, and `}}` or ` -}}`
+        // must follow it directly (Go rejects `{{ /* c */ }}`).
+        let ws = if trim_left { 1 } else { 0 };
         if self.rest()[ws..].starts_with("/*") {
             let Some(end) = self.rest().find("*/") else {
                 return Err((left_pos, "unclosed comment".into()));
             };
             self.advance(end + 2);
-            if !self.right_delim() {
+            let rest = self.rest();
+            if rest.starts_with("}}") {
+                self.advance(2);
+            } else if rest.starts_with(is_space) && rest[1..].starts_with("-}}") {
+                self.advance(4);
+                self.trim_next = true;
+            } else {
                 return Err((self.here(), "comment ends before closing delimiter".into()));
             }
             return Ok(());

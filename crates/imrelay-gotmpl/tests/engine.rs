@@ -61,6 +61,10 @@ fn parse_errors_name_template_line_column_and_construct() {
     assert!(parse_err("{{ .A | 3 }}").contains("non executable command in pipeline stage 2"));
     assert!(parse_err("{{ }}").contains("missing value for command"));
     assert!(parse_err("{{ 1x }}").contains("bad number syntax"));
+    // Comments hug their delimiters, as in Go.
+    assert!(parse_err("a{{ /* c */ }}b").contains("unrecognized character in action: '/'"));
+    assert!(parse_err("{{/*c*/ }}").contains("comment ends before closing delimiter"));
+    assert!(parse_err("{{/* c").contains("unclosed comment"));
     assert!(
         parse_err(r#"{{ define "a" }}1{{ end }}{{ define "a" }}2{{ end }}"#)
             .contains(r#"multiple definition of template "a""#)

@@ -254,7 +254,22 @@ fn int_sign(i: i64, spec: &Spec) -> &'static str {
     }
 }
 
+/// An element inside a container: nil prints `<nil>` whatever the verb.
+fn fmt_elem(out: &mut String, verb: char, spec: &Spec, item: &Value) {
+    match item {
+        Value::Nil => pad(out, "<nil>", spec, false),
+        item => fmt_arg(out, verb, spec, item),
+    }
+}
+
 fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
+    if verb == 'T' {
+        let t = match arg {
+            Value::Nil => "<nil>",
+            a => a.type_name(),
+        };
+        return pad(out, t, spec, false);
+    }
     // Containers apply the verb (and width) to each element, as Go's fmt does.
     match arg {
         Value::List(items, _) => {
@@ -263,7 +278,7 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
                 if i > 0 {
                     out.push(' ');
                 }
-                fmt_arg(out, verb, spec, item);
+                fmt_elem(out, verb, spec, item);
             }
             out.push(']');
             return;
@@ -276,7 +291,7 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
                 }
                 fmt_arg(out, verb, spec, &Value::str(k.as_str()));
                 out.push(':');
-                fmt_arg(out, verb, spec, item);
+                fmt_elem(out, verb, spec, item);
             }
             out.push(']');
             return;
@@ -287,7 +302,7 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
                 if i > 0 {
                     out.push(' ');
                 }
-                fmt_arg(out, verb, spec, item);
+                fmt_elem(out, verb, spec, item);
             }
             out.push('}');
             return;
@@ -333,7 +348,13 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
         },
         ('t', Value::Bool(b)) => pad(out, &b.to_string(), spec, false),
         ('x' | 'X', Value::Str(s)) => {
-            let mut h: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+            // `% x` separates the bytes.
+            let sep = if spec.space { " " } else { "" };
+            let mut h: String = s
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(sep);
             if verb == 'X' {
                 h = h.to_uppercase();
             }
@@ -341,10 +362,14 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
         }
         ('x' | 'X' | 'o' | 'b', Value::Int(i)) => {
             let u = i.unsigned_abs();
-            let body = match verb {
-                'x' => format!("{u:x}"),
-                'X' => format!("{u:X}"),
-                'o' => format!("{u:o}"),
+            // `%#x` and `%#o` add Go's 0x and 0 prefixes.
+            let body = match (verb, spec.sharp) {
+                ('x', false) => format!("{u:x}"),
+                ('x', true) => format!("0x{u:x}"),
+                ('X', false) => format!("{u:X}"),
+                ('X', true) => format!("0X{u:X}"),
+                ('o', false) => format!("{u:o}"),
+                ('o', true) => format!("0{u:o}"),
                 _ => format!("{u:b}"),
             };
             pad(out, &format!("{}{}", int_sign(*i, spec), body), spec, true);

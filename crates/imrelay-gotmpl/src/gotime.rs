@@ -509,7 +509,12 @@ pub fn parse_layout(layout: &str, value: &str, local: &TimeZone) -> Result<GoTim
                     if b.len() < 2 || !matches!(b[0], b'.' | b',') || !b[1].is_ascii_digit() {
                         continue;
                     }
-                    let n = 1 + b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    // Go 1.19 takes at most nine digits here.
+                    let n = 1 + b[1..]
+                        .iter()
+                        .take(9)
+                        .take_while(|c| c.is_ascii_digit())
+                        .count();
                     nanos = frac_nanos(&v[1..n]);
                     v = &v[n..];
                 } else {

@@ -30,7 +30,19 @@ pub fn to_lower(s: &str) -> String {
         .collect()
 }
 
-/// strings.Title: upper-cases letters that follow a separator.
+/// unicode.ToTitle: the upper case, except for the four Latin digraphs
+/// whose title case differs (ǅ, ǈ, ǋ, ǲ).
+fn to_title(c: char) -> char {
+    match c {
+        '\u{1c4}'..='\u{1c6}' => '\u{1c5}',
+        '\u{1c7}'..='\u{1c9}' => '\u{1c8}',
+        '\u{1ca}'..='\u{1cc}' => '\u{1cb}',
+        '\u{1f1}'..='\u{1f3}' => '\u{1f2}',
+        c => simple(c, c.to_uppercase()),
+    }
+}
+
+/// strings.Title: title-cases letters that follow a separator.
 pub fn title(s: &str) -> String {
     let is_sep = |r: char| {
         if r.is_ascii() {
@@ -44,11 +56,7 @@ pub fn title(s: &str) -> String {
     let mut prev = ' ';
     s.chars()
         .map(|c| {
-            let out = if is_sep(prev) {
-                simple(c, c.to_uppercase())
-            } else {
-                c
-            };
+            let out = if is_sep(prev) { to_title(c) } else { c };
             prev = c;
             out
         })

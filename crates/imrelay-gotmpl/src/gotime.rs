@@ -82,6 +82,7 @@ struct Civil {
     min: u32,
     sec: u32,
     weekday: usize,
+    yday: i64,
 }
 
 impl GoTime {
@@ -132,6 +133,7 @@ impl GoTime {
             min: sod % 3600 / 60,
             sec: sod % 60,
             weekday: (days + 4).rem_euclid(7) as usize,
+            yday: days - days_from_civil(year, 1, 1) + 1,
         }
     }
 
@@ -199,6 +201,8 @@ impl GoTime {
             Chunk::ZeroMinute => write!(out, "{:02}", c.min).unwrap(),
             Chunk::Second => write!(out, "{}", c.sec).unwrap(),
             Chunk::ZeroSecond => write!(out, "{:02}", c.sec).unwrap(),
+            Chunk::UnderYearDay => write!(out, "{:>3}", c.yday).unwrap(),
+            Chunk::ZeroYearDay => write!(out, "{:03}", c.yday).unwrap(),
             Chunk::LongYear => {
                 if c.year < 0 {
                     write!(out, "-{:04}", -c.year).unwrap()
@@ -295,6 +299,9 @@ enum Chunk {
     ZeroMinute,
     Second,
     ZeroSecond,
+    /// Day of the year: `__2` (space-padded), `002` (zero-padded).
+    UnderYearDay,
+    ZeroYearDay,
     LongYear,
     Year,
     PM,
@@ -340,6 +347,7 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
                     Chunk::Year,
                 ][usize::from(b[i + 1] - b'1')],
             ),
+            b'0' if at(i, "002") => hit(3, Chunk::ZeroYearDay),
             b'1' if at(i, "15") => hit(2, Chunk::Hour),
             b'1' => hit(1, Chunk::NumMonth),
             b'2' if at(i, "2006") => hit(4, Chunk::LongYear),
@@ -349,6 +357,7 @@ fn next_chunk(layout: &str) -> (&str, Option<Chunk>, &str) {
                 Some((&layout[..i + 1], Some(Chunk::LongYear), &layout[i + 5..]))
             }
             b'_' if at(i, "_2") => hit(2, Chunk::UnderDay),
+            b'_' if at(i, "__2") => hit(3, Chunk::UnderYearDay),
             b'3' => hit(1, Chunk::Hour12),
             b'4' => hit(1, Chunk::Minute),
             b'5' => hit(1, Chunk::Second),

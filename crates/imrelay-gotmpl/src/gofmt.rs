@@ -298,9 +298,14 @@ fn fmt_arg(out: &mut String, verb: char, spec: &Spec, arg: &Value) {
         }
         Value::Struct(st) => {
             out.push('{');
-            for (i, (_, item)) in st.fields.iter().enumerate() {
+            for (i, (name, item)) in st.fields.iter().enumerate() {
                 if i > 0 {
                     out.push(' ');
+                }
+                // `%+v` names the fields.
+                if verb == 'v' && spec.plus {
+                    out.push_str(name);
+                    out.push(':');
                 }
                 fmt_elem(out, verb, spec, item);
             }

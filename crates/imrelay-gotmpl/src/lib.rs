@@ -8,7 +8,20 @@
 //! `.Alerts.Firing`, `.Labels.SortedPairs` or `.StartsAt.Format`, nor for
 //! Go's fmt output of typed values (`map[a:b]`, `[x y]`, `time.Time`).
 //! The corpus test in `tests/go_corpus.rs` checks this crate against Go
-//! itself.
+//! itself (Debian's Go 1.19 in CI).
+//!
+//! Supported: all of text/template's actions (`if`/`else if`/`else`,
+//! `range` with `break`/`continue`, `with`, `define`, `template`, `block`,
+//! variables and assignment, pipelines, parenthesized chains, comments and
+//! trim markers), its builtins except `call`, Go's fmt for printing and
+//! `print*` (verbs `v s d q t x X o b c U e E f F g G T`, flags, width,
+//! precision), Go's time layouts, and the methods templates call on
+//! Alertmanager's types (`SortedPairs`, `Names`, `Values`, `Remove`,
+//! `Firing`, `Resolved`) and on `time.Time` (`Format`, `String`, `Local`,
+//! `UTC`, `Unix`, `IsZero`, `Year`, `Day`, `Hour`, `Minute`, `Second`).
+//! Not supported: `call`, `%#v`, hexadecimal floats, other methods, and
+//! slicing a string inside a UTF-8 character (Go would emit invalid UTF-8;
+//! this is an error here).
 //!
 //! ```
 //! use imrelay_gotmpl::{Templates, Value};

@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use super::config::CallbackPlatform;
 use super::{clicks, CallbackRequest, CallbackSet, Reply, Verdict};
-use crate::lifecycle::click::ClickAnswer;
-use imrelay_sdk::CardClick;
 use crate::channels::ChannelSet;
 use crate::http::problem::Problem;
 use crate::http::{body_bytes, ApiContext};
+use crate::lifecycle::click::ClickAnswer;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, NewMessage, Store};
+use imrelay_sdk::CardClick;
 
 /// What the callback endpoints need from the gateway's state.
 pub trait CallbacksContext: ApiContext {

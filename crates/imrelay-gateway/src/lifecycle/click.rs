@@ -53,10 +53,16 @@ pub async fn on_click(
     if !who_may.is_empty() && !who_may.contains(&click.user_id) {
         tracing::warn!(message_id = %view.id, user = %click.user_id, platform,
             "card click refused: the user is not on the route's allowed list");
-        return ClickAnswer::refused("not_allowed", "你无权处理这条告警 You may not act on this alert");
+        return ClickAnswer::refused(
+            "not_allowed",
+            "你无权处理这条告警 You may not act on this alert",
+        );
     }
     let Some(kind) = ActionKind::of(&click.action) else {
-        return ClickAnswer::refused("unknown_action", format!("未知操作 Unknown action `{}`", click.action));
+        return ClickAnswer::refused(
+            "unknown_action",
+            format!("未知操作 Unknown action `{}`", click.action),
+        );
     };
     // A fresh update token (WeCom's ResponseCode) is what the card update
     // this click queues must use.

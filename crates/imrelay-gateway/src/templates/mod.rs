@@ -328,12 +328,18 @@ impl Templates {
                         Err(_) => Ok(None),
                     }
                 };
+                // Body first: an empty body is reported before a failing title.
+                let text = part("body")?.unwrap_or_default();
+                if text.is_empty() {
+                    return Err(RenderError::EmptyBody(name.to_string()));
+                }
+                let title = part("title")?;
                 let theme = if format == Format::Card {
                     part("theme")?
                 } else {
                     None
                 };
-                (part("body")?.unwrap_or_default(), part("title")?, theme)
+                (text, title, theme)
             }
         };
         if text.is_empty() {

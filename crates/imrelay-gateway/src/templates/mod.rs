@@ -14,7 +14,7 @@
 //! - `alert.wecom`: WeCom markdown (`<font color>` by status);
 //! - `alert.text`: plain text for every other platform.
 //!
-//! A template can also be Go text/template (`engine = "go"`, see [`go`]),
+//! A template can also be Go text/template (`engine = "go"`, module `go`),
 //! rendered as prometheus-webhook-dingtalk renders it.
 //!
 //! Filters available to every template: `datetime` (an RFC 3339 time shown in

@@ -24,6 +24,12 @@
 //! format = "markdown"              # text | markdown | card
 //! file = "templates/short.md.j2"   # or source = "..."; relative to this file
 //! title = "{{ names }}"
+//!
+//! [templates.pwd]                  # Go text/template, as prometheus-webhook-dingtalk renders it
+//! engine = "go"                    # implied by a `.tmpl` file
+//! file = "templates/default.tmpl"  # its `define`s; its top level is the body unless `source` is given
+//! source = '{{ template "ding.link.content" . }}'
+//! title = '{{ template "ding.link.title" . }}'
 //! ```
 //!
 //! Templates are compiled when the config loads (and reloads), and every
@@ -40,7 +46,7 @@ use serde::Deserialize;
 use super::{Alerting, Matcher, Route, RouteCard, Rule};
 use crate::channels::config::ChannelConfig;
 use crate::domain::config::{ConfigIssue, KeyPath};
-use crate::templates::{builtins, Format, TemplateSource, Templates};
+use crate::templates::{builtins, Engine, Format, GoTemplateSource, TemplateSource, Templates};
 
 /// `[alerting]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -131,6 +137,33 @@ pub struct TemplateConfig {
     /// Card header colour template (`format = "card"` only).
     #[serde(default)]
     pub theme: Option<String>,
+    /// `jinja` (minijinja) or `go` (Go text/template as prometheus-webhook-dingtalk
+    /// renders it). Default: `go` for a `.tmpl` file, else `jinja`.
+    #[serde(default)]
+    pub engine: Option<Engine>,
+}
+
+impl TemplateConfig {
+    pub fn engine(&self) -> Engine {
+        self.engine.unwrap_or_else(|| {
+            let tmpl = self
+                .file
+                .as_ref()
+                .and_then(|f| f.extension())
+                .is_some_and(|e| e == "tmpl");
+            if tmpl {
+                Engine::Go
+            } else {
+                Engine::Jinja
+            }
+        })
+    }
+}
+
+/// A template's sources for one of the engines.
+enum Source {
+    Jinja(TemplateSource),
+    Go(GoTemplateSource),
 }
 
 /// The card settings of a route; bad ones are pushed to `issues`.
@@ -177,15 +210,19 @@ pub fn compile(
 ) -> Arc<Alerting> {
     let at_t = KeyPath::root().key("templates");
     let mut sources = BTreeMap::new();
+    let mut go_sources = BTreeMap::new();
     // Which key holds a template's body, for error messages.
     let mut body_key: BTreeMap<String, String> = BTreeMap::new();
     for (name, t) in templates {
         if let Some((source, key)) = read_template(name, t, base_dir, &at_t.key(name), issues) {
-            sources.insert(name.clone(), source);
+            match source {
+                Source::Jinja(s) => sources.insert(name.clone(), s).map(|_| ()),
+                Source::Go(s) => go_sources.insert(name.clone(), s).map(|_| ()),
+            };
             body_key.insert(name.clone(), key);
         }
     }
-    let compiled = compile_templates(cfg, sources, &body_key, &at_t, issues);
+    let compiled = compile_templates(cfg, sources, go_sources, &body_key, &at_t, issues);
     let mut routes = RouteCompiler {
         channels,
         templates: &compiled,
@@ -221,7 +258,7 @@ fn read_template(
     base_dir: &Path,
     at: &KeyPath,
     issues: &mut Vec<ConfigIssue>,
-) -> Option<(TemplateSource, String)> {
+) -> Option<(Source, String)> {
     if !valid_template_name(name) {
         issues.push(ConfigIssue::new(
             at.to_string(),
@@ -229,7 +266,21 @@ fn read_template(
         ));
         return None;
     }
+    let engine = t.engine();
     let (body, key) = match (&t.file, &t.source) {
+        (Some(_), Some(_)) if engine == Engine::Go => {
+            // Go: the file brings the definitions, `source` is the body.
+            let file = read_file(t.file.as_ref()?, base_dir, &at.key("file"), issues)?;
+            let source = GoTemplateSource {
+                format: t.format,
+                file: Some(file),
+                body: t.source.clone(),
+                title: t.title.clone(),
+                theme: t.theme.clone(),
+            };
+            check_theme(t, at, issues);
+            return Some((Source::Go(source), at.key("source").to_string()));
+        }
         (Some(_), Some(_)) => {
             issues.push(ConfigIssue::new(
                 at.key("source").to_string(),
@@ -245,37 +296,61 @@ fn read_template(
             return None;
         }
         (None, Some(s)) => (s.clone(), at.key("source").to_string()),
-        (Some(f), None) => {
-            let path = if f.is_relative() {
-                base_dir.join(f)
-            } else {
-                f.clone()
-            };
-            match std::fs::read_to_string(&path) {
-                Ok(s) => (s, at.key("file").to_string()),
-                Err(e) => {
-                    issues.push(ConfigIssue::new(
-                        at.key("file").to_string(),
-                        format!("cannot read {}: {e}", path.display()),
-                    ));
-                    return None;
-                }
-            }
-        }
+        (Some(f), None) => (
+            read_file(f, base_dir, &at.key("file"), issues)?,
+            at.key("file").to_string(),
+        ),
     };
+    check_theme(t, at, issues);
+    let source = match engine {
+        Engine::Jinja => Source::Jinja(TemplateSource {
+            format: t.format,
+            body,
+            title: t.title.clone(),
+            theme: t.theme.clone(),
+        }),
+        Engine::Go => Source::Go(GoTemplateSource {
+            format: t.format,
+            file: None,
+            body: Some(body),
+            title: t.title.clone(),
+            theme: t.theme.clone(),
+        }),
+    };
+    Some((source, key))
+}
+
+fn check_theme(t: &TemplateConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) {
     if t.theme.is_some() && t.format != Format::Card {
         issues.push(ConfigIssue::new(
             at.key("theme").to_string(),
             "only card templates (`format = \"card\"`) have a theme",
         ));
     }
-    let source = TemplateSource {
-        format: t.format,
-        body,
-        title: t.title.clone(),
-        theme: t.theme.clone(),
+}
+
+/// A template file, relative to the config file's folder.
+fn read_file(
+    f: &Path,
+    base_dir: &Path,
+    at: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<String> {
+    let path = if f.is_relative() {
+        base_dir.join(f)
+    } else {
+        f.to_path_buf()
     };
-    Some((source, key))
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            issues.push(ConfigIssue::new(
+                at.to_string(),
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            None
+        }
+    }
 }
 
 /// Compile the templates in the configured time zone; errors name the key of
@@ -283,12 +358,13 @@ fn read_template(
 fn compile_templates(
     cfg: &AlertingConfig,
     sources: BTreeMap<String, TemplateSource>,
+    go_sources: BTreeMap<String, GoTemplateSource>,
     body_key: &BTreeMap<String, String>,
     at_t: &KeyPath,
     issues: &mut Vec<ConfigIssue>,
 ) -> Templates {
     let tz = cfg.time_zone.clone().unwrap_or_else(|| "UTC".to_string());
-    match Templates::new(&tz, sources) {
+    match Templates::with_go(&tz, sources, go_sources) {
         Ok(t) => t,
         Err(errs) => {
             for e in &errs {

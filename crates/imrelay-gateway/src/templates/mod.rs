@@ -14,12 +14,18 @@
 //! - `alert.wecom`: WeCom markdown (`<font color>` by status);
 //! - `alert.text`: plain text for every other platform.
 //!
+//! A template can also be Go text/template (`engine = "go"`, module `go`),
+//! rendered as prometheus-webhook-dingtalk renders it.
+//!
 //! Filters available to every template: `datetime` (an RFC 3339 time shown in
 //! the configured time zone, optionally with a strftime format) and `since`
 //! (how long ago an RFC 3339 time was, e.g. `5m`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+mod go;
+pub use go::{Engine, GoTemplateSource};
 
 use imrelay_sdk::message::{Body, Button};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -58,6 +64,8 @@ pub const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %Z";
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    /// `engine = "go"` templates (a name here shadows a minijinja one).
+    go: BTreeMap<String, Arc<go::Compiled>>,
     formats: BTreeMap<String, Format>,
     tz_name: String,
     tz: jiff::tz::TimeZone,
@@ -170,6 +178,16 @@ impl Templates {
         time_zone: &str,
         user: BTreeMap<String, TemplateSource>,
     ) -> Result<Templates, Vec<TemplateError>> {
+        Templates::with_go(time_zone, user, BTreeMap::new())
+    }
+
+    /// [`Templates::new`] plus `engine = "go"` templates (Go's `time.Local`
+    /// is `time_zone`).
+    pub fn with_go(
+        time_zone: &str,
+        user: BTreeMap<String, TemplateSource>,
+        go_user: BTreeMap<String, GoTemplateSource>,
+    ) -> Result<Templates, Vec<TemplateError>> {
         let mut errors = Vec::new();
         let tz = match jiff::tz::TimeZone::get(time_zone) {
             Ok(tz) => tz,
@@ -238,11 +256,22 @@ impl Templates {
             }
             formats.insert(name, src.format);
         }
+        let mut go = BTreeMap::new();
+        for (name, src) in go_user {
+            formats.insert(name.clone(), src.format);
+            match go::compile(&name, src, &tz) {
+                Ok(c) => {
+                    go.insert(name, Arc::new(c));
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Templates {
             env: Arc::new(env),
+            go,
             formats,
             tz_name: time_zone.to_string(),
             tz,
@@ -280,31 +309,50 @@ impl Templates {
             .formats
             .get(name)
             .ok_or_else(|| RenderError::Unknown(name.to_string()))?;
-        let part = |p: &'static str| -> Result<Option<String>, RenderError> {
-            match self.env.get_template(&part_name(name, p)) {
-                Ok(t) => t
-                    .render(ctx)
-                    .map(|s| Some(s.trim().to_string()))
-                    .map_err(|e| RenderError::Failed {
-                        name: name.to_string(),
-                        part: p,
-                        message: describe(&e),
-                    }),
-                Err(_) => Ok(None),
+        let (text, title, theme) = match self.go.get(name) {
+            Some(g) => {
+                let p = g.render(ctx)?;
+                (p.body, p.title, p.theme)
+            }
+            None => {
+                let part = |p: &'static str| -> Result<Option<String>, RenderError> {
+                    match self.env.get_template(&part_name(name, p)) {
+                        Ok(t) => t
+                            .render(ctx)
+                            .map(|s| Some(s.trim().to_string()))
+                            .map_err(|e| RenderError::Failed {
+                                name: name.to_string(),
+                                part: p,
+                                message: describe(&e),
+                            }),
+                        Err(_) => Ok(None),
+                    }
+                };
+                // Body first: an empty body is reported before a failing title.
+                let text = part("body")?.unwrap_or_default();
+                if text.is_empty() {
+                    return Err(RenderError::EmptyBody(name.to_string()));
+                }
+                let title = part("title")?;
+                let theme = if format == Format::Card {
+                    part("theme")?
+                } else {
+                    None
+                };
+                (text, title, theme)
             }
         };
-        let text = part("body")?.unwrap_or_default();
         if text.is_empty() {
             return Err(RenderError::EmptyBody(name.to_string()));
         }
-        let title = part("title")?.filter(|t| !t.is_empty());
+        let title = title.filter(|t| !t.is_empty());
         let body = match format {
             Format::Text => Body::Text { text },
             Format::Markdown => Body::Markdown { text },
             Format::Card => Body::Card {
                 text,
                 buttons,
-                theme: part("theme")?.filter(|t| !t.is_empty()),
+                theme: theme.filter(|t| !t.is_empty()),
             },
         };
         Ok(Rendered { title, body })

@@ -332,50 +332,52 @@ async fn dingtalk_card_callbacks_without_the_url_token_change_nothing() {
     let env = start().await;
     let (id, out_track_id) = env.card("dt").await;
     let stored = env.gw.stored_messages().await;
-    // A click as DingTalk posts it (see the mock's `dingtalk_card::click_body`).
-    let click = |user: &str| {
-        let content = json!({"cardPrivateData": {"actionIds": ["ack"],
-            "params": {"imrelay_message": id, "imrelay_action": "ack"}}})
-        .to_string();
-        json!({"type": "actionCallback", "outTrackId": out_track_id, "corpId": "dingmockcorp",
-            "userId": user, "userIdType": 1, "extension": "{}", "content": content, "value": content})
-    };
-    let http = reqwest::Client::new();
-    let post = |query: &str, body: Value| {
-        http.post(env.gw.url(&format!("/v1/callbacks/dt/card{query}")))
-            .json(&body)
-            .send()
+    // A click as DingTalk posts it: the URL's token is its only credential.
+    let click = |query: &str, token: Option<&str>, user: &str| {
+        let mut s = CallbackSpec::new(
+            CallbackKind::DingtalkCardAction,
+            env.gw.url(&format!("/v1/callbacks/dt/card{query}")),
+        );
+        s.token = token.map(Secret::new);
+        s.message = Some(id.clone());
+        s.out_track_id = Some(out_track_id.clone());
+        s.user = Some(user.into());
+        fire(s)
     };
 
-    for (what, query) in [
-        ("no token", ""),
-        ("an empty token", "?token="),
-        ("a wrong token", "?token=cardtoken0123456789abcdeX"),
+    for (what, query, token) in [
+        ("no token", "", None),
+        ("an empty token", "", Some("")),
+        ("a wrong token", "", Some("cardtoken0123456789abcdeX")),
         (
             "the token in another parameter",
             "?t=cardtoken0123456789abcdef",
+            None,
         ),
     ] {
-        let r = post(query, click("dt_zhang")).await.unwrap();
-        assert_eq!(r.status(), 401, "{what}");
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["check"], "signature", "{what}: {v:#}");
+        let r = click(query, token, "dt_zhang").await.unwrap();
+        assert_refused(&r, "signature");
         env.assert_untouched(what, &id, stored).await;
     }
 
     // With the token, a user not on the list is refused; the allowed one acts.
-    let r = post(&format!("?token={CARD_TOKEN}"), click("dt_evil"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = click("", Some(CARD_TOKEN), "dt_evil").await.unwrap();
+    assert!(r.ok, "{r:?}");
     env.assert_untouched("a click by dt_evil", &id, stored)
         .await;
-    let r = post(&format!("?token={CARD_TOKEN}"), click("dt_zhang"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = click("", Some(CARD_TOKEN), "dt_zhang").await.unwrap();
+    assert!(r.ok, "{r:?}");
     let acks = env.acks(&id).await;
     assert_eq!(acks.len(), 1, "{acks:#?}");
     assert_eq!(acks[0]["user_id"], "dt_zhang");
     assert_eq!(acks[0]["source"], "dingtalk");
+    let after = env.gw.stored_messages().await;
+    assert_eq!(after, stored + 1, "one card update queued");
+
+    // DingTalk signs nothing, so the same request again is answered (its
+    // retry must stop) but acts no more: the event id was recorded.
+    let (status, body) = resend(&r.request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.acks(&id).await.len(), 1);
+    assert_eq!(env.gw.stored_messages().await, after);
 }

@@ -236,11 +236,13 @@ async fn feishu_forged_stale_foreign_and_replayed_clicks_change_nothing() {
     assert_refused(&fire(forged).await.unwrap(), "signature");
     env.assert_untouched("a forged click", &id, stored).await;
 
-    // Stale: correctly signed, but an hour old.
-    let mut stale = env.feishu(&id, &om, "ou_zhang");
-    stale.timestamp = Some(now_s() - 3600);
-    assert_refused(&fire(stale).await.unwrap(), "timestamp");
-    env.assert_untouched("a stale click", &id, stored).await;
+    // Stale: correctly signed, but an hour old (or an hour ahead).
+    for ts in [now_s() - 3600, now_s() + 3600] {
+        let mut stale = env.feishu(&id, &om, "ou_zhang");
+        stale.timestamp = Some(ts);
+        assert_refused(&fire(stale).await.unwrap(), "timestamp");
+        env.assert_untouched("a stale click", &id, stored).await;
+    }
 
     // Genuine, but from someone not on the allowed list: a toast says no.
     let r = fire(env.feishu(&id, &om, "ou_evil")).await.unwrap();
@@ -289,11 +291,13 @@ async fn wecom_forged_stale_foreign_and_replayed_clicks_change_nothing() {
     assert_refused(&fire(forged).await.unwrap(), "signature");
     env.assert_untouched("a forged click", &id, stored).await;
 
-    // Stale: correctly signed, an hour old.
-    let mut stale = env.wecom(&id, "wc_zhang");
-    stale.timestamp = Some(now_s() - 3600);
-    assert_refused(&fire(stale).await.unwrap(), "timestamp");
-    env.assert_untouched("a stale click", &id, stored).await;
+    // Stale: correctly signed, an hour old (or an hour ahead).
+    for ts in [now_s() - 3600, now_s() + 3600] {
+        let mut stale = env.wecom(&id, "wc_zhang");
+        stale.timestamp = Some(ts);
+        assert_refused(&fire(stale).await.unwrap(), "timestamp");
+        env.assert_untouched("a stale click", &id, stored).await;
+    }
 
     // A user not on the allowed list, and a message imrelay never sent:
     // WeCom takes the usual empty answer (its passive reply has no toast),

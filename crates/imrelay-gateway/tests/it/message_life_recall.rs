@@ -210,9 +210,8 @@ impl Env {
         r.json().await.unwrap()
     }
 
-    /// A day and an hour pass, for the gateway and the platforms alike.
-    async fn a_day_passes(&self) {
-        let ms = DAY_MS + 3_600_000;
+    /// `ms` pass, for the gateway and the platforms alike.
+    async fn time_passes(&self, ms: i64) {
         self.clock.offset_ms.fetch_add(ms, Ordering::SeqCst);
         let r = self
             .http
@@ -365,7 +364,24 @@ async fn past_the_platforms_window_the_recall_is_refused_naming_the_window() {
             .await;
         sent.push((channel, id, platform_id(&view)));
     }
-    env.a_day_passes().await;
+    let (late, late_view) = env
+        .sent(json!({"channel": "fs", "text": "recalled just in time"}))
+        .await;
+
+    // 23 hours on, still within the window.
+    env.time_passes(23 * 3_600_000).await;
+    let r = env
+        .gw
+        .delete(&format!("/v1/messages/{late}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    env.gw
+        .wait_state(r.body["id"].as_str().unwrap(), "delivered")
+        .await;
+    assert!(env.at_platform(&platform_id(&late_view)).await["recalled_at_ms"].is_i64());
+
+    // 25 hours on, past it everywhere.
+    env.time_passes(2 * 3_600_000).await;
     for (channel, id, pid) in &sent {
         let r = env
             .gw

@@ -378,8 +378,8 @@ async fn dingtalk_card_callbacks_without_the_url_token_change_nothing() {
     let after = env.gw.stored_messages().await;
     assert_eq!(after, stored + 1, "one card update queued");
 
-    // DingTalk signs nothing, so the same request again is answered (its
-    // retry must stop) but acts no more: the event id was recorded.
+    // DingTalk signs nothing and sends no nonce, so the same request again
+    // is answered (a retry must stop) but changes nothing.
     let (status, body) = resend(&r.request).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(env.acks(&id).await.len(), 1);

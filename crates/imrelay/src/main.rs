@@ -5,8 +5,10 @@
 //! - `imrelay mock`: the mock platform server, for tests, benchmarks and demos.
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
+//! - `imrelay message recall|ack|update`: act on a message a gateway sent.
 
 mod callback_cmd;
+mod message_cmd;
 mod mock_cmd;
 mod send_cmd;
 mod serve_cmd;
@@ -62,6 +64,9 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// Platform callbacks: fire an encrypted, signed callback at a URL as the platform would.
     #[command(subcommand)]
     Callback(callback_cmd::CallbackCommand),
+    /// A message a running gateway sent: recall it, acknowledge it, update it.
+    #[command(subcommand)]
+    Message(message_cmd::MessageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
             Command::Mock(args) => mock_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
+            Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

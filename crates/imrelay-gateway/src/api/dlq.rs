@@ -20,8 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Auth, Caller, Scope};
 use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
-use super::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use super::AppState;
+use crate::http::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId, MessageId};
 
 /// Largest page.

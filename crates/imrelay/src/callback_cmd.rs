@@ -16,15 +16,17 @@ pub enum CallbackCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The spec is JSON: kind (wecom_verify, wecom_message, wecom_card_action, wechat_message,
-dingtalk_event, feishu_event, feishu_url_verification, feishu_card_action), url, and the
+dingtalk_event, dingtalk_card_action, feishu_event, feishu_url_verification,
+feishu_card_action), url, and the
 app's secrets: token, encoding_aes_key, receive_id (WeCom corp id / WeChat appid /
 DingTalk app key), encrypt_key (Feishu); optional payload (the plaintext event),
 timestamp, nonce, agent_id, openid, to_user_name, timeout_ms. Without a payload a sample
 event is sent.
 
-Card clicks (feishu_card_action, wecom_card_action) name the button clicked: message (the
-imrelay message id, required), action (default ack), user (Feishu open_id / WeCom UserID),
-and optionally open_message_id (Feishu) or task_id (WeCom). The event carries the button
+Card clicks (feishu_card_action, wecom_card_action, dingtalk_card_action) name the button
+clicked: message (the imrelay message id, required), action (default ack), user (Feishu
+open_id / WeCom UserID / DingTalk userId), and optionally open_message_id (Feishu),
+task_id (WeCom) or out_track_id (DingTalk; its token is the card callback URL's). The event carries the button
 value imrelay draws: {\"imrelay_message\": message, \"imrelay_action\": action}.
 
 Examples:

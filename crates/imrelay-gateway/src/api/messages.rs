@@ -29,7 +29,9 @@ use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
 use super::{single_header, AppState};
 use crate::channels::{Channel, ChannelSet};
-use crate::http::responses::{BodyProblems, KeyProblem, NotAccepting, StoreProblem};
+use crate::http::responses::{
+    BodyProblems, KeyProblem, MessageNotFound, NotAccepting, StoreProblem,
+};
 use crate::http::truncate;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageId, MessageView, NewMessage};
 
@@ -679,7 +681,7 @@ fn batch_answer(
         (status = 200, description = "State, deliveries and every attempt", body = MessageView),
         KeyProblem,
         StoreProblem,
-        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
+        MessageNotFound,
     ),
     security(("bearer" = [])))]
 pub async fn get(

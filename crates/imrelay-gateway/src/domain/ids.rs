@@ -12,6 +12,69 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// What both text identities offer: conversions from and to `String`, and
+/// reading as `&str` (logs, SDK fields, lookups by text) — only the other
+/// direction needs the explicit `From`.
+macro_rules! text_id {
+    ($name:ident) => {
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A message id (UUID v7 as text, so ids sort by creation time).
 #[derive(
     Debug,
@@ -43,63 +106,7 @@ impl MessageId {
     }
 }
 
-impl From<String> for MessageId {
-    fn from(s: String) -> Self {
-        MessageId(s)
-    }
-}
-
-impl From<&str> for MessageId {
-    fn from(s: &str) -> Self {
-        MessageId(s.to_string())
-    }
-}
-
-impl From<MessageId> for String {
-    fn from(id: MessageId) -> Self {
-        id.0
-    }
-}
-
-// Reading an id as text is always safe (logs, SDK fields, lookups); only
-// the other direction needs the explicit `From`.
-impl std::ops::Deref for MessageId {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for MessageId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for MessageId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for MessageId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for MessageId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(MessageId);
 
 /// A delivery id (the row id of `deliveries`).
 #[derive(
@@ -194,63 +201,7 @@ impl ChannelName {
     }
 }
 
-impl From<String> for ChannelName {
-    fn from(s: String) -> Self {
-        ChannelName(s)
-    }
-}
-
-impl From<&str> for ChannelName {
-    fn from(s: &str) -> Self {
-        ChannelName(s.to_string())
-    }
-}
-
-// Reading an id as text is always safe (logs, SDK fields, lookups); only
-// the other direction needs the explicit `From`.
-impl std::ops::Deref for ChannelName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<ChannelName> for String {
-    fn from(name: ChannelName) -> Self {
-        name.0
-    }
-}
-
-impl AsRef<str> for ChannelName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for ChannelName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for ChannelName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for ChannelName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Display for ChannelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(ChannelName);
 
 /// Where one delivery goes: a channel and one of its destinations (or the
 /// pool as a whole), stored as `"{channel}/{key}"`.

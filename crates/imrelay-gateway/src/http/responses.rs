@@ -80,3 +80,15 @@ impl IntoResponses for DeadLetterNotFound {
         )])
     }
 }
+
+/// 404: the operations on one message.
+pub struct MessageNotFound;
+
+impl IntoResponses for MessageNotFound {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems(&[(
+            404,
+            "No such message, or one of a channel the key may not use (answered alike)",
+        )])
+    }
+}

@@ -29,7 +29,7 @@ use crate::channels::ChannelSet;
 use crate::http::auth::{Auth, Caller};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
-use crate::http::responses::{BodyProblems, KeyProblem, NotAccepting};
+use crate::http::responses::{BodyProblems, KeyProblem, MessageNotFound, NotAccepting};
 use crate::http::ApiContext;
 use crate::store::{Ack, MessageId, MessageKind, MessageView, NewMessage, Store};
 
@@ -135,7 +135,7 @@ fn root_of(v: &MessageView) -> MessageId {
     responses(
         (status = 202, description = "The update is queued: it edits the card in place where the destination can, else it is sent as a new message naming the first", body = Queued),
         KeyProblem,
-        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
+        MessageNotFound,
         NotAccepting,
         BodyProblems,
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
@@ -202,7 +202,7 @@ pub async fn update<S: LifecycleContext>(
     responses(
         (status = 202, description = "The recall is queued; `destinations` says per destination whether it is recalled and why not", body = Queued),
         KeyProblem,
-        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
+        MessageNotFound,
         NotAccepting,
         (status = 409, description = "No destination can recall it (custom robots, past the platform's window); `destinations` says why", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The message is itself a recall", body = Problem, content_type = "application/problem+json"),
@@ -323,7 +323,7 @@ async fn recall_plans<S: LifecycleContext>(
         (status = 202, description = "Recorded; the card update is queued", body = AckAnswer),
         (status = 200, description = "The same action was taken before; nothing changed", body = AckAnswer),
         KeyProblem,
-        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
+        MessageNotFound,
         NotAccepting,
         BodyProblems,
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),

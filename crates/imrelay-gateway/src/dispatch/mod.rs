@@ -293,6 +293,9 @@ struct Inner {
     held: Mutex<HashSet<DeliveryId>>,
     /// Targets of ordered channels with a lane sending.
     lanes: Mutex<HashSet<String>>,
+    /// When each thread's card at each target was last updated (ms), to
+    /// keep to the platform's update limits (Feishu: 5 a second per message).
+    update_pace: Mutex<HashMap<String, i64>>,
     alerts: std::sync::OnceLock<crate::self_alerts::Alerts>,
 }
 
@@ -355,6 +358,7 @@ impl Dispatcher {
                 in_flight: Default::default(),
                 held: Mutex::default(),
                 lanes: Mutex::default(),
+                update_pace: Mutex::default(),
                 alerts: Default::default(),
             }),
         }

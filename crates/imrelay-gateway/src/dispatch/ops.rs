@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use imrelay_sdk::{Message, Payload, SentPart};
+use imrelay_sdk::{Message, Payload, Quota, SentPart};
 
 use super::decide::{DeadCause, Decision, Wait};
 use super::Inner;
@@ -193,6 +193,7 @@ impl Inner {
             .iter()
             .all(|p| lifecycle.updates_in_place(p.sent_at_ms, now))
         {
+            self.keep_update_pace(&t.root, &c.target, &lifecycle.update_limits)?;
             let first_sent = parts.iter().map(|p| p.sent_at_ms).min().unwrap_or(now);
             return Ok(Work {
                 ops: parts.into_iter().map(Op::Update).collect(),
@@ -271,6 +272,34 @@ impl Inner {
             target: c.target.clone(),
             owner,
         })
+    }
+
+    /// Wait when the card was updated too recently for the platform's
+    /// update limits (the closest spacing its quotas allow), in this process.
+    fn keep_update_pace(&self, root: &str, target: &str, limits: &[Quota]) -> Result<(), Decision> {
+        let Some(gap) = limits
+            .iter()
+            .filter(|q| q.count > 0)
+            .map(|q| q.per.as_millis() as i64 / i64::from(q.count))
+            .max()
+        else {
+            return Ok(());
+        };
+        let now = self.now();
+        let key = format!("{root}\n{target}");
+        let mut pace = self.update_pace.lock();
+        if let Some(last) = pace.get(&key).filter(|last| now < **last + gap) {
+            return Err(Decision::Requeue {
+                at: last + gap,
+                why: Wait::Limiter,
+            });
+        }
+        // Forget cards not updated for a while, so the map stays small.
+        if pace.len() > 10_000 {
+            pace.retain(|_, last| now - *last < 60_000);
+        }
+        pace.insert(key, now);
+        Ok(())
     }
 
     /// A store read failed while planning: try again shortly, not an attempt.

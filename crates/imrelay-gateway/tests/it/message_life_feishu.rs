@@ -291,3 +291,35 @@ async fn updates_never_land_out_of_order_even_when_the_platform_answers_slowly()
         assert!(v2 < v3, "v2 after v3: {texts:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_keep_to_the_platforms_limit_per_message() {
+    let c = start("").await;
+    let id = c.submit(firing("v0")).await;
+    c.gw.wait_state(&id, "delivered").await;
+    // Seven updates, each sent as soon as the one before is delivered: Feishu
+    // takes five a second per message, and refuses the sixth.
+    for i in 1..=7 {
+        let mut body = firing(&format!("v{i}"));
+        body["actions"] = json!([]);
+        let u = c.submit(body).await;
+        c.gw.wait_state(&u, "delivered").await;
+    }
+    let m = c
+        .wait("the last update", |m| current(&m[0]).contains("v7"))
+        .await;
+    assert_eq!(m.len(), 1, "every update in place: {m:#?}");
+    let at: Vec<i64> = m[0]["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(at.len(), 8, "{m:#?}");
+    for w in at[1..].windows(2) {
+        assert!(
+            w[1] - w[0] >= 190,
+            "updates closer than Feishu allows: {at:?}"
+        );
+    }
+}

@@ -53,6 +53,7 @@ pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;
 pub mod server;
+pub mod silences;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
@@ -87,6 +88,8 @@ pub struct Gateway {
     dispatch_task: Option<JoinHandle<()>>,
     stop_dispatch: Option<oneshot::Sender<()>>,
     retention_task: Option<JoinHandle<()>>,
+    /// Reloads the silences from the store (several instances share them).
+    silences_task: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -151,6 +154,14 @@ impl Gateway {
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));
+        if let Err(e) = state.silences.refresh(&*store).await {
+            tracing::warn!(error = %e, "cannot load the silences; retrying in the background");
+        }
+        let silences_task = tokio::spawn(silences::keep_fresh(
+            state.silences.clone(),
+            store.clone(),
+            std::future::pending(),
+        ));
         let app = http_app(&state, &store, &dispatcher, &live);
         let (tx, rx) = oneshot::channel::<()>();
         let http = tokio::spawn(server::serve(listener, app, server_limits, async move {
@@ -169,6 +180,7 @@ impl Gateway {
             dispatch_task: Some(dispatch_task),
             stop_dispatch: Some(dtx),
             retention_task: Some(retention_task),
+            silences_task: Some(silences_task),
             grace,
         })
     }
@@ -220,7 +232,10 @@ impl Gateway {
                 tracing::error!(error = %e, "the dispatcher task failed; unfinished deliveries return when their leases end");
             }
         }
-        if let Some(t) = self.retention_task.take() {
+        for t in [self.retention_task.take(), self.silences_task.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         self.store.close().await;

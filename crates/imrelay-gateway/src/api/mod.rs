@@ -77,6 +77,8 @@ pub struct AppState {
     /// For what the gateway itself calls (Alertmanager's silence API); no
     /// redirects, answers capped. `None` only if no TLS client could be built.
     pub http: Option<imrelay_sdk::http::HttpClient>,
+    /// The silences every accept checks.
+    pub silences: Arc<crate::silences::SilenceCache>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             status: None,
             accepting: Arc::new(AtomicBool::new(true)),
             http,
+            silences: Arc::default(),
         }
     }
 
@@ -122,6 +125,10 @@ impl AppState {
 impl crate::alertmanager::handler::AlertmanagerContext for AppState {
     fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    fn silences(&self) -> &crate::silences::SilenceCache {
+        &self.silences
     }
 
     fn alerting(&self) -> Arc<crate::alertmanager::Alerting> {
@@ -178,6 +185,16 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
             }
         };
         crate::lifecycle::click::on_click(&cx, platform.as_str(), &click, event_id, allowed).await
+    }
+}
+
+impl crate::silences::handler::SilencesContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn silences(&self) -> &Arc<crate::silences::SilenceCache> {
+        &self.silences
     }
 }
 
@@ -247,6 +264,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .merge(crate::callbacks::handler::routes())
         .merge(crate::lifecycle::handler::router())
+        .merge(crate::silences::handler::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

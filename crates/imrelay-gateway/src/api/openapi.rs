@@ -24,6 +24,7 @@ use super::problem::Problem;
 use super::{dlq, messages, ops};
 use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
+use crate::silences::handler as silences;
 
 /// The document.
 #[derive(OpenApi)]
@@ -35,6 +36,7 @@ use crate::lifecycle::handler as lifecycle;
     paths(
         messages::submit, messages::submit_batch, messages::get,
         lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
+        silences::create, silences::list, silences::one, silences::expire,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,
         ops::status, ops::healthz, ops::readyz, serve
     ),
@@ -43,6 +45,7 @@ use crate::lifecycle::handler as lifecycle;
     tags(
         (name = "messages", description = "Submit messages and follow their deliveries"),
         (name = "dlq", description = "The dead-letter queue"),
+        (name = "silences", description = "Silences for every message, in the shape of Alertmanager's v2 silences API"),
         (name = "alertmanager", description = "Prometheus Alertmanager webhook receiver"),
         (name = "callbacks", description = "Platform event callbacks (authenticated by the platforms' own signatures, no API key)"),
         (name = "operations", description = "Status, health, metrics")

@@ -170,7 +170,8 @@ impl Inner {
                     open = true
                 }
                 DeliveryState::Done => delivered_at = Some(d.updated_at),
-                DeliveryState::Dead => {}
+                // Never sent there: a later message takes its place.
+                DeliveryState::Dead | DeliveryState::Silenced => {}
             }
         }
         if parts.is_empty() {

@@ -45,6 +45,7 @@ pub mod postgres;
 mod queue;
 pub mod retention;
 mod rows;
+mod silences;
 mod sql;
 pub mod sqlite;
 mod types;
@@ -222,6 +223,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget an update token an update used.
     async fn spend_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
+
+    /// Create or replace a silence.
+    async fn put_silence(&self, silence: Silence) -> Result<()>;
+
+    /// Every silence, newest first (expired ones too, until retention).
+    async fn silences(&self) -> Result<Vec<Silence>>;
+
+    /// End silence `id` now; with `release`, the deliveries it holds are
+    /// sent. `None` when there is no such silence, else how many it released.
+    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>>;
 
     /// Take the lease on updating the card of thread `root` at `target` for
     /// `lease`, unless another owner holds it: one update at a time, across

@@ -52,6 +52,7 @@ use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
 use super::retention;
+use super::silences;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use crate::domain::cluster::SharedLimiter;
@@ -419,6 +420,33 @@ impl Store for PgStore {
             Box::pin(async move {
                 lifecycle::set_update_token(c, &id, &token).await?;
                 Ok(((), false))
+            })
+        })
+        .await
+    }
+
+    async fn put_silence(&self, silence: Silence) -> Result<()> {
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                silences::put(c, &silence).await?;
+                Ok(((), false))
+            })
+        })
+        .await
+    }
+
+    async fn silences(&self) -> Result<Vec<Silence>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        silences::list(&mut *c).await
+    }
+
+    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>> {
+        let (id, now) = (id.to_string(), self.now_ms());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let n = silences::expire(c, &id, now, release).await?;
+                Ok((n, n.is_some_and(|n| n > 0)))
             })
         })
         .await

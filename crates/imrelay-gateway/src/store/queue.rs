@@ -70,8 +70,8 @@ const JOIN_THREAD: &str =
     "INSERT INTO threads (channel, thread, root, seq, created_at) VALUES ($1, $2, $3, 1, $4)
      ON CONFLICT (channel, thread) DO UPDATE SET seq = threads.seq + 1 RETURNING root, seq";
 const INSERT_DELIVERY: &str =
-    "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
-     VALUES ($1, $2, 'pending', $3, $3, $3)";
+    "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at, silence_id)
+     VALUES ($1, $2, CASE WHEN $4 IS NULL THEN 'pending' ELSE 'silenced' END, $3, $3, $3, $4)";
 const BY_KEY: &str = "SELECT id, body_hash FROM messages WHERE idem_scope = $1 AND idem_key = $2";
 
 /// The body as stored.
@@ -118,7 +118,8 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
         return Ok(false);
     }
     for t in &m.targets {
-        c.exec(INSERT_DELIVERY, args![&m.id, t, now]).await?;
+        c.exec(INSERT_DELIVERY, args![&m.id, t, now, m.silenced_by.clone()])
+            .await?;
     }
     Ok(true)
 }
@@ -650,7 +651,7 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     let deliveries = c
         .fetch(
             "SELECT d.id, d.target, d.state, d.recipients, d.attempts, d.parts_done, d.due_at, d.created_at,
-               d.updated_at, d.dead_code, d.dead_reason, g.message_id AS merged_into
+               d.updated_at, d.dead_code, d.dead_reason, g.message_id AS merged_into, d.silence_id
              FROM deliveries d LEFT JOIN deliveries g ON g.id = d.merged_into
              WHERE d.message_id = $1 ORDER BY d.id",
             args![id],

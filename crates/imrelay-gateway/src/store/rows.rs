@@ -214,6 +214,7 @@ fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
         created_at: r.int("created_at")?,
         updated_at: r.int("updated_at")?,
         dead,
+        silenced_by: r.opt_text("silence_id")?,
         merged_into: r.opt_message_id("merged_into")?,
         history,
     })
@@ -309,6 +310,7 @@ pub(super) fn tally<R: Cols>(rows: &[R]) -> Result<QueueStats> {
                 t.dead += n;
             }
             DeliveryState::Merged => s.merged += n,
+            DeliveryState::Silenced => s.silenced += n,
         }
     }
     s.by_target.retain(|t| t.pending + t.in_flight + t.dead > 0);

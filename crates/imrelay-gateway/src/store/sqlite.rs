@@ -40,6 +40,7 @@ use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
 use super::retention;
+use super::silences;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use writer::{replying_op, DoneJob, EnqueueJob, Job, Queued};
@@ -360,6 +361,27 @@ impl Store for SqliteStore {
             Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await })
         })
         .await
+    }
+
+    async fn put_silence(&self, silence: Silence) -> Result<()> {
+        self.write(move |c| Box::pin(async move { silences::put(c, &silence).await }))
+            .await
+    }
+
+    async fn silences(&self) -> Result<Vec<Silence>> {
+        let mut c = self.read.acquire().await?;
+        silences::list(&mut *c).await
+    }
+
+    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>> {
+        let (id, now) = (id.to_string(), self.now_ms());
+        let n = self
+            .write(move |c| Box::pin(async move { silences::expire(c, &id, now, release).await }))
+            .await?;
+        if n.is_some_and(|n| n > 0) {
+            self.notify.notify_one();
+        }
+        Ok(n)
     }
 
     async fn lock_thread(

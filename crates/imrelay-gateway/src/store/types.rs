@@ -71,6 +71,8 @@ pub struct NewMessage {
     /// For a fallback copy: the message it stands in for; for a recall: the
     /// message it takes back. For a digest: unused.
     pub origin: Option<MessageId>,
+    /// The silence that holds it: its deliveries are stored `silenced`.
+    pub silenced_by: Option<String>,
     /// The thread it belongs to on its channel: the first message of a thread
     /// is sent, later ones update it (the lifecycle feature).
     pub thread: Option<String>,
@@ -95,6 +97,7 @@ impl NewMessage {
             && self.labels.is_empty()
             && self.silence_url.is_none()
             && self.source.is_none()
+            && self.silenced_by.is_none()
     }
 
     /// A normal message with a fresh id.
@@ -112,6 +115,7 @@ impl NewMessage {
             labels: Labels::new(),
             silence_url: None,
             source: None,
+            silenced_by: None,
         }
     }
 
@@ -166,6 +170,9 @@ pub enum DeliveryState {
     Dead,
     /// Folded into a digest; becomes `done` (or `dead`) with it.
     Merged,
+    /// Held by a silence: kept, not sent; pending again if the silence is
+    /// deleted early with release asked for.
+    Silenced,
 }
 
 impl DeliveryState {
@@ -176,6 +183,7 @@ impl DeliveryState {
             DeliveryState::Done => "done",
             DeliveryState::Dead => "dead",
             DeliveryState::Merged => "merged",
+            DeliveryState::Silenced => "silenced",
         }
     }
     /// The state stored as `s`; unknown text is [`StoreError::Corrupt`].
@@ -186,6 +194,7 @@ impl DeliveryState {
             "done" => Ok(DeliveryState::Done),
             "dead" => Ok(DeliveryState::Dead),
             "merged" => Ok(DeliveryState::Merged),
+            "silenced" => Ok(DeliveryState::Silenced),
             _ => Err(StoreError::corrupt("deliveries.state", s)),
         }
     }
@@ -203,12 +212,14 @@ pub enum MessageState {
     Dead,
     /// Some done, some dead.
     Partial,
+    /// Held by a silence (nothing open, something held).
+    Silenced,
 }
 
 impl MessageState {
     /// Derive from delivery states.
     pub fn from_deliveries<'a>(states: impl IntoIterator<Item = &'a DeliveryState>) -> Self {
-        let (mut open, mut done, mut dead) = (0, 0, 0);
+        let (mut open, mut done, mut dead, mut held) = (0, 0, 0, 0);
         for s in states {
             match s {
                 DeliveryState::Pending | DeliveryState::Claimed | DeliveryState::Merged => {
@@ -216,10 +227,12 @@ impl MessageState {
                 }
                 DeliveryState::Done => done += 1,
                 DeliveryState::Dead => dead += 1,
+                DeliveryState::Silenced => held += 1,
             }
         }
         match (open, done, dead) {
             (o, _, _) if o > 0 => MessageState::Pending,
+            _ if held > 0 => MessageState::Silenced,
             (_, 0, d) if d > 0 => MessageState::Dead,
             (_, _, 0) => MessageState::Delivered,
             _ => MessageState::Partial,
@@ -576,6 +589,9 @@ pub struct DeliveryView {
     pub updated_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadReason>,
+    /// The silence holding it (state `silenced`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
     /// The digest message this delivery was merged into.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -653,6 +669,8 @@ pub struct QueueStats {
     pub done: u64,
     pub dead: u64,
     pub merged: u64,
+    /// Held by silences.
+    pub silenced: u64,
     /// Age of the oldest pending or in-flight delivery's message, ms.
     pub oldest_pending_age_ms: Option<i64>,
     pub by_target: Vec<TargetStats>,
@@ -665,4 +683,35 @@ pub struct TargetStats {
     pub pending: u64,
     pub in_flight: u64,
     pub dead: u64,
+}
+
+/// A silence, in the shape of Alertmanager's v2 API: every matcher must hold
+/// on a message's labels (its channel is the label `channel` unless it has
+/// its own) from `starts_at` until `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<SilenceMatcher>,
+    /// ms since the epoch.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at: i64,
+}
+
+/// One matcher, as Alertmanager writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceMatcher {
+    pub name: String,
+    pub value: String,
+    #[serde(rename = "isRegex", default)]
+    pub is_regex: bool,
+    #[serde(rename = "isEqual", default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -14,7 +14,7 @@ use imrelay_gateway::dispatch::DispatchConfig;
 use imrelay_gateway::store::{
     self, Ack, AttemptRecord, ClaimRequest, Claimed, DeadEntry, DeadFilter, DeadSelector,
     DeliveryId, DeliveryState, EnqueueOutcome, Finish, MessageId, MessageState, MessageView,
-    NewMessage, Overdue, QueueStats, SentPartRecord, Store, StoreError, TargetBacklog,
+    NewMessage, Overdue, QueueStats, SentPartRecord, Silence, Store, StoreError, TargetBacklog,
 };
 use imrelay_sdk::message::{Body, Platform};
 use imrelay_sdk::outcome::RecipientFailure;
@@ -302,6 +302,15 @@ impl Store for FailingFinish {
         self.inner
             .set_update_token(platform_message_id, token)
             .await
+    }
+    async fn put_silence(&self, silence: Silence) -> store::Result<()> {
+        self.inner.put_silence(silence).await
+    }
+    async fn silences(&self) -> store::Result<Vec<Silence>> {
+        self.inner.silences().await
+    }
+    async fn expire_silence(&self, id: &str, release: bool) -> store::Result<Option<u64>> {
+        self.inner.expire_silence(id, release).await
     }
     async fn spend_update_token(
         &self,

@@ -31,5 +31,6 @@ mod obs_openapi;
 mod obs_otlp;
 mod reload_watch;
 mod server_limits;
+mod silences;
 mod store_postgres;
 mod store_sqlite;

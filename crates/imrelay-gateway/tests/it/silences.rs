@@ -1,0 +1,222 @@
+//! Silences for every message, through the API in Alertmanager's v2 shape:
+//! a silenced message is stored `silenced` with the silence's id and not
+//! sent; one that no silence matches goes out; deleting a silence early with
+//! `release=true` sends what it held; silences survive a restart.
+
+use imrelay_mock::{LogEntry, MockConfig, MockPlatform, MockServer, RobotConfig};
+use serde_json::{json, Value};
+
+use crate::api_support::{TestGateway, ADMIN_KEY, OPS_KEY};
+
+const SECRET: &str = "SEC0123456789abcdef";
+
+fn config(mock: &MockServer) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+watch = false
+[dispatch]
+poll_interval = "20ms"
+[[api_keys]]
+name = "admin"
+key = "{ADMIN_KEY}"
+channels = ["*"]
+[[api_keys]]
+name = "ops"
+key = "{OPS_KEY}"
+channels = ["robot"]
+[channels.robot]
+[[channels.robot.destinations]]
+type = "dingtalk_robot"
+access_token = "sil"
+secret = "{SECRET}"
+base_url = "{url}"
+"#,
+        url = mock.base_url()
+    )
+}
+
+async fn mock() -> MockServer {
+    let mcfg = MockConfig {
+        robots: vec![RobotConfig::new(MockPlatform::Dingtalk, "sil").with_secret(SECRET)],
+        ..MockConfig::default()
+    };
+    MockServer::start(mcfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn sent(mock: &MockServer) -> Vec<String> {
+    mock.state()
+        .log
+        .all()
+        .into_iter()
+        .filter(|e: &LogEntry| e.accepted && e.target == "dingtalk:robot:sil")
+        .filter_map(|e| e.body)
+        .map(|b| {
+            b["text"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+fn iso(offset_s: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    jiff::Timestamp::from_millisecond(now + offset_s * 1000)
+        .unwrap()
+        .to_string()
+}
+
+async fn silence(gw: &TestGateway, matchers: Value) -> String {
+    let body = json!({"matchers": matchers, "startsAt": iso(-1), "endsAt": iso(3600),
+        "createdBy": "张三", "comment": "db-1 maintenance"});
+    let r = gw
+        .post("/v1/silences", Some(ADMIN_KEY), &body.to_string(), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["silenceID"].as_str().unwrap().to_string()
+}
+
+async fn submit(gw: &TestGateway, text: &str, labels: Value) -> String {
+    let body = json!({"channel": "robot", "text": text, "labels": labels});
+    let r = gw
+        .post("/v1/messages", Some(ADMIN_KEY), &body.to_string(), &[])
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_message_is_kept_not_sent_and_released_when_the_silence_ends_early() {
+    let m = mock().await;
+    let gw = TestGateway::start(&config(&m)).await;
+    let id = silence(
+        &gw,
+        json!([{"name": "host", "value": "db-.*", "isRegex": true, "isEqual": true},
+               {"name": "severity", "value": "info", "isRegex": false, "isEqual": false}]),
+    )
+    .await;
+    let held = submit(
+        &gw,
+        "disk 91% on db-1",
+        json!({"host": "db-1", "severity": "critical"}),
+    )
+    .await;
+    let passes = submit(
+        &gw,
+        "disk 91% on web-1",
+        json!({"host": "web-1", "severity": "critical"}),
+    )
+    .await;
+    let info = submit(&gw, "fyi db-2", json!({"host": "db-2", "severity": "info"})).await;
+    gw.wait_state(&passes, "delivered").await;
+    gw.wait_state(&info, "delivered").await;
+    let v = gw.wait_state(&held, "silenced").await;
+    assert_eq!(v["deliveries"][0]["state"], "silenced");
+    assert_eq!(v["deliveries"][0]["silenced_by"], id.as_str());
+    assert!(
+        !sent(&m).iter().any(|t| t.contains("db-1")),
+        "{:?}",
+        sent(&m)
+    );
+
+    // The list shows it active, in Alertmanager's shape.
+    let l = gw.get("/v1/silences", Some(ADMIN_KEY)).await;
+    assert_eq!(l.body[0]["id"], id.as_str());
+    assert_eq!(l.body[0]["status"]["state"], "active");
+    assert_eq!(l.body[0]["createdBy"], "张三");
+
+    // Ended early, asking for release: the held message goes out.
+    let r = gw
+        .delete(&format!("/v1/silences/{id}?release=true"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["released"], 1);
+    gw.wait_state(&held, "delivered").await;
+    assert!(sent(&m).iter().any(|t| t.contains("db-1")));
+    let one = gw.get(&format!("/v1/silences/{id}"), Some(ADMIN_KEY)).await;
+    assert_eq!(one.body["status"]["state"], "expired");
+    // After it ended, the same message goes out at once.
+    let after = submit(
+        &gw,
+        "disk 92% on db-1",
+        json!({"host": "db-1", "severity": "critical"}),
+    )
+    .await;
+    gw.wait_state(&after, "delivered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_without_release_what_it_held_stays_held_and_silences_survive_a_restart() {
+    let m = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start_in(dir, &config(&m)).await;
+    let id = silence(&gw, json!([{"name": "channel", "value": "robot"}])).await;
+    let held = submit(&gw, "quiet please", json!({})).await;
+    gw.wait_state(&held, "silenced").await;
+
+    // A restart: the silence still holds.
+    gw.gw.shutdown().await.unwrap();
+    let gw = TestGateway::start_in(gw.dir, &config(&m)).await;
+    let again = submit(&gw, "still quiet", json!({})).await;
+    gw.wait_state(&again, "silenced").await;
+
+    let r = gw
+        .delete(&format!("/v1/silences/{id}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.body["released"], 0, "{}", r.text);
+    // What it held stays held, and was never sent.
+    let v = gw
+        .get(&format!("/v1/messages/{held}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(v.body["state"], "silenced");
+    assert!(sent(&m).is_empty(), "{:?}", sent(&m));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_silences_are_refused_naming_the_field() {
+    let m = mock().await;
+    let gw = TestGateway::start(&config(&m)).await;
+    let post = |body: Value, key: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.post("/v1/silences", Some(key), &body.to_string(), &[])
+                .await
+        }
+    };
+    let base = |matchers: Value| json!({"matchers": matchers, "startsAt": iso(-1), "endsAt": iso(60), "createdBy": "a", "comment": ""});
+    post(
+        base(json!([{"name": "host", "value": "(", "isRegex": true}])),
+        ADMIN_KEY,
+    )
+    .await
+    .assert_problem(422, Some("matchers[0].value"));
+    post(
+        base(json!([{"name": "host", "value": ".*", "isRegex": true}])),
+        ADMIN_KEY,
+    )
+    .await
+    .assert_problem(422, Some("matchers"));
+    post(base(json!([{"name": "1host", "value": "a"}])), ADMIN_KEY)
+        .await
+        .assert_problem(422, Some("matchers[0].name"));
+    let mut past = base(json!([{"name": "host", "value": "a"}]));
+    past["endsAt"] = json!(iso(-10));
+    past["startsAt"] = json!(iso(-20));
+    post(past, ADMIN_KEY)
+        .await
+        .assert_problem(422, Some("endsAt"));
+    // A key for one channel may not silence every channel.
+    post(base(json!([{"name": "host", "value": "a"}])), OPS_KEY)
+        .await
+        .assert_problem(403, None);
+    gw.delete("/v1/silences/nope", Some(ADMIN_KEY))
+        .await
+        .assert_problem(404, None);
+}

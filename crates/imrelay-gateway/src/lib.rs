@@ -53,6 +53,7 @@ pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;
 pub mod server;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

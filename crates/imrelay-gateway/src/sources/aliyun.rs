@@ -15,7 +15,8 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         "OK" => Status::Resolved,
         "INSUFFICIENT_DATA" => {
             return Ok(Parsed::Ignored(
-                "INSUFFICIENT_DATA: CloudMonitor has no data, neither an alert nor a recovery".into(),
+                "INSUFFICIENT_DATA: CloudMonitor has no data, neither an alert nor a recovery"
+                    .into(),
             ))
         }
         other => {
@@ -40,7 +41,8 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
             text.push_str(&format!("**{label}:** {}\n\n", value.trim()));
         }
     }
-    let mut e = Event::new(status, name.clone(), text).with_severity(severity(&get("triggerLevel")));
+    let mut e =
+        Event::new(status, name.clone(), text).with_severity(severity(&get("triggerLevel")));
     e.label("instance", instance);
     e.label("metric", metric);
     e.label("namespace", get("namespace"));
@@ -90,7 +92,10 @@ mod tests {
         let Parsed::Events(ok) = parse(&alert("OK")).unwrap() else {
             panic!()
         };
-        assert_eq!((a[0].status, ok[0].status), (Status::Firing, Status::Resolved));
+        assert_eq!(
+            (a[0].status, ok[0].status),
+            (Status::Firing, Status::Resolved)
+        );
         assert_eq!(a[0].thread, ok[0].thread);
         assert_eq!(a[0].labels["severity"], "critical");
         assert_eq!(a[0].labels["instance"], "web-1");
@@ -101,7 +106,13 @@ mod tests {
     #[test]
     fn bad_states_are_named_and_no_data_is_ignored() {
         assert_eq!(parse(&alert("MAYBE")).unwrap_err().field, "alertState");
-        assert!(matches!(parse(&alert("INSUFFICIENT_DATA")).unwrap(), Parsed::Ignored(_)));
-        assert_eq!(parse(&json!({"alertState": "OK"})).unwrap_err().field, "alertName");
+        assert!(matches!(
+            parse(&alert("INSUFFICIENT_DATA")).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert_eq!(
+            parse(&json!({"alertState": "OK"})).unwrap_err().field,
+            "alertName"
+        );
     }
 }

@@ -222,8 +222,16 @@ fn kind(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> Option
     let is = |t: SourceType| s.kind == t;
     // (key, set on a type that does not read it, the types that do)
     let misplaced = [
-        ("token", s.token.is_some() && !is(SourceType::Gitlab), "\"gitlab\""),
-        ("secret", s.secret.is_some() && !is(SourceType::Github), "\"github\""),
+        (
+            "token",
+            s.token.is_some() && !is(SourceType::Gitlab),
+            "\"gitlab\"",
+        ),
+        (
+            "secret",
+            s.secret.is_some() && !is(SourceType::Github),
+            "\"github\"",
+        ),
         (
             "events",
             s.events.is_some() && !is(SourceType::Gitlab) && !is(SourceType::Github),
@@ -244,14 +252,35 @@ fn kind(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> Option
         SourceType::Zabbix => Some(Kind::Zabbix),
         SourceType::AliyunCloudmonitor => Some(Kind::AliyunCloudMonitor),
         SourceType::TencentCloud => Some(Kind::TencentCloud),
-        SourceType::Gitlab => Some(Kind::Gitlab(gitlab::Settings {
-            token: secret(&s.token, "token", "the webhook's Secret token in GitLab", at, issues)?,
-            events: events(&s.events, &gitlab::EVENTS, at, issues)?,
-        })),
-        SourceType::Github => Some(Kind::Github(github::Settings {
-            secret: secret(&s.secret, "secret", "the webhook's Secret in GitHub", at, issues)?,
-            events: events(&s.events, &github::EVENTS, at, issues)?,
-        })),
+        // Both keys are checked before either can end the compile.
+        SourceType::Gitlab => {
+            let token = secret(
+                &s.token,
+                "token",
+                "the webhook's Secret token in GitLab",
+                at,
+                issues,
+            );
+            let events = events(&s.events, &gitlab::EVENTS, at, issues);
+            Some(Kind::Gitlab(gitlab::Settings {
+                token: token?,
+                events: events?,
+            }))
+        }
+        SourceType::Github => {
+            let secret = secret(
+                &s.secret,
+                "secret",
+                "the webhook's Secret in GitHub",
+                at,
+                issues,
+            );
+            let events = events(&s.events, &github::EVENTS, at, issues);
+            Some(Kind::Github(github::Settings {
+                secret: secret?,
+                events: events?,
+            }))
+        }
         SourceType::Json => mapping(s, at, issues).map(Kind::Json),
     }
 }
@@ -275,7 +304,9 @@ fn secret(
         None => {
             issues.push(ConfigIssue::new(
                 at.key(key).to_string(),
-                format!("missing: set it to {what} (e.g. `{key} = \"${{ENV_VAR}}\"` or `{key}_file`)"),
+                format!(
+                    "missing: set it to {what} (e.g. `{key} = \"${{ENV_VAR}}\"` or `{key}_file`)"
+                ),
             ));
             None
         }
@@ -327,7 +358,11 @@ fn mapping(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> Opt
         return None;
     };
     check(at.key("title"), title);
-    for (key, p) in [("text", &s.text), ("status", &s.status), ("thread", &s.thread)] {
+    for (key, p) in [
+        ("text", &s.text),
+        ("status", &s.status),
+        ("thread", &s.thread),
+    ] {
         if let Some(p) = p {
             check(at.key(key), p);
         }

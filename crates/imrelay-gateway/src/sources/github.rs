@@ -50,7 +50,9 @@ impl Settings {
 
 pub fn parse(s: &Settings, event_name: &str, body: &Value) -> Result<Parsed, PayloadError> {
     if event_name == "ping" {
-        return Ok(Parsed::Ignored("GitHub's ping: the webhook reaches imrelay".into()));
+        return Ok(Parsed::Ignored(
+            "GitHub's ping: the webhook reaches imrelay".into(),
+        ));
     }
     if !s.events.iter().any(|e| e == event_name) {
         return Ok(Parsed::Ignored(format!(
@@ -85,12 +87,18 @@ fn workflow_run(body: &Value) -> Result<Event, PayloadError> {
     let branch = text_at(body, "/workflow_run/head_branch").unwrap_or_default();
     let number = text_at(body, "/workflow_run/run_number").unwrap_or_default();
     let outcome = conclusion.clone().unwrap_or(run_status);
-    let mut text = format!("**Repository:** {repo}\n\n**Branch:** {branch}\n\n**Status:** {outcome}");
+    let mut text =
+        format!("**Repository:** {repo}\n\n**Branch:** {branch}\n\n**Status:** {outcome}");
     if let Some(t) = text_at(body, "/workflow_run/display_title") {
         let sha = text_at(body, "/workflow_run/head_sha").unwrap_or_default();
-        text.push_str(&format!("\n\n**Commit:** {} {t}", sha.get(..7).unwrap_or(&sha)));
+        text.push_str(&format!(
+            "\n\n**Commit:** {} {t}",
+            sha.get(..7).unwrap_or(&sha)
+        ));
     }
-    if let Some(a) = text_at(body, "/workflow_run/actor/login").or_else(|| text_at(body, "/sender/login")) {
+    if let Some(a) =
+        text_at(body, "/workflow_run/actor/login").or_else(|| text_at(body, "/sender/login"))
+    {
         text.push_str(&format!("\n\n**By:** {a}"));
     }
     let mut e = Event::new(status, format!("{name} #{number} · {repo}"), text);
@@ -128,7 +136,9 @@ fn deployment_status(body: &Value) -> Result<Event, PayloadError> {
     if let Some(d) = text_at(body, "/deployment_status/description") {
         text.push_str(&format!("\n\n{d}"));
     }
-    if let Some(a) = text_at(body, "/deployment_status/creator/login").or_else(|| text_at(body, "/sender/login")) {
+    if let Some(a) =
+        text_at(body, "/deployment_status/creator/login").or_else(|| text_at(body, "/sender/login"))
+    {
         text.push_str(&format!("\n\n**By:** {a}"));
     }
     let mut e = Event::new(status, format!("Deploy to {env} · {repo}"), text);
@@ -186,14 +196,23 @@ mod tests {
         };
         assert_eq!(ev[0].status, Status::Running);
         assert_eq!(ev[0].title, "Build #562 · octo-org/octo-repo");
-        assert_eq!(ev[0].thread.as_deref(), Some("repository=octo-org/octo-repo,run=30433642"));
+        assert_eq!(
+            ev[0].thread.as_deref(),
+            Some("repository=octo-org/octo-repo,run=30433642")
+        );
         body["workflow_run"]["status"] = json!("completed");
         body["workflow_run"]["conclusion"] = json!("failure");
         let Parsed::Events(ev) = parse(&settings("s"), "workflow_run", &body).unwrap() else {
             panic!()
         };
         assert_eq!(ev[0].status, Status::Failed);
-        assert!(matches!(parse(&settings("s"), "ping", &json!({})).unwrap(), Parsed::Ignored(_)));
-        assert!(matches!(parse(&settings("s"), "push", &json!({})).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            parse(&settings("s"), "ping", &json!({})).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(&settings("s"), "push", &json!({})).unwrap(),
+            Parsed::Ignored(_)
+        ));
     }
 }

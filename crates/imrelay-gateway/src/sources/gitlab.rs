@@ -55,7 +55,9 @@ pub fn parse(s: &Settings, body: &Value) -> Result<Parsed, PayloadError> {
         other => {
             return Err(PayloadError::new(
                 "object_kind",
-                format!("`{other}` events are not understood; keep `events` to pipeline and deployment"),
+                format!(
+                    "`{other}` events are not understood; keep `events` to pipeline and deployment"
+                ),
             ))
         }
     };
@@ -84,12 +86,20 @@ fn pipeline(body: &Value) -> Result<Event, PayloadError> {
     }
     if let Some(c) = text_at(body, "/commit/title").or_else(|| text_at(body, "/commit/message")) {
         let sha = text_at(body, "/object_attributes/sha").unwrap_or_default();
-        text.push_str(&format!("\n\n**Commit:** {} {}", short(&sha), c.lines().next().unwrap_or_default()));
+        text.push_str(&format!(
+            "\n\n**Commit:** {} {}",
+            short(&sha),
+            c.lines().next().unwrap_or_default()
+        ));
     }
     if let Some(u) = &user {
         text.push_str(&format!("\n\n**By:** {u}"));
     }
-    let mut e = Event::new(status_of(&status), format!("Pipeline #{id} · {project}"), text);
+    let mut e = Event::new(
+        status_of(&status),
+        format!("Pipeline #{id} · {project}"),
+        text,
+    );
     e.label("project", project.clone());
     e.label("ref", git_ref);
     e.label("pipeline_status", status);
@@ -122,7 +132,11 @@ fn deployment(body: &Value) -> Result<Event, PayloadError> {
     if let Some(u) = text_at(body, "/user/name").or_else(|| text_at(body, "/user/username")) {
         text.push_str(&format!("\n\n**By:** {u}"));
     }
-    let mut e = Event::new(status_of(&status), format!("Deploy to {env} · {project}"), text);
+    let mut e = Event::new(
+        status_of(&status),
+        format!("Deploy to {env} · {project}"),
+        text,
+    );
     e.label("project", project.clone());
     e.label("environment", env);
     e.label("ref", git_ref);
@@ -167,9 +181,15 @@ mod tests {
         let e = &ev[0];
         assert_eq!(e.status, Status::Running);
         assert_eq!(e.title, "Pipeline #31 · gitlab-org/gitlab-test");
-        assert_eq!(e.thread.as_deref(), Some("project=gitlab-org/gitlab-test,pipeline=31"));
+        assert_eq!(
+            e.thread.as_deref(),
+            Some("project=gitlab-org/gitlab-test,pipeline=31")
+        );
         assert!(e.text.contains("**Commit:** bcbb5ec3 test"), "{}", e.text);
-        assert_eq!(e.links[0].url, "https://gitlab.example.com/g/p/-/pipelines/31");
+        assert_eq!(
+            e.links[0].url,
+            "https://gitlab.example.com/g/p/-/pipelines/31"
+        );
         let mut done = body.clone();
         done["object_attributes"]["status"] = json!("failed");
         let Parsed::Events(ev) = parse(&settings(), &done).unwrap() else {
@@ -184,10 +204,18 @@ mod tests {
             token: "tok".into(),
             events: vec!["deployment".into()],
         };
-        assert!(matches!(parse(&s, &json!({"object_kind": "pipeline"})).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            parse(&s, &json!({"object_kind": "pipeline"})).unwrap(),
+            Parsed::Ignored(_)
+        ));
         assert_eq!(parse(&s, &json!({})).unwrap_err().field, "object_kind");
         assert_eq!(
-            parse(&s, &json!({"object_kind": "deployment", "status": "success"})).unwrap_err().field,
+            parse(
+                &s,
+                &json!({"object_kind": "deployment", "status": "success"})
+            )
+            .unwrap_err()
+            .field,
             "deployment_id"
         );
         assert!(s.token_matches("tok"));

@@ -102,7 +102,12 @@ fn alert_line(a: &Value) -> String {
     if let Some(Value::Object(labels)) = a.get("labels") {
         let other: Vec<String> = labels
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "severity" | "__alert_rule_uid__" | "grafana_folder"))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "alertname" | "severity" | "__alert_rule_uid__" | "grafana_folder"
+                )
+            })
             .filter_map(|(k, v)| scalar_text(v).map(|v| format!("{k}={v}")))
             .collect();
         if !other.is_empty() {
@@ -110,7 +115,8 @@ fn alert_line(a: &Value) -> String {
             line.push_str(&other.join(" "));
         }
     }
-    let about = text_at(a, "/annotations/summary").or_else(|| text_at(a, "/annotations/description"));
+    let about =
+        text_at(a, "/annotations/summary").or_else(|| text_at(a, "/annotations/description"));
     if let Some(s) = about {
         line.push_str(": ");
         line.push_str(&s);
@@ -164,7 +170,10 @@ mod tests {
         let e = &ev[0];
         assert_eq!(e.status, Status::Firing);
         assert_eq!(e.title, "High memory usage");
-        assert_eq!(e.thread.as_deref(), Some("{}/{}:{alertname=\"High memory usage\"}"));
+        assert_eq!(
+            e.thread.as_deref(),
+            Some("{}/{}:{alertname=\"High memory usage\"}")
+        );
         assert_eq!(e.severity.as_deref(), Some("critical"));
         assert_eq!(e.labels["team"], "blue");
         assert!(e.text.contains("**High memory usage** (firing) team=blue zone=us-1: This alert was triggered for zone us-1 · B=44.24, C=1"), "{}", e.text);

@@ -81,7 +81,10 @@ pub async fn receive<S: SourcesContext>(
         Parsed::Events(e) => e,
         Parsed::Ignored(why) => {
             tracing::info!(source = %name, reason = %why, "source payload ignored");
-            return Ok((StatusCode::OK, Json(json!({"source": name, "messages": [], "ignored": why})))
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"source": name, "messages": [], "ignored": why})),
+            )
                 .into_response());
         }
     };
@@ -96,7 +99,11 @@ pub async fn receive<S: SourcesContext>(
         .collect();
     store_all(st.store(), messages, &name).await?;
     tracing::info!(source = %name, kind = source.kind.as_str(), messages = report.len(), "source payload accepted");
-    Ok((StatusCode::OK, Json(json!({"source": name, "messages": report}))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({"source": name, "messages": report})),
+    )
+        .into_response())
 }
 
 /// The caller's API key, from `Authorization` or else `?key=`.
@@ -175,7 +182,12 @@ fn verify_platform(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<
 fn github_event(headers: &HeaderMap) -> Result<String, Problem> {
     single_header(headers, "x-github-event")?
         .map(str::to_string)
-        .ok_or_else(|| Problem::invalid("X-GitHub-Event", "missing: GitHub names the event in this header"))
+        .ok_or_else(|| {
+            Problem::invalid(
+                "X-GitHub-Event",
+                "missing: GitHub names the event in this header",
+            )
+        })
 }
 
 /// The body as a JSON object: JSON, or a form (CloudMonitor posts
@@ -198,7 +210,11 @@ fn read_payload(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Problem> {
 
 /// Enqueue the messages in one call, one transaction: all or none, so a
 /// sender's retry after a 5xx cannot half-duplicate.
-async fn store_all(store: &Arc<dyn Store>, messages: Vec<NewMessage>, source: &str) -> Result<(), Problem> {
+async fn store_all(
+    store: &Arc<dyn Store>,
+    messages: Vec<NewMessage>,
+    source: &str,
+) -> Result<(), Problem> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -213,7 +229,9 @@ async fn store_all(store: &Arc<dyn Store>, messages: Vec<NewMessage>, source: &s
                 other => format!("{other:?}"),
             };
             tracing::error!(source = %source, reason = %why, "the store refused a source message");
-            return Err(Problem::unavailable(format!("the queue refused a message ({why}); retry")));
+            return Err(Problem::unavailable(format!(
+                "the queue refused a message ({why}); retry"
+            )));
         }
     }
     Ok(())

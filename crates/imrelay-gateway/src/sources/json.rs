@@ -106,7 +106,10 @@ mod tests {
             panic!()
         };
         let e = &ev[0];
-        assert_eq!((e.status, e.title.as_str(), e.text.as_str()), (Status::Firing, "Payment errors", "5xx above 2%"));
+        assert_eq!(
+            (e.status, e.title.as_str(), e.text.as_str()),
+            (Status::Firing, "Payment errors", "5xx above 2%")
+        );
         assert_eq!(e.thread.as_deref(), Some("42"));
         assert_eq!(e.severity.as_deref(), Some("critical"));
         assert_eq!(e.labels["host"], "pay-1");

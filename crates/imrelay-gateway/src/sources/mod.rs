@@ -367,12 +367,7 @@ fn builtin(event: &Event) -> Message {
     let mut m = Message::new(Body::Card {
         text,
         buttons: event.links.clone(),
-        theme: Some(
-            event
-                .status
-                .theme(event.severity.as_deref())
-                .to_string(),
-        ),
+        theme: Some(event.status.theme(event.severity.as_deref()).to_string()),
     });
     m.title = Some(title_line(event));
     m
@@ -393,7 +388,10 @@ fn context(source: &Source, event: &Event) -> Value {
 }
 
 /// A sample event, rendered with every template a source uses at config load.
-pub fn sample_render(templates: &Templates, name: &str) -> Result<(), crate::templates::RenderError> {
+pub fn sample_render(
+    templates: &Templates,
+    name: &str,
+) -> Result<(), crate::templates::RenderError> {
     let source = Source {
         name: "sample".into(),
         kind: Kind::Zabbix,
@@ -431,13 +429,17 @@ mod tests {
 
     #[test]
     fn the_builtin_card_shows_status_title_and_labels() {
-        let mut e = Event::new(Status::Firing, "Disk full", "/var at 99%").with_severity("critical");
+        let mut e =
+            Event::new(Status::Firing, "Disk full", "/var at 99%").with_severity("critical");
         e.label("host", "db-1");
         let m = builtin(&e);
         let Body::Card { text, theme, .. } = &m.body else {
             panic!("{:?}", m.body)
         };
-        assert!(text.starts_with("#### 🔥 FIRING · Disk full\n\n/var at 99%"), "{text}");
+        assert!(
+            text.starts_with("#### 🔥 FIRING · Disk full\n\n/var at 99%"),
+            "{text}"
+        );
         assert!(text.contains("`host=db-1`") && text.contains("`severity=critical`"));
         assert_eq!(theme.as_deref(), Some("red"));
         let r = builtin(&Event::new(Status::Resolved, "Disk full", "ok"));

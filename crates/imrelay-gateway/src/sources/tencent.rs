@@ -33,17 +33,30 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
     };
     let object = dims
         .iter()
-        .find(|(k, _)| matches!(k.as_str(), "unInstanceId" | "objName" | "objId" | "InstanceId"))
+        .find(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "unInstanceId" | "objName" | "objId" | "InstanceId"
+            )
+        })
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let c = |k: &str| text_at(body, &format!("/alarmPolicyInfo/conditions/{k}")).unwrap_or_default();
+    let c =
+        |k: &str| text_at(body, &format!("/alarmPolicyInfo/conditions/{k}")).unwrap_or_default();
     let what = if kind == "event" {
         text_at(body, "/alarmPolicyInfo/conditions/eventShowName")
             .or_else(|| text_at(body, "/alarmPolicyInfo/conditions/eventName"))
             .unwrap_or_default()
     } else {
-        let metric = Some(c("metricShowName")).filter(|s| !s.is_empty()).unwrap_or_else(|| c("metricName"));
-        format!("{metric} {} {}{}", c("calcType"), c("calcValue"), c("calcUnit"))
+        let metric = Some(c("metricShowName"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| c("metricName"));
+        format!(
+            "{metric} {} {}{}",
+            c("calcType"),
+            c("calcValue"),
+            c("calcUnit")
+        )
     };
     let mut text = String::new();
     let region = text_at(body, "/alarmObjInfo/region").unwrap_or_default();
@@ -55,15 +68,22 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
     } else {
         format!("{}{}", c("currentValue"), c("unit"))
     };
-    let duration = text_at(body, "/durationTime").map(|d| format!("{d}s")).unwrap_or_default();
-    let recovered = text_at(body, "/recoverTime").filter(|t| t != "0").unwrap_or_default();
+    let duration = text_at(body, "/durationTime")
+        .map(|d| format!("{d}s"))
+        .unwrap_or_default();
+    let recovered = text_at(body, "/recoverTime")
+        .filter(|t| t != "0")
+        .unwrap_or_default();
     for (label, value) in [
         ("Object", object.as_str()),
         ("Service", &service),
         ("Region", &region),
         ("Condition", what.trim()),
         ("Current", &current),
-        ("Since", &text_at(body, "/firstOccurTime").unwrap_or_default()),
+        (
+            "Since",
+            &text_at(body, "/firstOccurTime").unwrap_or_default(),
+        ),
         ("Duration", &duration),
         ("Recovered", &recovered),
     ] {
@@ -78,11 +98,18 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
     };
     let mut e = Event::new(status, title, text).with_severity("warning");
     e.label("policy_id", policy_id.clone());
-    e.label("namespace", text_at(body, "/alarmObjInfo/namespace").unwrap_or_default());
+    e.label(
+        "namespace",
+        text_at(body, "/alarmObjInfo/namespace").unwrap_or_default(),
+    );
     e.label("region", region);
     e.label("alarm_type", kind);
     e.label("instance", object);
-    let dims_key = dims.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(";");
+    let dims_key = dims
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(";");
     e.thread = Some(key_of(&[("policy", &policy_id), ("object", &dims_key)]));
     Ok(Parsed::Events(vec![e]))
 }
@@ -112,10 +139,17 @@ mod tests {
         let Parsed::Events(ok) = parse(&alarm("0")).unwrap() else {
             panic!()
         };
-        assert_eq!((a[0].status, ok[0].status), (Status::Firing, Status::Resolved));
+        assert_eq!(
+            (a[0].status, ok[0].status),
+            (Status::Firing, Status::Resolved)
+        );
         assert_eq!(a[0].thread, ok[0].thread);
         assert_eq!(a[0].title, "CPU high · ins-o9p3rg3m");
-        assert!(a[0].text.contains("**Condition:** CPU利用率 > 90%"), "{}", a[0].text);
+        assert!(
+            a[0].text.contains("**Condition:** CPU利用率 > 90%"),
+            "{}",
+            a[0].text
+        );
         assert!(a[0].text.contains("**Current:** 100%"), "{}", a[0].text);
         assert_eq!(a[0].labels["instance"], "ins-o9p3rg3m");
     }
@@ -124,10 +158,15 @@ mod tests {
     fn a_numeric_status_is_read_and_bad_ones_are_named() {
         let mut n = alarm("1");
         n["alarmStatus"] = json!(0);
-        assert!(matches!(parse(&n).unwrap(), Parsed::Events(ref e) if e[0].status == Status::Resolved));
+        assert!(
+            matches!(parse(&n).unwrap(), Parsed::Events(ref e) if e[0].status == Status::Resolved)
+        );
         assert_eq!(parse(&alarm("2")).unwrap_err().field, "alarmStatus");
         let mut no_policy = alarm("1");
         no_policy["alarmPolicyInfo"] = json!({});
-        assert_eq!(parse(&no_policy).unwrap_err().field, "alarmPolicyInfo.policyId");
+        assert_eq!(
+            parse(&no_policy).unwrap_err().field,
+            "alarmPolicyInfo.policyId"
+        );
     }
 }

@@ -21,12 +21,19 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
     let status = status(body)?;
     let name = field(body, "event_name")
         .or_else(|| field(body, "trigger_name"))
-        .ok_or_else(|| PayloadError::new("event_name", "missing or empty (give `event_name` or `trigger_name`)"))?;
+        .ok_or_else(|| {
+            PayloadError::new(
+                "event_name",
+                "missing or empty (give `event_name` or `trigger_name`)",
+            )
+        })?;
     let zabbix_severity = field(body, "event_severity").unwrap_or_default();
     let host = field(body, "host").unwrap_or_default();
     let mut text = String::new();
     if !host.is_empty() {
-        let ip = field(body, "host_ip").map(|ip| format!(" ({ip})")).unwrap_or_default();
+        let ip = field(body, "host_ip")
+            .map(|ip| format!(" ({ip})"))
+            .unwrap_or_default();
         text.push_str(&format!("**Host:** {host}{ip}\n\n"));
     }
     if !zabbix_severity.is_empty() {
@@ -74,8 +81,7 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
 /// A field's text; a macro Zabbix left unexpanded (`{EVENT.RECOVERY.TIME}`
 /// in a problem message) counts as absent.
 fn field(body: &Value, name: &str) -> Option<String> {
-    super::text_at(body, &format!("/{name}"))
-        .filter(|s| !(s.starts_with('{') && s.ends_with('}')))
+    super::text_at(body, &format!("/{name}")).filter(|s| !(s.starts_with('{') && s.ends_with('}')))
 }
 
 fn required_field(body: &Value, name: &str) -> Result<String, PayloadError> {
@@ -144,7 +150,10 @@ mod tests {
             panic!()
         };
         let e = &ev[0];
-        assert_eq!((e.status, e.title.as_str()), (Status::Firing, "High CPU on db-1"));
+        assert_eq!(
+            (e.status, e.title.as_str()),
+            (Status::Firing, "High CPU on db-1")
+        );
         assert_eq!(e.thread.as_deref(), Some("1234"));
         assert_eq!(e.labels["severity"], "error");
         assert_eq!(e.labels["zabbix_severity"], "High");
@@ -172,9 +181,48 @@ mod tests {
         let mut bad = problem();
         bad["event_value"] = json!("7");
         assert_eq!(parse(&bad).unwrap_err().field, "event_value");
-        assert_eq!(parse(&json!({"event_value": "1"})).unwrap_err().field, "event_id");
+        assert_eq!(
+            parse(&json!({"event_value": "1"})).unwrap_err().field,
+            "event_id"
+        );
         let mut unexpanded = problem();
         unexpanded["event_id"] = json!("{EVENT.ID}");
         assert_eq!(parse(&unexpanded).unwrap_err().field, "event_id");
+    }
+
+    /// The media type to import embeds `imrelay.js` as it is, and passes
+    /// every field this parser reads.
+    #[test]
+    fn the_media_type_embeds_the_script_and_sends_every_field() {
+        let yaml = include_str!("../../../../deploy/zabbix/media_imrelay.yaml");
+        let js = include_str!("../../../../deploy/zabbix/imrelay.js");
+        let embedded: String = yaml
+            .split("      script: |\n")
+            .nth(1)
+            .and_then(|rest| rest.split("      timeout:").next())
+            .unwrap()
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("        ").unwrap_or(l)))
+            .collect();
+        assert_eq!(embedded, js);
+        for field in [
+            "event_id",
+            "event_value",
+            "event_status",
+            "event_severity",
+            "event_name",
+            "trigger_name",
+            "trigger_id",
+            "host",
+            "host_ip",
+            "event_time",
+            "recovery_time",
+            "event_tags",
+            "event_opdata",
+            "message",
+            "zabbix_url",
+        ] {
+            assert!(yaml.contains(&format!("- name: {field}\n")), "{field}");
+        }
     }
 }

@@ -29,5 +29,6 @@ mod obs_openapi;
 mod obs_otlp;
 mod reload_watch;
 mod server_limits;
+mod sources;
 mod store_postgres;
 mod store_sqlite;

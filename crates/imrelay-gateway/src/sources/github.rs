@@ -215,4 +215,42 @@ mod tests {
             Parsed::Ignored(_)
         ));
     }
+
+    #[test]
+    fn a_deployment_status_is_threaded_by_deployment_id() {
+        let mut body = json!({"action": "created",
+            "deployment_status": {"id": 2, "state": "in_progress", "environment": "production",
+                "description": "Deployment started", "target_url": "https://example.com/deploy/2",
+                "creator": {"login": "octocat"}},
+            "deployment": {"id": 145988746, "sha": "a8a1ec5b9bc8fa4b5a5e2b2b4b77e4f4d4cbd8f1", "ref": "main",
+                "task": "deploy", "environment": "production"},
+            "repository": {"full_name": "octo-org/octo-repo"}, "sender": {"login": "octocat"}});
+        let Parsed::Events(ev) = parse(&settings("s"), "deployment_status", &body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ev[0].status, Status::Running);
+        assert_eq!(ev[0].title, "Deploy to production · octo-org/octo-repo");
+        assert_eq!(
+            ev[0].thread.as_deref(),
+            Some("repository=octo-org/octo-repo,deployment=145988746")
+        );
+        assert_eq!(ev[0].links[0].text, "Details");
+        body["deployment_status"]["state"] = json!("error");
+        let Parsed::Events(ev) = parse(&settings("s"), "deployment_status", &body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ev[0].status, Status::Failed);
+        body["deployment_status"]["state"] = json!("success");
+        let Parsed::Events(ev) = parse(&settings("s"), "deployment_status", &body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ev[0].status, Status::Succeeded);
+        let no_repo = json!({"deployment": {"id": 1}, "deployment_status": {"state": "success"}});
+        assert_eq!(
+            parse(&settings("s"), "deployment_status", &no_repo)
+                .unwrap_err()
+                .field,
+            "repository.full_name"
+        );
+    }
 }

@@ -62,12 +62,10 @@ pub struct SourceConfig {
     pub channels: Vec<String>,
     #[serde(default)]
     pub template: Option<String>,
-    /// Card buttons while an event is open: `ack`, `resolve`, `silence:DURATION`.
+    /// Card buttons while an event is open: `ack`, `resolve` (who may press
+    /// them: `[lifecycle] allowed_users`).
     #[serde(default)]
     pub actions: Vec<String>,
-    /// Platform user ids who may press them (default: `[lifecycle] allowed_users`).
-    #[serde(default)]
-    pub allowed_users: Vec<String>,
     /// GitLab: the webhook's secret token.
     #[serde(default)]
     pub token: Option<String>,
@@ -184,6 +182,12 @@ fn card(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> RouteC
     let mut actions = Vec::new();
     for (i, a) in s.actions.iter().enumerate() {
         match crate::lifecycle::ActionKind::of(a) {
+            // A card's silence is created in Alertmanager, which never saw
+            // this source's events.
+            Some(crate::lifecycle::ActionKind::Silence(_)) => issues.push(ConfigIssue::new(
+                at.key("actions").index(i).to_string(),
+                format!("`{a}`: a card's silence is made in Alertmanager, which does not know this source's events; use `ack` or `resolve`"),
+            )),
             Some(k) if !actions.contains(&k) => actions.push(k),
             Some(_) => issues.push(ConfigIssue::new(
                 at.key("actions").index(i).to_string(),
@@ -191,13 +195,13 @@ fn card(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> RouteC
             )),
             None => issues.push(ConfigIssue::new(
                 at.key("actions").index(i).to_string(),
-                format!("`{a}` is not an action; use `ack`, `resolve` or `silence:DURATION` (e.g. `silence:1h`)"),
+                format!("`{a}` is not an action; use `ack` or `resolve`"),
             )),
         }
     }
     RouteCard {
         actions,
-        allowed_users: s.allowed_users.clone(),
+        allowed_users: Vec::new(),
         silence_url: None,
     }
 }
@@ -456,7 +460,7 @@ channels = ["team"]
 title = "alert.name"
 resolved_values = ["OK"]
 template = "missing"
-actions = ["reboot"]
+actions = ["reboot", "silence:1h"]
 "#,
         );
         let joined = got.join("\n");
@@ -469,6 +473,7 @@ actions = ["reboot"]
             "sources.j.status",
             "sources.j.template",
             "sources.j.actions[0]",
+            "sources.j.actions[1]",
         ] {
             assert!(joined.contains(key), "no issue names {key}:\n{joined}");
         }

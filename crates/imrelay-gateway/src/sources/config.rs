@@ -53,6 +53,21 @@ pub enum SourceType {
     Json,
 }
 
+impl SourceType {
+    /// As written in `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::Grafana => "grafana",
+            SourceType::Zabbix => "zabbix",
+            SourceType::AliyunCloudmonitor => "aliyun_cloudmonitor",
+            SourceType::TencentCloud => "tencent_cloud",
+            SourceType::Gitlab => "gitlab",
+            SourceType::Github => "github",
+            SourceType::Json => "json",
+        }
+    }
+}
+
 /// `[sources.NAME]` as written: the common keys, then each type's own.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,15 +223,7 @@ fn card(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> RouteC
 
 /// The type's settings; keys of other types are refused, naming them.
 fn kind(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> Option<Kind> {
-    let type_name = match s.kind {
-        SourceType::Grafana => "grafana",
-        SourceType::Zabbix => "zabbix",
-        SourceType::AliyunCloudmonitor => "aliyun_cloudmonitor",
-        SourceType::TencentCloud => "tencent_cloud",
-        SourceType::Gitlab => "gitlab",
-        SourceType::Github => "github",
-        SourceType::Json => "json",
-    };
+    let type_name = s.kind.as_str();
     let json_keys = s.title.is_some()
         || s.text.is_some()
         || !s.labels.is_empty()

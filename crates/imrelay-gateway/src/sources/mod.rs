@@ -65,16 +65,21 @@ pub enum Kind {
 
 impl Kind {
     /// The `type` in the config.
-    pub fn as_str(&self) -> &'static str {
+    pub fn source_type(&self) -> config::SourceType {
+        use config::SourceType as T;
         match self {
-            Kind::Grafana => "grafana",
-            Kind::Zabbix => "zabbix",
-            Kind::AliyunCloudMonitor => "aliyun_cloudmonitor",
-            Kind::TencentCloud => "tencent_cloud",
-            Kind::Gitlab(_) => "gitlab",
-            Kind::Github(_) => "github",
-            Kind::Json(_) => "json",
+            Kind::Grafana => T::Grafana,
+            Kind::Zabbix => T::Zabbix,
+            Kind::AliyunCloudMonitor => T::AliyunCloudmonitor,
+            Kind::TencentCloud => T::TencentCloud,
+            Kind::Gitlab(_) => T::Gitlab,
+            Kind::Github(_) => T::Github,
+            Kind::Json(_) => T::Json,
         }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.source_type().as_str()
     }
 }
 

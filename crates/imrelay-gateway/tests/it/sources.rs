@@ -39,7 +39,10 @@ fn fixture_json(name: &str) -> Value {
 /// one source of each type sending to it.
 async fn start() -> Src {
     let mcfg = MockConfig {
-        robots: vec![RobotConfig::new(MockPlatform::Dingtalk, "grp").with_secret(SECRET)],
+        robots: vec![
+            RobotConfig::new(MockPlatform::Dingtalk, "grp").with_secret(SECRET),
+            RobotConfig::new(MockPlatform::Feishu, "hook-fs").with_secret(SECRET),
+        ],
         ..MockConfig::default()
     };
     let mock = MockServer::start(mcfg, "127.0.0.1:0".parse().unwrap())
@@ -74,11 +77,20 @@ type = "dingtalk_robot"
 access_token = "grp"
 secret = "{SECRET}"
 base_url = "{url}"
+[channels.feishu]
+[[channels.feishu.destinations]]
+type = "feishu_webhook"
+hook = "hook-fs"
+secret = "{SECRET}"
+base_url = "{url}"
 
 [sources.grafana]
 type = "grafana"
 channels = ["team"]
 actions = ["ack"]
+[sources.grafana_feishu]
+type = "grafana"
+channels = ["feishu"]
 [sources.zabbix]
 type = "zabbix"
 channels = ["team"]
@@ -271,6 +283,38 @@ async fn grafana_firing_then_resolved_updates_the_group_card() {
         ["Dashboard", "Panel", "Source", "Silence"],
         "{:#}",
         cards[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_on_a_feishu_webhook_is_a_card_coloured_by_severity() {
+    let s = start().await;
+    let r = s
+        .post("grafana_feishu", &fixture_json("grafana_firing.json"), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.body["messages"][0]["id"].as_str().unwrap();
+    s.gw.wait_state(id, "delivered").await;
+    let sent: Vec<Value> = s
+        .mock
+        .state()
+        .log
+        .all()
+        .into_iter()
+        .filter(|e: &LogEntry| e.target.starts_with("feishu") && e.accepted)
+        .filter_map(|e| e.body)
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let card = &sent[0]["card"];
+    assert_eq!(card["header"]["template"], "red", "{card:#}");
+    assert_eq!(
+        card["header"]["title"]["content"],
+        "🔥 FIRING · High memory usage, High CPU usage"
+    );
+    assert!(
+        card.to_string()
+            .contains("This alert was triggered for zone eu-1"),
+        "{card:#}"
     );
 }
 

@@ -50,8 +50,15 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         text.push_str(&alert_line(a));
         text.push('\n');
     }
-    if alerts.len() > MAX_LISTED {
-        text.push_str(&format!("… and {} more\n", alerts.len() - MAX_LISTED));
+    // Alerts Grafana itself left out (`maxAlerts`) are hidden too.
+    let truncated = body
+        .get("truncatedAlerts")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let hidden = alerts.len().saturating_sub(MAX_LISTED) + truncated;
+    if hidden > 0 {
+        text.push_str(&format!("… and {hidden} more\n"));
     }
     let pool = if firing.is_empty() {
         alerts.iter().collect()
@@ -189,6 +196,12 @@ mod tests {
         assert_eq!(ev[0].status, Status::Resolved);
         assert!(ev[0].links.iter().all(|b| b.text != "Silence"));
         assert_eq!(parse(&json!({"alerts": []})).unwrap_err().field, "alerts");
+        let mut truncated = notification("firing");
+        truncated["truncatedAlerts"] = json!(3);
+        let Parsed::Events(ev) = parse(&truncated).unwrap() else {
+            panic!()
+        };
+        assert!(ev[0].text.ends_with("… and 3 more\n"), "{}", ev[0].text);
         let mut no_key = notification("firing");
         no_key.as_object_mut().unwrap().remove("groupKey");
         assert_eq!(parse(&no_key).unwrap_err().field, "groupKey");

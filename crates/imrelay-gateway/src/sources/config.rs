@@ -485,4 +485,34 @@ actions = ["reboot", "silence:1h"]
             assert!(joined.contains(key), "no issue names {key}:\n{joined}");
         }
     }
+
+    /// The section is checked when the config loads, with the other sections.
+    #[test]
+    fn config_load_reports_source_errors() {
+        let text = r#"
+[[api_keys]]
+name = "k"
+key = "0123456789abcdef0123"
+channels = ["*"]
+[channels.team]
+[[channels.team.destinations]]
+type = "dingtalk_robot"
+access_token = "t"
+[sources.gh]
+type = "github"
+channels = ["team"]
+[sources.ok]
+type = "grafana"
+channels = ["team"]
+"#;
+        let err = crate::config::Config::parse(text, std::path::Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["sources.gh.secret"], "{err}");
+        let good = text.replace(
+            "channels = [\"team\"]\n[sources.ok]",
+            "channels = [\"team\"]\nsecret = \"0123456789\"\n[sources.ok]",
+        );
+        let cfg = crate::config::Config::parse(&good, std::path::Path::new(".")).unwrap();
+        assert_eq!(cfg.sources.len(), 2);
+    }
 }

@@ -67,17 +67,7 @@ pub async fn receive<S: SourcesContext>(
     }
     verify_platform(source, &headers, &bytes)?;
     let payload = read_payload(&headers, &bytes)?;
-    let parsed = match &source.kind {
-        Kind::Grafana => grafana::parse(&payload),
-        Kind::Zabbix => zabbix::parse(&payload),
-        Kind::AliyunCloudMonitor => aliyun::parse(&payload),
-        Kind::TencentCloud => tencent::parse(&payload),
-        Kind::Gitlab(s) => gitlab::parse(s, &payload),
-        Kind::Github(s) => github::parse(s, &github_event(&headers)?, &payload),
-        Kind::Json(m) => json_source::parse(m, &payload),
-    }
-    .map_err(|e| Problem::invalid(e.field, e.message))?;
-    let events = match parsed {
+    let events = match parse(source, &headers, &payload)? {
         Parsed::Events(e) => e,
         Parsed::Ignored(why) => {
             tracing::info!(source = %name, reason = %why, "source payload ignored");
@@ -104,6 +94,20 @@ pub async fn receive<S: SourcesContext>(
         Json(json!({"source": name, "messages": report})),
     )
         .into_response())
+}
+
+/// The payload read by its source's parser (422 naming the field).
+fn parse(source: &Source, headers: &HeaderMap, payload: &Value) -> Result<Parsed, Problem> {
+    match &source.kind {
+        Kind::Grafana => grafana::parse(payload),
+        Kind::Zabbix => zabbix::parse(payload),
+        Kind::AliyunCloudMonitor => aliyun::parse(payload),
+        Kind::TencentCloud => tencent::parse(payload),
+        Kind::Gitlab(s) => gitlab::parse(s, payload),
+        Kind::Github(s) => github::parse(s, &github_event(headers)?, payload),
+        Kind::Json(m) => json_source::parse(m, payload),
+    }
+    .map_err(|e| Problem::invalid(e.field, e.message))
 }
 
 /// The caller's API key, from `Authorization` or else `?key=`.

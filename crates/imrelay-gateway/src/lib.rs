@@ -54,6 +54,7 @@ pub mod runtime;
 pub mod self_alerts;
 pub mod server;
 pub mod silences;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

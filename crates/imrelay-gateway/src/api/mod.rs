@@ -144,6 +144,32 @@ impl crate::alertmanager::handler::AlertmanagerContext for AppState {
     }
 }
 
+impl crate::sources::handler::SourcesContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn sources(&self) -> Arc<crate::sources::Sources> {
+        self.live.runtime().sources.clone()
+    }
+
+    fn templates(&self) -> crate::templates::Templates {
+        self.live.runtime().alerting.templates.clone()
+    }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
+
+    fn check_accepting(&self) -> Result<(), Problem> {
+        AppState::check_accepting(self)
+    }
+
+    fn silences(&self) -> &crate::silences::SilenceCache {
+        &self.silences
+    }
+}
+
 impl crate::callbacks::handler::CallbacksContext for AppState {
     fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -259,6 +285,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
         .route("/v1/status", get(ops::status))
         .merge(crate::alertmanager::handler::router())
+        .merge(crate::sources::handler::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))

@@ -47,6 +47,7 @@ use crate::silences::handler as silences;
         (name = "dlq", description = "The dead-letter queue"),
         (name = "silences", description = "Silences for every message, in the shape of Alertmanager's v2 silences API"),
         (name = "alertmanager", description = "Prometheus Alertmanager webhook receiver"),
+        (name = "sources", description = "Webhook receivers for Grafana, Zabbix, Alibaba Cloud CloudMonitor, Tencent Cloud Observability, GitLab, GitHub and any JSON ([sources.NAME])"),
         (name = "callbacks", description = "Platform event callbacks (authenticated by the platforms' own signatures, no API key)"),
         (name = "operations", description = "Status, health, metrics")
     )
@@ -94,6 +95,10 @@ impl Modify for OtherRoutes {
         paths.insert(
             "/v1/alertmanager/{route}".into(),
             PathItem::new(HttpMethod::Post, alertmanager_operation()),
+        );
+        paths.insert(
+            "/v1/sources/{name}".into(),
+            PathItem::new(HttpMethod::Post, source_operation()),
         );
         let mut events = PathItem::new(HttpMethod::Get, callback_operation("get", false));
         events.post = Some(callback_operation("post", false));
@@ -149,6 +154,58 @@ fn alertmanager_operation() -> utoipa::openapi::path::Operation {
                     "503",
                     problem("The queue cannot commit now; Alertmanager retries"),
                 ),
+        )
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .build()
+}
+
+/// `POST /v1/sources/{name}`.
+fn source_operation() -> utoipa::openapi::path::Operation {
+    OperationBuilder::new()
+        .tag("sources")
+        .operation_id(Some("source_receive"))
+        .summary(Some("A source's own webhook payload (Grafana, Zabbix, CloudMonitor, Tencent Cloud, GitLab, GitHub, JSON)"))
+        .parameter(path_param("name", "A source under [sources]"))
+        .parameter(
+            ParameterBuilder::new()
+                .name("key")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("The API key, for senders that cannot set `Authorization`"))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        )
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some("The source's payload as it sends it"))
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
+                )
+                .content(
+                    "application/x-www-form-urlencoded",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
+                )
+                .build(),
+        ))
+        .responses(
+            ResponsesBuilder::new()
+                .response(
+                    "200",
+                    object("Every message committed (their ids and threads), or the payload ignored (why)"),
+                )
+                .response("400", problem("The body is not JSON"))
+                .response(
+                    "401",
+                    problem("Missing or unknown API key, or a bad GitLab token or GitHub signature"),
+                )
+                .response("403", problem("The key may not use a channel of the source"))
+                .response("404", problem("No such source"))
+                .response("413", problem("Body larger than `server.max_body_bytes`"))
+                .response("422", problem("Not this source's payload (the field is named)"))
+                .response("500", problem("The running config cannot route the payload"))
+                .response("503", problem("The queue cannot commit now; retry")),
         )
         .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
         .build()

@@ -245,6 +245,8 @@ pub struct Config {
     pub callbacks: Vec<CallbackConfig>,
     /// `[lifecycle]`: cards after they are sent (see [`crate::lifecycle`]).
     pub lifecycle: crate::lifecycle::LifecycleConfig,
+    /// `[sources]`: other systems' webhooks (see [`crate::sources`]).
+    pub sources: BTreeMap<String, crate::sources::config::SourceConfig>,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -278,6 +280,8 @@ struct RawConfig {
     callbacks: Vec<CallbackConfig>,
     #[serde(default)]
     lifecycle: crate::lifecycle::LifecycleConfig,
+    #[serde(default)]
+    sources: BTreeMap<String, crate::sources::config::SourceConfig>,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -349,10 +353,16 @@ impl Config {
         }
         // Compiled here only to report template and route errors at load;
         // the runtime compiles its own copy.
-        crate::alertmanager::config::compile(
+        let alerting = crate::alertmanager::config::compile(
             &raw.alerting,
             &raw.templates,
             base_dir,
+            &raw.channels,
+            &mut issues,
+        );
+        crate::sources::config::compile(
+            &raw.sources,
+            &alerting.templates,
             &raw.channels,
             &mut issues,
         );
@@ -369,6 +379,7 @@ impl Config {
             templates: raw.templates,
             callbacks: raw.callbacks,
             lifecycle: raw.lifecycle,
+            sources: raw.sources,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };

@@ -34,6 +34,8 @@ pub struct Runtime {
     pub alerting: Arc<Alerting>,
     /// `[lifecycle]`: who may act on cards, names, the time zone of cards.
     pub lifecycle: Arc<LifecycleSettings>,
+    /// `[sources]`: other systems' webhook receivers.
+    pub sources: Arc<crate::sources::Sources>,
 }
 
 impl Runtime {
@@ -44,11 +46,19 @@ impl Runtime {
             e.file = cfg.source.clone();
             e
         })?;
+        let alerting = cfg.compile_alerting()?;
         Ok(Runtime {
             channels: Arc::new(channels),
             callbacks: Arc::new(callbacks),
             keys: Arc::new(ApiKeys::from_config(&cfg.api_keys)),
-            alerting: cfg.compile_alerting()?,
+            // Validated when the config loaded.
+            sources: Arc::new(crate::sources::config::compile(
+                &cfg.sources,
+                &alerting.templates,
+                &cfg.channels,
+                &mut Vec::new(),
+            )),
+            alerting,
             // Validated when the config loaded.
             lifecycle: Arc::new(cfg.lifecycle.compile(&mut Vec::new())),
         })

@@ -32,5 +32,6 @@ mod obs_otlp;
 mod reload_watch;
 mod server_limits;
 mod silences;
+mod sources;
 mod store_postgres;
 mod store_sqlite;

@@ -44,6 +44,7 @@ pub mod api;
 pub mod callbacks;
 pub mod channels;
 pub mod client;
+pub mod compat;
 pub mod config;
 pub mod dispatch;
 pub mod domain;

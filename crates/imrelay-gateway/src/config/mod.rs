@@ -245,6 +245,8 @@ pub struct Config {
     pub callbacks: Vec<CallbackConfig>,
     /// `[lifecycle]`: cards after they are sent (see [`crate::lifecycle`]).
     pub lifecycle: crate::lifecycle::LifecycleConfig,
+    /// `[compat]`: the old tools' endpoints (see [`crate::compat`]).
+    pub compat: crate::compat::CompatConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -278,6 +280,8 @@ struct RawConfig {
     callbacks: Vec<CallbackConfig>,
     #[serde(default)]
     lifecycle: crate::lifecycle::LifecycleConfig,
+    #[serde(default)]
+    compat: crate::compat::CompatConfig,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -369,6 +373,7 @@ impl Config {
             templates: raw.templates,
             callbacks: raw.callbacks,
             lifecycle: raw.lifecycle,
+            compat: raw.compat,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -389,6 +394,7 @@ impl Config {
         self.self_alerts.validate(self.channels.keys(), issues);
         crate::callbacks::config::validate(&self.callbacks, issues);
         self.lifecycle.compile(issues);
+        self.compat.validate(self.channels.keys(), issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

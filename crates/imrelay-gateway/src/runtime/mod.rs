@@ -34,6 +34,8 @@ pub struct Runtime {
     pub alerting: Arc<Alerting>,
     /// `[lifecycle]`: who may act on cards, names, the time zone of cards.
     pub lifecycle: Arc<LifecycleSettings>,
+    /// `[compat]`: the old tools' endpoints.
+    pub compat: Arc<crate::compat::CompatConfig>,
 }
 
 impl Runtime {
@@ -51,6 +53,7 @@ impl Runtime {
             alerting: cfg.compile_alerting()?,
             // Validated when the config loaded.
             lifecycle: Arc::new(cfg.lifecycle.compile(&mut Vec::new())),
+            compat: Arc::new(cfg.compat.open_warned()),
         })
     }
 }

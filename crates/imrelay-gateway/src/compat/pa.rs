@@ -146,7 +146,10 @@ fn read_query(
     set: &ChannelSet,
 ) -> Result<PaRequest, Problem> {
     let ty = param(query, "type").ok_or_else(|| {
-        Problem::invalid("type", "missing `type`: dd (DingTalk), wx (WeCom) or fs (Feishu)")
+        Problem::invalid(
+            "type",
+            "missing `type`: dd (DingTalk), wx (WeCom) or fs (Feishu)",
+        )
     })?;
     let ty = PaType::parse(ty).ok_or_else(|| {
         Problem::invalid(
@@ -176,7 +179,10 @@ fn read_query(
     };
     let mut mentions = Mentions::default();
     if let Some(at) = param(query, "at") {
-        let who = at.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let who = at
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         match ty {
             PaType::Dd => mentions.mobiles = who.collect(),
             PaType::Wx | PaType::Fs => mentions.user_ids = who.collect(),

@@ -151,14 +151,13 @@ impl Compiled {
         let json = serde_json::to_value(ctx).map_err(|e| failed("body", e.to_string()))?;
         let payload = alertmanager_payload(json);
         let data = match self.flavour {
-            GoFlavour::Pwd => {
-                imrelay_gotmpl::alertmanager(&payload, &self.set.options().local).map_err(|e| {
+            GoFlavour::Pwd => imrelay_gotmpl::alertmanager(&payload, &self.set.options().local)
+                .map_err(|e| {
                     failed(
                         "body",
                         format!("the data is not an Alertmanager notification: {e}"),
                     )
-                })?
-            }
+                })?,
             GoFlavour::PrometheusAlert => imrelay_gotmpl::Value::from_json(&payload),
         };
         let part = |part: &'static str, go_name: &str| {

@@ -2,6 +2,7 @@
 //! is what was a test file; the support modules are shared.
 
 mod alertmanager_e2e;
+mod migrate_pwd;
 mod callback_cli;
 mod callbacks_python;
 mod cli_send;

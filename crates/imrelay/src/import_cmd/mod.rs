@@ -150,7 +150,9 @@ fn print_report(file: &Path, report: &Report) {
         eprintln!("note: {n}");
     }
     if !report.env.is_empty() {
-        eprintln!("set these environment variables for `imrelay serve` and `imrelay config check`:");
+        eprintln!(
+            "set these environment variables for `imrelay serve` and `imrelay config check`:"
+        );
         for v in &report.env {
             eprintln!("  {:<36} {}", v.name, v.from);
         }
@@ -272,7 +274,10 @@ mod tests {
 
     #[test]
     fn names_env_vars_and_channels() {
-        assert_eq!(env_name(&["pwd", "web-hook.1", "secret"]), "PWD_WEB_HOOK_1_SECRET");
+        assert_eq!(
+            env_name(&["pwd", "web-hook.1", "secret"]),
+            "PWD_WEB_HOOK_1_SECRET"
+        );
         assert_eq!(channel_name("ops team"), "ops-team");
     }
 
@@ -289,6 +294,9 @@ mod tests {
             relative_to(Path::new("/a/b"), Path::new("/a/c/t.tmpl")),
             "../c/t.tmpl"
         );
-        assert_eq!(relative_to(Path::new("/a"), Path::new("/a/t.tmpl")), "t.tmpl");
+        assert_eq!(
+            relative_to(Path::new("/a"), Path::new("/a/t.tmpl")),
+            "t.tmpl"
+        );
     }
 }

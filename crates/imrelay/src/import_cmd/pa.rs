@@ -55,19 +55,43 @@ enum TemplateText {
 
 /// Settings imrelay maps, or has no use for (the web UI's, the database's, logging).
 const MAPPED: &[&str] = &[
-    "prometheus_cst_time", "title", "httpport", "httpaddr", "open-dingding", "ddurl", "dd_isatall",
-    "open-dingding-secret", "open-weixin", "wxurl", "open-feishu", "fsurl",
+    "prometheus_cst_time",
+    "title",
+    "httpport",
+    "httpaddr",
+    "open-dingding",
+    "ddurl",
+    "dd_isatall",
+    "open-dingding-secret",
+    "open-weixin",
+    "wxurl",
+    "open-feishu",
+    "fsurl",
 ];
 const NOT_NEEDED: &[&str] = &[
-    "appname", "runmode", "copyrequestbody", "logtype", "logpath", "logsavetime",
-    "login_user", "login_password", "db_driver", "db_host", "db_port", "db_user",
-    "db_password", "db_name", "alert_to_mysql", "logourl", "rlogourl",
+    "appname",
+    "runmode",
+    "copyrequestbody",
+    "logtype",
+    "logpath",
+    "logsavetime",
+    "login_user",
+    "login_password",
+    "db_driver",
+    "db_host",
+    "db_port",
+    "db_user",
+    "db_password",
+    "db_name",
+    "alert_to_mysql",
+    "logourl",
+    "rlogourl",
 ];
 
 pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
     let file = &args.common.file;
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     eprintln!("reading PrometheusAlert config {}", file.display());
     let settings = parse_ini(&text);
     let get = |k: &str| settings.iter().rev().find(|s| s.key == k);
@@ -76,7 +100,13 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
 
     let mut robots = Vec::new();
     for (open, url_key, ty, channel, kind) in [
-        ("open-dingding", "ddurl", "dd", "pa-dingtalk", "dingtalk_robot"),
+        (
+            "open-dingding",
+            "ddurl",
+            "dd",
+            "pa-dingtalk",
+            "dingtalk_robot",
+        ),
         ("open-weixin", "wxurl", "wx", "pa-wecom", "wecom_robot"),
         ("open-feishu", "fsurl", "fs", "pa-feishu", "feishu_webhook"),
     ] {
@@ -84,12 +114,24 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
             continue;
         }
         let Some(url) = get(url_key).filter(|s| !s.value.is_empty()) else {
-            report.unmapped(get(open).map(|s| s.line), format!("`{open}=1` without `{url_key}`"));
+            report.unmapped(
+                get(open).map(|s| s.line),
+                format!("`{open}=1` without `{url_key}`"),
+            );
             continue;
         };
         let mut fields = Vec::new();
-        for (i, one) in url.value.split(',').filter(|u| !u.trim().is_empty()).enumerate() {
-            let n = if i == 0 { String::new() } else { format!("{}", i + 1) };
+        for (i, one) in url
+            .value
+            .split(',')
+            .filter(|u| !u.trim().is_empty())
+            .enumerate()
+        {
+            let n = if i == 0 {
+                String::new()
+            } else {
+                format!("{}", i + 1)
+            };
             match robot_fields(ty, one.trim(), &n, url, &mut report) {
                 Ok(f) => fields.push(f),
                 Err(why) => report.unmapped(Some(url.line), format!("`{url_key}`: {why}")),
@@ -155,9 +197,17 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
          defaults must be added as destinations of a channel; imrelay refuses robots it does not have"
             .into(),
     );
-    eprintln!("{} robot channels, {} templates", robots.len(), templates.len());
-    let title = get("title").map(|s| s.value.clone()).unwrap_or_else(|| "PrometheusAlert".into());
-    let port = get("httpport").map(|s| s.value.clone()).unwrap_or_else(|| "8080".into());
+    eprintln!(
+        "{} robot channels, {} templates",
+        robots.len(),
+        templates.len()
+    );
+    let title = get("title")
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| "PrometheusAlert".into());
+    let port = get("httpport")
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| "8080".into());
     let toml = write_toml(args, &robots, &templates, &title, &port, &mut report);
     Ok((toml, report))
 }
@@ -195,7 +245,10 @@ fn robot_fields(
             out.push(("key", report.env(&v, from("the key="))));
         }
         _ => {
-            let hook = u.path_segments().and_then(|mut s| s.next_back()).unwrap_or("");
+            let hook = u
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or("");
             if hook.is_empty() {
                 return Err("no hook token at the end of the URL".into());
             }
@@ -216,7 +269,9 @@ fn parse_ini(text: &str) -> Vec<Setting> {
         if l.is_empty() || l.starts_with('#') || l.starts_with(';') || l.starts_with('[') {
             continue;
         }
-        let Some((k, v)) = l.split_once('=') else { continue };
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
         out.push(Setting {
             line: i + 1,
             key: k.trim().to_string(),
@@ -246,7 +301,8 @@ fn read_templates(p: &Path) -> anyhow::Result<Vec<PaTemplate>> {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         return Ok(out);
     }
-    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| {
         format!(
             "{}: not a JSON array of template rows ({{\"tplname\", \"tpltype\", \"tpl\"}})",
@@ -290,7 +346,8 @@ fn write_toml(
         common.file.display()
     ));
     t.comment("Alertmanager keeps posting to http://HOST:PORT/prometheusalert?type=..&tpl=..");
-    t.table("server", false).str("listen", &format!("0.0.0.0:{port}"));
+    t.table("server", false)
+        .str("listen", &format!("0.0.0.0:{port}"));
     t.table("compat", false).raw("prometheusalert", "true");
     if common.allow_unauthenticated {
         t.comment("As PrometheusAlert: no authentication. Prefer the API key below.")
@@ -342,7 +399,9 @@ mod tests {
     fn ini_lines_keep_their_numbers() {
         let s = parse_ini("# c\n[x]\nddurl = \"https://a?b=c\"\n\nopen-dingding=1\n");
         assert_eq!(
-            s.iter().map(|s| (s.line, s.key.as_str(), s.value.as_str())).collect::<Vec<_>>(),
+            s.iter()
+                .map(|s| (s.line, s.key.as_str(), s.value.as_str()))
+                .collect::<Vec<_>>(),
             [(3, "ddurl", "https://a?b=c"), (5, "open-dingding", "1")]
         );
     }

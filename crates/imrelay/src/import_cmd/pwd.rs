@@ -66,7 +66,10 @@ struct MessageTemplate {
 pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    eprintln!("reading prometheus-webhook-dingtalk config {}", args.file.display());
+    eprintln!(
+        "reading prometheus-webhook-dingtalk config {}",
+        args.file.display()
+    );
     let docs = YamlLoader::load_from_str(&text)
         .with_context(|| format!("{} is not valid YAML", args.file.display()))?;
     let Some(doc) = docs.first() else {
@@ -86,7 +89,10 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
             "no_builtin_template" => report.notes.push(
                 "`no_builtin_template`: imrelay has no PWD built-in templates to turn off".into(),
             ),
-            _ => report.unmapped(line(&[key]), format!("`{key}`: not a setting imrelay knows")),
+            _ => report.unmapped(
+                line(&[key]),
+                format!("`{key}`: not a setting imrelay knows"),
+            ),
         }
     }
     let files = read_template_files(&doc["templates"], base, &text, &mut report)?;
@@ -111,7 +117,10 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
             }
         }
         let Some(url) = t["url"].as_str() else {
-            report.unmapped(line(&["targets", name]), format!("targets.{name}: no `url`"));
+            report.unmapped(
+                line(&["targets", name]),
+                format!("targets.{name}: no `url`"),
+            );
             continue;
         };
         let (_, base_url) = match split_robot_url(url) {
@@ -124,7 +133,10 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
         let token_env = env_name(&["PWD", name, "ACCESS_TOKEN"]);
         report.env(
             &token_env,
-            format!("the access_token in targets.{name}.url (line {})", at("url").unwrap_or(0)),
+            format!(
+                "the access_token in targets.{name}.url (line {})",
+                at("url").unwrap_or(0)
+            ),
         );
         let secret_env = t["secret"].as_str().map(|_| {
             let n = env_name(&["PWD", name, "SECRET"]);
@@ -135,9 +147,9 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
             n
         });
         if let Some(b) = &base_url {
-            report
-                .notes
-                .push(format!("targets.{name}.url is not on {DINGTALK_HOST}: sending to {b}"));
+            report.notes.push(format!(
+                "targets.{name}.url is not on {DINGTALK_HOST}: sending to {b}"
+            ));
         }
         let mention = &t["mention"];
         let mobiles: Vec<String> = mention["mobiles"]
@@ -153,7 +165,10 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<(String, Report)> {
         );
         let template = match map_message(name, message, &files, &mut report) {
             Some(mt) => {
-                let existing = templates.iter().find(|(_, v)| **v == mt).map(|(k, _)| k.clone());
+                let existing = templates
+                    .iter()
+                    .find(|(_, v)| **v == mt)
+                    .map(|(k, _)| k.clone());
                 Some(existing.unwrap_or_else(|| {
                     let tn = if t["message"].is_badvalue() {
                         "pwd".to_string()
@@ -206,7 +221,10 @@ fn read_template_files(
             }),
             Err(e) => report.unmapped(
                 yaml_line(text, &["templates"]),
-                format!("templates: cannot read {} ({e}); copy it next to the config", p.display()),
+                format!(
+                    "templates: cannot read {} ({e}); copy it next to the config",
+                    p.display()
+                ),
             ),
         }
     }
@@ -396,7 +414,12 @@ pub fn yaml_line(text: &str, keys: &[&str]) -> Option<usize> {
                 break;
             }
             let body = body.trim_start_matches("- ");
-            let k = body.split(':').next().unwrap_or("").trim().trim_matches(['"', '\'']);
+            let k = body
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['"', '\'']);
             if k == *key && body.contains(':') {
                 hit = Some((i, indent));
                 break;

@@ -60,14 +60,22 @@ pub fn key_of(key: &str) -> String {
 
 /// A dotted table name from parts, each quoted as needed: `templates."pwd.x"`.
 pub fn path(parts: &[&str]) -> String {
-    parts.iter().map(|p| key_of(p)).collect::<Vec<_>>().join(".")
+    parts
+        .iter()
+        .map(|p| key_of(p))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// An array of strings.
 pub fn array(items: &[String]) -> String {
     format!(
         "[{}]",
-        items.iter().map(|s| basic(s)).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|s| basic(s))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

@@ -2,12 +2,13 @@
 //! is what was a test file; the support modules are shared.
 
 mod alertmanager_e2e;
-mod migrate_pwd;
 mod callback_cli;
 mod callbacks_python;
 mod cli_send;
 mod cluster_pg;
 mod lifecycle_e2e;
+mod migrate_pa;
+mod migrate_pwd;
 mod readme;
 mod send_server;
 mod serve_crash;

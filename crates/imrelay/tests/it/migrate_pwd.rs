@@ -31,7 +31,10 @@ const PWD_ENV: &[(&str, &str)] = &[
     ("PWD_WEBHOOK_LEGACY_ACCESS_TOKEN", "legacy-token"),
     ("PWD_WEBHOOK_MENTION_ALL_ACCESS_TOKEN", "all-token"),
     ("PWD_WEBHOOK_PROXY_ACCESS_TOKEN", "proxy-token"),
-    ("IMRELAY_ALERTMANAGER_KEY", "migrate-test-key-0123456789abcdef"),
+    (
+        "IMRELAY_ALERTMANAGER_KEY",
+        "migrate-test-key-0123456789abcdef",
+    ),
 ];
 
 pub(crate) fn imrelay(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -78,7 +81,9 @@ pub(crate) fn pointed_at_mock(
         }
         out.push_str(line);
         out.push('\n');
-        if line.starts_with("type = \"") && line.contains("robot\"") || line == "type = \"feishu_webhook\"" {
+        if line.starts_with("type = \"") && line.contains("robot\"")
+            || line == "type = \"feishu_webhook\""
+        {
             out.push_str("base_url = \"${mock.url}\"\n");
         }
     }
@@ -98,7 +103,12 @@ pub(crate) fn pointed_at_mock(
 }
 
 /// `imrelay serve` with `env` (the imported config's `${...}`).
-pub(crate) async fn serve_with_env(config: &Path, port: u16, log: PathBuf, env: &[(&str, &str)]) -> Serve {
+pub(crate) async fn serve_with_env(
+    config: &Path,
+    port: u16,
+    log: PathBuf,
+    env: &[(&str, &str)],
+) -> Serve {
     let err = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_imrelay"))
         .args(["serve", "--config"])
@@ -116,10 +126,17 @@ pub(crate) async fn serve_with_env(config: &Path, port: u16, log: PathBuf, env: 
         if let Some(status) = serve.child.try_wait().unwrap() {
             panic!("imrelay serve exited with {status}:\n{}", serve.log_text());
         }
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return serve;
         }
-        assert!(Instant::now() < deadline, "imrelay serve never listened:\n{}", serve.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "imrelay serve never listened:\n{}",
+            serve.log_text()
+        );
         // Waiting on another process to bind.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -157,7 +174,13 @@ pub(crate) async fn mock_sends(mock: &str, target: &str, n: usize, serve: &Serve
 }
 
 /// Go's own rendering of `name` in `file` over `data` (tests/gotemplate/render.go).
-pub(crate) fn go_render(mode: &str, file: &Path, data: &Path, name: Option<&str>, tz: &str) -> String {
+pub(crate) fn go_render(
+    mode: &str,
+    file: &Path,
+    data: &Path,
+    name: Option<&str>,
+    tz: &str,
+) -> String {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-gotemplate");
     std::fs::create_dir_all(&tmp).unwrap();
     let bin = tmp.join("render");
@@ -175,7 +198,11 @@ pub(crate) fn go_render(mode: &str, file: &Path, data: &Path, name: Option<&str>
             .env("GO111MODULE", "off")
             .output()
             .unwrap_or_else(|e| panic!("cannot run `{go}` (install Debian's golang-go; this test compares with Go): {e}"));
-        assert!(out.status.success(), "go build render.go: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "go build render.go: {}",
+            text(&out.stderr)
+        );
     }
     let mut cmd = Command::new(&bin);
     cmd.arg(mode).arg(file).arg(data).env("TZ", tz);
@@ -183,7 +210,11 @@ pub(crate) fn go_render(mode: &str, file: &Path, data: &Path, name: Option<&str>
         cmd.arg(n);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "Go render failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "Go render failed: {}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -214,7 +245,13 @@ pub(crate) fn notification() -> Value {
 fn import_pwd(dir: &Scratch, extra: &[&str]) -> (PathBuf, String) {
     let out_file = dir.path("imrelay.toml");
     let fixture = fixture("pwd/config.yml");
-    let mut args = vec!["import", "pwd", fixture.to_str().unwrap(), "-o", out_file.to_str().unwrap()];
+    let mut args = vec![
+        "import",
+        "pwd",
+        fixture.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = imrelay(&args, &[]);
     assert!(out.status.success(), "import failed: {}", text(&out.stderr));
@@ -242,16 +279,30 @@ fn pwd_import_keeps_secrets_out_and_lists_what_it_cannot_map() {
     let routes = v["alerting"]["routes"].as_table().unwrap();
     assert_eq!(
         routes.keys().collect::<Vec<_>>(),
-        ["webhook1", "webhook_legacy", "webhook_mention_all", "webhook_proxy"]
+        [
+            "webhook1",
+            "webhook_legacy",
+            "webhook_mention_all",
+            "webhook_proxy"
+        ]
     );
-    assert_eq!(routes["webhook1"]["mentions"]["mobiles"][1].as_str(), Some("13800000002"));
-    assert_eq!(routes["webhook_mention_all"]["mentions"]["all"].as_bool(), Some(true));
+    assert_eq!(
+        routes["webhook1"]["mentions"]["mobiles"][1].as_str(),
+        Some("13800000002")
+    );
+    assert_eq!(
+        routes["webhook_mention_all"]["mentions"]["all"].as_bool(),
+        Some(true)
+    );
     assert_eq!(v["templates"]["pwd"]["engine"].as_str(), Some("go"));
     // Checked with the variables it asked for; without them it fails, naming one.
     assert_config_check(&file, PWD_ENV);
     let out = imrelay(&["config", "check", file.to_str().unwrap()], &[]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("PWD_WEBHOOK1_ACCESS_TOKEN") || text(&out.stdout).contains("PWD_WEBHOOK1_ACCESS_TOKEN"));
+    assert!(
+        text(&out.stderr).contains("PWD_WEBHOOK1_ACCESS_TOKEN")
+            || text(&out.stdout).contains("PWD_WEBHOOK1_ACCESS_TOKEN")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +327,10 @@ async fn pwd_path_delivers_what_go_renders_from_the_same_template() {
     let serve = serve_with_env(&runnable, port, dir.path("imrelay.log"), PWD_ENV).await;
     let key = PWD_ENV.last().unwrap().1;
     let r = reqwest::Client::new()
-        .post(format!("{}/dingtalk/webhook1/send?key={key}", serve.server()))
+        .post(format!(
+            "{}/dingtalk/webhook1/send?key={key}",
+            serve.server()
+        ))
         .json(&notification())
         .send()
         .await
@@ -296,7 +350,10 @@ async fn pwd_path_delivers_what_go_renders_from_the_same_template() {
         got[0]["markdown"]["text"].as_str().unwrap(),
         format!("{}\n\n@13800000001 @13800000002", text.trim())
     );
-    assert_eq!(got[0]["at"]["atMobiles"], json!(["13800000001", "13800000002"]));
+    assert_eq!(
+        got[0]["at"]["atMobiles"],
+        json!(["13800000001", "13800000002"])
+    );
 }
 
 /// Alertmanager's config for PWD, as its README shows it; only host and port are ours.
@@ -393,7 +450,18 @@ async fn alertmanager_posts_to_the_pwd_path_unchanged() {
     // Rendered by the imported PWD template (ops.title / ops.content).
     assert_eq!(got[0]["markdown"]["title"], "[FIRING:1] DiskFull");
     let shown = got[0]["markdown"]["text"].as_str().unwrap();
-    assert!(shown.starts_with("#### [FIRING:1] DiskFull\n**Firing**\n- **DiskFull** (CRITICAL) disk\\_full on db-1"), "{shown}");
-    assert!(shown.contains(&format!("[Alertmanager](http://")), "{shown}");
-    assert_eq!(got[0]["at"]["atMobiles"], json!(["13800000001", "13800000002"]));
+    assert!(
+        shown.starts_with(
+            "#### [FIRING:1] DiskFull\n**Firing**\n- **DiskFull** (CRITICAL) disk\\_full on db-1"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("[Alertmanager](http://")),
+        "{shown}"
+    );
+    assert_eq!(
+        got[0]["at"]["atMobiles"],
+        json!(["13800000001", "13800000002"])
+    );
 }

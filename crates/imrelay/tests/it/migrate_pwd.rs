@@ -74,6 +74,9 @@ pub(crate) fn pointed_at_mock(
     robots: &[(&str, &str, Option<&str>)],
 ) -> String {
     let mut out = String::new();
+    if !toml.lines().any(|l| l.starts_with("listen = ")) {
+        out.push_str(&format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n"));
+    }
     for line in toml.lines() {
         if line.starts_with("listen = ") {
             out.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
@@ -81,8 +84,15 @@ pub(crate) fn pointed_at_mock(
         }
         out.push_str(line);
         out.push('\n');
-        if line.starts_with("type = \"") && line.contains("robot\"")
-            || line == "type = \"feishu_webhook\""
+        let platform_types = [
+            "dingtalk_robot",
+            "wecom_robot",
+            "feishu_webhook",
+            "wecom_app",
+        ];
+        if platform_types
+            .iter()
+            .any(|t| line == format!("type = \"{t}\""))
         {
             out.push_str("base_url = \"${mock.url}\"\n");
         }
@@ -91,6 +101,10 @@ pub(crate) fn pointed_at_mock(
         "\n[store]\npath = \"{}\"\n\n[dispatch]\npoll_interval = \"50ms\"\n\n[mock]\nlisten = \"127.0.0.1:{mock_port}\"\n",
         db.display()
     ));
+    if robots.is_empty() {
+        // Robots and apps the test did not declare are accepted as they come.
+        out.push_str("accept_unknown = true\n");
+    }
     for (platform, token, secret) in robots {
         out.push_str(&format!(
             "[[mock.robots]]\nplatform = \"{platform}\"\ntoken = \"{token}\"\n"
@@ -456,10 +470,7 @@ async fn alertmanager_posts_to_the_pwd_path_unchanged() {
         ),
         "{shown}"
     );
-    assert!(
-        shown.contains(&format!("[Alertmanager](http://")),
-        "{shown}"
-    );
+    assert!(shown.contains("[Alertmanager](http://"), "{shown}");
     assert_eq!(
         got[0]["at"]["atMobiles"],
         json!(["13800000001", "13800000002"])

@@ -216,7 +216,7 @@ async fn run_guide(guide: &str, fixtures: Option<&str>, targets: &[&str]) {
                     && e["body"].to_string().contains("DiskFull")
             })
         };
-        if targets.iter().all(|t| sent(t)) {
+        if targets.iter().all(sent) {
             return;
         }
         assert!(

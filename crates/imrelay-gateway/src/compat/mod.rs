@@ -44,10 +44,10 @@ pub fn router<S: CompatContext>() -> Router<S> {
         .route("/prometheusalert", post(pa::receive::<S>))
 }
 
-/// The answer of an endpoint whose switch is off: the fallback's, plus the key to set.
+/// The answer of an endpoint whose switch is off: a 404 naming the key to set.
 fn switched_off(path: &str, key: &str) -> Problem {
     Problem::not_found(format!(
-        "no such endpoint `{path}`; set `[compat] {key} = true` to answer on it"
+        "`{path}` is answered only with `[compat] {key} = true` in the config"
     ))
 }
 

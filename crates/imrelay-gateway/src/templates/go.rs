@@ -333,6 +333,53 @@ title = '{{ template "ding.link.title" . }}'
     }
 
     #[test]
+    fn engine_go_prometheusalert_renders_pa_templates_over_the_raw_json() {
+        let dir = tempfile::tempdir().unwrap();
+        // PA's shape (`.alerts`, `$v.startsAt` a string) and functions (`GetCSTtime`).
+        let cfg = config(
+            dir.path(),
+            r#"[templates.pwd]
+engine = "go-prometheusalert"
+format = "markdown"
+title = "PrometheusAlert"
+source = '{{ range $k, $v := .alerts }}{{ $v.labels.severity }} {{ GetCSTtime $v.startsAt }}|{{ end }}{{ .commonLabels.job }} {{ .externalURL }}'
+"#,
+        )
+        .unwrap();
+        let alerting = cfg.compile_alerting().unwrap();
+        let client = imrelay_sdk::Client::new().unwrap();
+        let dest = client
+            .build(&json!({"type": "dingtalk_robot", "access_token": "t"}))
+            .unwrap();
+        let set = ChannelSet::new([Channel::new("team", vec![DestinationEntry::new(dest)])]);
+        let now = "2026-11-24T09:00:00Z".parse().unwrap();
+        let p = plan(
+            &alerting,
+            &alerting.routes["prod"],
+            &notification(),
+            &set,
+            now,
+        )
+        .unwrap();
+        let m = &p.messages[0].message.message;
+        assert_eq!(m.title.as_deref(), Some("PrometheusAlert"));
+        let Body::Markdown { text } = &m.body else {
+            panic!("markdown expected: {:?}", m.body)
+        };
+        assert_eq!(
+            text,
+            "critical 2026-11-24 16:00:00|warning 2026-11-24 15:00:00|node http://am:9093"
+        );
+        // PA's helpers exist only in its flavour: plain `go` is PWD's.
+        let err = config(
+            dir.path(),
+            "[templates.pwd]\nengine = \"go\"\nsource = '{{ GetCSTtime .x }}'\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("function \"GetCSTtime\" not defined"), "{err}");
+    }
+
+    #[test]
     fn config_check_reports_go_errors_with_template_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

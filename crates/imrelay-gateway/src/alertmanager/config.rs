@@ -137,8 +137,9 @@ pub struct TemplateConfig {
     /// Card header colour template (`format = "card"` only).
     #[serde(default)]
     pub theme: Option<String>,
-    /// `jinja` (minijinja) or `go` (Go text/template as prometheus-webhook-dingtalk
-    /// renders it). Default: `go` for a `.tmpl` file, else `jinja`.
+    /// `jinja` (minijinja), `go` (Go text/template as prometheus-webhook-dingtalk
+    /// renders it) or `go-prometheusalert` (as PrometheusAlert renders it).
+    /// Default: `go` for a `.tmpl` file, else `jinja`.
     #[serde(default)]
     pub engine: Option<Engine>,
 }

@@ -1,5 +1,6 @@
 //! A small client for a running gateway, used by `imrelay send --server URL`
-//! (the API key comes from the environment in the CLI).
+//! and `imrelay message recall|ack|update` (the API key comes from the
+//! environment in the CLI).
 
 use std::time::Duration;
 
@@ -56,15 +57,126 @@ pub async fn submit_with(
     message: &Message,
     opts: &SubmitOptions,
 ) -> Result<String, SubmitError> {
-    let base = url::Url::parse(server)
+    let body = request_body(channel, message);
+    let (status, value, text) = call(
+        server,
+        api_key,
+        reqwest::Method::POST,
+        &[],
+        Some(&body),
+        opts,
+    )
+    .await?;
+    if status == 202 {
+        if let Some(id) = value
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+        {
+            return Ok(id.to_string());
+        }
+    }
+    Err(refused(status, value, &text))
+}
+
+/// Recall what message `id` (any message of its thread) delivered:
+/// `DELETE /v1/messages/{id}`. The answer (202) names the queued recall and
+/// says per destination whether it is recalled and why not. When no
+/// destination can recall it the gateway answers 409: [`SubmitError::Refused`]
+/// whose `problem` has the same `destinations`.
+pub async fn recall(
+    server: &str,
+    api_key: &str,
+    id: &str,
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let (status, value, text) =
+        call(server, api_key, reqwest::Method::DELETE, &[id], None, opts).await?;
+    match value {
+        Some(v) if status == 202 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
+/// Acknowledge message `id` as `by`: `POST /v1/messages/{id}/ack` with
+/// `action` (`ack` when `None`, `resolve`, `silence:1h`). The answer has the
+/// recorded `ack` and `already` (the same action was taken before: nothing
+/// changed).
+pub async fn acknowledge(
+    server: &str,
+    api_key: &str,
+    id: &str,
+    by: &str,
+    action: Option<&str>,
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let mut body = json!({ "by": by });
+    if let Some(a) = action {
+        body["action"] = json!(a);
+    }
+    let (status, value, text) = call(
+        server,
+        api_key,
+        reqwest::Method::POST,
+        &[id, "ack"],
+        Some(&body),
+        opts,
+    )
+    .await?;
+    match value {
+        Some(v) if status == 200 || status == 202 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
+/// Update message `id` (its thread's card) with `fields`, the fields of
+/// `POST /v1/messages` without `channel`: `PATCH /v1/messages/{id}`. The
+/// answer names the queued update (`id`) and the message it updates (`of`).
+pub async fn update(
+    server: &str,
+    api_key: &str,
+    id: &str,
+    fields: &Value,
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let (status, value, text) = call(
+        server,
+        api_key,
+        reqwest::Method::PATCH,
+        &[id],
+        Some(fields),
+        opts,
+    )
+    .await?;
+    match value {
+        Some(v) if status == 202 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
+/// One request to `/v1/messages[/segments...]`: the status, the answer as
+/// JSON when it is JSON, and its text.
+async fn call(
+    server: &str,
+    api_key: &str,
+    method: reqwest::Method,
+    segments: &[&str],
+    body: Option<&Value>,
+    opts: &SubmitOptions,
+) -> Result<(u16, Option<Value>, String), SubmitError> {
+    let mut url = url::Url::parse(server)
         .map_err(|e| SubmitError::BadServer(format!("`{server}` is not a URL ({e})")))?;
-    if !matches!(base.scheme(), "http" | "https") {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(SubmitError::BadServer(format!(
             "`{server}` must be an http(s) URL"
         )));
     }
-    let url = format!("{}/v1/messages", base.as_str().trim_end_matches('/'));
-    let body = request_body(channel, message);
+    url.path_segments_mut()
+        .map_err(|()| SubmitError::BadServer(format!("`{server}` cannot be a base URL")))?
+        .pop_if_empty()
+        .extend(["v1", "messages"])
+        // Escaped: an id is one path segment whatever it holds.
+        .extend(segments);
 
     // reqwest is built without a default crypto provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -76,7 +188,10 @@ pub async fn submit_with(
             server: server.to_string(),
             detail: e.to_string(),
         })?;
-    let mut req = client.post(&url).bearer_auth(api_key).json(&body);
+    let mut req = client.request(method, url).bearer_auth(api_key);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
     if let Some(k) = &opts.idempotency_key {
         req = req.header("idempotency-key", k);
     }
@@ -86,16 +201,13 @@ pub async fn submit_with(
     })?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    let value: Option<Value> = serde_json::from_str(&text).ok();
-    if status == 202 {
-        if let Some(id) = value
-            .as_ref()
-            .and_then(|v| v.get("id"))
-            .and_then(Value::as_str)
-        {
-            return Ok(id.to_string());
-        }
-    }
+    let value = serde_json::from_str(&text).ok();
+    Ok((status, value, text))
+}
+
+/// The error for an answer that is not the expected success: the problem's
+/// `detail` and `field`, or the start of the body.
+fn refused(status: u16, value: Option<Value>, text: &str) -> SubmitError {
     let detail = value
         .as_ref()
         .and_then(|v| v.get("detail"))
@@ -107,12 +219,12 @@ pub async fn submit_with(
         .and_then(|v| v.get("field"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    Err(SubmitError::Refused {
+    SubmitError::Refused {
         status,
         detail,
         field,
         problem: value,
-    })
+    }
 }
 
 /// The `POST /v1/messages` body for `message` (its `id` is the gateway's to assign).

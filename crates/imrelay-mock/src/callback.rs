@@ -13,6 +13,7 @@
 //! | `feishu_url_verification` | same, plaintext `{"type":"url_verification",...}` | `{"challenge": ...}` |
 //! | `feishu_card_action` | as `feishu_event`: a `card.action.trigger` click by `user` on the button `{"imrelay_message": message, "imrelay_action": action}` | HTTP 200 within 3 s; `{"toast":..,"card":{"type":"raw","data":..}}` or `{}` |
 //! | `wecom_card_action` | as `wecom_message`: a `template_card_event` click by `user` on the button whose key is `{"imrelay_message","imrelay_action"}`, with a fresh `ResponseCode` | as `wecom_message` |
+//! | `dingtalk_card_action` | `POST ?token=` (the card callback URL's secret, from `token`), plain JSON: an `actionCallback` click by `user` on card `out_track_id`, the button's params `{"imrelay_message","imrelay_action"}` | HTTP 200 and a JSON object: `{}` or `{"cardData":{"cardParamMap":..}}` |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), imrelay_mock::callback::CallbackError> {
@@ -61,6 +62,9 @@ pub enum CallbackKind {
     FeishuCardAction,
     /// WeCom template card button click (`template_card_event`).
     WecomCardAction,
+    /// DingTalk interactive card button click over HTTP (`actionCallback`),
+    /// authenticated by the `token` in the registered callback URL.
+    DingtalkCardAction,
 }
 
 impl CallbackKind {
@@ -87,7 +91,8 @@ pub struct CallbackSpec {
     /// The receiver's callback URL; its own query parameters are kept.
     pub url: String,
     /// WeCom / WeChat / DingTalk: the callback Token. Feishu: the Verification
-    /// Token, written into the event (`header.token` / `token`).
+    /// Token, written into the event (`header.token` / `token`). DingTalk card
+    /// clicks: the secret sent as the URL's `token` parameter.
     #[serde(default)]
     pub token: Option<Secret>,
     /// WeCom / WeChat / DingTalk: the 43-character EncodingAESKey.
@@ -123,8 +128,8 @@ pub struct CallbackSpec {
     /// Request timeout in milliseconds (default 5000; the platforms wait 1-5 s).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Card clicks: who clicked (Feishu open_id, WeCom UserID; default
-    /// `ou_mock_user` / `mock_user`).
+    /// Card clicks: who clicked (Feishu open_id, WeCom UserID, DingTalk
+    /// userId; default `ou_mock_user` / `mock_user`).
     #[serde(default)]
     pub user: Option<String>,
     /// Card clicks: the action id of the clicked button (default `ack`).
@@ -139,6 +144,9 @@ pub struct CallbackSpec {
     /// WeCom card clicks: the card's `TaskId`.
     #[serde(default)]
     pub task_id: Option<String>,
+    /// DingTalk card clicks: the card's `outTrackId`.
+    #[serde(default)]
+    pub out_track_id: Option<String>,
 }
 
 impl CallbackSpec {
@@ -163,6 +171,7 @@ impl CallbackSpec {
             message: None,
             open_message_id: None,
             task_id: None,
+            out_track_id: None,
         }
     }
 }
@@ -233,6 +242,30 @@ pub fn wecom_card_action_event(c: &WecomCardClick) -> String {
         cdata_safe(c.response_code),
         cdata_safe(c.agent_id),
     )
+}
+
+/// A DingTalk card callback (`actionCallback`, HTTP mode) for a click by
+/// `user` (userId) on button `action` of card `out_track_id`, whose params
+/// are `params`, as DingTalk posts it (the shape the mock's own DingTalk
+/// fires, see `platform::dingtalk_card::click_body`).
+pub fn dingtalk_card_action_event(
+    user: &str,
+    action: &str,
+    params: &Value,
+    out_track_id: &str,
+) -> Value {
+    // DingTalk sends the private data as a JSON string, in `content` and `value`.
+    let content = json!({"cardPrivateData": {"actionIds": [action], "params": params}}).to_string();
+    json!({
+        "type": "actionCallback",
+        "outTrackId": out_track_id,
+        "corpId": "dingmockcorp",
+        "userId": user,
+        "userIdType": 1,
+        "extension": "{}",
+        "content": content,
+        "value": content,
+    })
 }
 
 /// The button value / key imrelay's rendering gives an action button.
@@ -332,7 +365,9 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
     };
     if matches!(
         kind,
-        CallbackKind::FeishuCardAction | CallbackKind::WecomCardAction
+        CallbackKind::FeishuCardAction
+            | CallbackKind::WecomCardAction
+            | CallbackKind::DingtalkCardAction
     ) && spec.payload.is_none()
     {
         need(&spec.message, "message", kind)?;
@@ -420,6 +455,14 @@ pub async fn fire(spec: CallbackSpec) -> Result<CallbackResult, CallbackError> {
                 push_header(&mut headers, feishu::HEADER_SIGNATURE, &sig)?;
             }
             (Method::POST, body)
+        }
+        (CallbackKind::DingtalkCardAction, _) => {
+            // No signature: the URL's token is all DingTalk sends.
+            if let Some(t) = &spec.token {
+                url.query_pairs_mut().append_pair("token", t.expose());
+            }
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+            (Method::POST, plaintext.clone())
         }
         // `wx` is built for every WeChat-family kind above.
         _ => return Err(CallbackError::Spec("no cipher for this kind".into())),
@@ -551,6 +594,14 @@ fn judge(
                 )),
             }
         }
+        (CallbackKind::DingtalkCardAction, _) => match serde_json::from_str::<Value>(body.trim()) {
+            // `{}`, or the card's new parameters for everyone.
+            Ok(v @ Value::Object(_)) => Ok(Some(v.to_string())),
+            _ => Err(format!(
+                "a DingTalk card callback answer must be a JSON object (`{{}}` or `{{\"cardData\": ..}}`), got `{}`",
+                snippet(body)
+            )),
+        },
         (CallbackKind::FeishuCardAction, _) => {
             // Feishu reads the answer: `{}`, a toast, a card; anything that is
             // not a JSON object shows the user an error.
@@ -618,6 +669,16 @@ fn default_payload(spec: &CallbackSpec, timestamp: i64) -> String {
             agent_id: spec.agent_id.as_deref().unwrap_or("1000002"),
             create_time: timestamp,
         }),
+        CallbackKind::DingtalkCardAction => {
+            let action = spec.action.as_deref().unwrap_or("ack");
+            dingtalk_card_action_event(
+                spec.user.as_deref().unwrap_or("mock_user"),
+                action,
+                &action_value(spec.message.as_deref().unwrap_or_default(), action),
+                spec.out_track_id.as_deref().unwrap_or("mock_out_track_id"),
+            )
+            .to_string()
+        }
         CallbackKind::FeishuUrlVerification => json!({
             "challenge": random_alnum(22),
             "token": token,

@@ -6,9 +6,11 @@
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
 //! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
+//! - `imrelay message recall|ack|update`: act on a message a gateway sent.
 
 mod callback_cmd;
 mod import_cmd;
+mod message_cmd;
 mod mock_cmd;
 mod send_cmd;
 mod serve_cmd;
@@ -67,6 +69,9 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// Import another tool's config (prometheus-webhook-dingtalk, PrometheusAlert) as imrelay TOML.
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
+    /// A message a running gateway sent: recall it, acknowledge it, update it.
+    #[command(subcommand)]
+    Message(message_cmd::MessageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status_cmd::run(args).await,
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
             Command::Import(cmd) => import_cmd::run(cmd),
+            Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

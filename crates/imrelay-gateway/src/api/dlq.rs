@@ -20,8 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Auth, Caller, Scope};
 use super::extract::{from_text, object_opt, ApiJson, ApiPath, ApiQuery};
 use super::problem::Problem;
-use super::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use super::AppState;
+use crate::http::responses::{BodyProblems, DeadLetterNotFound, KeyProblem, StoreProblem};
 use crate::store::{DeadEntry, DeadFilter, DeadSelector, DeliveryId, MessageId};
 
 /// Largest page.
@@ -421,17 +421,20 @@ fn non_empty(field: &str, v: String) -> Result<String, Problem> {
     }
 }
 
+/// Text that is no time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a time; write RFC 3339 (2026-01-31T08:00:00Z) or milliseconds since the epoch"
+)]
+pub struct NotATime(String);
+
 /// RFC 3339 (`2026-01-01T00:00:00Z`) or milliseconds since the epoch.
-pub fn parse_time(v: &str) -> Result<i64, String> {
+pub fn parse_time(v: &str) -> Result<i64, NotATime> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
-    let t = humantime::parse_rfc3339_weak(v.trim()).map_err(|_| {
-        format!(
-            "`{}` is not a time; write RFC 3339 (2026-01-31T08:00:00Z) or milliseconds since the epoch",
-            crate::http::truncate(v, 64)
-        )
-    })?;
+    let t = humantime::parse_rfc3339_weak(v.trim())
+        .map_err(|_| NotATime(crate::http::truncate(v, 64)))?;
     Ok(t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0))

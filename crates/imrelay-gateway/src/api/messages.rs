@@ -27,9 +27,9 @@ use utoipa::ToSchema;
 use super::auth::{Auth, Caller};
 use super::extract::{object, object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
-use super::responses::{BodyProblems, KeyProblem, NotAccepting, StoreProblem};
 use super::{single_header, AppState};
 use crate::channels::{Channel, ChannelSet};
+use crate::http::responses::{BodyProblems, KeyProblem, NotAccepting, StoreProblem};
 use crate::http::truncate;
 use crate::store::{body_hash, EnqueueOutcome, Idempotency, MessageId, MessageView, NewMessage};
 

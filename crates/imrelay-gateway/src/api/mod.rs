@@ -23,7 +23,6 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
-pub mod responses;
 
 pub(crate) use crate::http::single_header;
 pub use crate::http::{auth, extract, problem};

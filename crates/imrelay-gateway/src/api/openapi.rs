@@ -21,8 +21,8 @@ use utoipa::openapi::{Content, PathItem, Required};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::Problem;
-use super::responses::problem;
 use super::{dlq, messages, ops};
+use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
 
 /// The document.

@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 
 use super::auth::{Auth, Caller, Scope};
 use super::problem::Problem;
-use super::responses::{KeyProblem, StoreProblem};
 use super::AppState;
 use crate::channels::ChannelSet;
+use crate::http::responses::{KeyProblem, StoreProblem};
 use crate::store::QueueStats;
 
 /// The gateway's state as one key may see it.

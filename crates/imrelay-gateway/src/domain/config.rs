@@ -162,9 +162,18 @@ pub mod duration {
         Text(String),
     }
 
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\" or \"250ms\"")
+    /// Text that is no duration.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("`{text}` is not a duration ({why}); write e.g. \"30s\", \"5m\" or \"250ms\"")]
+    pub struct NotADuration {
+        pub text: String,
+        why: String,
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, NotADuration> {
+        humantime::parse_duration(text.trim()).map_err(|e| NotADuration {
+            text: text.to_string(),
+            why: e.to_string(),
         })
     }
 

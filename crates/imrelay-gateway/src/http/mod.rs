@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod extract;
 pub mod problem;
+pub mod responses;
 
 use std::sync::Arc;
 

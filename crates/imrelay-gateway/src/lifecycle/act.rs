@@ -59,80 +59,27 @@ pub async fn act(
     kind: ActionKind,
     actor: Actor,
 ) -> Result<Acted, ActError> {
-    let root_id = view
-        .thread
-        .as_ref()
-        .map(|t| t.root.clone())
-        .unwrap_or_else(|| view.id.clone());
-    let root =
-        match view.id == root_id {
-            true => view.clone(),
-            false => cx.store.get_message(&root_id).await?.ok_or_else(|| {
-                ActError::NotActionable("its thread's first message is gone".into())
-            })?,
-        };
-    let action = kind.ack_action();
-    if let Some(first) = actor.event_id.as_deref().and_then(|e| {
-        root.acks
-            .iter()
-            .find(|a| a.detail.as_ref().and_then(|d| d.get("event_id")) == Some(&e.into()))
-    }) {
+    let root = thread_root(cx, view).await?;
+    if let Some(first) = already_taken(&root, kind, &actor) {
         return Ok(Acted {
             ack: first.clone(),
             already: true,
         });
-    }
-    // A repeated ack or resolve (a double click, a retried API call) adds
-    // nothing: the first one stands.
-    if !matches!(kind, ActionKind::Silence(_)) {
-        if let Some(first) = root.acks.iter().find(|a| a.action == action) {
-            return Ok(Acted {
-                ack: first.clone(),
-                already: true,
-            });
-        }
     }
     let user_name = actor
         .user_name
         .clone()
         .or_else(|| cx.settings.name_of(&actor.user_id));
     let who = user_name.clone().unwrap_or_else(|| actor.user_id.clone());
-    let detail = match kind {
-        ActionKind::Silence(d) => {
-            let Some(url) = &root.silence_url else {
-                return Err(ActError::Silence(
-                    "this message did not come from an Alertmanager that imrelay can silence"
-                        .into(),
-                ));
-            };
-            let http = cx
-                .http
-                .ok_or_else(|| ActError::Silence("the gateway has no HTTP client".into()))?;
-            let s = silence::create(
-                http,
-                url,
-                &root.labels,
-                cx.now_ms,
-                d,
-                &who,
-                &format!("silenced from imrelay message {}", root.id),
-            )
-            .await
-            .map_err(ActError::Silence)?;
-            Some(serde_json::json!({"silence_id": s.id, "ends_at_ms": s.ends_at_ms}))
-        }
+    let mut detail = match kind {
+        ActionKind::Silence(d) => Some(silence(cx, &root, d, &who).await?),
         _ => None,
     };
-    let detail = match (detail, &actor.event_id) {
-        (d, None) => d,
-        (Some(mut d), Some(e)) => {
-            d["event_id"] = e.as_str().into();
-            Some(d)
-        }
-        (None, Some(e)) => Some(serde_json::json!({ "event_id": e })),
-    };
+    if let Some(e) = &actor.event_id {
+        detail.get_or_insert_with(|| serde_json::json!({}))["event_id"] = e.as_str().into();
+    }
     let ack = Ack {
-        action,
+        action: kind.ack_action(),
         user_id: actor.user_id,
         user_name,
         source: actor.source,
@@ -150,6 +97,62 @@ pub async fn act(
         ack,
         already: false,
     })
+}
+
+/// The first message of `view`'s thread (`view` itself without one).
+async fn thread_root(cx: &ActContext<'_>, view: &MessageView) -> Result<MessageView, ActError> {
+    match &view.thread {
+        Some(t) if t.root != view.id => cx
+            .store
+            .get_message(&t.root)
+            .await?
+            .ok_or_else(|| ActError::NotActionable("its thread's first message is gone".into())),
+        _ => Ok(view.clone()),
+    }
+}
+
+/// The acknowledgement that makes this one a repeat: the same callback
+/// retried, or a second ack or resolve (a double click, a retried API call;
+/// the first one stands). Silences may be repeated.
+fn already_taken<'a>(root: &'a MessageView, kind: ActionKind, actor: &Actor) -> Option<&'a Ack> {
+    let same_event = |a: &&Ack| {
+        actor.event_id.as_deref().is_some_and(|e| {
+            a.detail
+                .as_ref()
+                .and_then(|d| d.get("event_id"))
+                .and_then(serde_json::Value::as_str)
+                == Some(e)
+        })
+    };
+    let repeat =
+        |a: &&Ack| !matches!(kind, ActionKind::Silence(_)) && a.action == kind.ack_action();
+    root.acks
+        .iter()
+        .find(same_event)
+        .or_else(|| root.acks.iter().find(repeat))
+}
+
+/// Create the silence in the Alertmanager `root` came from; what the card
+/// shows of it.
+async fn silence(
+    cx: &ActContext<'_>,
+    root: &MessageView,
+    duration: std::time::Duration,
+    who: &str,
+) -> Result<serde_json::Value, ActError> {
+    let Some(url) = &root.silence_url else {
+        return Err(ActError::Silence(
+            "this message did not come from an Alertmanager that imrelay can silence".into(),
+        ));
+    };
+    let http = cx
+        .http
+        .ok_or_else(|| ActError::Silence("the gateway has no HTTP client".into()))?;
+    let comment = format!("silenced from imrelay message {}", root.id);
+    let s = silence::create(http, url, &root.labels, cx.now_ms, duration, who, &comment)
+        .await
+        .map_err(|e| ActError::Silence(e.to_string()))?;
+    Ok(serde_json::json!({"silence_id": s.id, "ends_at_ms": s.ends_at_ms}))
 }
 
 /// An update of the thread's card: its newest content again, which the

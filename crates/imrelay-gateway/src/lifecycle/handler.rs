@@ -29,6 +29,7 @@ use crate::channels::ChannelSet;
 use crate::http::auth::{Auth, Caller};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
+use crate::http::responses::{BodyProblems, KeyProblem, NotAccepting};
 use crate::http::ApiContext;
 use crate::store::{Ack, MessageId, MessageKind, MessageView, NewMessage, Store};
 
@@ -133,10 +134,10 @@ fn root_of(v: &MessageView) -> MessageId {
     request_body(content = Object, description = "The new content: the fields of `POST /v1/messages` except `channel`"),
     responses(
         (status = 202, description = "The update is queued: it edits the card in place where the destination can, else it is sent as a new message naming the first", body = Queued),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
         (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the queue database failed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        NotAccepting,
+        BodyProblems,
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -200,9 +201,9 @@ pub async fn update<S: LifecycleContext>(
     params(("id" = String, Path, description = "The message (any message of its thread)")),
     responses(
         (status = 202, description = "The recall is queued; `destinations` says per destination whether it is recalled and why not", body = Queued),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
         (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the queue database failed", body = Problem, content_type = "application/problem+json"),
+        NotAccepting,
         (status = 409, description = "No destination can recall it (custom robots, past the platform's window); `destinations` says why", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The message is itself a recall", body = Problem, content_type = "application/problem+json"),
     ),
@@ -321,10 +322,10 @@ async fn recall_plans<S: LifecycleContext>(
     responses(
         (status = 202, description = "Recorded; the card update is queued", body = AckAnswer),
         (status = 200, description = "The same action was taken before; nothing changed", body = AckAnswer),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyProblem,
         (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the queue database failed", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        NotAccepting,
+        BodyProblems,
         (status = 422, description = "A field is invalid (named in `field`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Alertmanager did not create the silence; nothing was recorded", body = Problem, content_type = "application/problem+json"),
     ),

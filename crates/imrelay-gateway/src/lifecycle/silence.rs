@@ -8,6 +8,21 @@ use serde_json::json;
 
 use crate::store::Labels;
 
+/// Why no silence was created; the text never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    #[error("the alert has no labels to silence by")]
+    NoLabels,
+    #[error("the Alertmanager URL `{url}` is not valid: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("Alertmanager did not answer: {0}")]
+    Unreachable(String),
+    #[error("Alertmanager refused the silence (HTTP {status}): {body}")]
+    Refused { status: u16, body: String },
+    #[error("Alertmanager's answer has no silence id: {0}")]
+    BadAnswer(String),
+}
+
 /// A silence Alertmanager created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silence {
@@ -43,7 +58,6 @@ pub fn silence_body(
 }
 
 /// Create a silence at the Alertmanager at `base_url` matching `labels`.
-/// `Err` says why, without secrets.
 pub async fn create(
     http: &HttpClient,
     base_url: &str,

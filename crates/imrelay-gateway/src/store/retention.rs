@@ -98,9 +98,16 @@ const WALK_DEAD: &str = "SELECT id, message_id, dead_at AS t FROM deliveries
 /// Every delivery of the candidates, locked (PostgreSQL) so none changes
 /// (a replay) between the check and the delete.
 const LOCK: &str = "SELECT id FROM deliveries WHERE message_id IN_LIST($1) ORDER BY id FOR_UPDATE";
+// A thread's first message stays while its thread is active (a later message
+// within `keep_delivered`): its parts are what later messages update.
 const DELETE: &str = "DELETE FROM messages WHERE id IN_LIST($1) AND NOT EXISTS (
        SELECT 1 FROM deliveries o WHERE o.message_id = messages.id
-       AND NOT ((o.state = 'done' AND o.updated_at < $2) OR (o.state = 'dead' AND o.dead_at < $3)))";
+       AND NOT ((o.state = 'done' AND o.updated_at < $2) OR (o.state = 'dead' AND o.dead_at < $3)))
+     AND NOT EXISTS (SELECT 1 FROM messages t WHERE t.thread_root = messages.id AND t.id <> messages.id
+       AND t.created_at >= $2)";
+/// A thread whose first message is gone starts again with the next message.
+const FORGET_THREADS: &str = "DELETE FROM threads WHERE root IN_LIST($1)
+     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = threads.root)";
 const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM messages) AS total,
        (SELECT COUNT(DISTINCT message_id) FROM deliveries
         WHERE state IN ('pending', 'claimed', 'merged')) AS open";
@@ -133,8 +140,12 @@ pub(super) async fn prune<C: Conn>(c: &mut C, b: &PruneBatch) -> Result<Pruned> 
     }
     c.fetch(LOCK, args![ids.clone()]).await?;
     let messages = c
-        .exec(DELETE, args![ids, b.delivered_before, b.dead_before])
+        .exec(
+            DELETE,
+            args![ids.clone(), b.delivered_before, b.dead_before],
+        )
         .await?;
+    c.exec(FORGET_THREADS, args![ids]).await?;
     Ok(Pruned { messages, next })
 }
 

@@ -20,9 +20,18 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The tracer provider, to flush at exit.
 pub static PROVIDER: std::sync::OnceLock<SdkTracerProvider> = std::sync::OnceLock::new();
 
+/// The OTLP exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter for `{endpoint}`: {source}")]
+pub struct ExporterError {
+    endpoint: String,
+    #[source]
+    source: opentelemetry_otlp::ExporterBuildError,
+}
+
 /// A tracing layer exporting spans to `endpoint` (e.g.
 /// `http://jaeger:4318/v1/traces`).
-pub fn layer<S>(endpoint: &str) -> Result<impl tracing_subscriber::Layer<S>, String>
+pub fn layer<S>(endpoint: &str) -> Result<impl tracing_subscriber::Layer<S>, ExporterError>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -32,7 +41,10 @@ where
         .with_http()
         .with_endpoint(endpoint)
         .build()
-        .map_err(|e| format!("OTLP exporter for `{endpoint}`: {e}"))?;
+        .map_err(|source| ExporterError {
+            endpoint: endpoint.to_string(),
+            source,
+        })?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name("imrelay").build())

@@ -182,5 +182,86 @@ async fn the_quickstart_config_delivers_through_its_in_process_mock() {
         .all(|e| format!("{:?}", e.signature)
             .to_lowercase()
             .contains("verified")));
+
+    // The README's card: sent with buttons, acknowledged by a click in the
+    // chat, then resolved in place (one message, edited).
+    let http = reqwest::Client::new();
+    let mock_url = mock.base_url();
+    // The quickstart's app calls back to port 8080; this gateway is elsewhere.
+    let r = http
+        .post(format!("{mock_url}/_mock/apps"))
+        .json(&serde_json::json!({"platform": "feishu", "app_id": "cli_quickstart",
+            "app_secret": "quickstart-app-secret", "callback": {
+                "url": t.url("/v1/callbacks/feishu-oncall"),
+                "token": "quickstart-verification-token", "encrypt_key": "quickstart-encrypt-key"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let card = |text: &str, theme: &str| {
+        serde_json::json!({"channel": "oncall", "title": "CPU high", "thread": "cpu-db-1",
+            "body": {"type": "card", "text": text, "theme": theme},
+            "actions": [{"id": "ack", "text": "认领"}, {"id": "resolve", "text": "已解决"}]})
+        .to_string()
+    };
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(key),
+            &card("**FIRING** cpu 97% on db-1", "red"),
+            &[],
+        )
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    t.wait_state_as(key, &id, "delivered").await;
+    let sent = mock
+        .state()
+        .sent
+        .list(Some(imrelay_mock::MockPlatform::Feishu), None);
+    assert_eq!(sent.len(), 1);
+    let om = sent[0].message_id.clone();
+    let clicked: Value = http
+        .post(format!("{mock_url}/_mock/messages/{om}/click"))
+        .json(&serde_json::json!({"action": "ack", "user": "ou_zhangsan"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(clicked.to_string().contains("已认领"), "{clicked:#}");
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(key),
+            &card("**RESOLVED** cpu 40% on db-1", "green"),
+            &[],
+        )
+        .await;
+    t.wait_state_as(key, r.body["id"].as_str().unwrap(), "delivered")
+        .await;
+    let shows = |what: &str| {
+        let m = mock.state().sent.get(&om).unwrap();
+        m.current().to_string().contains(what)
+    };
+    for _ in 0..500 {
+        if shows("RESOLVED") && shows("已认领 Acknowledged by 张三") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        shows("RESOLVED") && shows("已认领 Acknowledged by 张三"),
+        "{:#?}",
+        mock.state().sent.get(&om)
+    );
+    assert_eq!(
+        mock.state()
+            .sent
+            .list(Some(imrelay_mock::MockPlatform::Feishu), None)
+            .len(),
+        1,
+        "one card, edited"
+    );
     t.gw.shutdown().await.unwrap();
 }

@@ -21,7 +21,7 @@
 //! `param.outTrackIdExist`, `param.outTrackIdNotExist`, and the
 //! `invalidParameter.callbackRouteKey.*` codes of the register call; a route
 //! key registered twice with different URLs is refused unless `forceUpdate`;
-//! the click is sent without a signature (see `docs/lifecycle-dingtalk.md`).
+//! the click is sent without a signature (see `docs/lifecycle.md`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

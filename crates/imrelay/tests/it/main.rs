@@ -7,6 +7,7 @@ mod callbacks_python;
 mod cli_send;
 mod cluster_pg;
 mod lifecycle_e2e;
+mod message_cli;
 mod migrate_guides;
 mod migrate_pa;
 mod migrate_pwd;

@@ -51,6 +51,18 @@ fn readme_toml_examples_are_valid() {
             imrelay_mock::MockConfig::from_toml(block)
                 .unwrap_or_else(|e| panic!("README mock example is invalid: {e}\n{block}"));
             checked += 1;
+        } else if table.keys().all(|k| k == "templates") {
+            // Template tables alone (their files are the reader's): each
+            // entry must be a valid `[templates.NAME]`.
+            let templates = table["templates"].as_table().unwrap();
+            for (name, t) in templates {
+                let t: imrelay_gateway::alertmanager::config::TemplateConfig =
+                    t.clone().try_into().unwrap_or_else(|e| {
+                        panic!("README template `{name}` is invalid: {e}\n{block}")
+                    });
+                assert!(t.file.is_some() || t.source.is_some(), "{block}");
+            }
+            checked += 1;
         } else {
             panic!("README toml block of unknown kind (teach this test about it):\n{block}");
         }

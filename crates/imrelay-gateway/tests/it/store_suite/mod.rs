@@ -9,6 +9,7 @@ use imrelay_gateway::store::*;
 use imrelay_sdk::clock::{Clock, FixedClock};
 use imrelay_sdk::Message;
 
+mod lifecycle;
 mod retention;
 pub use retention::*;
 
@@ -1229,6 +1230,9 @@ pub const CASES: &[&str] = &[
     "concurrent_writes_keep_their_own_outcomes",
     "retention_prunes_only_expired_settled_messages",
     "prune_batches_are_bounded",
+    "threads_keep_order_and_the_parts_to_update",
+    "update_tokens_and_the_thread_lease",
+    "retention_keeps_an_active_threads_first_message",
 ];
 
 /// Run one case by name.
@@ -1268,6 +1272,15 @@ pub async fn run(name: &str, ctx: &Ctx) {
             retention_prunes_only_expired_settled_messages(ctx).await
         }
         "prune_batches_are_bounded" => prune_batches_are_bounded(ctx).await,
+        "threads_keep_order_and_the_parts_to_update" => {
+            lifecycle::threads_keep_order_and_the_parts_to_update(ctx).await
+        }
+        "update_tokens_and_the_thread_lease" => {
+            lifecycle::update_tokens_and_the_thread_lease(ctx).await
+        }
+        "retention_keeps_an_active_threads_first_message" => {
+            lifecycle::retention_keeps_an_active_threads_first_message(ctx).await
+        }
         other => panic!("unknown store test case {other}"),
     }
 }
@@ -1299,6 +1312,9 @@ macro_rules! store_cases {
             concurrent_writes_keep_their_own_outcomes,
             retention_prunes_only_expired_settled_messages,
             prune_batches_are_bounded,
+            threads_keep_order_and_the_parts_to_update,
+            update_tokens_and_the_thread_lease,
+            retention_keeps_an_active_threads_first_message,
         );
     };
 

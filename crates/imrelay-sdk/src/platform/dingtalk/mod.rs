@@ -17,7 +17,7 @@
 //! new messages. Work notices and robot messages (cards included) can be
 //! recalled ([`recall`]) within 24 hours; custom robots cannot be recalled at
 //! all. Read receipts: [`App::read_status`] ([`read`]). See
-//! `docs/lifecycle-dingtalk.md` for the sources.
+//! `docs/lifecycle.md` for the sources.
 //!
 //! # What each body kind becomes
 //!

@@ -10,7 +10,7 @@ use utoipa::IntoResponses;
 use super::problem::PROBLEM_JSON;
 
 /// A response with a problem+json body.
-pub(super) fn problem(description: &str) -> Response {
+pub(crate) fn problem(description: &str) -> Response {
     ResponseBuilder::new()
         .description(description)
         .content(

@@ -57,6 +57,10 @@ pub struct PaArgs {
     /// template table exported as JSON (`[{"tplname", "tpltype", "tpl"}, ...]`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// Alertmanager's config: robots its `/prometheusalert?...` URLs name
+    /// (ddurl=, wxurl=, fsurl=) become channels too, so those URLs keep working.
+    #[arg(long)]
+    pub alertmanager: Option<PathBuf>,
 }
 
 /// What an import produced besides the TOML.

@@ -36,11 +36,30 @@ struct Setting {
 struct Robot {
     /// `dd`, `wx`, `fs`.
     ty: &'static str,
-    channel: &'static str,
+    channel: String,
     kind: &'static str,
     /// (destination key, env var) per URL; several when the URL list has commas.
     fields: Vec<Vec<(&'static str, String)>>,
 }
+
+/// Where a robot URL was read, for the hints on the variables to set.
+struct UrlSource<'a> {
+    what: &'a str,
+    line: usize,
+}
+
+/// The PA types: URL parameter, channel, destination type, env var prefix.
+const TYPES: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "dd",
+        "ddurl",
+        "pa-dingtalk",
+        "dingtalk_robot",
+        "PA_DINGTALK",
+    ),
+    ("wx", "wxurl", "pa-wecom", "wecom_robot", "PA_WECOM"),
+    ("fs", "fsurl", "pa-feishu", "feishu_webhook", "PA_FEISHU"),
+];
 
 /// A PA template.
 struct PaTemplate {
@@ -99,17 +118,13 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
     let mut report = Report::default();
 
     let mut robots = Vec::new();
-    for (open, url_key, ty, channel, kind) in [
-        (
-            "open-dingding",
-            "ddurl",
-            "dd",
-            "pa-dingtalk",
-            "dingtalk_robot",
-        ),
-        ("open-weixin", "wxurl", "wx", "pa-wecom", "wecom_robot"),
-        ("open-feishu", "fsurl", "fs", "pa-feishu", "feishu_webhook"),
-    ] {
+    // (type, token) of every robot imported, kept in memory only to spot repeats.
+    let mut known: Vec<(&str, String)> = Vec::new();
+    for (open, (ty, url_key, channel, kind, prefix)) in
+        ["open-dingding", "open-weixin", "open-feishu"]
+            .into_iter()
+            .zip(TYPES.iter().copied())
+    {
         if !on(open) {
             continue;
         }
@@ -120,6 +135,10 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
             );
             continue;
         };
+        let src = UrlSource {
+            what: &format!("`{url_key}`"),
+            line: url.line,
+        };
         let mut fields = Vec::new();
         for (i, one) in url
             .value
@@ -127,13 +146,16 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
             .filter(|u| !u.trim().is_empty())
             .enumerate()
         {
-            let n = if i == 0 {
-                String::new()
+            let prefix = if i == 0 {
+                prefix.to_string()
             } else {
-                format!("{}", i + 1)
+                format!("{prefix}{}", i + 1)
             };
-            match robot_fields(ty, one.trim(), &n, url, &mut report) {
-                Ok(f) => fields.push(f),
+            match robot_fields(ty, one.trim(), &prefix, &src, &mut report) {
+                Ok((token, f)) => {
+                    known.push((ty, token));
+                    fields.push(f);
+                }
                 Err(why) => report.unmapped(Some(url.line), format!("`{url_key}`: {why}")),
             }
         }
@@ -142,10 +164,15 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
         }
         robots.push(Robot {
             ty,
-            channel,
+            channel: channel.to_string(),
             kind,
             fields,
         });
+    }
+    let defaults: Vec<(&'static str, String)> =
+        robots.iter().map(|r| (r.ty, r.channel.clone())).collect();
+    if let Some(am) = &args.alertmanager {
+        alertmanager_robots(am, &mut known, &mut robots, &mut report)?;
     }
     for s in &settings {
         let open_other = s.key.starts_with("open-")
@@ -192,11 +219,14 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
             Vec::new()
         }
     };
-    report.notes.push(
-        "robots named in Alertmanager's URLs (ddurl=/wxurl=/fsurl=) that are not app.conf's \
-         defaults must be added as destinations of a channel; imrelay refuses robots it does not have"
-            .into(),
-    );
+    if args.alertmanager.is_none() {
+        report.notes.push(
+            "robots named in Alertmanager's URLs (ddurl=/wxurl=/fsurl=) that are not app.conf's \
+             defaults must be destinations of a channel (imrelay refuses robots it does not have): \
+             import again with --alertmanager alertmanager.yml to add them"
+                .into(),
+        );
+    }
     eprintln!(
         "{} robot channels, {} templates",
         robots.len(),
@@ -208,18 +238,27 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
     let port = get("httpport")
         .map(|s| s.value.clone())
         .unwrap_or_else(|| "8080".into());
-    let toml = write_toml(args, &robots, &templates, &title, &port, &mut report);
+    let toml = write_toml(
+        args,
+        &robots,
+        &defaults,
+        &templates,
+        &title,
+        &port,
+        &mut report,
+    );
     Ok((toml, report))
 }
 
-/// The destination's fields for one robot URL, its secrets as env references.
+/// The robot's token (to spot repeats; never written) and its destination's
+/// fields, the secrets as env references (`{prefix}_ACCESS_TOKEN`, ...).
 fn robot_fields(
     ty: &str,
     url: &str,
-    n: &str,
-    setting: &Setting,
+    prefix: &str,
+    src: &UrlSource,
     report: &mut Report,
-) -> Result<Vec<(&'static str, String)>, String> {
+) -> Result<(String, Vec<(&'static str, String)>), String> {
     let u = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
     let param = |k: &str| {
         u.query_pairs()
@@ -227,39 +266,106 @@ fn robot_fields(
             .map(|(_, v)| v.into_owned())
             .filter(|v| !v.is_empty())
     };
-    let from = |what: &str| format!("{what} in `{}` (line {})", setting.key, setting.line);
+    let from = |what: &str| format!("{what} in {} (line {})", src.what, src.line);
     let mut out = Vec::new();
-    match ty {
+    let token = match ty {
         "dd" => {
-            param("access_token").ok_or("no `access_token=` in the URL")?;
-            let v = env_name(&["PA_DINGTALK", &format!("ACCESS_TOKEN{n}")]);
+            let token = param("access_token").ok_or("no `access_token=` in the URL")?;
+            let v = env_name(&[prefix, "ACCESS_TOKEN"]);
             out.push(("access_token", report.env(&v, from("the access_token"))));
             if param("secret").is_some() {
-                let v = env_name(&["PA_DINGTALK", &format!("SECRET{n}")]);
+                let v = env_name(&[prefix, "SECRET"]);
                 out.push(("secret", report.env(&v, from("the secret="))));
             }
+            token
         }
         "wx" => {
-            param("key").ok_or("no `key=` in the URL")?;
-            let v = env_name(&["PA_WECOM", &format!("KEY{n}")]);
+            let token = param("key").ok_or("no `key=` in the URL")?;
+            let v = env_name(&[prefix, "KEY"]);
             out.push(("key", report.env(&v, from("the key="))));
+            token
         }
         _ => {
             let hook = u
                 .path_segments()
                 .and_then(|mut s| s.next_back())
-                .unwrap_or("");
+                .unwrap_or("")
+                .to_string();
             if hook.is_empty() {
                 return Err("no hook token at the end of the URL".into());
             }
-            let v = env_name(&["PA_FEISHU", &format!("HOOK{n}")]);
+            let v = env_name(&[prefix, "HOOK"]);
             out.push(("hook", report.env(&v, from("the last path part"))));
             if u.host_str() == Some("open.larksuite.com") {
                 out.push(("region", "lark".into()));
             }
+            hook
+        }
+    };
+    Ok((token, out))
+}
+
+/// Robots that Alertmanager's `/prometheusalert?...` URLs name and app.conf
+/// does not: each becomes a channel (`pa-dingtalk-2`, ...), so those URLs
+/// keep working unchanged.
+fn alertmanager_robots(
+    path: &Path,
+    known: &mut Vec<(&'static str, String)>,
+    robots: &mut Vec<Robot>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = path.display().to_string();
+    for (i, line) in text.lines().enumerate() {
+        let Some(at) = line.find("/prometheusalert?") else {
+            continue;
+        };
+        let query = line[at + "/prometheusalert?".len()..]
+            .trim_end()
+            .trim_end_matches(['"', '\'']);
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let top = |k: &str| pairs.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
+        for &(ty, url_key, channel, kind, prefix) in TYPES {
+            let Some(urls) = top(url_key) else { continue };
+            for one in urls.split(',').filter(|u| !u.trim().is_empty()) {
+                // PA's own URLs carry a DingTalk signing secret as `&secret=` of the outer URL.
+                let one = match top("secret") {
+                    Some(sec) if ty == "dd" && !one.contains("secret=") => {
+                        format!("{}&secret={sec}", one.trim())
+                    }
+                    _ => one.trim().to_string(),
+                };
+                let n = robots.iter().filter(|r| r.ty == ty).count() + 1;
+                let src = UrlSource {
+                    what: &file,
+                    line: i + 1,
+                };
+                // Parsed into a scratch report first: a repeat adds no variables.
+                let mut scratch = Report::default();
+                let prefix = format!("{prefix}_{n}");
+                match robot_fields(ty, &one, &prefix, &src, &mut scratch) {
+                    Ok((token, _)) if known.iter().any(|(t, k)| *t == ty && *k == token) => {}
+                    Ok((token, fields)) => {
+                        known.push((ty, token));
+                        report.env.extend(scratch.env);
+                        robots.push(Robot {
+                            ty,
+                            channel: format!("{channel}-{n}"),
+                            kind,
+                            fields: vec![fields],
+                        });
+                    }
+                    Err(why) => {
+                        report.unmapped(None, format!("{file}:{}: `{url_key}`: {why}", i + 1))
+                    }
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn parse_ini(text: &str) -> Vec<Setting> {
@@ -334,6 +440,7 @@ fn read_templates(p: &Path) -> anyhow::Result<Vec<PaTemplate>> {
 fn write_toml(
     args: &PaArgs,
     robots: &[Robot],
+    defaults: &[(&str, String)],
     templates: &[PaTemplate],
     title: &str,
     port: &str,
@@ -354,22 +461,22 @@ fn write_toml(
             .raw("allow_unauthenticated", "true");
     }
     t.table("compat.prometheusalert_defaults", false);
-    for r in robots {
-        t.str(r.ty, r.channel);
+    for (ty, channel) in defaults {
+        t.str(ty, channel);
     }
     let key = report.env(
         "IMRELAY_ALERTMANAGER_KEY",
         "a long random key; add &key=KEY to Alertmanager's webhook URLs (or http_config.authorization)",
     );
-    let channels: Vec<String> = robots.iter().map(|r| r.channel.to_string()).collect();
+    let channels: Vec<String> = robots.iter().map(|r| r.channel.clone()).collect();
     t.table("api_keys", true)
         .str("name", "alertmanager")
         .str("key", &key)
         .raw("channels", &array(&channels));
     for r in robots {
-        t.table(&path(&["channels", r.channel]), false);
+        t.table(&path(&["channels", &r.channel]), false);
         for fields in &r.fields {
-            t.table(&path(&["channels", r.channel, "destinations"]), true)
+            t.table(&path(&["channels", &r.channel, "destinations"]), true)
                 .str("type", r.kind);
             for (k, v) in fields {
                 t.str(k, v);

@@ -148,3 +148,82 @@ async fn pa_urls_deliver_what_go_renders_with_pas_functions() {
     let want = go_render("pa", &tpl, &data, None, "UTC");
     assert_eq!(wx[0]["markdown"]["content"].as_str().unwrap(), want.trim());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_named_in_alertmanager_urls_become_channels_and_those_urls_work() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = Scratch::new("import-pa-am");
+    let out_file = dir.path("imrelay.toml");
+    let am = fixture("prometheusalert/alertmanager.yml");
+    let out = imrelay(
+        &[
+            "import",
+            "prometheusalert",
+            fixture("prometheusalert/app.conf").to_str().unwrap(),
+            "--templates",
+            fixture("prometheusalert/templates.json").to_str().unwrap(),
+            "--alertmanager",
+            am.to_str().unwrap(),
+            "-o",
+            out_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    // The ops receiver's robot is app.conf's: no second channel for it.
+    assert!(stderr.contains("PA_DINGTALK_2_ACCESS_TOKEN"), "{stderr}");
+    assert!(stderr.contains("alertmanager.yml (line 14)"), "{stderr}");
+    assert!(!stderr.contains("PA_DINGTALK_3"), "{stderr}");
+    let toml = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        !toml.contains("db-dd-token") && !toml.contains("db-wx-key"),
+        "{toml}"
+    );
+    let env: Vec<(&str, &str)> = PA_ENV
+        .iter()
+        .copied()
+        .chain([
+            ("PA_DINGTALK_2_ACCESS_TOKEN", "db-dd-token"),
+            ("PA_WECOM_2_KEY", "db-wx-key"),
+        ])
+        .collect();
+    assert_config_check(&out_file, &env);
+    let (port, mock_port) = (free_port(), free_port());
+    let runnable = dir.path("run.toml");
+    std::fs::write(
+        &runnable,
+        pointed_at_mock(&toml, port, mock_port, &dir.path("q.db"), &[]),
+    )
+    .unwrap();
+    let serve = serve_with_env(&runnable, port, dir.path("imrelay.log"), &env).await;
+    let key = PA_ENV.last().unwrap().1;
+    let http = reqwest::Client::new();
+    // Alertmanager's URLs as they were, with the key added and the host ours
+    // (and the table export's template: prometheus-dd is a file, imported in the test above).
+    let yaml = std::fs::read_to_string(&am).unwrap();
+    for line in yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- url: "))
+    {
+        let url = line
+            .trim_matches('"')
+            .replace("tpl=prometheus-dd", "tpl=prometheus-wx");
+        let path = &url[url.find("/prometheusalert?").unwrap()..];
+        let r = http
+            .post(format!("{}{path}&key={key}", serve.server()))
+            .json(&notification())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+    }
+    let mock = format!("http://127.0.0.1:{mock_port}");
+    for target in [
+        "dingtalk:robot:pa-dd-token",
+        "dingtalk:robot:db-dd-token",
+        "wecom:robot:db-wx-key",
+    ] {
+        mock_sends(&mock, target, 1, &serve).await;
+    }
+}

@@ -39,7 +39,17 @@ struct Robot {
     channel: String,
     kind: &'static str,
     /// (destination key, env var) per URL; several when the URL list has commas.
-    fields: Vec<Vec<(&'static str, String)>>,
+    fields: Vec<Fields>,
+}
+
+/// A destination's TOML fields: key and value (secrets as `${ENV}`).
+type Fields = Vec<(&'static str, String)>;
+
+/// One robot URL, read.
+struct ParsedRobot {
+    /// To spot repeats; never written out.
+    token: String,
+    fields: Fields,
 }
 
 /// Where a robot URL was read, for the hints on the variables to set.
@@ -152,9 +162,9 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
                 format!("{prefix}{}", i + 1)
             };
             match robot_fields(ty, one.trim(), &prefix, &src, &mut report) {
-                Ok((token, f)) => {
-                    known.push((ty, token));
-                    fields.push(f);
+                Ok(r) => {
+                    known.push((ty, r.token));
+                    fields.push(r.fields);
                 }
                 Err(why) => report.unmapped(Some(url.line), format!("`{url_key}`: {why}")),
             }
@@ -250,15 +260,15 @@ pub fn import(args: &PaArgs) -> anyhow::Result<(String, Report)> {
     Ok((toml, report))
 }
 
-/// The robot's token (to spot repeats; never written) and its destination's
-/// fields, the secrets as env references (`{prefix}_ACCESS_TOKEN`, ...).
+/// The robot a URL names: its destination's fields, the secrets as env
+/// references (`{prefix}_ACCESS_TOKEN`, ...).
 fn robot_fields(
     ty: &str,
     url: &str,
     prefix: &str,
     src: &UrlSource,
     report: &mut Report,
-) -> Result<(String, Vec<(&'static str, String)>), String> {
+) -> Result<ParsedRobot, String> {
     let u = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
     let param = |k: &str| {
         u.query_pairs()
@@ -302,7 +312,7 @@ fn robot_fields(
             hook
         }
     };
-    Ok((token, out))
+    Ok(ParsedRobot { token, fields: out })
 }
 
 /// Robots that Alertmanager's `/prometheusalert?...` URLs name and app.conf
@@ -347,8 +357,8 @@ fn alertmanager_robots(
                 let mut scratch = Report::default();
                 let prefix = format!("{prefix}_{n}");
                 match robot_fields(ty, &one, &prefix, &src, &mut scratch) {
-                    Ok((token, _)) if known.iter().any(|(t, k)| *t == ty && *k == token) => {}
-                    Ok((token, fields)) => {
+                    Ok(r) if known.iter().any(|(t, k)| *t == ty && *k == r.token) => {}
+                    Ok(ParsedRobot { token, fields }) => {
                         known.push((ty, token));
                         report.env.extend(scratch.env);
                         robots.push(Robot {

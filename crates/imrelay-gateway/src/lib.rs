@@ -20,7 +20,8 @@
 //! - Features: [`lifecycle`] (`[lifecycle]`: threads, updates in place,
 //!   recalls, acknowledgements), [`alertmanager`] (`[alerting]`,
 //!   `[templates]`, the receiver), [`callbacks`] (`[[callbacks]]`, the
-//!   endpoints), [`self_alerts`].
+//!   endpoints), [`compat`] (`[compat]`: the URLs prometheus-webhook-dingtalk
+//!   and PrometheusAlert answered on, through the receiver), [`self_alerts`].
 //! - [`config`]: the TOML file as plain data (`${ENV}`, `*_file` secrets,
 //!   validation naming the key).
 //! - [`runtime`]: what a config compiles into, one `Runtime` behind one
@@ -44,6 +45,7 @@ pub mod api;
 pub mod callbacks;
 pub mod channels;
 pub mod client;
+pub mod compat;
 pub mod config;
 pub mod dispatch;
 pub mod domain;

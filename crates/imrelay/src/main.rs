@@ -5,9 +5,11 @@
 //! - `imrelay mock`: the mock platform server, for tests, benchmarks and demos.
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
+//! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
 //! - `imrelay message recall|ack|update`: act on a message a gateway sent.
 
 mod callback_cmd;
+mod import_cmd;
 mod message_cmd;
 mod mock_cmd;
 mod send_cmd;
@@ -64,6 +66,9 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// Platform callbacks: fire an encrypted, signed callback at a URL as the platform would.
     #[command(subcommand)]
     Callback(callback_cmd::CallbackCommand),
+    /// Import another tool's config (prometheus-webhook-dingtalk, PrometheusAlert) as imrelay TOML.
+    #[command(subcommand)]
+    Import(import_cmd::ImportCommand),
     /// A message a running gateway sent: recall it, acknowledge it, update it.
     #[command(subcommand)]
     Message(message_cmd::MessageCommand),
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
             Command::Mock(args) => mock_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
+            Command::Import(cmd) => import_cmd::run(cmd),
             Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),

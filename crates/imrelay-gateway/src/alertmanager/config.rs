@@ -137,8 +137,9 @@ pub struct TemplateConfig {
     /// Card header colour template (`format = "card"` only).
     #[serde(default)]
     pub theme: Option<String>,
-    /// `jinja` (minijinja) or `go` (Go text/template as prometheus-webhook-dingtalk
-    /// renders it). Default: `go` for a `.tmpl` file, else `jinja`.
+    /// `jinja` (minijinja), `go` (Go text/template as prometheus-webhook-dingtalk
+    /// renders it) or `go-prometheusalert` (as PrometheusAlert renders it).
+    /// Default: `go` for a `.tmpl` file, else `jinja`.
     #[serde(default)]
     pub engine: Option<Engine>,
 }
@@ -268,11 +269,12 @@ fn read_template(
     }
     let engine = t.engine();
     let (body, key) = match (&t.file, &t.source) {
-        (Some(_), Some(_)) if engine == Engine::Go => {
+        (Some(_), Some(_)) if engine.go_flavour().is_some() => {
             // Go: the file brings the definitions, `source` is the body.
             let file = read_file(t.file.as_ref()?, base_dir, &at.key("file"), issues)?;
             let source = GoTemplateSource {
                 format: t.format,
+                flavour: engine.go_flavour().unwrap_or_default(),
                 file: Some(file),
                 body: t.source.clone(),
                 title: t.title.clone(),
@@ -309,8 +311,9 @@ fn read_template(
             title: t.title.clone(),
             theme: t.theme.clone(),
         }),
-        Engine::Go => Source::Go(GoTemplateSource {
+        Engine::Go | Engine::GoPrometheusAlert => Source::Go(GoTemplateSource {
             format: t.format,
+            flavour: engine.go_flavour().unwrap_or_default(),
             file: None,
             body: Some(body),
             title: t.title.clone(),

@@ -73,12 +73,30 @@ pub async fn receive<S: AlertmanagerContext>(
     for c in route.channels() {
         caller.require(c)?;
     }
-    let n: payload::Notification = parse_json(&bytes, "")?;
-    payload::validate(&n).map_err(|e| Problem::invalid(e.field, e.message))?;
-    let trace_id = request_trace_id(&headers);
+    let n = parse_notification(&bytes)?;
+    accept(&st, &alerting, route, &n, request_trace_id(&headers)).await
+}
 
+/// A webhook body as a validated notification; errors name the field.
+pub fn parse_notification(bytes: &[u8]) -> Result<payload::Notification, Problem> {
+    let n: payload::Notification = parse_json(bytes, "")?;
+    payload::validate(&n).map_err(|e| Problem::invalid(e.field, e.message))?;
+    Ok(n)
+}
+
+/// Plan `n` on `route` and commit its messages; the answer lists them. The
+/// caller has authenticated the request for the route's channels. Shared
+/// with the endpoints other tools answered on ([`crate::compat`]).
+pub async fn accept<S: AlertmanagerContext>(
+    st: &S,
+    alerting: &Alerting,
+    route: &Route,
+    n: &payload::Notification,
+    trace_id: Option<String>,
+) -> Result<Response, Problem> {
+    let route_name = &route.name;
     let set = st.channels();
-    let planned = plan(&alerting, route, &n, &set, jiff::Timestamp::now()).map_err(|e| {
+    let planned = plan(alerting, route, n, &set, jiff::Timestamp::now()).map_err(|e| {
         tracing::error!(route = %route_name, error = %e.0, "cannot route an Alertmanager notification");
         Problem::internal(format!(
             "{}; nothing was accepted, Alertmanager will retry",
@@ -105,7 +123,7 @@ pub async fn receive<S: AlertmanagerContext>(
     }
     if !to_store.is_empty() {
         st.silences().apply(&mut to_store, st.store().now_ms());
-        store_all(st.store(), to_store, &route_name).await?;
+        store_all(st.store(), to_store, route_name).await?;
     }
     tracing::info!(
         route = %route_name,
@@ -127,7 +145,7 @@ pub async fn receive<S: AlertmanagerContext>(
 }
 
 /// The route named in the URL; a 404 lists the ones there are.
-fn find_route<'a>(alerting: &'a Alerting, route_name: &str) -> Result<&'a Route, Problem> {
+pub fn find_route<'a>(alerting: &'a Alerting, route_name: &str) -> Result<&'a Route, Problem> {
     alerting.routes.get(route_name).ok_or_else(|| {
         let known: Vec<&str> = alerting.routes.keys().map(String::as_str).collect();
         Problem::not_found(format!(
@@ -144,7 +162,7 @@ fn find_route<'a>(alerting: &'a Alerting, route_name: &str) -> Result<&'a Route,
 
 /// The `X-Request-Id` header as the messages' trace id, when it is a usable
 /// token (printable ASCII, at most 128 bytes).
-fn request_trace_id(headers: &HeaderMap) -> Option<String> {
+pub fn request_trace_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -170,6 +170,12 @@ impl crate::sources::handler::SourcesContext for AppState {
     }
 }
 
+impl crate::compat::CompatContext for AppState {
+    fn compat(&self) -> Arc<crate::compat::CompatConfig> {
+        self.live.runtime().compat.clone()
+    }
+}
+
 impl crate::callbacks::handler::CallbacksContext for AppState {
     fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -286,6 +292,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(ops::status))
         .merge(crate::alertmanager::handler::router())
         .merge(crate::sources::handler::router())
+        .merge(crate::compat::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::serve))

@@ -111,7 +111,118 @@ impl Modify for OtherRoutes {
             "/metrics".into(),
             PathItem::new(HttpMethod::Get, metrics_operation()),
         );
+        paths.insert(
+            "/dingtalk/{target}/send".into(),
+            PathItem::new(HttpMethod::Post, compat_pwd_operation()),
+        );
+        paths.insert(
+            "/prometheusalert".into(),
+            PathItem::new(HttpMethod::Post, compat_pa_operation()),
+        );
     }
+}
+
+fn query_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+/// What both compatibility endpoints take and answer (see `crate::compat`).
+fn compat_operation(id: &str, summary: &str) -> OperationBuilder {
+    OperationBuilder::new()
+        .tag("alertmanager")
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .parameter(query_param(
+            "key",
+            "An API key, for senders that cannot set `Authorization` (also `token`)",
+        ))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some(
+                    "Alertmanager webhook payload (version 4), read as JSON whatever the \
+                     Content-Type says, as the old tools did",
+                ))
+                .required(Some(Required::True))
+                .content(
+                    "*/*",
+                    Content::new(Some(ObjectBuilder::new().schema_type(Type::Object))),
+                )
+                .build(),
+        ))
+}
+
+fn compat_responses(not_found: &str) -> ResponsesBuilder {
+    ResponsesBuilder::new()
+        .response(
+            "200",
+            object("Every message committed: their ids, and what was not sent"),
+        )
+        .response("400", problem("The body is not JSON"))
+        .response(
+            "401",
+            problem("Missing or unknown API key (unless `allow_unauthenticated`)"),
+        )
+        .response(
+            "403",
+            problem("The key may not use a channel, or the robot is not configured"),
+        )
+        .response("404", problem(not_found))
+        .response("413", problem("Body larger than `server.max_body_bytes`"))
+        .response(
+            "422",
+            problem("A bad query parameter or payload field (named)"),
+        )
+        .response(
+            "500",
+            problem("The running config cannot route the alerts; Alertmanager retries"),
+        )
+        .response(
+            "503",
+            problem("The queue cannot commit now; Alertmanager retries"),
+        )
+}
+
+/// `POST /dingtalk/{target}/send` (`[compat] pwd = true`).
+fn compat_pwd_operation() -> utoipa::openapi::path::Operation {
+    compat_operation(
+        "compat_pwd_send",
+        "prometheus-webhook-dingtalk's path: the route `[alerting.routes.{target}]`",
+    )
+    .parameter(path_param("target", "A route under [alerting.routes]"))
+    .responses(compat_responses("`[compat] pwd` is off, or no such route").build())
+    .build()
+}
+
+/// `POST /prometheusalert` (`[compat] prometheusalert = true`).
+fn compat_pa_operation() -> utoipa::openapi::path::Operation {
+    let mut op = compat_operation(
+        "compat_prometheusalert",
+        "PrometheusAlert's path: template `tpl` to the configured robot the URL names",
+    );
+    for (name, what) in [
+        ("type", "dd (DingTalk), wx (WeCom) or fs (Feishu)"),
+        ("tpl", "A template under [templates]"),
+        (
+            "ddurl",
+            "DingTalk robot URLs (comma-separated), each a configured destination",
+        ),
+        ("wxurl", "WeCom robot URLs, each a configured destination"),
+        ("fsurl", "Feishu bot URLs, each a configured destination"),
+        (
+            "at",
+            "Whom to mention: DingTalk mobiles, WeCom or Feishu user ids",
+        ),
+    ] {
+        op = op.parameter(query_param(name, what));
+    }
+    op.responses(compat_responses("`[compat] prometheusalert` is off").build())
+        .build()
 }
 
 /// `POST /v1/alertmanager/{route}`.

@@ -247,6 +247,8 @@ pub struct Config {
     pub lifecycle: crate::lifecycle::LifecycleConfig,
     /// `[sources]`: other systems' webhooks (see [`crate::sources`]).
     pub sources: BTreeMap<String, crate::sources::config::SourceConfig>,
+    /// `[compat]`: the old tools' endpoints (see [`crate::compat`]).
+    pub compat: crate::compat::CompatConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -282,6 +284,7 @@ struct RawConfig {
     lifecycle: crate::lifecycle::LifecycleConfig,
     #[serde(default)]
     sources: BTreeMap<String, crate::sources::config::SourceConfig>,
+    compat: crate::compat::CompatConfig,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -380,6 +383,7 @@ impl Config {
             callbacks: raw.callbacks,
             lifecycle: raw.lifecycle,
             sources: raw.sources,
+            compat: raw.compat,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -400,6 +404,7 @@ impl Config {
         self.self_alerts.validate(self.channels.keys(), issues);
         crate::callbacks::config::validate(&self.callbacks, issues);
         self.lifecycle.compile(issues);
+        self.compat.validate(self.channels.keys(), issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

@@ -36,6 +36,8 @@ pub struct Runtime {
     pub lifecycle: Arc<LifecycleSettings>,
     /// `[sources]`: other systems' webhook receivers.
     pub sources: Arc<crate::sources::Sources>,
+    /// `[compat]`: the old tools' endpoints.
+    pub compat: Arc<crate::compat::CompatConfig>,
 }
 
 impl Runtime {
@@ -61,6 +63,7 @@ impl Runtime {
             alerting,
             // Validated when the config loaded.
             lifecycle: Arc::new(cfg.lifecycle.compile(&mut Vec::new())),
+            compat: Arc::new(cfg.compat.open_warned()),
         })
     }
 }

@@ -2,6 +2,10 @@
 //! renders it (its functions, `missingkey=zero`), over Alertmanager's data in
 //! PWD's shape (`.Alerts.Firing`, `.CommonLabels`, `.StartsAt.Format ...`).
 //! Go's `time.Local` is the configured `alerting.time_zone`.
+//!
+//! `engine = "go-prometheusalert"`: Go text/template as PrometheusAlert (PA)
+//! renders it (its functions, default options), over the webhook's raw JSON
+//! (`.alerts`, `.commonLabels`, `.externalURL`, times as strings).
 
 use serde::Deserialize;
 
@@ -17,12 +21,37 @@ pub enum Engine {
     Jinja,
     /// Go text/template, as PWD renders it.
     Go,
+    /// Go text/template, as PrometheusAlert renders it.
+    #[serde(rename = "go-prometheusalert")]
+    GoPrometheusAlert,
+}
+
+impl Engine {
+    /// The Go flavour, for the Go engines.
+    pub fn go_flavour(self) -> Option<GoFlavour> {
+        match self {
+            Engine::Jinja => None,
+            Engine::Go => Some(GoFlavour::Pwd),
+            Engine::GoPrometheusAlert => Some(GoFlavour::PrometheusAlert),
+        }
+    }
+}
+
+/// Whose functions, options and data shape a Go template gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GoFlavour {
+    /// prometheus-webhook-dingtalk: Alertmanager's typed `Data`.
+    #[default]
+    Pwd,
+    /// PrometheusAlert: the request body as JSON.
+    PrometheusAlert,
 }
 
 /// One Go template's sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoTemplateSource {
     pub format: Format,
+    pub flavour: GoFlavour,
     /// A template file (PWD's `templates:` files): its `define`s serve every
     /// part; its top level is the body unless `body` is given.
     pub file: Option<String>,
@@ -36,6 +65,7 @@ pub struct GoTemplateSource {
 #[derive(Debug)]
 pub(super) struct Compiled {
     set: imrelay_gotmpl::Templates,
+    flavour: GoFlavour,
     name: String,
     has_title: bool,
     has_theme: bool,
@@ -51,7 +81,11 @@ pub(super) fn compile(
     src: GoTemplateSource,
     local: &jiff::tz::TimeZone,
 ) -> Result<Compiled, Vec<TemplateError>> {
-    let mut set = imrelay_gotmpl::Templates::pwd().with_local(local.clone());
+    let set = match src.flavour {
+        GoFlavour::Pwd => imrelay_gotmpl::Templates::pwd(),
+        GoFlavour::PrometheusAlert => imrelay_gotmpl::Templates::prometheus_alert(),
+    };
+    let mut set = set.with_local(local.clone());
     let mut errors = Vec::new();
     let err = |part, e: imrelay_gotmpl::Error| TemplateError {
         name: name.to_string(),
@@ -93,6 +127,7 @@ pub(super) fn compile(
     }
     Ok(Compiled {
         set,
+        flavour: src.flavour,
         name: name.to_string(),
         has_title: src.title.is_some(),
         has_theme: src.theme.is_some(),
@@ -114,14 +149,17 @@ impl Compiled {
             message,
         };
         let json = serde_json::to_value(ctx).map_err(|e| failed("body", e.to_string()))?;
-        let data =
-            imrelay_gotmpl::alertmanager(&alertmanager_payload(json), &self.set.options().local)
+        let payload = alertmanager_payload(json);
+        let data = match self.flavour {
+            GoFlavour::Pwd => imrelay_gotmpl::alertmanager(&payload, &self.set.options().local)
                 .map_err(|e| {
                     failed(
                         "body",
                         format!("the data is not an Alertmanager notification: {e}"),
                     )
-                })?;
+                })?,
+            GoFlavour::PrometheusAlert => imrelay_gotmpl::Value::from_json(&payload),
+        };
         let part = |part: &'static str, go_name: &str| {
             self.set
                 .render(go_name, &data)
@@ -295,6 +333,53 @@ title = '{{ template "ding.link.title" . }}'
     }
 
     #[test]
+    fn engine_go_prometheusalert_renders_pa_templates_over_the_raw_json() {
+        let dir = tempfile::tempdir().unwrap();
+        // PA's shape (`.alerts`, `$v.startsAt` a string) and functions (`GetCSTtime`).
+        let cfg = config(
+            dir.path(),
+            r#"[templates.pwd]
+engine = "go-prometheusalert"
+format = "markdown"
+title = "PrometheusAlert"
+source = '{{ range $k, $v := .alerts }}{{ $v.labels.severity }} {{ GetCSTtime $v.startsAt }}|{{ end }}{{ .commonLabels.job }} {{ .externalURL }}'
+"#,
+        )
+        .unwrap();
+        let alerting = cfg.compile_alerting().unwrap();
+        let client = imrelay_sdk::Client::new().unwrap();
+        let dest = client
+            .build(&json!({"type": "dingtalk_robot", "access_token": "t"}))
+            .unwrap();
+        let set = ChannelSet::new([Channel::new("team", vec![DestinationEntry::new(dest)])]);
+        let now = "2026-11-24T09:00:00Z".parse().unwrap();
+        let p = plan(
+            &alerting,
+            &alerting.routes["prod"],
+            &notification(),
+            &set,
+            now,
+        )
+        .unwrap();
+        let m = &p.messages[0].message.message;
+        assert_eq!(m.title.as_deref(), Some("PrometheusAlert"));
+        let Body::Markdown { text } = &m.body else {
+            panic!("markdown expected: {:?}", m.body)
+        };
+        assert_eq!(
+            text,
+            "critical 2026-11-24 16:00:00|warning 2026-11-24 15:00:00|node http://am:9093"
+        );
+        // PA's helpers exist only in its flavour: plain `go` is PWD's.
+        let err = config(
+            dir.path(),
+            "[templates.pwd]\nengine = \"go\"\nsource = '{{ GetCSTtime .x }}'\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("function \"GetCSTtime\" not defined"), "{err}");
+    }
+
+    #[test]
     fn config_check_reports_go_errors_with_template_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -345,6 +430,7 @@ title = '{{ template "ding.link.title" . }}'
             "g".to_string(),
             super::GoTemplateSource {
                 format: super::Format::Text,
+                flavour: super::GoFlavour::Pwd,
                 file: None,
                 body: Some(
                     "{{ .Status }} {{ len .Alerts.Firing }} {{ .CommonLabels.team }}".into(),

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod go;
-pub use go::{Engine, GoTemplateSource};
+pub use go::{Engine, GoFlavour, GoTemplateSource};
 
 use imrelay_sdk::message::{Body, Button};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};

@@ -284,6 +284,7 @@ struct RawConfig {
     lifecycle: crate::lifecycle::LifecycleConfig,
     #[serde(default)]
     sources: BTreeMap<String, crate::sources::config::SourceConfig>,
+    #[serde(default)]
     compat: crate::compat::CompatConfig,
 }
 

@@ -5,8 +5,10 @@
 //! - `imrelay mock`: the mock platform server, for tests, benchmarks and demos.
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
+//! - `imrelay health`: probe a running gateway (a container's health check).
 
 mod callback_cmd;
+mod health_cmd;
 mod mock_cmd;
 mod send_cmd;
 mod serve_cmd;
@@ -17,10 +19,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `imrelay --version`: what was built, from what, with what (see build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("IMRELAY_BUILD_COMMIT"),
+    "\nbuilt:  ",
+    env!("IMRELAY_BUILD_DATE"),
+    "\nrustc:  ",
+    env!("IMRELAY_BUILD_RUSTC"),
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "imrelay",
     version,
+    long_version = LONG_VERSION,
     about = "A push gateway for DingTalk, Feishu/Lark, WeCom and WeChat",
     long_about = "imrelay delivers messages to DingTalk, Feishu/Lark, WeCom and WeChat reliably: \
                   signed, rate limited, retried, and never lost.",
@@ -62,6 +76,8 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// Platform callbacks: fire an encrypted, signed callback at a URL as the platform would.
     #[command(subcommand)]
     Callback(callback_cmd::CallbackCommand),
+    /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.
+    Health(health_cmd::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +109,7 @@ fn main() -> ExitCode {
             Command::Mock(args) => mock_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
+            Command::Health(args) => health_cmd::run(args).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

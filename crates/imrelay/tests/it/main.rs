@@ -7,6 +7,7 @@ mod callbacks_python;
 mod cli_send;
 mod cluster_pg;
 mod lifecycle_e2e;
+mod packaging;
 mod readme;
 mod send_server;
 mod serve_crash;

@@ -100,11 +100,13 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, log: Arc<Mutex<Vec<S
 }
 
 async fn mock() -> MockServer {
-    let mut cfg = MockConfig::default();
-    cfg.robots = ["via-proxy", "direct", "own-proxy", "hook"]
-        .iter()
-        .map(|t| RobotConfig::new(MockPlatform::Dingtalk, t))
-        .collect();
+    let cfg = MockConfig {
+        robots: ["via-proxy", "direct", "own-proxy", "hook"]
+            .iter()
+            .map(|t| RobotConfig::new(MockPlatform::Dingtalk, t))
+            .collect(),
+        ..MockConfig::default()
+    };
     MockServer::start(cfg, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
@@ -289,8 +291,7 @@ url = "{hook}"
     );
     let cfg = Config::parse(&text, Path::new(".")).unwrap();
     let err = imrelay_gateway::runtime::build_channels(&cfg, &BuildContext::default())
-        .err()
-        .expect("a private literal is refused");
+        .expect_err("a private literal is refused");
     assert!(err.to_string().contains("private"), "{err}");
 }
 

@@ -63,7 +63,10 @@ fn git_commit(dir: &Path) -> Option<String> {
 
 /// Rebuild the version when the checkout moves to another commit or the
 /// index changes (a commit, a `git add`). Paths come from git itself, so a
-/// worktree (whose `.git` is a file) works too.
+/// worktree (whose `.git` is a file) works too. An edit not yet added to the
+/// index does not rerun this script (watching every file would rebuild the
+/// binary on each save), so `-dirty` can lag during development; a release
+/// build from a checkout is always current.
 fn watch_git_state(dir: &Path) {
     let Some(git_dir) = git(dir, &["rev-parse", "--absolute-git-dir"]) else {
         return;

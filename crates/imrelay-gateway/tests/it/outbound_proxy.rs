@@ -1,8 +1,8 @@
 //! `[outbound] proxy`: destinations built from config send through a proxy
 //! (a tiny forward proxy here, plain HTTP and `CONNECT`, that counts what it
-//! relays), `no_proxy` hosts bypass it, a destination's own keys replace the
-//! global ones, and the proxy's credentials reach the proxy but no log or
-//! config dump.
+//! relays; and a SOCKS5 one), `no_proxy` hosts bypass it, a destination's
+//! own keys replace the global ones, and the proxy's credentials reach the
+//! proxy but no log or config dump.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -97,6 +97,53 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, log: Arc<Mutex<Vec<S
         }
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// A SOCKS5 proxy (no authentication, CONNECT only) relaying every
+/// connection to `upstream`, recording the host each one asked for.
+async fn socks5_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                // Greeting: version 5, n methods; answer "no authentication".
+                let mut head = [0u8; 2];
+                conn.read_exact(&mut head).await.ok()?;
+                let mut methods = vec![0u8; usize::from(head[1])];
+                conn.read_exact(&mut methods).await.ok()?;
+                conn.write_all(&[5, 0]).await.ok()?;
+                // Request: version, CONNECT, reserved, address type.
+                let mut req = [0u8; 4];
+                conn.read_exact(&mut req).await.ok()?;
+                let host = match req[3] {
+                    3 => {
+                        let len = conn.read_u8().await.ok()?;
+                        let mut name = vec![0u8; usize::from(len)];
+                        conn.read_exact(&mut name).await.ok()?;
+                        String::from_utf8(name).ok()?
+                    }
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        conn.read_exact(&mut ip).await.ok()?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    _ => return None,
+                };
+                let _port = conn.read_u16().await.ok()?;
+                log.lock().push(host);
+                let mut server = TcpStream::connect(upstream).await.ok()?;
+                conn.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.ok()?;
+                tokio::io::copy_bidirectional(&mut conn, &mut server)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (addr, asked)
 }
 
 async fn mock() -> MockServer {
@@ -293,6 +340,30 @@ url = "{hook}"
     let err = imrelay_gateway::runtime::build_channels(&cfg, &BuildContext::default())
         .expect_err("a private literal is refused");
     assert!(err.to_string().contains("private"), "{err}");
+}
+
+#[tokio::test]
+async fn a_socks5h_proxy_gets_the_name_to_resolve() {
+    let mock = mock().await;
+    let mock_addr: SocketAddr = mock
+        .base_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (socks, asked) = socks5_proxy(mock_addr).await;
+    let cfg = config(&format!(
+        r#"
+[[channels.a.destinations]]
+type = "dingtalk_robot"
+access_token = "via-proxy"
+base_url = "http://dingtalk.socks.invalid:{port}"
+proxy = "socks5h://{socks}"
+"#,
+        port = mock_addr.port(),
+    ));
+    send_all(&build(&cfg), "a", "over socks").await;
+    assert_eq!(*asked.lock(), ["dingtalk.socks.invalid"]);
+    assert_eq!(delivered_to(&mock, "via-proxy"), 1);
 }
 
 #[test]

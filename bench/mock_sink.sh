@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-64}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -p imrelay >/dev/null
-bin=${CARGO_TARGET_DIR:-target}/release/imrelay
+cargo build --profile bench-release -p imrelay >/dev/null
+bin=${CARGO_TARGET_DIR:-target}/bench-release/imrelay
 port=19977
 "$bin" mock --listen 127.0.0.1:$port --accept-unknown --no-bodies 2>/dev/null &
 pid=$!

@@ -12,6 +12,16 @@
 //! name. IP literals are refused already when the config is loaded. (Platform
 //! destinations are held to their platform's host or configured `base_url` by
 //! the SDK itself.)
+//!
+//! Through an outbound proxy (`[outbound] proxy`, or a destination's own) the
+//! gateway never learns the address the proxy connects to: an `http://`,
+//! `https://` or `socks5h://` proxy resolves the webhook's name itself. The
+//! webhook's host is then only judged statically (IP literals, `localhost`),
+//! and the per-send lookup is skipped (many networks that need a proxy cannot
+//! resolve outside names at all); what the proxy lets through is the proxy
+//! operator's policy. With `socks5://` names are still resolved here, through
+//! the [`GuardResolver`], so the full guard applies. The proxy's own address
+//! is trusted config, never judged: it is usually on the internal network.
 
 pub mod config;
 
@@ -247,6 +257,8 @@ pub struct Guarded {
     inner: Arc<dyn Destination>,
     host: String,
     lookup: Arc<dyn Lookup>,
+    /// A proxy resolves the host, so there is no local address to check.
+    resolved_by_proxy: bool,
 }
 
 impl Guarded {
@@ -265,9 +277,14 @@ impl Guarded {
     ) -> Result<Self, String> {
         check_url_statically(url)?;
         let host = url.host_str().ok_or("the URL has no host")?.to_string();
+        let options = &client.shared().options;
+        let resolved_by_proxy = options
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.resolves_names() && p.intercepts(url));
         let guarded = Client::with_options(ClientOptions {
             resolver: Some(Arc::new(GuardResolver::new(lookup.clone(), &host))),
-            ..client.shared().options.clone()
+            ..options.clone()
         })
         .map_err(|e| e.to_string())?;
         let inner = guarded.build(config).map_err(|e| e.to_string())?;
@@ -275,6 +292,7 @@ impl Guarded {
             inner,
             host,
             lookup,
+            resolved_by_proxy,
         })
     }
 
@@ -337,8 +355,10 @@ impl Destination for Guarded {
         self.inner.render(msg)
     }
     async fn send(&self, payload: &Payload) -> Report {
-        if let Err(r) = self.check_resolved().await {
-            return r;
+        if !self.resolved_by_proxy {
+            if let Err(r) = self.check_resolved().await {
+                return r;
+            }
         }
         self.inner.send(payload).await
     }
@@ -412,6 +432,7 @@ mod tests {
             inner,
             host: "localhost".into(),
             lookup: Arc::new(SystemLookup),
+            resolved_by_proxy: false,
         };
         let r = g.send(&Payload::new(serde_json::json!({}))).await;
         assert_eq!(r.outcome, Outcome::Permanent);

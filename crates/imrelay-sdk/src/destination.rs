@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::http::{
-    dns, HttpClient, HttpOptions, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
+    dns, HttpClient, HttpOptions, Proxy, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
 };
 use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart};
 use crate::message::{Message, Platform};
@@ -197,6 +197,8 @@ pub struct ClientOptions {
     /// Resolves host names to the addresses connected to (the system resolver
     /// when `None`); see [`HttpOptions::resolver`].
     pub resolver: Option<Arc<dyn dns::Resolve>>,
+    /// Send requests through this proxy; see [`HttpOptions::proxy`].
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for ClientOptions {
@@ -207,6 +209,7 @@ impl Default for ClientOptions {
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             max_answer_bytes: MAX_ANSWER_BYTES,
             resolver: None,
+            proxy: None,
         }
     }
 }
@@ -219,6 +222,7 @@ impl ClientOptions {
             pool_max_idle_per_host: self.pool_max_idle_per_host,
             max_answer_bytes: self.max_answer_bytes,
             resolver: self.resolver.clone(),
+            proxy: self.proxy.clone(),
         }
     }
 }
@@ -230,6 +234,7 @@ impl fmt::Debug for ClientOptions {
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
+            .field("proxy", &self.proxy)
             .finish()
     }
 }

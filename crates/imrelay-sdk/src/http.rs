@@ -7,6 +7,11 @@
 //! redirect would send the signed body somewhere else. Answers are read up to
 //! [`MAX_ANSWER_BYTES`] and no further, so a hostile or broken endpoint cannot
 //! make the client buffer an unbounded body.
+//!
+//! Requests go through an outbound [`Proxy`] when one is configured (except to
+//! the hosts its `no_proxy` list names); without one, reqwest's usual
+//! `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables apply. Proxy
+//! credentials never appear in `Debug` output or in transport errors.
 
 use std::fmt;
 use std::sync::Arc;
@@ -81,6 +86,9 @@ pub struct HttpOptions {
     /// when `None`. A resolver that filters addresses is how a caller makes sure
     /// the address it checked is the one connected to.
     pub resolver: Option<Arc<dyn dns::Resolve>>,
+    /// Send requests through this proxy; `None` leaves the environment's
+    /// (`HTTPS_PROXY` and friends) in charge.
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for HttpOptions {
@@ -90,6 +98,7 @@ impl Default for HttpOptions {
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             max_answer_bytes: MAX_ANSWER_BYTES,
             resolver: None,
+            proxy: None,
         }
     }
 }
@@ -101,7 +110,150 @@ impl fmt::Debug for HttpOptions {
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
+            .field("proxy", &self.proxy)
             .finish()
+    }
+}
+
+/// An outbound proxy: every request goes through `url` except those to a
+/// host the `no_proxy` list names. `http://` and `https://` proxies tunnel
+/// HTTPS with `CONNECT`; `socks5://` resolves the destination's name locally
+/// (through [`HttpOptions::resolver`]), `socks5h://` lets the proxy resolve
+/// it. Credentials go in the URL (`http://user:pass@proxy:3128`) and are
+/// shown as `***` everywhere.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Proxy {
+    url: url::Url,
+    no_proxy: Vec<String>,
+}
+
+impl Proxy {
+    /// The proxy URL schemes understood.
+    pub const SCHEMES: &'static [&'static str] = &["http", "https", "socks5", "socks5h"];
+
+    /// A proxy at `url`, bypassed for the `no_proxy` entries: host names
+    /// (`example.com` and `.example.com` both match the name and its
+    /// subdomains), IP addresses, CIDR ranges (`10.0.0.0/8`), or `*` for every
+    /// host. `Err` says what is wrong without repeating any credentials.
+    pub fn new(url: &str, no_proxy: Vec<String>) -> Result<Self, String> {
+        let url = url::Url::parse(url.trim())
+            .map_err(|e| format!("`{}` is not a URL: {e}", redact_userinfo(url)))?;
+        if !Self::SCHEMES.contains(&url.scheme()) {
+            // Not echoed: `user:pass@host` parses as the scheme `user`.
+            return Err(format!(
+                "the proxy URL's scheme `{}` is not one of {} (e.g. `http://proxy:3128`)",
+                url.scheme(),
+                Self::SCHEMES.join(", ")
+            ));
+        }
+        let shown = redacted_url(&url);
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{shown}`: the proxy URL has no host"));
+        }
+        if (url.path() != "/" && !url.path().is_empty()) || url.query().is_some() {
+            return Err(format!("`{shown}`: a proxy URL has no path or query"));
+        }
+        if let Some(bad) = no_proxy
+            .iter()
+            .find(|e| e.is_empty() || e.contains(|c: char| c == ',' || c.is_whitespace()))
+        {
+            return Err(format!(
+                "no_proxy entry `{bad}` must be one host name, IP address or CIDR range"
+            ));
+        }
+        Ok(Proxy { url, no_proxy })
+    }
+
+    /// The proxy URL with its password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redacted_url(&self.url)
+    }
+
+    /// The hosts reached directly.
+    pub fn no_proxy(&self) -> &[String] {
+        &self.no_proxy
+    }
+
+    /// Whether a request to `url` goes through the proxy (its host is not in
+    /// `no_proxy`). Same matcher as the HTTP client's, so the answer is what
+    /// the client does.
+    pub fn intercepts(&self, url: &url::Url) -> bool {
+        let Ok(uri) = url.as_str().parse::<http::Uri>() else {
+            return true;
+        };
+        hyper_util::client::proxy::matcher::Matcher::builder()
+            .all(self.url.as_str().to_string())
+            .no(self.no_proxy_list())
+            .build()
+            .intercept(&uri)
+            .is_some()
+    }
+
+    /// Whether the proxy looks destination names up itself (`http`, `https`,
+    /// `socks5h`); with `socks5` the client resolves them locally.
+    pub fn resolves_names(&self) -> bool {
+        self.url.scheme() != "socks5"
+    }
+
+    fn to_reqwest(&self) -> Result<reqwest::Proxy, String> {
+        let p = reqwest::Proxy::all(self.url.as_str())
+            .map_err(|e| format!("proxy `{}`: {}", self.redacted(), e.without_url()))?;
+        Ok(p.no_proxy(reqwest::NoProxy::from_string(&self.no_proxy_list())))
+    }
+
+    /// The list as the matcher takes it. Its `*` matches names only, so `*`
+    /// also brings in every address, for "no proxy for anything" to hold.
+    fn no_proxy_list(&self) -> String {
+        let mut list = self.no_proxy.join(",");
+        if self.no_proxy.iter().any(|e| e == "*") {
+            list.push_str(",0.0.0.0/0,::/0");
+        }
+        list
+    }
+
+    /// The password as the client sends it, to scrub from error text.
+    fn secret(&self) -> Option<String> {
+        let p = self.url.password()?;
+        let decoded = percent_encoding::percent_decode_str(p).decode_utf8_lossy();
+        Some(decoded.into_owned())
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("url", &self.redacted())
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn redacted_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if url.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// `scheme://user:***@host...` for text that did not even parse as a URL.
+fn redact_userinfo(text: &str) -> String {
+    let (Some(scheme_end), Some(at)) = (text.find("://"), text.rfind('@')) else {
+        return text.to_string();
+    };
+    if at < scheme_end {
+        return text.to_string();
+    }
+    let userinfo = &text[scheme_end + 3..at];
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &text[..scheme_end + 3], &text[at..]),
+        None => text.to_string(),
     }
 }
 
@@ -257,6 +409,8 @@ pub struct HttpClient {
     inner: reqwest::Client,
     timeouts: Timeouts,
     max_answer_bytes: usize,
+    /// The proxy password, scrubbed from transport errors.
+    proxy_secret: Option<crate::secret::Secret>,
 }
 
 impl HttpClient {
@@ -283,13 +437,21 @@ impl HttpClient {
         if let Some(resolver) = options.resolver {
             builder = builder.dns_resolver(resolver);
         }
-        let inner = builder
-            .build()
-            .map_err(|e| crate::Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        if let Some(proxy) = &options.proxy {
+            builder = builder.proxy(proxy.to_reqwest().map_err(crate::Error::Config)?);
+        }
+        let inner = builder.build().map_err(|e| {
+            crate::Error::Config(format!("cannot build the HTTP client: {}", e.without_url()))
+        })?;
         Ok(HttpClient {
             inner,
             timeouts,
             max_answer_bytes: options.max_answer_bytes,
+            proxy_secret: options
+                .proxy
+                .as_ref()
+                .and_then(Proxy::secret)
+                .map(crate::secret::Secret::new),
         })
     }
 
@@ -309,7 +471,10 @@ impl HttpClient {
         if let Some(body) = req.body {
             builder = builder.body(body);
         }
-        let mut resp = builder.send().await.map_err(transport_report)?;
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| self.scrubbed(transport_report(e)))?;
         let status = resp.status().as_u16();
         if (300..400).contains(&status) {
             return Err(redirect_report(status, resp.headers()));
@@ -322,7 +487,7 @@ impl HttpClient {
         } else {
             let (body, cut) = read_capped(&mut resp, cap)
                 .await
-                .map_err(transport_report)?;
+                .map_err(|e| self.scrubbed(transport_report(e)))?;
             (body, cut.then_some(cap))
         };
         Ok(HttpResponse {
@@ -331,6 +496,20 @@ impl HttpClient {
             body,
             oversize,
         })
+    }
+}
+
+impl HttpClient {
+    /// `report` without the proxy password, should an error quote the
+    /// proxy URL.
+    fn scrubbed(&self, mut report: Report) -> Report {
+        if let Some(secret) = &self.proxy_secret {
+            let secret = secret.expose();
+            if !secret.is_empty() {
+                report.message = report.message.replace(secret, "***");
+            }
+        }
+        report
     }
 }
 
@@ -468,6 +647,61 @@ mod tests {
         assert!(e.message.contains("answer larger than 256 KiB"), "{e}");
         assert_eq!(size_text(1 << 20), "1 MiB");
         assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_proxy_url_is_checked_and_its_password_never_shown() {
+        let p = Proxy::new("http://ops:pa%40ss@proxy.internal:3128", vec![]).unwrap();
+        assert_eq!(p.redacted(), "http://ops:***@proxy.internal:3128/");
+        assert!(!format!("{p:?} {p}").contains("pa%40ss"));
+        assert_eq!(p.secret().as_deref(), Some("pa@ss"));
+        for scheme in ["https", "socks5", "socks5h"] {
+            assert!(Proxy::new(&format!("{scheme}://proxy:1080"), vec![]).is_ok());
+        }
+        let err = Proxy::new("ftp://ops:hunter2@proxy:21", vec![]).unwrap_err();
+        assert!(
+            err.contains("http, https, socks5, socks5h") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = Proxy::new("ops:hunter2@proxy:3128", vec![]).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = Proxy::new("http://proxy:3128/path", vec![]).unwrap_err();
+        assert!(err.contains("no path"), "{err}");
+        let err = Proxy::new("http://proxy:3128", vec!["a.example b.example".into()]).unwrap_err();
+        assert!(err.contains("`a.example b.example`"), "{err}");
+    }
+
+    #[test]
+    fn no_proxy_takes_names_ranges_and_a_star() {
+        let p = Proxy::new(
+            "http://proxy:3128",
+            vec![
+                "10.0.0.0/8".into(),
+                ".internal.example.com".into(),
+                "192.0.2.7".into(),
+            ],
+        )
+        .unwrap();
+        let via = |u: &str| p.intercepts(&url::Url::parse(u).unwrap());
+        assert!(!via("http://10.2.3.4:8080/x"));
+        assert!(!via("https://hooks.internal.example.com/x"));
+        assert!(!via("https://internal.example.com/x"));
+        assert!(!via("http://192.0.2.7/x"));
+        assert!(via("https://oapi.dingtalk.com/robot/send"));
+        assert!(via("http://11.0.0.1/x"));
+        assert!(via("https://notinternal.example.com/x"));
+        let all = Proxy::new("http://proxy:3128", vec!["*".into()]).unwrap();
+        for u in [
+            "https://oapi.dingtalk.com/",
+            "http://127.0.0.1:9/",
+            "http://[::1]:9/",
+        ] {
+            assert!(!all.intercepts(&url::Url::parse(u).unwrap()), "{u}");
+        }
+        assert!(p.resolves_names());
+        assert!(!Proxy::new("socks5://proxy:1080", vec![])
+            .unwrap()
+            .resolves_names());
     }
 
     #[test]

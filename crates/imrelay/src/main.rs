@@ -7,8 +7,10 @@
 //! - `imrelay config check`: validate a gateway config file.
 //! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
 //! - `imrelay message recall|ack|update`: act on a message a gateway sent.
+//! - `imrelay health`: probe a running gateway (a container's health check).
 
 mod callback_cmd;
+mod health_cmd;
 mod import_cmd;
 mod message_cmd;
 mod mock_cmd;
@@ -21,10 +23,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `imrelay --version`: what was built, from what, with what (see build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("IMRELAY_BUILD_COMMIT"),
+    "\nbuilt:  ",
+    env!("IMRELAY_BUILD_DATE"),
+    "\nrustc:  ",
+    env!("IMRELAY_BUILD_RUSTC"),
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "imrelay",
     version,
+    long_version = LONG_VERSION,
     about = "A push gateway for DingTalk, Feishu/Lark, WeCom and WeChat",
     long_about = "imrelay delivers messages to DingTalk, Feishu/Lark, WeCom and WeChat reliably: \
                   signed, rate limited, retried, and never lost.",
@@ -72,6 +86,8 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// A message a running gateway sent: recall it, acknowledge it, update it.
     #[command(subcommand)]
     Message(message_cmd::MessageCommand),
+    /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.
+    Health(health_cmd::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +121,7 @@ fn main() -> ExitCode {
             Command::Callback(cmd) => callback_cmd::run(cmd).await,
             Command::Import(cmd) => import_cmd::run(cmd),
             Command::Message(cmd) => message_cmd::run(cmd).await,
+            Command::Health(args) => health_cmd::run(args).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

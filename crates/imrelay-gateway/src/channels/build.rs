@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use imrelay_sdk::http::Proxy;
 use imrelay_sdk::{Client, ClientOptions, Destination, Quota};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -15,16 +16,19 @@ use crate::domain::config::{ConfigIssue, KeyPath};
 use crate::outbound;
 use crate::outbound::config::{OutboundConfig, TimeoutsConfig};
 
-/// SDK clients reused across reloads, one per distinct timeout setting, so
-/// access tokens and connection pools survive a reload.
+/// SDK clients reused across reloads, one per distinct timeout and proxy
+/// setting, so access tokens and connection pools survive a reload.
 #[derive(Debug)]
 pub struct BuildContext {
-    clients: Mutex<HashMap<(u128, u128), Client>>,
+    clients: Mutex<HashMap<ClientKey, Client>>,
     /// Several instances on PostgreSQL share access tokens.
     shared_tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
     /// Idle connections each client keeps per host.
     pool_max_idle_per_host: usize,
 }
+
+/// What makes two destinations need different HTTP clients.
+type ClientKey = (u128, u128, Option<Proxy>);
 
 impl Default for BuildContext {
     fn default() -> Self {
@@ -53,8 +57,8 @@ impl BuildContext {
         self
     }
 
-    pub(crate) fn client(&self, t: TimeoutsConfig) -> Result<Client, String> {
-        let key = (t.connect.as_millis(), t.total.as_millis());
+    pub(crate) fn client(&self, t: TimeoutsConfig, proxy: Option<Proxy>) -> Result<Client, String> {
+        let key = (t.connect.as_millis(), t.total.as_millis(), proxy.clone());
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
@@ -62,6 +66,7 @@ impl BuildContext {
         let c = Client::with_options(ClientOptions {
             timeouts: t.into(),
             pool_max_idle_per_host: self.pool_max_idle_per_host,
+            proxy,
             ..Default::default()
         })
         .map_err(|e| e.to_string())?;
@@ -138,8 +143,11 @@ pub fn build_destination(
 ) -> Result<DestinationEntry, ConfigIssue> {
     let (ov, sdk_cfg) = split_destination(table, at)?;
     let timeouts = ov.timeouts.unwrap_or(outbound.timeouts);
+    let proxy = outbound
+        .proxy_for(ov.proxy.as_ref(), ov.no_proxy.as_deref())
+        .map_err(|e| ConfigIssue::new(at.key("proxy").to_string(), e))?;
     let client = ctx
-        .client(timeouts)
+        .client(timeouts, proxy)
         .map_err(|e| ConfigIssue::new(at.to_string(), e))?;
     let mut dest: Arc<dyn Destination> = client
         .build(&sdk_cfg)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::config::{duration, typed, ConfigIssue, KeyPath};
-use crate::outbound::config::{check_timeouts, TimeoutsConfig};
+use crate::outbound::config::{check_no_proxy, check_timeouts, ProxyUrl, TimeoutsConfig};
 
 /// Retry policy as written in the config (all fields optional; unset ones fall
 /// back to the channel's, then to the defaults).
@@ -172,6 +172,13 @@ pub struct DestinationOverrides {
     /// Generic webhooks: allow private/loopback/link-local targets.
     #[serde(default)]
     pub allow_private: bool,
+    /// This destination's proxy, replacing `[outbound] proxy`.
+    #[serde(default)]
+    pub proxy: Option<ProxyUrl>,
+    /// This destination's no-proxy list, replacing `[outbound] no_proxy`
+    /// (`["*"]`: straight to the host, whatever the global proxy).
+    #[serde(default)]
+    pub no_proxy: Option<Vec<String>>,
     /// Not supported here: retries are per channel. Kept so the error says so.
     #[serde(default)]
     retry: Option<Value>,
@@ -184,6 +191,8 @@ pub const OVERRIDE_KEYS: &[&str] = &[
     "timeouts",
     "breaker",
     "allow_private",
+    "proxy",
+    "no_proxy",
 ];
 
 pub fn known(channels: &BTreeMap<String, ChannelConfig>) -> String {
@@ -358,6 +367,9 @@ fn validate_destination(
     }
     if let Some(t) = &ov.timeouts {
         check_timeouts(t, &at.key("timeouts"), issues);
+    }
+    if let Some(list) = &ov.no_proxy {
+        check_no_proxy(list, &at.key("no_proxy"), issues);
     }
     for (j, q) in ov.rate_limit.iter().flatten().enumerate() {
         if q.count == 0 || q.per.is_zero() {

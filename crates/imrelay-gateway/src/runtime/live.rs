@@ -200,9 +200,9 @@ url = "https://example.com/hook"
         let timeouts = cfg.outbound.timeouts;
         let live = Live::new(cfg).unwrap();
         // The client the channel was built with (one per timeout setting).
-        let client = live.ctx.client(timeouts).unwrap();
+        let client = live.ctx.client(timeouts, None).unwrap();
         assert_eq!(client.shared().options.pool_max_idle_per_host, 37);
-        let default = BuildContext::default().client(timeouts).unwrap();
+        let default = BuildContext::default().client(timeouts, None).unwrap();
         assert_eq!(
             default.shared().options.pool_max_idle_per_host,
             imrelay_sdk::http::DEFAULT_POOL_MAX_IDLE_PER_HOST

@@ -122,11 +122,7 @@ fn probes_and_units_point_at_real_endpoints() {
         unit.contains("ExecStart=/usr/local/bin/imrelay serve --config /etc/imrelay/imrelay.toml")
     );
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
-    let docker = deploy("Dockerfile");
-    assert!(
-        docker.contains("FROM scratch")
-            && docker.contains("cargo build --release --locked -p imrelay")
-    );
+    // The Dockerfile (at the root) is checked by imrelay's packaging tests.
     // The example config in the manifest parses as imrelay config.
     let start = k8s.find("imrelay.toml: |\n").unwrap() + "imrelay.toml: |\n".len();
     let toml_text: String = k8s[start..]

@@ -765,3 +765,50 @@ async fn a_thousand_concurrent_sends_share_one_token_fetch() {
     assert_eq!(log(&server, "robot.batch_send").len(), 1000);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn robot_keywords_setting_gets_every_msgtype_past_a_keyword_robot() {
+    let mut kw = RobotConfig::new(DT, "tok-kw");
+    kw.keywords = vec!["告警".into()];
+    let server = start(MockConfig::default().with_robot(kw)).await;
+    let client = Client::new().unwrap();
+    let bare = build(
+        &client,
+        &server,
+        "dingtalk_robot",
+        json!({"access_token": "tok-kw"}),
+    );
+    let keyworded = build(
+        &client,
+        &server,
+        "dingtalk_robot",
+        json!({"access_token": "tok-kw", "keywords": ["告警"]}),
+    );
+    let article = |t: &str| Article {
+        title: t.into(),
+        url: format!("https://x.example.com/{t}"),
+        description: None,
+        pic_url: None,
+    };
+    let messages = [
+        Message::text("disk full"),
+        Message::markdown("Disk", "### db-1\n> full"),
+        Message::new(Body::Link {
+            text: "build #42 failed".into(),
+            url: "https://ci.example.com/42".into(),
+            pic_url: None,
+        })
+        .with_title("CI"),
+        card(1),
+        card(2),
+        Message::new(Body::News {
+            articles: vec![article("A"), article("B")],
+        }),
+    ];
+    for msg in &messages {
+        let r = send_one(bare.as_ref(), msg).await;
+        assert_eq!(r.code, Some(Code::Int(310000)), "{msg:?} without keywords");
+        let r = send_one(keyworded.as_ref(), msg).await;
+        assert_eq!(r.outcome, Outcome::Delivered, "{msg:?}: {r}");
+    }
+}

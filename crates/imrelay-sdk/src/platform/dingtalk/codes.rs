@@ -249,7 +249,7 @@ fn security_hint(errmsg: &str) -> Option<&'static str> {
     } else if m.contains("timestamp") || errmsg.contains("时间戳") {
         Some("the request timestamp is more than 1 hour from DingTalk's clock: sync this host's clock (NTP); re-signing cannot help until then")
     } else if m.contains("keyword") || errmsg.contains("关键词") {
-        Some("the message contains none of the robot's keywords: add one to the text, or change the robot's keywords")
+        Some("the message contains none of the robot's keywords: list them in the destination's `keywords` (one is then added to every message), or add one to the text")
     } else if m.contains("whitelist") || errmsg.contains("白名单") {
         Some("this host's IP is not in the robot's IP whitelist: add it in the robot's security settings")
     } else {

@@ -29,6 +29,7 @@ pub const BODY_LIMIT: usize = 20_000;
 /// type = "dingtalk_robot"
 /// webhook = "https://oapi.dingtalk.com/robot/send?access_token=..."   # or access_token = "..."
 /// secret = "SEC..."   # when the robot uses 加签 signing
+/// keywords = ["告警"]  # when the robot uses 自定义关键词: every message carries one
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +52,15 @@ pub struct RobotConfig {
     /// What to do with text over the 20,000-byte body limit.
     #[serde(default)]
     pub overflow: Overflow,
+    /// The robot's security keywords (自定义关键词). DingTalk refuses a message
+    /// containing none of them (errcode 310000 `keywords not in content`), so
+    /// every message gets the first one appended where it has none.
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
+
+/// DingTalk lets a robot have at most 10 keywords.
+const MAX_KEYWORDS: usize = 10;
 
 /// A DingTalk custom group robot.
 #[derive(Debug)]
@@ -62,6 +71,7 @@ pub struct Robot {
     token: Secret,
     secret: Option<Secret>,
     overflow: Overflow,
+    keywords: Vec<String>,
 }
 
 fn config_err(msg: impl std::fmt::Display) -> Error {
@@ -160,6 +170,7 @@ impl Robot {
             Some(s) => Some(Secret::new(s.expose().trim())),
             None => None,
         };
+        check_keywords(&cfg.keywords)?;
         Ok(Robot {
             shared: client.shared().clone(),
             id: format!("{KIND}:{}", token.fingerprint()),
@@ -167,6 +178,7 @@ impl Robot {
             token,
             secret,
             overflow: cfg.overflow,
+            keywords: cfg.keywords,
         })
     }
 
@@ -198,11 +210,12 @@ impl Robot {
     ) -> Result<Vec<Value>, Error> {
         let tokens = mention_tokens(mentions);
         let sep = if msgtype == "markdown" { "\n\n" } else { " " };
-        let reserve = if tokens.is_empty() {
-            0
-        } else {
-            cost(sep, Counting::Json) + cost(&tokens.join(" "), Counting::Json)
-        };
+        let reserve = self.keyword_reserve()
+            + if tokens.is_empty() {
+                0
+            } else {
+                cost(sep, Counting::Json) + cost(&tokens.join(" "), Counting::Json)
+            };
         let at = at_json(mentions);
         let make = |t: &str, at: Option<&Value>| {
             let mut body = Map::new();
@@ -237,6 +250,63 @@ impl Robot {
             })
             .collect())
     }
+}
+
+impl Robot {
+    /// Room kept free in each part's text for the keyword appended later.
+    fn keyword_reserve(&self) -> usize {
+        self.keywords.first().map_or(0, |k| {
+            cost(KEYWORD_SEP_WIDEST, Counting::Json) + cost(k, Counting::Json)
+        })
+    }
+}
+
+fn check_keywords(keywords: &[String]) -> Result<(), Error> {
+    if keywords.len() > MAX_KEYWORDS {
+        return Err(config_err(format!(
+            "`keywords` has {} entries; a DingTalk robot takes at most {MAX_KEYWORDS}",
+            keywords.len()
+        )));
+    }
+    if keywords.iter().any(|k| k.trim().is_empty()) {
+        return Err(config_err(
+            "`keywords` has an empty entry; list the robot's keywords exactly as set in its security settings",
+        ));
+    }
+    Ok(())
+}
+
+/// The widest separator [`carry_keyword`] puts before a keyword.
+const KEYWORD_SEP_WIDEST: &str = "\n\n";
+
+/// Make sure `body` carries one of `keywords` in the field DingTalk's keyword
+/// check reads for its msgtype, appending the first keyword where none is:
+/// after the text (text, link), as a paragraph of its own (markdown,
+/// actionCard), after the first article's title (feedCard). Only that field
+/// counts as carrying one, so a keyword that is only in a title still gets
+/// the text one too: the platform's check is not documented per field.
+fn carry_keyword(body: &mut Value, keywords: &[String]) {
+    let Some(first) = keywords.first() else {
+        return;
+    };
+    let (pointer, sep) = match body.get("msgtype").and_then(Value::as_str) {
+        Some("text") => ("/text/content", " "),
+        Some("markdown") => ("/markdown/text", "\n\n"),
+        Some("actionCard") => ("/actionCard/text", "\n\n"),
+        Some("link") => ("/link/text", " "),
+        Some("feedCard") => ("/feedCard/links/0/title", " "),
+        _ => return,
+    };
+    let Some(Value::String(field)) = body.pointer_mut(pointer) else {
+        return;
+    };
+    if keywords.iter().any(|k| field.contains(k.as_str())) {
+        return;
+    }
+    if !field.is_empty() && !field.ends_with(char::is_whitespace) {
+        field.push_str(sep);
+    }
+    field.push_str(first);
 }
 
 /// `@mobile` and `@userId` for everyone mentioned by name.
@@ -354,7 +424,7 @@ impl Destination for Robot {
                 let t = fit_text(
                     text,
                     BODY_LIMIT,
-                    0,
+                    self.keyword_reserve(),
                     &truncating(&self.overflow),
                     make,
                     "link",
@@ -370,7 +440,7 @@ impl Destination for Robot {
                 let t = fit_text(
                     text,
                     BODY_LIMIT,
-                    0,
+                    self.keyword_reserve(),
                     &truncating(&self.overflow),
                     make,
                     "card",
@@ -382,7 +452,8 @@ impl Destination for Robot {
                     .iter()
                     .map(|a| json!({"title": a.title, "messageURL": a.url, "picURL": a.pic_url.as_deref().unwrap_or("")}))
                     .collect();
-                let body = json!({"msgtype": "feedCard", "feedCard": {"links": links}});
+                let mut body = json!({"msgtype": "feedCard", "feedCard": {"links": links}});
+                carry_keyword(&mut body, &self.keywords);
                 let len = json_len(&body);
                 if len > BODY_LIMIT {
                     return Err(Error::InvalidMessage(format!(
@@ -406,7 +477,13 @@ impl Destination for Robot {
             },
             Shape::Raw(v) => vec![v.clone()],
         };
-        Ok(bodies.into_iter().map(Payload::new).collect())
+        Ok(bodies
+            .into_iter()
+            .map(|mut body| {
+                carry_keyword(&mut body, &self.keywords);
+                Payload::new(body)
+            })
+            .collect())
     }
 
     async fn send(&self, payload: &Payload) -> Report {
@@ -452,6 +529,7 @@ mod tests {
                 secret: Some("SEC_this_is_secret".into()),
                 base_url: None,
                 overflow: Overflow::default(),
+                keywords: Vec::new(),
             },
         )
         .unwrap()
@@ -505,6 +583,7 @@ mod tests {
                 secret: None,
                 base_url: Some("http://127.0.0.1:9/prefix".into()),
                 overflow: Overflow::default(),
+                keywords: Vec::new(),
             },
         )
         .unwrap();
@@ -852,9 +931,125 @@ mod tests {
                     mode,
                     ..Overflow::default()
                 },
+                keywords: Vec::new(),
             },
         )
         .unwrap()
+    }
+
+    /// A robot secured by the keywords `告警` and `alert`.
+    fn keyworded() -> Arc<dyn Destination> {
+        robot(json!({"access_token": "kw", "keywords": ["告警", "alert"]})).unwrap()
+    }
+
+    fn keyworded_body(msg: &Message) -> Value {
+        let p = keyworded().render(msg).unwrap();
+        assert_eq!(p.len(), 1);
+        p[0].body.clone()
+    }
+
+    #[test]
+    fn keywords_are_appended_to_text_where_missing() {
+        let b = keyworded_body(&Message::text("disk full on db-1").with_mentions(Mentions {
+            mobiles: vec!["13800000000".into()],
+            ..Default::default()
+        }));
+        assert_eq!(b["text"]["content"], "disk full on db-1 @13800000000 告警");
+        // Any one of the keywords is enough, wherever it is.
+        let b = keyworded_body(&Message::text("[alert] disk full"));
+        assert_eq!(b["text"]["content"], "[alert] disk full");
+        // Without keywords nothing changes.
+        assert_eq!(
+            body(&Message::text("disk full"))["text"]["content"],
+            "disk full"
+        );
+    }
+
+    #[test]
+    fn keywords_are_appended_to_markdown_as_a_paragraph() {
+        let b = keyworded_body(&Message::markdown("Deploy", "#### v1.2\n> live"));
+        assert_eq!(b["markdown"]["text"], "#### v1.2\n> live\n\n告警");
+        assert_eq!(b["markdown"]["title"], "Deploy");
+        // An image is markdown too.
+        let b = keyworded_body(&Message::new(Body::Image {
+            image: ImageSource::Url("https://x.example.com/a.png".into()),
+        }));
+        assert!(
+            b["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with(")\n\n告警"),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn keywords_are_appended_to_link_card_and_feed_bodies() {
+        let link = keyworded_body(
+            &Message::new(Body::Link {
+                text: "build #42 passed".into(),
+                url: "https://ci.example.com/42".into(),
+                pic_url: None,
+            })
+            .with_title("CI"),
+        );
+        assert_eq!(link["link"]["text"], "build #42 passed 告警");
+        for n in [1, 2] {
+            let card = keyworded().render(&card(n)).unwrap()[0].body.clone();
+            assert_eq!(
+                card["actionCard"]["text"], "### Incident\n\n告警",
+                "{n} buttons"
+            );
+        }
+        let feed = keyworded_body(&Message::new(Body::News {
+            articles: vec![
+                Article {
+                    title: "A".into(),
+                    url: "https://a.example.com".into(),
+                    description: None,
+                    pic_url: None,
+                },
+                Article {
+                    title: "B".into(),
+                    url: "https://b.example.com".into(),
+                    description: None,
+                    pic_url: None,
+                },
+            ],
+        }));
+        assert_eq!(feed["feedCard"]["links"][0]["title"], "A 告警");
+        assert_eq!(feed["feedCard"]["links"][1]["title"], "B");
+    }
+
+    #[test]
+    fn every_split_part_carries_a_keyword_and_still_fits() {
+        let text = "磁盘".repeat(5_000);
+        let r = robot(json!({
+            "access_token": "kw", "keywords": ["告警"], "overflow": {"mode": "split"},
+        }))
+        .unwrap();
+        let parts = r.render(&Message::text(&text)).unwrap();
+        assert_eq!(parts.len(), 2);
+        for p in &parts {
+            assert!(p.body["text"]["content"]
+                .as_str()
+                .unwrap()
+                .ends_with(" 告警"));
+            let len = serde_json::to_vec(&p.body).unwrap().len();
+            assert!(len <= BODY_LIMIT, "{len}");
+        }
+    }
+
+    #[test]
+    fn keyword_settings_are_checked() {
+        let err = robot(json!({"access_token": "kw", "keywords": ["告警", " "]})).unwrap_err();
+        assert!(
+            err.to_string().contains("`keywords` has an empty entry"),
+            "{err}"
+        );
+        let eleven: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+        let err = robot(json!({"access_token": "kw", "keywords": eleven})).unwrap_err();
+        assert!(err.to_string().contains("at most 10"), "{err}");
     }
 
     #[test]

@@ -112,9 +112,23 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Why a webhook destination was not built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    #[error("the URL has no host")]
+    NoHost,
+    /// A private, loopback or link-local address (the text says which and
+    /// how to allow it).
+    #[error("{0}")]
+    Private(String),
+    /// The destination itself could not be built.
+    #[error("{0}")]
+    Build(String),
+}
+
 /// Check a webhook URL when the config is loaded: IP literals and `localhost`
-/// are judged now; other names when sending. `Err` names the problem.
-pub fn check_url_statically(url: &Url) -> Result<(), String> {
+/// are judged now; other names when sending.
+pub fn check_url_statically(url: &Url) -> Result<(), UrlRefused> {
     let reason = match url.host() {
         Some(Host::Ipv4(ip)) => forbidden_reason(IpAddr::V4(ip)).map(|r| (ip.to_string(), r)),
         Some(Host::Ipv6(ip)) => forbidden_reason(IpAddr::V6(ip)).map(|r| (ip.to_string(), r)),
@@ -122,10 +136,10 @@ pub fn check_url_statically(url: &Url) -> Result<(), String> {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             (d == "localhost" || d.ends_with(".localhost")).then_some((d, "loopback"))
         }
-        None => return Err("the URL has no host".into()),
+        None => return Err(UrlRefused::NoHost),
     };
     match reason {
-        Some((host, why)) => Err(refusal(&host, why)),
+        Some((host, why)) => Err(UrlRefused::Private(refusal(&host, why))),
         None => Ok(()),
     }
 }
@@ -265,7 +279,7 @@ impl Guarded {
     /// Build the webhook `config` (whose requests go to `url`) on a client like
     /// `client` whose connections go through a [`GuardResolver`]. The guarded
     /// webhook has a connection pool of its own.
-    pub fn new(client: &Client, config: &serde_json::Value, url: &Url) -> Result<Self, String> {
+    pub fn new(client: &Client, config: &serde_json::Value, url: &Url) -> Result<Self, UrlRefused> {
         Self::with_lookup(client, config, url, Arc::new(SystemLookup))
     }
 
@@ -274,9 +288,9 @@ impl Guarded {
         config: &serde_json::Value,
         url: &Url,
         lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UrlRefused> {
         check_url_statically(url)?;
-        let host = url.host_str().ok_or("the URL has no host")?.to_string();
+        let host = url.host_str().ok_or(UrlRefused::NoHost)?.to_string();
         let options = &client.shared().options;
         let resolved_by_proxy = options
             .proxy
@@ -286,8 +300,10 @@ impl Guarded {
             resolver: Some(Arc::new(GuardResolver::new(lookup.clone(), &host))),
             ..options.clone()
         })
-        .map_err(|e| e.to_string())?;
-        let inner = guarded.build(config).map_err(|e| e.to_string())?;
+        .map_err(|e| UrlRefused::Build(e.to_string()))?;
+        let inner = guarded
+            .build(config)
+            .map_err(|e| UrlRefused::Build(e.to_string()))?;
         Ok(Guarded {
             inner,
             host,
@@ -414,7 +430,7 @@ mod tests {
         ];
         for u in bad {
             let err = check_url_statically(&Url::parse(u).unwrap()).unwrap_err();
-            assert!(err.contains("allow_private"), "{u}: {err}");
+            assert!(err.to_string().contains("allow_private"), "{u}: {err}");
         }
         assert!(check_url_statically(&Url::parse("https://hooks.example.com/in").unwrap()).is_ok());
         assert!(check_url_statically(&Url::parse("https://8.8.8.8/in").unwrap()).is_ok());

@@ -161,7 +161,7 @@ pub fn build_destination(
             .ok_or_else(|| ConfigIssue::new(at.key("url").to_string(), "must be an http(s) URL"))?;
         dest = Arc::new(
             outbound::Guarded::new(&client, &sdk_cfg, &url)
-                .map_err(|e| ConfigIssue::new(at.key("url").to_string(), e))?,
+                .map_err(|e| ConfigIssue::new(at.key("url").to_string(), e.to_string()))?,
         );
     }
 

@@ -36,7 +36,7 @@ use crate::silences::handler as silences;
     paths(
         messages::submit, messages::submit_batch, messages::get,
         lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
-        silences::create, silences::list, silences::one, silences::expire,
+        silences::create, silences::list, silences::one, silences::expire, silences::like_message,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,
         ops::status, ops::healthz, ops::readyz, serve
     ),

@@ -5,3 +5,4 @@ pub mod attempt;
 pub mod cluster;
 pub mod config;
 pub mod ids;
+pub mod labels;

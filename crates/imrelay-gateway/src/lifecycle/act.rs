@@ -140,15 +140,25 @@ async fn silence(
     duration: std::time::Duration,
     who: &str,
 ) -> Result<serde_json::Value, ActError> {
+    let comment = format!("silenced from imrelay message {}", root.id);
     let Some(url) = &root.silence_url else {
-        return Err(ActError::Silence(
-            "this message did not come from an Alertmanager that imrelay can silence".into(),
-        ));
+        // Not from an Alertmanager: an imrelay silence of messages like it.
+        let s = crate::silences::like_message(
+            &root.labels,
+            &root.channel,
+            cx.now_ms,
+            duration,
+            who,
+            &comment,
+        )
+        .ok_or_else(|| ActError::Silence("the message has no labels to silence by".into()))?;
+        let (id, ends_at_ms) = (s.id.clone(), s.ends_at);
+        cx.store.put_silence(s).await?;
+        return Ok(serde_json::json!({"silence_id": id, "ends_at_ms": ends_at_ms}));
     };
     let http = cx
         .http
         .ok_or_else(|| ActError::Silence("the gateway has no HTTP client".into()))?;
-    let comment = format!("silenced from imrelay message {}", root.id);
     let s = silence::create(http, url, &root.labels, cx.now_ms, duration, who, &comment)
         .await
         .map_err(|e| ActError::Silence(e.to_string()))?;

@@ -4,6 +4,7 @@
 use imrelay_sdk::lifecycle::Action;
 
 use super::card::ActionKind;
+use crate::domain::labels::valid_label_name;
 use crate::http::problem::{join_path, Problem};
 use crate::store::{Labels, NewMessage};
 
@@ -79,15 +80,6 @@ pub fn attach(
     nm.labels = labels;
     nm.message.actions = actions;
     Ok(())
-}
-
-/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

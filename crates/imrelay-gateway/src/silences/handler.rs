@@ -37,6 +37,23 @@ pub fn router<S: SilencesContext>() -> Router<S> {
     Router::new()
         .route("/v1/silences", get(list::<S>).post(create::<S>))
         .route("/v1/silences/{id}", get(one::<S>).delete(expire::<S>))
+        .route(
+            "/v1/messages/{id}/silence",
+            axum::routing::post(like_message::<S>),
+        )
+}
+
+/// The body of `POST /v1/messages/{id}/silence`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceLikeRequest {
+    /// How long, e.g. `1h`, `30m`.
+    pub duration: String,
+    /// Who silences.
+    #[schema(min_length = 1)]
+    pub by: String,
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// A silence to create (Alertmanager's `postableSilence`).
@@ -156,7 +173,7 @@ fn check(req: &PostableSilence, now: i64) -> Result<(i64, i64), Problem> {
         return Err(Problem::invalid("matchers", "give at least one matcher"));
     }
     for (i, m) in req.matchers.iter().enumerate() {
-        if !crate::lifecycle::request::valid_label_name(&m.name) {
+        if !crate::domain::labels::valid_label_name(&m.name) {
             return Err(Problem::invalid(
                 format!("matchers[{i}].name"),
                 "label names are letters, digits and `_`, not starting with a digit",
@@ -314,4 +331,52 @@ pub async fn expire<S: SilencesContext>(
     st.silences().refresh(&**st.store()).await?;
     tracing::info!(silence_id = %id, released, by = %caller.name, "silence ended");
     Ok(Json(SilenceExpired { released }))
+}
+
+/// `POST /v1/messages/{id}/silence`: silence the messages like this one (its
+/// labels and its channel, each an equality matcher).
+#[utoipa::path(post, path = "/v1/messages/{id}/silence", tag = "silences",
+    params(("id" = String, Path, description = "The message whose labels the silence matches")),
+    request_body = SilenceLikeRequest,
+    responses(
+        (status = 200, description = "Created", body = GettableSilence),
+        KeyProblem,
+        BodyProblems,
+        (status = 404, description = "No such message, or one of a channel the key may not use (answered alike)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the message has no labels", body = Problem, content_type = "application/problem+json"),
+        StoreProblem,
+    ),
+    security(("bearer" = [])))]
+pub async fn like_message<S: SilencesContext>(
+    State(st): State<S>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson { value: req, .. }: ApiJson<SilenceLikeRequest>,
+) -> Result<Json<GettableSilence>, Problem> {
+    let duration = humantime::parse_duration(req.duration.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Problem::invalid("duration", "a duration such as \"1h\" or \"30m\""))?;
+    if req.by.trim().is_empty() {
+        return Err(Problem::invalid("by", "name who silences"));
+    }
+    let missing = || Problem::not_found(format!("no message `{}`", crate::http::truncate(&id, 64)));
+    let view = match st.store().get_message(&id).await? {
+        Some(v) if caller.may_use(&v.channel) => v,
+        _ => return Err(missing()),
+    };
+    let now = st.store().now_ms();
+    let silence = super::like_message(
+        &view.labels,
+        &view.channel,
+        now,
+        duration,
+        req.by.trim(),
+        &req.comment,
+    )
+    .ok_or_else(|| Problem::invalid("id", "the message has no labels to silence by"))?;
+    st.store().put_silence(silence.clone()).await?;
+    st.silences().refresh(&**st.store()).await?;
+    tracing::info!(silence_id = %silence.id, message_id = %view.id, by = %caller.name, "silence created from a message");
+    Ok(Json(gettable(silence, now)))
 }

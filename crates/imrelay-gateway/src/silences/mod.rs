@@ -64,6 +64,41 @@ impl Compiled {
     }
 }
 
+/// A silence of the messages like one: its labels and its channel, each an
+/// equality matcher, from `now_ms` for `duration`. `None` when the message
+/// has no labels (its channel alone would silence the whole channel).
+pub fn like_message(
+    labels: &Labels,
+    channel: &str,
+    now_ms: i64,
+    duration: Duration,
+    created_by: &str,
+    comment: &str,
+) -> Option<Silence> {
+    if labels.is_empty() {
+        return None;
+    }
+    let eq = |name: &str, value: &str| SilenceMatcher {
+        name: name.to_string(),
+        value: value.to_string(),
+        is_regex: false,
+        is_equal: true,
+    };
+    let mut matchers: Vec<SilenceMatcher> = labels.iter().map(|(k, v)| eq(k, v)).collect();
+    if !labels.contains_key("channel") {
+        matchers.push(eq("channel", channel));
+    }
+    Some(Silence {
+        id: uuid::Uuid::now_v7().to_string(),
+        matchers,
+        starts_at: now_ms,
+        ends_at: now_ms + duration.as_millis() as i64,
+        created_by: created_by.to_string(),
+        comment: comment.to_string(),
+        updated_at: now_ms,
+    })
+}
+
 /// Compile a silence's matchers; the error names the matcher at fault.
 pub fn compile(matchers: &[SilenceMatcher]) -> Result<(), (usize, String)> {
     for (i, m) in matchers.iter().enumerate() {

@@ -382,7 +382,7 @@ fn mapping(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> Opt
         check(at.key("labels").key(name), p);
     }
     for name in s.labels.keys() {
-        if !crate::lifecycle::request::valid_label_name(name) {
+        if !crate::domain::labels::valid_label_name(name) {
             issues.push(ConfigIssue::new(
                 at.key("labels").key(name).to_string(),
                 "label names are letters, digits and `_`, not starting with a digit",

@@ -220,3 +220,58 @@ async fn bad_silences_are_refused_naming_the_field() {
         .await
         .assert_problem(404, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_from_a_message_holds_the_next_one_like_it() {
+    let m = mock().await;
+    let gw = TestGateway::start(&config(&m)).await;
+    let first = submit(
+        &gw,
+        "disk 91% on db-1",
+        json!({"host": "db-1", "alertname": "DiskFull"}),
+    )
+    .await;
+    gw.wait_state(&first, "delivered").await;
+    // A key for this channel may silence its own messages.
+    let r = gw
+        .post(
+            &format!("/v1/messages/{first}/silence"),
+            Some(OPS_KEY),
+            &json!({"duration": "1h", "by": "张三", "comment": "on it"}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "active");
+    let names: Vec<&str> = r.body["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alertname", "host", "channel"]);
+    let again = submit(
+        &gw,
+        "disk 92% on db-1",
+        json!({"host": "db-1", "alertname": "DiskFull"}),
+    )
+    .await;
+    gw.wait_state(&again, "silenced").await;
+    let other = submit(
+        &gw,
+        "disk 91% on db-2",
+        json!({"host": "db-2", "alertname": "DiskFull"}),
+    )
+    .await;
+    gw.wait_state(&other, "delivered").await;
+    // No labels, nothing to silence by.
+    let bare = submit(&gw, "plain", json!({})).await;
+    gw.post(
+        &format!("/v1/messages/{bare}/silence"),
+        Some(ADMIN_KEY),
+        &json!({"duration": "1h", "by": "a"}).to_string(),
+        &[],
+    )
+    .await
+    .assert_problem(422, Some("id"));
+}

@@ -42,8 +42,8 @@ pub trait AlertmanagerContext: ApiContext {
     fn store(&self) -> &Arc<dyn Store>;
     /// The routes and templates in force now.
     fn alerting(&self) -> Arc<Alerting>;
-    /// The silences every accept checks.
-    fn silences(&self) -> &crate::silences::SilenceCache;
+    /// The silences and maintenance windows every accept checks.
+    fn holds(&self) -> crate::silences::Holds<'_>;
     /// The channels in force now.
     fn channels(&self) -> Arc<ChannelSet>;
     /// `Err` (503) once the gateway has started to shut down.
@@ -122,7 +122,7 @@ pub async fn accept<S: AlertmanagerContext>(
         to_store.push(m);
     }
     if !to_store.is_empty() {
-        st.silences().apply(&mut to_store, st.store().now_ms());
+        st.holds().apply(&mut to_store, st.store().now_ms());
         store_all(st.store(), to_store, route_name).await?;
     }
     tracing::info!(

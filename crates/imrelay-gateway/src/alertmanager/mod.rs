@@ -21,7 +21,7 @@
 
 pub mod config;
 pub mod handler;
-pub mod matcher;
+pub use crate::domain::matcher;
 pub mod payload;
 
 use std::collections::BTreeMap;

@@ -451,7 +451,7 @@ pub async fn submit(
     st.check_accepting()?;
     let (channel, trace_id) = (nm.channel.clone(), nm.trace_id.clone());
     let mut batch = vec![nm];
-    st.silences.apply(&mut batch, st.store.now_ms());
+    st.holds().apply(&mut batch, st.store.now_ms());
     let outcome = st.store.enqueue(batch).await?.into_iter().next();
     match outcome {
         Some(EnqueueOutcome::Created { id }) => {
@@ -615,7 +615,7 @@ async fn store_batch(
         .map(|m| (m.channel.clone(), m.trace_id.clone()))
         .collect();
     let mut to_store = to_store;
-    st.silences.apply(&mut to_store, st.store.now_ms());
+    st.holds().apply(&mut to_store, st.store.now_ms());
     let outcomes = st.store.enqueue(to_store).await?;
     let mut accepted_count = 0usize;
     for (((i, field), outcome), (channel, trace_id)) in queued.into_iter().zip(outcomes).zip(meta) {

@@ -110,6 +110,14 @@ impl AppState {
         self
     }
 
+    /// The silences and maintenance windows every accept checks.
+    pub fn holds(&self) -> crate::silences::Holds<'_> {
+        crate::silences::Holds {
+            silences: &self.silences,
+            windows: self.live.runtime().maintenance.clone(),
+        }
+    }
+
     pub(crate) fn check_accepting(&self) -> Result<(), Problem> {
         if self.accepting.load(Ordering::Acquire) {
             Ok(())
@@ -127,8 +135,8 @@ impl crate::alertmanager::handler::AlertmanagerContext for AppState {
         &self.store
     }
 
-    fn silences(&self) -> &crate::silences::SilenceCache {
-        &self.silences
+    fn holds(&self) -> crate::silences::Holds<'_> {
+        AppState::holds(self)
     }
 
     fn alerting(&self) -> Arc<crate::alertmanager::Alerting> {
@@ -165,8 +173,8 @@ impl crate::sources::handler::SourcesContext for AppState {
         AppState::check_accepting(self)
     }
 
-    fn silences(&self) -> &crate::silences::SilenceCache {
-        &self.silences
+    fn holds(&self) -> crate::silences::Holds<'_> {
+        AppState::holds(self)
     }
 }
 

@@ -249,6 +249,8 @@ pub struct Config {
     pub sources: BTreeMap<String, crate::sources::config::SourceConfig>,
     /// `[compat]`: the old tools' endpoints (see [`crate::compat`]).
     pub compat: crate::compat::CompatConfig,
+    /// `[[maintenance]]`: recurring windows that hold messages.
+    pub maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -286,6 +288,8 @@ struct RawConfig {
     sources: BTreeMap<String, crate::sources::config::SourceConfig>,
     #[serde(default)]
     compat: crate::compat::CompatConfig,
+    #[serde(default)]
+    maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -385,6 +389,7 @@ impl Config {
             lifecycle: raw.lifecycle,
             sources: raw.sources,
             compat: raw.compat,
+            maintenance: raw.maintenance,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -406,6 +411,7 @@ impl Config {
         crate::callbacks::config::validate(&self.callbacks, issues);
         self.lifecycle.compile(issues);
         self.compat.validate(self.channels.keys(), issues);
+        crate::silences::maintenance::Windows::compile(&self.maintenance, issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

@@ -6,3 +6,4 @@ pub mod cluster;
 pub mod config;
 pub mod ids;
 pub mod labels;
+pub mod matcher;

@@ -38,6 +38,8 @@ pub struct Runtime {
     pub sources: Arc<crate::sources::Sources>,
     /// `[compat]`: the old tools' endpoints.
     pub compat: Arc<crate::compat::CompatConfig>,
+    /// `[[maintenance]]`: the windows that hold messages.
+    pub maintenance: Arc<crate::silences::maintenance::Windows>,
 }
 
 impl Runtime {
@@ -64,6 +66,11 @@ impl Runtime {
             // Validated when the config loaded.
             lifecycle: Arc::new(cfg.lifecycle.compile(&mut Vec::new())),
             compat: Arc::new(cfg.compat.open_warned()),
+            // Validated when the config loaded.
+            maintenance: Arc::new(crate::silences::maintenance::Windows::compile(
+                &cfg.maintenance,
+                &mut Vec::new(),
+            )),
         })
     }
 }

@@ -14,6 +14,7 @@
 //! accept path reads no table.
 
 pub mod handler;
+pub mod maintenance;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,6 +199,26 @@ impl SilenceCache {
         let all = store.silences().await?;
         self.replace(&all, store.now_ms());
         Ok(())
+    }
+}
+
+/// What holds messages at accept: the silences, then the maintenance windows
+/// of the config in force.
+pub struct Holds<'a> {
+    pub silences: &'a SilenceCache,
+    pub windows: Arc<maintenance::Windows>,
+}
+
+impl Holds<'_> {
+    /// Mark each of `msgs` held by a silence or an open window as such.
+    pub fn apply(&self, msgs: &mut [NewMessage], now: i64) {
+        self.silences.apply(msgs, now);
+        if self.windows.is_empty() {
+            return;
+        }
+        for m in msgs.iter_mut().filter(|m| m.silenced_by.is_none()) {
+            m.silenced_by = self.windows.holding(&m.labels, &m.channel, now);
+        }
     }
 }
 

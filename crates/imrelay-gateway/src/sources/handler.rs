@@ -42,8 +42,8 @@ pub trait SourcesContext: ApiContext {
     fn channels(&self) -> Arc<ChannelSet>;
     /// `Err` (503) once the gateway has started to shut down.
     fn check_accepting(&self) -> Result<(), Problem>;
-    /// The silences every accept checks.
-    fn silences(&self) -> &crate::silences::SilenceCache;
+    /// The silences and maintenance windows every accept checks.
+    fn holds(&self) -> crate::silences::Holds<'_>;
 }
 
 /// The receiver's route, for the API router to merge.
@@ -89,7 +89,7 @@ pub async fn receive<S: SourcesContext>(
         .iter()
         .map(|m| json!({"id": m.id, "channel": m.channel, "thread": m.thread}))
         .collect();
-    st.silences().apply(&mut messages, st.store().now_ms());
+    st.holds().apply(&mut messages, st.store().now_ms());
     store_all(st.store(), messages, &name).await?;
     tracing::info!(source = %name, kind = source.kind.as_str(), messages = report.len(), "source payload accepted");
     Ok((

@@ -275,3 +275,74 @@ async fn a_silence_made_from_a_message_holds_the_next_one_like_it() {
     .await
     .assert_problem(422, Some("id"));
 }
+
+/// A clock the test sets.
+struct SetClock(std::sync::atomic::AtomicI64);
+
+impl imrelay_sdk::clock::Clock for SetClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let m = mock().await;
+    let text = format!(
+        r#"{}
+[[maintenance]]
+name = "db-weekly"
+matchers = ['host=~"db-.*"']
+time_zone = "Asia/Shanghai"
+weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
+"#,
+        config(&m)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imrelay.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = imrelay_gateway::config::Config::load(&path).unwrap();
+    // Saturday 2026-12-05 23:30 in Shanghai (15:30 UTC).
+    let sat_night = "2026-12-05T15:30:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    let clock = Arc::new(SetClock(sat_night.into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = imrelay_gateway::Gateway::start_with(
+        cfg,
+        listener,
+        imrelay_gateway::StartOptions {
+            clock: Some(clock.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let gw = TestGateway {
+        base: format!("http://{}", gw.addr()),
+        gw,
+        mock: None,
+        dir,
+        http: reqwest::Client::new(),
+    };
+    let held = submit(&gw, "db-1 rebooting", json!({"host": "db-1"})).await;
+    let v = gw.wait_state(&held, "silenced").await;
+    assert_eq!(v["deliveries"][0]["silenced_by"], "maintenance:db-weekly");
+    let web = submit(&gw, "web-1 slow", json!({"host": "web-1"})).await;
+    gw.wait_state(&web, "delivered").await;
+    // Sunday 05:59 is still Saturday night's window; 06:00 is not.
+    let sun = |hhmm: &str| {
+        format!("2026-12-06T{hhmm}:00+08:00")
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    };
+    clock.0.store(sun("05:59"), Ordering::SeqCst);
+    let late = submit(&gw, "db-2 still rebooting", json!({"host": "db-2"})).await;
+    gw.wait_state(&late, "silenced").await;
+    clock.0.store(sun("06:00"), Ordering::SeqCst);
+    let after = submit(&gw, "db-1 is back", json!({"host": "db-1"})).await;
+    gw.wait_state(&after, "delivered").await;
+}

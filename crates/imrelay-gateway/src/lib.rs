@@ -170,7 +170,8 @@ impl Gateway {
         let http = tokio::spawn(server::serve(listener, app, server_limits, async move {
             let _ = rx.await;
         }));
-        let retention_task = store::retention::spawn(store.clone(), retention);
+        let retention_task =
+            store::retention::spawn(store.clone(), retention, telemetry::events::pruned);
         tracing::info!(%addr, "imrelay gateway listening");
         Ok(Gateway {
             addr,

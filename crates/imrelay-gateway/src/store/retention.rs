@@ -194,17 +194,16 @@ pub async fn prune_expired(store: &dyn Store, r: &Retention, now: i64) -> Result
     Ok(total)
 }
 
-/// Prune every `r.every` until the store closes (the first pass at once).
-pub fn spawn(store: Arc<dyn Store>, r: Retention) -> tokio::task::JoinHandle<()> {
+/// Prune every `r.every` until the store closes (the first pass at once),
+/// telling `pruned` how many messages each pass deleted (metrics).
+pub fn spawn(store: Arc<dyn Store>, r: Retention, pruned: fn(u64)) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(r.every.max(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             match prune_expired(&*store, &r, store.now_ms()).await {
-                Ok(n) => {
-                    crate::telemetry::events::pruned(n);
-                }
+                Ok(n) => pruned(n),
                 Err(StoreError::Closed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "retention: pruning failed; trying again next pass")

@@ -182,7 +182,7 @@ fn components(graph: &Graph) -> Vec<Vec<String>> {
 }
 
 #[test]
-fn no_cycle_between_top_level_modules_is_larger_than_two() {
+fn no_dependency_cycle_between_top_level_modules() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = module_graph(&src);
     for (m, uses) in &graph {
@@ -191,9 +191,10 @@ fn no_cycle_between_top_level_modules_is_larger_than_two() {
             uses.iter().cloned().collect::<Vec<_>>().join(", ")
         );
     }
+    // The bar is "no cycle larger than two"; the gateway has none at all.
     let large: Vec<_> = components(&graph)
         .into_iter()
-        .filter(|c| c.len() > 2)
+        .filter(|c| c.len() > 1)
         .collect();
     assert!(
         large.is_empty(),

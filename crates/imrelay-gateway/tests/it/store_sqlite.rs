@@ -221,16 +221,29 @@ async fn the_retention_task_prunes_on_the_store_clock() {
         .remove(0);
     store.complete(c.delivery_id, "w", vec![], 1).await.unwrap();
     clock.set_ms(T0 + 7 * 24 * 3600 * 1000 + 1);
+    static PRUNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    fn count(n: u64) {
+        PRUNED.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
     let task = retention::spawn(
         store.clone(),
         Retention {
             pause: Duration::ZERO,
             ..Retention::DEFAULT
         },
+        count,
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.get_message(&old.id).await.unwrap().is_some() {
         assert!(Instant::now() < deadline, "the first pass did not prune");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The pass reported what it deleted (the gateway turns it into a metric).
+    while PRUNED.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pass did not report its count"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(store.get_message(&open.id).await.unwrap().is_some());

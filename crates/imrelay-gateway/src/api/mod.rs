@@ -112,9 +112,11 @@ impl AppState {
 
     /// The silences and maintenance windows every accept checks.
     pub fn holds(&self) -> crate::silences::Holds<'_> {
+        let runtime = self.live.runtime();
         crate::silences::Holds {
             silences: &self.silences,
-            windows: self.live.runtime().maintenance.clone(),
+            windows: runtime.maintenance.clone(),
+            channels: runtime.channels.clone(),
         }
     }
 

@@ -178,6 +178,7 @@ impl CallbackConfig {
             breaker: self.breaker,
             ordered: None,
             order_hold: None,
+            quiet_hours: None,
             destinations,
         }
     }

@@ -121,6 +121,10 @@ pub fn build_channel(
     });
     channel.ordered = ch.ordered.unwrap_or(true);
     channel.order_hold = ch.order_hold.unwrap_or(super::DEFAULT_ORDER_HOLD);
+    channel.quiet = ch
+        .quiet_hours
+        .as_ref()
+        .and_then(|q| quiet_hours(q, &at.key("quiet_hours"), issues));
     channel
 }
 
@@ -226,4 +230,38 @@ fn sdk_issue(e: imrelay_sdk::Error, table: &Value, at: &KeyPath) -> ConfigIssue 
         None => at.clone(),
     };
     ConfigIssue::new(key.to_string(), msg)
+}
+
+/// Compile `quiet_hours`; problems are pushed to `issues`.
+fn quiet_hours(
+    q: &super::config::QuietHoursConfig,
+    at: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<super::QuietHours> {
+    let tz = match crate::domain::window::zone(q.time_zone.as_deref().unwrap_or("Asia/Shanghai")) {
+        Ok(tz) => tz,
+        Err(e) => {
+            issues.push(ConfigIssue::new(at.key("time_zone").to_string(), e));
+            return None;
+        }
+    };
+    let hold_below = match q.hold_below.to_ascii_lowercase().as_str() {
+        "info" => 0,
+        "warning" => 1,
+        "error" => 2,
+        "critical" => 3,
+        other => {
+            issues.push(ConfigIssue::new(
+                at.key("hold_below").to_string(),
+                format!("`{other}` is not a severity; use info, warning, error or critical"),
+            ));
+            return None;
+        }
+    };
+    let span = crate::domain::window::Span::compile(&q.span, &at.to_string(), issues)?;
+    Some(super::QuietHours {
+        tz,
+        span,
+        hold_below,
+    })
 }

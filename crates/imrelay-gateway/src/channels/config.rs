@@ -155,7 +155,31 @@ pub struct ChannelConfig {
     /// behind it (default 30s).
     #[serde(default, with = "duration::option")]
     pub order_hold: Option<Duration>,
+    /// Hold messages below a severity during these hours; they go out when
+    /// the quiet hours end (digests, with `coalesce`).
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursConfig>,
     pub destinations: Vec<Map<String, Value>>,
+}
+
+/// `quiet_hours = { from = "22:00", to = "08:00", time_zone = "Asia/Shanghai", hold_below = "critical" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    #[serde(flatten)]
+    pub span: crate::domain::window::SpanConfig,
+    /// Default Asia/Shanghai.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Messages whose `severity` label is below this are held (`info` <
+    /// `warning` < `error` < `critical`; a message without one counts as
+    /// `info`). Default `critical`: only critical ones pass.
+    #[serde(default = "critical")]
+    pub hold_below: String,
+}
+
+fn critical() -> String {
+    "critical".into()
 }
 
 /// Gateway-side settings a destination table may carry next to the SDK's keys.

@@ -112,6 +112,39 @@ pub struct Channel {
     /// In an ordered channel, how long a message being retried holds the ones
     /// behind it; then they go on, and it is sent later, out of order.
     pub order_hold: Duration,
+    /// Hours in which messages below a severity wait.
+    pub quiet: Option<QuietHours>,
+}
+
+/// A channel's quiet hours, compiled.
+#[derive(Debug, Clone)]
+pub struct QuietHours {
+    pub tz: jiff::tz::TimeZone,
+    pub span: crate::domain::window::Span,
+    /// Severities below this rank are held.
+    pub hold_below: u8,
+}
+
+/// The rank of a severity label: `info` 0, `warning` 1, `error` 2,
+/// `critical` 3 (Prometheus' usual names and a few synonyms); unknown or
+/// missing counts as `info`.
+pub fn severity_rank(severity: Option<&str>) -> u8 {
+    match severity.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "crit" | "page" | "p1" | "fatal" | "disaster") => 3,
+        Some("error" | "err" | "high" | "major" | "p2") => 2,
+        Some("warning" | "warn" | "average" | "medium" | "minor" | "p3") => 1,
+        _ => 0,
+    }
+}
+
+impl QuietHours {
+    /// Until when a message of `severity` waits at `now_ms` (`None`: it goes now).
+    pub fn hold_until(&self, severity: Option<&str>, now_ms: i64) -> Option<i64> {
+        if severity_rank(severity) >= self.hold_below {
+            return None;
+        }
+        self.span.open_until(&self.tz, now_ms)
+    }
 }
 
 impl Channel {
@@ -126,6 +159,7 @@ impl Channel {
             fallback: None,
             ordered: true,
             order_hold: DEFAULT_ORDER_HOLD,
+            quiet: None,
         }
     }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::domain::config::ConfigIssue;
 use crate::domain::matcher::Matcher;
+use crate::domain::window::{zone, Span, SpanConfig};
 use crate::store::Labels;
 
 /// `[[maintenance]]` as written.
@@ -28,37 +29,7 @@ pub struct MaintenanceConfig {
     /// IANA time zone of `from` and `to` (default Asia/Shanghai).
     #[serde(default)]
     pub time_zone: Option<String>,
-    pub weekly: Vec<WeeklyConfig>,
-}
-
-/// One weekly span: on each of `days`, from `from` to `to` (`HH:MM`); a `to`
-/// at or before `from` ends the next day.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeeklyConfig {
-    /// `mon` ... `sun`.
-    pub days: Vec<String>,
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug, Clone)]
-struct Weekly {
-    /// Monday first.
-    days: [bool; 7],
-    from: u32,
-    to: u32,
-}
-
-impl Weekly {
-    /// Whether minute `m` of weekday `wd` (Monday 0) is inside.
-    fn contains(&self, wd: usize, m: u32) -> bool {
-        if self.from < self.to {
-            self.days[wd] && self.from <= m && m < self.to
-        } else {
-            (self.days[wd] && m >= self.from) || (self.days[(wd + 6) % 7] && m < self.to)
-        }
-    }
+    pub weekly: Vec<SpanConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,21 +37,13 @@ struct Window {
     name: String,
     matchers: Vec<Matcher>,
     tz: TimeZone,
-    spans: Vec<Weekly>,
+    spans: Vec<Span>,
 }
 
 /// The compiled windows.
 #[derive(Debug, Clone, Default)]
 pub struct Windows {
     list: Vec<Window>,
-}
-
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-fn minutes(text: &str) -> Option<u32> {
-    let (h, m) = text.trim().split_once(':')?;
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
 impl Windows {
@@ -110,37 +73,18 @@ impl Windows {
                 ));
             }
             let tz_name = c.time_zone.as_deref().unwrap_or("Asia/Shanghai");
-            let tz = TimeZone::get(tz_name).unwrap_or_else(|e| {
-                issues.push(ConfigIssue::new(
-                    at("time_zone"),
-                    format!("`{tz_name}` is not a known time zone ({e})"),
-                ));
+            let tz = zone(tz_name).unwrap_or_else(|e| {
+                issues.push(ConfigIssue::new(at("time_zone"), e));
                 TimeZone::UTC
             });
-            let mut spans = Vec::new();
-            for (j, w) in c.weekly.iter().enumerate() {
-                let key = |k: &str| format!("maintenance[{i}].weekly[{j}].{k}");
-                let mut days = [false; 7];
-                for d in &w.days {
-                    match DAYS.iter().position(|x| x.eq_ignore_ascii_case(d.trim())) {
-                        Some(p) => days[p] = true,
-                        None => issues.push(ConfigIssue::new(
-                            key("days"),
-                            format!("`{d}` is not a day; use mon, tue, wed, thu, fri, sat, sun"),
-                        )),
-                    }
-                }
-                let (from, to) = (minutes(&w.from), minutes(&w.to));
-                if from.is_none() {
-                    issues.push(ConfigIssue::new(key("from"), "a time of day as HH:MM"));
-                }
-                if to.is_none() {
-                    issues.push(ConfigIssue::new(key("to"), "a time of day as HH:MM"));
-                }
-                if let (Some(from), Some(to)) = (from, to) {
-                    spans.push(Weekly { days, from, to });
-                }
-            }
+            let spans: Vec<Span> = c
+                .weekly
+                .iter()
+                .enumerate()
+                .filter_map(|(j, w)| {
+                    Span::compile(w, &format!("maintenance[{i}].weekly[{j}]"), issues)
+                })
+                .collect();
             if c.weekly.is_empty() {
                 issues.push(ConfigIssue::new(
                     at("weekly"),
@@ -162,7 +106,6 @@ impl Windows {
     /// The window holding a message with `labels` on `channel` at `now_ms`,
     /// as `maintenance:NAME`.
     pub fn holding(&self, labels: &Labels, channel: &str, now_ms: i64) -> Option<String> {
-        let ts = jiff::Timestamp::from_millisecond(now_ms).ok()?;
         let with_channel;
         let labels = if labels.contains_key("channel") {
             labels
@@ -173,10 +116,9 @@ impl Windows {
             &with_channel
         };
         self.list.iter().find_map(|w| {
-            let z = ts.to_zoned_datetime(w.tz.clone());
-            let wd = z.weekday().to_monday_zero_offset() as usize;
-            let m = z.hour() as u32 * 60 + z.minute() as u32;
-            (w.spans.iter().any(|s| s.contains(wd, m))
+            (w.spans
+                .iter()
+                .any(|s| s.open_until(&w.tz, now_ms).is_some())
                 && w.matchers.iter().all(|x| x.matches(labels)))
             .then(|| format!("maintenance:{}", w.name))
         })
@@ -273,7 +215,7 @@ weekly = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "01:00", to = "02
             name: "x".into(),
             matchers: vec!["host=~\"(\"".into()],
             time_zone: Some("Mars/Base".into()),
-            weekly: vec![WeeklyConfig {
+            weekly: vec![SpanConfig {
                 days: vec!["sunday".into()],
                 from: "25:00".into(),
                 to: "1".into(),

@@ -203,21 +203,25 @@ impl SilenceCache {
 }
 
 /// What holds messages at accept: the silences, then the maintenance windows
-/// of the config in force.
+/// of the config in force, then the channels' quiet hours.
 pub struct Holds<'a> {
     pub silences: &'a SilenceCache,
     pub windows: Arc<maintenance::Windows>,
+    pub channels: Arc<crate::channels::ChannelSet>,
 }
 
 impl Holds<'_> {
     /// Mark each of `msgs` held by a silence or an open window as such.
     pub fn apply(&self, msgs: &mut [NewMessage], now: i64) {
         self.silences.apply(msgs, now);
-        if self.windows.is_empty() {
-            return;
-        }
         for m in msgs.iter_mut().filter(|m| m.silenced_by.is_none()) {
-            m.silenced_by = self.windows.holding(&m.labels, &m.channel, now);
+            if !self.windows.is_empty() {
+                m.silenced_by = self.windows.holding(&m.labels, &m.channel, now);
+            }
+            let quiet = self.channels.get(&m.channel).and_then(|c| c.quiet.as_ref());
+            if let (None, Some(q)) = (&m.silenced_by, quiet) {
+                m.not_before = q.hold_until(m.labels.get("severity").map(String::as_str), now);
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ const JOIN_THREAD: &str =
      ON CONFLICT (channel, thread) DO UPDATE SET seq = threads.seq + 1 RETURNING root, seq";
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at, silence_id)
-     VALUES ($1, $2, CASE WHEN $4 IS NULL THEN 'pending' ELSE 'silenced' END, $3, $3, $3, $4)";
+     VALUES ($1, $2, CASE WHEN $4 IS NULL THEN 'pending' ELSE 'silenced' END, $5, $3, $3, $4)";
 const BY_KEY: &str = "SELECT id, body_hash FROM messages WHERE idem_scope = $1 AND idem_key = $2";
 
 /// The body as stored.
@@ -118,8 +118,12 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
         return Ok(false);
     }
     for t in &m.targets {
-        c.exec(INSERT_DELIVERY, args![&m.id, t, now, m.silenced_by.clone()])
-            .await?;
+        let due = m.not_before.map_or(now, |at| at.max(now));
+        c.exec(
+            INSERT_DELIVERY,
+            args![&m.id, t, now, m.silenced_by.clone(), due],
+        )
+        .await?;
     }
     Ok(true)
 }

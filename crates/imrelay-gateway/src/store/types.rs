@@ -73,6 +73,8 @@ pub struct NewMessage {
     pub origin: Option<MessageId>,
     /// The silence that holds it: its deliveries are stored `silenced`.
     pub silenced_by: Option<String>,
+    /// Not sent before this (ms): its channel's quiet hours end then.
+    pub not_before: Option<i64>,
     /// The thread it belongs to on its channel: the first message of a thread
     /// is sent, later ones update it (the lifecycle feature).
     pub thread: Option<String>,
@@ -98,6 +100,7 @@ impl NewMessage {
             && self.silence_url.is_none()
             && self.source.is_none()
             && self.silenced_by.is_none()
+            && self.not_before.is_none()
     }
 
     /// A normal message with a fresh id.
@@ -116,6 +119,7 @@ impl NewMessage {
             silence_url: None,
             source: None,
             silenced_by: None,
+            not_before: None,
         }
     }
 

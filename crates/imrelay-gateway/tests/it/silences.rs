@@ -285,6 +285,29 @@ impl imrelay_sdk::clock::Clock for SetClock {
     }
 }
 
+/// A gateway whose clock (store and dispatcher) is `clock`.
+async fn start_at(text: &str, clock: std::sync::Arc<SetClock>) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imrelay.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = imrelay_gateway::config::Config::load(&path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = imrelay_gateway::Gateway::start_with(
+        cfg,
+        listener,
+        imrelay_gateway::StartOptions { clock: Some(clock) },
+    )
+    .await
+    .unwrap();
+    TestGateway {
+        base: format!("http://{}", gw.addr()),
+        gw,
+        mock: None,
+        dir,
+        http: reqwest::Client::new(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
     use std::sync::atomic::Ordering;
@@ -345,4 +368,44 @@ weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
     clock.0.store(sun("06:00"), Ordering::SeqCst);
     let after = submit(&gw, "db-1 is back", json!({"host": "db-1"})).await;
     gw.wait_state(&after, "delivered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let m = mock().await;
+    let text = config(&m).replace(
+        "[channels.robot]\n",
+        "[channels.robot]\nquiet_hours = { from = \"22:00\", to = \"08:00\", time_zone = \"Asia/Shanghai\" }\n",
+    );
+    assert!(text.contains("quiet_hours"));
+    // 23:30 in Shanghai; the quiet hours end at 08:00 (00:00 UTC).
+    let night = "2026-12-01T15:30:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    let morning = "2026-12-02T00:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    let clock = Arc::new(SetClock(night.into()));
+    let gw = start_at(&text, clock.clone()).await;
+    let info = submit(&gw, "backup done", json!({"severity": "info"})).await;
+    let warning = submit(&gw, "disk 80%", json!({"severity": "warning"})).await;
+    let unlabeled = submit(&gw, "fyi", json!({})).await;
+    let critical = submit(&gw, "db down", json!({"severity": "critical"})).await;
+    gw.wait_state(&critical, "delivered").await;
+    for id in [&info, &warning, &unlabeled] {
+        let v = gw.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
+        assert_eq!(v.body["state"], "pending", "{:#}", v.body);
+        assert_eq!(v.body["deliveries"][0]["due_at"], morning, "{:#}", v.body);
+    }
+    assert_eq!(sent(&m), ["db down"]);
+    // Morning: what waited goes out.
+    clock.0.store(morning, Ordering::SeqCst);
+    for id in [&info, &warning, &unlabeled] {
+        gw.wait_state(id, "delivered").await;
+    }
+    assert_eq!(sent(&m).len(), 4);
 }

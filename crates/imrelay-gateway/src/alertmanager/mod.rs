@@ -282,19 +282,15 @@ fn plan_channel(
             if i == 0 {
                 make_group_thread(&mut nm, ctx, platform, firing);
             }
-            // Quiet hours and silences read the message's severity: the
-            // most urgent of its alerts', unless the group names one.
-            if let Some(top) = alerts
+            // Quiet hours read the message's severity: the most urgent of
+            // its alerts' (the labels stay the group's: a silence from the
+            // card matches what Alertmanager grouped by).
+            nm.severity = alerts
                 .iter()
                 .map(|a| a.severity())
                 .max_by_key(|s| severity_rank(s))
-            {
-                if !top.is_empty() {
-                    nm.labels
-                        .entry("severity".into())
-                        .or_insert_with(|| top.to_string());
-                }
-            }
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
             out.push(Planned {
                 message: nm,
                 rule: rule.label.clone(),

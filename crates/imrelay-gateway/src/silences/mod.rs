@@ -220,7 +220,8 @@ impl Holds<'_> {
             }
             let quiet = self.channels.get(&m.channel).and_then(|c| c.quiet.as_ref());
             if let (None, Some(q)) = (&m.silenced_by, quiet) {
-                m.not_before = q.hold_until(m.labels.get("severity").map(String::as_str), now);
+                let severity = m.labels.get("severity").or(m.severity.as_ref());
+                m.not_before = q.hold_until(severity.map(String::as_str), now);
             }
         }
     }

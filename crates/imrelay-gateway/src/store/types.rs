@@ -75,6 +75,9 @@ pub struct NewMessage {
     pub silenced_by: Option<String>,
     /// Not sent before this (ms): its channel's quiet hours end then.
     pub not_before: Option<i64>,
+    /// Its severity where its source knows one without a `severity` label
+    /// (an Alertmanager group's most urgent alert), for quiet hours. Not stored.
+    pub severity: Option<String>,
     /// The thread it belongs to on its channel: the first message of a thread
     /// is sent, later ones update it (the lifecycle feature).
     pub thread: Option<String>,
@@ -120,6 +123,7 @@ impl NewMessage {
             source: None,
             silenced_by: None,
             not_before: None,
+            severity: None,
         }
     }
 

@@ -151,6 +151,41 @@ impl Drop for Serve {
 
 /// Every accepted (and, separately, non-duplicate) mock log entry whose body
 /// contains `marker`.
+/// [`deliveries_of`] for every marker `{prefix}NNNNN-end` at once, in one
+/// pass over the log (a stream of thousands would otherwise take minutes).
+pub fn delivery_counts(
+    mock: &imrelay_mock::MockServer,
+    prefix: &str,
+) -> std::collections::HashMap<String, (usize, usize)> {
+    let mut counts: std::collections::HashMap<String, (usize, usize)> = Default::default();
+    for e in mock.state().log.all().into_iter().filter(|e| e.accepted) {
+        let Some(body) = e.body.as_ref().map(|b| b.to_string()) else {
+            continue;
+        };
+        let mut rest = body.as_str();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(at) = rest.find(prefix) {
+            let tail = &rest[at..];
+            if let Some(end) = tail.find("-end") {
+                let marker = &tail[..end + "-end".len()];
+                if marker[prefix.len()..marker.len() - 4]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    && seen.insert(marker.to_string())
+                {
+                    let c = counts.entry(marker.to_string()).or_default();
+                    c.0 += 1;
+                    if !e.duplicate {
+                        c.1 += 1;
+                    }
+                }
+            }
+            rest = &tail[prefix.len()..];
+        }
+    }
+    counts
+}
+
 pub fn deliveries_of(mock: &imrelay_mock::MockServer, marker: &str) -> (usize, usize) {
     let mut accepted = 0;
     let mut first_time = 0;

@@ -15,6 +15,9 @@ use imrelay_sdk::Message;
 /// (message number, id) of every message that got a 202.
 type Accepted = std::sync::Mutex<Vec<(usize, String)>>;
 
+/// The most messages the producers send in all.
+const MAX_STREAM: usize = 1_500;
+
 fn config(port: u16, mock_url: &str) -> String {
     format!(
         r#"
@@ -76,8 +79,14 @@ async fn sigkill_mid_stream_loses_nothing_and_duplicates_nothing() {
         let (accepted, stop, next, server) =
             (accepted.clone(), stop.clone(), next.clone(), serve.server());
         producers.push(tokio::spawn(async move {
+            // At most MAX_STREAM messages: when the kill comes late (its
+            // sends wait out the send timeout), the backlog stays one the
+            // restart drains within the test's wait.
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= MAX_STREAM {
+                    break;
+                }
                 let msg = Message::text(format!("crash-{i:05}-end"))
                     .with_recipients(vec![format!("ou_user_{}", i % 20)]);
                 match imrelay_gateway::client::submit(&server, KEY, "feishu", &msg).await {

@@ -874,17 +874,33 @@ async fn patch_card(
 ) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body).ok();
     let logged = logged_body(&body, parsed.clone());
-    let (_, entry) = match on_message(&state, &headers, "im.messages.patch", &logged).await {
+    on_sent_message(&state, &headers, "im.messages.patch", logged, |target| {
+        check_patch(&state, target, &message_id, body.len(), parsed.as_ref())
+    })
+    .await
+}
+
+/// One operation on a sent message (update, edit, recall): the token and
+/// fault checks every message endpoint makes, then `op` on the caller's
+/// target, logged as accepted or with the platform's refusal.
+async fn on_sent_message(
+    state: &MockState,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    logged: Value,
+    op: impl FnOnce(&str) -> Result<(), Refusal>,
+) -> Response {
+    let (_, entry) = match on_message(state, headers, endpoint, &logged).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
     let target = entry.target.clone();
-    match check_patch(&state, &target, &message_id, body.len(), parsed.as_ref()) {
+    match op(&target) {
         Ok(()) => {
             state.record(entry.accepted().body(logged));
             success()
         }
-        Err(r) => refused(&state, entry, logged, r),
+        Err(r) => refused(state, entry, logged, r),
     }
 }
 
@@ -953,18 +969,10 @@ async fn edit_message(
 ) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body).ok();
     let logged = logged_body(&body, parsed.clone());
-    let (_, entry) = match on_message(&state, &headers, "im.messages.update", &logged).await {
-        Ok(x) => x,
-        Err(resp) => return resp,
-    };
-    let target = entry.target.clone();
-    match check_edit(&state, &target, &message_id, body.len(), parsed.as_ref()) {
-        Ok(()) => {
-            state.record(entry.accepted().body(logged));
-            success()
-        }
-        Err(r) => refused(&state, entry, logged, r),
-    }
+    on_sent_message(&state, &headers, "im.messages.update", logged, |target| {
+        check_edit(&state, target, &message_id, body.len(), parsed.as_ref())
+    })
+    .await
 }
 
 fn check_edit(
@@ -1029,24 +1037,14 @@ async fn recall(
     headers: HeaderMap,
 ) -> Response {
     let logged = json!({ "message_id": message_id });
-    let (_, entry) = match on_message(&state, &headers, "im.messages.delete", &logged).await {
-        Ok(x) => x,
-        Err(resp) => return resp,
-    };
-    let target = entry.target.clone();
-    let outcome = own_message(&state, &message_id, &target, (230026, MSG_230026)).and_then(|_| {
+    on_sent_message(&state, &headers, "im.messages.delete", logged, |target| {
+        own_message(&state, &message_id, target, (230026, MSG_230026))?;
         state
             .sent
-            .recall(&message_id, &target, state.now_ms(), Some(RECALL_WINDOW_MS))
+            .recall(&message_id, target, state.now_ms(), Some(RECALL_WINDOW_MS))
             .map_err(|e| sent_refusal(e, (230009, MSG_230009)))
-    });
-    match outcome {
-        Ok(()) => {
-            state.record(entry.accepted().body(logged));
-            success()
-        }
-        Err(r) => refused(&state, entry, logged, r),
-    }
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;
+pub mod oncall;
 pub mod outbound;
 pub mod runtime;
 pub mod self_alerts;
@@ -93,6 +94,7 @@ pub struct Gateway {
     retention_task: Option<JoinHandle<()>>,
     /// Reloads the silences from the store (several instances share them).
     silences_task: Option<JoinHandle<()>>,
+    escalation_task: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -160,6 +162,10 @@ impl Gateway {
         if let Err(e) = state.silences.refresh(&*store).await {
             tracing::warn!(error = %e, "cannot load the silences; retrying in the background");
         }
+        if let Err(e) = state.overrides.refresh(&*store).await {
+            tracing::warn!(error = %e, "cannot load the on-call overrides; retrying in the background");
+        }
+        let escalation_task = spawn_oncall(&store, &live, &state);
         let silences_task = tokio::spawn(silences::keep_fresh(
             state.silences.clone(),
             store.clone(),
@@ -185,6 +191,7 @@ impl Gateway {
             stop_dispatch: Some(dtx),
             retention_task: Some(retention_task),
             silences_task: Some(silences_task),
+            escalation_task: Some(escalation_task),
             grace,
         })
     }
@@ -236,7 +243,11 @@ impl Gateway {
                 tracing::error!(error = %e, "the dispatcher task failed; unfinished deliveries return when their leases end");
             }
         }
-        for t in [self.retention_task.take(), self.silences_task.take()]
+        for t in [
+            self.retention_task.take(),
+            self.silences_task.take(),
+            self.escalation_task.take(),
+        ]
             .into_iter()
             .flatten()
         {
@@ -245,6 +256,45 @@ impl Gateway {
         self.store.close().await;
         tracing::info!("imrelay gateway stopped");
         Ok(())
+    }
+}
+
+/// The escalation runner (every second) and the refresh of the on-call
+/// overrides other instances make (every five).
+fn spawn_oncall(store: &Arc<dyn Store>, live: &Arc<Live>, state: &AppState) -> JoinHandle<()> {
+    let l = live.clone();
+    let runner = oncall::escalate::spawn(
+        store.clone(),
+        move || {
+            let rt = l.runtime();
+            oncall::escalate::Snapshot {
+                oncall: rt.oncall.clone(),
+                channels: rt.channels.clone(),
+            }
+        },
+        |_, _, _, _| None,
+        Duration::from_secs(1),
+    );
+    let (store, cache) = (store.clone(), state.overrides.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let _runner = AbortOnDrop(runner);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cache.refresh(&*store).await {
+                tracing::debug!(error = %e, "cannot refresh the on-call overrides");
+            }
+        }
+    })
+}
+
+/// Aborts a task when dropped (the refresh loop owns the runner).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -36,6 +36,7 @@
 //! template a route can use is rendered once against a sample notification, so
 //! a broken template is reported with its key then, not when an alert fires.
 
+use crate::domain::mentions::MentionsSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,9 +70,13 @@ pub struct RouteConfig {
     /// dropped (and counted in the answer).
     #[serde(default)]
     pub channels: Vec<String>,
-    /// Mentions of the default route.
+    /// Mentions of the default route: platform ids (`{ all = true }`), or
+    /// references resolved at accept (`["oncall:dba", "label:owner"]`).
     #[serde(default)]
-    pub mentions: Mentions,
+    pub mentions: MentionsSpec,
+    /// The escalation policy a firing group starts (see [`crate::oncall`]).
+    #[serde(default)]
+    pub escalation: Option<String>,
     /// Send resolved notifications (default for every rule; default true).
     #[serde(default = "yes")]
     pub send_resolved: bool,
@@ -107,7 +112,10 @@ pub struct RuleConfig {
     pub matchers: Vec<String>,
     pub channels: Vec<String>,
     #[serde(default)]
-    pub mentions: Mentions,
+    pub mentions: MentionsSpec,
+    /// Default: the route's.
+    #[serde(default)]
+    pub escalation: Option<String>,
     /// Default: the route's.
     #[serde(default)]
     pub send_resolved: Option<bool>,
@@ -412,7 +420,7 @@ impl RouteCompiler<'_> {
             ));
         }
         self.check_channels(&r.channels, &at.key("channels"), issues);
-        check_mentions(&r.mentions, &at.key("mentions"), issues);
+        check_mentions(&r.mentions.direct(), &at.key("mentions"), issues);
         self.check_template(&r.template, &at.key("template"), issues);
         let rules = r
             .rules
@@ -424,7 +432,9 @@ impl RouteCompiler<'_> {
             label: "default".into(),
             matchers: Vec::new(),
             channels: r.channels.clone(),
-            mentions: r.mentions.clone(),
+            mentions: r.mentions.direct(),
+            mention_refs: r.mentions.refs(),
+            escalation: r.escalation.clone(),
             send_resolved: r.send_resolved,
             template: r.template.clone(),
             cont: false,
@@ -452,7 +462,7 @@ impl RouteCompiler<'_> {
             ));
         }
         self.check_channels(&rc.channels, &at.key("channels"), issues);
-        check_mentions(&rc.mentions, &at.key("mentions"), issues);
+        check_mentions(&rc.mentions.direct(), &at.key("mentions"), issues);
         self.check_template(&rc.template, &at.key("template"), issues);
         let mut matchers = Vec::new();
         for (j, m) in rc.matchers.iter().enumerate() {
@@ -468,7 +478,9 @@ impl RouteCompiler<'_> {
             label: format!("rules[{i}]"),
             matchers,
             channels: rc.channels.clone(),
-            mentions: rc.mentions.clone(),
+            mentions: rc.mentions.direct(),
+            mention_refs: rc.mentions.refs(),
+            escalation: rc.escalation.clone().or_else(|| r.escalation.clone()),
             send_resolved: rc.send_resolved.unwrap_or(r.send_resolved),
             template: rc.template.clone().or_else(|| r.template.clone()),
             cont: rc.cont,

@@ -127,6 +127,10 @@ pub struct Rule {
     pub matchers: Vec<Matcher>,
     pub channels: Vec<String>,
     pub mentions: Mentions,
+    /// References the on-call feature resolves at accept (`oncall:dba`).
+    pub mention_refs: Vec<String>,
+    /// The escalation policy a firing group starts.
+    pub escalation: Option<String>,
     pub send_resolved: bool,
     /// A template for every platform instead of the built-in per platform.
     pub template: Option<String>,
@@ -319,6 +323,13 @@ fn make_group_thread(nm: &mut NewMessage, ctx: &Ctx, platform: Platform, firing:
             .unwrap_or_else(|| ctx.ext.to_string()),
     );
     nm.source = Some(source_of(&route.name));
+    nm.oncall.mentions = ctx.rule.mention_refs.clone();
+    if firing {
+        nm.oncall.escalation = ctx.rule.escalation.clone();
+    } else {
+        // Every alert of the group resolved: its escalation ends.
+        nm.resolved = true;
+    }
 }
 
 /// WeCom markdown cannot @all or @ phone numbers; a short text message right
@@ -647,6 +658,8 @@ pub fn sample_render(alerting: &Alerting, template: &str) -> Result<(), RenderEr
         matchers: Vec::new(),
         channels: Vec::new(),
         mentions: Mentions::default(),
+        mention_refs: Vec::new(),
+        escalation: None,
         send_resolved: true,
         template: None,
         cont: false,

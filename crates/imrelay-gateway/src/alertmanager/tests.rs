@@ -42,6 +42,8 @@ fn rule(label: &str, matchers: &[&str], channels: &[&str], mentions: Mentions) -
             .collect(),
         channels: channels.iter().map(|c| c.to_string()).collect(),
         mentions,
+        mention_refs: Vec::new(),
+        escalation: None,
         send_resolved: true,
         template: None,
         cont: false,

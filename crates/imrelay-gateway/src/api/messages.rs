@@ -18,14 +18,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use imrelay_sdk::message::{Body, Mentions};
+use imrelay_sdk::message::Body;
 use imrelay_sdk::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::auth::{Auth, Caller};
-use super::extract::{object, object_opt, ApiJson, ApiPath};
+use super::extract::{object_opt, ApiJson, ApiPath};
 use super::problem::{from_json_error, join_path, Problem};
 use super::{single_header, AppState};
 use crate::channels::{Channel, ChannelSet};
@@ -57,10 +57,16 @@ pub struct SubmitRequest {
     #[serde(default, deserialize_with = "object_opt")]
     #[schema(value_type = Option<Object>)]
     pub body: Option<Body>,
-    /// Who to @: `{"all": bool, "users": [...], "mobiles": [...]}`.
-    #[serde(default, deserialize_with = "object")]
-    #[schema(value_type = Object)]
-    pub mentions: Mentions,
+    /// Who to @: the platforms' ids `{"all": bool, "user_ids": [...], "mobiles": [...]}`,
+    /// or references resolved through `[[people]]` and `[[schedules]]`:
+    /// `["oncall:dba", "label:owner", "zhangsan"]`.
+    #[serde(default)]
+    #[schema(schema_with = mentions_schema)]
+    pub mentions: crate::domain::mentions::MentionsSpec,
+    /// An escalation policy (`[[escalation_policies]]`) to walk until someone
+    /// acknowledges the message.
+    #[serde(default)]
+    pub escalation: Option<String>,
     /// For app channels: who receives it (user ids, open ids, chat ids...).
     #[serde(default)]
     pub recipients: Vec<String>,
@@ -90,6 +96,16 @@ pub struct SubmitRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub actions: Vec<imrelay_sdk::lifecycle::Action>,
+}
+
+fn mentions_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new())
+            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+            .build(),
+    )
 }
 
 /// The body of `POST /v1/messages/batch`.
@@ -203,11 +219,11 @@ impl IntoResponse for BatchResult {
 pub fn prepare(
     caller: &Caller,
     req: SubmitRequest,
-    set: &ChannelSet,
+    rt: &crate::runtime::Runtime,
     at: &str,
 ) -> Result<NewMessage, Problem> {
     let f = |name: &str| join_path(at, name);
-    let channel = channel_for(caller, &req.channel, set, at)?;
+    let channel = channel_for(caller, &req.channel, &rt.channels, at)?;
     let body = request_body(req.text, req.body, at)?;
     for (i, r) in req.recipients.iter().enumerate() {
         if r.trim().is_empty() || r.len() > 256 {
@@ -221,9 +237,31 @@ pub fn prepare(
         check_token(t, 128).map_err(|why| Problem::invalid(f("trace_id"), why))?;
     }
 
+    if let Some(p) = &req.escalation {
+        if !rt.oncall.policies.contains_key(p) {
+            return Err(Problem::invalid(
+                f("escalation"),
+                format!(
+                    "there is no escalation policy `{}`; define it in [[escalation_policies]]",
+                    crate::http::truncate(p, 64)
+                ),
+            ));
+        }
+    }
+    let refs = req.mentions.refs();
+    for (i, r) in refs.iter().enumerate() {
+        let who = crate::oncall::who::Who::parse(r)
+            .map_err(|why| Problem::invalid(f(&format!("mentions[{i}]")), why))?;
+        let mut issues = Vec::new();
+        who.check("", &rt.oncall.people, &rt.oncall.schedules, &mut issues);
+        if let Some(i0) = issues.first() {
+            return Err(Problem::invalid(f(&format!("mentions[{i}]")), i0.message.clone()));
+        }
+    }
+
     let mut msg = Message::new(body);
     msg.title = req.title;
-    msg.mentions = req.mentions;
+    msg.mentions = req.mentions.direct();
     msg.recipients = req.recipients;
     check_renders(channel, &msg, at)?;
 
@@ -232,6 +270,8 @@ pub fn prepare(
     // from the message id, so retries of this message cannot duplicate.
     nm.message.id = Some(nm.id.to_string());
     nm.trace_id = req.trace_id;
+    nm.oncall.mentions = refs;
+    nm.oncall.escalation = req.escalation;
     crate::lifecycle::request::attach(&mut nm, req.thread, req.labels, req.actions, at)?;
     Ok(nm)
 }
@@ -438,9 +478,9 @@ pub async fn submit(
         req.trace_id = request_id(&headers);
     }
     apply_template(&st, &mut req, "")?;
-    let set = st.channels();
-    let mut nm = prepare(&caller, req, &set, "")?;
-    drop(set);
+    let rt = st.live.runtime();
+    let mut nm = prepare(&caller, req, &rt, "")?;
+    drop(rt);
     if let Some(key) = key {
         nm.idempotency = Some(Idempotency {
             scope: caller.name.clone(),
@@ -500,11 +540,11 @@ pub async fn submit_batch(
     let mut queued: Vec<(usize, String)> = Vec::new(); // (index, key field)
     let mut to_store = Vec::new();
     {
-        let set = st.channels();
+        let rt = st.live.runtime();
         let ctx = BatchContext {
             st: &st,
             caller: &caller,
-            set: &set,
+            rt: &rt,
             header_key: header_key.as_deref(),
             request_id: request_id.as_deref(),
         };
@@ -548,7 +588,7 @@ fn check_batch_size(len: usize, max_batch: usize) -> Result<(), Problem> {
 struct BatchContext<'a> {
     st: &'a AppState,
     caller: &'a Caller,
-    set: &'a ChannelSet,
+    rt: &'a crate::runtime::Runtime,
     /// The batch's `Idempotency-Key` header.
     header_key: Option<&'a str>,
     request_id: Option<&'a str>,
@@ -571,7 +611,7 @@ impl BatchContext<'_> {
             req.trace_id = self.request_id.map(str::to_string);
         }
         apply_template(self.st, &mut req, &at)?;
-        let mut nm = prepare(self.caller, req, self.set, &at)?;
+        let mut nm = prepare(self.caller, req, self.rt, &at)?;
         if let Some(key) = key {
             nm.idempotency = Some(Idempotency {
                 scope: self.caller.name.clone(),

@@ -79,6 +79,8 @@ pub struct AppState {
     pub http: Option<imrelay_sdk::http::HttpClient>,
     /// The silences every accept checks.
     pub silences: Arc<crate::silences::SilenceCache>,
+    /// The on-call overrides every accept resolves `oncall:` mentions with.
+    pub overrides: Arc<crate::oncall::OverrideCache>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             accepting: Arc::new(AtomicBool::new(true)),
             http,
             silences: Arc::default(),
+            overrides: Arc::default(),
         }
     }
 
@@ -114,6 +117,7 @@ impl AppState {
     pub fn holds(&self) -> crate::silences::Holds<'_> {
         let runtime = self.live.runtime();
         crate::silences::Holds {
+            oncall: Some((runtime.oncall.clone(), self.overrides.get())),
             silences: &self.silences,
             windows: runtime.maintenance.clone(),
             channels: runtime.channels.clone(),
@@ -230,6 +234,20 @@ impl crate::callbacks::handler::CallbacksContext for AppState {
     }
 }
 
+impl crate::oncall::handler::OnCallContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn oncall(&self) -> Arc<crate::oncall::OnCall> {
+        self.live.runtime().oncall.clone()
+    }
+
+    fn overrides(&self) -> &Arc<crate::oncall::OverrideCache> {
+        &self.overrides
+    }
+}
+
 impl crate::silences::handler::SilencesContext for AppState {
     fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -274,7 +292,7 @@ impl crate::lifecycle::handler::LifecycleContext for AppState {
         let mut req: messages::SubmitRequest =
             crate::http::parse_json(&body.to_string().into_bytes(), "")?;
         messages::apply_template(self, &mut req, "")?;
-        messages::prepare(caller, req, &self.channels(), "")
+        messages::prepare(caller, req, &self.live.runtime(), "")
     }
 }
 
@@ -309,6 +327,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::callbacks::handler::routes())
         .merge(crate::lifecycle::handler::router())
         .merge(crate::silences::handler::router())
+        .merge(crate::oncall::handler::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -24,6 +24,7 @@ use super::problem::Problem;
 use super::{dlq, messages, ops};
 use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
+use crate::oncall::handler as oncall;
 use crate::silences::handler as silences;
 
 /// The document.
@@ -37,6 +38,7 @@ use crate::silences::handler as silences;
         messages::submit, messages::submit_batch, messages::get,
         lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
         silences::create, silences::list, silences::one, silences::expire, silences::like_message,
+        oncall::list, oncall::one, oncall::create_override, oncall::delete_override,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,
         ops::status, ops::healthz, ops::readyz, serve
     ),
@@ -46,6 +48,7 @@ use crate::silences::handler as silences;
         (name = "messages", description = "Submit messages and follow their deliveries"),
         (name = "dlq", description = "The dead-letter queue"),
         (name = "silences", description = "Silences for every message, in the shape of Alertmanager's v2 silences API"),
+        (name = "oncall", description = "Who is on call ([[schedules]]) and temporary overrides"),
         (name = "alertmanager", description = "Prometheus Alertmanager webhook receiver"),
         (name = "sources", description = "Webhook receivers for Grafana, Zabbix, Alibaba Cloud CloudMonitor, Tencent Cloud Observability, GitLab, GitHub and any JSON ([sources.NAME])"),
         (name = "callbacks", description = "Platform event callbacks (authenticated by the platforms' own signatures, no API key)"),

@@ -123,6 +123,8 @@ pub async fn receive<S: CompatContext>(
             matchers: Vec::new(),
             channels: req.channels,
             mentions: req.mentions,
+            mention_refs: Vec::new(),
+            escalation: None,
             send_resolved: true,
             template: Some(req.tpl),
             cont: false,

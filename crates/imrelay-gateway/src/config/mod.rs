@@ -251,6 +251,8 @@ pub struct Config {
     pub compat: crate::compat::CompatConfig,
     /// `[[maintenance]]`: recurring windows that hold messages.
     pub maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
+    /// `[[people]]`, `[[schedules]]`, `[[escalation_policies]]` (see [`crate::oncall`]).
+    pub oncall: crate::oncall::OnCallConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -290,6 +292,12 @@ struct RawConfig {
     compat: crate::compat::CompatConfig,
     #[serde(default)]
     maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
+    #[serde(default)]
+    people: Vec<crate::oncall::people::PersonConfig>,
+    #[serde(default)]
+    schedules: Vec<crate::oncall::schedule::ScheduleConfig>,
+    #[serde(default)]
+    escalation_policies: Vec<crate::oncall::policy::PolicyConfig>,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -390,6 +398,11 @@ impl Config {
             sources: raw.sources,
             compat: raw.compat,
             maintenance: raw.maintenance,
+            oncall: crate::oncall::OnCallConfig {
+                people: raw.people,
+                schedules: raw.schedules,
+                policies: raw.escalation_policies,
+            },
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -399,6 +412,16 @@ impl Config {
         } else {
             Err(ConfigError { file: None, issues })
         }
+    }
+
+    /// `[[people]]`, `[[schedules]]` and `[[escalation_policies]]`,
+    /// compiled; problems are pushed to `issues`.
+    pub fn compile_oncall(&self, issues: &mut Vec<ConfigIssue>) -> crate::oncall::OnCall {
+        crate::oncall::OnCall::compile(
+            &self.oncall,
+            &|c| self.channels.contains_key(c),
+            issues,
+        )
     }
 
     /// The mock's base URL as destinations see it (`${mock.url}`).
@@ -412,6 +435,15 @@ impl Config {
         self.lifecycle.compile(issues);
         self.compat.validate(self.channels.keys(), issues);
         crate::silences::maintenance::Windows::compile(&self.maintenance, issues);
+        let oncall = self.compile_oncall(issues);
+        for (name, r) in &self.alerting.routes {
+            let at = KeyPath::root().key("alerting").key("routes").key(name);
+            oncall.check_refs(&r.mentions.refs(), r.escalation.as_deref(), &at, issues);
+            for (i, rule) in r.rules.iter().enumerate() {
+                let at = at.key("rules").index(i);
+                oncall.check_refs(&rule.mentions.refs(), rule.escalation.as_deref(), &at, issues);
+            }
+        }
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

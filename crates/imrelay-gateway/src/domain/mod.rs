@@ -7,4 +7,5 @@ pub mod config;
 pub mod ids;
 pub mod labels;
 pub mod matcher;
+pub mod mentions;
 pub mod window;

@@ -77,6 +77,33 @@ impl Span {
         }
     }
 
+    /// Whether instant `ms` is inside the span in `tz`.
+    pub fn contains_at(&self, tz: &TimeZone, ms: i64) -> bool {
+        self.open_until(tz, ms).is_some()
+    }
+
+    /// The first instant after `after_ms` at which the span opens or closes
+    /// in `tz` (within eight days).
+    pub fn next_edge(&self, tz: &TimeZone, after_ms: i64) -> Option<i64> {
+        let start = jiff::Timestamp::from_millisecond(after_ms)
+            .ok()?
+            .to_zoned_datetime(tz.clone())
+            .date();
+        (0..=8)
+            .filter_map(|d| start.checked_add(jiff::Span::new().days(d)).ok())
+            .flat_map(|date| {
+                [self.from, self.to].map(|m| {
+                    date.at((m / 60) as i8, (m % 60) as i8, 0, 0)
+                        .to_zoned_datetime(tz.clone())
+                        .ok()
+                        .map(|z| z.timestamp().as_millisecond())
+                })
+            })
+            .flatten()
+            .filter(|&ms| ms > after_ms)
+            .min()
+    }
+
     /// When the span containing `now_ms` in `tz` ends (ms), or `None` when
     /// `now_ms` is outside it.
     pub fn open_until(&self, tz: &TimeZone, now_ms: i64) -> Option<i64> {

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub compat: Arc<crate::compat::CompatConfig>,
     /// `[[maintenance]]`: the windows that hold messages.
     pub maintenance: Arc<crate::silences::maintenance::Windows>,
+    /// `[[people]]`, `[[schedules]]`, `[[escalation_policies]]`.
+    pub oncall: Arc<crate::oncall::OnCall>,
 }
 
 impl Runtime {
@@ -71,6 +73,8 @@ impl Runtime {
                 &cfg.maintenance,
                 &mut Vec::new(),
             )),
+            // Validated when the config loaded.
+            oncall: Arc::new(cfg.compile_oncall(&mut Vec::new())),
         })
     }
 }

@@ -205,6 +205,12 @@ impl SilenceCache {
 /// What holds messages at accept: the silences, then the maintenance windows
 /// of the config in force, then the channels' quiet hours.
 pub struct Holds<'a> {
+    /// On call first: mentions resolved and escalations started before a
+    /// hold decides (a held message starts no escalation).
+    pub oncall: Option<(
+        Arc<crate::oncall::OnCall>,
+        Arc<Vec<crate::store::Override>>,
+    )>,
     pub silences: &'a SilenceCache,
     pub windows: Arc<maintenance::Windows>,
     pub channels: Arc<crate::channels::ChannelSet>,
@@ -213,7 +219,13 @@ pub struct Holds<'a> {
 impl Holds<'_> {
     /// Mark each of `msgs` held by a silence or an open window as such.
     pub fn apply(&self, msgs: &mut [NewMessage], now: i64) {
+        if let Some((oncall, overrides)) = &self.oncall {
+            oncall.apply(msgs, &self.channels, overrides, now);
+        }
         self.silences.apply(msgs, now);
+        for m in msgs.iter_mut().filter(|m| m.silenced_by.is_some()) {
+            m.escalation = None;
+        }
         for m in msgs.iter_mut().filter(|m| m.silenced_by.is_none()) {
             if !self.windows.is_empty() {
                 m.silenced_by = self.windows.holding(&m.labels, &m.channel, now);

@@ -38,6 +38,7 @@
 //!   [`Store::ready`]), tracked once for both backends; [`retention`]: the
 //!   deletion of expired settled messages, its SQL shared too.
 
+mod escalations;
 mod health;
 mod lifecycle;
 mod plan;
@@ -223,6 +224,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget an update token an update used.
     async fn spend_update_token(&self, platform_message_id: &str, token: &str) -> Result<()>;
+
+    /// Active escalations whose next step is due now, earliest first.
+    async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>>;
+
+    /// Fire one step of an escalation unless it was fired already or the
+    /// escalation ended: record it, queue its messages and schedule the next,
+    /// in one transaction. Whether this call fired it.
+    async fn fire_escalation(&self, fire: FireStep) -> Result<bool>;
+
+    /// Add a temporary on-call override.
+    async fn put_override(&self, o: Override) -> Result<()>;
+
+    /// Overrides that have not ended (of `schedule`, or of every schedule).
+    async fn overrides(&self, schedule: Option<&str>) -> Result<Vec<Override>>;
+
+    /// Delete override `id`; whether it existed.
+    async fn delete_override(&self, id: &str) -> Result<bool>;
 
     /// Create or replace a silence.
     async fn put_silence(&self, silence: Silence) -> Result<()>;

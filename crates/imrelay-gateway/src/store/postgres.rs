@@ -49,6 +49,7 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
 use super::health::{Health, PROBE};
+use super::escalations;
 use super::lifecycle;
 use super::queue;
 use super::retention;
@@ -405,6 +406,8 @@ impl Store for PgStore {
         self.tx(false, move |c| {
             Box::pin(async move {
                 lifecycle::insert_ack(c, &root, &ack).await?;
+                escalations::stop(c, &root, EscalationState::Acknowledged, &ack.user_id, now)
+                    .await?;
                 if let Some(u) = &update {
                     queue::insert_new(c, u, now).await?;
                 }
@@ -421,6 +424,47 @@ impl Store for PgStore {
                 lifecycle::set_update_token(c, &id, &token).await?;
                 Ok(((), false))
             })
+        })
+        .await
+    }
+
+    async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        escalations::due(&mut *c, self.now_ms(), limit).await
+    }
+
+    async fn fire_escalation(&self, fire: FireStep) -> Result<bool> {
+        let now = self.now_ms();
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let fired = escalations::fire(c, &fire, now).await?;
+                Ok((fired, fired && !fire.messages.is_empty()))
+            })
+        })
+        .await
+    }
+
+    async fn put_override(&self, o: Override) -> Result<()> {
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                escalations::put_override(c, &o).await?;
+                Ok(((), false))
+            })
+        })
+        .await
+    }
+
+    async fn overrides(&self, schedule: Option<&str>) -> Result<Vec<Override>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        escalations::overrides(&mut *c, schedule, self.now_ms()).await
+    }
+
+    async fn delete_override(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.tx(false, move |c| {
+            Box::pin(async move { Ok((escalations::delete_override(c, &id).await?, false)) })
         })
         .await
     }

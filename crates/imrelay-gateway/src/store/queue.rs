@@ -117,6 +117,13 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
     if inserted == 0 {
         return Ok(false);
     }
+    let root = thread.as_ref().map_or(&m.id, |t| &t.root);
+    if m.resolved {
+        super::escalations::stop(c, root, EscalationState::Resolved, "source", now).await?;
+    }
+    if let Some(e) = &m.escalation {
+        super::escalations::start(c, m, root, e, now).await?;
+    }
     for t in &m.targets {
         let due = m.not_before.map_or(now, |at| at.max(now));
         c.exec(
@@ -674,6 +681,8 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     if let Some(t) = &view.thread {
         view.acks = super::lifecycle::acks(c, &t.root).await?;
     }
+    let root = view.thread.as_ref().map_or(&view.id, |t| &t.root).clone();
+    view.escalation = super::escalations::of_thread(c, &root).await?;
     Ok(Some(view))
 }
 

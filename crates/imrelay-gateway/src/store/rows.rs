@@ -253,6 +253,7 @@ pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result
         source: m.opt_text("source")?,
         silence_url: m.opt_text("silence_url")?,
         acks: Vec::new(),
+        escalation: None,
         deliveries,
     })
 }

@@ -41,6 +41,7 @@ use super::lifecycle;
 use super::queue;
 use super::retention;
 use super::silences;
+use super::escalations;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use writer::{replying_op, DoneJob, EnqueueJob, Job, Queued};
@@ -342,6 +343,8 @@ impl Store for SqliteStore {
         self.write(move |c| {
             Box::pin(async move {
                 lifecycle::insert_ack(c, &root, &ack).await?;
+                escalations::stop(c, &root, EscalationState::Acknowledged, &ack.user_id, now)
+                    .await?;
                 if let Some(u) = &update {
                     queue::insert_new(c, u, now).await?;
                 }
@@ -361,6 +364,39 @@ impl Store for SqliteStore {
             Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await })
         })
         .await
+    }
+
+    async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {
+        let mut c = self.read.acquire().await?;
+        escalations::due(&mut *c, self.now_ms(), limit).await
+    }
+
+    async fn fire_escalation(&self, fire: FireStep) -> Result<bool> {
+        let now = self.now_ms();
+        let queued = !fire.messages.is_empty();
+        let fired = self
+            .write(move |c| Box::pin(async move { escalations::fire(c, &fire, now).await }))
+            .await?;
+        if fired && queued {
+            self.notify.notify_one();
+        }
+        Ok(fired)
+    }
+
+    async fn put_override(&self, o: Override) -> Result<()> {
+        self.write(move |c| Box::pin(async move { escalations::put_override(c, &o).await }))
+            .await
+    }
+
+    async fn overrides(&self, schedule: Option<&str>) -> Result<Vec<Override>> {
+        let mut c = self.read.acquire().await?;
+        escalations::overrides(&mut *c, schedule, self.now_ms()).await
+    }
+
+    async fn delete_override(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |c| Box::pin(async move { escalations::delete_override(c, &id).await }))
+            .await
     }
 
     async fn put_silence(&self, silence: Silence) -> Result<()> {

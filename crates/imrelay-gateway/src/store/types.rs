@@ -87,6 +87,21 @@ pub struct NewMessage {
     pub silence_url: Option<String>,
     /// What produced it (`alertmanager/prod`), for the rules of its card.
     pub source: Option<String>,
+    /// The escalation it starts (unless its thread has one running).
+    pub escalation: Option<EscalationStart>,
+    /// It says its alert is resolved: its thread's escalation ends.
+    pub resolved: bool,
+    /// What its request asks of the on-call feature, resolved at accept
+    /// (`crate::oncall::OnCall::apply`). Not stored.
+    pub oncall: OnCallRequest,
+}
+
+/// What a request asks of the on-call feature: references to mention
+/// (`oncall:dba`, `label:owner`, a person) and an escalation policy by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnCallRequest {
+    pub mentions: Vec<String>,
+    pub escalation: Option<String>,
 }
 
 /// String labels, sorted by name.
@@ -104,6 +119,8 @@ impl NewMessage {
             && self.source.is_none()
             && self.silenced_by.is_none()
             && self.not_before.is_none()
+            && self.escalation.is_none()
+            && !self.resolved
     }
 
     /// A normal message with a fresh id.
@@ -124,6 +141,9 @@ impl NewMessage {
             silenced_by: None,
             not_before: None,
             severity: None,
+            escalation: None,
+            resolved: false,
+            oncall: OnCallRequest::default(),
         }
     }
 
@@ -638,6 +658,9 @@ pub struct MessageView {
     /// Acknowledgements, silences and resolutions of its thread, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub acks: Vec<Ack>,
+    /// The escalation of its thread, with every step fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
     pub deliveries: Vec<DeliveryView>,
 }
 
@@ -722,4 +745,131 @@ pub struct SilenceMatcher {
 
 fn yes() -> bool {
     true
+}
+
+/// The escalation a message starts: its policy, and when the first step fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationStart {
+    pub policy: String,
+    pub first_due: i64,
+}
+
+/// Where an escalation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationState {
+    /// Walking its steps.
+    Active,
+    /// Someone acknowledged (or silenced) it.
+    Acknowledged,
+    /// Its alert resolved.
+    Resolved,
+    /// Every step (and repeat) fired without an acknowledgement.
+    Completed,
+}
+
+impl EscalationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationState::Active => "active",
+            EscalationState::Acknowledged => "acknowledged",
+            EscalationState::Resolved => "resolved",
+            EscalationState::Completed => "completed",
+        }
+    }
+    /// The state stored as `s`; unknown text is [`StoreError::Corrupt`].
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(EscalationState::Active),
+            "acknowledged" => Ok(EscalationState::Acknowledged),
+            "resolved" => Ok(EscalationState::Resolved),
+            "completed" => Ok(EscalationState::Completed),
+            _ => Err(StoreError::corrupt("escalations.state", s)),
+        }
+    }
+}
+
+/// An escalation and the steps it fired.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Escalation {
+    /// The message that started it.
+    #[schema(value_type = String)]
+    pub id: MessageId,
+    /// Its thread's first message (acknowledgements name it).
+    #[schema(value_type = String)]
+    pub root: MessageId,
+    pub channel: String,
+    pub policy: String,
+    pub state: EscalationState,
+    /// Steps fired so far, counting repeats.
+    pub next_step: i64,
+    /// When the next step fires (while active).
+    pub due_at: i64,
+    pub started_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    /// Who or what ended it: a user, `alertmanager`, `policy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    pub steps: Vec<FiredStep>,
+}
+
+/// One step fired.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FiredStep {
+    /// Its number among every step fired (0 first), counting repeats.
+    pub step: i64,
+    pub fired_at: i64,
+    #[serde(flatten)]
+    pub record: StepRecord,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepRecord {
+    /// The step of the policy (0 first) and the round (0 first, then repeats).
+    pub policy_step: usize,
+    pub round: u32,
+    pub notified: Vec<Notified>,
+    /// What could not be done, e.g. a schedule with nobody on call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One notification of a step: a message queued to a channel, or an urgent
+/// push on the message itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notified {
+    /// `channel:NAME` or `urgent:app|sms|phone`.
+    pub via: String,
+    /// The people it reached, by directory name.
+    pub people: Vec<String>,
+    /// The message queued for it.
+    #[schema(value_type = String)]
+    pub message_id: MessageId,
+}
+
+/// Firing one step: see [`Store::fire_escalation`].
+#[derive(Debug, Clone)]
+pub struct FireStep {
+    pub id: MessageId,
+    /// The step fired: the escalation's `next_step` as read.
+    pub step: i64,
+    pub record: StepRecord,
+    pub messages: Vec<NewMessage>,
+    /// When the step after it fires; `None`: this was the last.
+    pub next_due: Option<i64>,
+}
+
+/// A temporary change of who is on call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Override {
+    pub id: String,
+    pub schedule: String,
+    /// A person of `[[people]]`.
+    pub person: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub created_at: i64,
 }

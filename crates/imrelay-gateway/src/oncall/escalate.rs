@@ -1,0 +1,238 @@
+//! The escalation runner: finds escalations whose next step is due, works
+//! out whom the step notifies right now (schedules and overrides at this
+//! instant), and fires the step through [`Store::fire_escalation`], which
+//! records it and queues its messages in one transaction only if nobody fired
+//! it before. So a crash between steps delays a step at most one pass, and two
+//! instances racing for one step fire it once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imrelay_sdk::message::{Body, Message};
+
+use super::policy::{Policy, UrgentVia, Via};
+use super::who::Context;
+use super::OnCall;
+use crate::channels::ChannelSet;
+use crate::store::{
+    Escalation, FireStep, MessageView, NewMessage, Notified, Override, StepRecord, Store,
+    StoreError,
+};
+
+/// How many due escalations one pass takes.
+const BATCH: u32 = 100;
+
+/// The config in force, as the runner needs it.
+pub struct Snapshot {
+    pub oncall: Arc<OnCall>,
+    pub channels: Arc<ChannelSet>,
+}
+
+/// Builds the queued message of an urgent push on `origin`: the platform's
+/// own urgent notification to `users` (platform ids). `None` when no
+/// destination of the origin's channel can push one.
+pub type UrgentBuilder = fn(&MessageView, UrgentVia, Vec<String>, String) -> Option<NewMessage>;
+
+/// Run passes every `every` until the store closes.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    current: impl Fn() -> Snapshot + Send + Sync + 'static,
+    urgent: UrgentBuilder,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match pass(&*store, &current(), urgent).await {
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "escalation: a pass failed; trying again next tick")
+                }
+            }
+        }
+    })
+}
+
+/// One pass: fire every due step. How many this pass fired.
+pub async fn pass(
+    store: &dyn Store,
+    now: &Snapshot,
+    urgent: UrgentBuilder,
+) -> crate::store::Result<usize> {
+    let due = store.due_escalations(BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let overrides = store.overrides(None).await?;
+    let mut fired = 0;
+    for e in due {
+        let Some(view) = store.get_message(&e.id).await? else {
+            // Retention pruned the message: the escalation has nothing to say.
+            let f = complete(&e, "the message is gone (retention)");
+            fired += usize::from(store.fire_escalation(f).await?);
+            continue;
+        };
+        let f = plan(&e, &view, now, &overrides, store.now_ms(), urgent);
+        let step = f.step;
+        if store.fire_escalation(f).await? {
+            fired += 1;
+            metrics::counter!("imrelay_escalation_steps_total", "policy" => e.policy.clone())
+                .increment(1);
+            tracing::info!(message_id = %e.id, policy = %e.policy, step, "escalation step fired");
+        }
+    }
+    Ok(fired)
+}
+
+fn complete(e: &Escalation, why: &str) -> FireStep {
+    FireStep {
+        id: e.id.clone(),
+        step: e.next_step,
+        record: StepRecord {
+            notes: vec![why.to_string()],
+            ..StepRecord::default()
+        },
+        messages: Vec::new(),
+        next_due: None,
+    }
+}
+
+/// What firing the next step of `e` means now.
+pub fn plan(
+    e: &Escalation,
+    view: &MessageView,
+    now: &Snapshot,
+    overrides: &[Override],
+    now_ms: i64,
+    urgent: UrgentBuilder,
+) -> FireStep {
+    let Some(policy) = now.oncall.policies.get(&e.policy) else {
+        return complete(
+            e,
+            &format!("escalation policy `{}` is no longer configured", e.policy),
+        );
+    };
+    let Some((idx, round, step)) = policy.step(e.next_step) else {
+        return complete(e, "no step left");
+    };
+    let cx = Context {
+        people: &now.oncall.people,
+        schedules: &now.oncall.schedules,
+        overrides,
+        labels: &view.labels,
+        now_ms,
+    };
+    let mut record = StepRecord {
+        policy_step: idx,
+        round,
+        ..StepRecord::default()
+    };
+    let mut messages = Vec::new();
+    let text = step_text(view, policy, e, now_ms);
+    for n in &step.notify {
+        let r = cx.resolve(&n.to);
+        record.notes.extend(r.notes);
+        let via = match &n.via {
+            Via::Channel(c) => format!("channel:{c}"),
+            Via::Urgent(u) => format!("urgent:{}", u.as_str()),
+        };
+        if r.people.is_empty() {
+            record.notes.push(format!("{via}: nobody to notify"));
+            continue;
+        }
+        let nm = match &n.via {
+            Via::Channel(name) => {
+                let Some(ch) = now.channels.get(name) else {
+                    record
+                        .notes
+                        .push(format!("{via}: the channel is no longer configured"));
+                    continue;
+                };
+                let mut msg = Message::new(Body::Markdown { text: text.clone() });
+                msg.title = Some(step_title(view, policy, e));
+                now.oncall.mention(&mut msg, ch, &r.people);
+                let mut nm = NewMessage::new(ch.name.clone(), msg, ch.targets());
+                nm.message.id = Some(nm.id.to_string());
+                nm.origin = Some(e.root.clone());
+                nm.source = Some(format!("escalation/{}", e.policy));
+                nm
+            }
+            Via::Urgent(kind) => {
+                let users = urgent_users(&now.oncall, now.channels.get(&view.channel), &r.people);
+                if users.is_empty() {
+                    record.notes.push(format!(
+                        "{via}: none of {} has an id on the platforms of channel `{}`",
+                        r.people.join(", "),
+                        view.channel
+                    ));
+                    continue;
+                }
+                match urgent(view, *kind, users, text.clone()) {
+                    Some(nm) => nm,
+                    None => {
+                        record.notes.push(format!(
+                            "{via}: no destination of channel `{}` has urgent pushes",
+                            view.channel
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        record.notified.push(Notified {
+            via,
+            people: r.people,
+            message_id: nm.id.clone(),
+        });
+        messages.push(nm);
+    }
+    let next = e.next_step + 1;
+    FireStep {
+        id: e.id.clone(),
+        step: e.next_step,
+        record,
+        messages,
+        next_due: policy
+            .step(next)
+            .map(|(_, _, s)| now_ms + s.after.as_millis() as i64),
+    }
+}
+
+/// The platform ids of `people` on the platforms of the alert's channel.
+fn urgent_users(
+    oncall: &OnCall,
+    channel: Option<&crate::channels::Channel>,
+    people: &[String],
+) -> Vec<String> {
+    let Some(ch) = channel else {
+        return Vec::new();
+    };
+    let mut msg = Message::text("");
+    oncall.mention(&mut msg, ch, people);
+    msg.mentions.user_ids
+}
+
+fn step_title(view: &MessageView, policy: &Policy, e: &Escalation) -> String {
+    format!(
+        "[升级 Escalation {}/{}] {}",
+        e.next_step + 1,
+        policy.total_steps(),
+        view.message.title_or_default()
+    )
+}
+
+fn step_text(view: &MessageView, policy: &Policy, e: &Escalation, now_ms: i64) -> String {
+    let minutes = (now_ms - e.started_at).max(0) / 60_000;
+    let body = view.message.body.main_text().unwrap_or_default();
+    format!(
+        "{body}\n\n未确认已 {minutes} 分钟 · Not acknowledged for {minutes} min (policy {}, step {}/{}). \
+         Acknowledge: `imrelay message ack {}`",
+        policy.name,
+        e.next_step + 1,
+        policy.total_steps(),
+        e.root
+    )
+}

@@ -248,8 +248,8 @@ impl Gateway {
             self.silences_task.take(),
             self.escalation_task.take(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             t.abort();
         }

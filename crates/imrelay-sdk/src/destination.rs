@@ -163,7 +163,9 @@ pub trait Destination: Send + Sync + fmt::Debug {
 /// drawing a rate-limit refusal on the sixth. Earlier messages are not
 /// counted; pacing across messages is the caller's (the gateway's) business.
 pub async fn deliver(dest: &dyn Destination, msg: &Message) -> Result<Vec<Report>, Error> {
-    let payloads = dest.render(msg)?;
+    let mut msg = msg.clone();
+    msg.mentions = msg.mentions.for_platform(dest.platform());
+    let payloads = dest.render(&msg)?;
     let mut reports = Vec::with_capacity(payloads.len());
     let mut pacer = Pacer::new(dest.rate_limits(), dest.recipient_rate_limits());
     for p in &payloads {

@@ -227,16 +227,41 @@ pub struct Mentions {
     /// Platform user ids (DingTalk userId, Feishu open_id, WeCom userid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_ids: Vec<String>,
+    /// User ids that only one platform knows (a person resolved from a
+    /// directory has a different id on each): a destination mentions those of
+    /// its platform on top of `user_ids`, after [`Mentions::for_platform`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_platform: BTreeMap<Platform, Vec<String>>,
 }
 
 impl Mentions {
     pub fn is_empty(&self) -> bool {
-        !self.all && self.mobiles.is_empty() && self.user_ids.is_empty()
+        !self.all
+            && self.mobiles.is_empty()
+            && self.user_ids.is_empty()
+            && self.per_platform.values().all(Vec::is_empty)
+    }
+
+    /// The mentions as a destination of `platform` sends them: `user_ids`
+    /// plus that platform's own ids, without the other platforms'.
+    pub fn for_platform(&self, platform: Platform) -> Mentions {
+        let mut user_ids = self.user_ids.clone();
+        for id in self.per_platform.get(&platform).into_iter().flatten() {
+            if !user_ids.contains(id) {
+                user_ids.push(id.clone());
+            }
+        }
+        Mentions {
+            all: self.all,
+            mobiles: self.mobiles.clone(),
+            user_ids,
+            per_platform: BTreeMap::new(),
+        }
     }
 }
 
 /// The platform families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     Dingtalk,

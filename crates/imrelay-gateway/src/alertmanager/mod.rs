@@ -349,6 +349,7 @@ fn wecom_mention_ping(rule: &Rule, alerts: &[&Alert]) -> Option<Message> {
             all: rule.mentions.all,
             mobiles: rule.mentions.mobiles.clone(),
             user_ids: Vec::new(),
+            ..Default::default()
         })
     })
 }

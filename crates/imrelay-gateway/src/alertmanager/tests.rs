@@ -335,6 +335,7 @@ fn severity_route() -> Route {
                     all: true,
                     mobiles: vec!["13800000000".into()],
                     user_ids: vec!["ou_oncall".into()],
+                    ..Default::default()
                 },
             ),
             Rule {

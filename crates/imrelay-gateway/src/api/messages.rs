@@ -255,7 +255,10 @@ pub fn prepare(
         let mut issues = Vec::new();
         who.check("", &rt.oncall.people, &rt.oncall.schedules, &mut issues);
         if let Some(i0) = issues.first() {
-            return Err(Problem::invalid(f(&format!("mentions[{i}]")), i0.message.clone()));
+            return Err(Problem::invalid(
+                f(&format!("mentions[{i}]")),
+                i0.message.clone(),
+            ));
         }
     }
 

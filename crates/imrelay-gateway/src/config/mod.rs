@@ -417,11 +417,7 @@ impl Config {
     /// `[[people]]`, `[[schedules]]` and `[[escalation_policies]]`,
     /// compiled; problems are pushed to `issues`.
     pub fn compile_oncall(&self, issues: &mut Vec<ConfigIssue>) -> crate::oncall::OnCall {
-        crate::oncall::OnCall::compile(
-            &self.oncall,
-            &|c| self.channels.contains_key(c),
-            issues,
-        )
+        crate::oncall::OnCall::compile(&self.oncall, &|c| self.channels.contains_key(c), issues)
     }
 
     /// The mock's base URL as destinations see it (`${mock.url}`).
@@ -441,7 +437,12 @@ impl Config {
             oncall.check_refs(&r.mentions.refs(), r.escalation.as_deref(), &at, issues);
             for (i, rule) in r.rules.iter().enumerate() {
                 let at = at.key("rules").index(i);
-                oncall.check_refs(&rule.mentions.refs(), rule.escalation.as_deref(), &at, issues);
+                oncall.check_refs(
+                    &rule.mentions.refs(),
+                    rule.escalation.as_deref(),
+                    &at,
+                    issues,
+                );
             }
         }
         if self.server.max_body_bytes < 1024 {

@@ -104,6 +104,9 @@ impl Inner {
     /// to do, cannot be done, not yet).
     pub(super) async fn work(&self, c: &Claimed, m: &DestinationEntry) -> Result<Work, Skip> {
         let mut msg = c.message.clone();
+        // A person resolved from the directory is mentioned by the id of
+        // this destination's platform only.
+        msg.mentions = msg.mentions.for_platform(m.dest.platform());
         // Platform dedup keys (Feishu `uuid`, WeChat `client_msg_id`, webhook
         // ids) derive from the message id: the gateway's id, unique per
         // accepted message and identical on every retry.

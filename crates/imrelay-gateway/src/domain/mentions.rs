@@ -70,7 +70,9 @@ mod tests {
         assert!(direct.direct().all);
         let refs: MentionsSpec = serde_json::from_str(r#"["oncall:dba", "zhangsan"]"#).unwrap();
         assert_eq!(refs.refs(), ["oncall:dba", "zhangsan"]);
-        let e = serde_json::from_str::<MentionsSpec>("42").unwrap_err().to_string();
+        let e = serde_json::from_str::<MentionsSpec>("42")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a list of references"), "{e}");
     }
 }

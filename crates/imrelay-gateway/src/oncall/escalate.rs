@@ -79,8 +79,7 @@ pub async fn pass(
         let step = f.step;
         if store.fire_escalation(f).await? {
             fired += 1;
-            metrics::counter!("imrelay_escalation_steps_total", "policy" => e.policy.clone())
-                .increment(1);
+            crate::telemetry::events::escalation_step(&e.policy);
             tracing::info!(message_id = %e.id, policy = %e.policy, step, "escalation step fired");
         }
     }
@@ -153,7 +152,7 @@ pub fn plan(
                 };
                 let mut msg = Message::new(Body::Markdown { text: text.clone() });
                 msg.title = Some(step_title(view, policy, e));
-                now.oncall.mention(&mut msg, ch, &r.people);
+                now.oncall.mention(&mut msg, ch, &r.people, true);
                 let mut nm = NewMessage::new(ch.name.clone(), msg, ch.targets());
                 nm.message.id = Some(nm.id.to_string());
                 nm.origin = Some(e.root.clone());
@@ -211,8 +210,8 @@ fn urgent_users(
         return Vec::new();
     };
     let mut msg = Message::text("");
-    oncall.mention(&mut msg, ch, people);
-    msg.mentions.user_ids
+    oncall.mention(&mut msg, ch, people, true);
+    msg.recipients
 }
 
 fn step_title(view: &MessageView, policy: &Policy, e: &Escalation) -> String {

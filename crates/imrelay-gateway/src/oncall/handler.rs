@@ -113,10 +113,7 @@ fn time(field: &str, v: &str) -> Result<i64, Problem> {
         .map_err(|_| {
             Problem::invalid(
                 field,
-                format!(
-                    "`{}` is not an RFC 3339 time",
-                    crate::http::truncate(v, 64)
-                ),
+                format!("`{}` is not an RFC 3339 time", crate::http::truncate(v, 64)),
             )
         })
 }

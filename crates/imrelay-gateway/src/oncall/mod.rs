@@ -98,13 +98,20 @@ impl OnCall {
     ) {
         let key = at.key("mentions").to_string();
         for (i, w) in who::parse_all(mentions, &key, issues).iter().enumerate() {
-            w.check(&format!("{key}[{i}]"), &self.people, &self.schedules, issues);
+            w.check(
+                &format!("{key}[{i}]"),
+                &self.people,
+                &self.schedules,
+                issues,
+            );
         }
         if let Some(p) = escalation {
             if !self.policies.contains_key(p) {
                 issues.push(ConfigIssue::new(
                     at.key("escalation").to_string(),
-                    format!("there is no escalation policy `{p}`; define it in [[escalation_policies]]"),
+                    format!(
+                        "there is no escalation policy `{p}`; define it in [[escalation_policies]]"
+                    ),
                 ));
             }
         }
@@ -133,7 +140,7 @@ impl OnCall {
                 };
                 let r = cx.resolve(&refs);
                 if let Some(ch) = channels.get(&m.channel) {
-                    self.mention(&mut m.message, ch, &r.people);
+                    self.mention(&mut m.message, ch, &r.people, false);
                 }
                 note(&mut m.message.body, &r.notes);
             }
@@ -155,60 +162,80 @@ impl OnCall {
         }
     }
 
-    /// Add `people` to the mentions of `msg` as `channel`'s platforms know
-    /// them (a DingTalk robot @s by phone number or userid, Feishu by
-    /// open_id, WeCom by userid), and to its recipients on SMS, voice and
-    /// email channels.
-    pub fn mention(&self, msg: &mut imrelay_sdk::Message, channel: &Channel, people: &[String]) {
-        for how in addresses(channel) {
-            for p in people {
-                let Some(id) = self.people.address(p, how) else {
-                    continue;
+    /// Add `people` to `msg` as `channel`'s platforms know them: IM
+    /// platforms @ them (a DingTalk robot by their phone number, else their
+    /// userid; Feishu by open_id; WeCom by userid), SMS and voice channels
+    /// send to their phone numbers, email channels to their addresses. With
+    /// `direct`, app destinations also send to them personally (an
+    /// escalation step reaches people, not a chat).
+    pub fn mention(
+        &self,
+        msg: &mut imrelay_sdk::Message,
+        channel: &Channel,
+        people: &[String],
+        direct: bool,
+    ) {
+        fn push(list: &mut Vec<String>, id: String) {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        let dir = &self.people;
+        for p in people {
+            for platform in platforms(channel) {
+                let user = dir.address(p, Address::UserId(platform));
+                let by_user = |u: String, msg: &mut imrelay_sdk::Message| {
+                    push(
+                        msg.mentions.per_platform.entry(platform).or_default(),
+                        u.clone(),
+                    );
+                    if direct {
+                        push(&mut msg.recipients, u);
+                    }
                 };
-                let list = match how {
-                    Address::Phone if is_phone_channel(channel) => &mut msg.recipients,
-                    Address::Phone => &mut msg.mentions.mobiles,
-                    Address::Email => &mut msg.recipients,
-                    Address::UserId(_) => &mut msg.mentions.user_ids,
-                };
-                if !list.contains(&id) {
-                    list.push(id);
+                match platform.as_str() {
+                    // A group robot @s by phone number; a direct message
+                    // needs the userid.
+                    "dingtalk" => {
+                        let mobile = dir.address(p, Address::DingtalkMobile);
+                        match (user, mobile) {
+                            (Some(u), m) if direct || m.is_none() => by_user(u, msg),
+                            (_, Some(m)) => push(&mut msg.mentions.mobiles, m),
+                            (_, None) => {}
+                        }
+                    }
+                    "feishu" | "wecom" => {
+                        if let Some(u) = user {
+                            by_user(u, msg);
+                        }
+                    }
+                    "aliyun" | "tencent" => {
+                        if let Some(m) = dir.address(p, Address::Phone) {
+                            push(&mut msg.recipients, m);
+                        }
+                    }
+                    "email" => {
+                        if let Some(e) = dir.address(p, Address::Email) {
+                            push(&mut msg.recipients, e);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
     }
 }
 
-/// The ways `channel`'s destinations address a person.
-fn addresses(channel: &Channel) -> Vec<Address> {
-    let mut out = Vec::new();
+/// The platforms of `channel`'s destinations, each once.
+fn platforms(channel: &Channel) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
     for d in &channel.destinations {
-        let platform = d.dest.platform();
-        let how: &[Address] = match platform {
-            Platform::Dingtalk => &[Address::Phone, Address::UserId(Platform::Dingtalk)],
-            Platform::Feishu => &[Address::UserId(Platform::Feishu)],
-            Platform::Wecom => &[Address::UserId(Platform::Wecom)],
-            _ => match platform.as_str() {
-                "aliyun" | "tencent" => &[Address::Phone],
-                "email" => &[Address::Email],
-                _ => &[],
-            },
-        };
-        for h in how {
-            if !out.contains(h) {
-                out.push(*h);
-            }
+        let p = d.dest.platform();
+        if !out.contains(&p) {
+            out.push(p);
         }
     }
     out
-}
-
-/// SMS and voice channels take phone numbers as recipients.
-fn is_phone_channel(channel: &Channel) -> bool {
-    channel
-        .destinations
-        .iter()
-        .any(|d| matches!(d.dest.platform().as_str(), "aliyun" | "tencent"))
 }
 
 /// Append notes to a message's text, so a reference that resolved to nobody

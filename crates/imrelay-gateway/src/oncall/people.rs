@@ -68,8 +68,10 @@ pub struct WecomIds {
 pub enum Address {
     /// The platform's user id (DingTalk userid, Feishu open_id, WeCom userid).
     UserId(Platform),
-    /// A phone number: DingTalk robots' @, SMS, voice.
+    /// A phone number: SMS, voice.
     Phone,
+    /// The phone number DingTalk knows them by (robots @ by it).
+    DingtalkMobile,
     Email,
 }
 
@@ -141,6 +143,11 @@ impl Directory {
                 .phone
                 .clone()
                 .or_else(|| p.dingtalk.as_ref().and_then(|d| d.mobile.clone())),
+            Address::DingtalkMobile => p
+                .dingtalk
+                .as_ref()
+                .and_then(|d| d.mobile.clone())
+                .or_else(|| p.phone.clone()),
             Address::Email => p.email.clone(),
             Address::UserId(Platform::Dingtalk) => p.dingtalk.as_ref()?.userid.clone(),
             Address::UserId(Platform::Feishu) => {
@@ -200,9 +207,18 @@ mod tests {
         "#);
         assert!(issues.is_empty(), "{issues:?}");
         let zs = |how| d.address("zhangsan", how);
-        assert_eq!(zs(Address::UserId(Platform::Feishu)).as_deref(), Some("ou_zs"));
-        assert_eq!(zs(Address::UserId(Platform::Dingtalk)).as_deref(), Some("zs01"));
-        assert_eq!(zs(Address::UserId(Platform::Wecom)).as_deref(), Some("ZhangSan"));
+        assert_eq!(
+            zs(Address::UserId(Platform::Feishu)).as_deref(),
+            Some("ou_zs")
+        );
+        assert_eq!(
+            zs(Address::UserId(Platform::Dingtalk)).as_deref(),
+            Some("zs01")
+        );
+        assert_eq!(
+            zs(Address::UserId(Platform::Wecom)).as_deref(),
+            Some("ZhangSan")
+        );
         assert_eq!(zs(Address::Phone).as_deref(), Some("+8613800000001"));
         assert_eq!(zs(Address::Email).as_deref(), Some("zs@example.com"));
         assert_eq!(d.by_platform_id("ou_zs"), Some("zhangsan"));
@@ -220,6 +236,9 @@ mod tests {
             email = "nope"
         "#);
         let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(keys, ["people[0].phone", "people[1].email", "people[1].name"]);
+        assert_eq!(
+            keys,
+            ["people[0].phone", "people[1].email", "people[1].name"]
+        );
     }
 }

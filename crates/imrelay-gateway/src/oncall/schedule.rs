@@ -245,7 +245,9 @@ impl Layer {
         }
         let (n, _, _) = self.turn(tz, ms)?;
         let len = self.people.len() as i64;
-        self.people.get(n.rem_euclid(len) as usize).map(String::as_str)
+        self.people
+            .get(n.rem_euclid(len) as usize)
+            .map(String::as_str)
     }
 
     /// The next instant after `ms` when this layer may change hands.
@@ -422,16 +424,28 @@ mod tests {
         let s = schedule(WEEKLY);
         // 2026-11-26 is a Thursday: the first turn starts Monday 11-30 10:00.
         assert_eq!(who(&s, "2026-11-30T09:59", &[]), None);
-        assert_eq!(who(&s, "2026-11-30T10:00", &[]).as_deref(), Some("zhangsan"));
-        assert_eq!(who(&s, "2026-12-07T09:59", &[]).as_deref(), Some("zhangsan"));
+        assert_eq!(
+            who(&s, "2026-11-30T10:00", &[]).as_deref(),
+            Some("zhangsan")
+        );
+        assert_eq!(
+            who(&s, "2026-12-07T09:59", &[]).as_deref(),
+            Some("zhangsan")
+        );
         assert_eq!(who(&s, "2026-12-07T10:00", &[]).as_deref(), Some("lisi"));
         assert_eq!(who(&s, "2026-12-14T10:00", &[]).as_deref(), Some("wangwu"));
         // Round and round.
-        assert_eq!(who(&s, "2026-12-21T10:00", &[]).as_deref(), Some("zhangsan"));
+        assert_eq!(
+            who(&s, "2026-12-21T10:00", &[]).as_deref(),
+            Some("zhangsan")
+        );
         let now = s.on_call(sh("2026-12-01T03:00"), &[]).unwrap();
         assert_eq!(now.until, Some(sh("2026-12-07T10:00")));
         let next = s.next(sh("2026-12-01T03:00"), &[]).unwrap();
-        assert_eq!((next.person.as_str(), next.from), ("lisi", sh("2026-12-07T10:00")));
+        assert_eq!(
+            (next.person.as_str(), next.from),
+            ("lisi", sh("2026-12-07T10:00"))
+        );
         assert_eq!(next.until, Some(sh("2026-12-14T10:00")));
     }
 
@@ -465,8 +479,11 @@ mod tests {
             s.on_call(ny("2026-03-08T12:00"), &[]).unwrap().until,
             Some(ny("2026-03-09T09:00"))
         );
-        // That day is 23 hours long.
-        assert_eq!(ny("2026-03-09T09:00") - ny("2026-03-08T09:00"), 23 * 3_600_000);
+        // The turn across the change (02:00 on the 8th) is 23 hours long.
+        assert_eq!(
+            ny("2026-03-08T09:00") - ny("2026-03-07T09:00"),
+            23 * 3_600_000
+        );
     }
 
     #[test]
@@ -482,13 +499,22 @@ mod tests {
         "
         ));
         // Saturday 2026-12-05.
-        assert_eq!(who(&s, "2026-12-05T08:59", &[]).as_deref(), Some("zhangsan"));
+        assert_eq!(
+            who(&s, "2026-12-05T08:59", &[]).as_deref(),
+            Some("zhangsan")
+        );
         assert_eq!(who(&s, "2026-12-05T09:00", &[]).as_deref(), Some("zhaoliu"));
-        assert_eq!(who(&s, "2026-12-05T21:00", &[]).as_deref(), Some("zhangsan"));
+        assert_eq!(
+            who(&s, "2026-12-05T21:00", &[]).as_deref(),
+            Some("zhangsan")
+        );
         let sat = s.on_call(sh("2026-12-05T12:00"), &[]).unwrap();
         assert_eq!(sat.until, Some(sh("2026-12-05T21:00")));
         let next = s.next(sh("2026-12-04T12:00"), &[]).unwrap();
-        assert_eq!((next.person.as_str(), next.from), ("zhaoliu", sh("2026-12-05T09:00")));
+        assert_eq!(
+            (next.person.as_str(), next.from),
+            ("zhaoliu", sh("2026-12-05T09:00"))
+        );
     }
 
     fn over(id: &str, person: &str, from: &str, to: &str, created: i64) -> Override {
@@ -521,7 +547,10 @@ mod tests {
         // Another schedule's override changes nothing here.
         let mut other = over("o3", "lisi", "2026-12-02T00:00", "2026-12-09T00:00", 3);
         other.schedule = "web".into();
-        assert_eq!(who(&s, "2026-12-04T00:00", &[other]).as_deref(), Some("zhangsan"));
+        assert_eq!(
+            who(&s, "2026-12-04T00:00", &[other]).as_deref(),
+            Some("zhangsan")
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ impl Who {
         let text = text.trim();
         let (kind, name) = text.split_once(':').unwrap_or(("person", text));
         if name.trim().is_empty() {
-            return Err(format!("`{text}` names nobody; write e.g. \"oncall:dba\", \"label:owner\" or \"zhangsan\""));
+            return Err(format!(
+                "`{text}` names nobody; write e.g. \"oncall:dba\", \"label:owner\" or \"zhangsan\""
+            ));
         }
         match kind {
             "person" => Ok(Who::Person(name.into())),
@@ -116,7 +118,9 @@ impl Context<'_> {
                 Who::OnCall(s) => match self.schedules.iter().find(|x| &x.name == s) {
                     Some(sched) => match sched.on_call(self.now_ms, self.overrides) {
                         Some(shift) => add(shift.person, &mut out),
-                        None => out.notes.push(format!("nobody is on call on schedule `{s}`")),
+                        None => out
+                            .notes
+                            .push(format!("nobody is on call on schedule `{s}`")),
                     },
                     None => out.notes.push(format!("there is no schedule `{s}`")),
                 },
@@ -153,7 +157,9 @@ mod tests {
         assert_eq!(Who::parse("label:owner"), Ok(Who::Label("owner".into())));
         assert_eq!(Who::parse("zhangsan"), Ok(Who::Person("zhangsan".into())));
         assert_eq!(Who::parse("person:lisi"), Ok(Who::Person("lisi".into())));
-        assert!(Who::parse("team:db").unwrap_err().contains("oncall:SCHEDULE"));
+        assert!(Who::parse("team:db")
+            .unwrap_err()
+            .contains("oncall:SCHEDULE"));
         assert!(Who::parse("oncall:").is_err());
     }
 

@@ -207,10 +207,7 @@ impl SilenceCache {
 pub struct Holds<'a> {
     /// On call first: mentions resolved and escalations started before a
     /// hold decides (a held message starts no escalation).
-    pub oncall: Option<(
-        Arc<crate::oncall::OnCall>,
-        Arc<Vec<crate::store::Override>>,
-    )>,
+    pub oncall: Option<(Arc<crate::oncall::OnCall>, Arc<Vec<crate::store::Override>>)>,
     pub silences: &'a SilenceCache,
     pub windows: Arc<maintenance::Windows>,
     pub channels: Arc<crate::channels::ChannelSet>,

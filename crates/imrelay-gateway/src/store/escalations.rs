@@ -196,8 +196,9 @@ pub(super) async fn overrides<C: Conn>(
 
 /// Delete override `id`; whether it existed.
 pub(super) async fn delete_override<C: Conn>(c: &mut C, id: &str) -> Result<bool> {
-    Ok(c
-        .exec("DELETE FROM oncall_overrides WHERE id = $1", args![id])
-        .await?
-        > 0)
+    Ok(
+        c.exec("DELETE FROM oncall_overrides WHERE id = $1", args![id])
+            .await?
+            > 0,
+    )
 }

@@ -48,8 +48,8 @@ use parking_lot::Mutex;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
-use super::health::{Health, PROBE};
 use super::escalations;
+use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
 use super::retention;

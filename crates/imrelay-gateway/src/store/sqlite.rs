@@ -36,12 +36,12 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::escalations;
 use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
 use super::retention;
 use super::silences;
-use super::escalations;
 use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use writer::{replying_op, DoneJob, EnqueueJob, Job, Queued};

@@ -84,6 +84,8 @@ pub const ACKS: &str = "imrelay_acks_total";
 /// Card clicks refused (`reason`: `not_allowed`, `unknown_message`,
 /// `unknown_action`, `silence_failed`).
 pub const CLICKS_REFUSED: &str = "imrelay_card_clicks_refused_total";
+/// Escalation steps fired (`policy`), each exactly once.
+pub const ESCALATION_STEPS: &str = "imrelay_escalation_steps_total";
 
 pub const ALL: &[&str] = &[
     STORE_MESSAGES,
@@ -112,6 +114,7 @@ pub const ALL: &[&str] = &[
     DISPATCH_STORE_ERRORS,
     ACKS,
     CLICKS_REFUSED,
+    ESCALATION_STEPS,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -321,6 +324,11 @@ pub fn dispatch_store_error(op: &'static str, error: &'static str) {
 /// Someone acknowledged, silenced or resolved a message.
 pub fn acked(action: &'static str, source: &str) {
     counter!(ACKS, "action" => action, "source" => source.to_string()).increment(1);
+}
+
+/// An escalation step was fired.
+pub fn escalation_step(policy: &str) {
+    counter!(ESCALATION_STEPS, "policy" => policy.to_string()).increment(1);
 }
 
 /// A card click was refused.

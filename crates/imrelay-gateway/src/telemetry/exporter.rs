@@ -48,6 +48,10 @@ fn describe() {
     );
     describe_counter!(CLICKS_REFUSED, "Card clicks refused, by reason.");
     describe_counter!(
+        ESCALATION_STEPS,
+        "Escalation steps fired (each exactly once), by policy."
+    );
+    describe_counter!(
         DELIVERIES,
         "Deliveries by outcome (delivered, retried, rate_limited, dead) and error class/code."
     );

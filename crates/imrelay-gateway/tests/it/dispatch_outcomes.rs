@@ -306,6 +306,21 @@ impl Store for FailingFinish {
     async fn put_silence(&self, silence: Silence) -> store::Result<()> {
         self.inner.put_silence(silence).await
     }
+    async fn due_escalations(&self, limit: u32) -> store::Result<Vec<store::Escalation>> {
+        self.inner.due_escalations(limit).await
+    }
+    async fn fire_escalation(&self, fire: store::FireStep) -> store::Result<bool> {
+        self.inner.fire_escalation(fire).await
+    }
+    async fn put_override(&self, o: store::Override) -> store::Result<()> {
+        self.inner.put_override(o).await
+    }
+    async fn overrides(&self, schedule: Option<&str>) -> store::Result<Vec<store::Override>> {
+        self.inner.overrides(schedule).await
+    }
+    async fn delete_override(&self, id: &str) -> store::Result<bool> {
+        self.inner.delete_override(id).await
+    }
     async fn silences(&self) -> store::Result<Vec<Silence>> {
         self.inner.silences().await
     }

@@ -29,6 +29,7 @@ mod obs_logs;
 mod obs_metrics;
 mod obs_openapi;
 mod obs_otlp;
+mod oncall;
 mod outbound_proxy;
 mod reload_watch;
 mod server_limits;

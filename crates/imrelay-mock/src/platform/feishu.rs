@@ -1180,6 +1180,8 @@ pub(crate) async fn click(
         chat_id,
     );
     let mut spec = CallbackSpec::new(CallbackKind::FeishuCardAction, cb.url);
+    // Signed at the platform's time (the mock's clock, which tests move).
+    spec.timestamp = Some(state.now_ms() / 1000);
     spec.token = cb.token.map(Secret::new);
     spec.encrypt_key = cb.encrypt_key.map(Secret::new);
     spec.payload = Some(event.to_string());

@@ -733,6 +733,8 @@ pub(crate) async fn click(
         create_time: now / 1000,
     });
     let mut spec = CallbackSpec::new(CallbackKind::WecomCardAction, cb.url);
+    // Signed at the platform's time (the mock's clock, which tests move).
+    spec.timestamp = Some(now / 1000);
     spec.token = cb.token.map(Secret::new);
     spec.encoding_aes_key = cb.encoding_aes_key.map(Secret::new);
     spec.receive_id = Some(corpid.to_string());

@@ -67,6 +67,7 @@ fn every_body_kind() -> Vec<Message> {
             all: true,
             mobiles: vec!["13800001111".into()],
             user_ids: vec!["wangqing".into()],
+            ..Default::default()
         }),
         Message::markdown("t", "**磁盘** 告警").with_mentions(Mentions {
             user_ids: vec!["wangqing".into()],

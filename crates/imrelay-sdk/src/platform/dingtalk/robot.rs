@@ -678,6 +678,7 @@ mod tests {
                 all: false,
                 mobiles: vec!["13800000000".into()],
                 user_ids: vec!["user123".into()],
+                ..Default::default()
             });
         insta::assert_json_snapshot!(body(&msg), @r#####"
         {
@@ -704,6 +705,7 @@ mod tests {
             all: true,
             mobiles: vec!["13800000000".into(), "1380000".into()],
             user_ids: vec![],
+            ..Default::default()
         });
         let b = body(&msg);
         // "@1380000" is a prefix of the other mention, not a mention of its own.
@@ -719,6 +721,7 @@ mod tests {
             all: false,
             mobiles: vec!["13800000000".into()],
             user_ids: vec![],
+            ..Default::default()
         });
         insta::assert_json_snapshot!(body(&msg), @r#####"
         {

@@ -304,6 +304,7 @@ mod tests {
             all: true,
             mobiles: vec!["13800000000".into()],
             user_ids: vec!["ou_7d8a6e6df7621556ce0d21922b676706ccs".into()],
+            ..Default::default()
         }
     }
 

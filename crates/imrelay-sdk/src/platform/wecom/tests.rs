@@ -123,6 +123,7 @@ fn robot_text_with_mentions() {
         all: true,
         mobiles: vec!["13800001111".into()],
         user_ids: vec!["wangqing".into()],
+        ..Default::default()
     });
     let r = robot_v("v1");
     let b = bodies(&r, &msg);
@@ -158,6 +159,7 @@ fn robot_markdown_v1_appends_user_mentions_and_drops_mobiles() {
             all: true,
             mobiles: vec!["13800001111".into()],
             user_ids: vec!["wangqing".into(), "lisi".into()],
+            ..Default::default()
         });
     insta::assert_json_snapshot!(bodies(&robot_v("v1"), &msg), @r#"
     [

@@ -164,6 +164,83 @@ async fn call(
     body: Option<&Value>,
     opts: &SubmitOptions,
 ) -> Result<(u16, Option<Value>, String), SubmitError> {
+    let mut path = vec!["v1", "messages"];
+    path.extend_from_slice(segments);
+    call_api(server, api_key, method, &path, body, opts).await
+}
+
+/// Who is on call: `GET /v1/oncall` (every schedule) or
+/// `GET /v1/oncall/{schedule}`.
+pub async fn oncall(
+    server: &str,
+    api_key: &str,
+    schedule: Option<&str>,
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let mut path = vec!["v1", "oncall"];
+    path.extend(schedule);
+    let (status, value, text) =
+        call_api(server, api_key, reqwest::Method::GET, &path, None, opts).await?;
+    match value {
+        Some(v) if status == 200 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
+/// Put `person` on call on `schedule` from `starts_at` to `ends_at` (RFC
+/// 3339): `POST /v1/oncall/{schedule}/overrides`.
+pub async fn add_override(
+    server: &str,
+    api_key: &str,
+    schedule: &str,
+    person: &str,
+    (starts_at, ends_at): (&str, &str),
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let body = json!({"person": person, "startsAt": starts_at, "endsAt": ends_at});
+    let path = ["v1", "oncall", schedule, "overrides"];
+    let (status, value, text) = call_api(
+        server,
+        api_key,
+        reqwest::Method::POST,
+        &path,
+        Some(&body),
+        opts,
+    )
+    .await?;
+    match value {
+        Some(v) if status == 201 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
+/// Delete override `id` of `schedule`.
+pub async fn delete_override(
+    server: &str,
+    api_key: &str,
+    schedule: &str,
+    id: &str,
+    opts: &SubmitOptions,
+) -> Result<(), SubmitError> {
+    let path = ["v1", "oncall", schedule, "overrides", id];
+    let (status, value, text) =
+        call_api(server, api_key, reqwest::Method::DELETE, &path, None, opts).await?;
+    if status == 204 {
+        Ok(())
+    } else {
+        Err(refused(status, value, &text))
+    }
+}
+
+/// One request to `/{path...}` of the gateway.
+async fn call_api(
+    server: &str,
+    api_key: &str,
+    method: reqwest::Method,
+    path: &[&str],
+    body: Option<&Value>,
+    opts: &SubmitOptions,
+) -> Result<(u16, Option<Value>, String), SubmitError> {
     let mut url = url::Url::parse(server)
         .map_err(|e| SubmitError::BadServer(format!("`{server}` is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -174,9 +251,8 @@ async fn call(
     url.path_segments_mut()
         .map_err(|()| SubmitError::BadServer(format!("`{server}` cannot be a base URL")))?
         .pop_if_empty()
-        .extend(["v1", "messages"])
         // Escaped: an id is one path segment whatever it holds.
-        .extend(segments);
+        .extend(path);
 
     // reqwest is built without a default crypto provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();

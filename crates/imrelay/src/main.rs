@@ -14,6 +14,7 @@ mod health_cmd;
 mod import_cmd;
 mod message_cmd;
 mod mock_cmd;
+mod oncall_cmd;
 mod send_cmd;
 mod serve_cmd;
 mod status_cmd;
@@ -88,6 +89,8 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     Message(message_cmd::MessageCommand),
     /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.
     Health(health_cmd::HealthArgs),
+    /// Who is on call on a running gateway's schedules; temporary overrides.
+    Oncall(oncall_cmd::OncallArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import_cmd::run(cmd),
             Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Health(args) => health_cmd::run(args).await,
+            Command::Oncall(args) => oncall_cmd::run(args).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

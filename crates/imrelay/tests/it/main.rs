@@ -11,6 +11,7 @@ mod message_cli;
 mod migrate_guides;
 mod migrate_pa;
 mod migrate_pwd;
+mod oncall_crash;
 mod packaging;
 mod readme;
 mod send_server;

@@ -244,6 +244,7 @@ pub enum Platform {
     Wecom,
     Wechat,
     Webhook,
+    Email,
 }
 
 impl Platform {
@@ -254,6 +255,7 @@ impl Platform {
             Platform::Wecom => "wecom",
             Platform::Wechat => "wechat",
             Platform::Webhook => "webhook",
+            Platform::Email => "email",
         }
     }
 }

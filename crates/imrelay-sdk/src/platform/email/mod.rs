@@ -24,7 +24,7 @@ mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use serde::Deserialize;
 
@@ -67,8 +68,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the connection to the SMTP server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Security {
     /// Plain connection upgraded with STARTTLS (RFC 3207), which is required:
     /// a server that does not offer it fails the send. Port 587 by default.
@@ -80,6 +80,20 @@ pub enum Security {
     /// same host: anyone on the path can read and change the mail. Port 25 by
     /// default; `username`/`password` are refused in this mode.
     None,
+}
+
+// By hand, so a wrong value names the key (serde's enum error does not).
+impl<'de> Deserialize<'de> for Security {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "starttls" => Ok(Security::Starttls),
+            "tls" => Ok(Security::Tls),
+            "none" => Ok(Security::None),
+            other => Err(serde::de::Error::custom(format_args!(
+                "`security` must be \"starttls\", \"tls\" or \"none\", not {other:?}"
+            ))),
+        }
+    }
 }
 
 impl Security {
@@ -150,8 +164,43 @@ pub struct Email {
     max_per_minute: u32,
     max_recipients: usize,
     send_timeout: Duration,
-    /// Built once: lettre keeps a pool of authenticated connections in it.
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Checked when the destination is built; the transport is made from it
+    /// once, at the first send.
+    builder: AsyncSmtpTransportBuilder,
+    /// lettre keeps a pool of authenticated connections in it. Its pool
+    /// starts a tokio task, so it is made inside the runtime (at the first
+    /// send) rather than in [`Email::new`], which may run outside one.
+    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl Email {
+    pub(super) fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
+        self.transport.get_or_init(|| self.builder.clone().build())
+    }
+}
+
+impl Drop for Email {
+    // Dropping lettre's pool spawns a task that closes its connections;
+    // outside a runtime (a destination dropped after its runtime ended) that
+    // spawn would panic, so give it a short-lived runtime to run on.
+    fn drop(&mut self) {
+        let Some(transport) = self.transport.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(transport);
+        } else if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            let _guard = rt.enter();
+            drop(transport);
+        } else {
+            // No runtime can be made: leak the idle connections rather than
+            // panic in a destructor.
+            std::mem::forget(transport);
+        }
+    }
 }
 
 impl fmt::Debug for Email {
@@ -291,7 +340,8 @@ impl Email {
             max_per_minute,
             max_recipients,
             send_timeout,
-            transport: builder.build(),
+            builder,
+            transport: OnceLock::new(),
         })
     }
 }

@@ -177,7 +177,7 @@ impl Failure {
 }
 
 async fn transact(dest: &Email, envelope: &Envelope, bytes: &[u8]) -> Result<Report, Failure> {
-    match tokio::time::timeout(dest.send_timeout, dest.transport.send_raw(envelope, bytes)).await {
+    match tokio::time::timeout(dest.send_timeout, dest.transport().send_raw(envelope, bytes)).await {
         Err(_) => Err(Failure::TimedOut(dest.send_timeout)),
         Ok(Err(e)) => Err(Failure::Smtp(e)),
         Ok(Ok(resp)) => {

@@ -23,9 +23,11 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import logging
 import os
 import ssl
 import sys
+import warnings
 from email import policy
 from email.parser import BytesParser
 
@@ -191,6 +193,10 @@ def authenticator_for(user, password):
 
 
 async def main():
+    # Keep errors (a refused handshake's traceback), drop aiosmtpd's expected
+    # warnings about the modes the test uses on purpose.
+    logging.basicConfig(level=logging.ERROR)
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)

@@ -259,7 +259,7 @@ pub fn classify(e: &SmtpError) -> Report {
              STARTTLS not offered, or 8BITMIME missing): check `host`, `port` and `security`",
         );
     }
-    let hint = if e.is_tls() {
+    let hint = if e.is_tls() || tls_failure(e) {
         "TLS failed: check `host` (it must match the certificate), `security` and `ca_file`"
     } else if e.is_timeout() {
         "the server did not answer in time (`timeout_secs`)"
@@ -267,4 +267,23 @@ pub fn classify(e: &SmtpError) -> Report {
         "could not talk to the SMTP server: check `host`, `port` and `security`"
     };
     Report::new(Outcome::Retry { after: None }, text).with_hint(hint)
+}
+
+/// Whether a connection error came from the TLS layer (lettre files a failed
+/// certificate check under "connection error", with rustls's error inside an
+/// I/O error).
+fn tls_failure(e: &SmtpError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }

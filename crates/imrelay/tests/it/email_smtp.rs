@@ -158,7 +158,10 @@ async fn starttls_with_auth_delivers_a_chinese_multipart_email() {
     let got = sink.messages();
     assert_eq!(got.len(), 1, "{got:#?}");
     let m = &got[0];
-    assert_eq!(m["tls"], true, "STARTTLS must have happened before the mail");
+    assert_eq!(
+        m["tls"], true,
+        "STARTTLS must have happened before the mail"
+    );
     assert_eq!(m["auth_user"], USER);
     assert_eq!(m["mail_from"], "alerts@example.com");
     assert_eq!(
@@ -174,7 +177,10 @@ async fn starttls_with_auth_delivers_a_chinese_multipart_email() {
         json!(["oncall@example.com", "张三 <zhangsan@example.com>"])
     );
     assert_eq!(p["reply_to"], "sre@example.com");
-    assert_eq!(p["message_id"].as_str(), report.platform_message_id.as_deref());
+    assert_eq!(
+        p["message_id"].as_str(),
+        report.platform_message_id.as_deref()
+    );
     assert_eq!(p["content_type"], "multipart/alternative");
     // On the wire the message is 7-bit: the Chinese is encoded, not raw.
     let raw = m["data"].as_str().unwrap();
@@ -197,7 +203,10 @@ async fn starttls_with_auth_delivers_a_chinese_multipart_email() {
     );
     // Raw HTML in the markdown arrives as text, not as a script.
     assert!(!html.contains("<script>"), "{html}");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
 
     // A retry of the same message carries the same Message-ID.
     let again = send_one(dest.as_ref(), &msg).await;
@@ -231,7 +240,10 @@ async fn implicit_tls_delivers_and_card_buttons_become_links() {
     assert_eq!(got[0]["tls"], true);
     assert_eq!(got[0]["parsed"]["subject"], "API 5xx");
     let text = part(&got[0], "text/plain")["content"].as_str().unwrap();
-    assert!(text.contains("Runbook: https://wiki.example.com/runbook"), "{text}");
+    assert!(
+        text.contains("Runbook: https://wiki.example.com/runbook"),
+        "{text}"
+    );
     let html = part(&got[0], "text/html")["content"].as_str().unwrap();
     assert!(
         html.contains("<a href=\"https://wiki.example.com/runbook\">Runbook</a>"),
@@ -265,14 +277,23 @@ async fn plain_smtp_reports_a_refused_recipient_and_delivers_to_the_others() {
     assert!(f.reason.contains("User unknown"), "{}", f.reason);
 
     let got = sink.messages();
-    let rcpts: Vec<&Value> = got.iter().flat_map(|m| m["rcpt_tos"].as_array().unwrap()).collect();
-    assert_eq!(rcpts, [&json!("first@example.com"), &json!("last@example.com")]);
+    let rcpts: Vec<&Value> = got
+        .iter()
+        .flat_map(|m| m["rcpt_tos"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        rcpts,
+        [&json!("first@example.com"), &json!("last@example.com")]
+    );
     assert!(got.iter().all(|m| m["tls"] == false));
     // Each copy shows the full recipient list, and plain text as both parts.
     let m = &got[0];
     assert_eq!(m["parsed"]["to"].as_array().unwrap().len(), 3);
     assert_eq!(
-        part(m, "text/plain")["content"].as_str().unwrap().trim_end(),
+        part(m, "text/plain")["content"]
+            .as_str()
+            .unwrap()
+            .trim_end(),
         "值班请确认 / please acknowledge"
     );
     assert!(part(m, "text/html")["content"]
@@ -320,7 +341,10 @@ async fn a_wrong_password_is_permanent_and_names_the_keys() {
     assert_eq!(report.outcome, Outcome::Permanent, "{report}");
     assert_eq!(report.code, Some(Code::Int(535)));
     let shown = format!("{report} {report:?} {dest:?}");
-    assert!(shown.contains("`username`") && shown.contains("`password`"), "{shown}");
+    assert!(
+        shown.contains("`username`") && shown.contains("`password`"),
+        "{shown}"
+    );
     assert!(!shown.contains("not-the-password"), "{shown}");
     assert!(sink.messages().is_empty());
 }
@@ -337,7 +361,10 @@ async fn an_untrusted_certificate_or_a_closed_port_is_retried() {
     let report = send_one(dest.as_ref(), &Message::text("x")).await;
     assert_eq!(report.outcome, Outcome::Retry { after: None }, "{report}");
     assert!(report.code.is_none());
-    assert!(report.hint.as_deref().unwrap_or("").contains("ca_file"), "{report}");
+    assert!(
+        report.hint.as_deref().unwrap_or("").contains("ca_file"),
+        "{report}"
+    );
     assert!(sink.messages().is_empty());
 
     let closed = email(json!({

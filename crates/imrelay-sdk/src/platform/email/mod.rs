@@ -32,8 +32,8 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use serde::Deserialize;
 
@@ -55,9 +55,10 @@ pub static REGISTRATIONS: &[Registration] = &[Registration {
     build: |client, value| Ok(Arc::new(Email::new(client, parse_config(KIND, value)?)?)),
 }];
 
-/// Default sends a minute: well under what mail providers let one account
-/// submit (Gmail, Microsoft 365 allow around 30 a minute), so a burst of
-/// alerts does not get the sending account throttled or flagged.
+/// Default sends a minute: under what mail providers let one account submit
+/// (Exchange Online: 30 messages a minute per mailbox,
+/// https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits#sending-limits-1),
+/// so a burst of alerts does not get the sending account throttled or flagged.
 pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
 /// Default recipients per SMTP transaction. RFC 5321 §4.5.3.1.8 only asks
 /// servers to take 100; many take fewer.
@@ -304,7 +305,9 @@ impl Email {
         let tls = match cfg.security {
             Security::None => {
                 if cfg.ca_file.is_some() {
-                    return Err(config_err("`ca_file` needs `security` \"starttls\" or \"tls\""));
+                    return Err(config_err(
+                        "`ca_file` needs `security` \"starttls\" or \"tls\"",
+                    ));
                 }
                 Tls::None
             }
@@ -350,8 +353,12 @@ impl Email {
 fn tls_parameters(host: &str, ca_file: Option<&PathBuf>) -> Result<TlsParameters, Error> {
     let mut b = TlsParameters::builder(host.to_string());
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| config_err(format_args!("`ca_file`: cannot read {}: {e}", path.display())))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            config_err(format_args!(
+                "`ca_file`: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
         if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
             return Err(config_err(format_args!(
                 "`ca_file`: {} holds no PEM certificate",

@@ -116,7 +116,8 @@ fn content(msg: &Message) -> Result<(String, String, String), Error> {
                     plain.push_str(&format!("{}: {}\n", b.text, b.url));
                 }
             }
-            let links: Vec<(&String, &String)> = buttons.iter().map(|b| (&b.text, &b.url)).collect();
+            let links: Vec<(&String, &String)> =
+                buttons.iter().map(|b| (&b.text, &b.url)).collect();
             (
                 plain.trim_end().to_string(),
                 format!("{}{}", markdown_html(text), links_html(&links)),

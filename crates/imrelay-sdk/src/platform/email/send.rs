@@ -70,7 +70,10 @@ pub(super) async fn send(dest: &Email, payload: &Payload) -> Report {
     match last {
         // Every address refused on its own: the answer for all is the answer.
         Some(mut r) if delivered == 0 => {
-            if failed.iter().any(|f| !matches!(f.outcome, Outcome::Permanent)) {
+            if failed
+                .iter()
+                .any(|f| !matches!(f.outcome, Outcome::Permanent))
+            {
                 r.outcome = Outcome::Retry { after: None };
             }
             r.message = failed
@@ -100,7 +103,10 @@ struct Built {
 /// A malformed payload (edited in a queue, or built by hand) is not going to
 /// get better.
 fn invalid(msg: String) -> Report {
-    Report::new(Outcome::Permanent, format!("not a valid email payload: {msg}"))
+    Report::new(
+        Outcome::Permanent,
+        format!("not a valid email payload: {msg}"),
+    )
 }
 
 fn mailbox(field: &str, v: &str) -> Result<Mailbox, Report> {
@@ -177,14 +183,21 @@ impl Failure {
 }
 
 async fn transact(dest: &Email, envelope: &Envelope, bytes: &[u8]) -> Result<Report, Failure> {
-    match tokio::time::timeout(dest.send_timeout, dest.transport().send_raw(envelope, bytes)).await {
+    match tokio::time::timeout(
+        dest.send_timeout,
+        dest.transport().send_raw(envelope, bytes),
+    )
+    .await
+    {
         Err(_) => Err(Failure::TimedOut(dest.send_timeout)),
         Ok(Err(e)) => Err(Failure::Smtp(e)),
         Ok(Ok(resp)) => {
             let code = u16::from(resp.code());
             let text = resp.message().collect::<Vec<_>>().join(" ");
-            Ok(Report::new(Outcome::Delivered, clip(&format!("{code} {text}")))
-                .with_code(Code::Int(i64::from(code))))
+            Ok(
+                Report::new(Outcome::Delivered, clip(&format!("{code} {text}")))
+                    .with_code(Code::Int(i64::from(code))),
+            )
         }
     }
 }
@@ -279,7 +292,10 @@ fn tls_failure(e: &SmtpError) -> bool {
             return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
                 return true;
             }
         }

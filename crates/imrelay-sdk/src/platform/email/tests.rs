@@ -168,7 +168,10 @@ fn text_is_escaped_and_a_title_defaults_from_the_body() {
     let b = body(d.as_ref(), &Message::text("a < b & c\nline 2\n\nnext"));
     assert_eq!(b["subject"], "a < b & c");
     assert_eq!(b["text"], "a < b & c\nline 2\n\nnext");
-    assert_eq!(b["html"], "<p>a &lt; b &amp; c<br>\nline 2</p>\n<p>next</p>\n");
+    assert_eq!(
+        b["html"],
+        "<p>a &lt; b &amp; c<br>\nline 2</p>\n<p>next</p>\n"
+    );
     // A newline in a title cannot start a new header.
     let b = body(
         d.as_ref(),
@@ -183,8 +186,14 @@ fn cards_templates_links_news_and_images_degrade_to_text_and_links() {
     let card = Message::new(Body::Card {
         text: "**CPU** 98%".into(),
         buttons: vec![
-            Button { text: "Ack".into(), url: "https://ack.example.com/1".into() },
-            Button { text: "Bad".into(), url: "javascript:void(0)".into() },
+            Button {
+                text: "Ack".into(),
+                url: "https://ack.example.com/1".into(),
+            },
+            Button {
+                text: "Bad".into(),
+                url: "javascript:void(0)".into(),
+            },
         ],
         theme: Some("red".into()),
     });
@@ -208,7 +217,10 @@ fn cards_templates_links_news_and_images_degrade_to_text_and_links() {
     })
     .with_title("Alert");
     let b = body(d.as_ref(), &tpl);
-    assert_eq!(b["text"], "host: db-01\n状态: <firing>\n\nhttps://example.com/a");
+    assert_eq!(
+        b["text"],
+        "host: db-01\n状态: <firing>\n\nhttps://example.com/a"
+    );
     assert!(b["html"]
         .as_str()
         .unwrap()
@@ -237,9 +249,13 @@ fn cards_templates_links_news_and_images_degrade_to_text_and_links() {
         "<ul>\n<li><a href=\"https://status.example.com/7\">Incident #7</a><br>\nresolved</li>\n</ul>\n"
     );
 
-    let img = Message::new(Body::Image { image: ImageSource::Url("https://example.com/a.png".into()) });
+    let img = Message::new(Body::Image {
+        image: ImageSource::Url("https://example.com/a.png".into()),
+    });
     assert_eq!(body(d.as_ref(), &img)["text"], "https://example.com/a.png");
-    let bytes = Message::new(Body::Image { image: ImageSource::Base64("AA==".into()) });
+    let bytes = Message::new(Body::Image {
+        image: ImageSource::Base64("AA==".into()),
+    });
     assert!(matches!(d.render(&bytes), Err(Error::Unsupported { .. })));
 }
 
@@ -251,13 +267,23 @@ fn raw_bodies_are_email_content_or_refused() {
         payload: json!({"subject": "S", "text": "T", "html": "<i>H</i>"}),
     });
     let b = body(d.as_ref(), &raw);
-    assert_eq!((b["subject"].as_str(), b["text"].as_str(), b["html"].as_str()), (Some("[x] S"), Some("T"), Some("<i>H</i>")));
+    assert_eq!(
+        (
+            b["subject"].as_str(),
+            b["text"].as_str(),
+            b["html"].as_str()
+        ),
+        (Some("[x] S"), Some("T"), Some("<i>H</i>"))
+    );
     let other = Message::new(Body::Raw {
         platform: Some(Platform::Feishu),
         payload: json!({"subject": "S", "text": "T"}),
     });
     assert!(matches!(d.render(&other), Err(Error::Unsupported { .. })));
-    let bad = Message::new(Body::Raw { platform: None, payload: json!({"msgtype": "text"}) });
+    let bad = Message::new(Body::Raw {
+        platform: None,
+        payload: json!({"msgtype": "text"}),
+    });
     assert!(matches!(d.render(&bad), Err(Error::InvalidMessage(_))));
 }
 

@@ -10,6 +10,7 @@ signs for 127.0.0.1 and localhost, and offers STARTTLS (RFC 3207) or speaks TLS
 from the first byte (RFC 8314). --auth requires AUTH PLAIN/LOGIN with those
 credentials (only offered once TLS is up, as aiosmtpd does by default).
 --reject answers RCPT TO for that address with 550, --tempfail with 450.
+Each AUTH attempt adds a line (the mechanism) to DIR/auth.log.
 
 Prints one JSON line {"ready": true, "port": N, "ca": PATH|null} once it
 accepts connections, then writes every accepted message, before answering its
@@ -178,8 +179,11 @@ def parse(raw):
     }
 
 
-def authenticator_for(user, password):
+def authenticator_for(out, user, password):
     def check(server, session, envelope, mechanism, auth_data):
+        # One line per AUTH attempt, so a test can count them.
+        with open(os.path.join(out, "auth.log"), "a", encoding="utf-8") as f:
+            f.write(f"{mechanism}\n")
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login == user.encode()
@@ -218,7 +222,7 @@ async def main():
         kwargs.update(tls_context=ctx, require_starttls=True)
     if args.auth:
         user, _, password = args.auth.partition(":")
-        kwargs.update(auth_required=True, authenticator=authenticator_for(user, password))
+        kwargs.update(auth_required=True, authenticator=authenticator_for(args.out, user, password))
         # Implicit TLS: the connection is encrypted before SMTP starts, which
         # aiosmtpd's auth_require_tls check does not see.
         if args.tls:

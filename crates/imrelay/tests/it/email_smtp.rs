@@ -335,7 +335,7 @@ async fn a_wrong_password_is_permanent_and_names_the_keys() {
         "password": "not-the-password",
         "ca_file": sink.ca(),
         "from": "alerts@example.com",
-        "to": ["oncall@example.com"],
+        "to": ["oncall@example.com", "deputy@example.com"],
     }));
     let report = send_one(dest.as_ref(), &Message::text("x")).await;
     assert_eq!(report.outcome, Outcome::Permanent, "{report}");
@@ -347,6 +347,10 @@ async fn a_wrong_password_is_permanent_and_names_the_keys() {
     );
     assert!(!shown.contains("not-the-password"), "{shown}");
     assert!(sink.messages().is_empty());
+    // One attempt only: a refused login is not tried again per recipient
+    // (repeated failures can lock the account).
+    let attempts = std::fs::read_to_string(sink.dir.path("auth.log")).unwrap();
+    assert_eq!(attempts.lines().count(), 1, "{attempts}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,10 +239,11 @@ fn secs(key: &str, value: Option<f64>, default: Duration) -> Result<Duration, Er
 }
 
 impl Email {
-    pub fn new(client: &Client, cfg: EmailConfig) -> Result<Self, Error> {
+    /// Check `cfg` and prepare the transport. `_client` is not needed: SMTP
+    /// shares neither the HTTP client nor the token cache.
+    pub fn new(_client: &Client, cfg: EmailConfig) -> Result<Self, Error> {
         // lettre's rustls uses the process default provider when one is set;
         // install ring like the HTTP client does (a second install is a no-op).
-        let _ = client;
         let _ = rustls::crypto::ring::default_provider().install_default();
 
         let host = cfg.host.trim();

@@ -38,12 +38,14 @@ pub(super) async fn send(dest: &Email, payload: &Payload) -> Report {
         Err(e) => e,
     };
     // lettre ends the whole transaction at the first refused RCPT without
-    // saying which address it was. When a permanent refusal hits a
-    // several-recipient email, send it to each recipient alone: the
+    // saying which address it was. When a mailbox refusal (550, 551, 553)
+    // hits a several-recipient email, send it to each recipient alone: the
     // addresses the server takes get the mail, the others are reported one
     // by one. Nothing was accepted by the failed transaction (a refusal
     // before the end of DATA delivers nothing), so no one gets it twice.
-    if to.len() < 2 || !matches!(first, Failure::Smtp(ref e) if e.is_permanent()) {
+    // Other refusals (AUTH, size, policy) would only repeat, and repeated
+    // AUTH failures can lock the account, so they are reported as they are.
+    if to.len() < 2 || !matches!(first, Failure::Smtp(ref e) if is_mailbox_refusal(e)) {
         return first.report();
     }
     let mut delivered = 0usize;
@@ -161,6 +163,14 @@ fn build(payload: &Payload) -> Result<Built, Report> {
         bytes: msg.formatted(),
         message_id,
     })
+}
+
+/// A permanent refusal that names a mailbox: 550 mailbox unavailable, 551
+/// user not local, 553 mailbox name not allowed (RFC 5321 §4.2.2).
+fn is_mailbox_refusal(e: &SmtpError) -> bool {
+    e.is_permanent()
+        && e.status()
+            .is_some_and(|c| matches!(u16::from(c), 550 | 551 | 553))
 }
 
 /// Why one SMTP transaction did not deliver.

@@ -269,6 +269,7 @@ pub enum Platform {
     Wecom,
     Wechat,
     Webhook,
+    Email,
 }
 
 impl Platform {
@@ -279,6 +280,7 @@ impl Platform {
             Platform::Wecom => "wecom",
             Platform::Wechat => "wechat",
             Platform::Webhook => "webhook",
+            Platform::Email => "email",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! line in [`REGISTRY`].
 
 pub mod dingtalk;
+pub mod email;
 mod errcode;
 pub mod feishu;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub static REGISTRY: &[&[Registration]] = &[
     wecom::REGISTRATIONS,
     wechat::REGISTRATIONS,
     webhook::REGISTRATIONS,
+    email::REGISTRATIONS,
 ];
 
 /// Refuse a raw payload marked for another platform than `own`.

@@ -9,6 +9,7 @@ use imrelay_gateway::store::*;
 use imrelay_sdk::clock::{Clock, FixedClock};
 use imrelay_sdk::Message;
 
+mod escalations;
 mod lifecycle;
 mod retention;
 pub use retention::*;
@@ -1208,6 +1209,9 @@ pub async fn progress_counts_failures_retried_in_the_claim(ctx: &Ctx) {
 
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
+    "escalation_steps_fire_once_and_atomically",
+    "a_thread_escalates_once_and_a_resolve_ends_it",
+    "oncall_overrides_are_kept_until_they_end",
     "enqueue_and_get",
     "batch_items_are_independent",
     "idempotency",
@@ -1272,6 +1276,15 @@ pub async fn run(name: &str, ctx: &Ctx) {
             retention_prunes_only_expired_settled_messages(ctx).await
         }
         "prune_batches_are_bounded" => prune_batches_are_bounded(ctx).await,
+        "escalation_steps_fire_once_and_atomically" => {
+            escalations::escalation_steps_fire_once_and_atomically(ctx).await
+        }
+        "a_thread_escalates_once_and_a_resolve_ends_it" => {
+            escalations::a_thread_escalates_once_and_a_resolve_ends_it(ctx).await
+        }
+        "oncall_overrides_are_kept_until_they_end" => {
+            escalations::oncall_overrides_are_kept_until_they_end(ctx).await
+        }
         "threads_keep_order_and_the_parts_to_update" => {
             lifecycle::threads_keep_order_and_the_parts_to_update(ctx).await
         }
@@ -1315,6 +1328,9 @@ macro_rules! store_cases {
             threads_keep_order_and_the_parts_to_update,
             update_tokens_and_the_thread_lease,
             retention_keeps_an_active_threads_first_message,
+            escalation_steps_fire_once_and_atomically,
+            a_thread_escalates_once_and_a_resolve_ends_it,
+            oncall_overrides_are_kept_until_they_end,
         );
     };
 

@@ -59,6 +59,20 @@ name = "ci-feishu"
 platform = "feishu"
 verification_token = "ci-verification-token"
 forward = [{ url = "http://127.0.0.1:9/events", secret = "whsec_Y2ktc2NoZW1hdGhlc2lzLWZvcndhcmQtc2VjcmV0LTA=", allow_private = true }]
+[[people]]
+name = "zhangsan"
+dingtalk = { mobile = "13800000001" }
+[[schedules]]
+name = "dba"
+[[schedules.layers]]
+rotation = "weekly"
+start = "2026-01-05"
+people = ["zhangsan"]
+[[escalation_policies]]
+name = "critical"
+[[escalation_policies.steps]]
+after = "5m"
+notify = [{ channel = "alerts", to = ["oncall:dba"] }]
 TOML
 } >"$WORK/imrelay.toml"
 IMRELAY_LOG_FORMAT=json "$BIN" serve --config "$WORK/imrelay.toml" 2>"$WORK/serve.log" &

@@ -244,6 +244,8 @@ pub enum Platform {
     Wecom,
     Wechat,
     Webhook,
+    Aliyun,
+    Tencent,
 }
 
 impl Platform {
@@ -254,6 +256,8 @@ impl Platform {
             Platform::Wecom => "wecom",
             Platform::Wechat => "wechat",
             Platform::Webhook => "webhook",
+            Platform::Aliyun => "aliyun",
+            Platform::Tencent => "tencent",
         }
     }
 }

@@ -2,9 +2,11 @@
 //! implements [`crate::Destination`] and exports its `REGISTRATIONS`, plus one
 //! line in [`REGISTRY`].
 
+pub mod aliyun;
 pub mod dingtalk;
 mod errcode;
 pub mod feishu;
+pub mod tencent;
 #[cfg(test)]
 mod testing;
 pub mod webhook;
@@ -22,6 +24,8 @@ pub static REGISTRY: &[&[Registration]] = &[
     wecom::REGISTRATIONS,
     wechat::REGISTRATIONS,
     webhook::REGISTRATIONS,
+    aliyun::REGISTRATIONS,
+    tencent::REGISTRATIONS,
 ];
 
 /// Refuse a raw payload marked for another platform than `own`.

@@ -250,7 +250,10 @@ pub(crate) async fn handle(
         Some(secret) => {
             let expected = sign::signature(secret, method.as_str(), &params);
             let ok = get("SignatureMethod") == "HMAC-SHA1"
-                && imrelay_sdk::sign::constant_time_eq(expected.as_bytes(), get("Signature").as_bytes());
+                && imrelay_sdk::sign::constant_time_eq(
+                    expected.as_bytes(),
+                    get("Signature").as_bytes(),
+                );
             if !ok {
                 if let Some(e) = call.entry.as_mut() {
                     e.signature = SignatureCheck::Failed;
@@ -393,7 +396,9 @@ fn single_call(call: Call, s: &MockState, target: &str, p: &BTreeMap<String, Str
         json!({"TtsCode": get("TtsCode"), "TtsParam": params, "PlayTimes": play_times}),
         s.now_ms(),
     ));
-    call.accept(json!({"Code": "OK", "Message": "OK", "CallId": call_id, "RequestId": request_id()}))
+    call.accept(
+        json!({"Code": "OK", "Message": "OK", "CallId": call_id, "RequestId": request_id()}),
+    )
 }
 
 /// TtsParam: a JSON object (no documented length cap for its values).
@@ -428,6 +433,9 @@ mod tests {
             "isv.INVALID_JSON_PARAM"
         );
         let long = format!(r#"{{"a":"{}"}}"#, "字".repeat(36));
-        assert_eq!(template_param(&long).unwrap_err().0, "isv.PARAM_LENGTH_LIMIT");
+        assert_eq!(
+            template_param(&long).unwrap_err().0,
+            "isv.PARAM_LENGTH_LIMIT"
+        );
     }
 }

@@ -71,7 +71,9 @@ impl Call<'_> {
 
     fn injected(mut self, inj: Injected) -> Response {
         match inj {
-            Injected::Code { code, msg } => self.error(&code.to_string(), &format!("injected: {msg}")),
+            Injected::Code { code, msg } => {
+                self.error(&code.to_string(), &format!("injected: {msg}"))
+            }
             Injected::Http(status) => {
                 self.log(|e| e.rejected(format!("http {status}"), "injected HTTP error"));
                 (injected_status(status), "injected HTTP error").into_response()
@@ -147,7 +149,10 @@ pub(crate) async fn handle(s: Arc<MockState>, headers: &HeaderMap, body: &[u8]) 
         _ => ("sms.send", "sms", "sms", "2021-01-11"),
     };
     let auth = sign::parse_authorization(header(headers, "authorization"));
-    let secret_id = auth.as_ref().map(|a| a.secret_id.clone()).unwrap_or_default();
+    let secret_id = auth
+        .as_ref()
+        .map(|a| a.secret_id.clone())
+        .unwrap_or_default();
     let target = format!("tencent:{kind}:{secret_id}");
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let mut entry = LogEntry::new(PLATFORM, endpoint, target.clone());
@@ -172,18 +177,29 @@ pub(crate) async fn handle(s: Arc<MockState>, headers: &HeaderMap, body: &[u8]) 
         );
     };
     let Ok(ts) = header(headers, "x-tc-timestamp").parse::<i64>() else {
-        return call.error("MissingParameter", "The request is missing a required parameter `X-TC-Timestamp`.");
+        return call.error(
+            "MissingParameter",
+            "The request is missing a required parameter `X-TC-Timestamp`.",
+        );
     };
     if header(headers, "x-tc-version") != version {
         return call.error(
             "InvalidParameterValue",
-            &format!("The version `{}` of `{action}` is not supported.", header(headers, "x-tc-version")),
+            &format!(
+                "The version `{}` of `{action}` is not supported.",
+                header(headers, "x-tc-version")
+            ),
         );
     }
     let secret = match s.app(MockPlatform::Tencent, &secret_id) {
         Some(app) => Some(app.app_secret),
         None if s.accept_unknown() => None,
-        None => return call.error("AuthFailure.SecretIdNotFound", "密钥不存在，请在控制台检查密钥是否已被删除或者禁用。"),
+        None => {
+            return call.error(
+                "AuthFailure.SecretIdNotFound",
+                "密钥不存在，请在控制台检查密钥是否已被删除或者禁用。",
+            )
+        }
     };
     if (s.now_ms().div_euclid(1000) - ts).abs() > MAX_SKEW_SECS {
         call.signature(SignatureCheck::Failed);
@@ -193,7 +209,11 @@ pub(crate) async fn handle(s: Arc<MockState>, headers: &HeaderMap, body: &[u8]) 
         );
     }
     if let Some(secret) = secret {
-        let cr = sign::canonical_request(header(headers, "content-type"), header(headers, "host"), body);
+        let cr = sign::canonical_request(
+            header(headers, "content-type"),
+            header(headers, "host"),
+            body,
+        );
         let sts = sign::string_to_sign(ts, service, &cr);
         let expected = sign::signature(&secret, ts, service, &sts);
         let ok = auth.signed_headers == sign::SIGNED_HEADERS
@@ -212,7 +232,10 @@ pub(crate) async fn handle(s: Arc<MockState>, headers: &HeaderMap, body: &[u8]) 
         call.signature(SignatureCheck::NotRequired);
     }
     let Some(v) = parsed.filter(Value::is_object) else {
-        return call.error("InvalidParameter", "The request body must be a JSON object.");
+        return call.error(
+            "InvalidParameter",
+            "The request body must be a JSON object.",
+        );
     };
     if action == "SendSms" {
         send_sms(call, &s, &target, &v)
@@ -235,7 +258,10 @@ fn str_field<'v>(v: &'v Value, key: &str) -> &'v str {
 
 fn send_sms(mut call: Call, s: &MockState, target: &str, v: &Value) -> Response {
     let Some(numbers) = strings(v, "PhoneNumberSet").filter(|n| !n.is_empty()) else {
-        return call.error("MissingParameter", "The request is missing a required parameter `PhoneNumberSet`.");
+        return call.error(
+            "MissingParameter",
+            "The request is missing a required parameter `PhoneNumberSet`.",
+        );
     };
     if numbers.len() > MAX_NUMBERS {
         return call.error(
@@ -256,10 +282,16 @@ fn send_sms(mut call: Call, s: &MockState, target: &str, v: &Value) -> Response 
     }
     let sign_name = str_field(v, "SignName");
     if sign_name.trim().is_empty() && numbers.iter().any(|n| n.starts_with("+86")) {
-        return call.error("FailedOperation.MissingSignature", "国内短信需要携带短信签名。");
+        return call.error(
+            "FailedOperation.MissingSignature",
+            "国内短信需要携带短信签名。",
+        );
     }
     let Some(params) = strings(v, "TemplateParamSet") else {
-        return call.error("InvalidParameter", "TemplateParamSet must be an array of strings.");
+        return call.error(
+            "InvalidParameter",
+            "TemplateParamSet must be an array of strings.",
+        );
     };
     if params.iter().any(|p| p.chars().count() > PARAM_MAX_CHARS) {
         return call.error(
@@ -272,7 +304,10 @@ fn send_sms(mut call: Call, s: &MockState, target: &str, v: &Value) -> Response 
     let mut failures = Vec::new();
     for n in &numbers {
         let refused = if !valid_number(n) {
-            Some(("InvalidParameterValue.IncorrectPhoneNumber", "手机号格式错误。"))
+            Some((
+                "InvalidParameterValue.IncorrectPhoneNumber",
+                "手机号格式错误。",
+            ))
         } else {
             over_limit(s, target, n)
         };
@@ -309,7 +344,8 @@ fn send_sms(mut call: Call, s: &MockState, target: &str, v: &Value) -> Response 
         }
         e
     });
-    Json(json!({"Response": {"SendStatusSet": statuses, "RequestId": request_id()}})).into_response()
+    Json(json!({"Response": {"SendStatusSet": statuses, "RequestId": request_id()}}))
+        .into_response()
 }
 
 fn send_tts_voice(mut call: Call, s: &MockState, target: &str, v: &Value) -> Response {
@@ -321,7 +357,10 @@ fn send_tts_voice(mut call: Call, s: &MockState, target: &str, v: &Value) -> Res
         );
     }
     if str_field(v, "VoiceSdkAppid").is_empty() {
-        return call.error("MissingParameter", "The request is missing a required parameter `VoiceSdkAppid`.");
+        return call.error(
+            "MissingParameter",
+            "The request is missing a required parameter `VoiceSdkAppid`.",
+        );
     }
     let template_id = str_field(v, "TemplateId");
     if template_id.is_empty() || !template_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -330,11 +369,17 @@ fn send_tts_voice(mut call: Call, s: &MockState, target: &str, v: &Value) -> Res
             "模板未审批或内容不匹配。",
         );
     }
-    if v.get("PlayTimes").and_then(Value::as_u64).is_some_and(|n| !(1..=3).contains(&n)) {
+    if v.get("PlayTimes")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| !(1..=3).contains(&n))
+    {
         return call.error("InvalidParameter", "PlayTimes must be 1 to 3.");
     }
     let Some(params) = strings(v, "TemplateParamSet") else {
-        return call.error("InvalidParameter", "TemplateParamSet must be an array of strings.");
+        return call.error(
+            "InvalidParameter",
+            "TemplateParamSet must be an array of strings.",
+        );
     };
     let call_id = format!("{}", uuid::Uuid::new_v4());
     s.sent.insert(SentMessage::new(

@@ -72,7 +72,10 @@ fn to(numbers: &[&str], text: &str) -> Message {
 /// What the mock says each phone received, over its HTTP API.
 async fn received(server: &MockServer, platform: &str) -> Vec<Value> {
     let v: Value = http()
-        .get(format!("{}/_mock/messages?platform={platform}", server.base_url()))
+        .get(format!(
+            "{}/_mock/messages?platform={platform}",
+            server.base_url()
+        ))
         .send()
         .await
         .unwrap()
@@ -97,7 +100,10 @@ async fn aliyun_sms_is_delivered_to_every_number() {
     let content = &got[0]["revisions"][0]["content"];
     assert_eq!(content["TemplateCode"], "SMS_100");
     assert_eq!(content["TemplateParam"]["content"], "P1\n磁盘使用率 97%");
-    assert_eq!(log(&server, "sms.send")[0].signature, SignatureCheck::Verified);
+    assert_eq!(
+        log(&server, "sms.send")[0].signature,
+        SignatureCheck::Verified
+    );
 }
 
 #[tokio::test]
@@ -109,14 +115,21 @@ async fn aliyun_wrong_secret_is_refused_with_signature_does_not_match() {
     assert_eq!(r.status, Some(400));
     assert_eq!(r.code, Some(Code::Name("SignatureDoesNotMatch".into())));
     assert!(!r.to_string().contains("not-the-secret"));
-    assert_eq!(log(&server, "sms.send")[0].signature, SignatureCheck::Failed);
+    assert_eq!(
+        log(&server, "sms.send")[0].signature,
+        SignatureCheck::Failed
+    );
     assert!(received(&server, "aliyun").await.is_empty());
 }
 
 #[tokio::test]
 async fn aliyun_stale_timestamps_and_replayed_nonces_are_refused() {
     let server = server().await;
-    let stale = aliyun_sms(&client_behind(Duration::from_secs(20 * 60)), &server, AK_SECRET);
+    let stale = aliyun_sms(
+        &client_behind(Duration::from_secs(20 * 60)),
+        &server,
+        AK_SECRET,
+    );
     let r = send_one(stale.as_ref(), &to(&["13800000000"], "x")).await;
     assert_eq!(r.code, Some(Code::Name("InvalidTimeStamp.Expired".into())));
     assert_eq!(r.outcome, Outcome::Permanent);
@@ -157,7 +170,10 @@ async fn aliyun_second_sms_within_a_minute_is_rate_limited_for_a_minute() {
         },
         "{r}"
     );
-    assert_eq!(r.code, Some(Code::Name("isv.BUSINESS_LIMIT_CONTROL".into())));
+    assert_eq!(
+        r.code,
+        Some(Code::Name("isv.BUSINESS_LIMIT_CONTROL".into()))
+    );
     assert_eq!(received(&server, "aliyun").await.len(), 1);
 }
 
@@ -170,7 +186,9 @@ async fn aliyun_number_outside_the_numbering_plan_is_permanent() {
     assert_eq!(r.outcome, Outcome::Permanent);
     assert_eq!(r.code, Some(Code::Name("isv.MOBILE_NUMBER_ILLEGAL".into())));
     // And a text that is not a number never leaves the SDK.
-    assert!(deliver(dest.as_ref(), &to(&["call me"], "x")).await.is_err());
+    assert!(deliver(dest.as_ref(), &to(&["call me"], "x"))
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -184,15 +202,21 @@ async fn aliyun_voice_calls_each_number_once() {
             "tts_code": "TTS_200", "template_param": "text", "play_times": 2
         }))
         .unwrap();
-    let reports = deliver(dest.as_ref(), &to(&["13800000000", "13900000000"], "主库宕机"))
-        .await
-        .unwrap();
+    let reports = deliver(
+        dest.as_ref(),
+        &to(&["13800000000", "13900000000"], "主库宕机"),
+    )
+    .await
+    .unwrap();
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(|r| r.outcome.is_delivered()));
     let got = received(&server, "aliyun").await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[1]["recipients"], json!(["13900000000"]));
-    assert_eq!(got[1]["revisions"][0]["content"]["TtsParam"]["text"], "主库宕机");
+    assert_eq!(
+        got[1]["revisions"][0]["content"]["TtsParam"]["text"],
+        "主库宕机"
+    );
     assert_eq!(
         got[0]["message_id"].as_str(),
         reports[0].platform_message_id.as_deref()
@@ -203,18 +227,30 @@ async fn aliyun_voice_calls_each_number_once() {
 async fn tencent_sms_is_delivered_and_a_refused_number_is_a_failed_recipient() {
     let server = server().await;
     let dest = tencent_sms(&Client::new().unwrap(), &server, SECRET_KEY);
-    let r = send_one(dest.as_ref(), &to(&["13800000000", "10000000000"], "磁盘满")).await;
+    let r = send_one(
+        dest.as_ref(),
+        &to(&["13800000000", "10000000000"], "磁盘满"),
+    )
+    .await;
     assert_eq!(r.outcome, Outcome::Delivered, "{r}");
     assert_eq!(r.failed_recipients.len(), 1);
     let f = &r.failed_recipients[0];
     assert_eq!(f.recipient, "+8610000000000");
     assert_eq!(f.outcome, Outcome::Permanent);
-    assert!(f.reason.starts_with("InvalidParameterValue.IncorrectPhoneNumber"));
+    assert!(f
+        .reason
+        .starts_with("InvalidParameterValue.IncorrectPhoneNumber"));
     let got = received(&server, "tencent").await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["recipients"], json!(["+8613800000000"]));
-    assert_eq!(got[0]["revisions"][0]["content"]["TemplateParamSet"], json!(["磁盘满"]));
-    assert_eq!(log(&server, "sms.send")[0].signature, SignatureCheck::Verified);
+    assert_eq!(
+        got[0]["revisions"][0]["content"]["TemplateParamSet"],
+        json!(["磁盘满"])
+    );
+    assert_eq!(
+        log(&server, "sms.send")[0].signature,
+        SignatureCheck::Verified
+    );
 }
 
 #[tokio::test]
@@ -227,14 +263,25 @@ async fn tencent_wrong_key_unknown_id_and_skew_are_refused_with_their_codes() {
     )
     .await;
     assert_eq!(r.outcome, Outcome::Permanent);
-    assert_eq!(r.code, Some(Code::Name("AuthFailure.SignatureFailure".into())));
+    assert_eq!(
+        r.code,
+        Some(Code::Name("AuthFailure.SignatureFailure".into()))
+    );
 
     let r = send_one(
-        tencent_sms(&client_behind(Duration::from_secs(6 * 60)), &server, SECRET_KEY).as_ref(),
+        tencent_sms(
+            &client_behind(Duration::from_secs(6 * 60)),
+            &server,
+            SECRET_KEY,
+        )
+        .as_ref(),
         &msg,
     )
     .await;
-    assert_eq!(r.code, Some(Code::Name("AuthFailure.SignatureExpire".into())));
+    assert_eq!(
+        r.code,
+        Some(Code::Name("AuthFailure.SignatureExpire".into()))
+    );
 
     let stranger = Client::new()
         .unwrap()
@@ -244,7 +291,10 @@ async fn tencent_wrong_key_unknown_id_and_skew_are_refused_with_their_codes() {
         }))
         .unwrap();
     let r = send_one(stranger.as_ref(), &msg).await;
-    assert_eq!(r.code, Some(Code::Name("AuthFailure.SecretIdNotFound".into())));
+    assert_eq!(
+        r.code,
+        Some(Code::Name("AuthFailure.SecretIdNotFound".into()))
+    );
     assert!(received(&server, "tencent").await.is_empty());
 }
 
@@ -264,7 +314,9 @@ async fn tencent_second_sms_within_30_seconds_is_rate_limited_for_30_seconds() {
     );
     assert_eq!(
         r.code,
-        Some(Code::Name("LimitExceeded.PhoneNumberThirtySecondLimit".into()))
+        Some(Code::Name(
+            "LimitExceeded.PhoneNumberThirtySecondLimit".into()
+        ))
     );
     assert_eq!(r.failed_recipients[0].recipient, "+8613800000000");
 }
@@ -280,11 +332,17 @@ async fn tencent_voice_calls_each_number_once() {
             "voice_sdk_app_id": "1400001111", "template_id": "3330", "play_times": 2
         }))
         .unwrap();
-    let reports = deliver(dest.as_ref(), &to(&["13800000000", "+85212345678"], "主库宕机"))
-        .await
-        .unwrap();
+    let reports = deliver(
+        dest.as_ref(),
+        &to(&["13800000000", "+85212345678"], "主库宕机"),
+    )
+    .await
+    .unwrap();
     assert_eq!(reports.len(), 2);
-    assert!(reports.iter().all(|r| r.outcome.is_delivered()), "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r.outcome.is_delivered()),
+        "{reports:?}"
+    );
     let got = received(&server, "tencent").await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[1]["recipients"], json!(["+85212345678"]));
@@ -292,5 +350,8 @@ async fn tencent_voice_calls_each_number_once() {
         got[1]["message_id"].as_str(),
         reports[1].platform_message_id.as_deref()
     );
-    assert_eq!(log(&server, "voice.call")[0].signature, SignatureCheck::Verified);
+    assert_eq!(
+        log(&server, "voice.call")[0].signature,
+        SignatureCheck::Verified
+    );
 }

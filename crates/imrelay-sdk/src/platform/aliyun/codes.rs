@@ -294,7 +294,11 @@ mod tests {
             let r = classify(&resp(200, &body.to_string()), "BizId");
             assert_eq!(r.outcome, info.class.outcome(), "{}", info.code);
             assert_eq!(r.code, Some(Code::Name(info.code.into())));
-            assert!(r.hint.as_deref().unwrap().contains(info.action), "{}", info.code);
+            assert!(
+                r.hint.as_deref().unwrap().contains(info.action),
+                "{}",
+                info.code
+            );
         }
     }
 
@@ -322,7 +326,10 @@ mod tests {
         let ok = r#"{"Code":"OK","Message":"OK","BizId":"900619746936498440^0","RequestId":"r"}"#;
         let r = classify(&resp(200, ok), "BizId");
         assert!(r.outcome.is_delivered());
-        assert_eq!(r.platform_message_id.as_deref(), Some("900619746936498440^0"));
+        assert_eq!(
+            r.platform_message_id.as_deref(),
+            Some("900619746936498440^0")
+        );
 
         let bad = r#"{"Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation.","RequestId":"r","HostId":"dysmsapi.aliyuncs.com"}"#;
         let r = classify(&resp(400, bad), "BizId");

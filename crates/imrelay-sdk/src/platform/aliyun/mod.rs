@@ -243,7 +243,10 @@ impl Api {
         let mut req = HttpRequest::get(endpoint::join(&self.base, "/"));
         req.method = http::Method::POST;
         req.body = Some(form.into_bytes());
-        req.header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        req.header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
     }
 
     async fn send(&self, payload: &Payload, id_field: &str) -> Report {
@@ -352,7 +355,12 @@ fn message_text(kind: &'static str, msg: &Message) -> Result<String, Error> {
         )
     })?;
     let text = text.trim();
-    let joined = match msg.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let joined = match msg
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         Some(t) if !text.is_empty() => format!("{t}\n{text}"),
         Some(t) => t.to_string(),
         None => text.to_string(),
@@ -410,7 +418,10 @@ fn template(
                 Some(max) => cut_chars(&text, max),
                 None => text,
             };
-            Ok((configured.to_string(), Some(json!({ name: text }).to_string())))
+            Ok((
+                configured.to_string(),
+                Some(json!({ name: text }).to_string()),
+            ))
         }
     }
 }
@@ -469,7 +480,12 @@ impl AliyunSms {
         Ok(AliyunSms {
             id: api.id(),
             api,
-            sign_name: non_empty(SMS_KIND, "sign_name", &cfg.sign_name, "copy the approved signature")?,
+            sign_name: non_empty(
+                SMS_KIND,
+                "sign_name",
+                &cfg.sign_name,
+                "copy the approved signature",
+            )?,
             template_code: non_empty(
                 SMS_KIND,
                 "template_code",
@@ -594,7 +610,10 @@ impl AliyunVoice {
             &cfg.access_key_secret,
         )?;
         check_defaults(VOICE_KIND, &cfg.phone_numbers)?;
-        if cfg.play_times.is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n)) {
+        if cfg
+            .play_times
+            .is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n))
+        {
             return Err(Error::Config(format!(
                 "{VOICE_KIND}: `play_times` must be 1 to {MAX_PLAY_TIMES}"
             )));

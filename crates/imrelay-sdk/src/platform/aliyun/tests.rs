@@ -44,8 +44,10 @@ fn param(p: &Payload, key: &str, name: &str) -> String {
 
 #[test]
 fn text_goes_into_the_configured_variable_cut_to_35_characters() {
-    let msg = Message::text("CPU 使用率超过 95%，持续 10 分钟，主机 web-01 已自动摘除流量，请尽快处理并确认")
-        .with_title("严重告警");
+    let msg = Message::text(
+        "CPU 使用率超过 95%，持续 10 分钟，主机 web-01 已自动摘除流量，请尽快处理并确认",
+    )
+    .with_title("严重告警");
     let p = &sms(json!({})).render(&msg).unwrap()[0];
     assert_eq!(p.body["TemplateCode"], "SMS_100");
     assert_eq!(p.body["SignName"], "告警平台");
@@ -100,12 +102,22 @@ fn numbers_are_normalised_deduplicated_and_split_by_1000() {
     assert_eq!(parts[0].recipients.len(), 1000);
     assert_eq!(parts[1].recipients.len(), 500);
     assert_eq!(
-        parts[0].body["PhoneNumbers"].as_str().unwrap().split(',').count(),
+        parts[0].body["PhoneNumbers"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .count(),
         1000
     );
     assert!(parts[0].recipients[0] == "13800000000");
-    assert_eq!(normalize_phone("+85212345678").as_deref(), Some("85212345678"));
-    assert_eq!(normalize_phone("008613800000000").as_deref(), Some("13800000000"));
+    assert_eq!(
+        normalize_phone("+85212345678").as_deref(),
+        Some("85212345678")
+    );
+    assert_eq!(
+        normalize_phone("008613800000000").as_deref(),
+        Some("13800000000")
+    );
 }
 
 #[test]
@@ -113,7 +125,10 @@ fn a_bad_number_is_an_error_naming_it() {
     for bad in ["12345", "abc", "+86123", "1380000000x", ""] {
         let msg = Message::text("x").with_recipients(vec!["13800000000".into(), bad.into()]);
         let err = sms(json!({})).render(&msg).unwrap_err().to_string();
-        assert!(err.contains(&format!("`{bad}`")) && err.contains("`recipients`"), "{err}");
+        assert!(
+            err.contains(&format!("`{bad}`")) && err.contains("`recipients`"),
+            "{err}"
+        );
     }
     let err = client()
         .build(&json!({
@@ -122,7 +137,10 @@ fn a_bad_number_is_an_error_naming_it() {
         }))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`phone_numbers`") && err.contains("`999`"), "{err}");
+    assert!(
+        err.contains("`phone_numbers`") && err.contains("`999`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,10 +205,9 @@ fn the_request_is_a_signed_form_post_the_signer_agrees_with() {
     let req = d.request(p, 1_499_827_339_000, "nonce-1");
     assert_eq!(req.method, http::Method::POST);
     assert_eq!(req.url.as_str(), "https://dysmsapi.aliyuncs.com/");
-    let form: BTreeMap<String, String> =
-        url::form_urlencoded::parse(req.body.as_deref().unwrap())
-            .into_owned()
-            .collect();
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(req.body.as_deref().unwrap())
+        .into_owned()
+        .collect();
     assert_eq!(form["Action"], "SendSms");
     assert_eq!(form["Version"], "2017-05-25");
     assert_eq!(form["Timestamp"], "2017-07-12T02:42:19Z");
@@ -209,7 +226,9 @@ fn limits_are_declared() {
     assert_eq!(d.rate_limits(), vec![Quota::per_second(5000)]);
     let per = d.recipient_rate_limits();
     assert_eq!(
-        per.iter().map(|q| (q.count, q.per.as_secs())).collect::<Vec<_>>(),
+        per.iter()
+            .map(|q| (q.count, q.per.as_secs()))
+            .collect::<Vec<_>>(),
         vec![(1, 60), (5, 3600), (10, 86_400)]
     );
 }

@@ -277,7 +277,11 @@ fn response(resp: &HttpResponse) -> Result<Value, Report> {
         .with_status(resp.status)
     })?;
     if let Some(e) = r.get("Error") {
-        return Err(report(str_field(e, "Code"), str_field(e, "Message"), resp.status));
+        return Err(report(
+            str_field(e, "Code"),
+            str_field(e, "Message"),
+            resp.status,
+        ));
     }
     Ok(r)
 }
@@ -411,7 +415,10 @@ mod tests {
     fn unlisted_codes_fall_back_on_their_prefix() {
         assert_eq!(class_of("InternalError.New").0, CodeClass::Transient);
         assert_eq!(class_of("FailedOperation.New").0, CodeClass::Permanent);
-        assert_eq!(class_of("InvalidParameterValue.New").0, CodeClass::Permanent);
+        assert_eq!(
+            class_of("InvalidParameterValue.New").0,
+            CodeClass::Permanent
+        );
         let voice = json!({"Response": {"SendStatus": {"CallId": "call-1", "SessionContext": ""}, "RequestId": "r"}});
         let r = classify_voice(&resp(200, &voice.to_string()));
         assert_eq!(r.platform_message_id.as_deref(), Some("call-1"));

@@ -75,17 +75,25 @@ pub static REGISTRATIONS: &[Registration] = &[
     Registration {
         kind: SMS_KIND,
         platform: Platform::Tencent,
-        summary: "Tencent Cloud SMS (SendSms 2021-01-11) to phone numbers, from an approved template",
+        summary:
+            "Tencent Cloud SMS (SendSms 2021-01-11) to phone numbers, from an approved template",
         build: |client, value| {
-            Ok(Arc::new(TencentSms::new(client, parse_config(SMS_KIND, value)?)?))
+            Ok(Arc::new(TencentSms::new(
+                client,
+                parse_config(SMS_KIND, value)?,
+            )?))
         },
     },
     Registration {
         kind: VOICE_KIND,
         platform: Platform::Tencent,
-        summary: "Tencent Cloud voice message (SendTtsVoice) reading a template, one number per call",
+        summary:
+            "Tencent Cloud voice message (SendTtsVoice) reading a template, one number per call",
         build: |client, value| {
-            Ok(Arc::new(TencentVoice::new(client, parse_config(VOICE_KIND, value)?)?))
+            Ok(Arc::new(TencentVoice::new(
+                client,
+                parse_config(VOICE_KIND, value)?,
+            )?))
         },
     },
 ];
@@ -250,7 +258,11 @@ impl Api {
         req
     }
 
-    async fn send(&self, payload: &Payload, classify: fn(&crate::http::HttpResponse) -> Report) -> Report {
+    async fn send(
+        &self,
+        payload: &Payload,
+        classify: fn(&crate::http::HttpResponse) -> Report,
+    ) -> Report {
         let req = self.request(payload, self.shared.now_ms());
         match self.shared.http.execute(req).await {
             Ok(resp) => classify(&resp),
@@ -397,11 +409,16 @@ fn template(
             "phones take an approved template and its parameters: send a template or text",
         )),
         body => {
-            let text = body.main_text().ok_or_else(|| {
-                Error::unsupported(kind, body.kind(), "a phone gets text only")
-            })?;
+            let text = body
+                .main_text()
+                .ok_or_else(|| Error::unsupported(kind, body.kind(), "a phone gets text only"))?;
             let text = text.trim();
-            let joined = match msg.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let joined = match msg
+                .title
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            {
                 Some(t) if !text.is_empty() => format!("{t}\n{text}"),
                 Some(t) => t.to_string(),
                 None => text.to_string(),
@@ -582,7 +599,10 @@ impl TencentVoice {
             &cfg.secret_key,
         )?;
         check_defaults(VOICE_KIND, &cfg.phone_numbers)?;
-        if cfg.play_times.is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n)) {
+        if cfg
+            .play_times
+            .is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n))
+        {
             return Err(Error::Config(format!(
                 "{VOICE_KIND}: `play_times` must be 1 to {MAX_PLAY_TIMES}"
             )));
@@ -636,7 +656,8 @@ impl Destination for TencentVoice {
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
         let numbers = phone_numbers(VOICE_KIND, msg, &self.phone_numbers)?;
-        let (template_id, params) = template(VOICE_KIND, msg, &self.template_id, self.text_max_chars)?;
+        let (template_id, params) =
+            template(VOICE_KIND, msg, &self.template_id, self.text_max_chars)?;
         Ok(numbers
             .into_iter()
             .map(|n| {

@@ -45,10 +45,7 @@ pub fn canonical_request(content_type: &str, host: &str, payload: &[u8]) -> Stri
 
 /// `{date}/{service}/tc3_request`.
 pub fn credential_scope(timestamp: i64, service: &str) -> String {
-    format!(
-        "{}/{service}/tc3_request",
-        utc_date(timestamp)
-    )
+    format!("{}/{service}/tc3_request", utc_date(timestamp))
 }
 
 /// The string to sign.
@@ -183,7 +180,10 @@ mod tests {
         );
         let parsed = parse_authorization(&auth).unwrap();
         assert_eq!(parsed.secret_id, "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE");
-        assert_eq!((parsed.date.as_str(), parsed.service.as_str()), ("2019-02-25", "cvm"));
+        assert_eq!(
+            (parsed.date.as_str(), parsed.service.as_str()),
+            ("2019-02-25", "cvm")
+        );
         assert_eq!(parse_authorization("Bearer x"), None);
         // The date is UTC: 1551113065 is already the 26th in UTC+8.
         assert_eq!(utc_date(1551113065), "2019-02-25");

@@ -53,9 +53,18 @@ fn template_values_follow_their_numeric_keys() {
 
 #[test]
 fn numbers_are_e164_and_split_by_200() {
-    assert_eq!(normalize_phone("13800000000").as_deref(), Some("+8613800000000"));
-    assert_eq!(normalize_phone("8613800000000").as_deref(), Some("+8613800000000"));
-    assert_eq!(normalize_phone("+85212345678").as_deref(), Some("+85212345678"));
+    assert_eq!(
+        normalize_phone("13800000000").as_deref(),
+        Some("+8613800000000")
+    );
+    assert_eq!(
+        normalize_phone("8613800000000").as_deref(),
+        Some("+8613800000000")
+    );
+    assert_eq!(
+        normalize_phone("+85212345678").as_deref(),
+        Some("+85212345678")
+    );
     assert_eq!(normalize_phone("12345"), None);
     let numbers: Vec<String> = (0..450).map(|i| format!("1390000{i:04}")).collect();
     let parts = sms()
@@ -65,14 +74,20 @@ fn numbers_are_e164_and_split_by_200() {
         parts.iter().map(|p| p.recipients.len()).collect::<Vec<_>>(),
         vec![200, 200, 50]
     );
-    assert_eq!(parts[2].body["PhoneNumberSet"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        parts[2].body["PhoneNumberSet"].as_array().unwrap().len(),
+        50
+    );
 }
 
 #[test]
 fn a_bad_number_is_an_error_naming_it() {
     let msg = Message::text("x").with_recipients(vec!["+86138".into()]);
     let err = sms().render(&msg).unwrap_err().to_string();
-    assert!(err.contains("`+86138`") && err.contains("`recipients`"), "{err}");
+    assert!(
+        err.contains("`+86138`") && err.contains("`recipients`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -83,10 +98,8 @@ fn a_call_goes_to_one_number_per_payload() {
             "voice_sdk_app_id": "1400001111", "template_id": "3330", "play_times": 2
         }))
         .unwrap();
-    let msg = Message::text("数据库主库宕机，请立即处理").with_recipients(vec![
-        "13800000000".into(),
-        "+8613900000000".into(),
-    ]);
+    let msg = Message::text("数据库主库宕机，请立即处理")
+        .with_recipients(vec!["13800000000".into(), "+8613900000000".into()]);
     let parts = d.render(&msg).unwrap();
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[1].recipients, vec!["+8613900000000".to_string()]);
@@ -139,7 +152,14 @@ fn the_request_carries_the_tc3_headers_the_signer_agrees_with() {
     let body = req.body.clone().unwrap();
     assert_eq!(
         header("authorization"),
-        sign::authorization("AKID-test", "k3y", "sms", "127.0.0.1:9000", 1_551_113_065, &body)
+        sign::authorization(
+            "AKID-test",
+            "k3y",
+            "sms",
+            "127.0.0.1:9000",
+            1_551_113_065,
+            &body
+        )
     );
     let sent: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(sent, p.body);

@@ -192,7 +192,7 @@ pub(crate) async fn handle(
     if !matches!(action.as_str(), "SendSms" | "SingleCallByTts") {
         return call.gateway(
             StatusCode::NOT_FOUND,
-            "InvalidAction.NotFound",
+            "InvalidApi.NotFound",
             "Specified api is not found, please check your url and method.",
         );
     }
@@ -208,8 +208,8 @@ pub(crate) async fn handle(
         if get(p).is_empty() {
             return call.gateway(
                 StatusCode::BAD_REQUEST,
-                "MissingParameter",
-                &format!("The input parameter \"{p}\" that is mandatory for processing this request is not supplied."),
+                &format!("Missing{p}"),
+                &format!("{p} is mandatory for this action."),
             );
         }
     }
@@ -218,6 +218,13 @@ pub(crate) async fn handle(
             StatusCode::BAD_REQUEST,
             "InvalidVersion",
             "Specified parameter Version is not valid.",
+        );
+    }
+    if get("SignatureMethod") != "HMAC-SHA1" {
+        return call.gateway(
+            StatusCode::BAD_REQUEST,
+            "InvalidSignatureMethod",
+            "Specified signature method is not valid.",
         );
     }
     let secret = match s.app(MockPlatform::Aliyun, &ak) {
@@ -249,11 +256,10 @@ pub(crate) async fn handle(
     let check = match &secret {
         Some(secret) => {
             let expected = sign::signature(secret, method.as_str(), &params);
-            let ok = get("SignatureMethod") == "HMAC-SHA1"
-                && imrelay_sdk::sign::constant_time_eq(
-                    expected.as_bytes(),
-                    get("Signature").as_bytes(),
-                );
+            let ok = imrelay_sdk::sign::constant_time_eq(
+                expected.as_bytes(),
+                get("Signature").as_bytes(),
+            );
             if !ok {
                 if let Some(e) = call.entry.as_mut() {
                     e.signature = SignatureCheck::Failed;

@@ -5,7 +5,7 @@
 //! | method | path | behaviour |
 //! |---|---|---|
 //! | POST | `/` with `X-TC-Action: SendSms` | TC3-HMAC-SHA256 checked with an app's `app_secret` (`app_id` = SecretId): malformed `Authorization` → `AuthFailure.InvalidAuthorization`, unknown SecretId → `AuthFailure.SecretIdNotFound`, `X-TC-Timestamp` more than 5 minutes off → `AuthFailure.SignatureExpire`, wrong signature, date or service → `AuthFailure.SignatureFailure`; then more than 200 numbers → `LimitExceeded.PhoneNumberCountLimit`, a non-numeric `TemplateId` → `FailedOperation.TemplateIncorrectOrUnapproved`, a mainland number without `SignName` → `FailedOperation.MissingSignature`, a parameter over 6 characters → `InvalidParameterValue.TemplateParameterLengthLimit`; each number is answered in `SendStatusSet`: outside the numbering plan (`+861[3-9]` + 9 digits, or `+` and 8–15 digits) → `InvalidParameterValue.IncorrectPhoneNumber`, a second SMS within 30 s → `LimitExceeded.PhoneNumberThirtySecondLimit`, an 11th in a day → `LimitExceeded.PhoneNumberDailyLimit`, else `Ok` |
-//! | POST | `/` with `X-TC-Action: SendTtsVoice` | the same signature checks; a `CalledNumber` outside the numbering plan → `InvalidParameterValue.IncorrectPhoneNumber`, `PlayTimes` over 3 → `InvalidParameter`; answers `SendStatus.CallId` |
+//! | POST | `/` with `X-TC-Action: SendTtsVoice` | the same signature checks; a `CalledNumber` outside the numbering plan → `InvalidParameterValue.CalledNumberVerifyFail`, `PlayTimes` over 3 → `InvalidParameter`; answers `SendStatus.CallId` |
 //!
 //! Every answer is HTTP 200 `{"Response": {..., "RequestId"}}`, errors in
 //! `Response.Error`. Every number taken is kept in [`MockState::sent`] (id =
@@ -352,8 +352,8 @@ fn send_tts_voice(mut call: Call, s: &MockState, target: &str, v: &Value) -> Res
     let number = str_field(v, "CalledNumber");
     if !valid_number(number) {
         return call.error(
-            "InvalidParameterValue.IncorrectPhoneNumber",
-            "被叫号码格式错误，请使用 E.164 格式。",
+            "InvalidParameterValue.CalledNumberVerifyFail",
+            "被叫手机号码格式校验失败。",
         );
     }
     if str_field(v, "VoiceSdkAppid").is_empty() {

@@ -205,6 +205,24 @@ pub static CODES: &[NamedCode] = &[
         action: "synchronise this host's clock (NTP)",
     },
     NamedCode {
+        code: "InvalidTimeStamp.Format",
+        class: CodeClass::Permanent,
+        meaning: "the request timestamp is not well formatted",
+        action: "report a bug: the SDK formats the timestamp",
+    },
+    NamedCode {
+        code: "InvalidSignatureMethod",
+        class: CodeClass::Permanent,
+        meaning: "the signature method is not supported",
+        action: "report a bug: the SDK signs with HMAC-SHA1",
+    },
+    NamedCode {
+        code: "InvalidApi.NotFound",
+        class: CodeClass::Permanent,
+        meaning: "the API (Action) was not found at this host",
+        action: "check `base_url` points at dysmsapi / dyvmsapi",
+    },
+    NamedCode {
         code: "SignatureNonceUsed",
         class: CodeClass::Transient,
         meaning: "the SignatureNonce was used already (a replay, or a retried request)",

@@ -233,6 +233,73 @@ pub static CODES: &[NamedCode] = &[
         action: "read the message: it names the parameter",
     },
     NamedCode {
+        code: "MissingParameter.EmptyPhoneNumberSet",
+        class: CodeClass::Permanent,
+        meaning: "the number list is empty",
+        action: "give at least one phone number",
+    },
+    // Voice messages (VMS), from the vms/v20200902 error list.
+    NamedCode {
+        code: "InvalidParameterValue.CalledNumberVerifyFail",
+        class: CodeClass::Permanent,
+        meaning: "the called number failed validation",
+        action: "fix the number (E.164, e.g. +8613800000000)",
+    },
+    NamedCode {
+        code: "InvalidParameterValue.ContentLengthLimit",
+        class: CodeClass::Permanent,
+        meaning: "a template variable (voice) or the content (SMS) is too long",
+        action: "shorten the text or set `text_max_chars`",
+    },
+    NamedCode {
+        code: "InvalidParameterValue.SdkAppidNotExist",
+        class: CodeClass::Permanent,
+        meaning: "the voice SdkAppid does not exist",
+        action: "check `voice_sdk_app_id`",
+    },
+    NamedCode {
+        code: "UnauthorizedOperation.VoiceSdkAppidVerifyFail",
+        class: CodeClass::Permanent,
+        meaning: "the voice SdkAppid did not verify",
+        action: "check `voice_sdk_app_id` belongs to this account",
+    },
+    NamedCode {
+        code: "UnauthorizedOperation.SdkAppidIsDisabled",
+        class: CodeClass::Permanent,
+        meaning: "the SdkAppid may not send voice messages",
+        action: "contact Tencent Cloud to enable it",
+    },
+    NamedCode {
+        code: "UnauthorizedOperation.ServiceSuspendDueToArrears",
+        class: CodeClass::Permanent,
+        meaning: "the service is suspended for arrears",
+        action: "pay the Tencent Cloud account's arrears",
+    },
+    NamedCode {
+        code: "FailedOperation.InsufficientBalanceInVoicePackage",
+        class: CodeClass::Permanent,
+        meaning: "the voice package is used up",
+        action: "buy a voice package",
+    },
+    NamedCode {
+        code: "FailedOperation.PhonenumberUnappliedOrExpired",
+        class: CodeClass::Permanent,
+        meaning: "no caller number was bought, or it expired",
+        action: "buy or renew the voice number in the console",
+    },
+    NamedCode {
+        code: "InternalError.AccessUpstreamTimeout",
+        class: CodeClass::Transient,
+        meaning: "the upstream network timed out",
+        action: "retry with backoff",
+    },
+    NamedCode {
+        code: "InternalError.UpstreamError",
+        class: CodeClass::Transient,
+        meaning: "upstream (carrier) error",
+        action: "retry with backoff",
+    },
+    NamedCode {
         code: "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
         class: CodeClass::Permanent,
         meaning: "one request mixed mainland and international numbers",

@@ -240,10 +240,13 @@ impl Api {
             sign::canonicalized_query(&params),
             sign::percent_encode(&signature)
         );
-        let mut req = HttpRequest::get(endpoint::join(&self.base, "/"));
-        req.method = http::Method::POST;
-        req.body = Some(form.into_bytes());
-        req.header(
+        HttpRequest {
+            method: http::Method::POST,
+            url: endpoint::join(&self.base, "/"),
+            headers: Vec::new(),
+            body: Some(form.into_bytes()),
+        }
+        .header(
             "content-type",
             "application/x-www-form-urlencoded; charset=utf-8",
         )

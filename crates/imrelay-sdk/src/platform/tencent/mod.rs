@@ -21,7 +21,8 @@
 //!
 //! Recipients are phone numbers in E.164 (`+8613800000000`); a bare 11-digit
 //! mainland number (or `86…` / `0086…`) is sent as `+86…`. SMS goes to up to
-//! 200 numbers per request, and each number is answered on its own: numbers
+//! 200 numbers per request, mainland and other numbers in separate requests
+//! (Tencent refuses a mix), and each number is answered on its own: numbers
 //! refused inside a request that others passed are the report's
 //! `failed_recipients`. A call goes to one number per request.
 //!
@@ -540,8 +541,19 @@ impl Destination for TencentSms {
         let numbers = phone_numbers(SMS_KIND, msg, &self.phone_numbers)?;
         let (template_id, params) =
             template(SMS_KIND, msg, &self.template_id, Some(self.text_max_chars))?;
-        Ok(numbers
+        // One request may not mix mainland and other numbers
+        // (UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber).
+        let (mainland, abroad): (Vec<String>, Vec<String>) =
+            numbers.into_iter().partition(|n| n.starts_with("+86"));
+        if !mainland.is_empty() && self.sign_name.is_none() {
+            return Err(Error::Config(format!(
+                "{SMS_KIND}: `sign_name` is required to text mainland numbers (`{}`)",
+                mainland[0]
+            )));
+        }
+        Ok(mainland
             .chunks(MAX_SMS_NUMBERS)
+            .chain(abroad.chunks(MAX_SMS_NUMBERS))
             .map(|chunk| {
                 let mut body = json!({
                     "PhoneNumberSet": chunk,

@@ -81,6 +81,41 @@ fn numbers_are_e164_and_split_by_200() {
 }
 
 #[test]
+fn mainland_and_other_numbers_go_in_separate_requests() {
+    let msg = Message::text("x").with_recipients(vec![
+        "+85212345678".into(),
+        "13800000000".into(),
+        "+14155550100".into(),
+    ]);
+    let parts = sms().render(&msg).unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].recipients, vec!["+8613800000000".to_string()]);
+    assert_eq!(
+        parts[1].body["PhoneNumberSet"],
+        json!(["+85212345678", "+14155550100"])
+    );
+}
+
+#[test]
+fn mainland_numbers_need_a_sign_name() {
+    let d = client()
+        .build(&json!({
+            "type": "tencent_sms", "secret_id": "a", "secret_key": "b",
+            "sms_sdk_app_id": "1400006666", "template_id": "1110"
+        }))
+        .unwrap();
+    let err = d
+        .render(&Message::text("x").with_recipients(vec!["13800000000".into()]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`sign_name`"), "{err}");
+    // Abroad, a signature is optional.
+    assert!(d
+        .render(&Message::text("x").with_recipients(vec!["+85212345678".into()]))
+        .is_ok());
+}
+
+#[test]
 fn a_bad_number_is_an_error_naming_it() {
     let msg = Message::text("x").with_recipients(vec!["+86138".into()]);
     let err = sms().render(&msg).unwrap_err().to_string();
@@ -128,7 +163,7 @@ fn the_request_carries_the_tc3_headers_the_signer_agrees_with() {
         &client,
         serde_json::from_value(json!({
             "secret_id": "AKID-test", "secret_key": "k3y", "sms_sdk_app_id": "1400006666",
-            "template_id": "1110", "base_url": "http://127.0.0.1:9000"
+            "sign_name": "告警平台", "template_id": "1110", "base_url": "http://127.0.0.1:9000"
         }))
         .unwrap(),
     )

@@ -355,3 +355,89 @@ async fn tencent_voice_calls_each_number_once() {
         SignatureCheck::Verified
     );
 }
+
+/// A client on a clock the test moves, with the mock's clock moved alike (so
+/// the signatures' time windows still hold while the limit windows pass).
+fn client_on(clock: &Arc<FixedClock>) -> Client {
+    Client::with_options(ClientOptions {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn advance(server: &MockServer, clock: &FixedClock, by: Duration) {
+    let ms = by.as_millis() as i64;
+    server.state().advance_clock(ms);
+    clock.set_ms(imrelay_sdk::clock::Clock::now_ms(clock) + ms);
+}
+
+#[tokio::test]
+async fn aliyun_sixth_sms_within_an_hour_waits_for_the_hour() {
+    let server = server().await;
+    let clock = Arc::new(FixedClock::new(now_ms()));
+    let dest = aliyun_sms(&client_on(&clock), &server, AK_SECRET);
+    let p = dest.render(&to(&["13800000000"], "x")).unwrap().remove(0);
+    for i in 0..5 {
+        let r = dest.send(&p).await;
+        assert!(r.outcome.is_delivered(), "send {i}: {r}");
+        advance(&server, &clock, Duration::from_secs(61));
+    }
+    let r = dest.send(&p).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::RateLimited {
+            wait: Duration::from_secs(3600)
+        },
+        "{r}"
+    );
+    assert!(r.message.contains("小时级"), "{r}");
+}
+
+#[tokio::test]
+async fn tencent_eleventh_sms_in_a_day_waits_for_the_day() {
+    let server = server().await;
+    let clock = Arc::new(FixedClock::new(now_ms()));
+    let dest = tencent_sms(&client_on(&clock), &server, SECRET_KEY);
+    let p = dest.render(&to(&["13800000000"], "x")).unwrap().remove(0);
+    for i in 0..10 {
+        let r = dest.send(&p).await;
+        assert!(r.is_complete_success(), "send {i}: {r}");
+        advance(&server, &clock, Duration::from_secs(31));
+    }
+    let r = dest.send(&p).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::RateLimited {
+            wait: Duration::from_secs(86_400)
+        },
+        "{r}"
+    );
+    assert_eq!(
+        r.code,
+        Some(Code::Name("LimitExceeded.PhoneNumberDailyLimit".into()))
+    );
+    assert_eq!(received(&server, "tencent").await.len(), 10);
+}
+
+#[tokio::test]
+async fn tencent_voice_to_a_number_outside_the_plan_is_permanent() {
+    let server = server().await;
+    let dest = Client::new()
+        .unwrap()
+        .build(&json!({
+            "type": "tencent_voice", "base_url": server.base_url(),
+            "secret_id": SECRET_ID, "secret_key": SECRET_KEY,
+            "voice_sdk_app_id": "1400001111", "template_id": "3330"
+        }))
+        .unwrap();
+    let r = send_one(dest.as_ref(), &to(&["10000000000"], "x")).await;
+    assert_eq!(r.outcome, Outcome::Permanent);
+    assert_eq!(
+        r.code,
+        Some(Code::Name(
+            "InvalidParameterValue.CalledNumberVerifyFail".into()
+        ))
+    );
+    assert!(received(&server, "tencent").await.is_empty());
+}

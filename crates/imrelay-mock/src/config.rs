@@ -12,6 +12,10 @@ pub enum MockPlatform {
     Feishu,
     Wecom,
     Wechat,
+    /// Alibaba Cloud SMS and voice: apps are AccessKeys (`app_id` = AccessKeyId).
+    Aliyun,
+    /// Tencent Cloud SMS and voice: apps are API keys (`app_id` = SecretId).
+    Tencent,
 }
 
 impl MockPlatform {
@@ -21,6 +25,8 @@ impl MockPlatform {
             MockPlatform::Feishu => "feishu",
             MockPlatform::Wecom => "wecom",
             MockPlatform::Wechat => "wechat",
+            MockPlatform::Aliyun => "aliyun",
+            MockPlatform::Tencent => "tencent",
         }
     }
 }

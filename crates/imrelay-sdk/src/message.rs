@@ -270,6 +270,8 @@ pub enum Platform {
     Wechat,
     Webhook,
     Email,
+    Aliyun,
+    Tencent,
 }
 
 impl Platform {
@@ -281,6 +283,8 @@ impl Platform {
             Platform::Wechat => "wechat",
             Platform::Webhook => "webhook",
             Platform::Email => "email",
+            Platform::Aliyun => "aliyun",
+            Platform::Tencent => "tencent",
         }
     }
 }

@@ -161,7 +161,7 @@ pub fn builtin_alert_template(platform: imrelay_sdk::message::Platform) -> &'sta
         P::Dingtalk => "alert.dingtalk",
         P::Feishu => "alert.feishu",
         P::Wecom => "alert.wecom",
-        P::Wechat | P::Webhook | P::Email => "alert.text",
+        P::Wechat | P::Webhook | P::Email | P::Aliyun | P::Tencent => "alert.text",
     }
 }
 

@@ -3,10 +3,12 @@
 //! the `{"errcode","errmsg"}` platforms (WeChat, WeCom), a request handler that
 //! logs exactly once.
 
+pub mod aliyun;
 pub mod dingtalk;
 pub mod dingtalk_card;
 pub mod dingtalk_recall;
 pub mod feishu;
+pub mod tencent;
 pub mod wechat;
 pub mod wecom;
 
@@ -31,6 +33,23 @@ pub fn routes() -> Router<Arc<MockState>> {
         .merge(feishu::routes())
         .merge(wecom::routes())
         .merge(wechat::routes())
+        .route("/", axum::routing::get(api_root).post(api_root))
+}
+
+/// `/`, where Alibaba Cloud's RPC APIs and Tencent Cloud's API 3.0 both
+/// live: a request with `X-TC-Action` is Tencent's, any other Alibaba's.
+async fn api_root(
+    axum::extract::State(s): axum::extract::State<Arc<MockState>>,
+    method: axum::http::Method,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if headers.contains_key("x-tc-action") {
+        tencent::handle(s, &headers, &body).await
+    } else {
+        aliyun::handle(s, method, q, &body).await
+    }
 }
 
 /// Why a click could not be fired (the receiver's answer, good or bad, is in
@@ -81,6 +100,10 @@ pub async fn click(
         MockPlatform::Wechat => Err(ClickError::new(
             StatusCode::BAD_REQUEST,
             "WeChat messages have no buttons that call back",
+        )),
+        MockPlatform::Aliyun | MockPlatform::Tencent => Err(ClickError::new(
+            StatusCode::BAD_REQUEST,
+            "SMS and phone calls have no buttons",
         )),
     }
 }

@@ -2,10 +2,12 @@
 //! implements [`crate::Destination`] and exports its `REGISTRATIONS`, plus one
 //! line in [`REGISTRY`].
 
+pub mod aliyun;
 pub mod dingtalk;
 pub mod email;
 mod errcode;
 pub mod feishu;
+pub mod tencent;
 #[cfg(test)]
 mod testing;
 pub mod webhook;
@@ -24,6 +26,8 @@ pub static REGISTRY: &[&[Registration]] = &[
     wechat::REGISTRATIONS,
     webhook::REGISTRATIONS,
     email::REGISTRATIONS,
+    aliyun::REGISTRATIONS,
+    tencent::REGISTRATIONS,
 ];
 
 /// Refuse a raw payload marked for another platform than `own`.

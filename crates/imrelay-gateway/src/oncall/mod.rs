@@ -193,10 +193,10 @@ impl OnCall {
                         push(&mut msg.recipients, u);
                     }
                 };
-                match platform.as_str() {
+                match platform {
                     // A group robot @s by phone number; a direct message
                     // needs the userid.
-                    "dingtalk" => {
+                    Platform::Dingtalk => {
                         let mobile = dir.address(p, Address::DingtalkMobile);
                         match (user, mobile) {
                             (Some(u), m) if direct || m.is_none() => by_user(u, msg),
@@ -204,22 +204,22 @@ impl OnCall {
                             (_, None) => {}
                         }
                     }
-                    "feishu" | "wecom" => {
+                    Platform::Feishu | Platform::Wecom => {
                         if let Some(u) = user {
                             by_user(u, msg);
                         }
                     }
-                    "aliyun" | "tencent" => {
+                    Platform::Aliyun | Platform::Tencent => {
                         if let Some(m) = dir.address(p, Address::Phone) {
                             push(&mut msg.recipients, m);
                         }
                     }
-                    "email" => {
+                    Platform::Email => {
                         if let Some(e) = dir.address(p, Address::Email) {
                             push(&mut msg.recipients, e);
                         }
                     }
-                    _ => {}
+                    Platform::Wechat | Platform::Webhook => {}
                 }
             }
         }

@@ -878,10 +878,12 @@ async fn arrays_are_refused_where_objects_are_expected() {
             r#"{"channel": "alerts", "body": ["text", "hi"]}"#,
             "body",
         ),
+        // `mentions` takes a list of references ("oncall:dba"), never a
+        // positional struct: `[true]` is no reference.
         (
             "/v1/messages",
             r#"{"channel": "alerts", "text": "hi", "mentions": [true]}"#,
-            "mentions",
+            "mentions[0]",
         ),
     ];
     for (path, body, field) in cases {

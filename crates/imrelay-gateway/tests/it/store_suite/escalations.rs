@@ -76,9 +76,12 @@ pub async fn escalation_steps_fire_once_and_atomically(ctx: &Ctx) {
 
     // Two firers of the same step: one fires it (and its message), one finds nothing.
     let page = msg("pager", "page", &["pager/robot"]);
-    let page_id = page.id.clone();
     let first = s.fire_escalation(step(e, vec![page], Some(ctx.now() + 10 * MIN)));
-    let second = s.fire_escalation(step(e, vec![msg("pager", "page", &["pager/robot"])], None));
+    let second = s.fire_escalation(step(
+        e,
+        vec![msg("pager", "page", &["pager/robot"])],
+        Some(ctx.now() + 10 * MIN),
+    ));
     let (a, b) = tokio::join!(first, second);
     assert_eq!(
         [a.unwrap(), b.unwrap()].iter().filter(|f| **f).count(),
@@ -99,7 +102,6 @@ pub async fn escalation_steps_fire_once_and_atomically(ctx: &Ctx) {
         s.get_message(&queued[0]).await.unwrap().is_some(),
         "its message is queued"
     );
-    let _ = page_id;
     assert!(s.due_escalations(10).await.unwrap().is_empty());
 
     // Acknowledged: it ends, and nothing is due any more.

@@ -8,5 +8,6 @@ mod dingtalk_lifecycle;
 mod feishu;
 mod lifecycle_feishu;
 mod lifecycle_wecom;
+mod urgent;
 mod wechat;
 mod wecom;

@@ -24,6 +24,7 @@ use super::problem::Problem;
 use super::{dlq, messages, ops};
 use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
+use crate::lifecycle::urgent;
 use crate::silences::handler as silences;
 
 /// The document.
@@ -35,7 +36,7 @@ use crate::silences::handler as silences;
     ),
     paths(
         messages::submit, messages::submit_batch, messages::get,
-        lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
+        lifecycle::update, lifecycle::recall, lifecycle::acknowledge, urgent::urgent,
         silences::create, silences::list, silences::one, silences::expire, silences::like_message,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,
         ops::status, ops::healthz, ops::readyz, serve

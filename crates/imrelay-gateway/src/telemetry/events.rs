@@ -85,6 +85,10 @@ pub const ACKS: &str = "imrelay_acks_total";
 /// `unknown_action`, `silence_failed`).
 pub const CLICKS_REFUSED: &str = "imrelay_card_clicks_refused_total";
 
+/// Urgent pushes asked of platforms (Feishu 加急, DingTalk DING). Labels:
+/// `platform`, `kind` (app, sms, phone), `outcome` (the SDK's label).
+pub const URGENT_PUSHES: &str = "imrelay_urgent_pushes_total";
+
 pub const ALL: &[&str] = &[
     STORE_MESSAGES,
     STORE_BYTES,
@@ -112,6 +116,7 @@ pub const ALL: &[&str] = &[
     DISPATCH_STORE_ERRORS,
     ACKS,
     CLICKS_REFUSED,
+    URGENT_PUSHES,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -213,6 +218,13 @@ pub fn attempt(key: &str, report: &Report, started_ms: i64, ended_ms: i64) {
         tracing::warn!(destination = key, duration_ms = ended_ms - started_ms, outcome = report.outcome.label(),
             code = %code_label(report.code.as_ref().map(|c| c.to_string()).as_deref()), report = %text, "attempt failed");
     }
+}
+
+/// One urgent push request finished (its attempt is logged by [`attempt`]).
+pub fn urgent_push(key: &str, kind: imrelay_sdk::UrgentKind, report: &Report) {
+    counter!(URGENT_PUSHES, "platform" => platform_of(key).to_string(),
+        "kind" => kind.as_str(), "outcome" => report.outcome.label())
+    .increment(1);
 }
 
 fn delivery(channel: &str, key: &str, outcome: &'static str, class: &'static str, code: String) {

@@ -48,6 +48,10 @@ fn describe() {
     );
     describe_counter!(CLICKS_REFUSED, "Card clicks refused, by reason.");
     describe_counter!(
+        URGENT_PUSHES,
+        "Urgent pushes asked of platforms, by platform, kind (app, sms, phone) and outcome."
+    );
+    describe_counter!(
         DELIVERIES,
         "Deliveries by outcome (delivered, retried, rate_limited, dead) and error class/code."
     );

@@ -270,7 +270,9 @@ enum InPlace {
 /// queued message's text, else its title.
 fn urgent_text(msg: &Message) -> String {
     match &msg.body {
-        imrelay_sdk::Body::Text { text } | imrelay_sdk::Body::Markdown { text } if !text.trim().is_empty() => {
+        imrelay_sdk::Body::Text { text } | imrelay_sdk::Body::Markdown { text }
+            if !text.trim().is_empty() =>
+        {
             text.clone()
         }
         _ => msg.title_or_default(),

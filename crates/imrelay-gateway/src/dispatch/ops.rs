@@ -279,7 +279,10 @@ impl Inner {
         };
         let lifecycle = m.dest.lifecycle();
         if let Err(why) = lifecycle.can_urgent(kind) {
-            return Err(dead(&format!("{} cannot push urgently: {why}", m.dest.kind())));
+            return Err(dead(&format!(
+                "{} cannot push urgently: {why}",
+                m.dest.kind()
+            )));
         }
         let users = msg.recipients.clone();
         if users.is_empty() {

@@ -30,7 +30,9 @@ use crate::http::auth::{Auth, Caller};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
 use crate::http::responses::{BodyProblems, KeyProblem, MessageNotFound, NotAccepting};
-use crate::store::{DeliveryState, MessageId, MessageKind, MessageView, NewMessage, SentPartRecord};
+use crate::store::{
+    DeliveryState, MessageId, MessageKind, MessageView, NewMessage, SentPartRecord,
+};
 
 /// Users one push may name (Feishu's and DingTalk's in-app limit).
 pub const MAX_USERS: usize = 200;
@@ -150,7 +152,9 @@ pub fn urgent_message(
 pub fn default_text(origin: &Message) -> String {
     let text = match &origin.body {
         imrelay_sdk::Body::Text { text } | imrelay_sdk::Body::Markdown { text } => text.as_str(),
-        imrelay_sdk::Body::Card { text, .. } | imrelay_sdk::Body::Link { text, .. } => text.as_str(),
+        imrelay_sdk::Body::Card { text, .. } | imrelay_sdk::Body::Link { text, .. } => {
+            text.as_str()
+        }
         _ => "",
     };
     let s = match origin.title.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -275,7 +279,10 @@ async fn queue_plan<S: LifecycleContext>(
     if view.kind.acts_on_origin() {
         return Err(Problem::invalid(
             "id",
-            format!("a message of kind `{}` cannot be pushed", view.kind.as_str()),
+            format!(
+                "a message of kind `{}` cannot be pushed",
+                view.kind.as_str()
+            ),
         ));
     }
     let root_id = root_of(&view);

@@ -185,12 +185,20 @@ async fn a_feishu_phone_push_reaches_the_user_once_for_the_sent_message() {
         .sent(json!({"channel": "fs", "title": "DiskFull", "text": "disk full on db-1"}))
         .await;
     let r = env
-        .urgent(ADMIN_KEY, &id, json!({"kind": "phone", "users": ["ou_alice"]}))
+        .urgent(
+            ADMIN_KEY,
+            &id,
+            json!({"kind": "phone", "users": ["ou_alice"]}),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["of"], id.as_str());
     let d = &r.body["destinations"][0];
-    assert_eq!((d["kind"].as_str(), d["urgent"].as_bool()), (Some("feishu_app"), Some(true)), "{d}");
+    assert_eq!(
+        (d["kind"].as_str(), d["urgent"].as_bool()),
+        (Some("feishu_app"), Some(true)),
+        "{d}"
+    );
     let push = r.body["id"].as_str().unwrap();
     let pv = env.gw.wait_state(push, "delivered").await;
     assert_eq!(pv["kind"], "urgent_phone", "{pv:#}");
@@ -210,7 +218,9 @@ async fn a_feishu_phone_push_reaches_the_user_once_for_the_sent_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_outside_the_chat_is_dead_alone_and_the_others_are_pushed() {
     let env = start().await;
-    let (id, pid) = env.sent(json!({"channel": "fsgroup", "text": "disk full"})).await;
+    let (id, pid) = env
+        .sent(json!({"channel": "fsgroup", "text": "disk full"}))
+        .await;
     let r = env
         .urgent(
             ADMIN_KEY,
@@ -245,9 +255,15 @@ async fn a_user_outside_the_chat_is_dead_alone_and_the_others_are_pushed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_quota_is_dead_lettered_with_the_platforms_code() {
     let env = start().await;
-    let (id, pid) = env.sent(json!({"channel": "poor", "text": "disk full"})).await;
+    let (id, pid) = env
+        .sent(json!({"channel": "poor", "text": "disk full"}))
+        .await;
     let r = env
-        .urgent(ADMIN_KEY, &id, json!({"kind": "sms", "users": ["ou_alice"]}))
+        .urgent(
+            ADMIN_KEY,
+            &id,
+            json!({"kind": "sms", "users": ["ou_alice"]}),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let pv = env
@@ -285,32 +301,57 @@ async fn a_ding_carries_the_title_to_its_user() {
     assert_eq!(dings.len(), 1, "{dings:#?}");
     assert_eq!(dings[0]["urgent"][0]["kind"], "app");
     assert_eq!(dings[0]["urgent"][0]["users"], json!(["user001"]));
-    assert_eq!(dings[0]["revisions"][0]["content"]["content"], "DiskFull on db-1");
+    assert_eq!(
+        dings[0]["revisions"][0]["content"]["content"],
+        "DiskFull on db-1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wecom_cannot_push_and_the_api_refuses_what_it_must() {
     let env = start().await;
-    let (wc, _) = env.sent(json!({"channel": "wc", "text": "disk full"})).await;
+    let (wc, _) = env
+        .sent(json!({"channel": "wc", "text": "disk full"}))
+        .await;
     let r = env
-        .urgent(ADMIN_KEY, &wc, json!({"kind": "app", "users": ["zhangsan"]}))
+        .urgent(
+            ADMIN_KEY,
+            &wc,
+            json!({"kind": "app", "users": ["zhangsan"]}),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
     let d = &r.body["destinations"][0];
-    assert_eq!((d["kind"].as_str(), d["urgent"].as_bool()), (Some("wecom_app"), Some(false)));
+    assert_eq!(
+        (d["kind"].as_str(), d["urgent"].as_bool()),
+        (Some("wecom_app"), Some(false))
+    );
     assert!(d["reason"].as_str().unwrap().contains("WeCom"), "{d}");
 
-    let (fs, _) = env.sent(json!({"channel": "fs", "text": "disk full"})).await;
+    let (fs, _) = env
+        .sent(json!({"channel": "fs", "text": "disk full"}))
+        .await;
     // Unknown, and another channel's message for a key of `fs` only: alike.
     let body = json!({"kind": "app", "users": ["ou_alice"]});
-    assert_eq!(env.urgent(ADMIN_KEY, "no-such-message", body.clone()).await.status, 404);
+    assert_eq!(
+        env.urgent(ADMIN_KEY, "no-such-message", body.clone())
+            .await
+            .status,
+        404
+    );
     assert_eq!(env.urgent(FS_KEY, &wc, body.clone()).await.status, 404);
     assert_eq!(env.urgent(FS_KEY, &fs, body.clone()).await.status, 202);
     let bad = env
-        .urgent(ADMIN_KEY, &fs, json!({"kind": "pager", "users": ["ou_alice"]}))
+        .urgent(
+            ADMIN_KEY,
+            &fs,
+            json!({"kind": "pager", "users": ["ou_alice"]}),
+        )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
-    let none = env.urgent(ADMIN_KEY, &fs, json!({"kind": "app", "users": []})).await;
+    let none = env
+        .urgent(ADMIN_KEY, &fs, json!({"kind": "app", "users": []}))
+        .await;
     assert_eq!(none.status, 422, "{}", none.text);
     assert_eq!(none.body["field"], "users");
     // An urgent push is not itself pushed.

@@ -486,7 +486,7 @@ impl App {
     /// The receivers of a DING: userIds (a group cannot be DINGed), within
     /// DingTalk's count for `kind`.
     fn ding_users(kind: UrgentKind, users: &[String]) -> Result<(), Error> {
-        let refuse = |why: String| Error::InvalidMessage(why);
+        let refuse = Error::InvalidMessage;
         if users.is_empty() {
             return Err(refuse("a DING names at least one user".into()));
         }

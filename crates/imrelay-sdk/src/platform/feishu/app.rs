@@ -285,7 +285,7 @@ impl FeishuApp {
     /// The users of an urgent push as Feishu takes them: ids without a
     /// `type:` prefix, at most [`urgent::MAX_USERS`]; a chat cannot be pushed.
     fn urgent_users(users: &[String]) -> Result<Vec<String>, Error> {
-        let refuse = |why: String| Error::InvalidMessage(why);
+        let refuse = Error::InvalidMessage;
         if users.is_empty() {
             return Err(refuse("an urgent push names at least one user".into()));
         }

@@ -12,7 +12,7 @@
 //! - [`plan`]: per destination the origin went to, whether it can push
 //!   `kind` and why not;
 //! - [`urgent_message`]: the queued message for those that can (what the
-//!   escalation engine enqueues);
+//!   escalation engine enqueues); [`prepare`] does both;
 //! - `POST /v1/messages/{id}/urgent`: both, over the API.
 
 use axum::extract::State;
@@ -31,7 +31,8 @@ use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::Problem;
 use crate::http::responses::{BodyProblems, KeyProblem, MessageNotFound, NotAccepting};
 use crate::store::{
-    DeliveryState, MessageId, MessageKind, MessageView, NewMessage, SentPartRecord,
+    DeliveryState, MessageId, MessageKind, MessageView, NewMessage, SentPartRecord, Store,
+    StoreError,
 };
 
 /// Users one push may name (Feishu's and DingTalk's in-app limit).
@@ -148,6 +149,35 @@ pub fn urgent_message(
     nm
 }
 
+/// [`plan`] and [`urgent_message`] in one: the push of `kind` about
+/// `origin` (a thread's first message) to `users`, `None` when no
+/// destination can push it, with the plan either way. `text` defaults to
+/// [`default_text`]. The caller enqueues the message.
+pub async fn prepare(
+    store: &dyn Store,
+    channels: &ChannelSet,
+    origin: &MessageView,
+    kind: UrgentKind,
+    users: Vec<String>,
+    text: Option<String>,
+) -> Result<(Option<NewMessage>, Vec<UrgentPlan>), StoreError> {
+    let parts = store.sent_parts(&origin.id).await?;
+    let plans = plan(channels, origin, &parts, kind);
+    let targets: Vec<String> = plans
+        .iter()
+        .filter(|p| p.urgent)
+        .map(|p| p.target.clone())
+        .collect();
+    if targets.is_empty() {
+        return Ok((None, plans));
+    }
+    let text = text.unwrap_or_else(|| default_text(&origin.message));
+    Ok((
+        Some(urgent_message(origin, targets, kind, users, text)),
+        plans,
+    ))
+}
+
 /// What a push says by default: the message's title, else its text.
 pub fn default_text(origin: &Message) -> String {
     let text = match &origin.body {
@@ -232,13 +262,17 @@ pub async fn urgent<S: LifecycleContext>(
         }
         t => t,
     };
-    let (root, plans) = queue_plan(&st, &caller, &id, req.kind).await?;
-    let targets: Vec<String> = plans
-        .iter()
-        .filter(|p| p.urgent)
-        .map(|p| p.target.clone())
-        .collect();
-    if targets.is_empty() {
+    let root = pushed_message(&st, &caller, &id).await?;
+    let (nm, plans) = prepare(
+        st.store().as_ref(),
+        &st.channels(),
+        &root,
+        req.kind,
+        users,
+        text,
+    )
+    .await?;
+    let Some(nm) = nm else {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "cannot-push-urgently",
@@ -252,9 +286,7 @@ pub async fn urgent<S: LifecycleContext>(
             "destinations",
             serde_json::to_value(&plans).unwrap_or_default(),
         ));
-    }
-    let text = text.unwrap_or_else(|| default_text(&root.message));
-    let nm = urgent_message(&root, targets, req.kind, users, text);
+    };
     let new_id = nm.id.clone();
     st.store().enqueue(vec![nm]).await?;
     Ok((
@@ -268,13 +300,12 @@ pub async fn urgent<S: LifecycleContext>(
         .into_response())
 }
 
-/// The thread's first message the caller may see, and the plan for it.
-async fn queue_plan<S: LifecycleContext>(
+/// The thread's first message the caller may see: what a push points at.
+async fn pushed_message<S: LifecycleContext>(
     st: &S,
     caller: &Caller,
     id: &str,
-    kind: UrgentKind,
-) -> Result<(MessageView, Vec<UrgentPlan>), Problem> {
+) -> Result<MessageView, Problem> {
     let view = visible(st, caller, id).await?;
     if view.kind.acts_on_origin() {
         return Err(Problem::invalid(
@@ -286,17 +317,13 @@ async fn queue_plan<S: LifecycleContext>(
         ));
     }
     let root_id = root_of(&view);
-    let root = match root_id == view.id {
-        true => view,
-        false => st
-            .store()
-            .get_message(&root_id)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))?,
-    };
-    let parts = st.store().sent_parts(&root.id).await?;
-    let plans = plan(&st.channels(), &root, &parts, kind);
-    Ok((root, plans))
+    if root_id == view.id {
+        return Ok(view);
+    }
+    st.store()
+        .get_message(&root_id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))
 }
 
 #[cfg(test)]

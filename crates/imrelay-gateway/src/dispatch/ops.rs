@@ -431,7 +431,7 @@ fn urgent_ops(parts: Vec<SentPart>, kind: UrgentKind, users: &[String]) -> Vec<O
         .filter(|u| !direct.contains(&id_of(u)))
         .cloned()
         .collect();
-    let any_chat = parts.iter().any(|p| is_chat(p));
+    let any_chat = parts.iter().any(&is_chat);
     let first = parts.first().cloned();
     let mut ops: Vec<Op> = Vec::new();
     for p in parts {

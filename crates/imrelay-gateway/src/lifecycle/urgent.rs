@@ -213,7 +213,7 @@ fn check_users(users: Vec<String>) -> Result<Vec<String>, Problem> {
         let u = u.trim().to_string();
         if u.is_empty() || u.len() > 128 || u.chars().any(char::is_whitespace) {
             return Err(Problem::invalid(
-                &format!("users[{i}]"),
+                format!("users[{i}]"),
                 "a user id is 1-128 bytes without spaces (a Feishu open_id, a DingTalk userId)",
             ));
         }

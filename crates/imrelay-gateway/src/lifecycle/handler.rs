@@ -150,8 +150,14 @@ pub async fn update<S: LifecycleContext>(
 ) -> Result<Response, Problem> {
     st.check_accepting()?;
     let view = visible(&st, &caller, &id).await?;
-    if view.kind == MessageKind::Recall {
-        return Err(Problem::invalid("id", "a recall cannot be updated"));
+    if view.kind.acts_on_origin() {
+        return Err(Problem::invalid(
+            "id",
+            format!(
+                "a message of kind `{}` cannot be updated",
+                view.kind.as_str()
+            ),
+        ));
     }
     if let Some(c) = body
         .get("channel")

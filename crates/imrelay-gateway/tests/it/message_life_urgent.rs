@@ -360,4 +360,19 @@ async fn wecom_cannot_push_and_the_api_refuses_what_it_must() {
         .urgent(ADMIN_KEY, push.body["id"].as_str().unwrap(), body)
         .await;
     assert_eq!(again.status, 422, "{}", again.text);
+    // Nor updated: its text would go out as a message of its own.
+    let r = env
+        .gw
+        .http
+        .patch(format!(
+            "{}/v1/messages/{}",
+            env.gw.base,
+            push.body["id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"text": "changed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
 }

@@ -143,6 +143,10 @@ pub struct Lifecycle {
     /// The platform's limits on urgent pushes, when they differ from sends'.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urgent_limits: Vec<Quota>,
+    /// The most users one push of a kind may name (DingTalk: 200 in the
+    /// app, 20 by SMS or phone); a caller splits larger pushes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent_max_users: Vec<(UrgentKind, usize)>,
 }
 
 impl Lifecycle {
@@ -160,7 +164,16 @@ impl Lifecycle {
             urgent_scope: UrgentScope::SentMessage,
             urgent_unsupported: None,
             urgent_limits: Vec::new(),
+            urgent_max_users: Vec::new(),
         }
+    }
+
+    /// The most users one push of `kind` may name, when the platform says.
+    pub fn urgent_max_users(&self, kind: UrgentKind) -> Option<usize> {
+        self.urgent_max_users
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, n)| *n)
     }
 
     /// Whether the destination pushes `kind` urgently; `Err` says why not.

@@ -312,6 +312,9 @@ impl Inner {
             }
             UrgentScope::SentMessage => urgent_ops(parts, kind, &users),
         };
+        // A push names at most what the platform takes: larger ones are
+        // several parts, each sent once.
+        let ops = split_urgent(ops, lifecycle.urgent_max_users(kind));
         Ok(Work {
             ops,
             message: msg,
@@ -466,6 +469,26 @@ fn urgent_ops(parts: Vec<SentPart>, kind: UrgentKind, users: &[String]) -> Vec<O
     ops
 }
 
+/// Split pushes naming more than `max` users into pushes of `max`.
+fn split_urgent(ops: Vec<Op>, max: Option<usize>) -> Vec<Op> {
+    let Some(max) = max.filter(|m| *m > 0) else {
+        return ops;
+    };
+    ops.into_iter()
+        .flat_map(|op| match op {
+            Op::Urgent { part, kind, users } if users.len() > max => users
+                .chunks(max)
+                .map(|c| Op::Urgent {
+                    part: part.clone(),
+                    kind,
+                    users: c.to_vec(),
+                })
+                .collect(),
+            op => vec![op],
+        })
+        .collect()
+}
+
 /// The history note of an update that gave way to a newer one.
 fn superseded_note(key: &str, at: i64) -> AttemptRecord {
     AttemptRecord::note(
@@ -549,6 +572,22 @@ mod tests {
             pushes(&ops),
             [("om_a".to_string(), users(&["ou_alice", "ou_carol"]))]
         );
+    }
+
+    #[test]
+    fn a_push_larger_than_the_platform_takes_is_split() {
+        let many: Vec<String> = (0..45).map(|i| format!("u{i}")).collect();
+        let ops = vec![Op::Urgent {
+            part: part("ding", "u0"),
+            kind: UrgentKind::Sms,
+            users: many.clone(),
+        }];
+        let split = pushes(&split_urgent(ops.clone(), Some(20)));
+        let sizes: Vec<usize> = split.iter().map(|(_, u)| u.len()).collect();
+        assert_eq!(sizes, [20, 20, 5]);
+        let all: Vec<String> = split.iter().flat_map(|(_, u)| u.clone()).collect();
+        assert_eq!(all, many);
+        assert_eq!(pushes(&split_urgent(ops, None))[0].1.len(), 45);
     }
 
     #[test]

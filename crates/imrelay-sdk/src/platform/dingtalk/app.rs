@@ -1014,6 +1014,7 @@ impl Destination for App {
                         .into(),
                 ),
                 urgent_limits: Vec::new(),
+                urgent_max_users: Vec::new(),
             },
             (AppMode::Robot, None) => Lifecycle {
                 update: UpdateMode::NewMessage,
@@ -1095,6 +1096,10 @@ fn robot_ding() -> Lifecycle {
         urgent_scope: UrgentScope::Users,
         urgent_unsupported: None,
         urgent_limits: ding::LIMITS.to_vec(),
+        urgent_max_users: UrgentKind::ALL
+            .iter()
+            .map(|k| (*k, ding::max_receivers(*k)))
+            .collect(),
         ..Lifecycle::send_only("")
     }
 }
@@ -1961,6 +1966,8 @@ mod tests {
         let l = app.lifecycle();
         assert_eq!(l.urgent, UrgentKind::ALL.to_vec());
         assert_eq!(l.urgent_scope, UrgentScope::Users);
+        assert_eq!(l.urgent_max_users(UrgentKind::Phone), Some(20));
+        assert_eq!(l.urgent_max_users(UrgentKind::App), Some(200));
         let too_many: Vec<String> = (0..21).map(|i| format!("u{i}")).collect();
         let sent = part("pqk-1", "manager1234", None);
         let err = app

@@ -528,6 +528,10 @@ impl Destination for FeishuApp {
             urgent_scope: crate::lifecycle::UrgentScope::SentMessage,
             urgent_unsupported: None,
             urgent_limits: urgent::LIMITS.to_vec(),
+            urgent_max_users: UrgentKind::ALL
+                .iter()
+                .map(|k| (*k, urgent::MAX_USERS))
+                .collect(),
         }
     }
 

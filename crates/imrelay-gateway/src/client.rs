@@ -98,6 +98,38 @@ pub async fn recall(
     }
 }
 
+/// Have the platform push message `id` urgently to `users`: `POST
+/// /v1/messages/{id}/urgent` with `kind` (`app`, `sms`, `phone`) and, for a
+/// DING, `text`. The answer names the queued push and, per destination,
+/// whether it pushes and why not.
+pub async fn urgent(
+    server: &str,
+    api_key: &str,
+    id: &str,
+    kind: &str,
+    users: &[String],
+    text: Option<&str>,
+    opts: &SubmitOptions,
+) -> Result<Value, SubmitError> {
+    let mut body = json!({ "kind": kind, "users": users });
+    if let Some(t) = text {
+        body["text"] = json!(t);
+    }
+    let (status, value, text) = call(
+        server,
+        api_key,
+        reqwest::Method::POST,
+        &[id, "urgent"],
+        Some(&body),
+        opts,
+    )
+    .await?;
+    match value {
+        Some(v) if status == 202 => Ok(v),
+        v => Err(refused(status, v, &text)),
+    }
+}
+
 /// Acknowledge message `id` as `by`: `POST /v1/messages/{id}/ack` with
 /// `action` (`ack` when `None`, `resolve`, `silence:1h`). The answer has the
 /// recorded `ack` and `already` (the same action was taken before: nothing

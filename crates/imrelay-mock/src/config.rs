@@ -157,6 +157,11 @@ pub struct AppConfig {
     /// sign them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<AppCallback>,
+    /// Paid urgent pushes (Feishu SMS/phone 加急, DingTalk SMS/phone DING)
+    /// the app's tenant may still make, one per user pushed; unlimited when
+    /// unset. At 0 the platform answers its quota-exhausted code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent_quota: Option<u64>,
 }
 
 impl AppConfig {
@@ -167,6 +172,7 @@ impl AppConfig {
             app_secret: app_secret.to_string(),
             token_lifetime_secs: None,
             callback: None,
+            urgent_quota: None,
         }
     }
 

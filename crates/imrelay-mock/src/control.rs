@@ -11,7 +11,7 @@
 //! | POST | `/_mock/apps` | register an app ([`AppConfig`]) |
 //! | POST | `/_mock/tokens/expire` | expire every issued token now (`{"platform": "wechat"}` to limit) |
 //! | POST | `/_mock/clock` | `{"advance_ms": N}`: move the mock's clock forward |
-//! | GET | `/_mock/messages?platform=&target=` | messages the platforms took, with revisions, recall and reads |
+//! | GET | `/_mock/messages?platform=&target=` | messages the platforms took, with revisions, recall, reads and urgent pushes (`urgent`: kind, users, time) |
 //! | GET | `/_mock/messages/{id}` | one of them by platform message id |
 //! | POST | `/_mock/messages/{id}/read` | `{"user": "ou_x"}`: that user read it (read receipts) |
 //! | POST | `/_mock/messages/{id}/click` | `{"action": "ack", "user": "ou_x"}`: click the button of that action, firing the platform's card callback at the app's `callback.url` (see [`crate::platform::click`]) |

@@ -37,6 +37,10 @@ pub struct SentMessage {
     /// Users who read it (platforms with read receipts), with when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_by: Vec<(String, i64)>,
+    /// Urgent pushes about it (Feishu 加急) or that it is (a DingTalk DING),
+    /// oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent: Vec<UrgentPush>,
     /// Platform-specific facts an update or a click needs (WeCom's
     /// `response_code`s still unused, a DingTalk card's callback route key).
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
@@ -61,6 +65,7 @@ impl SentMessage {
             revisions: vec![Revision { at_ms, content }],
             recalled_at_ms: None,
             read_by: Vec::new(),
+            urgent: Vec::new(),
             extra: HashMap::new(),
         }
     }
@@ -68,6 +73,22 @@ impl SentMessage {
     /// The content people see now.
     pub fn current(&self) -> &Value {
         &self.revisions.last().expect("never empty").content
+    }
+}
+
+/// One urgent push the platform made: `users` got a `kind` (`app`, `sms`,
+/// `phone`) push at `at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrgentPush {
+    pub kind: String,
+    pub users: Vec<String>,
+    pub at_ms: i64,
+}
+
+impl UrgentPush {
+    /// Whether it draws on the paid quota (SMS and phone do).
+    pub fn paid(&self) -> bool {
+        self.kind != "app"
     }
 }
 
@@ -169,6 +190,40 @@ impl SentStore {
         })
     }
 
+    /// Record an urgent push about a live message of `target`.
+    pub fn push_urgent(
+        &self,
+        message_id: &str,
+        target: &str,
+        push: UrgentPush,
+    ) -> Result<(), SentError> {
+        let at = push.at_ms;
+        self.modify(message_id, target, at, None, |m| m.urgent.push(push))
+    }
+
+    /// The paid (SMS, phone) pushes `target` made so far, counted per user.
+    pub fn paid_pushes(&self, target: &str) -> u64 {
+        self.by_id
+            .lock()
+            .values()
+            .filter(|m| m.target == target)
+            .flat_map(|m| m.urgent.iter())
+            .filter(|p| p.paid())
+            .map(|p| p.users.len() as u64)
+            .sum()
+    }
+
+    /// Urgent pushes `user` got about messages they have not read.
+    pub fn unread_urgent(&self, user: &str) -> usize {
+        self.by_id
+            .lock()
+            .values()
+            .filter(|m| !m.read_by.iter().any(|(u, _)| u == user))
+            .flat_map(|m| m.urgent.iter())
+            .filter(|p| p.users.iter().any(|u| u == user))
+            .count()
+    }
+
     /// Record that `user` read it (once per user).
     pub fn mark_read(&self, message_id: &str, user: &str, now_ms: i64) -> bool {
         let mut by_id = self.by_id.lock();
@@ -217,6 +272,35 @@ mod tests {
         let m = s.get("om_1").unwrap();
         assert_eq!(m.revisions.len(), 2);
         assert_eq!(m.current(), &json!({"v": 2}));
+    }
+
+    #[test]
+    fn urgent_pushes_are_kept_counted_and_refused_on_a_recalled_message() {
+        let s = store_with_one();
+        let push = |kind: &str, users: &[&str], at_ms| UrgentPush {
+            kind: kind.into(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+            at_ms,
+        };
+        s.push_urgent("om_1", "feishu:app:a", push("phone", &["ou_1"], 1_100))
+            .unwrap();
+        s.push_urgent(
+            "om_1",
+            "feishu:app:a",
+            push("app", &["ou_1", "ou_2"], 1_200),
+        )
+        .unwrap();
+        assert_eq!(s.paid_pushes("feishu:app:a"), 1);
+        assert_eq!(s.paid_pushes("feishu:app:b"), 0);
+        assert_eq!(s.unread_urgent("ou_1"), 2);
+        s.mark_read("om_1", "ou_1", 1_300);
+        assert_eq!(s.unread_urgent("ou_1"), 0);
+        assert_eq!(s.get("om_1").unwrap().urgent[0].kind, "phone");
+        s.recall("om_1", "feishu:app:a", 1_400, None).unwrap();
+        assert_eq!(
+            s.push_urgent("om_1", "feishu:app:a", push("app", &["ou_1"], 1_500)),
+            Err(SentError::Recalled)
+        );
     }
 
     #[test]

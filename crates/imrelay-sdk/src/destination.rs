@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::http::{
     dns, HttpClient, HttpOptions, Proxy, Timeouts, DEFAULT_POOL_MAX_IDLE_PER_HOST, MAX_ANSWER_BYTES,
 };
-use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart};
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UrgentKind};
 use crate::message::{Message, Platform};
 use crate::outcome::Report;
 use crate::pace::Pacer;
@@ -150,6 +150,32 @@ pub trait Destination: Send + Sync + fmt::Debug {
         Err(Error::operation_unsupported(
             self.kind(),
             Operation::Recall,
+            reason,
+        ))
+    }
+
+    /// Ask the platform to push `kind` urgently to `users` about one sent
+    /// part, once (`text` is what platforms whose push is a message of its
+    /// own, DingTalk's DING, show). Users the platform would not reach come
+    /// back in [`Report::failed_recipients`].
+    /// `Err(Error::OperationUnsupported)` when the destination has no such
+    /// push ([`Lifecycle::can_urgent`] says why).
+    async fn urgent(
+        &self,
+        sent: &SentPart,
+        kind: UrgentKind,
+        users: &[String],
+        text: &str,
+    ) -> Result<Report, Error> {
+        let _ = (sent, users, text);
+        let reason = self
+            .lifecycle()
+            .can_urgent(kind)
+            .err()
+            .unwrap_or_else(|| "urgent pushes are not implemented for this destination".into());
+        Err(Error::operation_unsupported(
+            self.kind(),
+            Operation::Urgent,
             reason,
         ))
     }

@@ -52,7 +52,7 @@ pub mod token;
 
 pub use destination::{deliver, Client, ClientOptions, Destination, Payload, Quota};
 pub use error::Error;
-pub use lifecycle::{Action, CardClick, Lifecycle, SentPart};
+pub use lifecycle::{Action, CardClick, Lifecycle, SentPart, UrgentKind};
 pub use message::{Body, Mentions, Message, Platform};
 pub use outcome::{Code, Outcome, Report};
 pub use secret::Secret;

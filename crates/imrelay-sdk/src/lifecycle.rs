@@ -1,5 +1,5 @@
 //! What can happen to a message after it is sent: an update in place, a
-//! recall, and the buttons people click on it.
+//! recall, an urgent push about it, and the buttons people click on it.
 //!
 //! A destination says what its platform allows ([`Lifecycle`]); the caller
 //! keeps what the platform answered for each delivered part ([`SentPart`]) and
@@ -21,6 +21,8 @@ use crate::destination::Quota;
 pub enum Operation {
     Update,
     Recall,
+    /// An urgent push about a sent message ([`UrgentKind`]).
+    Urgent,
 }
 
 impl Operation {
@@ -28,6 +30,7 @@ impl Operation {
         match self {
             Operation::Update => "update",
             Operation::Recall => "recall",
+            Operation::Urgent => "urgent",
         }
     }
 }
@@ -65,6 +68,55 @@ pub enum RecallMode {
     Unsupported { reason: String },
 }
 
+/// How the platform itself pushes an urgent notification about a message
+/// already sent (Feishu 加急, DingTalk DING).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UrgentKind {
+    /// In the app: a pop-up and sound that stays until read. Free.
+    App,
+    /// In the app and by SMS. Draws on the tenant's paid quota.
+    Sms,
+    /// In the app and by a phone call. Draws on the tenant's paid quota.
+    Phone,
+}
+
+impl UrgentKind {
+    pub const ALL: [UrgentKind; 3] = [UrgentKind::App, UrgentKind::Sms, UrgentKind::Phone];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UrgentKind::App => "app",
+            UrgentKind::Sms => "sms",
+            UrgentKind::Phone => "phone",
+        }
+    }
+
+    /// The kind named `s` (`app`, `sms`, `phone`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for UrgentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an urgent push points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UrgentScope {
+    /// At one sent message: once per [`SentPart`] (Feishu), and only to
+    /// users who can see that message.
+    #[default]
+    SentMessage,
+    /// A message of its own that carries the text (DingTalk DING): one call
+    /// per push, whatever was sent before.
+    Users,
+}
+
 /// What a destination's platform allows after a send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifecycle {
@@ -77,6 +129,24 @@ pub struct Lifecycle {
     /// (Feishu: 5 updates a second per message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub update_limits: Vec<Quota>,
+    /// The urgent pushes the platform makes for this destination; none by
+    /// default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent: Vec<UrgentKind>,
+    /// Where those pushes point.
+    #[serde(default)]
+    pub urgent_scope: UrgentScope,
+    /// Why a kind is missing from `urgent` (the platform has no such API,
+    /// or this destination type cannot call it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent_unsupported: Option<String>,
+    /// The platform's limits on urgent pushes, when they differ from sends'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent_limits: Vec<Quota>,
+    /// The most users one push of a kind may name (DingTalk: 200 in the
+    /// app, 20 by SMS or phone); a caller splits larger pushes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urgent_max_users: Vec<(UrgentKind, usize)>,
 }
 
 impl Lifecycle {
@@ -90,7 +160,39 @@ impl Lifecycle {
             },
             card_actions: false,
             update_limits: Vec::new(),
+            urgent: Vec::new(),
+            urgent_scope: UrgentScope::SentMessage,
+            urgent_unsupported: None,
+            urgent_limits: Vec::new(),
+            urgent_max_users: Vec::new(),
         }
+    }
+
+    /// The most users one push of `kind` may name, when the platform says.
+    pub fn urgent_max_users(&self, kind: UrgentKind) -> Option<usize> {
+        self.urgent_max_users
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, n)| *n)
+    }
+
+    /// Whether the destination pushes `kind` urgently; `Err` says why not.
+    pub fn can_urgent(&self, kind: UrgentKind) -> Result<(), String> {
+        if self.urgent.contains(&kind) {
+            return Ok(());
+        }
+        Err(match (&self.urgent_unsupported, self.urgent.is_empty()) {
+            (Some(why), _) => why.clone(),
+            (None, true) => "the platform has no urgent push for a sent message".into(),
+            (None, false) => format!(
+                "the platform pushes urgently by {} only, not by {kind}",
+                self.urgent
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
     }
 
     /// Whether a recall of a part sent at `sent_at_ms` is still allowed at
@@ -252,6 +354,42 @@ mod tests {
         assert_eq!(
             robot.can_recall(0, 0).unwrap_err(),
             "custom robots have no recall API"
+        );
+    }
+
+    #[test]
+    fn urgent_kinds_are_named_in_snake_case_and_refusals_say_why() {
+        assert_eq!(
+            serde_json::to_string(&UrgentKind::ALL).unwrap(),
+            r#"["app","sms","phone"]"#
+        );
+        for k in UrgentKind::ALL {
+            assert_eq!(UrgentKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                serde_json::from_value::<UrgentKind>(serde_json::json!(k.as_str())).unwrap(),
+                k
+            );
+        }
+        assert_eq!(UrgentKind::parse("voice"), None);
+        let none = Lifecycle::send_only("");
+        assert!(none
+            .can_urgent(UrgentKind::App)
+            .unwrap_err()
+            .contains("no urgent push"));
+        let app_only = Lifecycle {
+            urgent: vec![UrgentKind::App],
+            ..Lifecycle::send_only("")
+        };
+        assert!(app_only.can_urgent(UrgentKind::App).is_ok());
+        let err = app_only.can_urgent(UrgentKind::Phone).unwrap_err();
+        assert!(err.contains("app only, not by phone"), "{err}");
+        let said = Lifecycle {
+            urgent_unsupported: Some("WeCom has none".into()),
+            ..Lifecycle::send_only("")
+        };
+        assert_eq!(
+            said.can_urgent(UrgentKind::Sms).unwrap_err(),
+            "WeCom has none"
         );
     }
 

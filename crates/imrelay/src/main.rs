@@ -6,7 +6,7 @@
 //! - `imrelay serve`: the gateway (durable queue, HTTP API, delivery).
 //! - `imrelay config check`: validate a gateway config file.
 //! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
-//! - `imrelay message recall|ack|update`: act on a message a gateway sent.
+//! - `imrelay message recall|ack|update|urgent`: act on a message a gateway sent.
 //! - `imrelay health`: probe a running gateway (a container's health check).
 
 mod callback_cmd;
@@ -84,7 +84,8 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     /// Import another tool's config (prometheus-webhook-dingtalk, PrometheusAlert) as imrelay TOML.
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
-    /// A message a running gateway sent: recall it, acknowledge it, update it.
+    /// A message a running gateway sent: recall it, acknowledge it, update it,
+    /// push it urgently.
     #[command(subcommand)]
     Message(message_cmd::MessageCommand),
     /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.

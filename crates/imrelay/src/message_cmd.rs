@@ -1,5 +1,6 @@
-//! `imrelay message recall|ack|update`: act on a message a running gateway
-//! sent (`DELETE`, `POST .../ack` and `PATCH /v1/messages/{id}`).
+//! `imrelay message recall|ack|update|urgent`: act on a message a running
+//! gateway sent (`DELETE`, `POST .../ack`, `PATCH /v1/messages/{id}` and
+//! `POST .../urgent`).
 //!
 //! Exit codes, as `imrelay send --server`: 0 done (or queued), 1 the gateway
 //! refused (its problem's detail on stderr), 2 bad arguments, 3 the gateway
@@ -42,6 +43,28 @@ Examples:
         /// `ack`, `resolve` or `silence:DURATION` (e.g. `silence:1h`).
         #[arg(long, default_value = "ack")]
         action: String,
+        #[command(flatten)]
+        gateway: Gateway,
+    },
+    /// Have the platform push a sent message urgently (Feishu 加急 in the
+    /// app, by SMS or by phone; DingTalk DING). SMS and phone draw on the
+    /// tenant's paid quota.
+    #[command(after_help = "\
+Examples:
+  imrelay message urgent ID --kind phone --user ou_7d8a6e6df7621556ce0d21922b676706ccs
+  imrelay message urgent ID --kind app --user manager1234 --user manager5678 --text 'db-1 disk full, please look'")]
+    Urgent {
+        /// The message id (any message of its thread).
+        id: String,
+        /// `app`, `sms` or `phone`.
+        #[arg(long, value_parser = ["app", "sms", "phone"])]
+        kind: String,
+        /// A user to push (Feishu open_id, DingTalk userId); repeat for more.
+        #[arg(long = "user", required = true)]
+        users: Vec<String>,
+        /// What a DING says (default: the message's title or text).
+        #[arg(long)]
+        text: Option<String>,
         #[command(flatten)]
         gateway: Gateway,
     },
@@ -95,7 +118,8 @@ pub async fn run(cmd: MessageCommand) -> ExitCode {
     let gateway = match &cmd {
         MessageCommand::Recall { gateway, .. }
         | MessageCommand::Ack { gateway, .. }
-        | MessageCommand::Update { gateway, .. } => gateway,
+        | MessageCommand::Update { gateway, .. }
+        | MessageCommand::Urgent { gateway, .. } => gateway,
     };
     let Some(key) = gateway.api_key.as_deref().filter(|k| !k.is_empty()) else {
         eprintln!(
@@ -117,6 +141,15 @@ pub async fn run(cmd: MessageCommand) -> ExitCode {
                 .await
                 .map(|v| (ack_summary(&v), v))
         }
+        MessageCommand::Urgent {
+            id,
+            kind,
+            users,
+            text,
+            ..
+        } => client::urgent(server, key, id, kind, users, text.as_deref(), &opts)
+            .await
+            .map(|v| (urgent_summary(&v), v)),
         MessageCommand::Update {
             id,
             text,
@@ -200,13 +233,22 @@ fn update_fields(
     Ok(fields)
 }
 
-/// One line per destination of a recall answer (or refusal).
+/// One line per destination of a recall or urgent answer (or refusal).
 fn destinations(ds: &Value) -> String {
     let mut out = String::new();
     for d in ds.as_array().into_iter().flatten() {
         let target = d["target"].as_str().unwrap_or("?");
         let kind = d["kind"].as_str().unwrap_or("?");
         let parts = d["parts"].as_u64().unwrap_or(0);
+        if let Some(urgent) = d["urgent"].as_bool() {
+            let what = match (urgent, d["reason"].as_str()) {
+                (true, _) => "will push".to_string(),
+                (false, Some(reason)) => format!("cannot push: {reason}"),
+                (false, None) => "cannot push".to_string(),
+            };
+            let _ = writeln!(out, "  {target} ({kind}): {what}");
+            continue;
+        }
         let what = match (d["recall"].as_bool(), d["reason"].as_str()) {
             (Some(true), _) => format!(
                 "will be recalled ({parts} part{})",
@@ -223,6 +265,17 @@ fn destinations(ds: &Value) -> String {
 fn recall_summary(v: &Value) -> String {
     let mut out = format!(
         "recall {} of message {} queued; follow it with GET /v1/messages/{}\n",
+        v["id"].as_str().unwrap_or("?"),
+        v["of"].as_str().unwrap_or("?"),
+        v["id"].as_str().unwrap_or("?"),
+    );
+    out.push_str(&destinations(&v["destinations"]));
+    out
+}
+
+fn urgent_summary(v: &Value) -> String {
+    let mut out = format!(
+        "urgent push {} of message {} queued; follow it with GET /v1/messages/{}\n",
         v["id"].as_str().unwrap_or("?"),
         v["of"].as_str().unwrap_or("?"),
         v["id"].as_str().unwrap_or("?"),
@@ -277,6 +330,19 @@ mod tests {
         assert!(update_fields(None, Some("{"), None)
             .unwrap_err()
             .contains("not JSON"));
+    }
+
+    #[test]
+    fn each_destination_of_an_urgent_push_is_one_line() {
+        let ds = json!([
+            {"target": "ops/feishu_app:cli", "kind": "feishu_app", "urgent": true},
+            {"target": "ops/wecom_app:ww", "kind": "wecom_app", "urgent": false,
+             "reason": "WeCom has no urgent push about a sent message"},
+        ]);
+        assert_eq!(
+            destinations(&ds),
+            "  ops/feishu_app:cli (feishu_app): will push\n  ops/wecom_app:ww (wecom_app): cannot push: WeCom has no urgent push about a sent message\n"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::problem::Problem;
 use super::{dlq, messages, ops};
 use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
+use crate::lifecycle::urgent;
 use crate::oncall::handler as oncall;
 use crate::silences::handler as silences;
 
@@ -36,7 +37,7 @@ use crate::silences::handler as silences;
     ),
     paths(
         messages::submit, messages::submit_batch, messages::get,
-        lifecycle::update, lifecycle::recall, lifecycle::acknowledge,
+        lifecycle::update, lifecycle::recall, lifecycle::acknowledge, urgent::urgent,
         silences::create, silences::list, silences::one, silences::expire, silences::like_message,
         oncall::list, oncall::one, oncall::create_override, oncall::delete_override,
         dlq::list, dlq::inspect, dlq::purge_one, dlq::replay_one, dlq::replay_many, dlq::purge_many,

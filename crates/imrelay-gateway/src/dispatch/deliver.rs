@@ -189,6 +189,11 @@ impl Inner {
                 Op::Send(payload) => m.dest.send(payload).await,
                 Op::Update(part) => m.dest.update(part, msg).await.unwrap_or_else(refused),
                 Op::Recall(part) => m.dest.recall(part).await.unwrap_or_else(refused),
+                Op::Urgent { part, kind, users } => m
+                    .dest
+                    .urgent(part, *kind, users, &urgent_text(msg))
+                    .await
+                    .unwrap_or_else(refused),
             }
         };
         let call = tracing::Instrument::instrument(request, events::platform_call_span(&m.key));
@@ -209,6 +214,9 @@ impl Inner {
             }
         }
         events::attempt(&m.key, &report, started, ended);
+        if let Op::Urgent { kind, .. } = op {
+            events::urgent_push(&m.key, *kind, &report);
+        }
         if let Some(a) = self.alerts.get() {
             if !report.outcome.is_delivered() {
                 a.attempt_failed(&s.channel.name, &m.key, &report.message);
@@ -256,6 +264,19 @@ enum InPlace {
     Stop,
     /// Carry the decision out.
     No(Decision),
+}
+
+/// What an urgent push carries where the platform shows text (a DING): the
+/// queued message's text, else its title.
+fn urgent_text(msg: &Message) -> String {
+    match &msg.body {
+        imrelay_sdk::Body::Text { text } | imrelay_sdk::Body::Markdown { text }
+            if !text.trim().is_empty() =>
+        {
+            text.clone()
+        }
+        _ => msg.title_or_default(),
+    }
 }
 
 /// The update token an operation uses, if any.

@@ -48,12 +48,14 @@ pub fn fallback_message(
 }
 
 /// The fallback a dead-lettered delivery of `kind` on `channel` goes to, if
-/// any: fallback copies themselves never fall back (no loops).
+/// any: fallback copies themselves never fall back (no loops), nor do urgent
+/// pushes (their users are one platform's ids; what follows a failed push is
+/// the escalation's business).
 pub fn on_dead(channel: &Channel, kind: MessageKind) -> Option<&Fallback> {
     channel
         .fallback
         .as_ref()
-        .filter(|_| kind != MessageKind::Fallback)
+        .filter(|_| kind != MessageKind::Fallback && !matches!(kind, MessageKind::Urgent(_)))
 }
 
 impl Inner {
@@ -165,6 +167,10 @@ mod tests {
         assert_eq!(on_dead(&ch, MessageKind::Normal), Some(&fb));
         assert_eq!(on_dead(&ch, MessageKind::Digest), Some(&fb));
         assert_eq!(on_dead(&ch, MessageKind::Fallback), None);
+        assert_eq!(
+            on_dead(&ch, MessageKind::Urgent(imrelay_sdk::UrgentKind::Phone)),
+            None
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! message sends its rendered parts; a later message of a thread updates the
 //! parts its root delivered (or, where the destination cannot edit them, is
 //! sent as a new message naming the first); a recall takes back the parts its
-//! origin delivered.
+//! origin delivered; an urgent push asks the platform to push the parts its
+//! origin delivered (Feishu) or sends one DING (DingTalk) to its recipients.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use imrelay_sdk::{Message, Payload, Quota, SentPart};
+use imrelay_sdk::lifecycle::UrgentScope;
+use imrelay_sdk::{Message, Payload, Quota, SentPart, UrgentKind};
 
 use super::decide::{DeadCause, Decision, Wait};
 use super::Inner;
@@ -24,6 +26,13 @@ pub(super) enum Op {
     Send(Payload),
     Update(SentPart),
     Recall(SentPart),
+    /// Push `kind` to `users` about the part (the message's text is what a
+    /// DING carries).
+    Urgent {
+        part: SentPart,
+        kind: UrgentKind,
+        users: Vec<String>,
+    },
 }
 
 /// The requests of a claimed delivery, and the message they carry.
@@ -116,6 +125,9 @@ impl Inner {
         }
         if c.kind == MessageKind::Recall {
             return self.recall_work(c, m, msg).await.map_err(Skip::from);
+        }
+        if let MessageKind::Urgent(kind) = c.kind {
+            return self.urgent_work(c, m, kind, msg).await.map_err(Skip::from);
         }
         match &c.thread {
             Some(t) if !t.is_root(&c.message_id) => {
@@ -253,6 +265,94 @@ impl Inner {
         })
     }
 
+    /// The pushes of an urgent message: one per part its origin delivered at
+    /// this target (part 0 of each recipient's message), to the users who
+    /// got that part (a chat's part takes the users no 1:1 part names; users
+    /// no part names go with the first, for the platform to list as
+    /// invalid); or, where the push is a message of its own (DING), one.
+    async fn urgent_work(
+        &self,
+        c: &Claimed,
+        m: &DestinationEntry,
+        kind: UrgentKind,
+        msg: Message,
+    ) -> Result<Work, Decision> {
+        let Some(origin) = &c.origin else {
+            return Err(dead("an urgent push without the message it pushes"));
+        };
+        let lifecycle = m.dest.lifecycle();
+        if let Err(why) = lifecycle.can_urgent(kind) {
+            return Err(dead(&format!(
+                "{} cannot push urgently: {why}",
+                m.dest.kind()
+            )));
+        }
+        let users = msg.recipients.clone();
+        if users.is_empty() {
+            return Err(dead("an urgent push names no users"));
+        }
+        let parts: Vec<SentPart> = self
+            .store
+            .sent_parts(origin)
+            .await
+            .map_err(|e| self.store_unavailable(e))?
+            .into_iter()
+            .filter(|(target, p)| *target == c.target && p.destination == m.key && p.part == 0)
+            .map(|(_, p)| p.sent)
+            .collect();
+        let ops = match lifecycle.urgent_scope {
+            UrgentScope::Users => {
+                let part = parts.into_iter().next().unwrap_or_else(|| SentPart {
+                    platform_message_id: origin.to_string(),
+                    update_token: None,
+                    sent_at_ms: self.now(),
+                    recipients: Vec::new(),
+                });
+                vec![Op::Urgent { part, kind, users }]
+            }
+            UrgentScope::SentMessage if parts.is_empty() => {
+                return Err(self.origin_not_sent(origin, &c.target).await?);
+            }
+            UrgentScope::SentMessage => urgent_ops(parts, kind, &users),
+        };
+        // A push names at most what the platform takes: larger ones are
+        // several parts, each sent once.
+        let ops = split_urgent(ops, lifecycle.urgent_max_users(kind));
+        Ok(Work {
+            ops,
+            message: msg,
+            first: None,
+            lease: None,
+        })
+    }
+
+    /// Why an urgent push finds nothing of its origin to push: wait while
+    /// the origin is still being sent there, else it never will be.
+    async fn origin_not_sent(&self, origin: &str, target: &str) -> Result<Decision, Decision> {
+        let view = self
+            .store
+            .get_message(origin)
+            .await
+            .map_err(|e| self.store_unavailable(e))?;
+        let open = view.iter().flat_map(|v| v.deliveries.iter()).any(|d| {
+            d.target == target
+                && matches!(
+                    d.state,
+                    DeliveryState::Pending | DeliveryState::Claimed | DeliveryState::Merged
+                )
+        });
+        Ok(if open {
+            Decision::Requeue {
+                at: self.now() + THREAD_WAIT_MS,
+                why: Wait::Thread,
+            }
+        } else {
+            dead(&format!(
+                "nothing of {origin} with a platform id was delivered to {target}: there is no message to push"
+            ))
+        })
+    }
+
     /// The lease on the card of `c`'s thread at its target, or a wait when
     /// another update of it is being sent (here or by another instance).
     async fn thread_lease(&self, c: &Claimed, t: &ThreadPos) -> Result<ThreadLease, Skip> {
@@ -316,6 +416,82 @@ impl Inner {
     }
 }
 
+/// One push per sent part, to the users who got it; a chat's parts share
+/// the users no 1:1 part names, and users no part names at all go with the
+/// first part (the platform lists them as invalid: a failed recipient).
+fn urgent_ops(parts: Vec<SentPart>, kind: UrgentKind, users: &[String]) -> Vec<Op> {
+    // A recipient as rendered: `chat_id:oc_x`, `open_id:ou_x` or `ou_x`.
+    let id_of = |r: &str| r.split_once(':').map_or(r, |(_, id)| id).to_string();
+    let is_chat = |p: &SentPart| {
+        p.recipients
+            .first()
+            .is_some_and(|r| r.starts_with("chat_id:") || r.starts_with("open_conversation_id:"))
+    };
+    let direct: Vec<String> = parts
+        .iter()
+        .filter(|p| !is_chat(p))
+        .flat_map(|p| p.recipients.iter().map(|r| id_of(r)))
+        .collect();
+    let unmatched: Vec<String> = users
+        .iter()
+        .filter(|u| !direct.contains(&id_of(u)))
+        .cloned()
+        .collect();
+    let any_chat = parts.iter().any(&is_chat);
+    let first = parts.first().cloned();
+    let mut ops: Vec<Op> = Vec::new();
+    for p in parts {
+        let mine: Vec<String> = if is_chat(&p) {
+            unmatched.clone()
+        } else {
+            users
+                .iter()
+                .filter(|u| p.recipients.iter().any(|r| id_of(r) == id_of(u)))
+                .cloned()
+                .collect()
+        };
+        if !mine.is_empty() {
+            ops.push(Op::Urgent {
+                part: p,
+                kind,
+                users: mine,
+            });
+        }
+    }
+    if !any_chat && !unmatched.is_empty() {
+        match (ops.first_mut(), first) {
+            (Some(Op::Urgent { users, .. }), _) => users.extend(unmatched),
+            (_, Some(part)) => ops.push(Op::Urgent {
+                part,
+                kind,
+                users: unmatched,
+            }),
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// Split pushes naming more than `max` users into pushes of `max`.
+fn split_urgent(ops: Vec<Op>, max: Option<usize>) -> Vec<Op> {
+    let Some(max) = max.filter(|m| *m > 0) else {
+        return ops;
+    };
+    ops.into_iter()
+        .flat_map(|op| match op {
+            Op::Urgent { part, kind, users } if users.len() > max => users
+                .chunks(max)
+                .map(|c| Op::Urgent {
+                    part: part.clone(),
+                    kind,
+                    users: c.to_vec(),
+                })
+                .collect(),
+            op => vec![op],
+        })
+        .collect()
+}
+
 /// The history note of an update that gave way to a newer one.
 fn superseded_note(key: &str, at: i64) -> AttemptRecord {
     AttemptRecord::note(
@@ -358,5 +534,75 @@ fn send_work(c: &Claimed, m: &DestinationEntry, msg: Message) -> Result<Work, De
             },
             cause: DeadCause::Unrenderable,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(id: &str, recipient: &str) -> SentPart {
+        SentPart {
+            platform_message_id: id.into(),
+            update_token: None,
+            sent_at_ms: 0,
+            recipients: vec![recipient.into()],
+        }
+    }
+
+    fn pushes(ops: &[Op]) -> Vec<(String, Vec<String>)> {
+        ops.iter()
+            .map(|o| match o {
+                Op::Urgent { part, users, .. } => (part.platform_message_id.clone(), users.clone()),
+                _ => panic!("not an urgent push"),
+            })
+            .collect()
+    }
+
+    fn users(u: &[&str]) -> Vec<String> {
+        u.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_user_is_pushed_about_the_message_they_got() {
+        let parts = vec![part("om_a", "ou_alice"), part("om_b", "open_id:ou_bob")];
+        let ops = urgent_ops(parts.clone(), UrgentKind::Phone, &users(&["ou_bob"]));
+        assert_eq!(pushes(&ops), [("om_b".to_string(), users(&["ou_bob"]))]);
+        // A user nobody sent to goes with the first push, for the platform
+        // to refuse by name.
+        let ops = urgent_ops(parts, UrgentKind::App, &users(&["ou_alice", "ou_carol"]));
+        assert_eq!(
+            pushes(&ops),
+            [("om_a".to_string(), users(&["ou_alice", "ou_carol"]))]
+        );
+    }
+
+    #[test]
+    fn a_push_larger_than_the_platform_takes_is_split() {
+        let many: Vec<String> = (0..45).map(|i| format!("u{i}")).collect();
+        let ops = vec![Op::Urgent {
+            part: part("ding", "u0"),
+            kind: UrgentKind::Sms,
+            users: many.clone(),
+        }];
+        let split = pushes(&split_urgent(ops.clone(), Some(20)));
+        let sizes: Vec<usize> = split.iter().map(|(_, u)| u.len()).collect();
+        assert_eq!(sizes, [20, 20, 5]);
+        let all: Vec<String> = split.iter().flat_map(|(_, u)| u.clone()).collect();
+        assert_eq!(all, many);
+        assert_eq!(pushes(&split_urgent(ops, None))[0].1.len(), 45);
+    }
+
+    #[test]
+    fn a_chat_message_takes_the_users_no_direct_message_names() {
+        let parts = vec![part("om_a", "ou_alice"), part("om_g", "chat_id:oc_ops")];
+        let ops = urgent_ops(parts, UrgentKind::Sms, &users(&["ou_alice", "ou_dave"]));
+        assert_eq!(
+            pushes(&ops),
+            [
+                ("om_a".to_string(), users(&["ou_alice"])),
+                ("om_g".to_string(), users(&["ou_dave"]))
+            ]
+        );
     }
 }

@@ -52,6 +52,7 @@ pub fn router<S: LifecycleContext>() -> Router<S> {
     Router::new()
         .route("/v1/messages/{id}", patch(update::<S>).delete(recall::<S>))
         .route("/v1/messages/{id}/ack", post(acknowledge::<S>))
+        .route("/v1/messages/{id}/urgent", post(super::urgent::urgent::<S>))
 }
 
 /// The answer to an update or a recall.
@@ -105,7 +106,7 @@ pub struct AckAnswer {
 }
 
 /// A message the caller may see, or 404 as for a missing one.
-async fn visible<S: LifecycleContext>(
+pub(super) async fn visible<S: LifecycleContext>(
     st: &S,
     caller: &Caller,
     id: &str,
@@ -121,7 +122,7 @@ async fn visible<S: LifecycleContext>(
     }
 }
 
-fn root_of(v: &MessageView) -> MessageId {
+pub(super) fn root_of(v: &MessageView) -> MessageId {
     v.thread
         .as_ref()
         .map(|t| t.root.clone())
@@ -149,8 +150,14 @@ pub async fn update<S: LifecycleContext>(
 ) -> Result<Response, Problem> {
     st.check_accepting()?;
     let view = visible(&st, &caller, &id).await?;
-    if view.kind == MessageKind::Recall {
-        return Err(Problem::invalid("id", "a recall cannot be updated"));
+    if view.kind.acts_on_origin() {
+        return Err(Problem::invalid(
+            "id",
+            format!(
+                "a message of kind `{}` cannot be updated",
+                view.kind.as_str()
+            ),
+        ));
     }
     if let Some(c) = body
         .get("channel")

@@ -18,8 +18,11 @@
 //!   created in the Alertmanager that sent the alert. `POST
 //!   /v1/messages/{id}/ack` does the same over the API.
 //!
-//! Updates and recalls are messages in the queue like any other (a recall is
-//! of kind `recall`), so retries, rate limits, leases and the dead-letter
+//! - `POST /v1/messages/{id}/urgent` queues an urgent push about it where
+//!   the platform has one (Feishu 加急, DingTalk DING; [`urgent`]).
+//!
+//! Updates, recalls and urgent pushes are messages in the queue like any
+//! other (a recall is of kind `recall`, a push `urgent_app|sms|phone`), so retries, rate limits, leases and the dead-letter
 //! queue apply, and a crash or a second instance neither skips nor repeats
 //! one.
 
@@ -30,6 +33,7 @@ pub mod config;
 pub mod handler;
 pub mod request;
 pub mod silence;
+pub mod urgent;
 
 pub use card::{annotate, ActionKind};
 pub use config::{LifecycleConfig, LifecycleSettings};

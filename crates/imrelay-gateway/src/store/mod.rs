@@ -589,13 +589,17 @@ mod tests {
         ] {
             assert_eq!(DeliveryState::parse(s.as_str()).unwrap(), s);
         }
-        for k in [
-            MessageKind::Normal,
-            MessageKind::Digest,
-            MessageKind::Fallback,
-        ] {
+        for k in MessageKind::ALL {
             assert_eq!(MessageKind::parse(k.as_str()).unwrap(), k);
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str())
+            );
         }
+        assert_eq!(
+            MessageKind::Urgent(imrelay_sdk::UrgentKind::Phone).as_str(),
+            "urgent_phone"
+        );
         let e = DeliveryState::parse("pending ").unwrap_err();
         assert!(
             matches!(&e, StoreError::Corrupt { column: "deliveries.state", value } if value == "`pending `"),

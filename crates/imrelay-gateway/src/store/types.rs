@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-use imrelay_sdk::Message;
+use imrelay_sdk::{Message, UrgentKind};
 use serde::{Deserialize, Serialize};
 
 use super::{new_message_id, AttemptOutcome, DeliveryId, MessageId, Result, StoreError};
 
 /// What kind of message a row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+///
+/// Stored and serialized as one word: `normal`, `digest`, `fallback`,
+/// `recall`, `urgent_app`, `urgent_sms`, `urgent_phone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageKind {
     /// Sent by a producer.
     #[default]
@@ -21,28 +23,78 @@ pub enum MessageKind {
     Fallback,
     /// Takes back what its origin delivered (`DELETE /v1/messages/{id}`).
     Recall,
+    /// Asks the platform to push its origin urgently to the users in its
+    /// recipients (`POST /v1/messages/{id}/urgent`).
+    Urgent(UrgentKind),
 }
 
 impl MessageKind {
+    /// Every kind, in the order of the API's documentation.
+    pub const ALL: [MessageKind; 7] = [
+        MessageKind::Normal,
+        MessageKind::Digest,
+        MessageKind::Fallback,
+        MessageKind::Recall,
+        MessageKind::Urgent(UrgentKind::App),
+        MessageKind::Urgent(UrgentKind::Sms),
+        MessageKind::Urgent(UrgentKind::Phone),
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Normal => "normal",
             MessageKind::Digest => "digest",
             MessageKind::Fallback => "fallback",
             MessageKind::Recall => "recall",
+            MessageKind::Urgent(UrgentKind::App) => "urgent_app",
+            MessageKind::Urgent(UrgentKind::Sms) => "urgent_sms",
+            MessageKind::Urgent(UrgentKind::Phone) => "urgent_phone",
         }
     }
     /// The kind stored as `s`; unknown text is [`StoreError::Corrupt`].
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "normal" => Ok(MessageKind::Normal),
-            "digest" => Ok(MessageKind::Digest),
-            "fallback" => Ok(MessageKind::Fallback),
-            "recall" => Ok(MessageKind::Recall),
-            _ => Err(StoreError::corrupt("messages.kind", s)),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::corrupt("messages.kind", s))
+    }
+
+    /// Whether it acts on a message already sent (a recall or an urgent
+    /// push) rather than being a message of its own.
+    pub fn acts_on_origin(self) -> bool {
+        matches!(self, MessageKind::Recall | MessageKind::Urgent(_))
     }
 }
+
+impl Serialize for MessageKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown message kind `{s}`")))
+    }
+}
+
+impl utoipa::PartialSchema for MessageKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "What kind of message it is: sent by a producer (`normal`), a digest, a fallback copy, a recall, or an urgent push (`urgent_app`, `urgent_sms`, `urgent_phone`)",
+            ))
+            .enum_values(Some(MessageKind::ALL.iter().map(|k| k.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MessageKind {}
 
 /// An idempotency key as the API received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +121,8 @@ pub struct NewMessage {
     pub idempotency: Option<Idempotency>,
     pub kind: MessageKind,
     /// For a fallback copy: the message it stands in for; for a recall: the
-    /// message it takes back. For a digest: unused.
+    /// message it takes back; for an urgent push: the message pushed. For a
+    /// digest: unused.
     pub origin: Option<MessageId>,
     /// The silence that holds it: its deliveries are stored `silenced`.
     pub silenced_by: Option<String>,

@@ -87,6 +87,10 @@ pub const CLICKS_REFUSED: &str = "imrelay_card_clicks_refused_total";
 /// Escalation steps fired (`policy`), each exactly once.
 pub const ESCALATION_STEPS: &str = "imrelay_escalation_steps_total";
 
+/// Urgent pushes asked of platforms (Feishu 加急, DingTalk DING). Labels:
+/// `platform`, `kind` (app, sms, phone), `outcome` (the SDK's label).
+pub const URGENT_PUSHES: &str = "imrelay_urgent_pushes_total";
+
 pub const ALL: &[&str] = &[
     STORE_MESSAGES,
     STORE_BYTES,
@@ -115,6 +119,7 @@ pub const ALL: &[&str] = &[
     ACKS,
     CLICKS_REFUSED,
     ESCALATION_STEPS,
+    URGENT_PUSHES,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -216,6 +221,13 @@ pub fn attempt(key: &str, report: &Report, started_ms: i64, ended_ms: i64) {
         tracing::warn!(destination = key, duration_ms = ended_ms - started_ms, outcome = report.outcome.label(),
             code = %code_label(report.code.as_ref().map(|c| c.to_string()).as_deref()), report = %text, "attempt failed");
     }
+}
+
+/// One urgent push request finished (its attempt is logged by [`attempt`]).
+pub fn urgent_push(key: &str, kind: imrelay_sdk::UrgentKind, report: &Report) {
+    counter!(URGENT_PUSHES, "platform" => platform_of(key).to_string(),
+        "kind" => kind.as_str(), "outcome" => report.outcome.label())
+    .increment(1);
 }
 
 fn delivery(channel: &str, key: &str, outcome: &'static str, class: &'static str, code: String) {

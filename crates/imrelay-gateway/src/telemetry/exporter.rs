@@ -52,6 +52,10 @@ fn describe() {
         "Escalation steps fired (each exactly once), by policy."
     );
     describe_counter!(
+        URGENT_PUSHES,
+        "Urgent pushes asked of platforms, by platform, kind (app, sms, phone) and outcome."
+    );
+    describe_counter!(
         DELIVERIES,
         "Deliveries by outcome (delivered, retried, rate_limited, dead) and error class/code."
     );

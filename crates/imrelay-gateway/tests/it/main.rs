@@ -22,6 +22,7 @@ mod message_life;
 mod message_life_callbacks;
 mod message_life_feishu;
 mod message_life_recall;
+mod message_life_urgent;
 mod module_graph;
 mod obs_alerts;
 mod obs_deploy;

@@ -12,7 +12,8 @@
 //!
 //! Cards, recall and read receipts are served by
 //! [`dingtalk_card`](super::dingtalk_card) and
-//! [`dingtalk_recall`](super::dingtalk_recall).
+//! [`dingtalk_recall`](super::dingtalk_recall); DING by
+//! [`dingtalk_ding`](super::dingtalk_ding).
 //!
 //! Every accepted app message is kept in the message registry
 //! (`state.sent`, `GET /_mock/messages`): a work notice under its `task_id`
@@ -96,6 +97,7 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route("/v1.0/robot/groupMessages/send", post(group_send))
         .merge(super::dingtalk_card::routes())
         .merge(super::dingtalk_recall::routes())
+        .merge(super::dingtalk_ding::routes())
 }
 
 // ---------------------------------------------------------------- helpers

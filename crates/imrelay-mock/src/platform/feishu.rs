@@ -50,6 +50,20 @@
 //! it). read_users: within 7 days (230033), users marked with
 //! `POST /_mock/messages/{id}/read`.
 //!
+//! Urgent pushes (`PATCH /open-apis/im/v1/messages/{message_id}/urgent_app`,
+//! `urgent_sms`, `urgent_phone`, query `user_id_type`, body
+//! `{"user_id_list": [..]}`; same token and 50/s checks, and 1,000 a minute
+//! per app): `user_id_type` other than open_id/user_id/union_id or an empty
+//! or over-200 list → 230001; an unknown message → 230001; another app's
+//! → 230012; a recalled one → 230011 (the urgent pages document only
+//! 230110 for a deleted one). Users must be in the message's chat: for a
+//! message to a user that user only; for a chat (`chat_id`), anyone except
+//! ids starting `ou_outside`. Others come back in
+//! `data.invalid_user_id_list`; none valid → 230001. A user with 200 unread
+//! urgent pushes → 230023. SMS and phone pushes draw one unit per user on
+//! the app's `urgent_quota` (when set); not enough left → 230024. Each push
+//! is kept on the message (`urgent` in `/_mock/messages`).
+//!
 //! Clicks (`POST /_mock/messages/{id}/click`): the `card.action.trigger`
 //! callback is encrypted with the app's `callback.encrypt_key`, signed
 //! (`X-Lark-Signature`) and carries `callback.token`; a `card` in the answer
@@ -80,7 +94,7 @@ use crate::faults::{inject, inject_token, Injected};
 use crate::limiter::{LimitCheck, Window};
 use crate::log::{LogEntry, SignatureCheck};
 use crate::platform::{app_callback, injected_status, ClickError};
-use crate::sent::{SentError, SentMessage};
+use crate::sent::{SentError, SentMessage, UrgentPush};
 use crate::state::MockState;
 use crate::tokens::TokenCheck;
 use imrelay_sdk::lifecycle::ACTION_VALUE_ACTION;
@@ -146,6 +160,18 @@ pub fn routes() -> Router<Arc<MockState>> {
         .route(
             "/open-apis/im/v1/messages/{message_id}/read_users",
             get(read_users),
+        )
+        .route(
+            "/open-apis/im/v1/messages/{message_id}/urgent_app",
+            patch(urgent_app),
+        )
+        .route(
+            "/open-apis/im/v1/messages/{message_id}/urgent_sms",
+            patch(urgent_sms),
+        )
+        .route(
+            "/open-apis/im/v1/messages/{message_id}/urgent_phone",
+            patch(urgent_phone),
         )
 }
 
@@ -1107,6 +1133,188 @@ async fn read_users(
         }
         Err(r) => refused(&state, entry, logged, r),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Urgent pushes (加急)
+
+/// Users per urgent call.
+const URGENT_MAX_USERS: usize = 200;
+/// Unread urgent pushes a user may have.
+const URGENT_MAX_UNREAD: usize = 200;
+const MSG_230023: &str = "The user has too many unread urgent messages.";
+const MSG_230024: &str = "Reach the upper limit of urgent message.";
+
+#[derive(Debug, Deserialize)]
+struct UrgentQuery {
+    user_id_type: Option<String>,
+}
+
+async fn urgent_app(
+    state: State<Arc<MockState>>,
+    id: Path<String>,
+    q: Query<UrgentQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    urgent(state, id, q, headers, body, "app").await
+}
+
+async fn urgent_sms(
+    state: State<Arc<MockState>>,
+    id: Path<String>,
+    q: Query<UrgentQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    urgent(state, id, q, headers, body, "sms").await
+}
+
+async fn urgent_phone(
+    state: State<Arc<MockState>>,
+    id: Path<String>,
+    q: Query<UrgentQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    urgent(state, id, q, headers, body, "phone").await
+}
+
+async fn urgent(
+    State(state): State<Arc<MockState>>,
+    Path(message_id): Path<String>,
+    Query(q): Query<UrgentQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: &'static str,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    let logged = logged_body(&body, parsed.clone());
+    let endpoint = match kind {
+        "app" => "im.messages.urgent_app",
+        "sms" => "im.messages.urgent_sms",
+        _ => "im.messages.urgent_phone",
+    };
+    let (_, entry) = match on_message(&state, &headers, endpoint, &logged).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let target = entry.target.clone();
+    match check_urgent(&state, &target, &message_id, &q, parsed.as_ref(), kind) {
+        Ok(invalid) => {
+            state.record(entry.accepted().body(logged));
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "code": 0,
+                    "msg": "success",
+                    "data": { "invalid_user_id_list": invalid },
+                })
+                .to_string(),
+            )
+        }
+        Err(r) => refused(&state, entry, logged, r),
+    }
+}
+
+/// The urgent checks, in order; `Ok` lists the users not pushed (outside
+/// the message's chat) after pushing the others.
+fn check_urgent(
+    state: &MockState,
+    target: &str,
+    id: &str,
+    q: &UrgentQuery,
+    v: Option<&Value>,
+    kind: &str,
+) -> Result<Vec<String>, Refusal> {
+    if !matches!(
+        state.limit(&format!("{target}:urgent"), &[Window::per_minute(1_000)], 0),
+        LimitCheck::Ok
+    ) {
+        return Err(
+            Refusal::new(99991400, MSG_99991400, "over 1,000 urgent pushes a minute")
+                .status(StatusCode::TOO_MANY_REQUESTS),
+        );
+    }
+    let user_id_type = q.user_id_type.as_deref().unwrap_or("");
+    if !matches!(user_id_type, "open_id" | "user_id" | "union_id") {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            "user_id_type must be open_id, user_id or union_id",
+        ));
+    }
+    let v = v.ok_or_else(|| bad(9499, MSG_9499, "body is not JSON"))?;
+    let users: Vec<String> = v
+        .get("user_id_list")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if users.is_empty() || users.len() > URGENT_MAX_USERS {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            format!("user_id_list must name 1..=200 users, got {}", users.len()),
+        ));
+    }
+    let m = own_message(state, id, target, (230012, MSG_230012))?;
+    if m.recalled_at_ms.is_some() {
+        return Err(sent_refusal(SentError::Recalled, (0, "")));
+    }
+    // Who is in the message's chat: the user it went to, or (a group) anyone
+    // but the test hook's outsiders.
+    let in_chat = |u: &str| match m.recipients.first().and_then(|r| r.split_once(':')) {
+        Some(("chat_id", _)) => !u.starts_with("ou_outside"),
+        Some((_, id)) => id == u,
+        None => false,
+    };
+    let (valid, invalid): (Vec<String>, Vec<String>) = users.into_iter().partition(|u| in_chat(u));
+    if valid.is_empty() {
+        return Err(bad(
+            230001,
+            MSG_230001,
+            format!("none of {invalid:?} is in the message's chat"),
+        ));
+    }
+    if let Some(u) = valid
+        .iter()
+        .find(|u| state.sent.unread_urgent(u) >= URGENT_MAX_UNREAD)
+    {
+        return Err(bad(
+            230023,
+            MSG_230023,
+            format!("{u} has 200 unread urgent messages"),
+        ));
+    }
+    let push = UrgentPush {
+        kind: kind.to_string(),
+        users: valid,
+        at_ms: state.now_ms(),
+    };
+    if push.paid() {
+        let app_id = target.strip_prefix("feishu:app:").unwrap_or_default();
+        let quota = state.app(PLATFORM, app_id).and_then(|a| a.urgent_quota);
+        if let Some(q) = quota {
+            let used = state.sent.paid_pushes(target);
+            if used + push.users.len() as u64 > q {
+                return Err(bad(
+                    230024,
+                    MSG_230024,
+                    format!("urgent quota of {q} exhausted ({used} used)"),
+                ));
+            }
+        }
+    }
+    state
+        .sent
+        .push_urgent(id, target, push)
+        .map_err(|e| sent_refusal(e, (0, "")))?;
+    Ok(invalid)
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 pub mod aliyun;
 pub mod dingtalk;
 pub mod dingtalk_card;
+pub mod dingtalk_ding;
 pub mod dingtalk_recall;
 pub mod feishu;
 pub mod tencent;

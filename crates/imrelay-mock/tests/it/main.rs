@@ -9,5 +9,6 @@ mod feishu;
 mod lifecycle_feishu;
 mod lifecycle_wecom;
 mod sms;
+mod urgent;
 mod wechat;
 mod wecom;

@@ -1,4 +1,4 @@
-//! `imrelay message recall|ack|update` against `imrelay serve` with its
+//! `imrelay message recall|ack|update|urgent` against `imrelay serve` with its
 //! in-process mock: each acts on a message the gateway sent and says what
 //! happened; refusals exit non-zero with the gateway's reason (per
 //! destination for a recall).
@@ -243,6 +243,26 @@ async fn ack_update_and_recall_from_the_command_line() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("JSON object"), "{}", r.stderr);
 
+    // An urgent phone push: per destination, and seen at the platform.
+    let r = w
+        .message(&["urgent", &id, "--kind", "phone", "--user", "ou_alice"])
+        .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("fs/feishu_app:cli_msg (feishu_app): will push"),
+        "{}",
+        r.stderr
+    );
+    w.at_platform(&pid, "the phone push", |m| {
+        m["urgent"][0]["kind"] == "phone" && m["urgent"][0]["users"] == json!(["ou_alice"])
+    })
+    .await;
+    let r = w
+        .message(&["urgent", &id, "--kind", "pager", "--user", "ou_alice"])
+        .await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+
     // Recall: per destination, and taken back at the platform.
     let r = w.message(&["recall", &id]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -270,6 +290,17 @@ async fn refusals_exit_non_zero_with_the_gateways_reason() {
     assert!(
         r.stderr
             .contains("(dingtalk_robot): cannot be recalled: custom robots have no recall API"),
+        "{}",
+        r.stderr
+    );
+
+    // Nor push urgently.
+    let r = w
+        .message(&["urgent", &id, "--kind", "app", "--user", "u1"])
+        .await;
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("HTTP 409") && r.stderr.contains("(dingtalk_robot): cannot push:"),
         "{}",
         r.stderr
     );

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use super::card::{self, CardSpace};
+use super::ding;
 use super::read::{self, ReadStatus};
 use super::recall;
 use super::{
@@ -25,7 +26,9 @@ use super::{
 use crate::destination::{Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
-use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode};
+use crate::lifecycle::{
+    Lifecycle, Operation, RecallMode, SentPart, UpdateMode, UrgentKind, UrgentScope,
+};
 use crate::limits::Overflow;
 use crate::message::{Body, Button, ImageSource, Message, Platform};
 use crate::outcome::{Outcome, Report};
@@ -463,6 +466,46 @@ impl App {
                 }
             }
         })
+    }
+
+    /// The DING request pushing `kind` to `users` with `content` (pure).
+    pub fn ding_request(
+        &self,
+        kind: UrgentKind,
+        users: &[String],
+        content: &str,
+        token: &Secret,
+    ) -> HttpRequest {
+        self.v1_post(
+            ding::DING_PATH,
+            &ding::body(&self.robot_code, kind, users, content),
+            token,
+        )
+    }
+
+    /// The receivers of a DING: userIds (a group cannot be DINGed), within
+    /// DingTalk's count for `kind`.
+    fn ding_users(kind: UrgentKind, users: &[String]) -> Result<(), Error> {
+        let refuse = Error::InvalidMessage;
+        if users.is_empty() {
+            return Err(refuse("a DING names at least one user".into()));
+        }
+        let max = ding::max_receivers(kind);
+        if users.len() > max {
+            return Err(refuse(format!(
+                "a {kind} DING reaches at most {max} users; got {}",
+                users.len()
+            )));
+        }
+        if let Some(u) = users
+            .iter()
+            .find(|u| u.starts_with(GROUP_PREFIX) || u.trim().is_empty())
+        {
+            return Err(refuse(format!(
+                "`{u}`: a DING goes to users by userId, not to groups"
+            )));
+        }
+        Ok(())
     }
 
     /// The recall request for a sent part (pure).
@@ -964,12 +1007,21 @@ impl Destination for App {
                 recall,
                 card_actions: false,
                 update_limits: Vec::new(),
+                urgent: Vec::new(),
+                urgent_scope: UrgentScope::Users,
+                urgent_unsupported: Some(
+                    "DING is sent by the app's robot: use a `dingtalk_app` with `mode = \"robot\"`"
+                        .into(),
+                ),
+                urgent_limits: Vec::new(),
+                urgent_max_users: Vec::new(),
             },
             (AppMode::Robot, None) => Lifecycle {
                 update: UpdateMode::NewMessage,
                 recall,
                 card_actions: false,
                 update_limits: Vec::new(),
+                ..robot_ding()
             },
             // Card instances update in place; DingTalk documents no window.
             (AppMode::Robot, Some(_)) => Lifecycle {
@@ -977,6 +1029,7 @@ impl Destination for App {
                 recall,
                 card_actions: true,
                 update_limits: Vec::new(),
+                ..robot_ding()
             },
         }
     }
@@ -998,6 +1051,32 @@ impl Destination for App {
             .await)
     }
 
+    /// A DING from the app's robot carrying `text`: one call whatever was
+    /// sent before (`sent` is not needed). Robot mode only.
+    async fn urgent(
+        &self,
+        _sent: &SentPart,
+        kind: UrgentKind,
+        users: &[String],
+        text: &str,
+    ) -> Result<Report, Error> {
+        if let Err(why) = self.lifecycle().can_urgent(kind) {
+            return Err(Error::operation_unsupported(KIND, Operation::Urgent, why));
+        }
+        Self::ding_users(kind, users)?;
+        if text.trim().is_empty() {
+            return Err(Error::InvalidMessage(
+                "a DING carries text: the content is empty".into(),
+            ));
+        }
+        Ok(self
+            .exchange(
+                |token| self.ding_request(kind, users, text, token),
+                ding::classify,
+            )
+            .await)
+    }
+
     async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {
         let plan = self.recall_plan(sent)?;
         Ok(self
@@ -1006,6 +1085,22 @@ impl Destination for App {
                 |resp| plan.classify(resp),
             )
             .await)
+    }
+}
+
+/// What a robot-mode app allows of urgent pushes: every DING kind, each a
+/// message of its own (the other fields are filled by the caller).
+fn robot_ding() -> Lifecycle {
+    Lifecycle {
+        urgent: UrgentKind::ALL.to_vec(),
+        urgent_scope: UrgentScope::Users,
+        urgent_unsupported: None,
+        urgent_limits: ding::LIMITS.to_vec(),
+        urgent_max_users: UrgentKind::ALL
+            .iter()
+            .map(|k| (*k, ding::max_receivers(*k)))
+            .collect(),
+        ..Lifecycle::send_only("")
     }
 }
 
@@ -1856,6 +1951,55 @@ mod tests {
             sent_at_ms: 0,
             recipients: vec![recipient.into()],
         }
+    }
+
+    #[tokio::test]
+    async fn ding_goes_from_the_robot_and_work_notices_say_why_not() {
+        let tok = Secret::new("t");
+        let app = card_app(json!({}));
+        let req = app.ding_request(UrgentKind::Sms, &["manager1234".into()], "disk full", &tok);
+        assert_eq!(req.url.path(), "/v1.0/robot/ding/send");
+        assert_eq!(
+            req.json_body().unwrap(),
+            json!({"robotCode": "dingkey", "remindType": 2, "receiverUserIdList": ["manager1234"], "content": "disk full"})
+        );
+        let l = app.lifecycle();
+        assert_eq!(l.urgent, UrgentKind::ALL.to_vec());
+        assert_eq!(l.urgent_scope, UrgentScope::Users);
+        assert_eq!(l.urgent_max_users(UrgentKind::Phone), Some(20));
+        assert_eq!(l.urgent_max_users(UrgentKind::App), Some(200));
+        let too_many: Vec<String> = (0..21).map(|i| format!("u{i}")).collect();
+        let sent = part("pqk-1", "manager1234", None);
+        let err = app
+            .urgent(&sent, UrgentKind::Phone, &too_many, "x")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 20"), "{err}");
+        let group = app
+            .urgent(
+                &sent,
+                UrgentKind::App,
+                &["open_conversation_id:cid".into()],
+                "x",
+            )
+            .await
+            .unwrap_err();
+        assert!(group.to_string().contains("not to groups"), "{group}");
+        let notice = App::new(
+            &Client::new().unwrap(),
+            serde_json::from_value(json!({"app_key": "k", "app_secret": "s", "agent_id": 1}))
+                .unwrap(),
+        )
+        .unwrap();
+        let refused = notice
+            .urgent(&sent, UrgentKind::App, &["manager1234".into()], "x")
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::OperationUnsupported { .. }));
+        assert!(
+            refused.to_string().contains("mode = \"robot\""),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -71,6 +71,7 @@
 pub mod app;
 pub mod card;
 pub mod codes;
+pub mod ding;
 pub mod read;
 pub mod recall;
 pub mod robot;

@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::render::{self, Ctx, Native};
-use super::{base, check_raw, codes, Region};
+use super::{base, check_raw, codes, urgent, Region};
 use crate::destination::{dedup_key, Client, Destination, Payload, Quota, Shared};
 use crate::endpoint;
 use crate::http::{HttpClient, HttpRequest};
-use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode};
+use crate::lifecycle::{Lifecycle, Operation, RecallMode, SentPart, UpdateMode, UrgentKind};
 use crate::limits::Overflow;
 use crate::message::{Body, Message, Platform};
 use crate::outcome::Report;
@@ -257,6 +257,59 @@ impl FeishuApp {
         Ok(req.header("authorization", &format!("Bearer {}", token.expose())))
     }
 
+    /// The urgent push request of `kind` about part `sent` to `users`, with
+    /// `token`. The users are read as the config's `receive_id_type` (open
+    /// ids by default; a chat id cannot be pushed). Pure, for tests.
+    pub fn urgent_request(
+        &self,
+        sent: &SentPart,
+        kind: UrgentKind,
+        users: &[String],
+        token: &Secret,
+    ) -> Result<HttpRequest, Error> {
+        let user_id_type = match self.receive_id_type {
+            ReceiveIdType::ChatId | ReceiveIdType::Email => ReceiveIdType::OpenId,
+            t => t,
+        };
+        let mut url = self.message_url(&sent.platform_message_id)?;
+        url.path_segments_mut()
+            .map_err(|_| Error::Config(format!("{KIND}: `base_url` cannot take a path")))?
+            .push(urgent::path_segment(kind));
+        url.query_pairs_mut()
+            .append_pair("user_id_type", user_id_type.as_str());
+        let mut req = HttpRequest::post_json(url, &urgent::body(users));
+        req.method = reqwest::Method::PATCH;
+        Ok(req.header("authorization", &format!("Bearer {}", token.expose())))
+    }
+
+    /// The users of an urgent push as Feishu takes them: ids without a
+    /// `type:` prefix, at most [`urgent::MAX_USERS`]; a chat cannot be pushed.
+    fn urgent_users(users: &[String]) -> Result<Vec<String>, Error> {
+        let refuse = Error::InvalidMessage;
+        if users.is_empty() {
+            return Err(refuse("an urgent push names at least one user".into()));
+        }
+        if users.len() > urgent::MAX_USERS {
+            return Err(refuse(format!(
+                "Feishu pushes at most {} users a call; got {}",
+                urgent::MAX_USERS,
+                users.len()
+            )));
+        }
+        users
+            .iter()
+            .map(|u| match ReceiveIdType::split(u) {
+                (Some(ReceiveIdType::ChatId | ReceiveIdType::Email), _) => Err(refuse(format!(
+                    "`{u}`: Feishu pushes users by open_id, user_id or union_id, not chats or e-mail addresses"
+                ))),
+                (_, id) if id.trim().is_empty() || id.chars().any(char::is_whitespace) => {
+                    Err(refuse(format!("`{u}` is not a Feishu user id")))
+                }
+                (_, id) => Ok(id.to_string()),
+            })
+            .collect()
+    }
+
     /// `msg` rendered for one part: its type and stringified content. An
     /// update replaces one message, so it must render to one part.
     fn update_content(&self, sent: &SentPart, msg: &Message) -> Result<(String, String), Error> {
@@ -471,6 +524,14 @@ impl Destination for FeishuApp {
             },
             card_actions: true,
             update_limits: vec![UPDATE_QUOTA],
+            urgent: UrgentKind::ALL.to_vec(),
+            urgent_scope: crate::lifecycle::UrgentScope::SentMessage,
+            urgent_unsupported: None,
+            urgent_limits: urgent::LIMITS.to_vec(),
+            urgent_max_users: UrgentKind::ALL
+                .iter()
+                .map(|k| (*k, urgent::MAX_USERS))
+                .collect(),
         }
     }
 
@@ -483,6 +544,34 @@ impl Destination for FeishuApp {
             .with_token(&self.creds, &self.shared.http, |token| async move {
                 match self.update_request(sent, msg, &token) {
                     Ok(req) => self.execute(req, sent).await,
+                    Err(e) => Report::new(crate::outcome::Outcome::Permanent, e.to_string()),
+                }
+            })
+            .await)
+    }
+
+    /// `PATCH .../urgent_app|urgent_sms|urgent_phone` about the part; users
+    /// outside its chat come back as failed recipients. `text` is unused:
+    /// Feishu pushes the message itself.
+    async fn urgent(
+        &self,
+        sent: &SentPart,
+        kind: UrgentKind,
+        users: &[String],
+        _text: &str,
+    ) -> Result<Report, Error> {
+        let users = Self::urgent_users(users)?;
+        self.message_url(&sent.platform_message_id)?;
+        let users = &users;
+        Ok(self
+            .shared
+            .tokens
+            .with_token(&self.creds, &self.shared.http, |token| async move {
+                match self.urgent_request(sent, kind, users, &token) {
+                    Ok(req) => match self.shared.http.execute(req).await {
+                        Ok(resp) => urgent::classify(&resp),
+                        Err(r) => r,
+                    },
                     Err(e) => Report::new(crate::outcome::Outcome::Permanent, e.to_string()),
                 }
             })
@@ -1002,6 +1091,37 @@ mod tests {
             odd.url.as_str(),
             "https://open.feishu.cn/open-apis/im/v1/messages/om%2F..%2Fx"
         );
+    }
+
+    #[test]
+    fn urgent_requests_patch_the_message_with_the_user_id_type() {
+        let a = app(&["ou_1"]);
+        let sent = SentPart {
+            platform_message_id: "om_dc13".into(),
+            update_token: None,
+            sent_at_ms: 0,
+            recipients: vec!["ou_1".into()],
+        };
+        let users = FeishuApp::urgent_users(&["ou_1".into(), "open_id:ou_2".into()]).unwrap();
+        assert_eq!(users, ["ou_1", "ou_2"]);
+        let req = a
+            .urgent_request(&sent, UrgentKind::Phone, &users, &Secret::new("t-1"))
+            .unwrap();
+        assert_eq!(req.method, reqwest::Method::PATCH);
+        assert_eq!(
+            req.url.as_str(),
+            "https://open.feishu.cn/open-apis/im/v1/messages/om_dc13/urgent_phone?user_id_type=open_id"
+        );
+        assert_eq!(
+            req.json_body().unwrap(),
+            json!({"user_id_list": ["ou_1", "ou_2"]})
+        );
+        let chat = FeishuApp::urgent_users(&["chat_id:oc_1".into()]).unwrap_err();
+        assert!(chat.to_string().contains("not chats"), "{chat}");
+        assert!(FeishuApp::urgent_users(&[]).is_err());
+        let l = a.lifecycle();
+        assert_eq!(l.urgent, UrgentKind::ALL.to_vec());
+        assert_eq!(l.urgent_limits, urgent::LIMITS.to_vec());
     }
 
     #[test]

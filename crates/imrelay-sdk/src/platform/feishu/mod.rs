@@ -68,6 +68,7 @@ pub mod app;
 mod click;
 pub mod codes;
 mod render;
+pub mod urgent;
 pub mod webhook;
 
 use std::sync::Arc;

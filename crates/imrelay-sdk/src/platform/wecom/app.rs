@@ -574,6 +574,10 @@ impl Destination for WecomApp {
             },
             card_actions: true,
             update_limits: Vec::new(),
+            // WeCom's only urgent call is the paid 紧急通知 app's voice call
+            // (`/cgi-bin/pstncc/call`), not tied to a sent message.
+            urgent_unsupported: Some("WeCom has no urgent push about a sent message (its voice-call API belongs to the separate 紧急通知 app)".into()),
+            ..Lifecycle::send_only("")
         }
     }
 

@@ -74,6 +74,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiLimits, AppState};
+use crate::channels::build::BuildContext;
 use crate::config::Config;
 use crate::runtime::Live;
 use crate::store::{Store, StoreOptions};
@@ -138,14 +139,20 @@ impl Gateway {
         let grace = config.server.shutdown_grace;
         let server_limits = server::Limits::from_config(&config.server);
         let mut dcfg = dispatch_config(&config, clock.clone());
-        let store = open_configured_store(&config, clock).await?;
+        let store = open_configured_store(&config, clock.clone()).await?;
+        let pool = config.dispatch.concurrency;
         // Several instances on PostgreSQL share the platform rate limits.
         dcfg.shared_limits = store.shared_limiter();
         let retention = retention_policy(&config);
         let alerts_cfg = config.self_alerts.clone();
         let live = Arc::new(
-            Live::with_shared_tokens(config, store.shared_tokens())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            Live::with_context(
+                config,
+                BuildContext::new(store.shared_tokens())
+                    .with_pool_max_idle_per_host(pool)
+                    .with_clock(clock.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
 
         let dispatcher = new_dispatcher(&store, &live, dcfg, alerts_cfg);
@@ -272,7 +279,6 @@ fn spawn_oncall(store: &Arc<dyn Store>, live: &Arc<Live>, state: &AppState) -> J
                 channels: rt.channels.clone(),
             }
         },
-        |_, _, _, _| None,
         Duration::from_secs(1),
     );
     let (store, cache) = (store.clone(), state.overrides.clone());

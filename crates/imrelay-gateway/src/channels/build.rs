@@ -25,6 +25,9 @@ pub struct BuildContext {
     shared_tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
     /// Idle connections each client keeps per host.
     pool_max_idle_per_host: usize,
+    /// The clock request signatures read (the gateway's, so a test that moves
+    /// it moves the platforms' view of imrelay's time too).
+    base: ClientOptions,
 }
 
 /// What makes two destinations need different HTTP clients.
@@ -36,6 +39,7 @@ impl Default for BuildContext {
             clients: Mutex::default(),
             shared_tokens: None,
             pool_max_idle_per_host: ClientOptions::default().pool_max_idle_per_host,
+            base: ClientOptions::default(),
         }
     }
 }
@@ -57,6 +61,12 @@ impl BuildContext {
         self
     }
 
+    /// Sign requests at `clock`'s time.
+    pub fn with_clock(mut self, clock: Arc<dyn imrelay_sdk::clock::Clock>) -> Self {
+        self.base.clock = clock;
+        self
+    }
+
     pub(crate) fn client(&self, t: TimeoutsConfig, proxy: Option<Proxy>) -> Result<Client, String> {
         let key = (t.connect.as_millis(), t.total.as_millis(), proxy.clone());
         let mut clients = self.clients.lock();
@@ -67,7 +77,7 @@ impl BuildContext {
             timeouts: t.into(),
             pool_max_idle_per_host: self.pool_max_idle_per_host,
             proxy,
-            ..Default::default()
+            ..self.base.clone()
         })
         .map_err(|e| e.to_string())?;
         c.tokens().set_shared(self.shared_tokens.clone());

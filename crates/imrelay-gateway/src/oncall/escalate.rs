@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use imrelay_sdk::message::{Body, Message};
 
-use super::policy::{Policy, UrgentVia, Via};
+use super::policy::{Policy, Via};
 use super::who::Context;
 use super::OnCall;
 use crate::channels::ChannelSet;
@@ -28,16 +28,10 @@ pub struct Snapshot {
     pub channels: Arc<ChannelSet>,
 }
 
-/// Builds the queued message of an urgent push on `origin`: the platform's
-/// own urgent notification to `users` (platform ids). `None` when no
-/// destination of the origin's channel can push one.
-pub type UrgentBuilder = fn(&MessageView, UrgentVia, Vec<String>, String) -> Option<NewMessage>;
-
 /// Run passes every `every` until the store closes.
 pub fn spawn(
     store: Arc<dyn Store>,
     current: impl Fn() -> Snapshot + Send + Sync + 'static,
-    urgent: UrgentBuilder,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -45,7 +39,7 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match pass(&*store, &current(), urgent).await {
+            match pass(&*store, &current()).await {
                 Ok(_) => {}
                 Err(StoreError::Closed) => return,
                 Err(e) => {
@@ -57,11 +51,7 @@ pub fn spawn(
 }
 
 /// One pass: fire every due step. How many this pass fired.
-pub async fn pass(
-    store: &dyn Store,
-    now: &Snapshot,
-    urgent: UrgentBuilder,
-) -> crate::store::Result<usize> {
+pub async fn pass(store: &dyn Store, now: &Snapshot) -> crate::store::Result<usize> {
     let due = store.due_escalations(BATCH).await?;
     if due.is_empty() {
         return Ok(0);
@@ -75,7 +65,7 @@ pub async fn pass(
             fired += usize::from(store.fire_escalation(f).await?);
             continue;
         };
-        let f = plan(&e, &view, now, &overrides, store.now_ms(), urgent);
+        let f = plan(store, &e, &view, now, &overrides).await?;
         let step = f.step;
         if store.fire_escalation(f).await? {
             fired += 1;
@@ -100,22 +90,22 @@ fn complete(e: &Escalation, why: &str) -> FireStep {
 }
 
 /// What firing the next step of `e` means now.
-pub fn plan(
+pub async fn plan(
+    store: &dyn Store,
     e: &Escalation,
     view: &MessageView,
     now: &Snapshot,
     overrides: &[Override],
-    now_ms: i64,
-    urgent: UrgentBuilder,
-) -> FireStep {
+) -> crate::store::Result<FireStep> {
+    let now_ms = store.now_ms();
     let Some(policy) = now.oncall.policies.get(&e.policy) else {
-        return complete(
+        return Ok(complete(
             e,
             &format!("escalation policy `{}` is no longer configured", e.policy),
-        );
+        ));
     };
     let Some((idx, round, step)) = policy.step(e.next_step) else {
-        return complete(e, "no step left");
+        return Ok(complete(e, "no step left"));
     };
     let cx = Context {
         people: &now.oncall.people,
@@ -160,7 +150,12 @@ pub fn plan(
                 nm
             }
             Via::Urgent(kind) => {
-                let users = urgent_users(&now.oncall, now.channels.get(&view.channel), &r.people);
+                let users = urgent_users(
+                    &now.oncall,
+                    now.channels.get(&view.channel),
+                    *kind,
+                    &r.people,
+                );
                 if users.is_empty() {
                     record.notes.push(format!(
                         "{via}: none of {} has an id on the platforms of channel `{}`",
@@ -169,13 +164,24 @@ pub fn plan(
                     ));
                     continue;
                 }
-                match urgent(view, *kind, users, text.clone()) {
+                let text = Some(crate::lifecycle::urgent::default_text(&view.message));
+                let (nm, plans) = crate::lifecycle::urgent::prepare(
+                    store,
+                    &now.channels,
+                    view,
+                    *kind,
+                    users,
+                    text,
+                )
+                .await?;
+                match nm {
                     Some(nm) => nm,
                     None => {
-                        record.notes.push(format!(
-                            "{via}: no destination of channel `{}` has urgent pushes",
-                            view.channel
-                        ));
+                        let why: Vec<String> = plans
+                            .iter()
+                            .filter_map(|p| Some(format!("{}: {}", p.kind, p.reason.as_ref()?)))
+                            .collect();
+                        record.notes.push(format!("{via}: {}", why.join("; ")));
                         continue;
                     }
                 }
@@ -189,7 +195,7 @@ pub fn plan(
         messages.push(nm);
     }
     let next = e.next_step + 1;
-    FireStep {
+    Ok(FireStep {
         id: e.id.clone(),
         step: e.next_step,
         record,
@@ -197,20 +203,26 @@ pub fn plan(
         next_due: policy
             .step(next)
             .map(|(_, _, s)| now_ms + s.after.as_millis() as i64),
-    }
+    })
 }
 
-/// The platform ids of `people` on the platforms of the alert's channel.
+/// The platform ids of `people` on the platforms of the alert channel's
+/// destinations that can push `kind`.
 fn urgent_users(
     oncall: &OnCall,
     channel: Option<&crate::channels::Channel>,
+    kind: imrelay_sdk::UrgentKind,
     people: &[String],
 ) -> Vec<String> {
     let Some(ch) = channel else {
         return Vec::new();
     };
+    let mut pushers = ch.clone();
+    pushers
+        .destinations
+        .retain(|d| d.dest.lifecycle().can_urgent(kind).is_ok());
     let mut msg = Message::text("");
-    oncall.mention(&mut msg, ch, people, true);
+    oncall.mention(&mut msg, &pushers, people, true);
     msg.recipients
 }
 

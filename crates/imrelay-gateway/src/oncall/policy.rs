@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use imrelay_sdk::UrgentKind;
 use serde::Deserialize;
 
 use super::people::Directory;
@@ -51,37 +52,17 @@ pub struct NotifyConfig {
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
-    pub urgent: Option<UrgentVia>,
+    pub urgent: Option<UrgentKind>,
     pub to: Vec<String>,
-}
-
-/// The platform's own urgent push on a sent message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UrgentVia {
-    /// An in-app urgent notification (Feishu urgent_app, DingTalk DING in app).
-    App,
-    /// The platform texts them (Feishu urgent_sms, DING by SMS).
-    Sms,
-    /// The platform calls them (Feishu urgent_phone, DING by phone).
-    Phone,
-}
-
-impl UrgentVia {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UrgentVia::App => "app",
-            UrgentVia::Sms => "sms",
-            UrgentVia::Phone => "phone",
-        }
-    }
 }
 
 /// Where one notification of a step goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
     Channel(String),
-    Urgent(UrgentVia),
+    /// The platform's own urgent push on the alert (Feishu urgent_app,
+    /// urgent_sms, urgent_phone; DingTalk DING).
+    Urgent(UrgentKind),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

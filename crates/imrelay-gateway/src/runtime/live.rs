@@ -59,6 +59,11 @@ impl Live {
         tokens: Option<Arc<dyn imrelay_sdk::token::SharedTokenCache>>,
     ) -> Result<Live, ConfigError> {
         let ctx = BuildContext::new(tokens).with_pool_max_idle_per_host(cfg.dispatch.concurrency);
+        Self::with_context(cfg, ctx)
+    }
+
+    /// [`Live::new`] with destinations built in `ctx`.
+    pub fn with_context(cfg: Config, ctx: BuildContext) -> Result<Live, ConfigError> {
         let runtime = Runtime::build(&cfg, &ctx)?;
         Ok(Live {
             runtime: ArcSwap::from_pointee(runtime),

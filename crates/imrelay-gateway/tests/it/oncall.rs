@@ -1,8 +1,10 @@
 //! On call end to end against the mock, on a clock the test moves: a
-//! critical alert @s whoever is on call; unacknowledged, it walks the
-//! escalation policy step by step; an acknowledgement from the card stops
-//! it. Every step is fired once, also when two instances on PostgreSQL race
-//! for it, and the message's view shows the timeline.
+//! critical alert goes to the group robot @ the on-call DBA; unacknowledged
+//! after the first delay, the on-call gets a Feishu urgent push on the alert
+//! card and an SMS; acknowledged from the card before the next step, no
+//! voice call is ever placed. Unacknowledged, the policy runs to the voice
+//! call with every step once, also when two instances on PostgreSQL race
+//! for each step; the message's view shows the timeline.
 //!
 //! The runner's passes are also driven by the test (`escalate::pass`), so
 //! "no later step ever fires" is checked by a pass that fires nothing rather
@@ -23,6 +25,8 @@ use crate::api_support::{TestGateway, ADMIN_KEY};
 
 const APP: &str = "cli_oncall";
 const SECRET: &str = "app-secret";
+const AK: &str = "LTAI5tOncallMock";
+const AK_SECRET: &str = "aliyun-ak-secret";
 const MIN: i64 = 60_000;
 const ENCRYPT_KEY: &str = "oncall-encrypt-key";
 const VERIFY: &str = "oncall-verification-token";
@@ -70,6 +74,7 @@ feishu = {{ open_id = "ou_zhang" }}
 
 [[people]]
 name = "lisi"
+phone = "+8613800000002"
 feishu = {{ open_id = "ou_li" }}
 
 [[schedules]]
@@ -84,10 +89,13 @@ people = ["zhangsan"]
 name = "critical"
 [[escalation_policies.steps]]
 after = "5m"
-notify = [{{ channel = "oncall-dm", to = ["oncall:dba"] }}]
+notify = [
+  {{ urgent = "app", to = ["oncall:dba"] }},
+  {{ channel = "sms", to = ["oncall:dba"] }},
+]
 [[escalation_policies.steps]]
 after = "10m"
-notify = [{{ channel = "pager", to = ["oncall:dba", "label:owner"] }}]
+notify = [{{ channel = "voice", to = ["oncall:dba", "label:owner"] }}]
 
 [channels.alerts]
 [[channels.alerts.destinations]]
@@ -101,17 +109,23 @@ app_secret = "{SECRET}"
 base_url = "{mock}"
 recipients = ["chat_id:oc_ops"]
 
-[channels.oncall-dm]
-[[channels.oncall-dm.destinations]]
-type = "feishu_app"
-app_id = "{APP}"
-app_secret = "{SECRET}"
+[channels.sms]
+[[channels.sms.destinations]]
+type = "aliyun_sms"
+access_key_id = "{AK}"
+access_key_secret = "{AK_SECRET}"
+sign_name = "告警平台"
+template_code = "SMS_100000001"
+template_param = "content"
 base_url = "{mock}"
 
-[channels.pager]
-[[channels.pager.destinations]]
-type = "dingtalk_robot"
-access_token = "pager"
+[channels.voice]
+[[channels.voice.destinations]]
+type = "aliyun_voice"
+access_key_id = "{AK}"
+access_key_secret = "{AK_SECRET}"
+tts_code = "TTS_100000002"
+template_param = "text"
 base_url = "{mock}"
 "#
     )
@@ -126,11 +140,11 @@ struct Env {
 
 async fn start_mock() -> MockServer {
     let mcfg = MockConfig {
-        apps: vec![AppConfig::new(MockPlatform::Feishu, APP, SECRET)],
-        robots: vec![
-            RobotConfig::new(MockPlatform::Dingtalk, "grp"),
-            RobotConfig::new(MockPlatform::Dingtalk, "pager"),
+        apps: vec![
+            AppConfig::new(MockPlatform::Feishu, APP, SECRET),
+            AppConfig::new(MockPlatform::Aliyun, AK, AK_SECRET),
         ],
+        robots: vec![RobotConfig::new(MockPlatform::Dingtalk, "grp")],
         ..MockConfig::default()
     };
     MockServer::start(mcfg, "127.0.0.1:0".parse().unwrap())
@@ -201,9 +215,7 @@ impl Env {
             oncall: rt.oncall.clone(),
             channels: rt.channels.clone(),
         };
-        escalate::pass(&**gw.store(), &now, |_, _, _, _| None)
-            .await
-            .unwrap()
+        escalate::pass(&**gw.store(), &now).await.unwrap()
     }
 
     async fn alert(&self) -> String {
@@ -296,14 +308,62 @@ impl Env {
         }
     }
 
-    async fn dms_to(&self, open_id: &str) -> usize {
-        self.mock_messages("feishu")
+    /// What the phone `number` received over `platform` (aliyun SMS or calls).
+    async fn to_phone(&self, number: &str) -> Vec<Value> {
+        self.mock_messages("aliyun")
+            .await
+            .into_iter()
+            .filter(|m| {
+                m["recipients"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|x| x == number))
+            })
+            .collect()
+    }
+
+    async fn sms_to(&self, number: &str) -> usize {
+        self.to_phone(number)
             .await
             .iter()
-            .filter(|m| m["recipients"] == json!([format!("open_id:{open_id}")]))
+            .filter(|m| m["target"].as_str().is_some_and(|t| t.contains("sms")))
             .count()
     }
+
+    async fn calls_to(&self, number: &str) -> usize {
+        self.to_phone(number)
+            .await
+            .iter()
+            .filter(|m| m["target"].as_str().is_some_and(|t| t.contains("voice")))
+            .count()
+    }
+
+    /// The alert's card in the ops chat, as the mock keeps it.
+    async fn card(&self) -> Value {
+        self.mock_messages("feishu")
+            .await
+            .into_iter()
+            .find(|m| m["recipients"] == json!(["chat_id:oc_ops"]))
+            .expect("the card in the ops chat")
+    }
+
+    /// Urgent pushes on the alert card: (kind, users).
+    async fn urgent_pushes(&self) -> Vec<(String, Value)> {
+        self.card().await["urgent"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| {
+                (
+                    u["kind"].as_str().unwrap_or("").to_string(),
+                    u["users"].clone(),
+                )
+            })
+            .collect()
+    }
 }
+
+const ZS_PHONE: &str = "13800000001";
 
 #[tokio::test]
 async fn the_on_call_is_mentioned_then_escalated_to_until_the_card_is_acknowledged() {
@@ -313,19 +373,15 @@ async fn the_on_call_is_mentioned_then_escalated_to_until_the_card_is_acknowledg
     // The group robot @s the on-call DBA by the phone DingTalk knows them by.
     let grp = env.robot_bodies("grp").await;
     assert_eq!(grp.len(), 1, "{grp:#?}");
-    assert_eq!(
-        grp[0]["at"]["atMobiles"],
-        json!(["13800000001"]),
-        "{:#}",
-        grp[0]
-    );
+    assert_eq!(grp[0]["at"]["atMobiles"], json!([ZS_PHONE]), "{:#}", grp[0]);
 
     // Before the first delay nothing escalates.
     env.advance(4 * MIN);
     assert_eq!(env.pass(0).await, 0);
-    assert_eq!(env.dms_to("ou_zhang").await, 0);
+    assert!(env.urgent_pushes().await.is_empty());
 
-    // Five minutes unacknowledged: the on-call gets a direct message, once.
+    // Five minutes unacknowledged: a Feishu urgent push on the alert card
+    // and an SMS to the on-call, once.
     env.advance(MIN);
     env.until("the first step fires", || async {
         env.view(&id).await["escalation"]["next_step"] == 1
@@ -333,15 +389,14 @@ async fn the_on_call_is_mentioned_then_escalated_to_until_the_card_is_acknowledg
     .await;
     assert_eq!(env.pass(0).await, 0, "a fired step never fires again");
     env.step_delivered(&id, 0).await;
-    assert_eq!(env.dms_to("ou_zhang").await, 1);
+    assert_eq!(
+        env.urgent_pushes().await,
+        [("app".to_string(), json!(["ou_zhang"]))]
+    );
+    assert_eq!(env.sms_to(ZS_PHONE).await, 1);
 
     // 张三 acknowledges from the card in the ops chat.
-    let card = env
-        .mock_messages("feishu")
-        .await
-        .into_iter()
-        .find(|m| m["recipients"] == json!(["chat_id:oc_ops"]))
-        .expect("the card in the ops chat");
+    let card = env.card().await;
     let r = env
         .http
         .post(format!(
@@ -360,48 +415,43 @@ async fn the_on_call_is_mentioned_then_escalated_to_until_the_card_is_acknowledg
     })
     .await;
 
-    // Long past the second step's delay, the pager is never called.
+    // Long past the second step's delay, no call is ever placed.
     env.advance(30 * MIN);
     assert_eq!(env.pass(0).await, 0);
-    assert!(env.robot_bodies("pager").await.is_empty());
+    assert_eq!(env.calls_to(ZS_PHONE).await, 0);
     let esc = env.view(&id).await["escalation"].clone();
     assert_eq!(esc["ended_by"], "ou_zhang", "{esc:#}");
     let steps = esc["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{esc:#}");
-    assert_eq!(steps[0]["notified"][0]["via"], "channel:oncall-dm");
-    assert_eq!(steps[0]["notified"][0]["people"], json!(["zhangsan"]));
+    assert_eq!(steps[0]["notified"][0]["via"], "urgent:app");
+    assert_eq!(steps[0]["notified"][1]["via"], "channel:sms");
+    assert_eq!(steps[0]["notified"][1]["people"], json!(["zhangsan"]));
+}
+
+/// Step 1 fired and its push and SMS delivered; then step 2 and its calls.
+async fn run_to_the_voice_call(env: &Env, id: &str) {
+    env.advance(5 * MIN);
+    env.until("step 1", || async {
+        env.view(id).await["escalation"]["next_step"] == 1
+    })
+    .await;
+    env.step_delivered(id, 0).await;
+    env.advance(10 * MIN);
+    env.until("step 2 completes the policy", || async {
+        env.view(id).await["escalation"]["state"] == "completed"
+    })
+    .await;
+    env.step_delivered(id, 1).await;
 }
 
 #[tokio::test]
-async fn unacknowledged_it_runs_to_the_last_step_once_and_labels_name_people() {
+async fn unacknowledged_it_runs_to_the_voice_call_once_and_labels_name_people() {
     let env = start(1, "").await;
     let id = env.alert().await;
-    env.advance(5 * MIN);
-    env.until("step 1", || async {
-        env.view(&id).await["escalation"]["next_step"] == 1
-    })
-    .await;
-    env.advance(10 * MIN);
-    env.until("step 2 completes the policy", || async {
-        env.view(&id).await["escalation"]["state"] == "completed"
-    })
-    .await;
-    env.until("the pager robot is called", || async {
-        env.robot_bodies("pager").await.len() == 1
-    })
-    .await;
-    // The second step reached the on-call and the alert's owner (label
-    // owner=lisi): the pager robot @s the on-call by the phone DingTalk
-    // knows; lisi has no DingTalk id, so only the timeline names them.
-    // An escalation step reaches people directly: the pager robot @s the
-    // on-call by their DingTalk userid.
-    let pager = env.robot_bodies("pager").await;
-    assert_eq!(
-        pager[0]["at"]["atUserIds"],
-        json!(["zs01"]),
-        "{:#}",
-        pager[0]
-    );
+    run_to_the_voice_call(&env, &id).await;
+    // The second step called the on-call and the alert's owner (label owner=lisi).
+    assert_eq!(env.calls_to(ZS_PHONE).await, 1);
+    assert_eq!(env.calls_to("13800000002").await, 1);
     let esc = env.view(&id).await["escalation"].clone();
     let steps = esc["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{esc:#}");
@@ -409,10 +459,12 @@ async fn unacknowledged_it_runs_to_the_last_step_once_and_labels_name_people() {
         steps[1]["notified"][0]["people"],
         json!(["zhangsan", "lisi"])
     );
+    // Nothing more, ever: every step happened exactly once.
     env.advance(60 * MIN);
     assert_eq!(env.pass(0).await, 0);
-    assert_eq!(env.dms_to("ou_zhang").await, 1);
-    assert_eq!(env.robot_bodies("pager").await.len(), 1);
+    assert_eq!(env.urgent_pushes().await.len(), 1);
+    assert_eq!(env.sms_to(ZS_PHONE).await, 1);
+    assert_eq!(env.calls_to(ZS_PHONE).await, 1);
 }
 
 fn pg_url() -> String {
@@ -430,8 +482,8 @@ async fn two_instances_on_postgresql_fire_each_step_once() {
     let store = format!("[store]\nurl = \"{}?schema={schema}\"", pg_url());
     let env = start(2, &store).await;
     let id = env.alert().await;
-    for step in 1..=2 {
-        env.advance(if step == 1 { 5 * MIN } else { 10 * MIN });
+    for (step, wait) in [(1, 5 * MIN), (2, 10 * MIN)] {
+        env.advance(wait);
         // Both instances' runners and two explicit passes race for the step.
         let (a, b) = tokio::join!(env.pass(0), env.pass(1));
         assert!(
@@ -443,16 +495,14 @@ async fn two_instances_on_postgresql_fire_each_step_once() {
             env.view(&id).await["escalation"]["next_step"] == step
         })
         .await;
+        env.step_delivered(&id, step as usize - 1).await;
     }
-    env.until("the pager robot is called", || async {
-        env.robot_bodies("pager").await.len() == 1
-    })
-    .await;
-    env.step_delivered(&id, 0).await;
-    assert_eq!(env.dms_to("ou_zhang").await, 1);
     let esc = env.view(&id).await["escalation"].clone();
     assert_eq!(esc["steps"].as_array().unwrap().len(), 2, "{esc:#}");
     assert_eq!(esc["state"], "completed");
+    assert_eq!(env.urgent_pushes().await.len(), 1);
+    assert_eq!(env.sms_to(ZS_PHONE).await, 1);
+    assert_eq!(env.calls_to(ZS_PHONE).await, 1);
 }
 
 #[tokio::test]

@@ -177,21 +177,30 @@ pub async fn run(cmd: MessageCommand) -> ExitCode {
             eprint!("{summary}");
             ExitCode::SUCCESS
         }
-        Err(e @ SubmitError::BadServer(_)) => {
+        Err(e) => failed(e, gateway.json),
+    }
+}
+
+/// Report a failed call to the gateway on stderr (and the problem on stdout
+/// with `json`); the exit code: 2 a bad `--server`, 3 unreachable or a server
+/// error, 1 a refusal.
+pub fn failed(e: SubmitError, json: bool) -> ExitCode {
+    match e {
+        e @ SubmitError::BadServer(_) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
-        Err(e @ SubmitError::Transport { .. }) => {
+        e @ SubmitError::Transport { .. } => {
             eprintln!("error: {e}; is `imrelay serve` running there?");
             ExitCode::from(3)
         }
-        Err(SubmitError::Refused {
+        SubmitError::Refused {
             status,
             detail,
             field,
             problem,
-        }) => {
-            if gateway.json {
+        } => {
+            if json {
                 if let Some(p) = &problem {
                     println!("{p}");
                 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use imrelay_gateway::client::{self, SubmitError, SubmitOptions};
+use imrelay_gateway::client::{self, SubmitOptions};
 use serde_json::Value;
 
 /// Arguments of `imrelay oncall`.
@@ -105,24 +105,7 @@ pub async fn run(args: OncallArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e @ SubmitError::BadServer(_)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-        Err(e @ SubmitError::Transport { .. }) => {
-            eprintln!("error: {e}; is `imrelay serve` running there?");
-            ExitCode::from(3)
-        }
-        Err(SubmitError::Refused {
-            status,
-            detail,
-            field,
-            ..
-        }) => {
-            let field = field.map(|f| format!(" [field: {f}]")).unwrap_or_default();
-            eprintln!("error: the gateway refused (HTTP {status}): {detail}{field}");
-            ExitCode::from(if status >= 500 { 3 } else { 1 })
-        }
+        Err(e) => crate::message_cmd::failed(e, args.json),
     }
 }
 

@@ -80,6 +80,27 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], at: &str) -> Res
     Ok(v)
 }
 
+/// An instant (ms) as RFC 3339, as the API writes times.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Field `field` of a request as an instant (ms): RFC 3339, else a 422
+/// naming the field.
+pub fn parse_time(field: &str, v: &str) -> Result<i64, problem::Problem> {
+    v.trim()
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            problem::Problem::invalid(
+                field,
+                format!("`{}` is not an RFC 3339 time", truncate(v, 64)),
+            )
+        })
+}
+
 /// `s` cut to at most `max` bytes on a char boundary, marked with `…` when cut
 /// (user input echoed in an error detail stays short).
 pub fn truncate(s: &str, max: usize) -> String {

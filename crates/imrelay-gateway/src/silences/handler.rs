@@ -24,6 +24,7 @@ use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::problem::Problem;
 use crate::http::responses::{BodyProblems, KeyProblem, StoreProblem};
 use crate::http::ApiContext;
+use crate::http::{parse_time as time, rfc3339};
 use crate::store::{Silence, SilenceMatcher, Store};
 
 /// What the silence endpoints need from the gateway's state.
@@ -117,24 +118,6 @@ pub struct ExpireQuery {
     /// Send what the silence held: `true` or `false` (default).
     #[serde(default)]
     pub release: Option<String>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-fn time(field: &str, v: &str) -> Result<i64, Problem> {
-    v.trim()
-        .parse::<jiff::Timestamp>()
-        .map(|t| t.as_millisecond())
-        .map_err(|_| {
-            Problem::invalid(
-                field,
-                format!("`{}` is not an RFC 3339 time", crate::http::truncate(v, 64)),
-            )
-        })
 }
 
 fn gettable(s: Silence, now: i64) -> GettableSilence {

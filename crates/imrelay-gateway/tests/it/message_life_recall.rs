@@ -9,34 +9,22 @@
 //! The gateway runs on a clock the test moves (and the mock's with it), so
 //! "a day later" takes no time.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use imrelay_gateway::config::Config;
 use imrelay_gateway::{Gateway, StartOptions};
 use imrelay_mock::{AppConfig, MockConfig, MockPlatform, MockServer, RobotConfig};
-use imrelay_sdk::clock::{Clock, SystemClock};
+
 use serde_json::{json, Value};
 
-use crate::api_support::{TestGateway, ADMIN_KEY};
+use crate::api_support::{MovedClock, TestGateway, ADMIN_KEY};
 
 const FS_APP: &str = "cli_recall";
 const WC_CORP: &str = "wwrecall";
 const DT_APP: &str = "dingrecall";
 const SECRET: &str = "app-secret";
 const DAY_MS: i64 = 86_400_000;
-
-/// The system clock moved forward by what the test says.
-#[derive(Default)]
-struct MovedClock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock for MovedClock {
-    fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
-    }
-}
 
 struct Env {
     gw: TestGateway,

@@ -10,7 +10,7 @@
 //! "no later step ever fires" is checked by a pass that fires nothing rather
 //! than by waiting.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use imrelay_mock::{AppConfig, MockConfig, MockPlatform, MockServer, RobotConfig}
 use imrelay_sdk::clock::{Clock, SystemClock};
 use serde_json::{json, Value};
 
-use crate::api_support::{TestGateway, ADMIN_KEY};
+use crate::api_support::{MovedClock, TestGateway, ADMIN_KEY};
 
 const APP: &str = "cli_oncall";
 const SECRET: &str = "app-secret";
@@ -30,18 +30,6 @@ const AK_SECRET: &str = "aliyun-ak-secret";
 const MIN: i64 = 60_000;
 const ENCRYPT_KEY: &str = "oncall-encrypt-key";
 const VERIFY: &str = "oncall-verification-token";
-
-/// The system clock moved forward by what the test says.
-#[derive(Default)]
-struct MovedClock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock for MovedClock {
-    fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
-    }
-}
 
 fn config(mock: &str, store: &str) -> String {
     format!(

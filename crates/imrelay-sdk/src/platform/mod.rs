@@ -7,6 +7,7 @@ pub mod dingtalk;
 pub mod email;
 mod errcode;
 pub mod feishu;
+mod phone;
 pub mod tencent;
 #[cfg(test)]
 mod testing;

@@ -139,6 +139,20 @@ allow_private = true
     )
 }
 
+/// The system clock moved forward by what the test says (the gateway's,
+/// given in `StartOptions`; move the mock's with it).
+#[derive(Default)]
+pub struct MovedClock {
+    pub offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl imrelay_sdk::clock::Clock for MovedClock {
+    fn now_ms(&self) -> i64 {
+        imrelay_sdk::clock::SystemClock.now_ms()
+            + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A gateway on 127.0.0.1:0 with its config and database in a temp dir.
 pub struct TestGateway {
     pub gw: Gateway,

@@ -35,7 +35,7 @@ pub mod sign;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
 
+use super::phone::{cut_chars, phone_numbers};
 use crate::destination::{parse_config, Client, Destination, Payload, Quota, Registration, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
@@ -296,58 +297,6 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
         .then(|| digits.to_string())
 }
 
-/// The recipients of `msg` (else `defaults`), normalised and without
-/// duplicates; an error names the first bad number.
-fn phone_numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>, Error> {
-    let (list, field) = if msg.recipients.is_empty() {
-        (defaults, "phone_numbers")
-    } else {
-        (msg.recipients.as_slice(), "recipients")
-    };
-    if list.is_empty() {
-        return Err(Error::InvalidMessage(format!(
-            "no recipients: set `recipients` in the message or `phone_numbers` in the {kind} destination"
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for raw in list {
-        let n = normalize_phone(raw).ok_or_else(|| {
-            Error::InvalidMessage(format!(
-                "`{field}`: `{raw}` is not a phone number (mainland: 11 digits starting with 1; elsewhere: +country code and number)"
-            ))
-        })?;
-        if seen.insert(n.clone()) {
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
-/// Cut `text` to `max` characters, whole grapheme clusters, ending with `…`
-/// when cut.
-pub(crate) fn cut_chars(text: &str, max: usize) -> String {
-    use unicode_segmentation::UnicodeSegmentation;
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let budget = max.saturating_sub(1);
-    let mut out = String::new();
-    let mut used = 0;
-    for g in text.graphemes(true) {
-        let n = g.chars().count();
-        if used + n > budget {
-            break;
-        }
-        out.push_str(g);
-        used += n;
-    }
-    if max > 0 {
-        out.push('…');
-    }
-    out
-}
-
 /// The title and main text of a non-template message, as one line each.
 fn message_text(kind: &'static str, msg: &Message) -> Result<String, Error> {
     let text = msg.body.main_text().ok_or_else(|| {
@@ -532,7 +481,13 @@ impl Destination for AliyunSms {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(SMS_KIND, msg, &self.phone_numbers)?;
+        let numbers = phone_numbers(
+            SMS_KIND,
+            msg,
+            &self.phone_numbers,
+            normalize_phone,
+            "mainland: 11 digits starting with 1; elsewhere: +country code and number",
+        )?;
         let (code, params) = template(
             SMS_KIND,
             msg,
@@ -684,7 +639,13 @@ impl Destination for AliyunVoice {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(VOICE_KIND, msg, &self.phone_numbers)?;
+        let numbers = phone_numbers(
+            VOICE_KIND,
+            msg,
+            &self.phone_numbers,
+            normalize_phone,
+            "mainland: 11 digits starting with 1; elsewhere: +country code and number",
+        )?;
         let (code, params) = template(
             VOICE_KIND,
             msg,

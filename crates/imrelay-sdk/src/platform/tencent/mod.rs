@@ -35,7 +35,7 @@ pub mod sign;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use url::Url;
 
+use super::phone::{cut_chars, phone_numbers};
 use crate::destination::{parse_config, Client, Destination, Payload, Quota, Registration, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
@@ -306,34 +307,6 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
         .then(|| format!("+{digits}"))
 }
 
-/// The recipients of `msg` (else `defaults`), in E.164 and without
-/// duplicates; an error names the first bad number.
-fn phone_numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>, Error> {
-    let (list, field) = if msg.recipients.is_empty() {
-        (defaults, "phone_numbers")
-    } else {
-        (msg.recipients.as_slice(), "recipients")
-    };
-    if list.is_empty() {
-        return Err(Error::InvalidMessage(format!(
-            "no recipients: set `recipients` in the message or `phone_numbers` in the {kind} destination"
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for raw in list {
-        let n = normalize_phone(raw).ok_or_else(|| {
-            Error::InvalidMessage(format!(
-                "`{field}`: `{raw}` is not a phone number (E.164 such as +8613800000000, or 11 mainland digits)"
-            ))
-        })?;
-        if seen.insert(n.clone()) {
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
 fn check_defaults(kind: &str, numbers: &[String]) -> Result<(), Error> {
     match numbers.iter().find(|n| normalize_phone(n).is_none()) {
         Some(bad) => Err(Error::Config(format!(
@@ -350,30 +323,6 @@ fn non_empty(kind: &str, field: &str, value: &str, what: &str) -> Result<String,
     } else {
         Ok(v.to_string())
     }
-}
-
-/// Cut `text` to `max` characters, whole grapheme clusters, ending with `…`
-/// when cut.
-fn cut_chars(text: &str, max: usize) -> String {
-    use unicode_segmentation::UnicodeSegmentation;
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let budget = max.saturating_sub(1);
-    let mut out = String::new();
-    let mut used = 0;
-    for g in text.graphemes(true) {
-        let n = g.chars().count();
-        if used + n > budget {
-            break;
-        }
-        out.push_str(g);
-        used += n;
-    }
-    if max > 0 {
-        out.push('…');
-    }
-    out
 }
 
 /// `(template id, template parameters)` of `msg`: a template body's own (its
@@ -538,7 +487,13 @@ impl Destination for TencentSms {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(SMS_KIND, msg, &self.phone_numbers)?;
+        let numbers = phone_numbers(
+            SMS_KIND,
+            msg,
+            &self.phone_numbers,
+            normalize_phone,
+            "E.164 such as +8613800000000, or 11 mainland digits",
+        )?;
         let (template_id, params) =
             template(SMS_KIND, msg, &self.template_id, Some(self.text_max_chars))?;
         // One request may not mix mainland and other numbers
@@ -667,7 +622,13 @@ impl Destination for TencentVoice {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(VOICE_KIND, msg, &self.phone_numbers)?;
+        let numbers = phone_numbers(
+            VOICE_KIND,
+            msg,
+            &self.phone_numbers,
+            normalize_phone,
+            "E.164 such as +8613800000000, or 11 mainland digits",
+        )?;
         let (template_id, params) =
             template(VOICE_KIND, msg, &self.template_id, self.text_max_chars)?;
         Ok(numbers

@@ -251,6 +251,8 @@ pub struct Config {
     pub compat: crate::compat::CompatConfig,
     /// `[[maintenance]]`: recurring windows that hold messages.
     pub maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
+    /// `[console]`: the web console (see [`crate::console`]).
+    pub console: crate::console::ConsoleConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -290,6 +292,8 @@ struct RawConfig {
     compat: crate::compat::CompatConfig,
     #[serde(default)]
     maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
+    #[serde(default)]
+    console: crate::console::ConsoleConfig,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -390,6 +394,7 @@ impl Config {
             sources: raw.sources,
             compat: raw.compat,
             maintenance: raw.maintenance,
+            console: raw.console,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -412,6 +417,7 @@ impl Config {
         self.lifecycle.compile(issues);
         self.compat.validate(self.channels.keys(), issues);
         crate::silences::maintenance::Windows::compile(&self.maintenance, issues);
+        self.console.validate(self.channels.keys(), issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub compat: Arc<crate::compat::CompatConfig>,
     /// `[[maintenance]]`: the windows that hold messages.
     pub maintenance: Arc<crate::silences::maintenance::Windows>,
+    /// `[console]`: who may log in to the web console.
+    pub console: Arc<crate::console::Users>,
 }
 
 impl Runtime {
@@ -71,6 +73,7 @@ impl Runtime {
                 &cfg.maintenance,
                 &mut Vec::new(),
             )),
+            console: Arc::new(crate::console::Users::compile(&cfg.console)),
         })
     }
 }

@@ -687,7 +687,7 @@ const SEARCH: &str = "SELECT m.id, m.channel, m.body, m.trace_id, m.created_at,
        SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) AS n_dead,
        SUM(CASE WHEN d.state = 'silenced' THEN 1 ELSE 0 END) AS n_held
      FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id
-     WHERE ($1 OR m.channel IN_LIST($2)) AND ($3 IS NULL OR LOWER(m.body) LIKE $3 ESCAPE '\')
+     WHERE ($1 OR m.channel IN_LIST($2)) AND ($3 IS NULL OR LOWER(m.body) LIKE $3 ESCAPE '!')
        AND ($4 IS NULL OR m.trace_id = $4) AND ($5 IS NULL OR m.created_at >= $5)
        AND ($6 IS NULL OR m.created_at < $6)
      GROUP BY m.id, m.channel, m.body, m.trace_id, m.created_at
@@ -703,15 +703,16 @@ const SEARCH: &str = "SELECT m.id, m.channel, m.body, m.trace_id, m.created_at,
                  AND SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) > 0)))))
      ORDER BY m.created_at DESC, m.id DESC LIMIT $7";
 
-/// `text` as a `LIKE` pattern matching it anywhere, its wildcards escaped,
+/// `text` as a `LIKE` pattern matching it anywhere, its wildcards escaped
+/// (with `!`, the same in both dialects' string literals),
 /// ASCII letters lowered (both databases lower the stored side the same way
 /// for ASCII; other letters match as written).
 fn contains_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
         }
         p.push(c.to_ascii_lowercase());
     }

@@ -12,6 +12,7 @@ mod api_proptest;
 mod api_reload;
 mod api_support;
 mod callbacks;
+mod console;
 mod dispatch_common;
 mod dispatch_lease;
 mod dispatch_mock;

@@ -8,6 +8,7 @@
 //! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
 //! - `imrelay message recall|ack|update`: act on a message a gateway sent.
 //! - `imrelay health`: probe a running gateway (a container's health check).
+//! - `imrelay user hash`: a password hash for the web console's users.
 
 mod callback_cmd;
 mod health_cmd;
@@ -17,6 +18,7 @@ mod mock_cmd;
 mod send_cmd;
 mod serve_cmd;
 mod status_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +90,9 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     Message(message_cmd::MessageCommand),
     /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.
     Health(health_cmd::HealthArgs),
+    /// Web console users: hash a password for `[[console.users]]`.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import_cmd::run(cmd),
             Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Health(args) => health_cmd::run(args).await,
+            Command::User(cmd) => user_cmd::run(cmd),
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

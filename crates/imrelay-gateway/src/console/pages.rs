@@ -45,6 +45,8 @@ fn frame(p: &Page<'_>, title: &str, body: Markup) -> Html<String> {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // No favicon request (it would be a 404 on every page).
+                link rel="icon" href="data:,";
                 title { (title) " · imrelay" }
                 link rel="stylesheet" href=(CSS_PATH);
                 script src=(JS_PATH) defer {}

@@ -14,7 +14,7 @@ pub fn bars(values: &[u64], label: &str, class: &str) -> Markup {
     let bar = step.saturating_sub(1).max(1);
     let total: u64 = values.iter().sum();
     html! {
-        svg.chart class=(class) viewBox={"0 0 " (W) " " (H)} role="img" aria-label={(label) ": " (total)} preserveAspectRatio="none" {
+        svg class={"chart " (class)} viewBox={"0 0 " (W) " " (H)} role="img" aria-label={(label) ": " (total)} preserveAspectRatio="none" {
             title { (label) ": " (total) }
             line.base x1="0" y1=(H - 1) x2=(W) y2=(H - 1) {}
             @for (i, v) in values.iter().enumerate() {
@@ -36,6 +36,7 @@ mod tests {
     #[test]
     fn one_bar_per_nonzero_minute_scaled_to_the_largest() {
         let svg = bars(&[0, 2, 4, 0], "Delivered per minute", "ok").into_string();
+        assert!(svg.contains("class=\"chart ok\""), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
         assert!(
             svg.contains("aria-label=\"Delivered per minute: 6\""),

@@ -6,6 +6,7 @@ mod callback_cli;
 mod callbacks_python;
 mod cli_send;
 mod cluster_pg;
+mod console_browser;
 mod lifecycle_e2e;
 mod message_cli;
 mod migrate_guides;

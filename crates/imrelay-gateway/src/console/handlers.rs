@@ -40,18 +40,19 @@ impl Ctx {
         }
     }
 
-    /// 403 unless `form` carries this session's CSRF token.
-    fn check_csrf(&self, form: &Form) -> Result<(), Response> {
-        if self.session.csrf_ok(form.get("csrf").unwrap_or("")) {
-            Ok(())
-        } else {
-            Err(pages::error_page(
-                &self.page(),
-                StatusCode::FORBIDDEN,
-                self.lang
-                    .t("The form expired; reload the page and try again."),
-            ))
-        }
+    /// Whether `form` carries this session's CSRF token.
+    fn csrf_ok(&self, form: &Form) -> bool {
+        self.session.csrf_ok(form.get("csrf").unwrap_or(""))
+    }
+
+    /// 403 for a form without this session's token: nothing was done.
+    fn expired_form(&self) -> Response {
+        pages::error_page(
+            &self.page(),
+            StatusCode::FORBIDDEN,
+            self.lang
+                .t("The form expired; reload the page and try again."),
+        )
     }
 
     fn fail(&self, p: Problem) -> Response {
@@ -162,10 +163,7 @@ pub(crate) struct NextQuery {
     next: Option<String>,
 }
 
-pub(crate) async fn login_page<S: ConsoleContext>(
-    headers: HeaderMap,
-    Query(q): Query<NextQuery>,
-) -> Response {
+pub(crate) async fn login_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
     login_form(&headers, q.next.as_deref(), None, StatusCode::OK)
 }
 
@@ -302,8 +300,8 @@ pub(crate) async fn logout<S: ConsoleContext>(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    if let Err(r) = ctx.check_csrf(&form) {
-        return r;
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
     }
     if let Some(id) = auth::cookie(&headers, SESSION_COOKIE) {
         st.sessions().close(id);
@@ -569,8 +567,8 @@ pub(crate) async fn silence_message<S: ConsoleContext>(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    if let Err(r) = ctx.check_csrf(&form) {
-        return r;
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
     }
     let duration = form.get("duration").unwrap_or("1h").to_string();
     let comment = form.get("comment").unwrap_or("").to_string();
@@ -696,8 +694,8 @@ pub(crate) async fn purge<S: ConsoleContext>(
 
 async fn dlq_action<S: ConsoleContext>(st: S, ctx: Ctx, body: Bytes, op: &str) -> Response {
     let form = Form::parse(&body);
-    if let Err(r) = ctx.check_csrf(&form) {
-        return r;
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
     }
     let ids = form_ids(&form);
     let object = ids
@@ -754,8 +752,8 @@ pub(crate) async fn test_message<S: ConsoleContext>(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    if let Err(r) = ctx.check_csrf(&form) {
-        return r;
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
     }
     let text = form
         .get("text")
@@ -810,8 +808,8 @@ pub(crate) async fn expire_silence<S: ConsoleContext>(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    if let Err(r) = ctx.check_csrf(&form) {
-        return r;
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
     }
     match st.expire_silence(ctx.caller.clone(), id.clone()).await {
         Ok(n) => {

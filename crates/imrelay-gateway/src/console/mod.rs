@@ -132,7 +132,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
         .route("/ui/overview.json", get(handlers::overview_json::<S>))
         .route(
             "/ui/login",
-            get(handlers::login_page::<S>).post(handlers::login::<S>),
+            get(handlers::login_page).post(handlers::login::<S>),
         )
         .route("/ui/logout", post(handlers::logout::<S>))
         .route("/ui/lang/{code}", get(handlers::set_lang))

@@ -2,6 +2,7 @@
 //! - [`messages`]: `POST /v1/messages`, `POST /v1/messages/batch`, `GET /v1/messages/{id}`;
 //! - [`dlq`]: `GET /v1/dlq`, `GET|DELETE /v1/dlq/{id}`, `POST /v1/dlq/{id}/replay`,
 //!   `POST /v1/dlq/replay`, `POST /v1/dlq/purge`;
+//! - [`render`]: `POST /v1/render` (what a message would send, nothing stored);
 //! - [`ops`]: `GET /v1/status` (queue and destination state), `GET /healthz`.
 //!
 //! Every error is `application/problem+json` ([`problem`]): the extractors in
@@ -23,6 +24,7 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod render;
 
 pub(crate) use crate::http::single_header;
 pub use crate::http::{auth, extract, problem};
@@ -451,6 +453,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::submit))
         .route("/v1/messages/batch", post(messages::submit_batch))
         .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/render", post(render::render))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/replay", post(dlq::replay_many))
         .route("/v1/dlq/purge", post(dlq::purge_many))

@@ -10,6 +10,7 @@ mod api_lifecycle;
 mod api_messages;
 mod api_proptest;
 mod api_reload;
+mod api_render;
 mod api_support;
 mod callbacks;
 mod console;

@@ -9,12 +9,14 @@
 //! - `imrelay message recall|ack|update`: act on a message a gateway sent.
 //! - `imrelay health`: probe a running gateway (a container's health check).
 //! - `imrelay user hash`: a password hash for the web console's users.
+//! - `imrelay render`: what a running gateway would send for a message (`POST /v1/render`).
 
 mod callback_cmd;
 mod health_cmd;
 mod import_cmd;
 mod message_cmd;
 mod mock_cmd;
+mod render_cmd;
 mod send_cmd;
 mod serve_cmd;
 mod status_cmd;
@@ -90,6 +92,8 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     Message(message_cmd::MessageCommand),
     /// Probe a running gateway's /healthz (or /readyz): exit 0 when healthy.
     Health(health_cmd::HealthArgs),
+    /// Show what a running gateway would send for a message or template, per destination (nothing is sent).
+    Render(Box<render_cmd::RenderArgs>),
     /// Web console users: hash a password for `[[console.users]]`.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Health(args) => health_cmd::run(args).await,
             Command::User(cmd) => user_cmd::run(cmd),
+            Command::Render(args) => render_cmd::run(*args).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

@@ -14,6 +14,7 @@ mod migrate_pa;
 mod migrate_pwd;
 mod packaging;
 mod readme;
+mod render_cli;
 mod send_server;
 mod serve_crash;
 mod serve_signals;

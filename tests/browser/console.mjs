@@ -109,7 +109,8 @@ async function axe(page, label) {
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length }));
   });
   const critical = result.filter((v) => v.impact === "critical");
-  axeChecked.push(`${label}: ${result.length} violation(s), ${critical.length} critical`);
+  axeChecked.push(`${label}: ${result.length} violation(s), ${critical.length} critical`
+    + (result.length ? ` (${result.map((v) => `${v.id}/${v.impact}`).join(", ")})` : ""));
   check(critical.length === 0, `axe: critical violations on ${label}: ${JSON.stringify(critical)}`);
 }
 
@@ -192,6 +193,20 @@ async function run(browser) {
   check((await text(admin, "main")).includes("***"), "secrets are not masked on the channels page");
   await axe(admin, "channels");
 
+  // Templates: the live preview and its byte count follow the text; a long
+  // text shows the parts it would be split into.
+  await admin.goto(BASE + "/ui/templates");
+  await axe(admin, "templates");
+  const bytesNow = async () => Number(await admin.getAttribute("#preview .bytes", "data-bytes"));
+  const b0 = await bytesNow();
+  check(b0 > 0, "the preview shows no byte count");
+  await admin.fill("#r-text", "a longer text than before, so the count moves: 数据库 db-1 磁盘已满");
+  await admin.waitForFunction(
+    (b) => Number(document.querySelector("#preview .bytes").getAttribute("data-bytes")) > b, b0, { timeout: 10000 });
+  await admin.click("button[data-sample]:nth-of-type(2)");
+  await admin.waitForFunction(() => document.querySelectorAll("#preview h4").length > 1, null, { timeout: 10000 });
+  await axe(admin, "templates (split)");
+
   // A phone-width overview: nothing wider than the screen.
   await admin.setViewportSize({ width: 390, height: 844 });
   await admin.goto(BASE + "/ui/");
@@ -250,6 +265,10 @@ async function run(browser) {
     await admin.screenshot({ path: path.join(docs, "console-overview.png"), fullPage: true });
     await admin.goto(BASE + `/ui/messages/${deadId}`);
     await admin.screenshot({ path: path.join(docs, "console-message.png"), fullPage: true });
+    await admin.goto(BASE + "/ui/templates");
+    await admin.fill("#r-text", "数据库 db-1 磁盘使用率 91%，请尽快清理。负责人：张三 🚨");
+    await admin.waitForFunction(() => document.querySelector("#preview").textContent.includes("张三"), null, { timeout: 10000 });
+    await admin.screenshot({ path: path.join(docs, "console-templates.png"), fullPage: false });
     console.log(`screenshots saved in ${docs}`);
   }
 }

@@ -408,6 +408,22 @@ impl crate::console::ConsoleContext for AppState {
         Ok(s.id)
     }
 
+    fn template_names(&self) -> Vec<String> {
+        let alerting = self.live.runtime().alerting.clone();
+        alerting.templates.names().map(str::to_string).collect()
+    }
+
+    fn render(
+        &self,
+        caller: Arc<Caller>,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let req: messages::SubmitRequest =
+            crate::http::parse_json(body.to_string().as_bytes(), "")?;
+        let r = render::render_request(self, &caller, req)?;
+        serde_json::to_value(r).map_err(|e| Problem::internal(e.to_string()))
+    }
+
     async fn silences(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
         let Json(list) = crate::silences::handler::list(State(self.clone()), Auth(caller)).await?;
         list.into_iter()

@@ -823,6 +823,88 @@ pub(crate) async fn expire_silence<S: ConsoleContext>(
     }
 }
 
+// ---- templates: a live preview through POST /v1/render ---------------------
+
+/// What the preview form holds.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PreviewForm {
+    pub channel: String,
+    pub template: String,
+    pub title: String,
+    pub text: String,
+    pub data: String,
+}
+
+impl PreviewForm {
+    fn from_form(f: &Form) -> PreviewForm {
+        let g = |k: &str| f.get(k).unwrap_or("").to_string();
+        PreviewForm {
+            channel: g("channel"),
+            template: g("template"),
+            title: g("title"),
+            text: g("text"),
+            data: g("data"),
+        }
+    }
+
+    /// The `POST /v1/render` body.
+    fn request(&self) -> Result<Value, Problem> {
+        let mut body = json!({ "channel": self.channel });
+        if !self.title.trim().is_empty() {
+            body["title"] = json!(self.title);
+        }
+        if self.template.is_empty() {
+            body["text"] = json!(self.text);
+        } else {
+            body["template"] = json!(self.template);
+            if !self.data.trim().is_empty() {
+                let data: Value = serde_json::from_str(&self.data)
+                    .map_err(|e| Problem::invalid("data", format!("not JSON: {e}")))?;
+                body["data"] = data;
+            }
+        }
+        Ok(body)
+    }
+}
+
+pub(crate) async fn templates<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) -> Response {
+    let channels = visible_channels(&st, &ctx.caller);
+    let form = PreviewForm {
+        channel: channels.first().cloned().unwrap_or_default(),
+        text: "disk 91% full on db-1".into(),
+        ..Default::default()
+    };
+    let result = match form.request() {
+        Ok(body) => st.render(ctx.caller.clone(), body),
+        Err(p) => Err(p),
+    };
+    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+}
+
+/// The form posted: the whole page, or with `X-Preview: 1` (the script's live
+/// preview) only the preview.
+pub(crate) async fn preview<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    if !ctx.csrf_ok(&f) {
+        return ctx.expired_form();
+    }
+    let form = PreviewForm::from_form(&f);
+    let result = form
+        .request()
+        .and_then(|b| st.render(ctx.caller.clone(), b));
+    if headers.get("x-preview").is_some_and(|v| v == "1") {
+        return axum::response::Html(pages::preview(ctx.lang, &result).into_string())
+            .into_response();
+    }
+    let channels = visible_channels(&st, &ctx.caller);
+    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,6 +174,21 @@ fn zh(en: &str) -> Option<&'static str> {
         "Main navigation" => "主导航",
         "Select" => "选择",
         "What to do" => "处理建议",
+        "Templates" => "模板",
+        "Template" => "模板",
+        "None: plain text" => "无：纯文本",
+        "Title" => "标题",
+        "Template data (JSON)" => "模板数据（JSON）",
+        "Preview" => "预览",
+        "part(s)" => "条",
+        "bytes" => "字节",
+        "Part" => "第几条",
+        "Short" => "短文本",
+        "Long" => "长文本",
+        "Non-ASCII" => "中文",
+        "What each destination would receive (POST /v1/render): nothing is sent or stored." => {
+            "各目标将收到的内容（POST /v1/render）：不会发送或存储。"
+        }
         _ => return None,
     })
 }

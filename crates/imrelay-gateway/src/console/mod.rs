@@ -115,6 +115,11 @@ pub trait ConsoleContext: ApiContext {
         &self,
         caller: Arc<Caller>,
     ) -> impl Future<Output = Result<Vec<Value>, Problem>> + Send;
+    /// The templates a message may name (`[templates.NAME]` and built-ins).
+    fn template_names(&self) -> Vec<String>;
+    /// `POST /v1/render` with `body` as `caller`: what each destination
+    /// would receive.
+    fn render(&self, caller: Arc<Caller>, body: Value) -> Result<Value, Problem>;
     /// `DELETE /v1/silences/{id}` as `caller`; how many held deliveries went.
     fn expire_silence(
         &self,
@@ -152,6 +157,10 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
             post(handlers::test_message::<S>),
         )
         .route("/ui/silences", get(handlers::silences::<S>))
+        .route(
+            "/ui/templates",
+            get(handlers::templates::<S>).post(handlers::preview::<S>),
+        )
         .route(
             "/ui/silences/{id}/expire",
             post(handlers::expire_silence::<S>),

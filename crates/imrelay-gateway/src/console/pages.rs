@@ -8,11 +8,12 @@ use imrelay_sdk::outcome::CodeInfo;
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
-use super::handlers::{DlqQuery, MessagesQuery, Overview};
+use super::handlers::{DlqQuery, MessagesQuery, Overview, PreviewForm};
 use super::i18n::Lang;
 use super::svg;
 use super::{CSS_PATH, JS_PATH};
 use crate::channels::ChannelSet;
+use crate::http::problem::Problem;
 use crate::store::{DeadEntry, MessageState, MessageSummary, MessageView};
 
 /// What every page's frame needs.
@@ -24,12 +25,13 @@ pub(crate) struct Page<'a> {
     pub here: &'a str,
 }
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/ui/", "Overview"),
     ("/ui/messages", "Messages"),
     ("/ui/dlq", "Dead letters"),
     ("/ui/channels", "Channels"),
     ("/ui/silences", "Silences"),
+    ("/ui/templates", "Templates"),
 ];
 
 fn enc(s: &str) -> String {
@@ -680,6 +682,96 @@ pub(crate) fn silences(p: &Page<'_>, list: Option<&[Value]>, notice_key: &str) -
                         }
                     }
                 },
+            }
+        },
+    )
+}
+
+/// Text samples for the preview: a line, one long enough to be split, and
+/// non-ASCII text (3 bytes a character where platforms count bytes).
+const SAMPLES: [(&str, &str); 3] = [
+    ("Short", "disk 91% full on db-1"),
+    ("Long", ""),
+    (
+        "Non-ASCII",
+        "数据库 db-1 磁盘使用率 91%，请尽快清理。负责人：张三 🚨",
+    ),
+];
+
+fn long_sample() -> String {
+    (1..=400)
+        .map(|i| format!("line {i}: [FIRING] disk usage on node-{i} above 90% for 5m"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn preview(lang: Lang, result: &Result<Value, Problem>) -> Markup {
+    let t = |s| lang.t(s);
+    let empty = Vec::new();
+    html! {
+        @match result {
+            Err(p) => p.error role="alert" { (p.detail) @if let Some(f) = &p.field { " (" code { (f) } ")" } },
+            Ok(v) => {
+                @for d in v["destinations"].as_array().unwrap_or(&empty) {
+                    @let parts = d["parts"].as_array().cloned().unwrap_or_default();
+                    @let total: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap_or(0)).sum();
+                    section.rendered {
+                        h3 { code { (d["key"].as_str().unwrap_or("")) } " · " (d["type"].as_str().unwrap_or("")) }
+                        p.bytes data-bytes=(total) {
+                            (parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
+                        }
+                        @for (i, p) in parts.iter().enumerate() {
+                            @if parts.len() > 1 { h4 { (t("Part")) " " (i + 1) " · " (p["bytes"]) " " (t("bytes")) } }
+                            pre.payload { (serde_json::to_string_pretty(&p["body"]).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn templates(
+    p: &Page<'_>,
+    channels: &[String],
+    names: &[String],
+    f: &PreviewForm,
+    result: &Result<Value, Problem>,
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let long = long_sample();
+    frame(
+        p,
+        t("Templates"),
+        html! {
+            p.note { (t("What each destination would receive (POST /v1/render): nothing is sent or stored.")) }
+            div.editor {
+                form #render-form method="post" action="/ui/templates" {
+                    (csrf_field(p))
+                    label for="r-channel" { (t("Channel")) }
+                    select #r-channel name="channel" {
+                        @for c in channels { option value=(c) selected[f.channel == *c] { (c) } }
+                    }
+                    label for="r-template" { (t("Template")) }
+                    select #r-template name="template" {
+                        option value="" { (t("None: plain text")) }
+                        @for n in names { option value=(n) selected[f.template == *n] { (n) } }
+                    }
+                    label for="r-title" { (t("Title")) }
+                    input #r-title type="text" name="title" value=(f.title);
+                    label for="r-text" { (t("Text")) }
+                    textarea #r-text name="text" rows="6" { (f.text) }
+                    div.samples {
+                        @for (label, text) in SAMPLES {
+                            @let sample = if text.is_empty() { long.as_str() } else { text };
+                            button type="button" data-sample=(sample) data-target="r-text" { (t(label)) }
+                        }
+                    }
+                    label for="r-data" { (t("Template data (JSON)")) }
+                    textarea #r-data name="data" rows="6" { (f.data) }
+                    button type="submit" { (t("Preview")) }
+                }
+                div #preview aria-live="polite" { (preview(p.lang, result)) }
             }
         },
     )

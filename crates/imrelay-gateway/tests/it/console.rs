@@ -460,6 +460,65 @@ async fn csrf_of(b: &mut Browser<'_>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_template_preview_renders_through_the_api_within_the_users_channels() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&console_config(&sink)).await;
+    let mut ops = Browser::new(&t);
+    assert_eq!(
+        ops.login(&[("user", "opsuser"), ("password", OPS_PW)])
+            .await
+            .status,
+        303
+    );
+    let p = ops.get("/ui/templates").await;
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("data-bytes="), "{}", p.text);
+    let csrf = p.csrf();
+    let fragment = |text: &str| {
+        let b = &ops;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("csrf", csrf.as_str()),
+                ("channel", "alerts"),
+                ("text", text),
+            ])
+            .finish();
+        let req = b
+            .http
+            .post(t.url("/ui/templates"))
+            .header(COOKIE, b.cookie_header())
+            .header("x-preview", "1")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let bytes = |html: &str| -> u64 {
+        let re = regex::Regex::new(r#"data-bytes="(\d+)""#).unwrap();
+        re.captures(html).unwrap_or_else(|| panic!("{html}"))[1]
+            .parse()
+            .unwrap()
+    };
+    let short = fragment("hi").await;
+    let long = fragment("hello, a longer text").await;
+    assert!(!short.contains("<html"), "only the preview: {short}");
+    assert_eq!(
+        bytes(&long) - bytes(&short),
+        "hello, a longer text".len() as u64 - 2
+    );
+    // The same checks as an accept: another channel is refused.
+    let p = ops
+        .post(
+            "/ui/templates",
+            &[("csrf", &csrf), ("channel", "other"), ("text", "x")],
+        )
+        .await;
+    assert!(p.text.contains("may not use channel"), "{}", p.text);
+    assert_eq!(t.stored_messages().await, 0, "previews store nothing");
+    assert!(sink.bodies().is_empty());
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_is_off_unless_enabled() {
     let sink = Sink::start().await;
     let t = TestGateway::start(&config_text(&sink, "")).await;

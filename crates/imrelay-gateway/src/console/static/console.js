@@ -25,7 +25,38 @@ function refreshOverview(section) {
   var timer = setTimeout(tick, 3000);
 }
 
+function livePreview(form) {
+  var target = document.getElementById("preview");
+  var timer = null;
+  var seq = 0;
+  var send = function () {
+    var mine = ++seq;
+    fetch(form.getAttribute("action"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-Preview": "1" },
+      body: new URLSearchParams(new FormData(form)),
+    })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        // Only the latest answer counts; the fragment is server-escaped HTML.
+        if (mine === seq) { target.innerHTML = html; target.setAttribute("data-seq", String(mine)); }
+      });
+  };
+  var later = function () { clearTimeout(timer); timer = setTimeout(send, 300); };
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+  form.querySelectorAll("button[data-sample]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      document.getElementById(b.getAttribute("data-target")).value = b.getAttribute("data-sample");
+      send();
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  var render = document.getElementById("render-form");
+  if (render) { livePreview(render); }
   var section = document.querySelector("[data-refresh]");
   if (section) { refreshOverview(section); }
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {

@@ -204,7 +204,7 @@ async function run(browser) {
   await admin.waitForFunction(
     (b) => Number(document.querySelector("#preview .bytes").getAttribute("data-bytes")) > b, b0, { timeout: 10000 });
   await admin.click("button[data-sample]:nth-of-type(2)");
-  await admin.waitForFunction(() => document.querySelectorAll("#preview h4").length > 1, null, { timeout: 10000 });
+  await admin.waitForFunction(() => document.querySelectorAll("#preview h3").length > 1, null, { timeout: 10000 });
   await axe(admin, "templates (split)");
 
   // A phone-width overview: nothing wider than the screen.

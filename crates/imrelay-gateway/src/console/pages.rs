@@ -716,12 +716,12 @@ pub(crate) fn preview(lang: Lang, result: &Result<Value, Problem>) -> Markup {
                     @let parts = d["parts"].as_array().cloned().unwrap_or_default();
                     @let total: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap_or(0)).sum();
                     section.rendered {
-                        h3 { code { (d["key"].as_str().unwrap_or("")) } " · " (d["type"].as_str().unwrap_or("")) }
+                        h2 { code { (d["key"].as_str().unwrap_or("")) } " · " (d["type"].as_str().unwrap_or("")) }
                         p.bytes data-bytes=(total) {
                             (parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
                         }
                         @for (i, p) in parts.iter().enumerate() {
-                            @if parts.len() > 1 { h4 { (t("Part")) " " (i + 1) " · " (p["bytes"]) " " (t("bytes")) } }
+                            @if parts.len() > 1 { h3 { (t("Part")) " " (i + 1) " · " (p["bytes"]) " " (t("bytes")) } }
                             pre.payload { (serde_json::to_string_pretty(&p["body"]).unwrap_or_default()) }
                         }
                     }

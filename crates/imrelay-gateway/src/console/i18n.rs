@@ -175,6 +175,7 @@ fn zh(en: &str) -> Option<&'static str> {
         "Select" => "选择",
         "What to do" => "处理建议",
         "Templates" => "模板",
+        "Success rate" => "成功率",
         "Template" => "模板",
         "None: plain text" => "无：纯文本",
         "Title" => "标题",

@@ -241,6 +241,11 @@ pub(crate) fn overview_numbers(lang: Lang, o: &Overview) -> Value {
         "accepted": o.accepted,
         "delivered": o.delivered,
         "dead_hour": o.dead_hour,
+        // Of the deliveries that settled in the hour, the share delivered.
+        "success": match o.delivered + o.dead_hour {
+            0 => "—".to_string(),
+            n => format!("{:.1}%", o.delivered as f64 * 100.0 / n as f64),
+        },
         "pending": o.pending,
         "in_flight": o.in_flight,
         "silenced": o.silenced.map_or("—".to_string(), |n| n.to_string()),
@@ -287,6 +292,7 @@ pub(crate) fn overview(p: &Page<'_>, o: &Overview) -> Html<String> {
                     (tile("accepted", t("Accepted"), Some("/ui/messages")))
                     (tile("delivered", t("Delivered"), Some("/ui/messages?state=delivered")))
                     (tile("dead_hour", t("Dead"), Some("/ui/messages?state=dead")))
+                    (tile("success", t("Success rate"), None))
                 }
                 div.charts #charts { (overview_charts(p.lang, o)) }
                 h2 { (t("State")) }

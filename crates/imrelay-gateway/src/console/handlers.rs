@@ -453,6 +453,9 @@ pub(crate) struct MessagesQuery {
     pub text: String,
     #[serde(default)]
     pub trace_id: String,
+    /// `name=value`.
+    #[serde(default)]
+    pub label: String,
     #[serde(default)]
     pub since: String,
     #[serde(default)]
@@ -512,6 +515,15 @@ pub(crate) async fn messages<S: ConsoleContext>(
             state: parse_state(&q.state)?,
             text: Some(q.text.trim().to_string()).filter(|t| !t.is_empty()),
             trace_id: Some(q.trace_id.trim().to_string()).filter(|t| !t.is_empty()),
+            label: match q.label.trim() {
+                "" => None,
+                l => match l.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        Some((k.trim().to_string(), v.trim().to_string()))
+                    }
+                    _ => return Err(Problem::invalid("label", "write a label as name=value")),
+                },
+            },
             since: form_time("since", &q.since)?,
             until: form_time("until", &q.until)?,
             limit: 100,

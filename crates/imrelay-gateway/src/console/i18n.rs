@@ -116,6 +116,7 @@ fn zh(en: &str) -> Option<&'static str> {
         "Platform code" => "平台错误码",
         "Meaning" => "含义",
         "Labels" => "标签",
+        "Label" => "标签",
         "Acknowledgements" => "认领记录",
         "Silence like this" => "静默同类消息",
         "Duration" => "时长",

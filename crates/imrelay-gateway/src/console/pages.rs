@@ -336,6 +336,7 @@ pub(crate) fn messages(
                 }
                 div { label for="f-text" { (t("Text")) } input #f-text type="search" name="text" value=(q.text); }
                 div { label for="f-trace" { (t("Trace id")) } input #f-trace type="text" name="trace_id" value=(q.trace_id); }
+                div { label for="f-label" { (t("Label")) " (name=value)" } input #f-label type="text" name="label" value=(q.label) placeholder="host=db-1"; }
                 div { label for="f-since" { (t("Since")) " (UTC)" } input #f-since type="datetime-local" name="since" value=(q.since); }
                 div { label for="f-until" { (t("Until")) " (UTC)" } input #f-until type="datetime-local" name="until" value=(q.until); }
                 div { button type="submit" { (t("Search")) } }

@@ -689,7 +689,7 @@ const SEARCH: &str = "SELECT m.id, m.channel, m.body, m.trace_id, m.created_at,
      FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id
      WHERE ($1 OR m.channel IN_LIST($2)) AND ($3 IS NULL OR LOWER(m.body) LIKE $3 ESCAPE '!')
        AND ($4 IS NULL OR m.trace_id = $4) AND ($5 IS NULL OR m.created_at >= $5)
-       AND ($6 IS NULL OR m.created_at < $6)
+       AND ($6 IS NULL OR m.created_at < $6) AND ($9 IS NULL OR LOWER(m.labels) LIKE $9 ESCAPE '!')
      GROUP BY m.id, m.channel, m.body, m.trace_id, m.created_at
      HAVING $8 IS NULL
        OR ($8 = 'pending' AND SUM(CASE WHEN d.state IN ('pending', 'claimed', 'merged') THEN 1 ELSE 0 END) > 0)
@@ -741,6 +741,15 @@ pub(super) async fn search_messages<C: Conn>(
         let json = serde_json::to_string(t).unwrap_or_default();
         contains_pattern(&json[1..json.len().saturating_sub(1).max(1)])
     });
+    // Labels are stored as a compact JSON object: `"name":"value"` in it.
+    let label = f.label.as_ref().map(|(k, v)| {
+        let pair = format!(
+            "{}:{}",
+            serde_json::to_string(k).unwrap_or_default(),
+            serde_json::to_string(v).unwrap_or_default()
+        );
+        contains_pattern(&pair)
+    });
     let rows = c
         .fetch(
             SEARCH,
@@ -752,7 +761,8 @@ pub(super) async fn search_messages<C: Conn>(
                 f.since,
                 f.until,
                 limit,
-                f.state.map(state_text)
+                f.state.map(state_text),
+                label
             ],
         )
         .await?;

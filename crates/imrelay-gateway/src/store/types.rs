@@ -583,6 +583,8 @@ pub struct MessageFilter {
     /// letters matched in either case.
     pub text: Option<String>,
     pub trace_id: Option<String>,
+    /// Only messages with this label (name, value), ASCII letters in either case.
+    pub label: Option<(String, String)>,
     /// Created at or after (ms).
     pub since: Option<i64>,
     /// Created before (ms).

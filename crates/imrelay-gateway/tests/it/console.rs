@@ -325,6 +325,18 @@ async fn find_replay_and_silence_through_the_console_within_the_users_channels()
     assert_eq!(p.status, 200);
     assert!(p.text.contains(&mine), "{}", p.text);
     assert!(!p.text.contains(&theirs), "{}", p.text);
+    let p = ops.get("/ui/messages?label=host%3Ddb-1").await;
+    assert!(
+        p.text.contains(&mine) && !p.text.contains(&theirs),
+        "{}",
+        p.text
+    );
+    assert!(!ops
+        .get("/ui/messages?label=host%3Ddb-2")
+        .await
+        .text
+        .contains(&mine));
+    assert_eq!(ops.get("/ui/messages?label=nonsense").await.status, 422);
     let p = ops.get("/ui/messages?state=dead").await;
     assert!(p.text.contains(&mine) && !p.text.contains(&theirs));
     // Another channel's message answers like a missing one, also by URL.

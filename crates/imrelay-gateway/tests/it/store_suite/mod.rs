@@ -904,7 +904,9 @@ pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
         .unwrap();
     ctx.advance(61_000);
     let t_b = ctx.now();
-    let b = enqueue_one(ctx, msg("dev", "cpu 100%_hot \"quoted\"", &["dev/y"])).await;
+    let mut m = msg("dev", "cpu 100%_hot \"quoted\"", &["dev/y"]);
+    m.labels = [("host".to_string(), "DB-7".to_string())].into();
+    let b = enqueue_one(ctx, m).await;
     let c = ctx
         .s()
         .claim(claim_req(Some("dev/y"), 1, "w"))
@@ -995,6 +997,16 @@ pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
         ..Default::default()
     };
     assert_eq!(ids(f).await, vec![b.clone()]);
+    let label = |k: &str, v: &str| MessageFilter {
+        label: Some((k.into(), v.into())),
+        ..Default::default()
+    };
+    assert_eq!(ids(label("host", "db-7")).await, vec![b.clone()]);
+    assert!(
+        ids(label("host", "db-")).await.is_empty(),
+        "the whole value"
+    );
+    assert!(ids(label("hos", "db-7")).await.is_empty(), "the whole name");
     let f = MessageFilter {
         limit: 1,
         ..Default::default()

@@ -343,6 +343,7 @@ pub(crate) async fn set_lang(
 pub(crate) struct Overview {
     pub accepted: u64,
     pub delivered: u64,
+    pub failed: u64,
     pub dead_hour: u64,
     pub pending: u64,
     pub in_flight: u64,
@@ -408,6 +409,7 @@ async fn overview_data<S: ConsoleContext>(
     Ok(Overview {
         accepted: minutes.iter().map(|m| m.accepted).sum(),
         delivered: minutes.iter().map(|m| m.delivered).sum(),
+        failed: minutes.iter().map(|m| m.failed).sum(),
         dead_hour: minutes.iter().map(|m| m.dead).sum(),
         pending,
         in_flight,

@@ -96,6 +96,8 @@ fn zh(en: &str) -> Option<&'static str> {
         "Accepted per minute" => "每分钟接收",
         "Delivered per minute" => "每分钟送达",
         "Dead per minute" => "每分钟死信",
+        "Failed attempts" => "失败请求",
+        "Failed attempts per minute" => "每分钟失败请求",
         "Channel" => "通道",
         "State" => "状态",
         "Text" => "文本",

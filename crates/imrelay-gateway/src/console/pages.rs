@@ -240,6 +240,7 @@ pub(crate) fn overview_numbers(lang: Lang, o: &Overview) -> Value {
     serde_json::json!({
         "accepted": o.accepted,
         "delivered": o.delivered,
+        "failed": o.failed,
         "dead_hour": o.dead_hour,
         // Of the deliveries that settled in the hour, the share delivered.
         "success": match o.delivered + o.dead_hour {
@@ -263,6 +264,7 @@ pub(crate) fn overview_charts(lang: Lang, o: &Overview) -> Markup {
     html! {
         figure { figcaption { (t("Accepted per minute")) } (svg::bars(&col(|m| m.accepted), t("Accepted per minute"), "accepted")) }
         figure { figcaption { (t("Delivered per minute")) } (svg::bars(&col(|m| m.delivered), t("Delivered per minute"), "delivered")) }
+        figure { figcaption { (t("Failed attempts per minute")) } (svg::bars(&col(|m| m.failed), t("Failed attempts per minute"), "failed")) }
         figure { figcaption { (t("Dead per minute")) } (svg::bars(&col(|m| m.dead), t("Dead per minute"), "dead")) }
     }
 }
@@ -291,6 +293,7 @@ pub(crate) fn overview(p: &Page<'_>, o: &Overview) -> Html<String> {
                 dl.tiles {
                     (tile("accepted", t("Accepted"), Some("/ui/messages")))
                     (tile("delivered", t("Delivered"), Some("/ui/messages?state=delivered")))
+                    (tile("failed", t("Failed attempts"), None))
                     (tile("dead_hour", t("Dead"), Some("/ui/messages?state=dead")))
                     (tile("success", t("Success rate"), None))
                 }

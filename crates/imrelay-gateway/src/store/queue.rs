@@ -793,6 +793,10 @@ const DONE_PER_MINUTE: &str = "SELECT d.updated_at / 60000 AS minute, COUNT(*) A
      FROM deliveries d JOIN messages m ON m.id = d.message_id
      WHERE d.state = 'done' AND d.updated_at >= $1 AND ($2 OR m.channel IN_LIST($3))
      GROUP BY d.updated_at / 60000";
+const FAILED_PER_MINUTE: &str = "SELECT a.finished_at / 60000 AS minute, COUNT(*) AS n
+     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id
+     WHERE a.outcome <> 'delivered' AND a.finished_at >= $1 AND ($2 OR m.channel IN_LIST($3))
+     GROUP BY a.finished_at / 60000";
 const DEAD_PER_MINUTE: &str = "SELECT d.dead_at / 60000 AS minute, COUNT(*) AS n
      FROM deliveries d JOIN messages m ON m.id = d.message_id
      WHERE d.state = 'dead' AND d.dead_at >= $1 AND ($2 OR m.channel IN_LIST($3))
@@ -804,9 +808,14 @@ pub(super) async fn activity<C: Conn>(
     channels: Option<&[String]>,
 ) -> Result<Vec<ActivityMinute>> {
     let mut by_minute: std::collections::BTreeMap<i64, ActivityMinute> = Default::default();
-    for (i, sql) in [ACCEPTED_PER_MINUTE, DONE_PER_MINUTE, DEAD_PER_MINUTE]
-        .into_iter()
-        .enumerate()
+    for (i, sql) in [
+        ACCEPTED_PER_MINUTE,
+        DONE_PER_MINUTE,
+        FAILED_PER_MINUTE,
+        DEAD_PER_MINUTE,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let list = channels.map(<[String]>::to_vec).unwrap_or_default();
         let rows = c.fetch(sql, args![since, channels.is_none(), list]).await?;
@@ -820,6 +829,7 @@ pub(super) async fn activity<C: Conn>(
             match i {
                 0 => m.accepted += n,
                 1 => m.delivered += n,
+                2 => m.failed += n,
                 _ => m.dead += n,
             }
         }

@@ -604,13 +604,17 @@ pub struct MessageSummary {
     pub message: Message,
 }
 
-/// Messages accepted, deliveries done and dead letters in one minute.
+/// Messages accepted, deliveries done, requests that failed and dead
+/// letters in one minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ActivityMinute {
     /// The minute's start (ms since the epoch, a multiple of 60 000).
     pub minute: i64,
     pub accepted: u64,
     pub delivered: u64,
+    /// Requests to a platform that did not deliver (retried, rate limited,
+    /// refused), by when they finished.
+    pub failed: u64,
     pub dead: u64,
 }
 

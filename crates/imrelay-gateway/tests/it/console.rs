@@ -459,10 +459,12 @@ async fn find_replay_and_silence_through_the_console_within_the_users_channels()
     let o: serde_json::Value = serde_json::from_str(&o.text).unwrap();
     assert_eq!(o["numbers"]["accepted"], 2, "{o}");
     assert_eq!(o["numbers"]["dlq"], 0, "{o}");
+    assert_eq!(o["numbers"]["failed"], 1, "the refused first attempt: {o}");
     let o = root.get("/ui/overview.json").await;
     let o: serde_json::Value = serde_json::from_str(&o.text).unwrap();
     assert_eq!(o["numbers"]["accepted"], 3, "{o}");
     assert_eq!(o["numbers"]["dlq"], 1, "{o}");
+    assert_eq!(o["numbers"]["failed"], 2, "{o}");
     // Delivered: the replayed message and the test message; dead: the other
     // channel's. A replayed delivery counts once, as what it ended as.
     assert_eq!(o["numbers"]["success"], "66.7%", "{o}");

@@ -917,8 +917,10 @@ pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
         code: Some("310000".into()),
         reason: "keywords".into(),
     };
+    let mut refused = attempt("permanent", true, Some("310000"), "keywords");
+    (refused.started_at, refused.finished_at) = (t_b, t_b + 5);
     ctx.s()
-        .dead(c.delivery_id, "w", why, vec![], 0)
+        .dead(c.delivery_id, "w", why, vec![refused], 0)
         .await
         .unwrap();
     ctx.advance(1);
@@ -1030,6 +1032,7 @@ pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
         (2, 0, 1),
         "{act:?}"
     );
+    assert_eq!((at(t_a).failed, at(t_b).failed), (0, 1), "{act:?}");
     let dev = ctx
         .s()
         .activity(minute(t_a), Some(&["dev".to_string()]))
@@ -1041,6 +1044,7 @@ pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
             minute: minute(t_b),
             accepted: 1,
             delivered: 0,
+            failed: 1,
             dead: 1
         }]
     );

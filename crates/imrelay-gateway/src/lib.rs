@@ -47,6 +47,7 @@ pub mod channels;
 pub mod client;
 pub mod compat;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod domain;
 pub mod http;

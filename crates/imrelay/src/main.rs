@@ -8,6 +8,8 @@
 //! - `imrelay import`: a prometheus-webhook-dingtalk or PrometheusAlert config as imrelay TOML.
 //! - `imrelay message recall|ack|update|urgent`: act on a message a gateway sent.
 //! - `imrelay health`: probe a running gateway (a container's health check).
+//! - `imrelay user hash`: a password hash for the web console's users.
+//! - `imrelay render`: what a running gateway would send for a message (`POST /v1/render`).
 
 mod callback_cmd;
 mod health_cmd;
@@ -15,9 +17,11 @@ mod import_cmd;
 mod message_cmd;
 mod mock_cmd;
 mod oncall_cmd;
+mod render_cmd;
 mod send_cmd;
 mod serve_cmd;
 mod status_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +96,11 @@ SIGHUP (or saving the file) reloads the config; a bad file keeps the old one.")]
     Health(health_cmd::HealthArgs),
     /// Who is on call on a running gateway's schedules; temporary overrides.
     Oncall(oncall_cmd::OncallArgs),
+    /// Show what a running gateway would send for a message or template, per destination (nothing is sent).
+    Render(Box<render_cmd::RenderArgs>),
+    /// Web console users: hash a password for `[[console.users]]`.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +136,8 @@ fn main() -> ExitCode {
             Command::Message(cmd) => message_cmd::run(cmd).await,
             Command::Health(args) => health_cmd::run(args).await,
             Command::Oncall(args) => oncall_cmd::run(args).await,
+            Command::User(cmd) => user_cmd::run(cmd),
+            Command::Render(args) => render_cmd::run(*args).await,
             Command::Serve { config } => serve_cmd::run(config).await,
             Command::Config(ConfigCommand::Check { file }) => serve_cmd::check(&file),
         }

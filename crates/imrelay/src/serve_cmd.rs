@@ -63,12 +63,22 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     };
     let listen = cfg.server.listen;
     let watch = cfg.server.watch;
+    let demo = imrelay_gateway::console::demo_login(&cfg.console);
+    let console = cfg.console.enabled;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("`server.listen`: cannot listen on {listen}"))?;
     let gw = Gateway::start(cfg, listener).await?;
     // Said on stderr whatever the log filter, so the quickstart shows where to go.
     eprintln!("imrelay: serving the API on http://{}", gw.addr());
+    if console {
+        eprintln!("imrelay: web console on http://{}/ui/", gw.addr());
+    }
+    if let Some((user, password)) = demo {
+        eprintln!(
+            "imrelay: console demo login: user `{user}`, password `{password}` (new at each start)"
+        );
+    }
     if let Some(m) = &mock {
         eprintln!(
             "imrelay: in-process mock platform server on {} (see /_mock/requests)",

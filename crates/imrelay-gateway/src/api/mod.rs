@@ -2,6 +2,7 @@
 //! - [`messages`]: `POST /v1/messages`, `POST /v1/messages/batch`, `GET /v1/messages/{id}`;
 //! - [`dlq`]: `GET /v1/dlq`, `GET|DELETE /v1/dlq/{id}`, `POST /v1/dlq/{id}/replay`,
 //!   `POST /v1/dlq/replay`, `POST /v1/dlq/purge`;
+//! - [`render`]: `POST /v1/render` (what a message would send, nothing stored);
 //! - [`ops`]: `GET /v1/status` (queue and destination state), `GET /healthz`.
 //!
 //! Every error is `application/problem+json` ([`problem`]): the extractors in
@@ -23,6 +24,7 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod render;
 
 pub(crate) use crate::http::single_header;
 pub use crate::http::{auth, extract, problem};
@@ -30,16 +32,19 @@ pub use crate::http::{auth, extract, problem};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Json;
 use axum::Router;
 
 use crate::channels::ChannelSet;
 use crate::runtime::Live;
 use crate::store::Store;
-pub use auth::{ApiKeys, Caller};
+pub use auth::{ApiKeys, Auth, Caller};
+use extract::{ApiJson, ApiPath, ApiQuery};
 pub use problem::Problem;
 
 /// A snapshot of dispatcher state for `GET /v1/status` (breakers, limiters).
@@ -81,6 +86,8 @@ pub struct AppState {
     pub silences: Arc<crate::silences::SilenceCache>,
     /// The on-call overrides every accept resolves `oncall:` mentions with.
     pub overrides: Arc<crate::oncall::OverrideCache>,
+    /// The web console's logins (in this process's memory).
+    pub console_sessions: Arc<crate::console::auth::Sessions>,
 }
 
 impl AppState {
@@ -95,6 +102,7 @@ impl AppState {
             http,
             silences: Arc::default(),
             overrides: Arc::default(),
+            console_sessions: Arc::default(),
         }
     }
 
@@ -296,6 +304,173 @@ impl crate::lifecycle::handler::LifecycleContext for AppState {
     }
 }
 
+/// The console acts through the API's own handlers, as the logged-in caller.
+impl crate::console::ConsoleContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn users(&self) -> Arc<crate::console::Users> {
+        self.live.runtime().console.clone()
+    }
+
+    fn sessions(&self) -> &Arc<crate::console::auth::Sessions> {
+        &self.console_sessions
+    }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
+
+    async fn status(&self, caller: Arc<Caller>) -> Result<serde_json::Value, Problem> {
+        let Json(s) = ops::status(State(self.clone()), Auth(caller)).await?;
+        serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string()))
+    }
+
+    async fn message(
+        &self,
+        caller: Arc<Caller>,
+        id: String,
+    ) -> Result<crate::store::MessageView, Problem> {
+        let Json(v) = messages::get(State(self.clone()), Auth(caller), ApiPath(id)).await?;
+        Ok(v)
+    }
+
+    async fn dead_letters(
+        &self,
+        caller: Arc<Caller>,
+        q: crate::console::DeadQuery,
+    ) -> Result<Vec<crate::store::DeadEntry>, Problem> {
+        let query = dlq::ListQuery {
+            channel: q.channel,
+            code: q.code,
+            message_id: q.message_id,
+            limit: Some(q.limit.clamp(1, dlq::MAX_PAGE)),
+            ..Default::default()
+        };
+        let Json(page) = dlq::list(State(self.clone()), Auth(caller), ApiQuery(query)).await?;
+        Ok(page.items)
+    }
+
+    async fn dead_letter(
+        &self,
+        caller: Arc<Caller>,
+        id: crate::store::DeliveryId,
+    ) -> Result<crate::store::DeadEntry, Problem> {
+        let Json(e) = dlq::inspect(State(self.clone()), Auth(caller), ApiPath(id)).await?;
+        Ok(e)
+    }
+
+    async fn replay(
+        &self,
+        caller: Arc<Caller>,
+        ids: Vec<crate::store::DeliveryId>,
+    ) -> Result<u64, Problem> {
+        let body = dlq::SelectorBody {
+            ids: Some(ids),
+            filter: None,
+        };
+        let Json(r) = dlq::replay_many(State(self.clone()), Auth(caller), api_json(body)).await?;
+        Ok(r.replayed)
+    }
+
+    async fn purge(
+        &self,
+        caller: Arc<Caller>,
+        ids: Vec<crate::store::DeliveryId>,
+    ) -> Result<u64, Problem> {
+        let body = dlq::SelectorBody {
+            ids: Some(ids),
+            filter: None,
+        };
+        let Json(r) = dlq::purge_many(State(self.clone()), Auth(caller), api_json(body)).await?;
+        Ok(r.purged)
+    }
+
+    async fn submit(
+        &self,
+        caller: Arc<Caller>,
+        channel: String,
+        text: String,
+    ) -> Result<crate::store::MessageId, Problem> {
+        let raw = serde_json::json!({"channel": channel, "text": text}).to_string();
+        let req: messages::SubmitRequest = crate::http::parse_json(raw.as_bytes(), "")?;
+        let body = ApiJson {
+            value: req,
+            raw: raw.into(),
+        };
+        let r = messages::submit(State(self.clone()), Auth(caller), HeaderMap::new(), body).await?;
+        Ok(r.body.id)
+    }
+
+    async fn silence_like(
+        &self,
+        caller: Arc<Caller>,
+        id: String,
+        duration: String,
+        comment: String,
+    ) -> Result<String, Problem> {
+        let by = caller.name.clone();
+        let req = crate::silences::handler::SilenceLikeRequest {
+            duration,
+            by,
+            comment,
+        };
+        let Json(s) = crate::silences::handler::like_message(
+            State(self.clone()),
+            Auth(caller),
+            ApiPath(id),
+            api_json(req),
+        )
+        .await?;
+        Ok(s.id)
+    }
+
+    fn template_names(&self) -> Vec<String> {
+        let alerting = self.live.runtime().alerting.clone();
+        alerting.templates.names().map(str::to_string).collect()
+    }
+
+    fn render(
+        &self,
+        caller: Arc<Caller>,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let req: messages::SubmitRequest =
+            crate::http::parse_json(body.to_string().as_bytes(), "")?;
+        let r = render::render_request(self, &caller, req)?;
+        serde_json::to_value(r).map_err(|e| Problem::internal(e.to_string()))
+    }
+
+    async fn silences(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
+        let Json(list) = crate::silences::handler::list(State(self.clone()), Auth(caller)).await?;
+        list.into_iter()
+            .map(|s| serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string())))
+            .collect()
+    }
+
+    async fn expire_silence(&self, caller: Arc<Caller>, id: String) -> Result<u64, Problem> {
+        let q = crate::silences::handler::ExpireQuery { release: None };
+        let Json(r) = crate::silences::handler::expire(
+            State(self.clone()),
+            Auth(caller),
+            ApiPath(id),
+            ApiQuery(q),
+        )
+        .await?;
+        Ok(r.released)
+    }
+}
+
+/// A body as the JSON extractor gives it to a handler (these handlers read
+/// only the value; the raw bytes matter only for idempotency keys).
+fn api_json<T>(value: T) -> ApiJson<T> {
+    ApiJson {
+        value,
+        raw: Default::default(),
+    }
+}
+
 impl crate::http::ApiContext for AppState {
     fn api_keys(&self) -> Arc<ApiKeys> {
         self.live.runtime().keys.clone()
@@ -312,6 +487,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::submit))
         .route("/v1/messages/batch", post(messages::submit_batch))
         .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/render", post(render::render))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/replay", post(dlq::replay_many))
         .route("/v1/dlq/purge", post(dlq::purge_many))
@@ -328,6 +504,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::lifecycle::handler::router())
         .merge(crate::silences::handler::router())
         .merge(crate::oncall::handler::router())
+        .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

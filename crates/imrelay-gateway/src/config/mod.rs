@@ -253,6 +253,8 @@ pub struct Config {
     pub maintenance: Vec<crate::silences::maintenance::MaintenanceConfig>,
     /// `[[people]]`, `[[schedules]]`, `[[escalation_policies]]` (see [`crate::oncall`]).
     pub oncall: crate::oncall::OnCallConfig,
+    /// `[console]`: the web console (see [`crate::console`]).
+    pub console: crate::console::ConsoleConfig,
     /// The folder relative paths are resolved against.
     pub base_dir: PathBuf,
     /// The file this came from, if any.
@@ -298,6 +300,8 @@ struct RawConfig {
     schedules: Vec<crate::oncall::schedule::ScheduleConfig>,
     #[serde(default)]
     escalation_policies: Vec<crate::oncall::policy::PolicyConfig>,
+    #[serde(default)]
+    console: crate::console::ConsoleConfig,
 }
 
 const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:9100";
@@ -403,6 +407,7 @@ impl Config {
                 schedules: raw.schedules,
                 policies: raw.escalation_policies,
             },
+            console: raw.console,
             base_dir: base_dir.to_path_buf(),
             source: None,
         };
@@ -445,6 +450,7 @@ impl Config {
                 );
             }
         }
+        self.console.validate(self.channels.keys(), issues);
         if self.server.max_body_bytes < 1024 {
             issues.push(ConfigIssue::new(
                 "server.max_body_bytes",

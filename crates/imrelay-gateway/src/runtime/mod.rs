@@ -42,6 +42,8 @@ pub struct Runtime {
     pub maintenance: Arc<crate::silences::maintenance::Windows>,
     /// `[[people]]`, `[[schedules]]`, `[[escalation_policies]]`.
     pub oncall: Arc<crate::oncall::OnCall>,
+    /// `[console]`: who may log in to the web console.
+    pub console: Arc<crate::console::Users>,
 }
 
 impl Runtime {
@@ -75,6 +77,7 @@ impl Runtime {
             )),
             // Validated when the config loaded.
             oncall: Arc::new(cfg.compile_oncall(&mut Vec::new())),
+            console: Arc::new(crate::console::Users::compile(&cfg.console)),
         })
     }
 }

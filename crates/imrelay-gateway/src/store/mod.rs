@@ -322,6 +322,17 @@ pub trait Store: Send + Sync + 'static {
     /// Dead letters, oldest first.
     async fn list_dead(&self, filter: &DeadFilter) -> Result<Vec<DeadEntry>>;
 
+    /// Messages matching `filter`, newest first (the console's search).
+    async fn search_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>>;
+
+    /// Per-minute counts from `since` (ms) on, of `channels` (`None`: all),
+    /// oldest first; minutes with nothing are left out.
+    async fn activity(
+        &self,
+        since: i64,
+        channels: Option<&[String]>,
+    ) -> Result<Vec<ActivityMinute>>;
+
     /// One dead letter.
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>>;
 

@@ -659,6 +659,22 @@ impl Store for PgStore {
         queue::list_dead(&mut *c, filter).await
     }
 
+    async fn search_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        queue::search_messages(&mut *c, filter).await
+    }
+
+    async fn activity(
+        &self,
+        since: i64,
+        channels: Option<&[String]>,
+    ) -> Result<Vec<ActivityMinute>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        queue::activity(&mut *c, since, channels).await
+    }
+
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {
         self.check_open()?;
         let mut c = self.pool.acquire().await?;

@@ -686,6 +686,166 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     Ok(Some(view))
 }
 
+// ---- the console's search and activity ----------------------------------
+
+/// The counts a message's state is derived from, summed per message (see
+/// [`MessageState::from_deliveries`]; the `HAVING` clause repeats it).
+const SEARCH: &str = "SELECT m.id, m.channel, m.body, m.trace_id, m.created_at,
+       SUM(CASE WHEN d.state IN ('pending', 'claimed', 'merged') THEN 1 ELSE 0 END) AS n_open,
+       SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) AS n_done,
+       SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) AS n_dead,
+       SUM(CASE WHEN d.state = 'silenced' THEN 1 ELSE 0 END) AS n_held
+     FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id
+     WHERE ($1 OR m.channel IN_LIST($2)) AND ($3 IS NULL OR LOWER(m.body) LIKE $3 ESCAPE '!')
+       AND ($4 IS NULL OR m.trace_id = $4) AND ($5 IS NULL OR m.created_at >= $5)
+       AND ($6 IS NULL OR m.created_at < $6) AND ($9 IS NULL OR LOWER(m.labels) LIKE $9 ESCAPE '!')
+     GROUP BY m.id, m.channel, m.body, m.trace_id, m.created_at
+     HAVING $8 IS NULL
+       OR ($8 = 'pending' AND SUM(CASE WHEN d.state IN ('pending', 'claimed', 'merged') THEN 1 ELSE 0 END) > 0)
+       OR (SUM(CASE WHEN d.state IN ('pending', 'claimed', 'merged') THEN 1 ELSE 0 END) = 0 AND (
+            ($8 = 'silenced' AND SUM(CASE WHEN d.state = 'silenced' THEN 1 ELSE 0 END) > 0)
+         OR (SUM(CASE WHEN d.state = 'silenced' THEN 1 ELSE 0 END) = 0 AND (
+              ($8 = 'dead' AND SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) = 0
+                 AND SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) > 0)
+           OR ($8 = 'delivered' AND SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) = 0)
+           OR ($8 = 'partial' AND SUM(CASE WHEN d.state = 'done' THEN 1 ELSE 0 END) > 0
+                 AND SUM(CASE WHEN d.state = 'dead' THEN 1 ELSE 0 END) > 0)))))
+     ORDER BY m.created_at DESC, m.id DESC LIMIT $7";
+
+/// `text` as a `LIKE` pattern matching it anywhere, its wildcards escaped
+/// (with `!`, the same in both dialects' string literals),
+/// ASCII letters lowered (both databases lower the stored side the same way
+/// for ASCII; other letters match as written).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
+        }
+        p.push(c.to_ascii_lowercase());
+    }
+    p.push('%');
+    p
+}
+
+fn state_text(s: MessageState) -> &'static str {
+    match s {
+        MessageState::Pending => "pending",
+        MessageState::Delivered => "delivered",
+        MessageState::Dead => "dead",
+        MessageState::Partial => "partial",
+        MessageState::Silenced => "silenced",
+    }
+}
+
+pub(super) async fn search_messages<C: Conn>(
+    c: &mut C,
+    f: &MessageFilter,
+) -> Result<Vec<MessageSummary>> {
+    let limit = if f.limit == 0 { 100 } else { f.limit as i64 };
+    // The body is stored as JSON, so search the text as JSON writes it
+    // (quotes and backslashes escaped).
+    let text = f.text.as_deref().filter(|t| !t.is_empty()).map(|t| {
+        let json = serde_json::to_string(t).unwrap_or_default();
+        contains_pattern(&json[1..json.len().saturating_sub(1).max(1)])
+    });
+    // Labels are stored as a compact JSON object: `"name":"value"` in it.
+    let label = f.label.as_ref().map(|(k, v)| {
+        let pair = format!(
+            "{}:{}",
+            serde_json::to_string(k).unwrap_or_default(),
+            serde_json::to_string(v).unwrap_or_default()
+        );
+        contains_pattern(&pair)
+    });
+    let rows = c
+        .fetch(
+            SEARCH,
+            args![
+                f.channels.is_none(),
+                f.channels.clone().unwrap_or_default(),
+                text,
+                f.trace_id.clone(),
+                f.since,
+                f.until,
+                limit,
+                f.state.map(state_text),
+                label
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let n = |col: &str| r.int(col).map(|v| v.max(0) as usize);
+            let (open, done, dead, held) = (n("n_open")?, n("n_done")?, n("n_dead")?, n("n_held")?);
+            let states = std::iter::repeat_n(DeliveryState::Pending, open)
+                .chain(std::iter::repeat_n(DeliveryState::Done, done))
+                .chain(std::iter::repeat_n(DeliveryState::Dead, dead))
+                .chain(std::iter::repeat_n(DeliveryState::Silenced, held))
+                .collect::<Vec<_>>();
+            Ok(MessageSummary {
+                id: r.message_id("id")?,
+                channel: r.text("channel")?,
+                state: MessageState::from_deliveries(&states),
+                created_at: r.int("created_at")?,
+                trace_id: r.opt_text("trace_id")?,
+                message: rows::parse_message(&r.text("body")?)?,
+            })
+        })
+        .collect()
+}
+
+const ACCEPTED_PER_MINUTE: &str = "SELECT created_at / 60000 AS minute, COUNT(*) AS n FROM messages
+     WHERE created_at >= $1 AND ($2 OR channel IN_LIST($3)) GROUP BY created_at / 60000";
+const DONE_PER_MINUTE: &str = "SELECT d.updated_at / 60000 AS minute, COUNT(*) AS n
+     FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.state = 'done' AND d.updated_at >= $1 AND ($2 OR m.channel IN_LIST($3))
+     GROUP BY d.updated_at / 60000";
+const FAILED_PER_MINUTE: &str = "SELECT a.finished_at / 60000 AS minute, COUNT(*) AS n
+     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN messages m ON m.id = d.message_id
+     WHERE a.outcome <> 'delivered' AND a.finished_at >= $1 AND ($2 OR m.channel IN_LIST($3))
+     GROUP BY a.finished_at / 60000";
+const DEAD_PER_MINUTE: &str = "SELECT d.dead_at / 60000 AS minute, COUNT(*) AS n
+     FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.state = 'dead' AND d.dead_at >= $1 AND ($2 OR m.channel IN_LIST($3))
+     GROUP BY d.dead_at / 60000";
+
+pub(super) async fn activity<C: Conn>(
+    c: &mut C,
+    since: i64,
+    channels: Option<&[String]>,
+) -> Result<Vec<ActivityMinute>> {
+    let mut by_minute: std::collections::BTreeMap<i64, ActivityMinute> = Default::default();
+    for (i, sql) in [
+        ACCEPTED_PER_MINUTE,
+        DONE_PER_MINUTE,
+        FAILED_PER_MINUTE,
+        DEAD_PER_MINUTE,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let list = channels.map(<[String]>::to_vec).unwrap_or_default();
+        let rows = c.fetch(sql, args![since, channels.is_none(), list]).await?;
+        for r in &rows {
+            let minute = r.int("minute")? * 60_000;
+            let n = r.int("n")?.max(0) as u64;
+            let m = by_minute.entry(minute).or_insert(ActivityMinute {
+                minute,
+                ..Default::default()
+            });
+            match i {
+                0 => m.accepted += n,
+                1 => m.delivered += n,
+                2 => m.failed += n,
+                _ => m.dead += n,
+            }
+        }
+    }
+    Ok(by_minute.into_values().collect())
+}
+
 /// Queue counts (run it in one snapshot).
 pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
     let rows = c

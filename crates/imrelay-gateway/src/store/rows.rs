@@ -76,7 +76,7 @@ pub(super) fn parse_recipients(s: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn parse_message(body: &str) -> Result<Message> {
+pub(super) fn parse_message(body: &str) -> Result<Message> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
         column: "messages.body",
         value: format!("no valid message ({e})"),

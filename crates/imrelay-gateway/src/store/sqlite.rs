@@ -594,6 +594,20 @@ impl Store for SqliteStore {
         queue::list_dead(&mut *c, filter).await
     }
 
+    async fn search_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
+        let mut c = self.read.acquire().await?;
+        queue::search_messages(&mut *c, filter).await
+    }
+
+    async fn activity(
+        &self,
+        since: i64,
+        channels: Option<&[String]>,
+    ) -> Result<Vec<ActivityMinute>> {
+        let mut c = self.read.acquire().await?;
+        queue::activity(&mut *c, since, channels).await
+    }
+
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {
         let mut c = self.read.acquire().await?;
         queue::get_dead(&mut *c, delivery).await

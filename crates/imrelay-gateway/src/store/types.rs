@@ -644,6 +644,53 @@ pub struct DeadFilter {
     pub after: Option<DeliveryId>,
 }
 
+/// Which messages to list (the console's search), newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageFilter {
+    /// Only these channels; `None`: every channel.
+    pub channels: Option<Vec<String>>,
+    /// Only messages in this state (derived from their deliveries, as
+    /// [`MessageState::from_deliveries`] does).
+    pub state: Option<MessageState>,
+    /// Text contained in the stored message (title, body, fields), ASCII
+    /// letters matched in either case.
+    pub text: Option<String>,
+    pub trace_id: Option<String>,
+    /// Only messages with this label (name, value), ASCII letters in either case.
+    pub label: Option<(String, String)>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+    /// Page size (0: the store's default of 100).
+    pub limit: u32,
+}
+
+/// One message of a [`MessageFilter`] listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageSummary {
+    pub id: MessageId,
+    pub channel: String,
+    pub state: MessageState,
+    pub created_at: i64,
+    pub trace_id: Option<String>,
+    pub message: Message,
+}
+
+/// Messages accepted, deliveries done, requests that failed and dead
+/// letters in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ActivityMinute {
+    /// The minute's start (ms since the epoch, a multiple of 60 000).
+    pub minute: i64,
+    pub accepted: u64,
+    pub delivered: u64,
+    /// Requests to a platform that did not deliver (retried, rate limited,
+    /// refused), by when they finished.
+    pub failed: u64,
+    pub dead: u64,
+}
+
 /// Which dead letters to replay or purge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadSelector {

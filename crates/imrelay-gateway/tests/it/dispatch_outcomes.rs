@@ -410,6 +410,19 @@ impl Store for FailingFinish {
     async fn list_dead(&self, filter: &DeadFilter) -> store::Result<Vec<DeadEntry>> {
         self.inner.list_dead(filter).await
     }
+    async fn search_messages(
+        &self,
+        filter: &store::MessageFilter,
+    ) -> store::Result<Vec<store::MessageSummary>> {
+        self.inner.search_messages(filter).await
+    }
+    async fn activity(
+        &self,
+        since: i64,
+        channels: Option<&[String]>,
+    ) -> store::Result<Vec<store::ActivityMinute>> {
+        self.inner.activity(since, channels).await
+    }
     async fn get_dead(&self, delivery: DeliveryId) -> store::Result<Option<DeadEntry>> {
         self.inner.get_dead(delivery).await
     }

@@ -106,6 +106,11 @@ fn every_route_in_the_source_is_documented() {
     }
     let doc = imrelay_gateway::api::openapi::document();
     let docs = documented(&doc);
+    // The web console's pages (`/ui`) are HTML for people, not API.
+    let routes: BTreeSet<_> = routes
+        .into_iter()
+        .filter(|(p, _)| p != "/ui" && !p.starts_with("/ui/"))
+        .collect();
     let missing: Vec<_> = routes.difference(&docs).collect();
     assert!(
         missing.is_empty(),

@@ -882,6 +882,181 @@ pub async fn stats_count_states(ctx: &Ctx) {
     assert_eq!(y.dead, 1);
 }
 
+/// The console's search (newest first; channel, state, text, trace id and
+/// time filters) and its per-minute counts.
+pub async fn search_and_activity_for_the_console(ctx: &Ctx) {
+    let minute = |t: i64| t / 60_000 * 60_000;
+    let t_a = ctx.now();
+    let a = enqueue_one(ctx, msg("ops", "disk FULL on db-1", &["ops/x"])).await;
+    let c = ctx
+        .s()
+        .claim(claim_req(Some("ops/x"), 1, "w"))
+        .await
+        .unwrap()
+        .remove(0);
+    ctx.s()
+        .complete(
+            c.delivery_id,
+            "w",
+            vec![attempt("delivered", false, None, "ok")],
+            1,
+        )
+        .await
+        .unwrap();
+    ctx.advance(61_000);
+    let t_b = ctx.now();
+    let mut m = msg("dev", "cpu 100%_hot \"quoted\"", &["dev/y"]);
+    m.labels = [("host".to_string(), "DB-7".to_string())].into();
+    let b = enqueue_one(ctx, m).await;
+    let c = ctx
+        .s()
+        .claim(claim_req(Some("dev/y"), 1, "w"))
+        .await
+        .unwrap()
+        .remove(0);
+    let why = DeadReason {
+        code: Some("310000".into()),
+        reason: "keywords".into(),
+    };
+    let mut refused = attempt("permanent", true, Some("310000"), "keywords");
+    (refused.started_at, refused.finished_at) = (t_b, t_b + 5);
+    ctx.s()
+        .dead(c.delivery_id, "w", why, vec![refused], 0)
+        .await
+        .unwrap();
+    ctx.advance(1);
+    let c = enqueue_one(
+        ctx,
+        msg("ops", "磁盘已满 pending", &["ops/x"]).with_trace_id("t-9"),
+    )
+    .await;
+
+    let ids = |f: MessageFilter| async move {
+        let found = ctx.s().search_messages(&f).await.unwrap();
+        found.into_iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    let all = ctx
+        .s()
+        .search_messages(&MessageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        vec![c.clone(), b.clone(), a.clone()]
+    );
+    assert_eq!(
+        all.iter().map(|m| m.state).collect::<Vec<_>>(),
+        vec![
+            MessageState::Pending,
+            MessageState::Dead,
+            MessageState::Delivered
+        ]
+    );
+    assert_eq!(all[0].trace_id.as_deref(), Some("t-9"));
+    assert_eq!(all[2].message, Message::text("disk FULL on db-1"));
+    let text = |t: &str| MessageFilter {
+        text: Some(t.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(text("disk full")).await,
+        vec![a.clone()],
+        "ASCII in either case"
+    );
+    assert_eq!(
+        ids(text("disk_full")).await,
+        Vec::<MessageId>::new(),
+        "_ is no wildcard"
+    );
+    assert_eq!(ids(text("100%_h")).await, vec![b.clone()]);
+    assert_eq!(
+        ids(text("\"quoted\"")).await,
+        vec![b.clone()],
+        "quotes as typed"
+    );
+    assert_eq!(ids(text("磁盘")).await, vec![c.clone()]);
+    let state = |s| MessageFilter {
+        state: Some(s),
+        ..Default::default()
+    };
+    assert_eq!(ids(state(MessageState::Delivered)).await, vec![a.clone()]);
+    assert_eq!(ids(state(MessageState::Dead)).await, vec![b.clone()]);
+    assert_eq!(ids(state(MessageState::Pending)).await, vec![c.clone()]);
+    assert!(ids(state(MessageState::Silenced)).await.is_empty());
+    let chans = |c: &[&str]| MessageFilter {
+        channels: Some(c.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    assert_eq!(ids(chans(&["ops"])).await, vec![c.clone(), a.clone()]);
+    assert!(ids(chans(&[])).await.is_empty(), "no channel: nothing");
+    let f = MessageFilter {
+        trace_id: Some("t-9".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(f).await, vec![c.clone()]);
+    let f = MessageFilter {
+        since: Some(t_b),
+        until: Some(t_b + 1),
+        ..Default::default()
+    };
+    assert_eq!(ids(f).await, vec![b.clone()]);
+    let label = |k: &str, v: &str| MessageFilter {
+        label: Some((k.into(), v.into())),
+        ..Default::default()
+    };
+    assert_eq!(ids(label("host", "db-7")).await, vec![b.clone()]);
+    assert!(
+        ids(label("host", "db-")).await.is_empty(),
+        "the whole value"
+    );
+    assert!(ids(label("hos", "db-7")).await.is_empty(), "the whole name");
+    let f = MessageFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(ids(f).await, vec![c.clone()]);
+
+    let act = ctx.s().activity(minute(t_a), None).await.unwrap();
+    let at = |m: i64| {
+        act.iter()
+            .find(|x| x.minute == minute(m))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (at(t_a).accepted, at(t_a).delivered, at(t_a).dead),
+        (1, 1, 0),
+        "{act:?}"
+    );
+    assert_eq!(
+        (at(t_b).accepted, at(t_b).delivered, at(t_b).dead),
+        (2, 0, 1),
+        "{act:?}"
+    );
+    assert_eq!((at(t_a).failed, at(t_b).failed), (0, 1), "{act:?}");
+    let dev = ctx
+        .s()
+        .activity(minute(t_a), Some(&["dev".to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        dev,
+        vec![ActivityMinute {
+            minute: minute(t_b),
+            accepted: 1,
+            delivered: 0,
+            failed: 1,
+            dead: 1
+        }]
+    );
+    assert!(ctx
+        .s()
+        .activity(t_b + 60_000, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// The dispatcher's view of the queue: counts that stop at the cap, expired
 /// claims counted as due now, claims oldest first and expired ones included.
 pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
@@ -1237,6 +1412,7 @@ pub const CASES: &[&str] = &[
     "threads_keep_order_and_the_parts_to_update",
     "update_tokens_and_the_thread_lease",
     "retention_keeps_an_active_threads_first_message",
+    "search_and_activity_for_the_console",
 ];
 
 /// Run one case by name.
@@ -1294,6 +1470,7 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "retention_keeps_an_active_threads_first_message" => {
             lifecycle::retention_keeps_an_active_threads_first_message(ctx).await
         }
+        "search_and_activity_for_the_console" => search_and_activity_for_the_console(ctx).await,
         other => panic!("unknown store test case {other}"),
     }
 }
@@ -1331,6 +1508,7 @@ macro_rules! store_cases {
             escalation_steps_fire_once_and_atomically,
             a_thread_escalates_once_and_a_resolve_ends_it,
             oncall_overrides_are_kept_until_they_end,
+            search_and_activity_for_the_console,
         );
     };
 

@@ -1,0 +1,958 @@
+//! The console's pages and actions. Reads and actions go through
+//! [`ConsoleContext`] (the API's handlers) as the logged-in caller; only the
+//! message search and the per-minute counts, which the API does not offer,
+//! read the store directly, limited to the caller's channels the same way.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, Session, Who, LOGIN_COOKIE, SESSION_COOKIE};
+use super::i18n::{Lang, LANG_COOKIE};
+use super::pages::{self, Page};
+use super::{redirect, ConsoleContext, DeadQuery};
+use crate::http::auth::{Caller, Scope};
+use crate::http::problem::Problem;
+use crate::store::{ActivityMinute, DeliveryId, MessageFilter, MessageState};
+
+/// A logged-in request: who, their session, their language.
+pub(crate) struct Ctx {
+    pub caller: Arc<Caller>,
+    pub session: Session,
+    pub lang: Lang,
+    /// The path and query asked for (for the language switch).
+    pub here: String,
+}
+
+impl Ctx {
+    pub(crate) fn page(&self) -> Page<'_> {
+        Page {
+            lang: self.lang,
+            user: Some((&self.caller.name, &self.session.csrf)),
+            here: &self.here,
+        }
+    }
+
+    /// Whether `form` carries this session's CSRF token.
+    fn csrf_ok(&self, form: &Form) -> bool {
+        self.session.csrf_ok(form.get("csrf").unwrap_or(""))
+    }
+
+    /// 403 for a form without this session's token: nothing was done.
+    fn expired_form(&self) -> Response {
+        pages::error_page(
+            &self.page(),
+            StatusCode::FORBIDDEN,
+            self.lang
+                .t("The form expired; reload the page and try again."),
+        )
+    }
+
+    fn fail(&self, p: Problem) -> Response {
+        pages::error_page(&self.page(), p.status, &p.detail)
+    }
+}
+
+/// The caller a session stands for, under the config in force now.
+fn resolve<S: ConsoleContext>(st: &S, who: &Who) -> Option<Arc<Caller>> {
+    match who {
+        Who::User(name) => st.users().users.get(name).map(|u| u.caller.clone()),
+        Who::Key(key) => {
+            let mut h = HeaderMap::new();
+            let v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+            h.insert(header::AUTHORIZATION, v);
+            st.api_keys().authenticate(&h).ok()
+        }
+    }
+}
+
+impl<S: ConsoleContext> FromRequestParts<S> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Response> {
+        let lang = Lang::from_headers(&parts.headers);
+        let now = st.store().now_ms();
+        let session =
+            auth::cookie(&parts.headers, SESSION_COOKIE).and_then(|id| st.sessions().get(id, now));
+        let here = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/ui/".into());
+        match session.and_then(|s| resolve(st, &s.who).map(|c| (s, c))) {
+            Some((session, caller)) => Ok(Ctx {
+                caller,
+                session,
+                lang,
+                here,
+            }),
+            None if parts.uri.path().ends_with(".json") => Err((
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "log in again"})),
+            )
+                .into_response()),
+            None => Err(redirect(&format!(
+                "/ui/login?next={}",
+                url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// A submitted form: its fields in order (a name may repeat: `id`).
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Form {
+        Form(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A console action, for the audit log.
+fn audit(caller: &Caller, action: &str, object: &str, outcome: &str) {
+    tracing::info!(
+        target: "imrelay::audit",
+        user = %caller.name,
+        action,
+        object,
+        outcome,
+        "console action"
+    );
+}
+
+/// Only a local path of the console (no open redirect).
+fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        _ => "/ui/".into(),
+    }
+}
+
+fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+// ---- login ------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+pub(crate) async fn login_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    login_form(&headers, q.next.as_deref(), None, StatusCode::OK)
+}
+
+/// The login form with a fresh double-submit token (there is no session to
+/// hold one yet).
+fn login_form(
+    headers: &HeaderMap,
+    next: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let lang = Lang::from_headers(headers);
+    let token = auth::random_token(32);
+    let next = local_next(next);
+    let page = Page {
+        lang,
+        user: None,
+        here: "/ui/login",
+    };
+    let resp = (status, pages::login(&page, &token, &next, error)).into_response();
+    with_cookies(
+        resp,
+        &[auth::set_cookie(
+            LOGIN_COOKIE,
+            &token,
+            3600,
+            auth::secure(headers),
+            true,
+        )],
+    )
+}
+
+pub(crate) async fn login<S: ConsoleContext>(
+    State(st): State<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let lang = Lang::from_headers(&headers);
+    let next = form.get("next").map(str::to_string);
+    let expected = auth::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    let given = form.get("csrf").unwrap_or("");
+    let same = !expected.is_empty()
+        && expected.len() == given.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            given.as_bytes(),
+        ));
+    if !same {
+        return login_form(
+            &headers,
+            next.as_deref(),
+            Some(lang.t("The form expired; reload the page and try again.")),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let now = st.store().now_ms();
+    let name = form.get("user").unwrap_or("").trim().to_string();
+    let key = form.get("key").unwrap_or("").trim().to_string();
+    let limit_name = if key.is_empty() {
+        name.clone()
+    } else {
+        "(api key)".into()
+    };
+    if !st.sessions().may_try(&limit_name, now) {
+        tracing::warn!(target: "imrelay::audit", user = %limit_name, action = "login", outcome = "rate_limited", "console login refused");
+        return login_form(
+            &headers,
+            next.as_deref(),
+            Some(lang.t("Too many failed logins; wait a few minutes.")),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let who = if !key.is_empty() {
+        let mut h = HeaderMap::new();
+        let caller = HeaderValue::from_str(&format!("Bearer {key}"))
+            .ok()
+            .and_then(|v| {
+                h.insert(header::AUTHORIZATION, v);
+                st.api_keys().authenticate(&h).ok()
+            });
+        caller.map(|c| (Who::Key(imrelay_sdk::secret::Secret::new(key.clone())), c))
+    } else {
+        let users = st.users();
+        let password = form.get("password").unwrap_or("");
+        match users.users.get(&name) {
+            Some(u) if auth::verify_password(password, &u.password_hash) => {
+                Some((Who::User(name.clone()), u.caller.clone()))
+            }
+            Some(_) => None,
+            None => {
+                // As slow as a wrong password, so timing does not tell which
+                // names exist.
+                let _ = auth::verify_password(password, dummy_hash());
+                None
+            }
+        }
+    };
+    let Some((who, caller)) = who else {
+        st.sessions().failed(&limit_name, now);
+        tracing::warn!(target: "imrelay::audit", user = %limit_name, action = "login", outcome = "refused", "console login refused");
+        return login_form(
+            &headers,
+            next.as_deref(),
+            Some(lang.t("Wrong user name, password or key.")),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    st.sessions().succeeded(&limit_name);
+    let lifetime = st.users().session_lifetime;
+    let (id, _) = st
+        .sessions()
+        .open(who, now, lifetime.as_millis().min(i64::MAX as u128) as i64);
+    audit(&caller, "login", "", "ok");
+    let secure = auth::secure(&headers);
+    with_cookies(
+        redirect(&local_next(next.as_deref())),
+        &[
+            auth::set_cookie(SESSION_COOKIE, &id, lifetime.as_secs() as i64, secure, true),
+            auth::set_cookie(LOGIN_COOKIE, "", 0, secure, true),
+        ],
+    )
+}
+
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| auth::hash_password("imrelay-no-such-user").unwrap_or_default())
+}
+
+pub(crate) async fn logout<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
+    }
+    if let Some(id) = auth::cookie(&headers, SESSION_COOKIE) {
+        st.sessions().close(id);
+    }
+    audit(&ctx.caller, "logout", "", "ok");
+    with_cookies(
+        redirect("/ui/login"),
+        &[auth::set_cookie(
+            SESSION_COOKIE,
+            "",
+            0,
+            auth::secure(&headers),
+            true,
+        )],
+    )
+}
+
+pub(crate) async fn set_lang(
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let lang = Lang::parse(&code).unwrap_or(Lang::En);
+    let cookie = format!(
+        "{LANG_COOKIE}={}; Path=/ui; Max-Age=31536000; SameSite=Lax{}",
+        if lang == Lang::Zh { "zh" } else { "en" },
+        if auth::secure(&headers) {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    with_cookies(redirect(&local_next(q.next.as_deref())), &[cookie])
+}
+
+// ---- overview ---------------------------------------------------------------
+
+/// What the overview shows, for the page and its JSON refresh.
+pub(crate) struct Overview {
+    pub accepted: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dead_hour: u64,
+    pub pending: u64,
+    pub in_flight: u64,
+    pub silenced: Option<u64>,
+    pub dlq: u64,
+    pub oldest_pending_ms: Option<i64>,
+    pub open_breakers: usize,
+    /// The last 60 minutes, oldest first.
+    pub minutes: Vec<ActivityMinute>,
+}
+
+fn scope_channels(caller: &Caller) -> Option<Vec<String>> {
+    match &caller.scope {
+        Scope::All => None,
+        Scope::Channels(c) => Some(c.iter().cloned().collect()),
+    }
+}
+
+async fn overview_data<S: ConsoleContext>(
+    st: &S,
+    caller: &Arc<Caller>,
+) -> Result<Overview, Problem> {
+    let status = st.status(caller.clone()).await?;
+    let q = &status["queue"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let all = matches!(caller.scope, Scope::All);
+    let (pending, in_flight, dlq) = if all {
+        (n(&q["pending"]), n(&q["in_flight"]), n(&q["dead"]))
+    } else {
+        // The API keeps only the caller's targets; the totals are everyone's.
+        let t = q["by_target"].as_array().cloned().unwrap_or_default();
+        let sum = |k: &str| t.iter().map(|x| n(&x[k])).sum::<u64>();
+        (sum("pending"), sum("in_flight"), sum("dead"))
+    };
+    let open_breakers = status["dispatch"]["destinations"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter(|x| {
+                    x["breaker"]["state"]
+                        .as_str()
+                        .is_some_and(|s| s != "closed")
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let now = st.store().now_ms();
+    let first = (now / 60_000 - 59) * 60_000;
+    let scope = scope_channels(caller);
+    let got = st.store().activity(first, scope.as_deref()).await?;
+    let minutes: Vec<ActivityMinute> = (0..60)
+        .map(|i| {
+            let minute = first + i * 60_000;
+            got.iter()
+                .find(|m| m.minute == minute)
+                .copied()
+                .unwrap_or(ActivityMinute {
+                    minute,
+                    ..Default::default()
+                })
+        })
+        .collect();
+    Ok(Overview {
+        accepted: minutes.iter().map(|m| m.accepted).sum(),
+        delivered: minutes.iter().map(|m| m.delivered).sum(),
+        failed: minutes.iter().map(|m| m.failed).sum(),
+        dead_hour: minutes.iter().map(|m| m.dead).sum(),
+        pending,
+        in_flight,
+        silenced: all.then(|| n(&q["silenced"])),
+        dlq,
+        oldest_pending_ms: if all {
+            q["oldest_pending_age_ms"].as_i64()
+        } else {
+            None
+        },
+        open_breakers,
+        minutes,
+    })
+}
+
+pub(crate) async fn overview<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) -> Response {
+    match overview_data(&st, &ctx.caller).await {
+        Ok(o) => pages::overview(&ctx.page(), &o).into_response(),
+        Err(p) => ctx.fail(p),
+    }
+}
+
+pub(crate) async fn overview_json<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) -> Response {
+    match overview_data(&st, &ctx.caller).await {
+        Ok(o) => Json(json!({
+            "numbers": pages::overview_numbers(ctx.lang, &o),
+            "charts": pages::overview_charts(ctx.lang, &o).into_string(),
+        }))
+        .into_response(),
+        Err(p) => (p.status, Json(json!({"error": p.detail}))).into_response(),
+    }
+}
+
+// ---- messages ---------------------------------------------------------------
+
+#[derive(Deserialize, Default, Debug)]
+pub(crate) struct MessagesQuery {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub trace_id: String,
+    /// `name=value`.
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub since: String,
+    #[serde(default)]
+    pub until: String,
+}
+
+/// `2026-12-01T08:00` (a `datetime-local` field, read as UTC) or RFC 3339.
+fn form_time(field: &str, v: &str) -> Result<Option<i64>, Problem> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = v.parse::<jiff::Timestamp>() {
+        return Ok(Some(t.as_millisecond()));
+    }
+    v.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d).ok())
+        .map(|t| Some(t.as_millisecond()))
+        .ok_or_else(|| {
+            Problem::invalid(
+                field,
+                format!(
+                    "`{}` is not a time like 2026-12-01T08:00",
+                    crate::http::truncate(v, 40)
+                ),
+            )
+        })
+}
+
+fn parse_state(v: &str) -> Result<Option<MessageState>, Problem> {
+    Ok(Some(match v {
+        "" => return Ok(None),
+        "pending" => MessageState::Pending,
+        "delivered" => MessageState::Delivered,
+        "dead" => MessageState::Dead,
+        "partial" => MessageState::Partial,
+        "silenced" => MessageState::Silenced,
+        _ => return Err(Problem::invalid("state", "unknown state")),
+    }))
+}
+
+pub(crate) async fn messages<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Query(q): Query<MessagesQuery>,
+) -> Response {
+    let filter = (|| -> Result<MessageFilter, Problem> {
+        let channels = if q.channel.is_empty() {
+            scope_channels(&ctx.caller)
+        } else {
+            ctx.caller.require(&q.channel)?;
+            Some(vec![q.channel.clone()])
+        };
+        Ok(MessageFilter {
+            channels,
+            state: parse_state(&q.state)?,
+            text: Some(q.text.trim().to_string()).filter(|t| !t.is_empty()),
+            trace_id: Some(q.trace_id.trim().to_string()).filter(|t| !t.is_empty()),
+            label: match q.label.trim() {
+                "" => None,
+                l => match l.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        Some((k.trim().to_string(), v.trim().to_string()))
+                    }
+                    _ => return Err(Problem::invalid("label", "write a label as name=value")),
+                },
+            },
+            since: form_time("since", &q.since)?,
+            until: form_time("until", &q.until)?,
+            limit: 100,
+        })
+    })();
+    let filter = match filter {
+        Ok(f) => f,
+        Err(p) => return ctx.fail(p),
+    };
+    match st.store().search_messages(&filter).await {
+        Ok(found) => {
+            let channels = visible_channels(&st, &ctx.caller);
+            pages::messages(&ctx.page(), &q, &channels, &found).into_response()
+        }
+        Err(e) => ctx.fail(e.into()),
+    }
+}
+
+fn visible_channels<S: ConsoleContext>(st: &S, caller: &Caller) -> Vec<String> {
+    st.channels()
+        .channels
+        .keys()
+        .map(|c| c.to_string())
+        .filter(|c| !c.starts_with("callback:") && caller.may_use(c))
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NoticeQuery {
+    #[serde(default)]
+    pub notice: String,
+}
+
+pub(crate) async fn message<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(nq): Query<NoticeQuery>,
+) -> Response {
+    match st.message(ctx.caller.clone(), id).await {
+        Ok(view) => {
+            let set = st.channels();
+            pages::message(&ctx.page(), &view, &set, &nq.notice).into_response()
+        }
+        Err(p) => ctx.fail(p),
+    }
+}
+
+pub(crate) async fn silence_message<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
+    }
+    let duration = form.get("duration").unwrap_or("1h").to_string();
+    let comment = form.get("comment").unwrap_or("").to_string();
+    match st
+        .silence_like(ctx.caller.clone(), id.clone(), duration, comment)
+        .await
+    {
+        Ok(silence) => {
+            audit(
+                &ctx.caller,
+                "silence.create",
+                &format!("message {id} → silence {silence}"),
+                "ok",
+            );
+            redirect(&format!("/ui/messages/{}?notice=silenced", enc(&id)))
+        }
+        Err(p) => {
+            audit(
+                &ctx.caller,
+                "silence.create",
+                &format!("message {id}"),
+                &p.detail,
+            );
+            ctx.fail(p)
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+// ---- dead letters -----------------------------------------------------------
+
+#[derive(Deserialize, Default, Debug)]
+pub(crate) struct DlqQuery {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub notice: String,
+    #[serde(default)]
+    pub n: Option<u64>,
+}
+
+pub(crate) async fn dead_letters<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Query(q): Query<DlqQuery>,
+) -> Response {
+    let code = Some(q.code.trim().to_string()).filter(|c| !c.is_empty());
+    // A user of several (not all) channels lists each of theirs: the API
+    // asks such a key to name one.
+    let channels: Vec<Option<String>> = match (&q.channel, &ctx.caller.scope) {
+        (c, _) if !c.is_empty() => vec![Some(c.clone())],
+        (_, Scope::All) => vec![None],
+        (_, Scope::Channels(set)) => set.iter().cloned().map(Some).collect(),
+    };
+    let mut items = Vec::new();
+    for channel in channels {
+        let q = DeadQuery {
+            channel,
+            code: code.clone(),
+            message_id: None,
+            limit: 500,
+        };
+        match st.dead_letters(ctx.caller.clone(), q).await {
+            Ok(mut page) => items.append(&mut page),
+            Err(p) => return ctx.fail(p),
+        }
+    }
+    items.sort_by_key(|e| std::cmp::Reverse(e.dead_at));
+    let set = st.channels();
+    let channels = visible_channels(&st, &ctx.caller);
+    pages::dead_letters(&ctx.page(), &q, &channels, &items, &set).into_response()
+}
+
+pub(crate) async fn dead_letter<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>().map(DeliveryId::new) else {
+        return ctx.fail(Problem::not_found(format!(
+            "no dead letter {}",
+            crate::http::truncate(&id, 32)
+        )));
+    };
+    match st.dead_letter(ctx.caller.clone(), id).await {
+        Ok(e) => {
+            let set = st.channels();
+            pages::dead_letter(&ctx.page(), &e, &set).into_response()
+        }
+        Err(p) => ctx.fail(p),
+    }
+}
+
+fn form_ids(form: &Form) -> Vec<DeliveryId> {
+    form.all("id")
+        .filter_map(|v| v.parse::<i64>().ok())
+        .map(DeliveryId::new)
+        // The API takes at most 1000 ids per request.
+        .take(1000)
+        .collect()
+}
+
+pub(crate) async fn replay<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    body: Bytes,
+) -> Response {
+    dlq_action(st, ctx, body, "replay").await
+}
+
+pub(crate) async fn purge<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    body: Bytes,
+) -> Response {
+    dlq_action(st, ctx, body, "purge").await
+}
+
+async fn dlq_action<S: ConsoleContext>(st: S, ctx: Ctx, body: Bytes, op: &str) -> Response {
+    let form = Form::parse(&body);
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
+    }
+    let ids = form_ids(&form);
+    let object = ids
+        .iter()
+        .map(|i| i.get().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let result = if ids.is_empty() {
+        Ok(0)
+    } else if op == "replay" {
+        st.replay(ctx.caller.clone(), ids).await
+    } else {
+        st.purge(ctx.caller.clone(), ids).await
+    };
+    match result {
+        Ok(n) => {
+            audit(
+                &ctx.caller,
+                &format!("dlq.{op}"),
+                &object,
+                &format!("{n} done"),
+            );
+            let notice = if op == "replay" { "replayed" } else { "purged" };
+            let back = form.get("back").filter(|b| b.starts_with("/ui/messages/"));
+            match back {
+                Some(b) => redirect(&format!("{b}?notice={notice}")),
+                None => redirect(&format!("/ui/dlq?notice={notice}&n={n}")),
+            }
+        }
+        Err(p) => {
+            audit(&ctx.caller, &format!("dlq.{op}"), &object, &p.detail);
+            ctx.fail(p)
+        }
+    }
+}
+
+// ---- channels ---------------------------------------------------------------
+
+pub(crate) async fn channels<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    RawQuery(_q): RawQuery,
+) -> Response {
+    match st.status(ctx.caller.clone()).await {
+        Ok(status) => pages::channels(&ctx.page(), &status).into_response(),
+        Err(p) => ctx.fail(p),
+    }
+}
+
+pub(crate) async fn test_message<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
+    }
+    let text = form
+        .get("text")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("imrelay console test message")
+        .to_string();
+    match st.submit(ctx.caller.clone(), name.clone(), text).await {
+        Ok(id) => {
+            audit(
+                &ctx.caller,
+                "message.test",
+                &format!("channel {name} → message {id}"),
+                "ok",
+            );
+            redirect(&format!("/ui/messages/{}?notice=queued", enc(id.as_str())))
+        }
+        Err(p) => {
+            audit(
+                &ctx.caller,
+                "message.test",
+                &format!("channel {name}"),
+                &p.detail,
+            );
+            ctx.fail(p)
+        }
+    }
+}
+
+// ---- silences ---------------------------------------------------------------
+
+pub(crate) async fn silences<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Query(nq): Query<NoticeQuery>,
+) -> Response {
+    match st.silences(ctx.caller.clone()).await {
+        Ok(list) => pages::silences(&ctx.page(), Some(&list), &nq.notice).into_response(),
+        Err(p) if p.status == StatusCode::FORBIDDEN => (
+            StatusCode::FORBIDDEN,
+            pages::silences(&ctx.page(), None, ""),
+        )
+            .into_response(),
+        Err(p) => ctx.fail(p),
+    }
+}
+
+pub(crate) async fn expire_silence<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    if !ctx.csrf_ok(&form) {
+        return ctx.expired_form();
+    }
+    match st.expire_silence(ctx.caller.clone(), id.clone()).await {
+        Ok(n) => {
+            audit(&ctx.caller, "silence.expire", &id, &format!("{n} released"));
+            redirect("/ui/silences?notice=expired")
+        }
+        Err(p) => {
+            audit(&ctx.caller, "silence.expire", &id, &p.detail);
+            ctx.fail(p)
+        }
+    }
+}
+
+// ---- templates: a live preview through POST /v1/render ---------------------
+
+/// What the preview form holds.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PreviewForm {
+    pub channel: String,
+    pub template: String,
+    pub title: String,
+    pub text: String,
+    pub data: String,
+}
+
+impl PreviewForm {
+    fn from_form(f: &Form) -> PreviewForm {
+        let g = |k: &str| f.get(k).unwrap_or("").to_string();
+        PreviewForm {
+            channel: g("channel"),
+            template: g("template"),
+            title: g("title"),
+            text: g("text"),
+            data: g("data"),
+        }
+    }
+
+    /// The `POST /v1/render` body.
+    fn request(&self) -> Result<Value, Problem> {
+        let mut body = json!({ "channel": self.channel });
+        if !self.title.trim().is_empty() {
+            body["title"] = json!(self.title);
+        }
+        if self.template.is_empty() {
+            body["text"] = json!(self.text);
+        } else {
+            body["template"] = json!(self.template);
+            if !self.data.trim().is_empty() {
+                let data: Value = serde_json::from_str(&self.data)
+                    .map_err(|e| Problem::invalid("data", format!("not JSON: {e}")))?;
+                body["data"] = data;
+            }
+        }
+        Ok(body)
+    }
+}
+
+pub(crate) async fn templates<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) -> Response {
+    let channels = visible_channels(&st, &ctx.caller);
+    let form = PreviewForm {
+        channel: channels.first().cloned().unwrap_or_default(),
+        text: "disk 91% full on db-1".into(),
+        ..Default::default()
+    };
+    let result = match form.request() {
+        Ok(body) => st.render(ctx.caller.clone(), body),
+        Err(p) => Err(p),
+    };
+    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+}
+
+/// The form posted: the whole page, or with `X-Preview: 1` (the script's live
+/// preview) only the preview.
+pub(crate) async fn preview<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    if !ctx.csrf_ok(&f) {
+        return ctx.expired_form();
+    }
+    let form = PreviewForm::from_form(&f);
+    let result = form
+        .request()
+        .and_then(|b| st.render(ctx.caller.clone(), b));
+    if headers.get("x-preview").is_some_and(|v| v == "1") {
+        return axum::response::Html(pages::preview(ctx.lang, &result).into_string())
+            .into_response();
+    }
+    let channels = visible_channels(&st, &ctx.caller);
+    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_in_the_console() {
+        assert_eq!(local_next(Some("/ui/dlq?x=1")), "/ui/dlq?x=1");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/v1/dlq",
+            "/ui\\..\\x",
+        ] {
+            assert_eq!(local_next(Some(bad)), "/ui/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn forms_keep_repeated_fields_and_times_read_as_utc() {
+        let f = Form::parse(b"csrf=a&id=1&id=2&id=x&text=a+b%21");
+        assert_eq!(form_ids(&f), vec![DeliveryId::new(1), DeliveryId::new(2)]);
+        assert_eq!(f.get("text"), Some("a b!"));
+        assert_eq!(
+            form_time("since", "2023-11-14T22:13").unwrap(),
+            Some(1_699_999_980_000)
+        );
+        assert_eq!(
+            form_time("since", "2023-11-14T22:13:20Z").unwrap(),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(form_time("since", "").unwrap(), None);
+        assert_eq!(
+            form_time("since", "soon").unwrap_err().field.as_deref(),
+            Some("since")
+        );
+    }
+}

@@ -1,0 +1,788 @@
+//! The HTML of every page (maud: escaped by construction). No inline script
+//! or style: behaviour is in the one script file, looks in the one stylesheet.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use imrelay_sdk::message::{Body, Platform};
+use imrelay_sdk::outcome::CodeInfo;
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+use super::handlers::{DlqQuery, MessagesQuery, Overview, PreviewForm};
+use super::i18n::Lang;
+use super::svg;
+use super::{CSS_PATH, JS_PATH};
+use crate::channels::ChannelSet;
+use crate::http::problem::Problem;
+use crate::store::{DeadEntry, MessageState, MessageSummary, MessageView};
+
+/// What every page's frame needs.
+pub(crate) struct Page<'a> {
+    pub lang: Lang,
+    /// The user's name and their session's CSRF token, once logged in.
+    pub user: Option<(&'a str, &'a str)>,
+    /// This page's path and query.
+    pub here: &'a str,
+}
+
+const NAV: [(&str, &str); 6] = [
+    ("/ui/", "Overview"),
+    ("/ui/messages", "Messages"),
+    ("/ui/dlq", "Dead letters"),
+    ("/ui/channels", "Channels"),
+    ("/ui/silences", "Silences"),
+    ("/ui/templates", "Templates"),
+];
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn frame(p: &Page<'_>, title: &str, body: Markup) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let path = p.here.split('?').next().unwrap_or("");
+    let page = html! {
+        (DOCTYPE)
+        html lang=(p.lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                // No favicon request (it would be a 404 on every page).
+                link rel="icon" href="data:,";
+                title { (title) " · imrelay" }
+                link rel="stylesheet" href=(CSS_PATH);
+                script src=(JS_PATH) defer {}
+            }
+            body {
+                a.skip href="#main" { (t("Skip to content")) }
+                header.top {
+                    a.brand href="/ui/" { "imrelay" }
+                    @if p.user.is_some() {
+                        nav aria-label=(t("Main navigation")) {
+                            ul {
+                                @for (href, label) in NAV {
+                                    @let current = if href == "/ui/" { path == "/ui/" } else { path.starts_with(href) };
+                                    li { a href=(href) aria-current=[current.then_some("page")] { (t(label)) } }
+                                }
+                            }
+                        }
+                    }
+                    div.tools {
+                        span.lang {
+                            a href={"/ui/lang/en?next=" (enc(p.here))} lang="en" hreflang="en" { "English" }
+                            " · "
+                            a href={"/ui/lang/zh?next=" (enc(p.here))} lang="zh-CN" hreflang="zh-CN" { "中文" }
+                        }
+                        @if let Some((name, csrf)) = p.user {
+                            form.logout method="post" action="/ui/logout" {
+                                span.user { (name) }
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { (t("Log out")) }
+                            }
+                        }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    Html(page.into_string())
+}
+
+fn csrf_field(p: &Page<'_>) -> Markup {
+    html! { input type="hidden" name="csrf" value=(p.user.map(|u| u.1).unwrap_or("")); }
+}
+
+/// ms since the epoch as `2026-12-01 08:00:05Z`.
+pub(crate) fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn notice_text(lang: Lang, notice: &str) -> Option<&'static str> {
+    Some(lang.t(match notice {
+        "replayed" => "Replayed",
+        "purged" => "Purged",
+        "queued" => "Queued",
+        "silenced" => "Silence created",
+        "expired" => "Silence ended",
+        _ => return None,
+    }))
+}
+
+fn notice(lang: Lang, notice: &str, n: Option<u64>) -> Markup {
+    html! {
+        @if let Some(text) = notice_text(lang, notice) {
+            p.notice role="status" { (text) @if let Some(n) = n { ": " (n) } }
+        }
+    }
+}
+
+fn state_label(lang: Lang, s: MessageState) -> (&'static str, &'static str) {
+    let key = match s {
+        MessageState::Pending => "pending",
+        MessageState::Delivered => "delivered",
+        MessageState::Dead => "dead",
+        MessageState::Partial => "partial",
+        MessageState::Silenced => "silenced",
+    };
+    (key, lang.t(key))
+}
+
+/// A short text for a message in a list.
+fn summary(m: &imrelay_sdk::Message) -> String {
+    let body = match &m.body {
+        Body::Text { text }
+        | Body::Markdown { text }
+        | Body::Card { text, .. }
+        | Body::Link { text, .. } => text.clone(),
+        Body::Template { data, .. } => data
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(|s| format!("({s})")))
+            .unwrap_or_default(),
+    };
+    let text = match &m.title {
+        Some(t) if !t.is_empty() => format!("{t} — {body}"),
+        _ => body,
+    };
+    crate::http::truncate(&text, 160)
+}
+
+/// What a platform code means and what to do, from the SDK's tables.
+pub(crate) fn code_info(
+    set: &ChannelSet,
+    destination_or_target: &str,
+    code: &str,
+) -> Option<&'static CodeInfo> {
+    let code: i64 = code.trim().parse().ok()?;
+    let key = destination_or_target
+        .split_once('/')
+        .map_or(destination_or_target, |(_, k)| k);
+    let platform = set
+        .channels
+        .values()
+        .flat_map(|c| c.destinations.iter())
+        .find(|d| d.key == key || d.key == destination_or_target)
+        .map(|d| d.dest.platform())
+        .or_else(|| {
+            let r = set.resolve(destination_or_target)?;
+            r.members.first().map(|d| d.dest.platform())
+        })?;
+    let table: &'static [CodeInfo] = match platform {
+        Platform::Dingtalk => imrelay_sdk::platform::dingtalk::codes::CODES,
+        Platform::Feishu => imrelay_sdk::platform::feishu::codes::CODES,
+        Platform::Wecom => imrelay_sdk::platform::wecom::codes::CODES,
+        Platform::Wechat => imrelay_sdk::platform::wechat::codes::CODES,
+        _ => &[],
+    };
+    imrelay_sdk::outcome::lookup(table, code)
+}
+
+// ---- pages --------------------------------------------------------------------
+
+pub(crate) fn error_page(p: &Page<'_>, status: StatusCode, detail: &str) -> Response {
+    let title = match status {
+        StatusCode::NOT_FOUND => p.lang.t("Not found"),
+        StatusCode::FORBIDDEN => p.lang.t("Forbidden"),
+        _ => p.lang.t("Error"),
+    };
+    (
+        status,
+        frame(p, title, html! { p.error role="alert" { (detail) } }),
+    )
+        .into_response()
+}
+
+pub(crate) fn login(p: &Page<'_>, token: &str, next: &str, error: Option<&str>) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    frame(
+        p,
+        t("Log in"),
+        html! {
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form.login method="post" action="/ui/login" {
+                input type="hidden" name="csrf" value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="user" { (t("User")) }
+                input #user type="text" name="user" autocomplete="username" autocapitalize="none";
+                label for="password" { (t("Password")) }
+                input #password type="password" name="password" autocomplete="current-password";
+                details {
+                    summary { (t("or an API key")) }
+                    label for="key" { (t("API key")) }
+                    input #key type="password" name="key" autocomplete="off";
+                }
+                button type="submit" { (t("Log in")) }
+            }
+        },
+    )
+}
+
+pub(crate) fn overview_numbers(lang: Lang, o: &Overview) -> Value {
+    serde_json::json!({
+        "accepted": o.accepted,
+        "delivered": o.delivered,
+        "failed": o.failed,
+        "dead_hour": o.dead_hour,
+        // Of the deliveries that settled in the hour, the share delivered.
+        "success": match o.delivered + o.dead_hour {
+            0 => "—".to_string(),
+            n => format!("{:.1}%", o.delivered as f64 * 100.0 / n as f64),
+        },
+        "pending": o.pending,
+        "in_flight": o.in_flight,
+        "silenced": o.silenced.map_or("—".to_string(), |n| n.to_string()),
+        "dlq": o.dlq,
+        "oldest": o.oldest_pending_ms.map_or("—".to_string(), age),
+        "breakers": o.open_breakers,
+        "lang": lang.code(),
+    })
+}
+
+pub(crate) fn overview_charts(lang: Lang, o: &Overview) -> Markup {
+    let t = |s| lang.t(s);
+    let col =
+        |f: fn(&crate::store::ActivityMinute) -> u64| o.minutes.iter().map(f).collect::<Vec<_>>();
+    html! {
+        figure { figcaption { (t("Accepted per minute")) } (svg::bars(&col(|m| m.accepted), t("Accepted per minute"), "accepted")) }
+        figure { figcaption { (t("Delivered per minute")) } (svg::bars(&col(|m| m.delivered), t("Delivered per minute"), "delivered")) }
+        figure { figcaption { (t("Failed attempts per minute")) } (svg::bars(&col(|m| m.failed), t("Failed attempts per minute"), "failed")) }
+        figure { figcaption { (t("Dead per minute")) } (svg::bars(&col(|m| m.dead), t("Dead per minute"), "dead")) }
+    }
+}
+
+pub(crate) fn overview(p: &Page<'_>, o: &Overview) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let nums = overview_numbers(p.lang, o);
+    let tile = |key: &str, label: &str, href: Option<&str>| {
+        let v = match &nums[key] {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        html! {
+            div.tile {
+                dt { @if let Some(h) = href { a href=(h) { (label) } } @else { (label) } }
+                dd data-k=(key) { (v) }
+            }
+        }
+    };
+    frame(
+        p,
+        t("Overview"),
+        html! {
+            section #overview data-refresh="/ui/overview.json" aria-live="polite" {
+                h2 { (t("Per minute, last hour")) }
+                dl.tiles {
+                    (tile("accepted", t("Accepted"), Some("/ui/messages")))
+                    (tile("delivered", t("Delivered"), Some("/ui/messages?state=delivered")))
+                    (tile("failed", t("Failed attempts"), None))
+                    (tile("dead_hour", t("Dead"), Some("/ui/messages?state=dead")))
+                    (tile("success", t("Success rate"), None))
+                }
+                div.charts #charts { (overview_charts(p.lang, o)) }
+                h2 { (t("State")) }
+                dl.tiles {
+                    (tile("pending", t("Pending"), Some("/ui/messages?state=pending")))
+                    (tile("in_flight", t("In flight"), None))
+                    (tile("silenced", t("Silenced"), Some("/ui/messages?state=silenced")))
+                    (tile("oldest", t("Oldest pending"), None))
+                    (tile("dlq", t("Dead letters"), Some("/ui/dlq")))
+                    (tile("breakers", t("Open breakers"), Some("/ui/channels")))
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn messages(
+    p: &Page<'_>,
+    q: &MessagesQuery,
+    channels: &[String],
+    found: &[MessageSummary],
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let states = ["pending", "delivered", "dead", "partial", "silenced"];
+    frame(
+        p,
+        t("Messages"),
+        html! {
+            form.filters method="get" action="/ui/messages" role="search" {
+                div { label for="f-channel" { (t("Channel")) }
+                    select #f-channel name="channel" {
+                        option value="" { (t("Any")) }
+                        @for c in channels { option value=(c) selected[q.channel == *c] { (c) } }
+                    }
+                }
+                div { label for="f-state" { (t("State")) }
+                    select #f-state name="state" {
+                        option value="" { (t("Any")) }
+                        @for s in states { option value=(s) selected[q.state == s] { (p.lang.t(s)) } }
+                    }
+                }
+                div { label for="f-text" { (t("Text")) } input #f-text type="search" name="text" value=(q.text); }
+                div { label for="f-trace" { (t("Trace id")) } input #f-trace type="text" name="trace_id" value=(q.trace_id); }
+                div { label for="f-label" { (t("Label")) " (name=value)" } input #f-label type="text" name="label" value=(q.label) placeholder="host=db-1"; }
+                div { label for="f-since" { (t("Since")) " (UTC)" } input #f-since type="datetime-local" name="since" value=(q.since); }
+                div { label for="f-until" { (t("Until")) " (UTC)" } input #f-until type="datetime-local" name="until" value=(q.until); }
+                div { button type="submit" { (t("Search")) } }
+            }
+            @if found.is_empty() {
+                p.empty { (t("No message matches.")) }
+            } @else {
+                div.scroll {
+                    table.list {
+                        thead { tr { th scope="col" { (t("Created")) } th scope="col" { (t("Channel")) } th scope="col" { (t("State")) } th scope="col" { (t("Message")) } } }
+                        tbody {
+                            @for m in found {
+                                @let (cls, label) = state_label(p.lang, m.state);
+                                tr {
+                                    td { time datetime=(time(m.created_at)) { (time(m.created_at)) } }
+                                    td { (m.channel) }
+                                    td { span.state class=(cls) { (label) } }
+                                    td { a href={"/ui/messages/" (enc(m.id.as_str()))} { (summary(&m.message)) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One line of a message's timeline.
+struct Event {
+    at: i64,
+    what: Markup,
+}
+
+pub(crate) fn message(
+    p: &Page<'_>,
+    v: &MessageView,
+    set: &ChannelSet,
+    notice_key: &str,
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let mut events = vec![Event {
+        at: v.created_at,
+        what: html! { strong { (t("accepted")) } " · " (v.channel) @if let Some(tr) = &v.trace_id { " · trace " code { (tr) } } },
+    }];
+    for d in &v.deliveries {
+        for (i, a) in d.history.iter().enumerate() {
+            let info = a
+                .code
+                .as_deref()
+                .and_then(|c| code_info(set, &a.destination, c));
+            events.push(Event {
+                at: a.started_at,
+                what: html! {
+                    strong { (d.target) " #" (i + 1) } " · "
+                    span.outcome class=(a.outcome.as_str()) { (a.outcome.as_str()) }
+                    @if let Some(s) = a.status { " · HTTP " (s) }
+                    @if let Some(c) = &a.code { " · " (t("Platform code")) " " code { (c) } }
+                    @if let Some(i) = info { " · " (i.meaning) }
+                    @if !a.message.is_empty() { br; span.detail { (a.message) } }
+                    @if let Some(i) = info { br; span.hint { (t("What to do")) ": " (i.action) } }
+                },
+            });
+        }
+        let (cls, label) = match d.state {
+            crate::store::DeliveryState::Done => ("delivered", t("delivered")),
+            crate::store::DeliveryState::Dead => ("dead", t("dead")),
+            crate::store::DeliveryState::Silenced => ("silenced", t("silenced")),
+            _ => ("pending", t("pending")),
+        };
+        events.push(Event {
+            at: d.updated_at,
+            what: html! {
+                strong { (d.target) } " · " span.state class=(cls) { (label) }
+                @if let Some(dead) = &d.dead {
+                    " · " (dead.reason)
+                    @if let Some(c) = &dead.code { " (" code { (c) } ")" }
+                    " · " a href={"/ui/dlq/" (d.id.get())} { (t("Dead letters")) " #" (d.id.get()) }
+                }
+                @if let Some(s) = &d.silenced_by { " · " (t("Silenced")) " " code { (s) } }
+                @if let Some(m) = &d.merged_into { " · → " a href={"/ui/messages/" (enc(m.as_str()))} { (m.as_str()) } }
+            },
+        });
+    }
+    for a in &v.acks {
+        events.push(Event {
+            at: a.at,
+            what: html! { strong { (format!("{:?}", a.action).to_lowercase()) } " · " (a.who()) " · " (a.source) },
+        });
+    }
+    events.sort_by_key(|e| e.at);
+    let (cls, label) = state_label(p.lang, v.state);
+    let dead: Vec<i64> = v
+        .deliveries
+        .iter()
+        .filter(|d| d.state == crate::store::DeliveryState::Dead)
+        .map(|d| d.id.get())
+        .collect();
+    let body = serde_json::to_string_pretty(&v.message).unwrap_or_default();
+    frame(
+        p,
+        t("Message"),
+        html! {
+            (notice(p.lang, notice_key, None))
+            dl.facts {
+                dt { "ID" } dd { code { (v.id.as_str()) } }
+                dt { (t("Channel")) } dd { (v.channel) }
+                dt { (t("State")) } dd { span.state class=(cls) { (label) } }
+                dt { (t("Created")) } dd { (time(v.created_at)) }
+                @if !v.labels.is_empty() {
+                    dt { (t("Labels")) }
+                    dd { @for (k, val) in v.labels.iter() { span.label { (k) "=" (val) } " " } }
+                }
+            }
+            @if !dead.is_empty() {
+                form.inline method="post" action="/ui/dlq/replay" {
+                    (csrf_field(p))
+                    input type="hidden" name="back" value={"/ui/messages/" (enc(v.id.as_str()))};
+                    @for id in &dead { input type="hidden" name="id" value=(id); }
+                    button type="submit" { (t("Replay")) }
+                }
+            }
+            h2 { (t("Timeline")) }
+            ol.timeline {
+                @for e in &events {
+                    li { time datetime=(time(e.at)) { (time(e.at)) } div { (e.what) } }
+                }
+            }
+            h2 { (t("Message")) }
+            pre.payload { (body) }
+            @if !v.labels.is_empty() {
+                h2 { (t("Silence like this")) }
+                form.silence method="post" action={"/ui/messages/" (enc(v.id.as_str())) "/silence"} {
+                    (csrf_field(p))
+                    label for="s-duration" { (t("Duration")) }
+                    select #s-duration name="duration" {
+                        @for d in ["30m", "1h", "4h", "24h"] { option value=(d) selected[d == "1h"] { (d) } }
+                    }
+                    label for="s-comment" { (t("Comment")) }
+                    input #s-comment type="text" name="comment";
+                    button type="submit" { (t("Create silence")) }
+                }
+            }
+        },
+    )
+}
+
+fn dead_row(p: &Page<'_>, e: &DeadEntry, set: &ChannelSet) -> Markup {
+    let info = e.code.as_deref().and_then(|c| code_info(set, &e.target, c));
+    html! {
+        tr {
+            td { input type="checkbox" name="id" value=(e.delivery_id.get()) aria-label={(p.lang.t("Select")) " " (e.delivery_id.get())}; }
+            td { a href={"/ui/dlq/" (e.delivery_id.get())} { (e.delivery_id.get()) } }
+            td { (time(e.dead_at)) }
+            td { (e.channel) br; span.detail { (e.target) } }
+            td { a href={"/ui/messages/" (enc(e.message_id.as_str()))} { (summary(&e.message)) } }
+            td {
+                (e.reason)
+                @if let Some(c) = &e.code { " " code { (c) } }
+                @if let Some(i) = info { br; span.hint { (i.meaning) " — " (i.action) } }
+            }
+        }
+    }
+}
+
+pub(crate) fn dead_letters(
+    p: &Page<'_>,
+    q: &DlqQuery,
+    channels: &[String],
+    items: &[DeadEntry],
+    set: &ChannelSet,
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    frame(
+        p,
+        t("Dead letters"),
+        html! {
+            (notice(p.lang, &q.notice, q.n))
+            form.filters method="get" action="/ui/dlq" {
+                div { label for="d-channel" { (t("Channel")) }
+                    select #d-channel name="channel" {
+                        option value="" { (t("Any")) }
+                        @for c in channels { option value=(c) selected[q.channel == *c] { (c) } }
+                    }
+                }
+                div { label for="d-code" { (t("Code")) } input #d-code type="text" name="code" value=(q.code); }
+                div { button type="submit" { (t("Filter")) } }
+            }
+            @if items.is_empty() {
+                p.empty { (t("No dead letter.")) }
+            } @else {
+                form.bulk method="post" action="/ui/dlq/replay" {
+                    (csrf_field(p))
+                    div.actions {
+                        button type="submit" { (t("Replay selected")) }
+                        button.danger type="submit" formaction="/ui/dlq/purge" data-confirm="purge" { (t("Purge selected")) }
+                    }
+                    div.scroll {
+                        table.list {
+                            thead { tr {
+                                th scope="col" { span.sr { (t("Select")) } }
+                                th scope="col" { "#" } th scope="col" { (t("Dead since")) } th scope="col" { (t("Channel")) }
+                                th scope="col" { (t("Message")) } th scope="col" { (t("Reason")) }
+                            } }
+                            tbody { @for e in items { (dead_row(p, e, set)) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn dead_letter(p: &Page<'_>, e: &DeadEntry, set: &ChannelSet) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let info = e.code.as_deref().and_then(|c| code_info(set, &e.target, c));
+    let body = serde_json::to_string_pretty(&e.message).unwrap_or_default();
+    frame(
+        p,
+        t("Dead letters"),
+        html! {
+            dl.facts {
+                dt { "#" } dd { (e.delivery_id.get()) }
+                dt { (t("Message")) } dd { a href={"/ui/messages/" (enc(e.message_id.as_str()))} { code { (e.message_id.as_str()) } } }
+                dt { (t("Channel")) } dd { (e.channel) }
+                dt { (t("Target")) } dd { (e.target) }
+                dt { (t("Attempts")) } dd { (e.attempts) }
+                dt { (t("Dead since")) } dd { (time(e.dead_at)) }
+                dt { (t("Reason")) } dd.reason { (e.reason) }
+                @if let Some(c) = &e.code { dt { (t("Platform code")) } dd { code { (c) } } }
+                @if let Some(i) = info {
+                    dt { (t("Meaning")) } dd { (i.meaning) }
+                    dt { (t("What to do")) } dd { (i.action) }
+                }
+            }
+            form.inline method="post" action="/ui/dlq/replay" {
+                (csrf_field(p))
+                input type="hidden" name="id" value=(e.delivery_id.get());
+                button type="submit" { (t("Replay")) }
+                button.danger type="submit" formaction="/ui/dlq/purge" data-confirm="purge" { (t("Purge")) }
+            }
+            h2 { (t("Message")) }
+            pre.payload { (body) }
+        },
+    )
+}
+
+pub(crate) fn channels(p: &Page<'_>, status: &Value) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let dests = status["dispatch"]["destinations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let state_of = |key: &str| {
+        dests
+            .iter()
+            .find(|d| d["key"].as_str() == Some(key))
+            .cloned()
+    };
+    let empty = Vec::new();
+    frame(
+        p,
+        t("Channels"),
+        html! {
+            p.note { (t("Secrets are never shown.")) }
+            @for c in status["channels"].as_array().unwrap_or(&empty) {
+                @let name = c["name"].as_str().unwrap_or("");
+                @if !name.starts_with("callback:") {
+                    section.channel {
+                        h2 { (name) }
+                        p {
+                            (t("Pool")) ": " (if c["pool"].as_bool() == Some(true) { t("yes") } else { t("no") })
+                            @if let Some(f) = c["fallback"].as_str() { " · " (t("Fallback")) ": " (f) }
+                        }
+                        div.scroll {
+                            table.list {
+                                thead { tr {
+                                    th scope="col" { (t("Destination")) } th scope="col" { (t("Type")) } th scope="col" { (t("Breaker")) }
+                                    th scope="col" { (t("Error rate")) } th scope="col" { (t("Available now")) } th scope="col" { (t("Sent")) }
+                                    th scope="col" { "secret" }
+                                } }
+                                tbody {
+                                    @for d in c["destinations"].as_array().unwrap_or(&empty) {
+                                        @let key = d["key"].as_str().unwrap_or("");
+                                        @let s = state_of(key);
+                                        @let breaker = s.as_ref().and_then(|s| s["breaker"]["state"].as_str().map(str::to_string)).unwrap_or_else(|| "closed".into());
+                                        tr {
+                                            td { code { (key) } }
+                                            td { (d["type"].as_str().unwrap_or("")) }
+                                            td { span.breaker class=(breaker) { (breaker) } }
+                                            td { (s.as_ref().and_then(|s| s["error_rate"].as_f64()).map_or("—".into(), |r| format!("{:.0}%", r * 100.0))) }
+                                            td { (s.as_ref().map_or("—".into(), |s| s["available_now"].to_string())) }
+                                            td { (s.as_ref().map_or("0".into(), |s| s["sent_total"].to_string())) }
+                                            td { "*** " span.set { "(" (t("set")) ")" } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        form.inline method="post" action={"/ui/channels/" (enc(name)) "/test"} {
+                            (csrf_field(p))
+                            label for={"t-" (name)} { (t("Send a test message")) }
+                            input id={"t-" (name)} type="text" name="text" value="imrelay console test message";
+                            button type="submit" { (t("Send")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn silences(p: &Page<'_>, list: Option<&[Value]>, notice_key: &str) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    frame(
+        p,
+        t("Silences"),
+        html! {
+            (notice(p.lang, notice_key, None))
+            @match list {
+                None => p.error role="alert" { (t("Silences hold every channel's messages; only a user of every channel manages them.")) },
+                Some([]) => p.empty { (t("No silence.")) },
+                Some(list) => div.scroll {
+                    table.list {
+                        thead { tr {
+                            th scope="col" { (t("Matchers")) } th scope="col" { (t("State")) } th scope="col" { (t("Starts")) }
+                            th scope="col" { (t("Ends")) } th scope="col" { (t("Created by")) } th scope="col" { (t("Comment")) } th scope="col" { span.sr { (t("Expire")) } }
+                        } }
+                        tbody {
+                            @for s in list {
+                                @let id = s["id"].as_str().unwrap_or("");
+                                @let state = s["status"]["state"].as_str().unwrap_or("");
+                                tr {
+                                    td { @for m in s["matchers"].as_array().cloned().unwrap_or_default() {
+                                        code { (m["name"].as_str().unwrap_or("")) (if m["isEqual"].as_bool() == Some(false) { "!" } else { "" }) (if m["isRegex"].as_bool() == Some(true) { "=~" } else { "=" }) (m["value"].as_str().unwrap_or("")) } " "
+                                    } }
+                                    td { span.state class=(state) { (state) } }
+                                    td { (s["startsAt"].as_str().unwrap_or("")) }
+                                    td { (s["endsAt"].as_str().unwrap_or("")) }
+                                    td { (s["createdBy"].as_str().unwrap_or("")) }
+                                    td { (s["comment"].as_str().unwrap_or("")) }
+                                    td { @if state != "expired" {
+                                        form.inline method="post" action={"/ui/silences/" (enc(id)) "/expire"} {
+                                            (csrf_field(p))
+                                            button type="submit" { (t("Expire")) }
+                                        }
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        },
+    )
+}
+
+/// Text samples for the preview: a line, one long enough to be split, and
+/// non-ASCII text (3 bytes a character where platforms count bytes).
+const SAMPLES: [(&str, &str); 3] = [
+    ("Short", "disk 91% full on db-1"),
+    ("Long", ""),
+    (
+        "Non-ASCII",
+        "数据库 db-1 磁盘使用率 91%，请尽快清理。负责人：张三 🚨",
+    ),
+];
+
+fn long_sample() -> String {
+    (1..=400)
+        .map(|i| format!("line {i}: [FIRING] disk usage on node-{i} above 90% for 5m"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn preview(lang: Lang, result: &Result<Value, Problem>) -> Markup {
+    let t = |s| lang.t(s);
+    let empty = Vec::new();
+    html! {
+        @match result {
+            Err(p) => p.error role="alert" { (p.detail) @if let Some(f) = &p.field { " (" code { (f) } ")" } },
+            Ok(v) => {
+                @for d in v["destinations"].as_array().unwrap_or(&empty) {
+                    @let parts = d["parts"].as_array().cloned().unwrap_or_default();
+                    @let total: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap_or(0)).sum();
+                    section.rendered {
+                        h2 { code { (d["key"].as_str().unwrap_or("")) } " · " (d["type"].as_str().unwrap_or("")) }
+                        p.bytes data-bytes=(total) {
+                            (parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
+                        }
+                        @for (i, p) in parts.iter().enumerate() {
+                            @if parts.len() > 1 { h3 { (t("Part")) " " (i + 1) " · " (p["bytes"]) " " (t("bytes")) } }
+                            pre.payload { (serde_json::to_string_pretty(&p["body"]).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn templates(
+    p: &Page<'_>,
+    channels: &[String],
+    names: &[String],
+    f: &PreviewForm,
+    result: &Result<Value, Problem>,
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let long = long_sample();
+    frame(
+        p,
+        t("Templates"),
+        html! {
+            p.note { (t("What each destination would receive (POST /v1/render): nothing is sent or stored.")) }
+            div.editor {
+                form #render-form method="post" action="/ui/templates" {
+                    (csrf_field(p))
+                    label for="r-channel" { (t("Channel")) }
+                    select #r-channel name="channel" {
+                        @for c in channels { option value=(c) selected[f.channel == *c] { (c) } }
+                    }
+                    label for="r-template" { (t("Template")) }
+                    select #r-template name="template" {
+                        option value="" { (t("None: plain text")) }
+                        @for n in names { option value=(n) selected[f.template == *n] { (n) } }
+                    }
+                    label for="r-title" { (t("Title")) }
+                    input #r-title type="text" name="title" value=(f.title);
+                    label for="r-text" { (t("Text")) }
+                    textarea #r-text name="text" rows="6" { (f.text) }
+                    div.samples {
+                        @for (label, text) in SAMPLES {
+                            @let sample = if text.is_empty() { long.as_str() } else { text };
+                            button type="button" data-sample=(sample) data-target="r-text" { (t(label)) }
+                        }
+                    }
+                    label for="r-data" { (t("Template data (JSON)")) }
+                    textarea #r-data name="data" rows="6" { (f.data) }
+                    button type="submit" { (t("Preview")) }
+                }
+                div #preview aria-live="polite" { (preview(p.lang, result)) }
+            }
+        },
+    )
+}

@@ -1,0 +1,546 @@
+//! The web console over HTTP: login (password or API key), sessions, CSRF,
+//! the security headers, and that a user's channels limit what they see and
+//! do exactly as an API key's would. (The browser tests in
+//! crates/imrelay/tests/it/console_browser.rs drive the same pages in
+//! Chromium.)
+
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+use crate::api_support::{config_text, Sink, TestGateway, ADMIN_KEY, OPS_KEY};
+use imrelay_gateway::console::auth::hash_password;
+use imrelay_gateway::console::CSP;
+
+const ADMIN_PW: &str = "admin password 1";
+const OPS_PW: &str = "ops password 2";
+
+fn console_config(sink: &Sink) -> String {
+    config_text(
+        sink,
+        &format!(
+            r#"
+[console]
+enabled = true
+session_lifetime = "1h"
+
+[[console.users]]
+name = "root"
+password_hash = "{}"
+channels = ["*"]
+
+[[console.users]]
+name = "opsuser"
+password_hash = "{}"
+channels = ["alerts"]
+"#,
+            hash_password(ADMIN_PW).unwrap(),
+            hash_password(OPS_PW).unwrap()
+        ),
+    )
+}
+
+/// A browser-like client of the console: keeps its cookies, never follows
+/// redirects (the tests look at them).
+struct Browser<'a> {
+    t: &'a TestGateway,
+    http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    /// The first form's CSRF token on the page.
+    fn csrf(&self) -> String {
+        let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]+)""#).unwrap();
+        re.captures(&self.text)
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.text))[1]
+            .to_string()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(t: &'a TestGateway) -> Self {
+        Browser {
+            t,
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn keep(&mut self, r: reqwest::Response) -> Page {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        for c in headers.get_all(SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_string(), v.to_string()));
+            }
+        }
+        Page {
+            status,
+            headers,
+            text: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self
+            .http
+            .get(self.t.url(path))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(self.t.url(path))
+            .header(COOKIE, self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        self.keep(r).await
+    }
+
+    async fn login(&mut self, form: &[(&str, &str)]) -> Page {
+        let page = self.get("/ui/login").await;
+        let token = page.csrf();
+        let mut f = form.to_vec();
+        f.push(("csrf", &token));
+        self.post("/ui/login", &f).await
+    }
+}
+
+async fn post_message(t: &TestGateway, channel: &str, text: &str) -> String {
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            &json!({"channel": channel, "text": text, "labels": {"host": "db-1"}}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_sessions_csrf_and_headers() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&console_config(&sink)).await;
+    let mut b = Browser::new(&t);
+
+    // Not logged in: to the login page, with the security headers.
+    let p = b.get("/ui/dlq").await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location(), "/ui/login?next=%2Fui%2Fdlq");
+    assert_eq!(p.headers["content-security-policy"], CSP);
+    assert_eq!(p.headers["x-content-type-options"], "nosniff");
+    assert_eq!(p.headers["referrer-policy"], "same-origin");
+
+    // The login form needs its own token back.
+    let p = b
+        .post(
+            "/ui/login",
+            &[("user", "root"), ("password", ADMIN_PW), ("csrf", "0")],
+        )
+        .await;
+    assert_eq!(p.status, 403, "{}", p.text);
+    let p = b.login(&[("user", "root"), ("password", "wrong")]).await;
+    assert_eq!(p.status, 401);
+    assert!(!b.cookies.iter().any(|(k, _)| k == "imrelay_session"));
+    let p = b.login(&[("user", "nobody"), ("password", ADMIN_PW)]).await;
+    assert_eq!(p.status, 401);
+
+    let p = b
+        .login(&[
+            ("user", "root"),
+            ("password", ADMIN_PW),
+            ("next", "/ui/dlq"),
+        ])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    assert_eq!(p.location(), "/ui/dlq");
+    let set = p
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect::<Vec<_>>();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("imrelay_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Secure"),
+        "plain HTTP on loopback: {session}"
+    );
+    let id = &b
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "imrelay_session")
+        .unwrap()
+        .1;
+    assert_eq!(id.len(), 64, "256 random bits");
+
+    let p = b.get("/ui/").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(p.headers["content-security-policy"], CSP);
+    assert!(
+        !p.text.contains("<script>") && !p.text.contains("style="),
+        "no inline script or style"
+    );
+    assert!(p.text.contains("data-refresh=\"/ui/overview.json\""));
+    let css = p
+        .text
+        .split("href=\"/ui/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let s = b.get(&format!("/ui/static/{css}")).await;
+    assert_eq!(s.status, 200);
+    assert!(s.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=31536000"));
+    assert_eq!(b.get("/ui/static/other.js").await.status, 404);
+
+    // Every form needs the session's token: a forged one is refused.
+    let csrf = p.csrf();
+    let p = b.post("/ui/logout", &[("csrf", "forged")]).await;
+    assert_eq!(p.status, 403);
+    assert_eq!(b.get("/ui/").await.status, 200, "still logged in");
+    let p = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((p.status, p.location()), (303, "/ui/login"));
+    assert_eq!(b.get("/ui/").await.status, 303, "logged out");
+
+    // An API key logs in with its own scope.
+    let mut k = Browser::new(&t);
+    let p = k.login(&[("key", OPS_KEY)]).await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    let p = k.get("/ui/messages?channel=other").await;
+    assert_eq!(p.status, 403, "{}", p.text);
+
+    // Secrets are never rendered.
+    let p = k.get("/ui/channels").await;
+    assert_eq!(p.status, 200);
+    assert!(!p.text.contains(&sink.url), "{}", p.text);
+
+    // Language: the browser's, or the switch's cookie.
+    let r = reqwest::Client::new()
+        .get(t.url("/ui/login"))
+        .header("accept-language", "zh-CN,zh;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(r.contains("lang=\"zh-CN\"") && r.contains("登录"), "{r}");
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_logins_are_rate_limited() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&console_config(&sink)).await;
+    let mut b = Browser::new(&t);
+    for _ in 0..5 {
+        assert_eq!(
+            b.login(&[("user", "root"), ("password", "x")]).await.status,
+            401
+        );
+    }
+    // Now even the right password waits.
+    let p = b.login(&[("user", "root"), ("password", ADMIN_PW)]).await;
+    assert_eq!(p.status, 429, "{}", p.text);
+    // Another user is not locked out.
+    let p = b.login(&[("user", "opsuser"), ("password", OPS_PW)]).await;
+    assert_eq!(p.status, 303);
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn find_replay_and_silence_through_the_console_within_the_users_channels() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&console_config(&sink)).await;
+    sink.set_status(400); // permanent for a generic webhook: dead at once
+    let mine = post_message(&t, "alerts", "disk full on db-1 zq7").await;
+    let theirs = post_message(&t, "other", "secret other thing zq7").await;
+    t.wait_state(&mine, "dead").await;
+    t.wait_state(&theirs, "dead").await;
+    sink.set_status(200);
+
+    let mut ops = Browser::new(&t);
+    assert_eq!(
+        ops.login(&[("user", "opsuser"), ("password", OPS_PW)])
+            .await
+            .status,
+        303
+    );
+
+    // Search finds only the user's channel's message.
+    let p = ops.get("/ui/messages?text=ZQ7").await;
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains(&mine), "{}", p.text);
+    assert!(!p.text.contains(&theirs), "{}", p.text);
+    let p = ops.get("/ui/messages?label=host%3Ddb-1").await;
+    assert!(
+        p.text.contains(&mine) && !p.text.contains(&theirs),
+        "{}",
+        p.text
+    );
+    assert!(!ops
+        .get("/ui/messages?label=host%3Ddb-2")
+        .await
+        .text
+        .contains(&mine));
+    assert_eq!(ops.get("/ui/messages?label=nonsense").await.status, 422);
+    let p = ops.get("/ui/messages?state=dead").await;
+    assert!(p.text.contains(&mine) && !p.text.contains(&theirs));
+    // Another channel's message answers like a missing one, also by URL.
+    assert_eq!(ops.get(&format!("/ui/messages/{theirs}")).await.status, 404);
+
+    // The message page: its timeline with the receiver's answer.
+    let p = ops.get(&format!("/ui/messages/{mine}")).await;
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("HTTP 400"), "{}", p.text);
+    let csrf = p.csrf();
+
+    // The dead letters: only the user's; another's id is skipped on replay.
+    let dlq = t.get("/v1/dlq", Some(ADMIN_KEY)).await;
+    let id_of = |m: &str| {
+        dlq.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["message_id"] == m)
+            .unwrap()["delivery_id"]
+            .to_string()
+    };
+    let (my_dead, their_dead) = (id_of(&mine), id_of(&theirs));
+    let p = ops.get("/ui/dlq").await;
+    assert!(p.text.contains(&format!("/ui/dlq/{my_dead}")));
+    assert!(!p.text.contains(&format!("/ui/dlq/{their_dead}")));
+    assert_eq!(ops.get(&format!("/ui/dlq/{their_dead}")).await.status, 404);
+    let p = ops
+        .post("/ui/dlq/replay", &[("csrf", &csrf), ("id", &their_dead)])
+        .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/ui/dlq?notice=replayed&n=0")
+    );
+    let p = ops
+        .post("/ui/dlq/purge", &[("csrf", &csrf), ("id", &their_dead)])
+        .await;
+    assert_eq!(p.location(), "/ui/dlq?notice=purged&n=0");
+    assert_eq!(
+        t.gw.store()
+            .list_dead(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Replay without the token: refused, nothing replayed.
+    let p = ops.post("/ui/dlq/replay", &[("id", &my_dead)]).await;
+    assert_eq!(p.status, 403);
+    // With it: delivered this time.
+    let p = ops
+        .post("/ui/dlq/replay", &[("csrf", &csrf), ("id", &my_dead)])
+        .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/ui/dlq?notice=replayed&n=1")
+    );
+    t.wait_state(&mine, "delivered").await;
+
+    // Silences hold every channel: a user of one channel may not list them...
+    assert_eq!(ops.get("/ui/silences").await.status, 403);
+    // ...but may silence messages like one of theirs (the API's rule).
+    let p = ops
+        .post(
+            &format!("/ui/messages/{mine}/silence"),
+            &[("csrf", &csrf), ("duration", "1h")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    let silences = t.get("/v1/silences", Some(ADMIN_KEY)).await;
+    let s = &silences.body[0];
+    assert_eq!(s["createdBy"], "opsuser");
+    assert!(s["matchers"].to_string().contains("db-1"), "{s}");
+
+    // The admin user sees it and ends it.
+    let mut root = Browser::new(&t);
+    assert_eq!(
+        root.login(&[("user", "root"), ("password", ADMIN_PW)])
+            .await
+            .status,
+        303
+    );
+    let p = root.get("/ui/silences").await;
+    assert!(p.text.contains("db-1"), "{}", p.text);
+    let csrf = p.csrf();
+    let sid = s["id"].as_str().unwrap();
+    let p = root
+        .post(&format!("/ui/silences/{sid}/expire"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.location(), "/ui/silences?notice=expired");
+    let silences = t.get("/v1/silences", Some(ADMIN_KEY)).await;
+    assert_eq!(silences.body[0]["status"]["state"], "expired");
+
+    // A test message from the channels page goes through the API's accept.
+    let csrf = csrf_of(&mut ops).await;
+    let p = ops
+        .post("/ui/channels/other/test", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 403, "not the user's channel: {}", p.text);
+    let p = ops
+        .post(
+            "/ui/channels/alerts/test",
+            &[("csrf", &csrf), ("text", "hello from the console")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.text);
+    let id = p
+        .location()
+        .trim_start_matches("/ui/messages/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let v = t.wait_state(&id, "delivered").await;
+    assert_eq!(v["message"]["body"]["text"], "hello from the console");
+
+    // The overview counts the user's channel only.
+    let o = ops.get("/ui/overview.json").await;
+    let o: serde_json::Value = serde_json::from_str(&o.text).unwrap();
+    assert_eq!(o["numbers"]["accepted"], 2, "{o}");
+    assert_eq!(o["numbers"]["dlq"], 0, "{o}");
+    assert_eq!(o["numbers"]["failed"], 1, "the refused first attempt: {o}");
+    let o = root.get("/ui/overview.json").await;
+    let o: serde_json::Value = serde_json::from_str(&o.text).unwrap();
+    assert_eq!(o["numbers"]["accepted"], 3, "{o}");
+    assert_eq!(o["numbers"]["dlq"], 1, "{o}");
+    assert_eq!(o["numbers"]["failed"], 2, "{o}");
+    // Delivered: the replayed message and the test message; dead: the other
+    // channel's. A replayed delivery counts once, as what it ended as.
+    assert_eq!(o["numbers"]["success"], "66.7%", "{o}");
+    assert!(o["charts"].as_str().unwrap().contains("<svg"), "{o}");
+    t.gw.shutdown().await.unwrap();
+}
+
+async fn csrf_of(b: &mut Browser<'_>) -> String {
+    b.get("/ui/channels").await.csrf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_template_preview_renders_through_the_api_within_the_users_channels() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&console_config(&sink)).await;
+    let mut ops = Browser::new(&t);
+    assert_eq!(
+        ops.login(&[("user", "opsuser"), ("password", OPS_PW)])
+            .await
+            .status,
+        303
+    );
+    let p = ops.get("/ui/templates").await;
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("data-bytes="), "{}", p.text);
+    let csrf = p.csrf();
+    let fragment = |text: &str| {
+        let b = &ops;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("csrf", csrf.as_str()),
+                ("channel", "alerts"),
+                ("text", text),
+            ])
+            .finish();
+        let req = b
+            .http
+            .post(t.url("/ui/templates"))
+            .header(COOKIE, b.cookie_header())
+            .header("x-preview", "1")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let bytes = |html: &str| -> u64 {
+        let re = regex::Regex::new(r#"data-bytes="(\d+)""#).unwrap();
+        re.captures(html).unwrap_or_else(|| panic!("{html}"))[1]
+            .parse()
+            .unwrap()
+    };
+    let short = fragment("hi").await;
+    let long = fragment("hello, a longer text").await;
+    assert!(!short.contains("<html"), "only the preview: {short}");
+    assert_eq!(
+        bytes(&long) - bytes(&short),
+        "hello, a longer text".len() as u64 - 2
+    );
+    // The same checks as an accept: another channel is refused.
+    let p = ops
+        .post(
+            "/ui/templates",
+            &[("csrf", &csrf), ("channel", "other"), ("text", "x")],
+        )
+        .await;
+    assert!(p.text.contains("may not use channel"), "{}", p.text);
+    assert_eq!(t.stored_messages().await, 0, "previews store nothing");
+    assert!(sink.bodies().is_empty());
+    t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_is_off_unless_enabled() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&config_text(&sink, "")).await;
+    let r = t.get("/ui/login", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["content-security-policy"], CSP);
+    t.gw.shutdown().await.unwrap();
+}

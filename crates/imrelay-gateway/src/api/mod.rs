@@ -125,7 +125,13 @@ impl AppState {
     pub fn holds(&self) -> crate::silences::Holds<'_> {
         let runtime = self.live.runtime();
         crate::silences::Holds {
-            oncall: Some((runtime.oncall.clone(), self.overrides.get())),
+            before: Some({
+                let (oncall, overrides) = (runtime.oncall.clone(), self.overrides.get());
+                let channels = runtime.channels.clone();
+                Box::new(move |msgs: &mut [crate::store::NewMessage], now| {
+                    oncall.apply(msgs, &channels, &overrides, now)
+                })
+            }),
             silences: &self.silences,
             windows: runtime.maintenance.clone(),
             channels: runtime.channels.clone(),

@@ -202,12 +202,15 @@ impl SilenceCache {
     }
 }
 
+/// A step of the accept path that runs before the holds.
+pub type AcceptStep<'a> = Box<dyn Fn(&mut [NewMessage], i64) + Send + Sync + 'a>;
+
 /// What holds messages at accept: the silences, then the maintenance windows
 /// of the config in force, then the channels' quiet hours.
 pub struct Holds<'a> {
-    /// On call first: mentions resolved and escalations started before a
-    /// hold decides (a held message starts no escalation).
-    pub oncall: Option<(Arc<crate::oncall::OnCall>, Arc<Vec<crate::store::Override>>)>,
+    /// What runs first at accept (the on-call feature resolves mentions and
+    /// starts escalations); a held message then starts no escalation.
+    pub before: Option<AcceptStep<'a>>,
     pub silences: &'a SilenceCache,
     pub windows: Arc<maintenance::Windows>,
     pub channels: Arc<crate::channels::ChannelSet>,
@@ -216,8 +219,8 @@ pub struct Holds<'a> {
 impl Holds<'_> {
     /// Mark each of `msgs` held by a silence or an open window as such.
     pub fn apply(&self, msgs: &mut [NewMessage], now: i64) {
-        if let Some((oncall, overrides)) = &self.oncall {
-            oncall.apply(msgs, &self.channels, overrides, now);
+        if let Some(step) = &self.before {
+            step(msgs, now);
         }
         self.silences.apply(msgs, now);
         for m in msgs.iter_mut().filter(|m| m.silenced_by.is_some()) {

@@ -285,6 +285,15 @@ impl imrelay_sdk::clock::Clock for SetClock {
     }
 }
 
+impl SetClock {
+    /// Set the gateway's time and the platform's (the mock's) with it, so
+    /// signed requests carry times the platform accepts.
+    fn set(&self, ms: i64, mock: &MockServer) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+        mock.state().advance_clock(ms - mock.state().now_ms());
+    }
+}
+
 /// A gateway whose clock (store and dispatcher) is `clock`.
 async fn start_at(text: &str, clock: std::sync::Arc<SetClock>) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
@@ -310,7 +319,6 @@ async fn start_at(text: &str, clock: std::sync::Arc<SetClock>) -> TestGateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
     let m = mock().await;
     let text = format!(
@@ -333,6 +341,7 @@ weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
         .unwrap()
         .as_millisecond();
     let clock = Arc::new(SetClock(sat_night.into()));
+    clock.set(sat_night, &m);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = imrelay_gateway::Gateway::start_with(
         cfg,
@@ -362,17 +371,16 @@ weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
             .unwrap()
             .as_millisecond()
     };
-    clock.0.store(sun("05:59"), Ordering::SeqCst);
+    clock.set(sun("05:59"), &m);
     let late = submit(&gw, "db-2 still rebooting", json!({"host": "db-2"})).await;
     gw.wait_state(&late, "silenced").await;
-    clock.0.store(sun("06:00"), Ordering::SeqCst);
+    clock.set(sun("06:00"), &m);
     let after = submit(&gw, "db-1 is back", json!({"host": "db-1"})).await;
     gw.wait_state(&after, "delivered").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
     let m = mock().await;
     let text = config(&m).replace(
@@ -390,6 +398,7 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
         .unwrap()
         .as_millisecond();
     let clock = Arc::new(SetClock(night.into()));
+    clock.set(night, &m);
     let gw = start_at(&text, clock.clone()).await;
     let info = submit(&gw, "backup done", json!({"severity": "info"})).await;
     let warning = submit(&gw, "disk 80%", json!({"severity": "warning"})).await;
@@ -403,7 +412,7 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
     }
     assert_eq!(sent(&m), ["db down"]);
     // Morning: what waited goes out.
-    clock.0.store(morning, Ordering::SeqCst);
+    clock.set(morning, &m);
     for id in [&info, &warning, &unlabeled] {
         gw.wait_state(id, "delivered").await;
     }

@@ -448,6 +448,13 @@ impl crate::console::ConsoleContext for AppState {
         serde_json::to_value(r).map_err(|e| Problem::internal(e.to_string()))
     }
 
+    async fn oncall(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
+        let Json(list) = crate::oncall::handler::list(State(self.clone()), Auth(caller)).await?;
+        list.into_iter()
+            .map(|s| serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string())))
+            .collect()
+    }
+
     async fn silences(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
         let Json(list) = crate::silences::handler::list(State(self.clone()), Auth(caller)).await?;
         list.into_iter()

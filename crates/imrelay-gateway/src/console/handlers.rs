@@ -815,6 +815,13 @@ pub(crate) async fn silences<S: ConsoleContext>(
     }
 }
 
+pub(crate) async fn oncall<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) -> Response {
+    match st.oncall(ctx.caller.clone()).await {
+        Ok(list) => pages::oncall(&ctx.page(), &list).into_response(),
+        Err(p) => ctx.fail(p),
+    }
+}
+
 pub(crate) async fn expire_silence<S: ConsoleContext>(
     State(st): State<S>,
     ctx: Ctx,

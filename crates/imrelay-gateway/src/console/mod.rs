@@ -115,6 +115,11 @@ pub trait ConsoleContext: ApiContext {
         &self,
         caller: Arc<Caller>,
     ) -> impl Future<Output = Result<Vec<Value>, Problem>> + Send;
+    /// `GET /v1/oncall` as `caller`: who is on call on every schedule.
+    fn oncall(
+        &self,
+        caller: Arc<Caller>,
+    ) -> impl Future<Output = Result<Vec<Value>, Problem>> + Send;
     /// The templates a message may name (`[templates.NAME]` and built-ins).
     fn template_names(&self) -> Vec<String>;
     /// `POST /v1/render` with `body` as `caller`: what each destination
@@ -157,6 +162,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
             post(handlers::test_message::<S>),
         )
         .route("/ui/silences", get(handlers::silences::<S>))
+        .route("/ui/oncall", get(handlers::oncall::<S>))
         .route(
             "/ui/templates",
             get(handlers::templates::<S>).post(handlers::preview::<S>),

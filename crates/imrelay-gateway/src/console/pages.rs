@@ -25,12 +25,13 @@ pub(crate) struct Page<'a> {
     pub here: &'a str,
 }
 
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/ui/", "Overview"),
     ("/ui/messages", "Messages"),
     ("/ui/dlq", "Dead letters"),
     ("/ui/channels", "Channels"),
     ("/ui/silences", "Silences"),
+    ("/ui/oncall", "On call"),
     ("/ui/templates", "Templates"),
 ];
 
@@ -430,6 +431,31 @@ pub(crate) fn message(
             what: html! { strong { (format!("{:?}", a.action).to_lowercase()) } " · " (a.who()) " · " (a.source) },
         });
     }
+    if let Some(esc) = &v.escalation {
+        events.push(Event {
+            at: esc.started_at,
+            what: html! { strong { (t("escalation")) } " · " (esc.policy) },
+        });
+        for step in &esc.steps {
+            events.push(Event {
+                at: step.fired_at,
+                what: html! {
+                    strong { (t("escalation step")) " " (step.step + 1) } " · " (esc.policy)
+                    @for n in &step.record.notified {
+                        br; code { (n.via) } " → " (n.people.join(", ")) " · "
+                        a href={"/ui/messages/" (enc(n.message_id.as_str()))} { (n.message_id.as_str()) }
+                    }
+                    @for note in &step.record.notes { br; span.detail { (note) } }
+                },
+            });
+        }
+        if let (Some(at), Some(by)) = (esc.ended_at, &esc.ended_by) {
+            events.push(Event {
+                at,
+                what: html! { strong { (t("escalation ended")) } " · " (esc.state.as_str()) " · " (by) },
+            });
+        }
+    }
     events.sort_by_key(|e| e.at);
     let (cls, label) = state_label(p.lang, v.state);
     let dead: Vec<i64> = v
@@ -692,6 +718,56 @@ pub(crate) fn silences(p: &Page<'_>, list: Option<&[Value]>, notice_key: &str) -
                         }
                     }
                 },
+            }
+        },
+    )
+}
+
+/// Who is on call on each schedule, now and next (`GET /v1/oncall`).
+pub(crate) fn oncall(p: &Page<'_>, list: &[Value]) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let who = |s: &Value| {
+        let display = s["display"].as_str().unwrap_or("");
+        let person = s["person"].as_str().unwrap_or("");
+        if display == person || display.is_empty() {
+            person.to_string()
+        } else {
+            format!("{display} ({person})")
+        }
+    };
+    frame(
+        p,
+        t("On call"),
+        html! {
+            @if list.is_empty() {
+                p.empty { (t("No schedule is configured ([[schedules]]).")) }
+            } @else {
+                div.scroll {
+                    table.list {
+                        thead { tr {
+                            th scope="col" { (t("Schedule")) } th scope="col" { (t("On call now")) }
+                            th scope="col" { (t("Until")) } th scope="col" { (t("Next")) } th scope="col" { (t("From")) }
+                        } }
+                        tbody {
+                            @for s in list {
+                                tr {
+                                    td { (s["schedule"].as_str().unwrap_or("")) }
+                                    @match s.get("now") {
+                                        Some(now) => {
+                                            td { (who(now)) @if now.get("overrideId").is_some() { " " span.state { (t("override")) } } }
+                                            td { (now["until"].as_str().unwrap_or("")) }
+                                        }
+                                        None => { td { (t("Nobody")) } td {} }
+                                    }
+                                    @match s.get("next") {
+                                        Some(next) => { td { (who(next)) } td { (next["from"].as_str().unwrap_or("")) } }
+                                        None => { td {} td {} }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )

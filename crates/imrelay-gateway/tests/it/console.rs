@@ -544,3 +544,66 @@ async fn the_console_is_off_unless_enabled() {
     assert_eq!(r.headers["content-security-policy"], CSP);
     t.gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_on_call_page_and_a_messages_escalation_steps() {
+    let sink = Sink::start().await;
+    let text = format!(
+        r#"{}
+[[people]]
+name = "zhangsan"
+display = "张三"
+
+[[schedules]]
+name = "dba"
+[[schedules.layers]]
+rotation = "daily"
+start = "2020-01-01"
+people = ["zhangsan"]
+
+[[escalation_policies]]
+name = "now"
+[[escalation_policies.steps]]
+after = "0s"
+notify = [{{ channel = "alerts", to = ["oncall:dba"] }}]
+"#,
+        console_config(&sink)
+    );
+    let t = TestGateway::start(&text).await;
+    let mut b = Browser::new(&t);
+    b.login(&[("user", "root"), ("password", ADMIN_PW)]).await;
+
+    let page = b.get("/ui/oncall").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("dba") && page.text.contains("张三 (zhangsan)"),
+        "{}",
+        page.text
+    );
+
+    let r = t
+        .post(
+            "/v1/messages",
+            Some(ADMIN_KEY),
+            &json!({"channel": "alerts", "text": "db down", "escalation": "now"}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    // The runner fires the step on its next pass (every second).
+    for _ in 0..150 {
+        if t.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY))
+            .await
+            .body["escalation"]["state"]
+            == "completed"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let page = b.get(&format!("/ui/messages/{id}")).await;
+    assert!(page.text.contains("escalation step 1"), "{}", page.text);
+    assert!(page.text.contains("channel:alerts"), "{}", page.text);
+    t.gw.shutdown().await.unwrap();
+}

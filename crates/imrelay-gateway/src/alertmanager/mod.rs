@@ -324,6 +324,8 @@ fn make_group_thread(nm: &mut NewMessage, ctx: &Ctx, platform: Platform, firing:
     );
     nm.source = Some(source_of(&route.name));
     nm.oncall.mentions = ctx.rule.mention_refs.clone();
+    nm.oncall.labels = n.common_labels.clone().into_iter().collect();
+    nm.oncall.annotations = n.common_annotations.clone().into_iter().collect();
     if firing {
         nm.oncall.escalation = ctx.rule.escalation.clone();
     } else {

@@ -112,6 +112,7 @@ pub async fn plan(
         schedules: &now.oncall.schedules,
         overrides,
         labels: &view.labels,
+        annotations: &crate::store::Labels::new(),
         now_ms,
     };
     let mut record = StepRecord {

@@ -131,11 +131,16 @@ impl OnCall {
             let refs = std::mem::take(&mut m.oncall.mentions);
             if !refs.is_empty() {
                 let refs: Vec<Who> = refs.iter().filter_map(|r| Who::parse(r).ok()).collect();
+                let mut labels = std::mem::take(&mut m.oncall.labels);
+                for (k, v) in &m.labels {
+                    labels.insert(k.clone(), v.clone());
+                }
                 let cx = Context {
                     people: &self.people,
                     schedules: &self.schedules,
                     overrides,
-                    labels: &m.labels,
+                    labels: &labels,
+                    annotations: &m.oncall.annotations,
                     now_ms: now,
                 };
                 let r = cx.resolve(&refs);

@@ -16,6 +16,7 @@ pub enum Who {
     Person(String),
     OnCall(String),
     Label(String),
+    Annotation(String),
 }
 
 impl Who {
@@ -32,8 +33,9 @@ impl Who {
             "person" => Ok(Who::Person(name.into())),
             "oncall" => Ok(Who::OnCall(name.into())),
             "label" => Ok(Who::Label(name.into())),
+            "annotation" => Ok(Who::Annotation(name.into())),
             _ => Err(format!(
-                "`{text}`: `{kind}:` is not a kind of reference; use oncall:SCHEDULE, label:NAME or a person's name"
+                "`{text}`: `{kind}:` is not a kind of reference; use oncall:SCHEDULE, label:NAME, annotation:NAME or a person's name"
             )),
         }
     }
@@ -68,6 +70,7 @@ impl fmt::Display for Who {
             Who::Person(p) => f.write_str(p),
             Who::OnCall(s) => write!(f, "oncall:{s}"),
             Who::Label(l) => write!(f, "label:{l}"),
+            Who::Annotation(a) => write!(f, "annotation:{a}"),
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct Context<'a> {
     pub schedules: &'a [Schedule],
     pub overrides: &'a [Override],
     pub labels: &'a Labels,
+    /// Annotations `annotation:` references read (none outside Alertmanager).
+    pub annotations: &'a Labels,
     pub now_ms: i64,
 }
 
@@ -124,24 +129,32 @@ impl Context<'_> {
                     },
                     None => out.notes.push(format!("there is no schedule `{s}`")),
                 },
-                Who::Label(l) => match self.labels.get(l) {
-                    Some(v) => {
-                        // A label may name several people: `owner="zhangsan,lisi"`.
-                        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                            if self.people.contains(name) {
-                                add(name.to_string(), &mut out);
-                            } else {
-                                out.notes.push(format!(
-                                    "label {l}=\"{name}\" names nobody in [[people]]"
-                                ));
-                            }
-                        }
-                    }
-                    None => out.notes.push(format!("the message has no label `{l}`")),
-                },
+                Who::Label(l) => self.named_by("label", l, self.labels.get(l), &mut out),
+                Who::Annotation(a) => {
+                    self.named_by("annotation", a, self.annotations.get(a), &mut out)
+                }
             }
         }
         out
+    }
+
+    /// The people a label's (or annotation's) value names: `zhangsan`, or
+    /// several, `zhangsan,lisi`.
+    fn named_by(&self, kind: &str, name: &str, value: Option<&String>, out: &mut Resolved) {
+        let Some(v) = value else {
+            out.notes
+                .push(format!("the message has no {kind} `{name}`"));
+            return;
+        };
+        for person in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !self.people.contains(person) {
+                out.notes.push(format!(
+                    "{kind} {name}=\"{person}\" names nobody in [[people]]"
+                ));
+            } else if !out.people.iter().any(|p| p == person) {
+                out.people.push(person.to_string());
+            }
+        }
     }
 }
 
@@ -161,6 +174,27 @@ mod tests {
             .unwrap_err()
             .contains("oncall:SCHEDULE"));
         assert!(Who::parse("oncall:").is_err());
+    }
+
+    #[test]
+    fn an_annotation_names_people_too() {
+        let people: Vec<PersonConfig> = vec![toml::from_str("name = \"zhangsan\"").unwrap()];
+        let dir = Directory::compile(&people, &mut Vec::new());
+        let annotations: Labels = [("owner".to_string(), "zhangsan".to_string())].into();
+        let cx = Context {
+            people: &dir,
+            schedules: &[],
+            overrides: &[],
+            labels: &Labels::new(),
+            annotations: &annotations,
+            now_ms: 0,
+        };
+        let r = cx.resolve(&[
+            Who::parse("annotation:owner").unwrap(),
+            Who::Label("owner".into()),
+        ]);
+        assert_eq!(r.people, ["zhangsan"]);
+        assert_eq!(r.notes, ["the message has no label `owner`"]);
     }
 
     #[test]
@@ -187,6 +221,7 @@ mod tests {
             schedules: &schedules,
             overrides: &[],
             labels: &labels,
+            annotations: &Labels::new(),
             now_ms: "2026-12-01T12:00:00Z"
                 .parse::<jiff::Timestamp>()
                 .unwrap()

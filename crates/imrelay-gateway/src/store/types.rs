@@ -155,6 +155,10 @@ pub struct NewMessage {
 pub struct OnCallRequest {
     pub mentions: Vec<String>,
     pub escalation: Option<String>,
+    /// Labels and annotations `label:` and `annotation:` references read
+    /// beyond the message's own labels (an Alertmanager group's common ones).
+    pub labels: Labels,
+    pub annotations: Labels,
 }
 
 /// String labels, sorted by name.

@@ -170,6 +170,80 @@ pub fn builtin_names() -> Vec<String> {
     builtins().into_keys().collect()
 }
 
+/// The time zone named `name`; UTC and an error naming `time_zone` when unknown.
+fn zone(name: &str, errors: &mut Vec<TemplateError>) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+        errors.push(TemplateError {
+            name: String::new(),
+            part: "time_zone",
+            message: format!(
+                "`{name}` is not a known time zone ({e}); use an IANA name such as \"Asia/Shanghai\" or \"UTC\""
+            ),
+        });
+        jiff::tz::TimeZone::UTC
+    })
+}
+
+/// The minijinja environment every template renders in: its syntax, its
+/// handling of missing fields, no escaping, and the time filters in `tz`.
+fn environment(tz: &jiff::tz::TimeZone) -> Environment<'static> {
+    let mut env = Environment::new();
+    // Block tags on their own lines leave no blank lines behind, so templates
+    // can be laid out readably.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    // Missing fields print as empty (alerts often lack an annotation), but a
+    // typo in an attribute chain still fails at render (and at config load).
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    // Output goes to chat markup, not HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    let tz_f = tz.clone();
+    env.add_filter(
+        "datetime",
+        move |v: String, fmt: Option<String>| -> Result<String, minijinja::Error> {
+            format_time(&v, &tz_f, fmt.as_deref().unwrap_or(DEFAULT_TIME_FORMAT)).ok_or_else(|| {
+                minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("`{v}` is not an RFC 3339 time"),
+                )
+            })
+        },
+    );
+    env.add_filter("since", |v: String| -> String {
+        since(&v, jiff::Timestamp::now())
+    });
+    env
+}
+
+/// Add the parts (body, title, theme) of template `name` to `env`.
+fn add_jinja(
+    env: &mut Environment<'static>,
+    name: &str,
+    src: &TemplateSource,
+    errors: &mut Vec<TemplateError>,
+) {
+    let parts = [
+        ("body", Some(&src.body)),
+        ("title", src.title.as_ref()),
+        ("theme", src.theme.as_ref()),
+    ];
+    for (part, text) in parts {
+        let Some(text) = text else { continue };
+        if let Err(e) = env.add_template_owned(part_name(name, part), text.clone()) {
+            errors.push(TemplateError {
+                name: name.to_string(),
+                part,
+                message: describe(&e),
+            });
+        }
+    }
+}
+
 impl Templates {
     /// Compile the built-ins plus `user` templates (a user template replaces a
     /// built-in of the same name), showing times in `time_zone` (an IANA name
@@ -189,71 +263,13 @@ impl Templates {
         go_user: BTreeMap<String, GoTemplateSource>,
     ) -> Result<Templates, Vec<TemplateError>> {
         let mut errors = Vec::new();
-        let tz = match jiff::tz::TimeZone::get(time_zone) {
-            Ok(tz) => tz,
-            Err(e) => {
-                errors.push(TemplateError {
-                    name: String::new(),
-                    part: "time_zone",
-                    message: format!(
-                        "`{time_zone}` is not a known time zone ({e}); use an IANA name such as \"Asia/Shanghai\" or \"UTC\""
-                    ),
-                });
-                jiff::tz::TimeZone::UTC
-            }
-        };
-        let mut env = Environment::new();
-        // Block tags on their own lines leave no blank lines behind, so templates
-        // can be laid out readably.
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-        {
-            env.set_syntax(syntax);
-        }
-        // Missing fields print as empty (alerts often lack an annotation), but a
-        // typo in an attribute chain still fails at render (and at config load).
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        // Output goes to chat markup, not HTML.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        let tz_f = tz.clone();
-        env.add_filter(
-            "datetime",
-            move |v: String, fmt: Option<String>| -> Result<String, minijinja::Error> {
-                format_time(&v, &tz_f, fmt.as_deref().unwrap_or(DEFAULT_TIME_FORMAT)).ok_or_else(
-                    || {
-                        minijinja::Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!("`{v}` is not an RFC 3339 time"),
-                        )
-                    },
-                )
-            },
-        );
-        env.add_filter("since", |v: String| -> String {
-            since(&v, jiff::Timestamp::now())
-        });
-
+        let tz = zone(time_zone, &mut errors);
+        let mut env = environment(&tz);
         let mut all = builtins();
         all.extend(user);
         let mut formats = BTreeMap::new();
         for (name, src) in all {
-            let parts = [
-                ("body", Some(src.body)),
-                ("title", src.title),
-                ("theme", src.theme),
-            ];
-            for (part, text) in parts {
-                let Some(text) = text else { continue };
-                if let Err(e) = env.add_template_owned(part_name(&name, part), text) {
-                    errors.push(TemplateError {
-                        name: name.clone(),
-                        part,
-                        message: describe(&e),
-                    });
-                }
-            }
+            add_jinja(&mut env, &name, &src, &mut errors);
             formats.insert(name, src.format);
         }
         let mut go = BTreeMap::new();

@@ -139,6 +139,16 @@ pub trait Destination: Send + Sync + fmt::Debug {
         ))
     }
 
+    /// Who has read one sent part, where the platform tells (DingTalk app
+    /// messages); `Ok(None)` where it does not.
+    async fn read_status(
+        &self,
+        sent: &SentPart,
+    ) -> Result<Option<crate::lifecycle::ReadStatus>, Report> {
+        let _ = sent;
+        Ok(None)
+    }
+
     /// Take one sent part back, once. `Err(Error::OperationUnsupported)` when
     /// the platform has no recall for this destination.
     async fn recall(&self, sent: &SentPart) -> Result<Report, Error> {

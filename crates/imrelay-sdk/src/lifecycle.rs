@@ -15,6 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::destination::Quota;
 
+/// Who has read a sent message (platforms with read receipts), and who has
+/// not yet (where the platform lists them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadStatus {
+    pub read: Vec<String>,
+    pub unread: Vec<String>,
+}
+
 /// An operation on a message already sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1086,6 +1086,13 @@ impl Destination for App {
             )
             .await)
     }
+
+    async fn read_status(
+        &self,
+        sent: &SentPart,
+    ) -> Result<Option<crate::lifecycle::ReadStatus>, Report> {
+        App::read_status(self, sent).await.map(Some)
+    }
 }
 
 /// What a robot-mode app allows of urgent pushes: every DING kind, each a

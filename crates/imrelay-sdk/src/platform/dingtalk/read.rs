@@ -14,19 +14,14 @@
 //! `readStatus` values (`READ` taken as read, anything else as unread); the
 //! largest `maxResults` a group query takes (100 asked).
 
-use serde::{Deserialize, Serialize};
+
 use serde_json::{json, Value};
 
 use super::codes;
 use crate::http::HttpResponse;
 use crate::outcome::Report;
 
-/// Who has read a message, and who has not yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadStatus {
-    pub read: Vec<String>,
-    pub unread: Vec<String>,
-}
+pub use crate::lifecycle::ReadStatus;
 
 /// The `getsendresult` body.
 pub fn send_result_body(agent_id: i64, task_id: i64) -> Value {

@@ -159,6 +159,10 @@ pub struct ChannelConfig {
     /// the quiet hours end (digests, with `coalesce`).
     #[serde(default)]
     pub quiet_hours: Option<QuietHoursConfig>,
+    /// Group and dedup messages by labels, as Alertmanager does (see
+    /// [`crate::grouping`]).
+    #[serde(default)]
+    pub group: Option<crate::grouping::GroupConfig>,
     pub destinations: Vec<Map<String, Value>>,
 }
 

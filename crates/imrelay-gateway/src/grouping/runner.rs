@@ -1,0 +1,106 @@
+//! Sends due groups: reads each group's newest message, makes the
+//! notification, and sends it through [`Store::send_group`], a
+//! compare-and-set on the group's version in the transaction that queues
+//! it. A pass that lost the race (another instance sent the group, or a
+//! fold came in between) sends nothing; the next pass sends what is left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imrelay_sdk::message::Message;
+use jiff::tz::TimeZone;
+
+use crate::channels::ChannelSet;
+use crate::store::{DueGroup, MessageKind, NewMessage, SendGroup, Store, StoreError};
+
+/// How many due groups one pass takes.
+const BATCH: u32 = 100;
+
+/// Run passes every `every` until the store closes.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    channels: impl Fn() -> Arc<ChannelSet> + Send + Sync + 'static,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match pass(&*store, &channels()).await {
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "grouping: a pass failed; trying again next tick")
+                }
+            }
+        }
+    })
+}
+
+/// One pass: send every due group. How many this pass sent.
+pub async fn pass(store: &dyn Store, channels: &ChannelSet) -> crate::store::Result<usize> {
+    let due = store.due_groups(BATCH).await?;
+    let mut sent = 0;
+    for g in due {
+        let m = notification(store, &g, channels).await?;
+        let id = m.id.clone();
+        if store
+            .send_group(SendGroup {
+                id: g.id.clone(),
+                version: g.version,
+                message: m,
+            })
+            .await?
+        {
+            sent += 1;
+            crate::telemetry::events::group_sent(&g.channel, g.pending);
+            tracing::info!(group = %g.id, channel = %g.channel, folded = g.pending, notification = %id, "group sent");
+        }
+    }
+    Ok(sent)
+}
+
+/// The notification of `g` now: its newest message with the count, under
+/// the channel's quiet hours.
+async fn notification(
+    store: &dyn Store,
+    g: &DueGroup,
+    channels: &ChannelSet,
+) -> crate::store::Result<NewMessage> {
+    let now = store.now_ms();
+    let channel = channels.get(&g.channel);
+    let tz = channel
+        .and_then(|c| c.group.as_ref())
+        .map_or(TimeZone::UTC, |gr| gr.tz.clone());
+    let latest = match &g.latest {
+        Some(id) => store.get_message(id.as_str()).await?,
+        None => None,
+    };
+    let since = g.pending_since.unwrap_or(now);
+    let (message, labels, source, silence_url) = match latest {
+        Some(v) => (v.message, v.labels, v.source, v.silence_url),
+        // Retention pruned it: the count is all there is to say.
+        None => (
+            Message::text(format!("{:?}", g.labels)),
+            g.labels.clone(),
+            None,
+            None,
+        ),
+    };
+    let mut m = NewMessage::new(
+        g.channel.clone(),
+        super::notify::notification(message, g.pending, since, now, &tz),
+        Vec::new(),
+    );
+    m.message.id = Some(m.id.to_string());
+    m.kind = MessageKind::Digest;
+    m.origin = g.latest.clone();
+    if let Some(q) = channel.and_then(|c| c.quiet.as_ref()) {
+        m.not_before = q.hold_until(labels.get("severity").map(String::as_str), now);
+    }
+    m.labels = labels;
+    m.source = source;
+    m.silence_url = silence_url;
+    Ok(m)
+}

@@ -152,11 +152,30 @@ fn content_hash(m: &NewMessage) -> String {
     crate::store::body_hash(key.as_bytes())
 }
 
-/// Put each of `msgs` that its channel groups into its group. Runs after
-/// the silences, windows and quiet hours decided (see
-/// `crate::silences::Holds::apply`); a grouped message waits for its group,
-/// not for the quiet hours (its notification does).
-pub fn apply(msgs: &mut [NewMessage], channels: &crate::channels::ChannelSet) {
+/// The label of a quiet-hours digest group: when the quiet hours end (ms).
+pub const QUIET_UNTIL: &str = "quiet_until";
+
+/// The group of the messages a channel's quiet hours hold until `until`:
+/// one per channel and night, sent as one digest of all of them when the
+/// quiet hours end.
+pub fn quiet_spec(m: &NewMessage, until: i64, now: i64) -> GroupSpec {
+    let labels: Labels = [(QUIET_UNTIL.to_string(), until.to_string())].into();
+    GroupSpec {
+        id: fingerprint(&m.channel, &labels),
+        labels,
+        wait_ms: (until - now).max(0),
+        interval_ms: 0,
+        repeat_ms: 0,
+        content_hash: content_hash(m),
+    }
+}
+
+/// Put each of `msgs` that its channel groups into its group, and each that
+/// its channel's quiet hours hold into the night's digest. Runs after the
+/// silences, windows and quiet hours decided (see
+/// `crate::silences::Holds::apply`); a message grouped by labels waits for
+/// its group, not for the quiet hours (its notification does).
+pub fn apply(msgs: &mut [NewMessage], channels: &crate::channels::ChannelSet, now: i64) {
     for m in msgs {
         if m.silenced_by.is_some()
             || m.thread.is_some()
@@ -166,10 +185,11 @@ pub fn apply(msgs: &mut [NewMessage], channels: &crate::channels::ChannelSet) {
         {
             continue;
         }
-        let Some(g) = channels.get(&m.channel).and_then(|c| c.group.as_ref()) else {
-            continue;
-        };
-        m.group = Some(g.spec(m));
+        match (channels.get(&m.channel).and_then(|c| c.group.as_ref()), m.not_before) {
+            (Some(g), _) => m.group = Some(g.spec(m)),
+            (None, Some(until)) if until > now => m.group = Some(quiet_spec(m, until, now)),
+            _ => continue,
+        }
         m.not_before = None;
     }
 }

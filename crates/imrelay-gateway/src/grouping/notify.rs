@@ -51,6 +51,43 @@ pub fn notification(
     latest
 }
 
+/// One digest of the messages quiet hours held (oldest first): each one's
+/// title and text under a header that says how many; mentions of all.
+/// A single message goes as it came.
+pub fn quiet_digest(mut held: Vec<Message>) -> Option<Message> {
+    if held.len() <= 1 {
+        return held.pop();
+    }
+    let mut text = format!(
+        "**{} messages held during quiet hours (静默时段内的 {} 条消息)**",
+        held.len(),
+        held.len()
+    );
+    let mut mentions = imrelay_sdk::message::Mentions::default();
+    for m in &held {
+        text.push_str("\n\n---\n\n");
+        if let Some(t) = m.title.as_deref().filter(|t| !t.trim().is_empty()) {
+            text.push_str(&format!("**{}**\n", t.trim()));
+        }
+        text.push_str(m.body.main_text().unwrap_or("(no text)"));
+        mentions.all |= m.mentions.all;
+        for x in &m.mentions.mobiles {
+            if !mentions.mobiles.contains(x) {
+                mentions.mobiles.push(x.clone());
+            }
+        }
+        for x in &m.mentions.user_ids {
+            if !mentions.user_ids.contains(x) {
+                mentions.user_ids.push(x.clone());
+            }
+        }
+    }
+    Some(
+        Message::markdown(format!("Quiet hours digest: {} messages", held.len()), text)
+            .with_mentions(mentions),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +106,23 @@ mod tests {
             count_line(3, T, T + 86_400_000, &sh),
             "×3 since 12-01 10:02 (重复 3 次)"
         );
+    }
+
+    #[test]
+    fn a_quiet_digest_keeps_every_message() {
+        let d = quiet_digest(vec![
+            Message::text("backup done").with_title("Backup"),
+            Message::text("disk 80%"),
+        ])
+        .unwrap();
+        let Body::Markdown { text } = &d.body else {
+            panic!("{d:?}")
+        };
+        assert!(text.starts_with("**2 messages held during quiet hours"), "{text}");
+        assert!(text.contains("**Backup**\nbackup done") && text.ends_with("disk 80%"), "{text}");
+        let one = Message::text("only");
+        assert_eq!(quiet_digest(vec![one.clone()]), Some(one));
+        assert_eq!(quiet_digest(vec![]), None);
     }
 
     #[test]

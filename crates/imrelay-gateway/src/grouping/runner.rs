@@ -78,6 +78,7 @@ async fn notification(
         None => None,
     };
     let since = g.pending_since.unwrap_or(now);
+    let quiet = g.labels.contains_key(super::QUIET_UNTIL);
     let (message, labels, source, silence_url) = match latest {
         Some(v) => (v.message, v.labels, v.source, v.silence_url),
         // Retention pruned it: the count is all there is to say.
@@ -88,19 +89,24 @@ async fn notification(
             None,
         ),
     };
-    let mut m = NewMessage::new(
-        g.channel.clone(),
-        super::notify::notification(message, g.pending, since, now, &tz),
-        Vec::new(),
-    );
+    let message = if quiet {
+        let held = store.group_members(&g.id).await?;
+        super::notify::quiet_digest(held.into_iter().map(|(_, m)| m).collect()).unwrap_or(message)
+    } else {
+        super::notify::notification(message, g.pending, since, now, &tz)
+    };
+    let mut m = NewMessage::new(g.channel.clone(), message, Vec::new());
     m.message.id = Some(m.id.to_string());
     m.kind = MessageKind::Digest;
     m.origin = g.latest.clone();
-    if let Some(q) = channel.and_then(|c| c.quiet.as_ref()) {
+    if let Some(q) = channel.and_then(|c| c.quiet.as_ref()).filter(|_| !quiet) {
         m.not_before = q.hold_until(labels.get("severity").map(String::as_str), now);
     }
-    m.labels = labels;
-    m.source = source;
-    m.silence_url = silence_url;
+    // A digest of several stands for none of them alone.
+    if !(quiet && g.pending > 1) {
+        m.labels = labels;
+        m.source = source;
+        m.silence_url = silence_url;
+    }
     Ok(m)
 }

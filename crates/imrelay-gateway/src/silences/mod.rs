@@ -236,7 +236,7 @@ impl Holds<'_> {
                 m.not_before = q.hold_until(severity.map(String::as_str), now);
             }
         }
-        crate::grouping::apply(msgs, &self.channels);
+        crate::grouping::apply(msgs, &self.channels, now);
     }
 }
 

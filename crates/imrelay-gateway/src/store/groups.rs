@@ -132,6 +132,27 @@ pub(super) async fn get<C: Conn>(c: &mut C, id: &str) -> Result<Option<DueGroup>
     rows.first().map(due_group).transpose()
 }
 
+/// The messages folded into group `id` since its last send, oldest first.
+pub(super) async fn members<C: Conn>(c: &mut C, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+    let rows = c
+        .fetch(
+            "SELECT m.id, m.body, m.created_at FROM messages m WHERE m.id IN (
+               SELECT d.message_id FROM deliveries d
+               WHERE d.group_id = $1 AND d.state = 'merged' AND d.merged_into IS NULL)
+             ORDER BY m.created_at, m.id",
+            args![id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let body = r.text("body")?;
+            let msg = serde_json::from_str(&body)
+                .map_err(|_| StoreError::corrupt("messages.body", "(not a message)"))?;
+            Ok((r.message_id("id")?, msg))
+        })
+        .collect()
+}
+
 /// Send group `s.id` unless its version moved on: queue the notification to
 /// the targets of the deliveries folded since the last send and point them
 /// at it (they settle with it). Whether this call sent it.

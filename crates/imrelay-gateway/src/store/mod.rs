@@ -245,6 +245,9 @@ pub trait Store: Send + Sync + 'static {
     /// Message group `id`, as it stands.
     async fn group(&self, id: &str) -> Result<Option<DueGroup>>;
 
+    /// The messages folded into group `id` since its last send, oldest first.
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>>;
+
     /// Add a temporary on-call override.
     async fn put_override(&self, o: Override) -> Result<()>;
 

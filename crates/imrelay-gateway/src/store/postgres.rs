@@ -452,6 +452,12 @@ impl Store for PgStore {
         groups::get(&mut *c, id).await
     }
 
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        groups::members(&mut *c, id).await
+    }
+
     async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {
         self.check_open()?;
         let mut c = self.pool.acquire().await?;

@@ -388,6 +388,11 @@ impl Store for SqliteStore {
         groups::get(&mut *c, id).await
     }
 
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+        let mut c = self.read.acquire().await?;
+        groups::members(&mut *c, id).await
+    }
+
     async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {
         let mut c = self.read.acquire().await?;
         escalations::due(&mut *c, self.now_ms(), limit).await

@@ -315,6 +315,12 @@ impl Store for FailingFinish {
     async fn group(&self, id: &str) -> store::Result<Option<store::DueGroup>> {
         self.inner.group(id).await
     }
+    async fn group_members(
+        &self,
+        id: &str,
+    ) -> store::Result<Vec<(store::MessageId, imrelay_sdk::Message)>> {
+        self.inner.group_members(id).await
+    }
     async fn due_escalations(&self, limit: u32) -> store::Result<Vec<store::Escalation>> {
         self.inner.due_escalations(limit).await
     }

@@ -57,6 +57,7 @@ fn sent(mock: &MockServer) -> Vec<String> {
         .map(|b| {
             b["text"]["content"]
                 .as_str()
+                .or_else(|| b["markdown"]["text"].as_str())
                 .unwrap_or_default()
                 .to_string()
         })
@@ -405,16 +406,30 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
     let unlabeled = submit(&gw, "fyi", json!({})).await;
     let critical = submit(&gw, "db down", json!({"severity": "critical"})).await;
     gw.wait_state(&critical, "delivered").await;
+    // Each held one is stored, folded into the night's digest.
+    let mut groups = Vec::new();
     for id in [&info, &warning, &unlabeled] {
         let v = gw.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
         assert_eq!(v.body["state"], "pending", "{:#}", v.body);
-        assert_eq!(v.body["deliveries"][0]["due_at"], morning, "{:#}", v.body);
+        assert_eq!(v.body["deliveries"][0]["state"], "merged", "{:#}", v.body);
+        groups.push(v.body["deliveries"][0]["group"].clone());
     }
+    assert!(groups[0].is_string() && groups.iter().all(|g| *g == groups[0]));
+    let g = gw.gw.store().group(groups[0].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((g.due_at, g.pending), (Some(morning), 3));
     assert_eq!(sent(&m), ["db down"]);
-    // Morning: what waited goes out.
+    // Morning: what waited goes out as ONE digest, each message in it.
     clock.set(morning, &m);
     for id in [&info, &warning, &unlabeled] {
         gw.wait_state(id, "delivered").await;
     }
-    assert_eq!(sent(&m).len(), 4);
+    let sent = sent(&m);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], "db down");
+    let digest = &sent[1];
+    assert!(
+        digest.contains("**3 messages held during quiet hours")
+            && ["backup done", "disk 80%", "fyi"].iter().all(|t| digest.contains(t)),
+        "{digest}"
+    );
 }

@@ -180,7 +180,13 @@ impl Gateway {
             let l = live.clone();
             grouping::runner::spawn(
                 store.clone(),
-                move || l.runtime().channels.clone(),
+                move || {
+                    let rt = l.runtime();
+                    grouping::runner::Snapshot {
+                        channels: rt.channels.clone(),
+                        groups: rt.groups.clone(),
+                    }
+                },
                 Duration::from_secs(1),
             )
         };

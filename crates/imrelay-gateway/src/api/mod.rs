@@ -135,6 +135,7 @@ impl AppState {
             silences: &self.silences,
             windows: runtime.maintenance.clone(),
             channels: runtime.channels.clone(),
+            groups: runtime.groups.clone(),
         }
     }
 

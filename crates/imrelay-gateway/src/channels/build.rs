@@ -135,10 +135,6 @@ pub fn build_channel(
         .quiet_hours
         .as_ref()
         .and_then(|q| quiet_hours(q, &at.key("quiet_hours"), issues));
-    channel.group = ch
-        .group
-        .as_ref()
-        .and_then(|g| crate::grouping::Grouping::compile(g, &at.key("group"), issues));
     channel
 }
 

@@ -159,10 +159,10 @@ pub struct ChannelConfig {
     /// the quiet hours end (digests, with `coalesce`).
     #[serde(default)]
     pub quiet_hours: Option<QuietHoursConfig>,
-    /// Group and dedup messages by labels, as Alertmanager does (see
-    /// [`crate::grouping`]).
+    /// Group and dedup messages by labels, as Alertmanager does; kept raw
+    /// here, read and checked by the grouping feature.
     #[serde(default)]
-    pub group: Option<crate::grouping::GroupConfig>,
+    pub group: Option<Map<String, Value>>,
     pub destinations: Vec<Map<String, Value>>,
 }
 

@@ -114,8 +114,6 @@ pub struct Channel {
     pub order_hold: Duration,
     /// Hours in which messages below a severity wait.
     pub quiet: Option<QuietHours>,
-    /// Messages grouped by labels (see [`crate::grouping`]).
-    pub group: Option<crate::grouping::Grouping>,
 }
 
 /// A channel's quiet hours, compiled.
@@ -162,7 +160,6 @@ impl Channel {
             ordered: true,
             order_hold: DEFAULT_ORDER_HOLD,
             quiet: None,
-            group: None,
         }
     }
 

@@ -28,8 +28,69 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
-use crate::domain::config::{duration, ConfigIssue, KeyPath};
+use std::collections::BTreeMap;
+
+use crate::channels::config::ChannelConfig;
+use crate::domain::config::{duration, typed, ConfigIssue, KeyPath};
 use crate::store::{GroupSpec, Labels, MessageKind, NewMessage};
+
+/// Every channel's grouping, by channel name.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    by_channel: BTreeMap<String, Grouping>,
+}
+
+impl Groups {
+    /// Read and check the `group` of every channel; problems go to
+    /// `issues`, each naming its key (`channels.NAME.group.repeat`).
+    pub fn compile(channels: &BTreeMap<String, ChannelConfig>, issues: &mut Vec<ConfigIssue>) -> Groups {
+        let mut by_channel = BTreeMap::new();
+        for (name, ch) in channels {
+            let Some(raw) = &ch.group else { continue };
+            let at = KeyPath::root().key("channels").key(name).key("group");
+            let cfg: GroupConfig = match typed(serde_json::Value::Object(raw.clone()), &at) {
+                Ok(c) => c,
+                Err(issue) => {
+                    issues.push(issue);
+                    continue;
+                }
+            };
+            if let Some(g) = Grouping::compile(&cfg, &at, issues) {
+                by_channel.insert(name.clone(), g);
+            }
+        }
+        Groups { by_channel }
+    }
+
+    /// The grouping of `channel`, if it groups.
+    pub fn get(&self, channel: &str) -> Option<&Grouping> {
+        self.by_channel.get(channel)
+    }
+
+    /// Put each of `msgs` that its channel groups into its group, and each
+    /// that its channel's quiet hours hold into the night's digest. Runs
+    /// after the silences, windows and quiet hours decided (see
+    /// `crate::silences::Holds::apply`); a message grouped by labels waits
+    /// for its group, not for the quiet hours (its notification does).
+    pub fn apply(&self, msgs: &mut [NewMessage], now: i64) {
+        for m in msgs {
+            if m.silenced_by.is_some()
+                || m.thread.is_some()
+                || m.escalation.is_some()
+                || m.kind != MessageKind::Normal
+                || m.targets.is_empty()
+            {
+                continue;
+            }
+            match (self.get(&m.channel), m.not_before) {
+                (Some(g), _) => m.group = Some(g.spec(m)),
+                (None, Some(until)) if until > now => m.group = Some(quiet_spec(m, until, now)),
+                _ => continue,
+            }
+            m.not_before = None;
+        }
+    }
+}
 
 /// `group = { ... }` of a channel, as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -170,29 +231,7 @@ pub fn quiet_spec(m: &NewMessage, until: i64, now: i64) -> GroupSpec {
     }
 }
 
-/// Put each of `msgs` that its channel groups into its group, and each that
-/// its channel's quiet hours hold into the night's digest. Runs after the
-/// silences, windows and quiet hours decided (see
-/// `crate::silences::Holds::apply`); a message grouped by labels waits for
-/// its group, not for the quiet hours (its notification does).
-pub fn apply(msgs: &mut [NewMessage], channels: &crate::channels::ChannelSet, now: i64) {
-    for m in msgs {
-        if m.silenced_by.is_some()
-            || m.thread.is_some()
-            || m.escalation.is_some()
-            || m.kind != MessageKind::Normal
-            || m.targets.is_empty()
-        {
-            continue;
-        }
-        match (channels.get(&m.channel).and_then(|c| c.group.as_ref()), m.not_before) {
-            (Some(g), _) => m.group = Some(g.spec(m)),
-            (None, Some(until)) if until > now => m.group = Some(quiet_spec(m, until, now)),
-            _ => continue,
-        }
-        m.not_before = None;
-    }
-}
+
 
 #[cfg(test)]
 mod tests {

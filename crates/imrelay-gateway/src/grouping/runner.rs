@@ -16,10 +16,16 @@ use crate::store::{DueGroup, MessageKind, NewMessage, SendGroup, Store, StoreErr
 /// How many due groups one pass takes.
 const BATCH: u32 = 100;
 
+/// The config in force, as the runner needs it.
+pub struct Snapshot {
+    pub channels: Arc<ChannelSet>,
+    pub groups: Arc<super::Groups>,
+}
+
 /// Run passes every `every` until the store closes.
 pub fn spawn(
     store: Arc<dyn Store>,
-    channels: impl Fn() -> Arc<ChannelSet> + Send + Sync + 'static,
+    current: impl Fn() -> Snapshot + Send + Sync + 'static,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -27,7 +33,7 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match pass(&*store, &channels()).await {
+            match pass(&*store, &current()).await {
                 Ok(_) => {}
                 Err(StoreError::Closed) => return,
                 Err(e) => {
@@ -39,11 +45,11 @@ pub fn spawn(
 }
 
 /// One pass: send every due group. How many this pass sent.
-pub async fn pass(store: &dyn Store, channels: &ChannelSet) -> crate::store::Result<usize> {
+pub async fn pass(store: &dyn Store, now: &Snapshot) -> crate::store::Result<usize> {
     let due = store.due_groups(BATCH).await?;
     let mut sent = 0;
     for g in due {
-        let m = notification(store, &g, channels).await?;
+        let m = notification(store, &g, now).await?;
         let id = m.id.clone();
         if store
             .send_group(SendGroup {
@@ -66,12 +72,13 @@ pub async fn pass(store: &dyn Store, channels: &ChannelSet) -> crate::store::Res
 async fn notification(
     store: &dyn Store,
     g: &DueGroup,
-    channels: &ChannelSet,
+    current: &Snapshot,
 ) -> crate::store::Result<NewMessage> {
     let now = store.now_ms();
-    let channel = channels.get(&g.channel);
-    let tz = channel
-        .and_then(|c| c.group.as_ref())
+    let channel = current.channels.get(&g.channel);
+    let tz = current
+        .groups
+        .get(&g.channel)
         .map_or(TimeZone::UTC, |gr| gr.tz.clone());
     let latest = match &g.latest {
         Some(id) => store.get_message(id.as_str()).await?,

@@ -125,8 +125,12 @@ impl Env {
     /// One pass of the group runner of instance `i`; groups it sent.
     async fn pass(&self, i: usize) -> usize {
         let gw = &self.gws[i].gw;
-        let channels = gw.live().runtime().channels.clone();
-        runner::pass(&**gw.store(), &channels).await.unwrap()
+        let rt = gw.live().runtime();
+        let now = runner::Snapshot {
+            channels: rt.channels.clone(),
+            groups: rt.groups.clone(),
+        };
+        runner::pass(&**gw.store(), &now).await.unwrap()
     }
 
     /// What the group chat received, in order.

@@ -320,6 +320,17 @@ async fn start_at(text: &str, clock: std::sync::Arc<SetClock>) -> TestGateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
+    window_across_midnight(r#"weekly = [{ days = ["sat"], from = "22:00", to = "06:00" }]"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_maintenance_window_across_midnight_holds_what_it_selects() {
+    window_across_midnight("cron = \"0 22 * * SAT\"\nduration = \"8h\"").await;
+}
+
+/// Window `db-weekly` (`when`: its schedule) holds db hosts from Saturday
+/// 22:00 to Sunday 06:00 in Shanghai.
+async fn window_across_midnight(when: &str) {
     use std::sync::Arc;
     let m = mock().await;
     let text = format!(
@@ -328,7 +339,7 @@ async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
 name = "db-weekly"
 matchers = ['host=~"db-.*"']
 time_zone = "Asia/Shanghai"
-weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
+{when}
 "#,
         config(&m)
     );

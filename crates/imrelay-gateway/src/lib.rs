@@ -235,6 +235,12 @@ impl Gateway {
         &self.store
     }
 
+    /// The silences this instance holds messages with (refreshed from the
+    /// store every [`silences::REFRESH`]).
+    pub fn silences(&self) -> &Arc<silences::SilenceCache> {
+        &self.state.silences
+    }
+
     /// The dispatcher (status, breaker states).
     pub fn dispatcher(&self) -> &dispatch::Dispatcher {
         &self.dispatcher

@@ -7,7 +7,7 @@
 //! The runner's passes are also driven by the test (`runner::pass`), so "the
 //! group is never sent twice" is checked by passes that send nothing.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,23 +18,11 @@ use imrelay_mock::{LogEntry, MockConfig, MockPlatform, MockServer, RobotConfig};
 use imrelay_sdk::clock::{Clock, SystemClock};
 use serde_json::{json, Value};
 
-use crate::api_support::{TestGateway, ADMIN_KEY};
+use crate::api_support::{MovedClock, TestGateway, ADMIN_KEY};
 
 const SECRET: &str = "SECgroup0123456789";
 const S: i64 = 1_000;
 const MIN: i64 = 60 * S;
-
-/// The system clock moved forward by what the test says.
-#[derive(Default)]
-struct MovedClock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock for MovedClock {
-    fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
-    }
-}
 
 fn config(mock: &MockServer, store: &str) -> String {
     format!(

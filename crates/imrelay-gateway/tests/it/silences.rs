@@ -444,3 +444,52 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
         "{digest}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_on_one_instance_holds_what_another_accepts_on_postgresql() {
+    let url = std::env::var("IMRELAY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "silences_{}_{}",
+        std::process::id(),
+        imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock) % 1_000_000
+    );
+    let m = mock().await;
+    let text = config(&m).replace(
+        "[dispatch]",
+        &format!("[store]\nurl = \"{url}?schema={schema}\"\n[dispatch]"),
+    );
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let id = silence(&a, json!([{"name": "host", "value": "db-1"}])).await;
+
+    // B learns of it at its next refresh (every 2 s): wait for that, bounded.
+    let labels: imrelay_gateway::store::Labels = [("host".to_string(), "db-1".to_string())].into();
+    let now = || imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock);
+    let mut seen = false;
+    for _ in 0..500 {
+        if b.gw.silences().holding(&labels, "robot", now()).is_some() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "instance B never loaded the silence made on A");
+
+    let held = submit(&b, "disk 91% on db-1", json!({"host": "db-1"})).await;
+    let v = b.wait_state(&held, "silenced").await;
+    assert_eq!(v["deliveries"][0]["silenced_by"], id.as_str());
+    let other = submit(&b, "disk 91% on db-2", json!({"host": "db-2"})).await;
+    b.wait_state(&other, "delivered").await;
+    assert_eq!(sent(&m), ["disk 91% on db-2"]);
+
+    // Ended early on A with release: what B held goes out, once.
+    let r = a
+        .delete(&format!("/v1/silences/{id}?release=true"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.body["released"], 1, "{}", r.text);
+    a.wait_state(&held, "delivered").await;
+    let mut got = sent(&m);
+    got.sort();
+    assert_eq!(got, ["disk 91% on db-1", "disk 91% on db-2"]);
+}

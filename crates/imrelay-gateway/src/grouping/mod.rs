@@ -43,7 +43,10 @@ pub struct Groups {
 impl Groups {
     /// Read and check the `group` of every channel; problems go to
     /// `issues`, each naming its key (`channels.NAME.group.repeat`).
-    pub fn compile(channels: &BTreeMap<String, ChannelConfig>, issues: &mut Vec<ConfigIssue>) -> Groups {
+    pub fn compile(
+        channels: &BTreeMap<String, ChannelConfig>,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Groups {
         let mut by_channel = BTreeMap::new();
         for (name, ch) in channels {
             let Some(raw) = &ch.group else { continue };
@@ -231,8 +234,6 @@ pub fn quiet_spec(m: &NewMessage, until: i64, now: i64) -> GroupSpec {
     }
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,8 +261,14 @@ mod tests {
     #[test]
     fn the_fingerprint_is_the_by_labels_and_the_channel() {
         let g = grouping(&["alertname", "host"]);
-        let a = g.spec(&msg(&[("alertname", "Disk"), ("host", "db1"), ("x", "1")], "a"));
-        let b = g.spec(&msg(&[("alertname", "Disk"), ("host", "db1"), ("x", "2")], "b"));
+        let a = g.spec(&msg(
+            &[("alertname", "Disk"), ("host", "db1"), ("x", "1")],
+            "a",
+        ));
+        let b = g.spec(&msg(
+            &[("alertname", "Disk"), ("host", "db1"), ("x", "2")],
+            "b",
+        ));
         let c = g.spec(&msg(&[("alertname", "Disk"), ("host", "db2")], "a"));
         assert_eq!(a.id, b.id, "other labels do not split a group");
         assert_ne!(a.id, c.id);
@@ -274,9 +281,10 @@ mod tests {
 
     #[test]
     fn config_mistakes_name_their_key() {
-        let c: GroupConfig =
-            toml::from_str("by = [\"\"]\ninterval = \"10m\"\nrepeat = \"5m\"\ntime_zone = \"Mars/Base\"")
-                .unwrap();
+        let c: GroupConfig = toml::from_str(
+            "by = [\"\"]\ninterval = \"10m\"\nrepeat = \"5m\"\ntime_zone = \"Mars/Base\"",
+        )
+        .unwrap();
         let mut issues = Vec::new();
         let at = KeyPath::root().key("channels").key("ops").key("group");
         assert!(Grouping::compile(&c, &at, &mut issues).is_none());

@@ -118,8 +118,14 @@ mod tests {
         let Body::Markdown { text } = &d.body else {
             panic!("{d:?}")
         };
-        assert!(text.starts_with("**2 messages held during quiet hours"), "{text}");
-        assert!(text.contains("**Backup**\nbackup done") && text.ends_with("disk 80%"), "{text}");
+        assert!(
+            text.starts_with("**2 messages held during quiet hours"),
+            "{text}"
+        );
+        assert!(
+            text.contains("**Backup**\nbackup done") && text.ends_with("disk 80%"),
+            "{text}"
+        );
         let one = Message::text("only");
         assert_eq!(quiet_digest(vec![one.clone()]), Some(one));
         assert_eq!(quiet_digest(vec![]), None);

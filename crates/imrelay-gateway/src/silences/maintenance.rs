@@ -81,14 +81,16 @@ impl CronWindow {
             wall.month() as u32,
             wall.day() as u32,
         )
-        .and_then(|d| d.and_hms_opt(wall.hour() as u32, wall.minute() as u32, wall.second() as u32))
-        else {
+        .and_then(|d| {
+            d.and_hms_opt(
+                wall.hour() as u32,
+                wall.minute() as u32,
+                wall.second() as u32,
+            )
+        }) else {
             return false;
         };
-        let Ok(start) = self
-            .cron
-            .find_previous_occurrence(&naive.and_utc(), true)
-        else {
+        let Ok(start) = self.cron.find_previous_occurrence(&naive.and_utc(), true) else {
             return false;
         };
         let Ok(civil) = jiff::civil::DateTime::new(
@@ -111,7 +113,11 @@ impl CronWindow {
 }
 
 /// Compile `cron` and `duration` of window `i`.
-fn cron_window(c: &MaintenanceConfig, i: usize, issues: &mut Vec<ConfigIssue>) -> Option<CronWindow> {
+fn cron_window(
+    c: &MaintenanceConfig,
+    i: usize,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<CronWindow> {
     let at = |k: &str| format!("maintenance[{i}].{k}");
     let expr = c.cron.as_deref()?;
     let cron = expr
@@ -332,7 +338,10 @@ duration = "8h"
         assert!(w.holding(&db, "ops", at("2026-12-06T05:59")).is_some());
         assert_eq!(w.holding(&db, "ops", at("2026-12-06T06:00")), None);
         assert_eq!(w.holding(&db, "ops", at("2026-12-06T23:00")), None);
-        assert_eq!(w.holding(&db, "ops", at("2026-12-12T23:00")).as_deref(), Some("maintenance:db-cron"));
+        assert_eq!(
+            w.holding(&db, "ops", at("2026-12-12T23:00")).as_deref(),
+            Some("maintenance:db-cron")
+        );
         // 22:30 Saturday in Shanghai is 14:30 UTC: the expression reads
         // Shanghai's wall clock, not UTC's.
         let utc = |t: &str| t.parse::<jiff::Timestamp>().unwrap().as_millisecond();

@@ -47,7 +47,12 @@ const INSERT_GROUPED: &str =
 /// Fold message `m` into group `g`: its deliveries are stored `merged` with
 /// the group's id, and the group counts it and is due when
 /// [`due_after_fold`] says.
-pub(super) async fn fold<C: Conn>(c: &mut C, m: &NewMessage, g: &GroupSpec, now: i64) -> Result<()> {
+pub(super) async fn fold<C: Conn>(
+    c: &mut C,
+    m: &NewMessage,
+    g: &GroupSpec,
+    now: i64,
+) -> Result<()> {
     let labels = serde_json::to_string(&g.labels)
         .map_err(|e| StoreError::Invalid(format!("group labels: {e}")))?;
     // Exists first, so concurrent first messages of a group lock one row.
@@ -133,7 +138,10 @@ pub(super) async fn get<C: Conn>(c: &mut C, id: &str) -> Result<Option<DueGroup>
 }
 
 /// The messages folded into group `id` since its last send, oldest first.
-pub(super) async fn members<C: Conn>(c: &mut C, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+pub(super) async fn members<C: Conn>(
+    c: &mut C,
+    id: &str,
+) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
     let rows = c
         .fetch(
             "SELECT m.id, m.body, m.created_at FROM messages m WHERE m.id IN (
@@ -177,7 +185,10 @@ pub(super) async fn send<C: Conn>(c: &mut C, s: &SendGroup, now: i64) -> Result<
         )
         .await?;
     let mut m = s.message.clone();
-    m.targets = rows.iter().map(|r| r.text("target")).collect::<Result<_>>()?;
+    m.targets = rows
+        .iter()
+        .map(|r| r.text("target"))
+        .collect::<Result<_>>()?;
     m.group = None;
     if m.targets.is_empty() {
         // Everything folded was pruned or settled meanwhile.
@@ -212,7 +223,12 @@ mod tests {
         }
     }
 
-    fn held(pending: i64, due_at: Option<i64>, sent_at: Option<i64>, hash: Option<&str>) -> Held<'_> {
+    fn held(
+        pending: i64,
+        due_at: Option<i64>,
+        sent_at: Option<i64>,
+        hash: Option<&str>,
+    ) -> Held<'_> {
         Held {
             pending,
             due_at,
@@ -223,7 +239,10 @@ mod tests {
 
     #[test]
     fn a_new_group_waits_and_later_folds_keep_its_time() {
-        assert_eq!(due_after_fold(held(0, None, None, None), &spec("a"), 0), 30 * S);
+        assert_eq!(
+            due_after_fold(held(0, None, None, None), &spec("a"), 0),
+            30 * S
+        );
         assert_eq!(
             due_after_fold(held(5, Some(30 * S), None, None), &spec("a"), 10 * S),
             30 * S
@@ -240,7 +259,11 @@ mod tests {
         );
         // Changed long after the interval: now.
         assert_eq!(
-            due_after_fold(held(0, None, Some(sent), Some("a")), &spec("b"), sent + 30 * MIN),
+            due_after_fold(
+                held(0, None, Some(sent), Some("a")),
+                &spec("b"),
+                sent + 30 * MIN
+            ),
             sent + 30 * MIN
         );
         // The same content: only at the repeat.
@@ -259,7 +282,11 @@ mod tests {
         );
         // Silent for longer than the repeat: a new group again.
         assert_eq!(
-            due_after_fold(held(0, None, Some(sent), Some("a")), &spec("a"), sent + 300 * MIN),
+            due_after_fold(
+                held(0, None, Some(sent), Some("a")),
+                &spec("a"),
+                sent + 300 * MIN
+            ),
             sent + 300 * MIN + 30 * S
         );
     }

@@ -864,10 +864,13 @@ pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
         .fetch("SELECT COUNT(*) AS n FROM messages", vec![])
         .await?;
     s.messages = n.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64;
+    // A message folded into a group waits for the group by design (up to
+    // its `repeat`), not behind a stuck queue; the group's notification is
+    // what counts.
     let oldest = c
         .fetch(
             "SELECT MIN(m.created_at) AS oldest FROM deliveries d JOIN messages m ON m.id = d.message_id
-             WHERE d.state IN ('pending', 'claimed', 'merged')",
+             WHERE d.state IN ('pending', 'claimed', 'merged') AND d.group_id IS NULL",
             vec![],
         )
         .await?;

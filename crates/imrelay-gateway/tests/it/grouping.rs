@@ -59,11 +59,7 @@ async fn start_mock() -> MockServer {
         .unwrap()
 }
 
-async fn start_gateway(
-    dir: tempfile::TempDir,
-    text: &str,
-    clock: Arc<MovedClock>,
-) -> TestGateway {
+async fn start_gateway(dir: tempfile::TempDir, text: &str, clock: Arc<MovedClock>) -> TestGateway {
     let path = dir.path().join("imrelay.toml");
     std::fs::write(&path, text).unwrap();
     let cfg = Config::load(&path).unwrap();
@@ -130,7 +126,12 @@ impl Env {
             .into_iter()
             .filter(|e: &LogEntry| e.accepted && e.target == "dingtalk:robot:grp")
             .filter_map(|e| e.body)
-            .map(|b| b["text"]["content"].as_str().unwrap_or_default().to_string())
+            .map(|b| {
+                b["text"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -184,8 +185,14 @@ async fn a_hundred_repeats_in_one_interval_make_one_notification_with_the_count(
     assert_eq!(v["state"], "pending", "{v:#}");
     assert_eq!(v["deliveries"][0]["state"], "merged", "{v:#}");
     let group = v["deliveries"][0]["group"].as_str().unwrap().to_string();
-    assert_eq!(view(gw, &ids[0]).await["deliveries"][0]["group"], group.as_str());
-    assert_ne!(view(gw, &other).await["deliveries"][0]["group"], group.as_str());
+    assert_eq!(
+        view(gw, &ids[0]).await["deliveries"][0]["group"],
+        group.as_str()
+    );
+    assert_ne!(
+        view(gw, &other).await["deliveries"][0]["group"],
+        group.as_str()
+    );
     assert_eq!(env.pass(0).await, 0, "nothing is due before `wait`");
     assert!(env.sent().is_empty(), "{:?}", env.sent());
     let g = gw.gw.store().group(&group).await.unwrap().unwrap();
@@ -202,8 +209,14 @@ async fn a_hundred_repeats_in_one_interval_make_one_notification_with_the_count(
     assert!(sent.contains(&"disk 91% on db-2".to_string()), "{sent:?}");
     // Each repeat settles with the notification and names it.
     let v = gw.wait_state(&ids[99], "delivered").await;
-    let notification = v["deliveries"][0]["merged_into"].as_str().unwrap().to_string();
-    assert_eq!(view(gw, &ids[0]).await["deliveries"][0]["merged_into"], notification.as_str());
+    let notification = v["deliveries"][0]["merged_into"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        view(gw, &ids[0]).await["deliveries"][0]["merged_into"],
+        notification.as_str()
+    );
     assert_eq!(env.pass(0).await, 0, "a sent group is never sent again");
 
     // The same alert again within `repeat`: kept, not sent at the interval.
@@ -216,7 +229,10 @@ async fn a_hundred_repeats_in_one_interval_make_one_notification_with_the_count(
     let changed = submit(gw, "disk 99% on db-1", "db-1").await;
     env.until_sent(3).await;
     let third = env.sent()[2].clone();
-    assert!(third.starts_with("disk 99% on db-1\n\n×11 since "), "{third}");
+    assert!(
+        third.starts_with("disk 99% on db-1\n\n×11 since "),
+        "{third}"
+    );
     gw.wait_state(&later[0], "delivered").await;
     gw.wait_state(&changed, "delivered").await;
     let g = gw.gw.store().group(&group).await.unwrap().unwrap();
@@ -273,7 +289,11 @@ async fn two_instances_on_postgresql_send_a_group_once() {
     env.advance(30 * S);
     // Both instances' runners and two explicit passes race for the group.
     let (x, y) = tokio::join!(env.pass(0), env.pass(1));
-    assert!(x + y <= 1, "the group was sent {} times by the passes", x + y);
+    assert!(
+        x + y <= 1,
+        "the group was sent {} times by the passes",
+        x + y
+    );
     env.until_sent(1).await;
     env.gws[1].wait_state(&a[0], "delivered").await;
     env.gws[0].wait_state(&b[49], "delivered").await;

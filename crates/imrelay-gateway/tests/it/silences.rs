@@ -426,7 +426,13 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
         groups.push(v.body["deliveries"][0]["group"].clone());
     }
     assert!(groups[0].is_string() && groups.iter().all(|g| *g == groups[0]));
-    let g = gw.gw.store().group(groups[0].as_str().unwrap()).await.unwrap().unwrap();
+    let g = gw
+        .gw
+        .store()
+        .group(groups[0].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((g.due_at, g.pending), (Some(morning), 3));
     assert_eq!(sent(&m), ["db down"]);
     // Morning: what waited goes out as ONE digest, each message in it.
@@ -440,7 +446,9 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
     let digest = &sent[1];
     assert!(
         digest.contains("**3 messages held during quiet hours")
-            && ["backup done", "disk 80%", "fyi"].iter().all(|t| digest.contains(t)),
+            && ["backup done", "disk 80%", "fyi"]
+                .iter()
+                .all(|t| digest.contains(t)),
         "{digest}"
     );
 }

@@ -263,6 +263,12 @@ impl crate::oncall::handler::OnCallContext for AppState {
     }
 }
 
+impl crate::grouping::handler::GroupsContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
 impl crate::silences::handler::SilencesContext for AppState {
     fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -517,6 +523,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::callbacks::handler::routes())
         .merge(crate::lifecycle::handler::router())
         .merge(crate::silences::handler::router())
+        .merge(crate::grouping::handler::router())
         .merge(crate::oncall::handler::router())
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)

@@ -20,6 +20,7 @@
 //! dedups already), messages that start an escalation, and anything but
 //! producers' messages.
 
+pub mod handler;
 pub mod notify;
 pub mod runner;
 

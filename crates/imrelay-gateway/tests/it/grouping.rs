@@ -195,8 +195,21 @@ async fn a_hundred_repeats_in_one_interval_make_one_notification_with_the_count(
     );
     assert_eq!(env.pass(0).await, 0, "nothing is due before `wait`");
     assert!(env.sent().is_empty(), "{:?}", env.sent());
-    let g = gw.gw.store().group(&group).await.unwrap().unwrap();
-    assert_eq!((g.pending, g.total), (100, 100));
+    let g = gw
+        .get(&format!("/v1/groups/{group}"), Some(ADMIN_KEY))
+        .await
+        .body;
+    assert_eq!(
+        (&g["pending"], &g["total"], &g["sends"]),
+        (&json!(100), &json!(100), &json!(0)),
+        "{g:#}"
+    );
+    assert_eq!(
+        g["labels"],
+        json!({"alertname": "DiskFull", "host": "db-1"})
+    );
+    // The newest of the last ten, sent at once.
+    assert!(ids[90..].iter().any(|i| g["latest"] == i.as_str()), "{g:#}");
 
     // After `wait`: one notification per group, the repeats' with the count.
     env.advance(30 * S);
@@ -218,6 +231,15 @@ async fn a_hundred_repeats_in_one_interval_make_one_notification_with_the_count(
         notification.as_str()
     );
     assert_eq!(env.pass(0).await, 0, "a sent group is never sent again");
+    let g = gw
+        .get(&format!("/v1/groups/{group}"), Some(ADMIN_KEY))
+        .await
+        .body;
+    assert_eq!(g["sent_message"], notification.as_str(), "{g:#}");
+    assert_eq!((&g["pending"], &g["sends"]), (&json!(0), &json!(1)));
+    gw.get("/v1/groups/nope", Some(ADMIN_KEY))
+        .await
+        .assert_problem(404, None);
 
     // The same alert again within `repeat`: kept, not sent at the interval.
     env.advance(MIN);

@@ -281,6 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn each_channel_group_is_read_and_unknown_keys_are_named() {
+        let channels: BTreeMap<String, ChannelConfig> = toml::from_str(
+            r#"
+[ops]
+group = { by = ["alertname"], wait = "10s" }
+destinations = []
+[dev]
+group = { by = ["host"], intervl = "1m" }
+destinations = []
+[plain]
+destinations = []
+"#,
+        )
+        .unwrap();
+        let mut issues = Vec::new();
+        let groups = Groups::compile(&channels, &mut issues);
+        let ops = groups.get("ops").unwrap();
+        assert_eq!((ops.wait, ops.interval), (Duration::from_secs(10), default_interval()));
+        assert!(groups.get("dev").is_none() && groups.get("plain").is_none());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].key.starts_with("channels.dev.group"), "{issues:?}");
+        assert!(issues[0].message.contains("intervl"), "{issues:?}");
+    }
+
+    #[test]
     fn config_mistakes_name_their_key() {
         let c: GroupConfig = toml::from_str(
             "by = [\"\"]\ninterval = \"10m\"\nrepeat = \"5m\"\ntime_zone = \"Mars/Base\"",

@@ -298,10 +298,16 @@ destinations = []
         let mut issues = Vec::new();
         let groups = Groups::compile(&channels, &mut issues);
         let ops = groups.get("ops").unwrap();
-        assert_eq!((ops.wait, ops.interval), (Duration::from_secs(10), default_interval()));
+        assert_eq!(
+            (ops.wait, ops.interval),
+            (Duration::from_secs(10), default_interval())
+        );
         assert!(groups.get("dev").is_none() && groups.get("plain").is_none());
         assert_eq!(issues.len(), 1, "{issues:?}");
-        assert!(issues[0].key.starts_with("channels.dev.group"), "{issues:?}");
+        assert!(
+            issues[0].key.starts_with("channels.dev.group"),
+            "{issues:?}"
+        );
         assert!(issues[0].message.contains("intervl"), "{issues:?}");
     }
 

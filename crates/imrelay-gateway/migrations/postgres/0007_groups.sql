@@ -21,6 +21,9 @@ CREATE TABLE message_groups (
     sent_hash     TEXT,                  -- the content then
     sent_message  TEXT,                  -- the notification then
     sends         BIGINT NOT NULL,      -- notifications sent
+    repeat_ms     BIGINT NOT NULL,      -- the channel's `repeat` at the last fold: after
+                                         -- that long without a fold the group starts anew,
+                                         -- so retention may forget it
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL
 );

@@ -21,6 +21,9 @@ CREATE TABLE message_groups (
     sent_hash     TEXT,                  -- the content then
     sent_message  TEXT,                  -- the notification then
     sends         INTEGER NOT NULL,      -- notifications sent
+    repeat_ms     INTEGER NOT NULL,      -- the channel's `repeat` at the last fold: after
+                                         -- that long without a fold the group starts anew,
+                                         -- so retention may forget it
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 );

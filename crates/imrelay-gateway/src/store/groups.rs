@@ -57,9 +57,10 @@ pub(super) async fn fold<C: Conn>(
         .map_err(|e| StoreError::Invalid(format!("group labels: {e}")))?;
     // Exists first, so concurrent first messages of a group lock one row.
     c.exec(
-        "INSERT INTO message_groups (id, channel, labels, version, pending, total, sends, created_at, updated_at)
-         VALUES ($1, $2, $3, 0, 0, 0, 0, $4, $4) ON CONFLICT (id) DO NOTHING",
-        args![&g.id, &m.channel, labels, now],
+        "INSERT INTO message_groups (id, channel, labels, version, pending, total, sends, repeat_ms,
+           created_at, updated_at)
+         VALUES ($1, $2, $3, 0, 0, 0, 0, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+        args![&g.id, &m.channel, labels, g.repeat_ms, now],
     )
     .await?;
     let rows = c
@@ -82,9 +83,9 @@ pub(super) async fn fold<C: Conn>(
     c.exec(
         "UPDATE message_groups SET version = version + 1, pending = pending + 1,
            pending_since = COALESCE(pending_since, $2), total = total + 1, due_at = $3, latest = $4,
-           latest_hash = $5, updated_at = $2
+           latest_hash = $5, repeat_ms = $6, updated_at = $2
          WHERE id = $1",
-        args![&g.id, now, due, &m.id, &g.content_hash],
+        args![&g.id, now, due, &m.id, &g.content_hash, g.repeat_ms],
     )
     .await?;
     for t in &m.targets {
@@ -159,6 +160,20 @@ pub(super) async fn members<C: Conn>(
             Ok((r.message_id("id")?, msg))
         })
         .collect()
+}
+
+/// Forget up to `limit` groups with nothing pending whose last send is
+/// older than their `repeat` and than `before`: the next message of such a
+/// group starts it anew anyway ([`due_after_fold`]), so nothing changes but
+/// the table's size. How many.
+pub(super) async fn forget_idle<C: Conn>(c: &mut C, before: i64, limit: u32) -> Result<u64> {
+    c.exec(
+        "DELETE FROM message_groups WHERE id IN (SELECT id FROM message_groups
+           WHERE pending = 0 AND sent_at IS NOT NULL AND sent_at < $1 AND sent_at + repeat_ms < $1
+           LIMIT $2)",
+        args![before, limit],
+    )
+    .await
 }
 
 /// Send group `s.id` unless its version moved on: queue the notification to

@@ -80,4 +80,19 @@ pub async fn a_group_is_sent_once_and_its_members_settle_with_it(ctx: &Ctx) {
     let v = s.get_message(&first).await.unwrap().unwrap();
     assert_eq!(v.state, MessageState::Delivered);
     assert!(s.group_members("g-db-1").await.unwrap().is_empty());
+
+    // Retention forgets the group only once it is idle past its `repeat`
+    // (4 h here) and the retention age (1 h): until then a repeat must
+    // still find when it was last sent.
+    let r = Retention {
+        keep_delivered: std::time::Duration::from_secs(3600),
+        pause: std::time::Duration::ZERO,
+        ..Retention::DEFAULT
+    };
+    ctx.advance(2 * 3_600_000);
+    prune_expired(s, &r, ctx.now()).await.unwrap();
+    assert!(s.group("g-db-1").await.unwrap().is_some());
+    ctx.advance(3 * 3_600_000 + 60_000);
+    prune_expired(s, &r, ctx.now()).await.unwrap();
+    assert!(s.group("g-db-1").await.unwrap().is_none());
 }

@@ -50,6 +50,7 @@ pub mod config;
 pub mod console;
 pub mod dispatch;
 pub mod domain;
+pub mod grouping;
 pub mod http;
 pub mod lifecycle;
 pub mod oncall;
@@ -97,6 +98,7 @@ pub struct Gateway {
     /// Reloads the silences from the store (several instances share them).
     silences_task: Option<JoinHandle<()>>,
     escalation_task: Option<JoinHandle<()>>,
+    grouping_task: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -174,6 +176,20 @@ impl Gateway {
             tracing::warn!(error = %e, "cannot load the on-call overrides; retrying in the background");
         }
         let escalation_task = spawn_oncall(&store, &live, &state);
+        let grouping_task = {
+            let l = live.clone();
+            grouping::runner::spawn(
+                store.clone(),
+                move || {
+                    let rt = l.runtime();
+                    grouping::runner::Snapshot {
+                        channels: rt.channels.clone(),
+                        groups: rt.groups.clone(),
+                    }
+                },
+                Duration::from_secs(1),
+            )
+        };
         let silences_task = tokio::spawn(silences::keep_fresh(
             state.silences.clone(),
             store.clone(),
@@ -200,6 +216,7 @@ impl Gateway {
             retention_task: Some(retention_task),
             silences_task: Some(silences_task),
             escalation_task: Some(escalation_task),
+            grouping_task: Some(grouping_task),
             grace,
         })
     }
@@ -216,6 +233,12 @@ impl Gateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The silences this instance holds messages with (refreshed from the
+    /// store every [`silences::REFRESH`]).
+    pub fn silences(&self) -> &Arc<silences::SilenceCache> {
+        &self.state.silences
     }
 
     /// The dispatcher (status, breaker states).
@@ -255,6 +278,7 @@ impl Gateway {
             self.retention_task.take(),
             self.silences_task.take(),
             self.escalation_task.take(),
+            self.grouping_task.take(),
         ]
         .into_iter()
         .flatten()

@@ -135,6 +135,7 @@ impl AppState {
             silences: &self.silences,
             windows: runtime.maintenance.clone(),
             channels: runtime.channels.clone(),
+            groups: runtime.groups.clone(),
         }
     }
 
@@ -259,6 +260,12 @@ impl crate::oncall::handler::OnCallContext for AppState {
 
     fn overrides(&self) -> &Arc<crate::oncall::OverrideCache> {
         &self.overrides
+    }
+}
+
+impl crate::grouping::handler::GroupsContext for AppState {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 }
 
@@ -516,6 +523,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::callbacks::handler::routes())
         .merge(crate::lifecycle::handler::router())
         .merge(crate::silences::handler::router())
+        .merge(crate::grouping::handler::router())
         .merge(crate::oncall::handler::router())
         .merge(crate::console::router(state.clone()))
         .fallback(not_found)

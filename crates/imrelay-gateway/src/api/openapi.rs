@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::problem::Problem;
 use super::{dlq, messages, ops, render};
+use crate::grouping::handler as groups;
 use crate::http::responses::problem;
 use crate::lifecycle::handler as lifecycle;
 use crate::lifecycle::urgent;
@@ -36,7 +37,7 @@ use crate::silences::handler as silences;
         description = "A push gateway for DingTalk, Feishu/Lark, WeCom and WeChat: a durable queue with retries, rate limits, circuit breakers and a dead-letter queue. Errors are application/problem+json (RFC 9457). Authenticate with `Authorization: Bearer <API key>`. Every response carries `X-Trace-Id` (from `traceparent`, else `X-Request-Id`, else generated). Request bodies must be sent as `Content-Type: application/json` (415 otherwise)."
     ),
     paths(
-        messages::submit, messages::submit_batch, messages::get, render::render,
+        messages::submit, messages::submit_batch, messages::get, groups::one, render::render,
         lifecycle::update, lifecycle::recall, lifecycle::acknowledge, urgent::urgent,
         silences::create, silences::list, silences::one, silences::expire, silences::like_message,
         oncall::list, oncall::one, oncall::create_override, oncall::delete_override,

@@ -155,10 +155,14 @@ pub struct ChannelConfig {
     /// behind it (default 30s).
     #[serde(default, with = "duration::option")]
     pub order_hold: Option<Duration>,
-    /// Hold messages below a severity during these hours; they go out when
-    /// the quiet hours end (digests, with `coalesce`).
+    /// Hold messages below a severity during these hours; they go out as
+    /// one digest when the quiet hours end (see `crate::grouping`).
     #[serde(default)]
     pub quiet_hours: Option<QuietHoursConfig>,
+    /// Group and dedup messages by labels, as Alertmanager does; kept raw
+    /// here, read and checked by the grouping feature.
+    #[serde(default)]
+    pub group: Option<Map<String, Value>>,
     pub destinations: Vec<Map<String, Value>>,
 }
 

@@ -518,6 +518,7 @@ impl Config {
 
         crate::http::auth::validate_api_keys(&self.api_keys, &self.channels, issues);
         validate_channels(&self.channels, issues);
+        crate::grouping::Groups::compile(&self.channels, issues);
     }
 }
 

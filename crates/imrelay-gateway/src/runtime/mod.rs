@@ -44,6 +44,8 @@ pub struct Runtime {
     pub oncall: Arc<crate::oncall::OnCall>,
     /// `[console]`: who may log in to the web console.
     pub console: Arc<crate::console::Users>,
+    /// The channels' `group`: how their messages are grouped.
+    pub groups: Arc<crate::grouping::Groups>,
 }
 
 impl Runtime {
@@ -78,6 +80,11 @@ impl Runtime {
             // Validated when the config loaded.
             oncall: Arc::new(cfg.compile_oncall(&mut Vec::new())),
             console: Arc::new(crate::console::Users::compile(&cfg.console)),
+            // Validated when the config loaded.
+            groups: Arc::new(crate::grouping::Groups::compile(
+                &cfg.channels,
+                &mut Vec::new(),
+            )),
         })
     }
 }

@@ -214,6 +214,8 @@ pub struct Holds<'a> {
     pub silences: &'a SilenceCache,
     pub windows: Arc<maintenance::Windows>,
     pub channels: Arc<crate::channels::ChannelSet>,
+    /// The channels' grouping.
+    pub groups: Arc<crate::grouping::Groups>,
 }
 
 impl Holds<'_> {
@@ -236,6 +238,7 @@ impl Holds<'_> {
                 m.not_before = q.hold_until(severity.map(String::as_str), now);
             }
         }
+        self.groups.apply(msgs, now);
     }
 }
 

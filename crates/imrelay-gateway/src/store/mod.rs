@@ -39,6 +39,7 @@
 //!   deletion of expired settled messages, its SQL shared too.
 
 mod escalations;
+mod groups;
 mod health;
 mod lifecycle;
 mod plan;
@@ -232,6 +233,20 @@ pub trait Store: Send + Sync + 'static {
     /// escalation ended: record it, queue its messages and schedule the next,
     /// in one transaction. Whether this call fired it.
     async fn fire_escalation(&self, fire: FireStep) -> Result<bool>;
+
+    /// Message groups with something to send now, earliest first.
+    async fn due_groups(&self, limit: u32) -> Result<Vec<DueGroup>>;
+
+    /// Send a group unless its version moved on (a fold came, or another
+    /// instance sent it): queue its notification and point the folded
+    /// deliveries at it, in one transaction. Whether this call sent it.
+    async fn send_group(&self, send: SendGroup) -> Result<bool>;
+
+    /// Message group `id`, as it stands.
+    async fn group(&self, id: &str) -> Result<Option<DueGroup>>;
+
+    /// The messages folded into group `id` since its last send, oldest first.
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>>;
 
     /// Add a temporary on-call override.
     async fn put_override(&self, o: Override) -> Result<()>;

@@ -49,6 +49,7 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
 use super::escalations;
+use super::groups;
 use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
@@ -426,6 +427,35 @@ impl Store for PgStore {
             })
         })
         .await
+    }
+
+    async fn due_groups(&self, limit: u32) -> Result<Vec<DueGroup>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        groups::due(&mut *c, self.now_ms(), limit).await
+    }
+
+    async fn send_group(&self, send: SendGroup) -> Result<bool> {
+        let now = self.now_ms();
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                let sent = groups::send(c, &send, now).await?;
+                Ok((sent, sent))
+            })
+        })
+        .await
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<DueGroup>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        groups::get(&mut *c, id).await
+    }
+
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        groups::members(&mut *c, id).await
     }
 
     async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {

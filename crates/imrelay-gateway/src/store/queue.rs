@@ -124,6 +124,9 @@ pub(super) async fn insert_message<C: Conn>(c: &mut C, m: &NewMessage, now: i64)
     if let Some(e) = &m.escalation {
         super::escalations::start(c, m, root, e, now).await?;
     }
+    if let Some(g) = &m.group {
+        return super::groups::fold(c, m, g, now).await.map(|()| true);
+    }
     for t in &m.targets {
         let due = m.not_before.map_or(now, |at| at.max(now));
         c.exec(
@@ -662,7 +665,8 @@ pub(super) async fn message_view<C: Conn>(c: &mut C, id: &str) -> Result<Option<
     let deliveries = c
         .fetch(
             "SELECT d.id, d.target, d.state, d.recipients, d.attempts, d.parts_done, d.due_at, d.created_at,
-               d.updated_at, d.dead_code, d.dead_reason, g.message_id AS merged_into, d.silence_id
+               d.updated_at, d.dead_code, d.dead_reason, g.message_id AS merged_into, d.silence_id,
+               d.group_id
              FROM deliveries d LEFT JOIN deliveries g ON g.id = d.merged_into
              WHERE d.message_id = $1 ORDER BY d.id",
             args![id],
@@ -860,10 +864,13 @@ pub(super) async fn stats<C: Conn>(c: &mut C, now: i64) -> Result<QueueStats> {
         .fetch("SELECT COUNT(*) AS n FROM messages", vec![])
         .await?;
     s.messages = n.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64;
+    // A message folded into a group waits for the group by design (up to
+    // its `repeat`), not behind a stuck queue; the group's notification is
+    // what counts.
     let oldest = c
         .fetch(
             "SELECT MIN(m.created_at) AS oldest FROM deliveries d JOIN messages m ON m.id = d.message_id
-             WHERE d.state IN ('pending', 'claimed', 'merged')",
+             WHERE d.state IN ('pending', 'claimed', 'merged') AND d.group_id IS NULL",
             vec![],
         )
         .await?;

@@ -119,6 +119,10 @@ pub(super) async fn prune<C: Conn>(c: &mut C, b: &PruneBatch) -> Result<Pruned> 
         Expiry::Delivered => (WALK_DELIVERED, b.delivered_before),
         Expiry::Dead => (WALK_DEAD, b.dead_before),
     };
+    if b.walk == Expiry::Delivered && b.after == (i64::MIN, i64::MIN) {
+        // Once a pass: groups long idle (see `groups::forget_idle`).
+        super::groups::forget_idle(c, b.delivered_before, b.limit).await?;
+    }
     let rows = c
         .fetch(walk, args![before, b.after.0, b.after.1, b.limit])
         .await?;

@@ -216,6 +216,7 @@ fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
         dead,
         silenced_by: r.opt_text("silence_id")?,
         merged_into: r.opt_message_id("merged_into")?,
+        group: r.opt_text("group_id")?,
         history,
     })
 }

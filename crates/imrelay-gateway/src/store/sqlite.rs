@@ -37,6 +37,7 @@ use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::escalations;
+use super::groups;
 use super::health::{Health, PROBE};
 use super::lifecycle;
 use super::queue;
@@ -364,6 +365,32 @@ impl Store for SqliteStore {
             Box::pin(async move { lifecycle::set_update_token(c, &id, &token).await })
         })
         .await
+    }
+
+    async fn due_groups(&self, limit: u32) -> Result<Vec<DueGroup>> {
+        let mut c = self.read.acquire().await?;
+        groups::due(&mut *c, self.now_ms(), limit).await
+    }
+
+    async fn send_group(&self, send: SendGroup) -> Result<bool> {
+        let now = self.now_ms();
+        let sent = self
+            .write(move |c| Box::pin(async move { groups::send(c, &send, now).await }))
+            .await?;
+        if sent {
+            self.notify.notify_one();
+        }
+        Ok(sent)
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<DueGroup>> {
+        let mut c = self.read.acquire().await?;
+        groups::get(&mut *c, id).await
+    }
+
+    async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>> {
+        let mut c = self.read.acquire().await?;
+        groups::members(&mut *c, id).await
     }
 
     async fn due_escalations(&self, limit: u32) -> Result<Vec<Escalation>> {

@@ -147,6 +147,60 @@ pub struct NewMessage {
     /// What its request asks of the on-call feature, resolved at accept
     /// (`crate::oncall::OnCall::apply`). Not stored.
     pub oncall: OnCallRequest,
+    /// The group it is folded into (its channel groups messages): its
+    /// deliveries are stored `merged` and go out with the group's
+    /// notification.
+    pub group: Option<GroupSpec>,
+}
+
+/// The group a message belongs to, and the channel's timing then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// Hash of the channel and the grouping labels' values.
+    pub id: String,
+    /// The grouping labels and their values.
+    pub labels: Labels,
+    /// A new group waits this long for more before it is sent (ms).
+    pub wait_ms: i64,
+    /// A group with new content is sent at most this often (ms).
+    pub interval_ms: i64,
+    /// A group whose content has not changed is sent again at most this often (ms).
+    pub repeat_ms: i64,
+    /// Hash of the message's content (title and body): a repeat has the same.
+    pub content_hash: String,
+}
+
+/// A group with something to send now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueGroup {
+    pub id: String,
+    pub channel: String,
+    pub labels: Labels,
+    /// The version a send compares against.
+    pub version: i64,
+    /// Messages folded since the last send.
+    pub pending: i64,
+    pub pending_since: Option<i64>,
+    pub total: i64,
+    /// The newest message folded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<MessageId>,
+    pub due_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    /// Notifications sent so far.
+    pub sends: i64,
+    /// The last notification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_message: Option<MessageId>,
+}
+
+/// Send group `id` if its version is still `version`: queue `message` (its
+/// targets are those of the folded deliveries) and point them at it.
+#[derive(Debug, Clone)]
+pub struct SendGroup {
+    pub id: String,
+    pub version: i64,
+    pub message: NewMessage,
 }
 
 /// What a request asks of the on-call feature: references to mention
@@ -178,6 +232,7 @@ impl NewMessage {
             && self.not_before.is_none()
             && self.escalation.is_none()
             && !self.resolved
+            && self.group.is_none()
     }
 
     /// A normal message with a fresh id.
@@ -201,6 +256,7 @@ impl NewMessage {
             escalation: None,
             resolved: false,
             oncall: OnCallRequest::default(),
+            group: None,
         }
     }
 
@@ -728,6 +784,10 @@ pub struct DeliveryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub merged_into: Option<MessageId>,
+    /// The group it was folded into (a channel's `group`); `merged_into`
+    /// names the group's notification once it is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Every request made for this delivery, oldest first.
     pub history: Vec<AttemptRecord>,
 }

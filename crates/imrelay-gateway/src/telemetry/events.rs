@@ -91,6 +91,11 @@ pub const ESCALATION_STEPS: &str = "imrelay_escalation_steps_total";
 /// `platform`, `kind` (app, sms, phone), `outcome` (the SDK's label).
 pub const URGENT_PUSHES: &str = "imrelay_urgent_pushes_total";
 
+/// Notifications of message groups sent (`channel`).
+pub const GROUP_NOTIFICATIONS: &str = "imrelay_group_notifications_total";
+/// Messages folded into a group's notification instead of sent on their own (`channel`).
+pub const GROUPED_MESSAGES: &str = "imrelay_grouped_messages_total";
+
 pub const ALL: &[&str] = &[
     STORE_MESSAGES,
     STORE_BYTES,
@@ -120,6 +125,8 @@ pub const ALL: &[&str] = &[
     CLICKS_REFUSED,
     ESCALATION_STEPS,
     URGENT_PUSHES,
+    GROUP_NOTIFICATIONS,
+    GROUPED_MESSAGES,
 ];
 
 /// The platform kind of a destination key (`dingtalk_robot:1a2b` ->
@@ -341,6 +348,12 @@ pub fn acked(action: &'static str, source: &str) {
 /// An escalation step was fired.
 pub fn escalation_step(policy: &str) {
     counter!(ESCALATION_STEPS, "policy" => policy.to_string()).increment(1);
+}
+
+/// A message group was sent, standing for `folded` messages.
+pub fn group_sent(channel: &str, folded: i64) {
+    counter!(GROUP_NOTIFICATIONS, "channel" => channel.to_string()).increment(1);
+    counter!(GROUPED_MESSAGES, "channel" => channel.to_string()).increment(folded.max(0) as u64);
 }
 
 /// A card click was refused.

@@ -52,6 +52,14 @@ fn describe() {
         "Escalation steps fired (each exactly once), by policy."
     );
     describe_counter!(
+        GROUP_NOTIFICATIONS,
+        "Notifications of message groups sent (each group send exactly once), by channel."
+    );
+    describe_counter!(
+        GROUPED_MESSAGES,
+        "Messages folded into a group's notification instead of sent on their own, by channel."
+    );
+    describe_counter!(
         URGENT_PUSHES,
         "Urgent pushes asked of platforms, by platform, kind (app, sms, phone) and outcome."
     );

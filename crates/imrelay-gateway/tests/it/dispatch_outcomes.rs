@@ -306,6 +306,21 @@ impl Store for FailingFinish {
     async fn put_silence(&self, silence: Silence) -> store::Result<()> {
         self.inner.put_silence(silence).await
     }
+    async fn due_groups(&self, limit: u32) -> store::Result<Vec<store::DueGroup>> {
+        self.inner.due_groups(limit).await
+    }
+    async fn send_group(&self, send: store::SendGroup) -> store::Result<bool> {
+        self.inner.send_group(send).await
+    }
+    async fn group(&self, id: &str) -> store::Result<Option<store::DueGroup>> {
+        self.inner.group(id).await
+    }
+    async fn group_members(
+        &self,
+        id: &str,
+    ) -> store::Result<Vec<(store::MessageId, imrelay_sdk::Message)>> {
+        self.inner.group_members(id).await
+    }
     async fn due_escalations(&self, limit: u32) -> store::Result<Vec<store::Escalation>> {
         self.inner.due_escalations(limit).await
     }

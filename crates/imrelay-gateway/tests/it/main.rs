@@ -20,6 +20,7 @@ mod dispatch_mock;
 mod dispatch_order;
 mod dispatch_outcomes;
 mod dispatch_webhook;
+mod grouping;
 mod message_life;
 mod message_life_callbacks;
 mod message_life_feishu;

@@ -57,6 +57,7 @@ fn sent(mock: &MockServer) -> Vec<String> {
         .map(|b| {
             b["text"]["content"]
                 .as_str()
+                .or_else(|| b["markdown"]["text"].as_str())
                 .unwrap_or_default()
                 .to_string()
         })
@@ -319,6 +320,17 @@ async fn start_at(text: &str, clock: std::sync::Arc<SetClock>) -> TestGateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
+    window_across_midnight(r#"weekly = [{ days = ["sat"], from = "22:00", to = "06:00" }]"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_maintenance_window_across_midnight_holds_what_it_selects() {
+    window_across_midnight("cron = \"0 22 * * SAT\"\nduration = \"8h\"").await;
+}
+
+/// Window `db-weekly` (`when`: its schedule) holds db hosts from Saturday
+/// 22:00 to Sunday 06:00 in Shanghai.
+async fn window_across_midnight(when: &str) {
     use std::sync::Arc;
     let m = mock().await;
     let text = format!(
@@ -327,7 +339,7 @@ async fn a_weekly_maintenance_window_across_midnight_holds_what_it_selects() {
 name = "db-weekly"
 matchers = ['host=~"db-.*"']
 time_zone = "Asia/Shanghai"
-weekly = [{{ days = ["sat"], from = "22:00", to = "06:00" }}]
+{when}
 "#,
         config(&m)
     );
@@ -405,16 +417,87 @@ async fn quiet_hours_hold_info_and_warning_until_morning_and_pass_critical() {
     let unlabeled = submit(&gw, "fyi", json!({})).await;
     let critical = submit(&gw, "db down", json!({"severity": "critical"})).await;
     gw.wait_state(&critical, "delivered").await;
+    // Each held one is stored, folded into the night's digest.
+    let mut groups = Vec::new();
     for id in [&info, &warning, &unlabeled] {
         let v = gw.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY)).await;
         assert_eq!(v.body["state"], "pending", "{:#}", v.body);
-        assert_eq!(v.body["deliveries"][0]["due_at"], morning, "{:#}", v.body);
+        assert_eq!(v.body["deliveries"][0]["state"], "merged", "{:#}", v.body);
+        groups.push(v.body["deliveries"][0]["group"].clone());
     }
+    assert!(groups[0].is_string() && groups.iter().all(|g| *g == groups[0]));
+    let g = gw
+        .gw
+        .store()
+        .group(groups[0].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.due_at, g.pending), (Some(morning), 3));
     assert_eq!(sent(&m), ["db down"]);
-    // Morning: what waited goes out.
+    // Morning: what waited goes out as ONE digest, each message in it.
     clock.set(morning, &m);
     for id in [&info, &warning, &unlabeled] {
         gw.wait_state(id, "delivered").await;
     }
-    assert_eq!(sent(&m).len(), 4);
+    let sent = sent(&m);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0], "db down");
+    let digest = &sent[1];
+    assert!(
+        digest.contains("**3 messages held during quiet hours")
+            && ["backup done", "disk 80%", "fyi"]
+                .iter()
+                .all(|t| digest.contains(t)),
+        "{digest}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_on_one_instance_holds_what_another_accepts_on_postgresql() {
+    let url = std::env::var("IMRELAY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "silences_{}_{}",
+        std::process::id(),
+        imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock) % 1_000_000
+    );
+    let m = mock().await;
+    let text = config(&m).replace(
+        "[dispatch]",
+        &format!("[store]\nurl = \"{url}?schema={schema}\"\n[dispatch]"),
+    );
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let id = silence(&a, json!([{"name": "host", "value": "db-1"}])).await;
+
+    // B learns of it at its next refresh (every 2 s): wait for that, bounded.
+    let labels: imrelay_gateway::store::Labels = [("host".to_string(), "db-1".to_string())].into();
+    let now = || imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock);
+    let mut seen = false;
+    for _ in 0..500 {
+        if b.gw.silences().holding(&labels, "robot", now()).is_some() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "instance B never loaded the silence made on A");
+
+    let held = submit(&b, "disk 91% on db-1", json!({"host": "db-1"})).await;
+    let v = b.wait_state(&held, "silenced").await;
+    assert_eq!(v["deliveries"][0]["silenced_by"], id.as_str());
+    let other = submit(&b, "disk 91% on db-2", json!({"host": "db-2"})).await;
+    b.wait_state(&other, "delivered").await;
+    assert_eq!(sent(&m), ["disk 91% on db-2"]);
+
+    // Ended early on A with release: what B held goes out, once.
+    let r = a
+        .delete(&format!("/v1/silences/{id}?release=true"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.body["released"], 1, "{}", r.text);
+    a.wait_state(&held, "delivered").await;
+    let mut got = sent(&m);
+    got.sort();
+    assert_eq!(got, ["disk 91% on db-1", "disk 91% on db-2"]);
 }

@@ -10,6 +10,7 @@ use imrelay_sdk::clock::{Clock, FixedClock};
 use imrelay_sdk::Message;
 
 mod escalations;
+mod groups;
 mod lifecycle;
 mod retention;
 pub use retention::*;
@@ -1413,6 +1414,7 @@ pub const CASES: &[&str] = &[
     "update_tokens_and_the_thread_lease",
     "retention_keeps_an_active_threads_first_message",
     "search_and_activity_for_the_console",
+    "a_group_is_sent_once_and_its_members_settle_with_it",
 ];
 
 /// Run one case by name.
@@ -1471,6 +1473,9 @@ pub async fn run(name: &str, ctx: &Ctx) {
             lifecycle::retention_keeps_an_active_threads_first_message(ctx).await
         }
         "search_and_activity_for_the_console" => search_and_activity_for_the_console(ctx).await,
+        "a_group_is_sent_once_and_its_members_settle_with_it" => {
+            groups::a_group_is_sent_once_and_its_members_settle_with_it(ctx).await
+        }
         other => panic!("unknown store test case {other}"),
     }
 }
@@ -1508,6 +1513,7 @@ macro_rules! store_cases {
             escalation_steps_fire_once_and_atomically,
             a_thread_escalates_once_and_a_resolve_ends_it,
             oncall_overrides_are_kept_until_they_end,
+            a_group_is_sent_once_and_its_members_settle_with_it,
             search_and_activity_for_the_console,
         );
     };

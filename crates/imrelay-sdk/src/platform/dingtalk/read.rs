@@ -14,7 +14,6 @@
 //! `readStatus` values (`READ` taken as read, anything else as unread); the
 //! largest `maxResults` a group query takes (100 asked).
 
-
 use serde_json::{json, Value};
 
 use super::codes;

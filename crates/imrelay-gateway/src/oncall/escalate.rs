@@ -15,8 +15,8 @@ use super::who::Context;
 use super::OnCall;
 use crate::channels::ChannelSet;
 use crate::store::{
-    Escalation, FireStep, MessageView, NewMessage, Notified, Override, StepRecord, Store,
-    StoreError,
+    Escalation, EscalationState, FireStep, MessageView, NewMessage, Notified, Override, StepRecord,
+    Store, StoreError,
 };
 
 /// How many due escalations one pass takes.
@@ -65,6 +65,13 @@ pub async fn pass(store: &dyn Store, now: &Snapshot) -> crate::store::Result<usi
             fired += usize::from(store.fire_escalation(f).await?);
             continue;
         };
+        if let Some(reader) = read_by(store, &e, now).await? {
+            store
+                .stop_escalation(&e.root, EscalationState::Acknowledged, &reader)
+                .await?;
+            tracing::info!(message_id = %e.id, %reader, "escalation ended: the alert was read");
+            continue;
+        }
         let f = plan(store, &e, &view, now, &overrides).await?;
         let step = f.step;
         if store.fire_escalation(f).await? {
@@ -74,6 +81,44 @@ pub async fn pass(store: &dyn Store, now: &Snapshot) -> crate::store::Result<usi
         }
     }
     Ok(fired)
+}
+
+/// Who has read the alert of `e` (`read:NAME`, the directory's name where
+/// known), when its policy stops on a read and a platform reports one.
+async fn read_by(
+    store: &dyn Store,
+    e: &Escalation,
+    now: &Snapshot,
+) -> crate::store::Result<Option<String>> {
+    let stops = now
+        .oncall
+        .policies
+        .get(&e.policy)
+        .is_some_and(|p| p.stop_when_read);
+    if !stops {
+        return Ok(None);
+    }
+    for (target, part) in store.sent_parts(&e.root).await? {
+        let Some(resolved) = now.channels.resolve(&target) else {
+            continue;
+        };
+        let Some(m) = resolved.members.iter().find(|m| m.key == part.destination) else {
+            continue;
+        };
+        match m.dest.read_status(&part.sent).await {
+            Ok(Some(status)) => {
+                if let Some(user) = status.read.first() {
+                    let who = now.oncall.people.by_platform_id(user).unwrap_or(user);
+                    return Ok(Some(format!("read:{who}")));
+                }
+            }
+            Ok(None) => {}
+            // Not knowing who read it is no reason to stop escalating.
+            Err(report) => tracing::debug!(message_id = %e.id, outcome = report.outcome.label(),
+                "escalation: cannot ask who read the alert"),
+        }
+    }
+    Ok(None)
 }
 
 fn complete(e: &Escalation, why: &str) -> FireStep {

@@ -10,6 +10,7 @@
 //!   { urgent = "app", to = ["oncall:dba"] },     # the platform's urgent push on the alert itself
 //!   { channel = "sms", to = ["oncall:dba"] },    # a message to a channel, addressed to them
 //! ]
+//! # stop_when_read = true              # a read receipt (DingTalk app messages) acknowledges
 //! [[escalation_policies.steps]]
 //! after = "10m"
 //! notify = [{ channel = "voice", to = ["oncall:dba", "label:owner"] }]
@@ -35,6 +36,10 @@ pub struct PolicyConfig {
     pub name: String,
     #[serde(default)]
     pub repeat: u32,
+    /// End the escalation when someone has read the alert, where its
+    /// platform reports reads (DingTalk app messages), as an acknowledgement.
+    #[serde(default)]
+    pub stop_when_read: bool,
     pub steps: Vec<StepConfig>,
 }
 
@@ -83,6 +88,7 @@ pub struct Policy {
     pub name: String,
     pub steps: Vec<Step>,
     pub repeat: u32,
+    pub stop_when_read: bool,
 }
 
 impl Policy {
@@ -165,6 +171,7 @@ impl Policy {
             name: c.name.clone(),
             steps,
             repeat: c.repeat,
+            stop_when_read: c.stop_when_read,
         })
     }
 

@@ -248,6 +248,10 @@ pub trait Store: Send + Sync + 'static {
     /// The messages folded into group `id` since its last send, oldest first.
     async fn group_members(&self, id: &str) -> Result<Vec<(MessageId, imrelay_sdk::Message)>>;
 
+    /// End the active escalation of thread `root` as `state`, by `by`;
+    /// whether one was active.
+    async fn stop_escalation(&self, root: &str, state: EscalationState, by: &str) -> Result<bool>;
+
     /// Add a temporary on-call override.
     async fn put_override(&self, o: Override) -> Result<()>;
 

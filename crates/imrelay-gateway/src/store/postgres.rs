@@ -475,6 +475,19 @@ impl Store for PgStore {
         .await
     }
 
+    async fn stop_escalation(&self, root: &str, state: EscalationState, by: &str) -> Result<bool> {
+        let (root, by, now) = (root.to_string(), by.to_string(), self.now_ms());
+        self.tx(false, move |c| {
+            Box::pin(async move {
+                Ok((
+                    escalations::stop(c, &root, state, &by, now).await? > 0,
+                    false,
+                ))
+            })
+        })
+        .await
+    }
+
     async fn put_override(&self, o: Override) -> Result<()> {
         self.tx(false, move |c| {
             Box::pin(async move {

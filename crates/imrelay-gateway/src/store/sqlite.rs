@@ -410,6 +410,14 @@ impl Store for SqliteStore {
         Ok(fired)
     }
 
+    async fn stop_escalation(&self, root: &str, state: EscalationState, by: &str) -> Result<bool> {
+        let (root, by, now) = (root.to_string(), by.to_string(), self.now_ms());
+        self.write(move |c| {
+            Box::pin(async move { Ok(escalations::stop(c, &root, state, &by, now).await? > 0) })
+        })
+        .await
+    }
+
     async fn put_override(&self, o: Override) -> Result<()> {
         self.write(move |c| Box::pin(async move { escalations::put_override(c, &o).await }))
             .await

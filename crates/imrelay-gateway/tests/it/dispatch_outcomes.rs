@@ -327,6 +327,14 @@ impl Store for FailingFinish {
     async fn fire_escalation(&self, fire: store::FireStep) -> store::Result<bool> {
         self.inner.fire_escalation(fire).await
     }
+    async fn stop_escalation(
+        &self,
+        root: &str,
+        state: store::EscalationState,
+        by: &str,
+    ) -> store::Result<bool> {
+        self.inner.stop_escalation(root, state, by).await
+    }
     async fn put_override(&self, o: store::Override) -> store::Result<()> {
         self.inner.put_override(o).await
     }

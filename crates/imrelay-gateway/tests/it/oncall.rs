@@ -563,3 +563,107 @@ async fn who_is_on_call_and_overrides_over_the_api() {
     let r = gw.get("/v1/oncall/dba", Some(ADMIN_KEY)).await;
     assert_eq!(r.body["now"]["person"], "zhangsan");
 }
+
+#[tokio::test]
+async fn a_read_receipt_acknowledges_where_the_policy_says_so() {
+    const DT_APP: &str = "dingoncall";
+    let mock = MockServer::start(
+        MockConfig {
+            apps: vec![AppConfig::new(MockPlatform::Dingtalk, DT_APP, SECRET)],
+            robots: vec![RobotConfig::new(MockPlatform::Dingtalk, "pager")],
+            ..MockConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = mock.base_url();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+watch = false
+[dispatch]
+poll_interval = "20ms"
+[[api_keys]]
+name = "admin"
+key = "{ADMIN_KEY}"
+channels = ["*"]
+
+[[people]]
+name = "zhangsan"
+dingtalk = {{ userid = "zs01" }}
+
+[[schedules]]
+name = "dba"
+[[schedules.layers]]
+rotation = "daily"
+start = "2020-01-01"
+people = ["zhangsan"]
+
+[[escalation_policies]]
+name = "critical"
+stop_when_read = true
+[[escalation_policies.steps]]
+after = "5m"
+notify = [{{ channel = "pager", to = ["oncall:dba"] }}]
+
+[channels.dtgroup]
+[[channels.dtgroup.destinations]]
+type = "dingtalk_app"
+mode = "robot"
+app_key = "{DT_APP}"
+app_secret = "{SECRET}"
+base_url = "{url}"
+recipients = ["open_conversation_id:cid_ops"]
+
+[channels.pager]
+[[channels.pager.destinations]]
+type = "dingtalk_robot"
+access_token = "pager"
+base_url = "{url}"
+"#
+    );
+    let clock = Arc::new(MovedClock::default());
+    let env = Env {
+        gws: vec![start_gateway(&text, clock.clone()).await],
+        mock,
+        clock,
+        http: reqwest::Client::new(),
+    };
+    let body = json!({"channel": "dtgroup", "text": "MySQL down", "escalation": "critical"});
+    let r = env
+        .gw()
+        .post("/v1/messages", Some(ADMIN_KEY), &body.to_string(), &[])
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let view = env.gw().wait_state(&id, "delivered").await;
+    let key = view["deliveries"][0]["history"][0]["platform_message_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the platform's id is kept: {view:#}"))
+        .to_string();
+
+    // Nobody read it yet: the read check finds no one (the step is not due).
+    env.advance(MIN);
+    assert_eq!(env.pass(0).await, 0);
+    // 张三 reads it in the group.
+    let r = env
+        .http
+        .post(format!("{}/_mock/messages/{key}/read", env.mock.base_url()))
+        .json(&json!({"user": "zs01"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    env.advance(5 * MIN);
+    env.until("the read ends the escalation", || async {
+        env.view(&id).await["escalation"]["state"] == "acknowledged"
+    })
+    .await;
+    let esc = env.view(&id).await["escalation"].clone();
+    assert_eq!(esc["ended_by"], "read:zhangsan", "{esc:#}");
+    assert!(esc["steps"].as_array().unwrap().is_empty(), "{esc:#}");
+    assert_eq!(env.pass(0).await, 0);
+    assert!(env.robot_bodies("pager").await.is_empty());
+}

@@ -277,6 +277,10 @@ impl crate::silences::handler::SilencesContext for AppState {
     fn silences(&self) -> &Arc<crate::silences::SilenceCache> {
         &self.silences
     }
+
+    fn channels(&self) -> Arc<ChannelSet> {
+        AppState::channels(self)
+    }
 }
 
 impl crate::lifecycle::handler::LifecycleContext for AppState {

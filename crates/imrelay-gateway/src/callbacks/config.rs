@@ -179,6 +179,7 @@ impl CallbackConfig {
             ordered: None,
             order_hold: None,
             quiet_hours: None,
+            silence_release: false,
             group: None,
             destinations,
         }

@@ -131,6 +131,7 @@ pub fn build_channel(
     });
     channel.ordered = ch.ordered.unwrap_or(true);
     channel.order_hold = ch.order_hold.unwrap_or(super::DEFAULT_ORDER_HOLD);
+    channel.silence_release = ch.silence_release;
     channel.quiet = ch
         .quiet_hours
         .as_ref()

@@ -159,6 +159,11 @@ pub struct ChannelConfig {
     /// one digest when the quiet hours end (see `crate::grouping`).
     #[serde(default)]
     pub quiet_hours: Option<QuietHoursConfig>,
+    /// When a silence holding this channel's messages is ended early without
+    /// saying (`DELETE /v1/silences/{id}` with no `release`), send what it
+    /// held (default: keep it held).
+    #[serde(default)]
+    pub silence_release: bool,
     /// Group and dedup messages by labels, as Alertmanager does; kept raw
     /// here, read and checked by the grouping feature.
     #[serde(default)]

@@ -114,6 +114,8 @@ pub struct Channel {
     pub order_hold: Duration,
     /// Hours in which messages below a severity wait.
     pub quiet: Option<QuietHours>,
+    /// Send what a silence held when it ends early (unless told otherwise).
+    pub silence_release: bool,
 }
 
 /// A channel's quiet hours, compiled.
@@ -160,6 +162,7 @@ impl Channel {
             ordered: true,
             order_hold: DEFAULT_ORDER_HOLD,
             quiet: None,
+            silence_release: false,
         }
     }
 

@@ -437,6 +437,19 @@ impl Config {
         self.compat.validate(self.channels.keys(), issues);
         crate::silences::maintenance::Windows::compile(&self.maintenance, issues);
         let oncall = self.compile_oncall(issues);
+        for (name, src) in &self.sources {
+            let at = KeyPath::root().key("sources").key(name);
+            oncall.check_refs(&src.mentions.refs(), src.escalation.as_deref(), &at, issues);
+            for (i, rule) in src.rules.iter().enumerate() {
+                let at = at.key("rules").index(i);
+                oncall.check_refs(
+                    &rule.mentions.refs(),
+                    rule.escalation.as_deref(),
+                    &at,
+                    issues,
+                );
+            }
+        }
         for (name, r) in &self.alerting.routes {
             let at = KeyPath::root().key("alerting").key("routes").key(name);
             oncall.check_refs(&r.mentions.refs(), r.escalation.as_deref(), &at, issues);

@@ -25,11 +25,13 @@ use crate::http::problem::Problem;
 use crate::http::responses::{BodyProblems, KeyProblem, StoreProblem};
 use crate::http::ApiContext;
 use crate::http::{parse_time as time, rfc3339};
-use crate::store::{Silence, SilenceMatcher, Store};
+use crate::store::{Release, Silence, SilenceMatcher, Store};
 
 /// What the silence endpoints need from the gateway's state.
 pub trait SilencesContext: ApiContext {
     fn store(&self) -> &Arc<dyn Store>;
+    /// The channels in force (their `silence_release`).
+    fn channels(&self) -> Arc<crate::channels::ChannelSet>;
     fn silences(&self) -> &Arc<SilenceCache>;
 }
 
@@ -300,8 +302,17 @@ pub async fn expire<S: SilencesContext>(
 ) -> Result<Json<SilenceExpired>, Problem> {
     may_manage(&caller)?;
     let release = match q.release.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
+        Some("false") => Release::None,
+        Some("true") => Release::All,
+        // Unsaid: the channels that say to send what a silence held.
+        None => Release::Channels(
+            st.channels()
+                .channels
+                .values()
+                .filter(|c| c.silence_release)
+                .map(|c| c.name.to_string())
+                .collect(),
+        ),
         Some(_) => return Err(Problem::invalid("release", "is `true` or `false`")),
     };
     let released = st

@@ -30,15 +30,33 @@
 //! thread = "/id"
 //! ```
 
+use crate::domain::matcher::Matcher;
+use crate::domain::mentions::MentionsSpec;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{github, gitlab, json, Kind, Source, Sources};
+use super::{github, gitlab, json, Kind, Source, SourceRoute, Sources};
 use crate::alertmanager::RouteCard;
 use crate::channels::config::{valid_channel_name, ChannelConfig};
 use crate::domain::config::{ConfigIssue, KeyPath};
 use crate::templates::Templates;
+
+/// `[[sources.NAME.rules]]`: where events whose labels match go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRuleConfig {
+    /// Alertmanager-style matchers on the event's labels, all of which must hold.
+    pub matchers: Vec<String>,
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub mentions: MentionsSpec,
+    #[serde(default)]
+    pub escalation: Option<String>,
+    /// Keep trying the next rules after this one matched.
+    #[serde(default, rename = "continue")]
+    pub cont: bool,
+}
 
 /// The `type` of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,6 +99,16 @@ pub struct SourceConfig {
     /// them: `[lifecycle] allowed_users`).
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Who to @ on `channels`: platform ids, or references resolved at accept
+    /// (`["oncall:dba", "label:owner"]`).
+    #[serde(default)]
+    pub mentions: MentionsSpec,
+    /// The escalation policy an open event starts (see [`crate::oncall`]).
+    #[serde(default)]
+    pub escalation: Option<String>,
+    /// Rules by the event's labels, tried in order before `channels`.
+    #[serde(default)]
+    pub rules: Vec<SourceRuleConfig>,
     /// GitLab: the webhook's secret token.
     #[serde(default)]
     pub token: Option<String>,
@@ -161,13 +189,34 @@ fn compile_one(
             "names no channel; list where this source's messages go",
         ));
     }
-    for (i, c) in s.channels.iter().enumerate() {
-        if !channels.contains_key(c) {
+    check_channels(&s.channels, channels, &at.key("channels"), issues);
+    let mut rules = Vec::new();
+    for (i, r) in s.rules.iter().enumerate() {
+        let at = at.key("rules").index(i);
+        if r.channels.is_empty() {
             issues.push(ConfigIssue::new(
-                at.key("channels").index(i).to_string(),
-                format!("no channel `{c}` is defined"),
+                at.key("channels").to_string(),
+                "names no channel; list where matching events go",
             ));
         }
+        check_channels(&r.channels, channels, &at.key("channels"), issues);
+        let mut matchers = Vec::new();
+        for (j, m) in r.matchers.iter().enumerate() {
+            match Matcher::parse(m) {
+                Ok(m) => matchers.push(m),
+                Err(why) => issues.push(ConfigIssue::new(
+                    at.key("matchers").index(j).to_string(),
+                    why.to_string(),
+                )),
+            }
+        }
+        rules.push(SourceRoute {
+            matchers,
+            channels: r.channels.clone(),
+            mentions: r.mentions.clone(),
+            escalation: r.escalation.clone().or_else(|| s.escalation.clone()),
+            cont: r.cont,
+        });
     }
     if let Some(t) = &s.template {
         if !templates.contains(t) {
@@ -190,7 +239,31 @@ fn compile_one(
         channels: s.channels.clone(),
         template: s.template.clone(),
         card,
+        default: SourceRoute {
+            matchers: Vec::new(),
+            channels: s.channels.clone(),
+            mentions: s.mentions.clone(),
+            escalation: s.escalation.clone(),
+            cont: false,
+        },
+        rules,
     })
+}
+
+fn check_channels(
+    list: &[String],
+    channels: &BTreeMap<String, ChannelConfig>,
+    at: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    for (i, c) in list.iter().enumerate() {
+        if !channels.contains_key(c) {
+            issues.push(ConfigIssue::new(
+                at.index(i).to_string(),
+                format!("no channel `{c}` is defined"),
+            ));
+        }
+    }
 }
 
 fn card(s: &SourceConfig, at: &KeyPath, issues: &mut Vec<ConfigIssue>) -> RouteCard {

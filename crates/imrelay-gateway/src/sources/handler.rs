@@ -64,7 +64,7 @@ pub async fn receive<S: SourcesContext>(
     let bytes = body_bytes(body, st.max_body_bytes())?;
     let sources = st.sources();
     let source = find_source(&sources, &name)?;
-    for c in &source.channels {
+    for c in source.all_channels() {
         caller.require(c)?;
     }
     verify_platform(source, &headers, &bytes)?;

@@ -49,6 +49,47 @@ pub struct Source {
     pub template: Option<String>,
     /// Buttons on the cards of open events, and who may press them.
     pub card: RouteCard,
+    /// Where events go when no rule matches (`channels`).
+    pub default: SourceRoute,
+    /// Rules by the event's labels, tried in order.
+    pub rules: Vec<SourceRoute>,
+}
+
+/// Where a source's events go, whom they @ and what escalation they start.
+#[derive(Debug, Clone)]
+pub struct SourceRoute {
+    pub matchers: Vec<crate::domain::matcher::Matcher>,
+    pub channels: Vec<String>,
+    pub mentions: crate::domain::mentions::MentionsSpec,
+    pub escalation: Option<String>,
+    pub cont: bool,
+}
+
+impl Source {
+    /// Every channel the source may send to (the API key must may use them all).
+    pub fn all_channels(&self) -> impl Iterator<Item = &String> {
+        self.channels
+            .iter()
+            .chain(self.rules.iter().flat_map(|r| r.channels.iter()))
+    }
+
+    /// The routes an event with `labels` takes: the matching rules (up to the
+    /// first without `continue`), else the default.
+    fn routes(&self, labels: &crate::store::Labels) -> Vec<&SourceRoute> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            if crate::domain::matcher::all_match(&r.matchers, labels) {
+                out.push(r);
+                if !r.cont {
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(&self.default);
+        }
+        out
+    }
 }
 
 /// What a source receives, with the settings of its type.
@@ -308,25 +349,35 @@ pub fn plan(
     let mut out = Vec::new();
     for event in events {
         let message = render(source, event, templates);
-        for ch in &source.channels {
-            let channel = set.get(ch).ok_or_else(|| {
-                PlanError(format!(
-                    "source `{}` names channel `{ch}`, which the running config does not have",
-                    source.name
-                ))
-            })?;
-            let mut nm = NewMessage::new(ch.clone(), message.clone(), channel.targets());
-            nm.message.id = Some(nm.id.to_string());
-            let open = matches!(event.status, Status::Firing | Status::Running);
-            nm.message.actions = if open {
-                source.card.buttons(true)
-            } else {
-                Vec::new()
-            };
-            nm.thread = event.thread.as_deref().map(|k| thread_key(&source.name, k));
-            nm.labels = event.labels.clone();
-            nm.source = Some(source_of(&source.name));
-            out.push(nm);
+        let open = matches!(event.status, Status::Firing | Status::Running);
+        for route in source.routes(&event.labels) {
+            for ch in &route.channels {
+                let channel = set.get(ch).ok_or_else(|| {
+                    PlanError(format!(
+                        "source `{}` names channel `{ch}`, which the running config does not have",
+                        source.name
+                    ))
+                })?;
+                let mut nm = NewMessage::new(ch.clone(), message.clone(), channel.targets());
+                nm.message.id = Some(nm.id.to_string());
+                nm.message.actions = if open {
+                    source.card.buttons(true)
+                } else {
+                    Vec::new()
+                };
+                nm.message.mentions = route.mentions.direct();
+                nm.oncall.mentions = route.mentions.refs();
+                nm.thread = event.thread.as_deref().map(|k| thread_key(&source.name, k));
+                if open {
+                    nm.oncall.escalation = route.escalation.clone();
+                } else if matches!(event.status, Status::Resolved) {
+                    // The event resolved: its thread's escalation ends.
+                    nm.resolved = true;
+                }
+                nm.labels = event.labels.clone();
+                nm.source = Some(source_of(&source.name));
+                out.push(nm);
+            }
         }
     }
     Ok(out)
@@ -403,6 +454,14 @@ pub fn sample_render(
         channels: Vec::new(),
         template: Some(name.to_string()),
         card: RouteCard::default(),
+        default: SourceRoute {
+            matchers: Vec::new(),
+            channels: Vec::new(),
+            mentions: Default::default(),
+            escalation: None,
+            cont: false,
+        },
+        rules: Vec::new(),
     };
     let mut event = Event::new(Status::Firing, "Sample", "A sample event").with_severity("warning");
     event.label("host", "db-1");

@@ -269,7 +269,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// End silence `id` now; with `release`, the deliveries it holds are
     /// sent. `None` when there is no such silence, else how many it released.
-    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>>;
+    async fn expire_silence(&self, id: &str, release: Release) -> Result<Option<u64>>;
 
     /// Take the lease on updating the card of thread `root` at `target` for
     /// `lease`, unless another owner holds it: one update at a time, across

@@ -528,11 +528,11 @@ impl Store for PgStore {
         silences::list(&mut *c).await
     }
 
-    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>> {
+    async fn expire_silence(&self, id: &str, release: Release) -> Result<Option<u64>> {
         let (id, now) = (id.to_string(), self.now_ms());
         self.tx(false, move |c| {
             Box::pin(async move {
-                let n = silences::expire(c, &id, now, release).await?;
+                let n = silences::expire(c, &id, now, &release).await?;
                 Ok((n, n.is_some_and(|n| n > 0)))
             })
         })

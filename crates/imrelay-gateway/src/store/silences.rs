@@ -54,14 +54,14 @@ pub(super) async fn list<C: Conn>(c: &mut C) -> Result<Vec<Silence>> {
         .collect()
 }
 
-/// End silence `id` now (unless it ended already); with `release`, its held
-/// deliveries become pending, due now. `None` when there is no such silence;
-/// else how many deliveries it released.
+/// End silence `id` now (unless it ended already); its held deliveries that
+/// `release` selects become pending, due now. `None` when there is no such
+/// silence; else how many it released.
 pub(super) async fn expire<C: Conn>(
     c: &mut C,
     id: &str,
     now: i64,
-    release: bool,
+    release: &Release,
 ) -> Result<Option<u64>> {
     let n = c
         .exec(
@@ -73,15 +73,26 @@ pub(super) async fn expire<C: Conn>(
     if n == 0 {
         return Ok(None);
     }
-    if !release {
-        return Ok(Some(0));
-    }
-    let released = c
-        .exec(
-            "UPDATE deliveries SET state = 'pending', due_at = $2, updated_at = $2, silence_id = NULL
-             WHERE silence_id = $1 AND state = 'silenced'",
-            args![id, now],
-        )
-        .await?;
+    let released = match release {
+        Release::None => 0,
+        Release::All => {
+            c.exec(
+                "UPDATE deliveries SET state = 'pending', due_at = $2, updated_at = $2, silence_id = NULL
+                 WHERE silence_id = $1 AND state = 'silenced'",
+                args![id, now],
+            )
+            .await?
+        }
+        Release::Channels(list) if list.is_empty() => 0,
+        Release::Channels(list) => {
+            c.exec(
+                "UPDATE deliveries SET state = 'pending', due_at = $2, updated_at = $2, silence_id = NULL
+                 WHERE silence_id = $1 AND state = 'silenced'
+                   AND message_id IN (SELECT id FROM messages WHERE channel IN_LIST($3))",
+                args![id, now, list.clone()],
+            )
+            .await?
+        }
+    };
     Ok(Some(released))
 }

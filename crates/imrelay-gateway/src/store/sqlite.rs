@@ -444,10 +444,10 @@ impl Store for SqliteStore {
         silences::list(&mut *c).await
     }
 
-    async fn expire_silence(&self, id: &str, release: bool) -> Result<Option<u64>> {
+    async fn expire_silence(&self, id: &str, release: Release) -> Result<Option<u64>> {
         let (id, now) = (id.to_string(), self.now_ms());
         let n = self
-            .write(move |c| Box::pin(async move { silences::expire(c, &id, now, release).await }))
+            .write(move |c| Box::pin(async move { silences::expire(c, &id, now, &release).await }))
             .await?;
         if n.is_some_and(|n| n > 0) {
             self.notify.notify_one();

@@ -911,6 +911,15 @@ fn yes() -> bool {
     true
 }
 
+/// What an early end of a silence sends of what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    None,
+    All,
+    /// The deliveries of messages of these channels.
+    Channels(Vec<String>),
+}
+
 /// The escalation a message starts: its policy, and when the first step fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EscalationStart {

@@ -347,7 +347,11 @@ impl Store for FailingFinish {
     async fn silences(&self) -> store::Result<Vec<Silence>> {
         self.inner.silences().await
     }
-    async fn expire_silence(&self, id: &str, release: bool) -> store::Result<Option<u64>> {
+    async fn expire_silence(
+        &self,
+        id: &str,
+        release: store::Release,
+    ) -> store::Result<Option<u64>> {
         self.inner.expire_silence(id, release).await
     }
     async fn spend_update_token(

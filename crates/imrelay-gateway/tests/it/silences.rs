@@ -181,6 +181,39 @@ async fn ended_without_release_what_it_held_stays_held_and_silences_survive_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_may_say_to_send_what_a_silence_held_when_it_ends_early() {
+    let m = mock().await;
+    // `team` (the same robot) says to send what a silence held; `robot` does not.
+    let text = format!(
+        "{}\n[channels.team]\nsilence_release = true\n[[channels.team.destinations]]\ntype = \"dingtalk_robot\"\naccess_token = \"sil\"\nsecret = \"{SECRET}\"\nbase_url = \"{}\"\n",
+        config(&m),
+        m.base_url()
+    );
+    let gw = TestGateway::start(&text).await;
+    let id = silence(&gw, json!([{"name": "host", "value": "db-1"}])).await;
+    let kept = submit(&gw, "robot: held", json!({"host": "db-1"})).await;
+    let body = json!({"channel": "team", "text": "team: released", "labels": {"host": "db-1"}});
+    let r = gw
+        .post("/v1/messages", Some(ADMIN_KEY), &body.to_string(), &[])
+        .await;
+    let released = r.body["id"].as_str().unwrap().to_string();
+    gw.wait_state(&kept, "silenced").await;
+    gw.wait_state(&released, "silenced").await;
+
+    // Ended early without saying: each channel's own setting decides.
+    let r = gw
+        .delete(&format!("/v1/silences/{id}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(r.body["released"], 1, "{}", r.text);
+    gw.wait_state(&released, "delivered").await;
+    let v = gw
+        .get(&format!("/v1/messages/{kept}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(v.body["state"], "silenced");
+    assert_eq!(sent(&m), ["team: released"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_silences_are_refused_naming_the_field() {
     let m = mock().await;
     let gw = TestGateway::start(&config(&m)).await;

@@ -117,6 +117,36 @@ labels = {{ severity = "/level", host = "/host" }}
 status = "/state"
 resolved_values = ["OK", "resolved"]
 thread = "/id"
+
+[[people]]
+name = "zhangsan"
+dingtalk = {{ mobile = "13800000001" }}
+[[schedules]]
+name = "dba"
+[[schedules.layers]]
+rotation = "daily"
+start = "2020-01-01"
+people = ["zhangsan"]
+[[escalation_policies]]
+name = "critical"
+[[escalation_policies.steps]]
+after = "1h"
+notify = [{{ channel = "team", to = ["oncall:dba"] }}]
+
+[sources.routed]
+type = "json"
+channels = ["team"]
+title = "/alert/name"
+text = "/alert/description"
+labels = {{ severity = "/level", host = "/host" }}
+status = "/state"
+resolved_values = ["OK"]
+thread = "/id"
+[[sources.routed.rules]]
+matchers = ['severity="critical"']
+channels = ["other"]
+mentions = ["oncall:dba"]
+escalation = "critical"
 "#,
         url = mock.base_url()
     );
@@ -591,4 +621,50 @@ async fn keys_are_required_scoped_and_checked_in_the_url_too() {
     let not_zabbix = s.post("zabbix", &json!({"hello": "world"}), &[]).await;
     not_zabbix.assert_problem(422, Some("event_id"));
     assert!(s.robot_texts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_rules_route_by_label_mention_the_on_call_and_escalate() {
+    let s = start().await;
+    let critical = fixture_json("json_alarm.json");
+    assert_eq!(
+        critical["level"], "critical",
+        "the fixture is a critical alarm"
+    );
+    let r = s.post("routed", &critical, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["messages"][0]["channel"], "other", "{}", r.text);
+    let id = r.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let view =
+        s.gw.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY))
+            .await
+            .body;
+    assert_eq!(
+        view["message"]["mentions"]["mobiles"],
+        json!(["13800000001"]),
+        "{view:#}"
+    );
+    assert_eq!(view["escalation"]["state"], "active", "{view:#}");
+
+    let mut warning = critical.clone();
+    warning["level"] = json!("warning");
+    warning["id"] = json!("another-alarm");
+    let r = s.post("routed", &warning, &[]).await;
+    assert_eq!(r.body["messages"][0]["channel"], "team", "{}", r.text);
+    let wid = r.body["messages"][0]["id"].as_str().unwrap().to_string();
+    let wview =
+        s.gw.get(&format!("/v1/messages/{wid}"), Some(ADMIN_KEY))
+            .await
+            .body;
+    assert!(wview.get("escalation").is_none(), "{wview:#}");
+
+    // The critical alarm resolves in its thread: its escalation ends.
+    let mut ok = critical.clone();
+    ok["state"] = json!("OK");
+    s.post("routed", &ok, &[]).await;
+    let view =
+        s.gw.get(&format!("/v1/messages/{id}"), Some(ADMIN_KEY))
+            .await
+            .body;
+    assert_eq!(view["escalation"]["state"], "resolved", "{view:#}");
 }

@@ -461,16 +461,12 @@ impl crate::console::ConsoleContext for AppState {
 
     async fn oncall(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
         let Json(list) = crate::oncall::handler::list(State(self.clone()), Auth(caller)).await?;
-        list.into_iter()
-            .map(|s| serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string())))
-            .collect()
+        json_values(list)
     }
 
     async fn silences(&self, caller: Arc<Caller>) -> Result<Vec<serde_json::Value>, Problem> {
         let Json(list) = crate::silences::handler::list(State(self.clone()), Auth(caller)).await?;
-        list.into_iter()
-            .map(|s| serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string())))
-            .collect()
+        json_values(list)
     }
 
     async fn expire_silence(&self, caller: Arc<Caller>, id: String) -> Result<u64, Problem> {
@@ -503,6 +499,13 @@ impl crate::http::ApiContext for AppState {
     fn max_body_bytes(&self) -> usize {
         self.limits.max_body_bytes
     }
+}
+
+/// An API answer's items as JSON values, for the console's pages.
+fn json_values<T: serde::Serialize>(list: Vec<T>) -> Result<Vec<serde_json::Value>, Problem> {
+    list.into_iter()
+        .map(|s| serde_json::to_value(s).map_err(|e| Problem::internal(e.to_string())))
+        .collect()
 }
 
 pub fn router(state: AppState) -> Router {

@@ -11,7 +11,7 @@ use imrelay_sdk::message::Message;
 use jiff::tz::TimeZone;
 
 use crate::channels::ChannelSet;
-use crate::store::{DueGroup, MessageKind, NewMessage, SendGroup, Store, StoreError};
+use crate::store::{DueGroup, MessageKind, NewMessage, SendGroup, Store};
 
 /// How many due groups one pass takes.
 const BATCH: u32 = 100;
@@ -28,19 +28,10 @@ pub fn spawn(
     current: impl Fn() -> Snapshot + Send + Sync + 'static,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match pass(&*store, &current()).await {
-                Ok(_) => {}
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "grouping: a pass failed; trying again next tick")
-                }
-            }
-        }
+    let current = Arc::new(current);
+    crate::store::every(every, "grouping", move || {
+        let (store, current) = (store.clone(), current.clone());
+        async move { pass(&*store, &current()).await }
     })
 }
 

@@ -16,7 +16,7 @@ use super::OnCall;
 use crate::channels::ChannelSet;
 use crate::store::{
     Escalation, EscalationState, FireStep, MessageView, NewMessage, Notified, Override, StepRecord,
-    Store, StoreError,
+    Store,
 };
 
 /// How many due escalations one pass takes.
@@ -34,19 +34,10 @@ pub fn spawn(
     current: impl Fn() -> Snapshot + Send + Sync + 'static,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match pass(&*store, &current()).await {
-                Ok(_) => {}
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "escalation: a pass failed; trying again next tick")
-                }
-            }
-        }
+    let current = Arc::new(current);
+    crate::store::every(every, "escalation", move || {
+        let (store, current) = (store.clone(), current.clone());
+        async move { pass(&*store, &current()).await }
     })
 }
 

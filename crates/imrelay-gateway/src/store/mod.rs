@@ -56,6 +56,34 @@ pub use health::{fault_kind, StoreHealth};
 pub use retention::{prune_expired, Expiry, PruneBatch, Pruned, Retention, StoreSize};
 pub use types::*;
 
+/// Run `pass` every `every` until the store closes: the loop of the
+/// background runners (escalations, groups) that act on what is due in the
+/// store. A failed pass is logged as `what` and tried again next tick.
+pub fn every<F, Fut>(
+    every: std::time::Duration,
+    what: &'static str,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<usize>> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match pass().await {
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what}: a pass failed; trying again next tick")
+                }
+            }
+        }
+    })
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod handler;
 pub use crate::domain::matcher;
 pub mod payload;
+pub mod samples;
 
 use std::collections::BTreeMap;
 

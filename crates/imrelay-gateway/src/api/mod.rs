@@ -448,6 +448,21 @@ impl crate::console::ConsoleContext for AppState {
         alerting.templates.names().map(str::to_string).collect()
     }
 
+    fn alerting(&self) -> Arc<crate::alertmanager::Alerting> {
+        self.live.runtime().alerting.clone()
+    }
+
+    fn template_settings(&self) -> crate::console::editor::TemplateSettings {
+        let cfg = self.live.config();
+        crate::console::editor::TemplateSettings {
+            alerting: cfg.alerting,
+            templates: cfg.templates,
+            channels: cfg.channels,
+            base_dir: cfg.base_dir,
+            file: cfg.source,
+        }
+    }
+
     fn render(
         &self,
         caller: Arc<Caller>,

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{self, Session, Who, LOGIN_COOKIE, SESSION_COOKIE};
+use super::editor::{EditorForm, EditorView};
 use super::i18n::{Lang, LANG_COOKIE};
 use super::pages::{self, Page};
 use super::{redirect, ConsoleContext, DeadQuery};
@@ -899,7 +900,71 @@ pub(crate) async fn templates<S: ConsoleContext>(State(st): State<S>, ctx: Ctx) 
         Ok(body) => st.render(ctx.caller.clone(), body),
         Err(p) => Err(p),
     };
-    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+    let editor = editor_view(&st, &ctx, &EditorForm::default());
+    pages::templates(
+        &ctx.page(),
+        &channels,
+        &st.template_names(),
+        &form,
+        &result,
+        &editor,
+    )
+    .into_response()
+}
+
+fn editor_view<S: ConsoleContext>(st: &S, ctx: &Ctx, form: &EditorForm) -> EditorView {
+    let set = st.channels();
+    super::editor::view(
+        &ctx.caller,
+        &st.template_settings(),
+        &st.alerting(),
+        &set,
+        form,
+    )
+}
+
+/// The route editor posted: the whole page, or with `X-Preview: 1` only the
+/// editor.
+pub(crate) async fn edit_route<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    if !ctx.csrf_ok(&f) {
+        return ctx.expired_form();
+    }
+    let g = |k: &str| f.get(k).unwrap_or("").to_string();
+    let form = EditorForm {
+        route: g("route"),
+        template: g("template"),
+        sample: g("sample"),
+        // The source belongs to the route and template it was loaded for.
+        source: (f.get("loaded") == Some(format!("{}|{}", g("route"), g("template")).as_str()))
+            .then(|| g("source")),
+    };
+    let editor = editor_view(&st, &ctx, &form);
+    if headers.get("x-preview").is_some_and(|v| v == "1") {
+        return axum::response::Html(pages::route_editor(&ctx.page(), &editor).into_string())
+            .into_response();
+    }
+    let channels = visible_channels(&st, &ctx.caller);
+    let pf = PreviewForm {
+        channel: channels.first().cloned().unwrap_or_default(),
+        text: "disk 91% full on db-1".into(),
+        ..Default::default()
+    };
+    let result = pf.request().and_then(|b| st.render(ctx.caller.clone(), b));
+    pages::templates(
+        &ctx.page(),
+        &channels,
+        &st.template_names(),
+        &pf,
+        &result,
+        &editor,
+    )
+    .into_response()
 }
 
 /// The form posted: the whole page, or with `X-Preview: 1` (the script's live
@@ -923,7 +988,16 @@ pub(crate) async fn preview<S: ConsoleContext>(
             .into_response();
     }
     let channels = visible_channels(&st, &ctx.caller);
-    pages::templates(&ctx.page(), &channels, &st.template_names(), &form, &result).into_response()
+    let editor = editor_view(&st, &ctx, &EditorForm::default());
+    pages::templates(
+        &ctx.page(),
+        &channels,
+        &st.template_names(),
+        &form,
+        &result,
+        &editor,
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -204,6 +204,33 @@ fn zh(en: &str) -> Option<&'static str> {
         "What each destination would receive (POST /v1/render): nothing is sent or stored." => {
             "各目标将收到的内容（POST /v1/render）：不会发送或存储。"
         }
+        "Alertmanager route templates" => "Alertmanager 路由模板",
+        "Message preview" => "消息预览",
+        "No Alertmanager route you may use is configured ([alerting.routes.NAME])." => {
+            "没有您可以使用的 Alertmanager 路由（[alerting.routes.NAME]）。"
+        }
+        "Route" => "路由",
+        "Sample notification" => "示例通知",
+        "Firing (one alert)" => "告警中（一条）",
+        "Resolved" => "已恢复",
+        "Many alerts (25)" => "多条告警（25 条）",
+        "Non-ASCII labels" => "中文标签",
+        "Template source" => "模板源码",
+        "built-in" => "内置",
+        "template" => "模板",
+        "limit" => "上限",
+        "of content per request" => "（每条内容）",
+        "per request body" => "（每个请求体）",
+        "alerts shown" => "条告警已显示",
+        "content" => "内容",
+        "Save" => "保存",
+        "Saved; the gateway reloaded the config." => "已保存，网关已重新加载配置。",
+        "The config file cannot be written here; paste this into it:" => {
+            "此处无法写入配置文件，请将以下内容粘贴到文件中："
+        }
+        "Only a user of every channel may save templates." => {
+            "只有拥有全部通道权限的用户才能保存模板。"
+        }
         _ => return None,
     })
 }

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod editor;
 mod handlers;
 pub mod i18n;
 mod pages;
@@ -122,6 +123,11 @@ pub trait ConsoleContext: ApiContext {
     ) -> impl Future<Output = Result<Vec<Value>, Problem>> + Send;
     /// The templates a message may name (`[templates.NAME]` and built-ins).
     fn template_names(&self) -> Vec<String>;
+    /// The Alertmanager routes and templates in force.
+    fn alerting(&self) -> Arc<crate::alertmanager::Alerting>;
+    /// `[alerting]`, `[templates]` and `[channels]` as written (the template
+    /// editor compiles an edited template the way a config load does).
+    fn template_settings(&self) -> editor::TemplateSettings;
     /// `POST /v1/render` with `body` as `caller`: what each destination
     /// would receive.
     fn render(&self, caller: Arc<Caller>, body: Value) -> Result<Value, Problem>;
@@ -167,6 +173,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
             "/ui/templates",
             get(handlers::templates::<S>).post(handlers::preview::<S>),
         )
+        .route("/ui/templates/route", post(handlers::edit_route::<S>))
         .route(
             "/ui/silences/{id}/expire",
             post(handlers::expire_silence::<S>),

@@ -8,6 +8,7 @@ use imrelay_sdk::outcome::CodeInfo;
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
+use super::editor::EditorView;
 use super::handlers::{DlqQuery, MessagesQuery, Overview, PreviewForm};
 use super::i18n::Lang;
 use super::svg;
@@ -823,6 +824,7 @@ pub(crate) fn templates(
     names: &[String],
     f: &PreviewForm,
     result: &Result<Value, Problem>,
+    editor: &EditorView,
 ) -> Html<String> {
     let t = |s| p.lang.t(s);
     let long = long_sample();
@@ -830,6 +832,11 @@ pub(crate) fn templates(
         p,
         t("Templates"),
         html! {
+            section #route-editor-section {
+                h2 { (t("Alertmanager route templates")) }
+                div #route-editor aria-live="polite" { (route_editor(p, editor)) }
+            }
+            h2 { (t("Message preview")) }
             p.note { (t("What each destination would receive (POST /v1/render): nothing is sent or stored.")) }
             div.editor {
                 form #render-form method="post" action="/ui/templates" {
@@ -861,4 +868,68 @@ pub(crate) fn templates(
             }
         },
     )
+}
+
+/// The route template editor: the form and what each destination would
+/// receive from the sample.
+pub(crate) fn route_editor(p: &Page<'_>, v: &EditorView) -> Markup {
+    let t = |s| p.lang.t(s);
+    if v.empty {
+        return html! { p.empty { (t("No Alertmanager route you may use is configured ([alerting.routes.NAME]).")) } };
+    }
+    html! {
+        form #route-form method="post" action="/ui/templates/route" {
+            (csrf_field(p))
+            input type="hidden" name="loaded" value={(v.route) "|" (v.template)};
+            label for="e-route" { (t("Route")) }
+            select #e-route name="route" {
+                @for r in &v.routes { option value=(r) selected[v.route == *r] { (r) } }
+            }
+            label for="e-template" { (t("Template")) }
+            select #e-template name="template" {
+                @for n in &v.templates { option value=(n) selected[v.template == *n] { (n) } }
+            }
+            label for="e-sample" { (t("Sample notification")) }
+            select #e-sample name="sample" {
+                @for s in crate::alertmanager::samples::Sample::ALL {
+                    option value=(s.key()) selected[v.sample == s.key()] { (t(s.label())) }
+                }
+            }
+            label for="e-source" {
+                (t("Template source")) " (" (v.engine) ")"
+                @if v.builtin { " · " (t("built-in")) }
+            }
+            textarea #e-source name="source" rows="14" spellcheck="false" { (v.source) }
+            button type="submit" { (t("Preview")) }
+        }
+        div #route-preview {
+            @for i in &v.issues {
+                p.error role="alert" data-issue="1" { code { (i.key) } ": " (i.message) }
+            }
+            @for d in &v.destinations {
+                @let total: usize = d.parts.iter().map(|p| p.bytes).sum();
+                section.rendered data-destination=(d.key) {
+                    h3 { code { (d.channel) "/" (d.key) } " · " (d.kind) " · " (t("template")) " " code { (d.template) } }
+                    p.bytes data-bytes=(total) data-parts=(d.parts.len()) {
+                        (d.parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
+                        @if let Some(l) = d.parts.first().and_then(|p| p.limit) {
+                            " · " (t("limit")) " " (l.bytes) " " (t("bytes")) " "
+                            (if l.content { t("of content per request") } else { t("per request body") })
+                        }
+                        " · " (d.shown) "/" (d.alerts) " " (t("alerts shown"))
+                    }
+                    @for (i, part) in d.parts.iter().enumerate() {
+                        h4 {
+                            (t("Part")) " " (i + 1) " · " (part.bytes) " " (t("bytes"))
+                            @if let Some(l) = part.limit {
+                                @if l.content { " · " (t("content")) " " (part.counted) "/" (l.bytes) }
+                                @else { " · " (part.counted) "/" (l.bytes) }
+                            }
+                        }
+                        pre.payload { (serde_json::to_string_pretty(&part.body).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
 }

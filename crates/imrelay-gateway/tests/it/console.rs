@@ -607,3 +607,156 @@ notify = [{{ channel = "alerts", to = ["oncall:dba"] }}]
     assert!(page.text.contains("channel:alerts"), "{}", page.text);
     t.gw.shutdown().await.unwrap();
 }
+
+/// `[console]` plus a WeCom robot channel and an Alertmanager route whose
+/// template the editor changes.
+fn editor_config(sink: &Sink) -> String {
+    format!(
+        "{}{}",
+        console_config(sink),
+        r#"
+[channels.wc]
+[[channels.wc.destinations]]
+type = "wecom_robot"
+key = "k"
+
+[alerting.routes.prod]
+channels = ["alerts", "wc"]
+template = "short"
+
+[templates.short]
+format = "markdown"
+source = "{% for a in alerts %}- {{ a.name }} on {{ a.labels.instance }}: {{ a.summary }}\n{% endfor %}"
+"#
+    )
+}
+
+/// Each destination's section of the editor's preview, by key.
+fn destinations(html: &str) -> Vec<(String, String)> {
+    html.split("data-destination=\"")
+        .skip(1)
+        .map(|s| {
+            let (key, rest) = s.split_once('"').unwrap();
+            (key.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+fn attr(html: &str, name: &str) -> u64 {
+    let re = regex::Regex::new(&format!(r#"{name}="(\d+)""#)).unwrap();
+    re.captures(html)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))[1]
+        .parse()
+        .unwrap()
+}
+
+fn shown(html: &str) -> (u64, u64) {
+    let re = regex::Regex::new(r"(\d+)/(\d+) alerts shown").unwrap();
+    let c = re.captures(html).unwrap_or_else(|| panic!("{html}"));
+    (c[1].parse().unwrap(), c[2].parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_route_template_editor_renders_each_destination_from_sample_alerts() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&editor_config(&sink)).await;
+    let mut root = Browser::new(&t);
+    root.login(&[("user", "root"), ("password", ADMIN_PW)])
+        .await;
+    let p = root.get("/ui/templates").await;
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains(r#"id="route-form""#), "{}", p.text);
+    // The template in force is in the editor, rendered for both channels.
+    assert!(p.text.contains("{{ a.summary }}"), "{}", p.text);
+    let keys: Vec<String> = destinations(&p.text).into_iter().map(|d| d.0).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let csrf = p.csrf();
+    let mut preview = async |sample: &str, source: &str| -> Page {
+        root.post(
+            "/ui/templates/route",
+            &[
+                ("csrf", &csrf),
+                ("route", "prod"),
+                ("template", "short"),
+                ("loaded", "prod|short"),
+                ("sample", sample),
+                ("source", source),
+            ],
+        )
+        .await
+    };
+
+    // Changing the text changes the preview and its byte count.
+    let a = preview("firing", "{{ alerts[0].name }}").await;
+    let b = preview("firing", "{{ alerts[0].name }} EXTRA-MARKER").await;
+    assert_eq!(a.status, 200);
+    let (da, db) = (destinations(&a.text), destinations(&b.text));
+    assert_eq!(da.len(), 2, "{}", a.text);
+    for (x, y) in da.iter().zip(&db) {
+        assert!(!x.1.contains("EXTRA-MARKER") && y.1.contains("EXTRA-MARKER"));
+        assert!(
+            attr(&y.1, "data-bytes") > attr(&x.1, "data-bytes"),
+            "{}",
+            y.1
+        );
+    }
+
+    // Many alerts: the webhook shows all 25; WeCom's 4096-byte markdown
+    // limit makes the bridge show fewer, in one request within the limit.
+    let line = "{% for a in alerts %}- {{ a.name }} on {{ a.labels.instance }}: {{ a.description }}\n{% endfor %}";
+    let many = preview("many", line).await;
+    let d = destinations(&many.text);
+    let hook = d.iter().find(|d| !d.0.contains("wecom")).unwrap();
+    let wc = d.iter().find(|d| d.0.contains("wecom")).unwrap();
+    assert_eq!(shown(&hook.1), (25, 25), "{}", hook.1);
+    let (n, total) = shown(&wc.1);
+    assert!(n < 25 && total == 25, "{}", wc.1);
+    assert_eq!(attr(&wc.1, "data-parts"), 1);
+    // One alert longer than the limit: the SDK splits it into parts.
+    let long = "{% for i in range(100) %}{{ alerts[0].description }}\n{% endfor %}";
+    let split = preview("firing", long).await;
+    let d = destinations(&split.text);
+    let wc = d.iter().find(|d| d.0.contains("wecom")).unwrap();
+    assert!(attr(&wc.1, "data-parts") > 1, "{}", wc.1);
+    // Each part within WeCom's markdown limit (4096 bytes of content).
+    let re = regex::Regex::new(r"content (\d+)/4096").unwrap();
+    let counted: Vec<u64> = re
+        .captures_iter(&wc.1)
+        .map(|c| c[1].parse().unwrap())
+        .collect();
+    assert_eq!(counted.len() as u64, attr(&wc.1, "data-parts"));
+    assert!(counted.iter().all(|&n| n <= 4096), "{counted:?}");
+    let hook = d.iter().find(|d| !d.0.contains("wecom")).unwrap();
+    assert_eq!(attr(&hook.1, "data-parts"), 1, "{}", hook.1);
+
+    // Non-ASCII labels reach the destinations as they are.
+    let zh = preview("non_ascii", line).await;
+    assert!(zh.text.contains("磁盘空间不足"), "{}", zh.text);
+
+    // A syntax error is shown with its line, not a 500.
+    let bad = preview("firing", "ok\n{{ alerts[0].name }").await;
+    assert_eq!(bad.status, 200);
+    assert!(bad.text.contains("data-issue"), "{}", bad.text);
+    assert!(bad.text.contains("line 2"), "{}", bad.text);
+    assert!(destinations(&bad.text).is_empty());
+
+    // Without the form's token nothing is rendered.
+    let p = root
+        .post(
+            "/ui/templates/route",
+            &[("route", "prod"), ("template", "short"), ("source", "x")],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+
+    // A user of one channel does not see a route that sends to another.
+    let mut ops = Browser::new(&t);
+    ops.login(&[("user", "opsuser"), ("password", OPS_PW)])
+        .await;
+    let p = ops.get("/ui/templates").await;
+    assert!(!p.text.contains(r#"id="route-form""#), "{}", p.text);
+    assert!(destinations(&p.text).is_empty());
+    assert_eq!(t.stored_messages().await, 0, "previews store nothing");
+    assert!(sink.bodies().is_empty());
+    t.gw.shutdown().await.unwrap();
+}

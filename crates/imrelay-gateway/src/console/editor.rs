@@ -1,0 +1,369 @@
+//! The template editor: an Alertmanager route's template, edited, rendered
+//! against a sample notification by the bridge's own `plan` and each
+//! destination's own `render`, exactly as an alert would be sent. The edited
+//! template is compiled the way a config load compiles `[templates]`, so its
+//! errors carry the same keys and lines.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::alertmanager::config::{AlertingConfig, TemplateConfig};
+use crate::alertmanager::samples::{self, Sample};
+use crate::alertmanager::Alerting;
+use crate::channels::config::ChannelConfig;
+use crate::channels::ChannelSet;
+use crate::http::auth::Caller;
+use crate::templates::{builtin_alert_template, builtins};
+
+/// `[alerting]`, `[templates]` and `[channels]` as written, and where the
+/// file is: what compiling an edited template needs.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSettings {
+    pub alerting: AlertingConfig,
+    pub templates: BTreeMap<String, TemplateConfig>,
+    pub channels: BTreeMap<String, ChannelConfig>,
+    pub base_dir: PathBuf,
+    /// The config file, when the config came from one.
+    pub file: Option<PathBuf>,
+}
+
+/// What the editor form asks for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EditorForm {
+    pub route: String,
+    pub template: String,
+    pub sample: String,
+    /// The edited source; `None`: the one in force.
+    pub source: Option<String>,
+}
+
+/// A problem with the edited template: the config key and why (with the
+/// template's line where the engine knows it).
+#[derive(Debug, Clone)]
+pub(crate) struct Issue {
+    pub key: String,
+    pub message: String,
+}
+
+/// What one destination would receive.
+#[derive(Debug, Clone)]
+pub(crate) struct DestPreview {
+    pub channel: String,
+    pub key: String,
+    pub kind: &'static str,
+    /// The template the bridge used (a built-in when the edited one failed).
+    pub template: String,
+    pub alerts: usize,
+    pub shown: usize,
+    pub parts: Vec<PartPreview>,
+}
+
+/// One request body.
+#[derive(Debug, Clone)]
+pub(crate) struct PartPreview {
+    pub body: Value,
+    /// The body as sent (compact JSON, UTF-8 bytes).
+    pub bytes: usize,
+    /// What the platform's limit counts (the body, or the content field).
+    pub counted: usize,
+    pub limit: Option<Limit>,
+}
+
+/// A platform's size limit for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub bytes: usize,
+    /// Whether the limit counts the content field (else the whole body).
+    pub content: bool,
+}
+
+/// The platform limit a request of destination type `kind` is rendered
+/// within (the SDK's constants: its split and truncation are against these).
+pub(crate) fn limit_of(kind: &str, body: &Value) -> Option<Limit> {
+    use imrelay_sdk::platform::{dingtalk, feishu, wecom};
+    let markdown = matches!(body["msgtype"].as_str(), Some("markdown" | "markdown_v2"));
+    let (bytes, content) = match kind {
+        "dingtalk_robot" => (dingtalk::robot::BODY_LIMIT, false),
+        "feishu_webhook" => (feishu::webhook::BODY_LIMIT, false),
+        "feishu_app" => (feishu::app::TEXT_LIMIT, false),
+        "wecom_robot" if markdown => (wecom::robot::MARKDOWN_LIMIT, true),
+        "wecom_robot" => (wecom::robot::TEXT_LIMIT, true),
+        "wecom_app" => (wecom::app::TEXT_LIMIT, true),
+        _ => return None,
+    };
+    Some(Limit { bytes, content })
+}
+
+/// The content a content limit counts (`{"msgtype":"markdown","markdown":{"content":...}}`).
+fn content_bytes(body: &Value) -> Option<usize> {
+    let t = body["msgtype"].as_str()?;
+    body[t]["content"].as_str().map(str::len)
+}
+
+/// The editor's state after a request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EditorView {
+    /// Routes the caller may preview (all their channels are the caller's).
+    pub routes: Vec<String>,
+    pub route: String,
+    /// Templates the route uses (its rules', else the built-ins of its platforms).
+    pub templates: Vec<String>,
+    pub template: String,
+    /// `jinja` or `go`.
+    pub engine: &'static str,
+    /// Whether the template is a built-in (saving defines one of that name).
+    pub builtin: bool,
+    pub sample: &'static str,
+    pub source: String,
+    /// Set when nothing can be shown (no route).
+    pub empty: bool,
+    pub issues: Vec<Issue>,
+    pub destinations: Vec<DestPreview>,
+}
+
+/// The templates `route` uses.
+fn route_templates(alerting: &Alerting, route: &str, set: &ChannelSet) -> Vec<String> {
+    let Some(r) = alerting.routes.get(route) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |n: &str| {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    };
+    for rule in r.rules.iter().chain(r.default.as_ref()) {
+        match &rule.template {
+            Some(t) => push(t),
+            None => {
+                for c in &rule.channels {
+                    for d in set.get(c).map(|c| c.destinations.as_slice()).unwrap_or(&[]) {
+                        push(builtin_alert_template(d.dest.platform()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The body source of `name` in force, its engine, and whether it is a built-in.
+fn current_source(s: &TemplateSettings, name: &str) -> (String, &'static str, bool) {
+    if let Some(t) = s.templates.get(name) {
+        let engine = if t.engine().go_flavour().is_some() {
+            "go"
+        } else {
+            "jinja"
+        };
+        let text = match (&t.source, &t.file) {
+            (Some(src), _) => src.clone(),
+            (None, Some(f)) => {
+                let path = if f.is_relative() {
+                    s.base_dir.join(f)
+                } else {
+                    f.clone()
+                };
+                std::fs::read_to_string(path).unwrap_or_default()
+            }
+            (None, None) => String::new(),
+        };
+        return (text, engine, false);
+    }
+    let body = builtins()
+        .get(name)
+        .map(|b| b.body.clone())
+        .unwrap_or_default();
+    (body, "jinja", true)
+}
+
+/// `name` with `text` as its body: an inline `source` (a Go template's
+/// `file` of definitions stays), or a built-in's copy.
+pub(crate) fn edited(s: &TemplateSettings, name: &str, text: &str) -> TemplateConfig {
+    match s.templates.get(name) {
+        Some(t) => {
+            let mut t = t.clone();
+            let go_defs =
+                t.engine().go_flavour().is_some() && t.file.is_some() && t.source.is_some();
+            if !go_defs {
+                // Keep the engine a `.tmpl` file implied.
+                t.engine = Some(t.engine());
+                t.file = None;
+            }
+            t.source = Some(text.to_string());
+            t
+        }
+        None => {
+            let b = builtins().remove(name);
+            TemplateConfig {
+                format: b.as_ref().map(|b| b.format).unwrap_or_default(),
+                file: None,
+                source: Some(text.to_string()),
+                title: b.as_ref().and_then(|b| b.title.clone()),
+                theme: b.and_then(|b| b.theme),
+                engine: None,
+            }
+        }
+    }
+}
+
+/// Compile the config's templates with `name` replaced; the issues a config
+/// load would report.
+pub(crate) fn compile_edited(
+    s: &TemplateSettings,
+    name: &str,
+    text: &str,
+) -> Result<Arc<Alerting>, Vec<Issue>> {
+    let mut templates = s.templates.clone();
+    templates.insert(name.to_string(), edited(s, name, text));
+    let mut issues = Vec::new();
+    let alerting = crate::alertmanager::config::compile(
+        &s.alerting,
+        &templates,
+        &s.base_dir,
+        &s.channels,
+        &mut issues,
+    );
+    if issues.is_empty() {
+        Ok(alerting)
+    } else {
+        Err(issues
+            .into_iter()
+            .map(|i| Issue {
+                key: i.key.clone(),
+                message: i.message.clone(),
+            })
+            .collect())
+    }
+}
+
+/// The editor for `form`, as `caller`.
+pub(crate) fn view(
+    caller: &Caller,
+    s: &TemplateSettings,
+    alerting: &Alerting,
+    set: &ChannelSet,
+    form: &EditorForm,
+) -> EditorView {
+    let routes: Vec<String> = alerting
+        .routes
+        .values()
+        .filter(|r| r.channels().iter().all(|c| caller.may_use(c)))
+        .map(|r| r.name.clone())
+        .collect();
+    let route = routes
+        .iter()
+        .find(|r| **r == form.route)
+        .or(routes.first())
+        .cloned();
+    let Some(route) = route else {
+        return EditorView {
+            empty: true,
+            ..Default::default()
+        };
+    };
+    let templates = route_templates(alerting, &route, set);
+    let template = templates
+        .iter()
+        .find(|t| **t == form.template)
+        .or(templates.first())
+        .cloned()
+        .unwrap_or_else(|| "alert.text".into());
+    let sample = Sample::parse(&form.sample).unwrap_or(Sample::Firing);
+    let (current, engine, builtin) = current_source(s, &template);
+    // A source typed for another route or template is not this one's.
+    let same = form.route == route && form.template == template;
+    let source = match &form.source {
+        Some(src) if same => src.replace("\r\n", "\n"),
+        _ => current,
+    };
+    let mut v = EditorView {
+        routes,
+        route: route.clone(),
+        templates,
+        template: template.clone(),
+        engine,
+        builtin,
+        sample: sample.key(),
+        source,
+        ..Default::default()
+    };
+    let alerting = match compile_edited(s, &template, &v.source) {
+        Ok(a) => a,
+        Err(issues) => {
+            v.issues = issues;
+            return v;
+        }
+    };
+    let Some(r) = alerting.routes.get(&route) else {
+        return v;
+    };
+    let n = sample.notification();
+    if let Err(e) = samples::try_render(&alerting, r, &n, &template) {
+        v.issues.push(Issue {
+            key: format!("templates.{template}"),
+            message: e.to_string(),
+        });
+        return v;
+    }
+    match crate::alertmanager::plan(&alerting, r, &n, set, samples::sample_now()) {
+        Ok(plan) => {
+            for p in &plan.messages {
+                for target in &p.message.targets {
+                    let Some(res) = set.resolve(target) else {
+                        continue;
+                    };
+                    let Some(d) = res.members.first() else {
+                        continue;
+                    };
+                    let mut msg = p.message.message.clone();
+                    msg.mentions = msg.mentions.for_platform(d.dest.platform());
+                    let parts = match d.dest.render(&msg) {
+                        Ok(parts) => parts
+                            .into_iter()
+                            .map(|part| {
+                                let bytes = serde_json::to_vec(&part.body).map_or(0, |b| b.len());
+                                let limit = limit_of(d.dest.kind(), &part.body);
+                                let counted = match limit {
+                                    Some(l) if l.content => {
+                                        content_bytes(&part.body).unwrap_or(bytes)
+                                    }
+                                    _ => bytes,
+                                };
+                                PartPreview {
+                                    body: part.body,
+                                    bytes,
+                                    counted,
+                                    limit,
+                                }
+                            })
+                            .collect(),
+                        Err(e) => {
+                            v.issues.push(Issue {
+                                key: format!("channels.{}", res.channel.name),
+                                message: format!("`{}` cannot send this: {e}", d.key),
+                            });
+                            continue;
+                        }
+                    };
+                    v.destinations.push(DestPreview {
+                        channel: res.channel.name.to_string(),
+                        key: d.key.clone(),
+                        kind: d.dest.kind(),
+                        template: p.template.clone(),
+                        alerts: p.alerts,
+                        shown: p.shown,
+                        parts,
+                    });
+                }
+            }
+        }
+        Err(e) => v.issues.push(Issue {
+            key: format!("alerting.routes.{route}"),
+            message: e.0,
+        }),
+    }
+    v
+}

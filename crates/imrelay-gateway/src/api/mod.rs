@@ -463,6 +463,28 @@ impl crate::console::ConsoleContext for AppState {
         }
     }
 
+    fn check_config_file(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<(), Vec<crate::console::editor::Issue>> {
+        crate::runtime::check_file(path).map(|_| ()).map_err(|e| {
+            e.issues
+                .into_iter()
+                .map(|i| crate::console::editor::Issue {
+                    key: i.key,
+                    message: i.message,
+                })
+                .collect()
+        })
+    }
+
+    fn reload_config(&self) -> Result<(), String> {
+        let Some(path) = self.live.config().source else {
+            return Err("the config did not come from a file".into());
+        };
+        self.live.reload_file(&path).map_err(|e| e.to_string())
+    }
+
     fn render(
         &self,
         caller: Arc<Caller>,

@@ -43,7 +43,7 @@ pub(crate) struct EditorForm {
 /// A problem with the edited template: the config key and why (with the
 /// template's line where the engine knows it).
 #[derive(Debug, Clone)]
-pub(crate) struct Issue {
+pub struct Issue {
     pub key: String,
     pub message: String,
 }
@@ -122,6 +122,12 @@ pub(crate) struct EditorView {
     pub empty: bool,
     pub issues: Vec<Issue>,
     pub destinations: Vec<DestPreview>,
+    /// Whether the caller may save (a user of every channel).
+    pub can_save: bool,
+    /// Set after a save the gateway reloaded.
+    pub saved: bool,
+    /// What to paste, where the gateway cannot write: (what it is, the text).
+    pub paste: Option<(String, String)>,
 }
 
 /// The templates `route` uses.
@@ -288,6 +294,7 @@ pub(crate) fn view(
         builtin,
         sample: sample.key(),
         source,
+        can_save: matches!(caller.scope, crate::http::auth::Scope::All),
         ..Default::default()
     };
     let alerting = match compile_edited(s, &template, &v.source) {
@@ -366,4 +373,165 @@ pub(crate) fn view(
         }),
     }
     v
+}
+
+// ---- saving ------------------------------------------------------------------
+
+fn engine_name(e: crate::templates::Engine) -> &'static str {
+    use crate::templates::Engine;
+    match e {
+        Engine::Jinja => "jinja",
+        Engine::Go => "go",
+        Engine::GoPrometheusAlert => "go-prometheusalert",
+    }
+}
+
+fn format_name(f: crate::templates::Format) -> &'static str {
+    use crate::templates::Format;
+    match f {
+        Format::Text => "text",
+        Format::Markdown => "markdown",
+        Format::Card => "card",
+    }
+}
+
+/// Write the fields of `t` into the TOML table `table` (keys it does not
+/// set are removed only where `t` drops them: `file`).
+fn write_template(table: &mut toml_edit::Item, t: &TemplateConfig, fresh: bool) {
+    use toml_edit::value;
+    if fresh {
+        table["format"] = value(format_name(t.format));
+        if let Some(title) = &t.title {
+            table["title"] = value(title.as_str());
+        }
+        if let Some(theme) = &t.theme {
+            table["theme"] = value(theme.as_str());
+        }
+    }
+    if t.file.is_none() {
+        if let Some(tbl) = table.as_table_like_mut() {
+            tbl.remove("file");
+        }
+    }
+    if let Some(e) = t.engine {
+        if fresh || table.get("engine").is_none() {
+            table["engine"] = value(engine_name(e));
+        }
+    }
+    table["source"] = value(t.source.clone().unwrap_or_default());
+}
+
+/// The config file's text with `[templates.NAME]` holding the edited
+/// template; the rest of the file (comments, layout) stays as it was.
+pub(crate) fn edit_config_text(
+    file_text: &str,
+    s: &TemplateSettings,
+    name: &str,
+    text: &str,
+) -> Result<String, String> {
+    let mut doc: toml_edit::DocumentMut = file_text
+        .parse()
+        .map_err(|e| format!("the config file is not valid TOML: {e}"))?;
+    let t = edited(s, name, text);
+    let fresh = !s.templates.contains_key(name);
+    if doc.get("templates").is_none() {
+        let mut tbl = toml_edit::Table::new();
+        tbl.set_implicit(true);
+        doc["templates"] = toml_edit::Item::Table(tbl);
+    }
+    let templates = &mut doc["templates"];
+    if templates.get(name).is_none() {
+        templates[name] = toml_edit::Item::Table(toml_edit::Table::new());
+    }
+    write_template(&mut templates[name], &t, fresh);
+    Ok(doc.to_string())
+}
+
+/// `[templates.NAME]` alone, as TOML to paste into the config file (nothing
+/// else of the config, so no secret).
+pub(crate) fn template_toml(s: &TemplateSettings, name: &str, text: &str) -> String {
+    let t = edited(s, name, text);
+    let mut doc = toml_edit::DocumentMut::new();
+    let mut outer = toml_edit::Table::new();
+    outer.set_implicit(true);
+    doc["templates"] = toml_edit::Item::Table(outer);
+    doc["templates"][name] = toml_edit::Item::Table(toml_edit::Table::new());
+    write_template(&mut doc["templates"][name], &t, true);
+    if let Some(f) = &t.file {
+        doc["templates"][name]["file"] = toml_edit::value(f.display().to_string());
+    }
+    doc.to_string()
+}
+
+/// Where saving `name` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SaveTarget {
+    /// The config file, its `[templates.NAME]` changed.
+    Config(PathBuf),
+    /// The template's own file (`file = "..."`), written whole.
+    TemplateFile(PathBuf),
+    /// The config did not come from a file.
+    Nowhere,
+}
+
+pub(crate) fn save_target(s: &TemplateSettings, name: &str) -> SaveTarget {
+    if let Some(t) = s.templates.get(name) {
+        let go_defs = t.engine().go_flavour().is_some() && t.file.is_some() && t.source.is_some();
+        if let (Some(f), None, false) = (&t.file, &t.source, go_defs) {
+            let path = if f.is_relative() {
+                s.base_dir.join(f)
+            } else {
+                f.clone()
+            };
+            return SaveTarget::TemplateFile(path);
+        }
+    }
+    match &s.file {
+        Some(f) => SaveTarget::Config(f.clone()),
+        None => SaveTarget::Nowhere,
+    }
+}
+
+/// Whether the gateway may replace `path`: the file is not read-only and a
+/// file can be created beside it (the atomic write's temporary).
+pub(crate) fn writable(path: &std::path::Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if meta.permissions().readonly() {
+        return false;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::metadata(dir).is_ok_and(|m| !m.permissions().readonly())
+}
+
+/// A temporary file beside `path` holding `text` (same folder: same base
+/// for relative paths, and the rename stays on one file system).
+pub(crate) fn write_temp(path: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "imrelay.toml".into());
+    let tmp = path.with_file_name(format!(
+        ".{name}.console-{}.tmp",
+        super::auth::random_token(8)
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Keep the file's permissions (a config holding secrets is often 0600).
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    Ok(tmp)
 }

@@ -935,21 +935,30 @@ pub(crate) async fn edit_route<S: ConsoleContext>(
     if !ctx.csrf_ok(&f) {
         return ctx.expired_form();
     }
+    let form = editor_form(&f);
+    let editor = editor_view(&st, &ctx, &form);
+    if headers.get("x-preview").is_some_and(|v| v == "1") {
+        return axum::response::Html(pages::route_editor(&ctx.page(), &editor).into_string())
+            .into_response();
+    }
+    templates_page(&st, &ctx, &editor)
+}
+
+fn editor_form(f: &Form) -> EditorForm {
     let g = |k: &str| f.get(k).unwrap_or("").to_string();
-    let form = EditorForm {
+    EditorForm {
         route: g("route"),
         template: g("template"),
         sample: g("sample"),
         // The source belongs to the route and template it was loaded for.
         source: (f.get("loaded") == Some(format!("{}|{}", g("route"), g("template")).as_str()))
             .then(|| g("source")),
-    };
-    let editor = editor_view(&st, &ctx, &form);
-    if headers.get("x-preview").is_some_and(|v| v == "1") {
-        return axum::response::Html(pages::route_editor(&ctx.page(), &editor).into_string())
-            .into_response();
     }
-    let channels = visible_channels(&st, &ctx.caller);
+}
+
+/// The templates page around `editor`.
+fn templates_page<S: ConsoleContext>(st: &S, ctx: &Ctx, editor: &EditorView) -> Response {
+    let channels = visible_channels(st, &ctx.caller);
     let pf = PreviewForm {
         channel: channels.first().cloned().unwrap_or_default(),
         text: "disk 91% full on db-1".into(),
@@ -962,9 +971,174 @@ pub(crate) async fn edit_route<S: ConsoleContext>(
         &st.template_names(),
         &pf,
         &result,
-        &editor,
+        editor,
     )
     .into_response()
+}
+
+/// Save the edited template: validated as a config load validates it,
+/// written atomically (a temporary beside the file, renamed over it), then
+/// the config is reloaded as on SIGHUP. Where the gateway cannot write, the
+/// page shows what to paste instead. Only a user of every channel may save.
+pub(crate) async fn save_template<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    body: Bytes,
+) -> Response {
+    use super::editor::{self, SaveTarget};
+    let f = Form::parse(&body);
+    if !ctx.csrf_ok(&f) {
+        return ctx.expired_form();
+    }
+    let form = editor_form(&f);
+    let object = format!("route {} template {}", form.route, form.template);
+    if !matches!(ctx.caller.scope, Scope::All) {
+        audit(&ctx.caller, "template.save", &object, "forbidden");
+        return pages::error_page(
+            &ctx.page(),
+            StatusCode::FORBIDDEN,
+            ctx.lang
+                .t("Only a user of every channel may save templates."),
+        );
+    }
+    let mut v = editor_view(&st, &ctx, &form);
+    if v.empty || !v.issues.is_empty() || form.source.is_none() {
+        audit(&ctx.caller, "template.save", &object, "invalid");
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            templates_page(&st, &ctx, &v),
+        )
+            .into_response();
+    }
+    let s = st.template_settings();
+    let fail = |v: &mut EditorView, key: &str, message: String| {
+        v.issues.push(editor::Issue {
+            key: key.to_string(),
+            message,
+        });
+    };
+    let outcome: Result<(), ()> = match editor::save_target(&s, &v.template) {
+        SaveTarget::Nowhere => {
+            v.paste = Some((
+                "TOML".into(),
+                editor::template_toml(&s, &v.template, &v.source),
+            ));
+            Err(())
+        }
+        SaveTarget::TemplateFile(path) if !editor::writable(&path) => {
+            v.paste = Some((path.display().to_string(), v.source.clone()));
+            Err(())
+        }
+        SaveTarget::Config(path) if !editor::writable(&path) => {
+            v.paste = Some((
+                "TOML".into(),
+                editor::template_toml(&s, &v.template, &v.source),
+            ));
+            Err(())
+        }
+        SaveTarget::TemplateFile(path) => {
+            // Compiled with the edit already (the editor's view): write it.
+            match editor::write_temp(&path, &v.source).and_then(|tmp| std::fs::rename(&tmp, &path))
+            {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    fail(
+                        &mut v,
+                        "templates",
+                        format!("cannot write {}: {e}", path.display()),
+                    );
+                    Err(())
+                }
+            }
+        }
+        SaveTarget::Config(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|old| editor::edit_config_text(&old, &s, &v.template, &v.source));
+            match text {
+                Err(e) => {
+                    fail(&mut v, "", e);
+                    Err(())
+                }
+                Ok(text) => match editor::write_temp(&path, &text) {
+                    Err(e) => {
+                        fail(
+                            &mut v,
+                            "",
+                            format!("cannot write beside {}: {e}", path.display()),
+                        );
+                        Err(())
+                    }
+                    Ok(tmp) => match st.check_config_file(&tmp) {
+                        Err(issues) => {
+                            let _ = std::fs::remove_file(&tmp);
+                            v.issues.extend(issues);
+                            Err(())
+                        }
+                        Ok(()) => match std::fs::rename(&tmp, &path) {
+                            Ok(()) => Ok(()),
+                            Err(e) => {
+                                let _ = std::fs::remove_file(&tmp);
+                                fail(
+                                    &mut v,
+                                    "",
+                                    format!("cannot replace {}: {e}", path.display()),
+                                );
+                                Err(())
+                            }
+                        },
+                    },
+                },
+            }
+        }
+    };
+    let outcome = outcome.and_then(|()| {
+        st.reload_config().map_err(|e| {
+            fail(
+                &mut v,
+                "",
+                format!("written, but the reload was refused: {e}"),
+            );
+        })
+    });
+    match outcome {
+        Ok(()) => {
+            audit(&ctx.caller, "template.save", &object, "saved");
+            // What the reloaded gateway renders now.
+            let mut v = editor_view(
+                &st,
+                &ctx,
+                &EditorForm {
+                    source: None,
+                    ..form
+                },
+            );
+            v.saved = true;
+            templates_page(&st, &ctx, &v)
+        }
+        Err(()) if v.paste.is_some() => {
+            audit(
+                &ctx.caller,
+                "template.save",
+                &object,
+                "not writable; shown to paste",
+            );
+            templates_page(&st, &ctx, &v)
+        }
+        Err(()) => {
+            let why = v
+                .issues
+                .last()
+                .map(|i| i.message.clone())
+                .unwrap_or_default();
+            audit(&ctx.caller, "template.save", &object, &why);
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                templates_page(&st, &ctx, &v),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The form posted: the whole page, or with `X-Preview: 1` (the script's live

@@ -128,6 +128,11 @@ pub trait ConsoleContext: ApiContext {
     /// `[alerting]`, `[templates]` and `[channels]` as written (the template
     /// editor compiles an edited template the way a config load does).
     fn template_settings(&self) -> editor::TemplateSettings;
+    /// `imrelay config check` of the config file at `path` (written beside
+    /// the one in force): every issue, each naming its key.
+    fn check_config_file(&self, path: &std::path::Path) -> Result<(), Vec<editor::Issue>>;
+    /// Load the config file and apply it, as a SIGHUP does (all or nothing).
+    fn reload_config(&self) -> Result<(), String>;
     /// `POST /v1/render` with `body` as `caller`: what each destination
     /// would receive.
     fn render(&self, caller: Arc<Caller>, body: Value) -> Result<Value, Problem>;
@@ -174,6 +179,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
             get(handlers::templates::<S>).post(handlers::preview::<S>),
         )
         .route("/ui/templates/route", post(handlers::edit_route::<S>))
+        .route("/ui/templates/save", post(handlers::save_template::<S>))
         .route(
             "/ui/silences/{id}/expire",
             post(handlers::expire_silence::<S>),

@@ -901,6 +901,18 @@ pub(crate) fn route_editor(p: &Page<'_>, v: &EditorView) -> Markup {
             }
             textarea #e-source name="source" rows="14" spellcheck="false" { (v.source) }
             button type="submit" { (t("Preview")) }
+            @if v.can_save {
+                button type="submit" formaction="/ui/templates/save" { (t("Save")) }
+            }
+        }
+        @if v.saved {
+            p.notice role="status" data-saved="1" { (t("Saved; the gateway reloaded the config.")) }
+        }
+        @if let Some((what, text)) = &v.paste {
+            div.paste data-paste="1" {
+                p.note { (t("The config file cannot be written here; paste this into it:")) " " code { (what) } }
+                pre.payload { (text) }
+            }
         }
         div #route-preview {
             @for i in &v.issues {

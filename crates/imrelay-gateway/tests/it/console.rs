@@ -760,3 +760,95 @@ async fn the_route_template_editor_renders_each_destination_from_sample_alerts()
     assert!(sink.bodies().is_empty());
     t.gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn saving_a_template_writes_the_config_and_reloads_it() {
+    let sink = Sink::start().await;
+    let t = TestGateway::start(&editor_config(&sink)).await;
+    let path = t.dir.path().join("imrelay.toml");
+    let mut root = Browser::new(&t);
+    root.login(&[("user", "root"), ("password", ADMIN_PW)])
+        .await;
+    let csrf = root.get("/ui/templates").await.csrf();
+    let save = |source: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("route", "prod".to_string()),
+            ("template", "short".to_string()),
+            ("loaded", "prod|short".to_string()),
+            ("sample", "firing".to_string()),
+            ("source", source.to_string()),
+        ]
+    };
+    let pairs = |f: &[(&'static str, String); 6]| -> Vec<(&'static str, String)> { f.to_vec() };
+
+    // A template that does not compile is not written.
+    let before = std::fs::read_to_string(&path).unwrap();
+    let f = pairs(&save("{{ alerts[0].name }"));
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = root.post("/ui/templates/save", &f).await;
+    assert_eq!(p.status, 422, "{}", p.text);
+    assert!(p.text.contains("line 1"), "{}", p.text);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+
+    // A user of one channel may not save.
+    let mut ops = Browser::new(&t);
+    ops.login(&[("user", "opsuser"), ("password", OPS_PW)])
+        .await;
+    let ops_csrf = ops.get("/ui/templates").await.csrf();
+    let f = pairs(&save("SAVED-BY-OPS {{ alerts[0].name }}"));
+    let mut f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    f[0].1 = &ops_csrf;
+    let p = ops.post("/ui/templates/save", &f).await;
+    assert_eq!(p.status, 403, "{}", p.text);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+
+    // Saved: the file holds the new source, the rest of it is unchanged,
+    // and the reloaded gateway renders it.
+    let f = pairs(&save("SAVED-TEMPLATE {{ alerts[0].name }}"));
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = root.post("/ui/templates/save", &f).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("data-saved"), "{}", p.text);
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        after.contains("SAVED-TEMPLATE {{ alerts[0].name }}"),
+        "{after}"
+    );
+    assert!(after.contains("[channels.wc]") && after.contains("[[console.users]]"));
+    assert_eq!(t.gw.live().status().applied, 1);
+    let p = root.get("/ui/templates").await;
+    assert!(
+        p.text.contains("SAVED-TEMPLATE {{ alerts[0].name }}"),
+        "{}",
+        p.text
+    );
+    let d = destinations(&p.text);
+    assert_eq!(d.len(), 2);
+    assert!(
+        d.iter().all(|d| d.1.contains("SAVED-TEMPLATE DiskFull")),
+        "{}",
+        p.text
+    );
+
+    // A read-only config: the TOML to paste instead, the file untouched.
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let f = pairs(&save("READ-ONLY {{ alerts[0].name }}"));
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = root.post("/ui/templates/save", &f).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("data-paste"), "{}", p.text);
+    assert!(p.text.contains("[templates.short]"), "{}", p.text);
+    assert!(
+        p.text.contains("READ-ONLY {{ alerts[0].name }}"),
+        "{}",
+        p.text
+    );
+    // Only the template's table: no key or secret of the config.
+    assert!(!p.text.contains(ADMIN_KEY), "{}", p.text);
+    assert!(!p.text.contains("data-saved"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
+    t.gw.shutdown().await.unwrap();
+}

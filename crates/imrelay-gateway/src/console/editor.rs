@@ -535,3 +535,92 @@ pub(crate) fn write_temp(path: &std::path::Path, text: &str) -> std::io::Result<
     }
     Ok(tmp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> TemplateSettings {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default)]
+            templates: BTreeMap<String, TemplateConfig>,
+        }
+        let t: T = toml::from_str(text).unwrap();
+        TemplateSettings {
+            templates: t.templates,
+            base_dir: PathBuf::from("/etc/imrelay"),
+            file: Some(PathBuf::from("/etc/imrelay/imrelay.toml")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_edit_changes_only_the_templates_table() {
+        let text = "# keep me\n[server]\nlisten = \"127.0.0.1:0\" # and me\n\n[templates.short]\nformat = \"text\"\nfile = \"short.j2\"\n";
+        let s = settings(text);
+        let out = edit_config_text(text, &s, "short", "{{ names }}\nline 2").unwrap();
+        assert!(
+            out.starts_with("# keep me\n[server]\nlisten = \"127.0.0.1:0\" # and me\n"),
+            "{out}"
+        );
+        let v: toml::Table = toml::from_str(&out).unwrap();
+        let t = &v["templates"]["short"];
+        assert_eq!(t["source"].as_str(), Some("{{ names }}\nline 2"));
+        assert_eq!(t["format"].as_str(), Some("text"));
+        assert!(
+            t.get("file").is_none(),
+            "the inline source replaces the file"
+        );
+        assert_eq!(
+            save_target(&s, "short"),
+            SaveTarget::TemplateFile("/etc/imrelay/short.j2".into())
+        );
+    }
+
+    #[test]
+    fn a_built_in_becomes_a_template_of_its_name_and_the_paste_has_nothing_else() {
+        let text = "[[api_keys]]\nname = \"a\"\nkey = \"secret-key-0123456789\"\n";
+        let s = settings(text);
+        let out = edit_config_text(text, &s, "alert.wecom", "{{ names }}").unwrap();
+        let v: toml::Table = toml::from_str(&out).unwrap();
+        let t = &v["templates"]["alert.wecom"];
+        assert_eq!(t["format"].as_str(), Some("markdown"));
+        assert_eq!(t["source"].as_str(), Some("{{ names }}"));
+        assert!(t.get("title").is_some());
+        assert_eq!(
+            save_target(&s, "alert.wecom"),
+            SaveTarget::Config("/etc/imrelay/imrelay.toml".into())
+        );
+        let paste = template_toml(&s, "alert.wecom", "{{ names }}");
+        assert!(paste.contains("[templates.\"alert.wecom\"]"), "{paste}");
+        assert!(!paste.contains("secret-key"), "{paste}");
+        let _: toml::Table = toml::from_str(&paste).unwrap();
+    }
+
+    #[test]
+    fn wecom_robot_markdown_and_text_have_their_own_limits() {
+        let md = serde_json::json!({"msgtype": "markdown", "markdown": {"content": "héllo"}});
+        let text = serde_json::json!({"msgtype": "text", "text": {"content": "hi"}});
+        assert_eq!(
+            limit_of("wecom_robot", &md),
+            Some(Limit {
+                bytes: 4096,
+                content: true
+            })
+        );
+        assert_eq!(
+            limit_of("wecom_robot", &text),
+            Some(Limit {
+                bytes: 2048,
+                content: true
+            })
+        );
+        assert_eq!(content_bytes(&md), Some(6), "UTF-8 bytes, not characters");
+        assert_eq!(
+            limit_of("dingtalk_robot", &md).map(|l| l.bytes),
+            Some(20_000)
+        );
+        assert_eq!(limit_of("webhook", &md), None);
+    }
+}

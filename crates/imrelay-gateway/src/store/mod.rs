@@ -41,6 +41,7 @@
 mod escalations;
 mod groups;
 mod health;
+mod latency;
 mod lifecycle;
 mod plan;
 pub mod postgres;
@@ -53,6 +54,7 @@ pub mod sqlite;
 mod types;
 
 pub use health::{fault_kind, StoreHealth};
+pub use latency::Latency;
 pub use retention::{prune_expired, Expiry, PruneBatch, Pruned, Retention, StoreSize};
 pub use types::*;
 
@@ -379,6 +381,14 @@ pub trait Store: Send + Sync + 'static {
         since: i64,
         channels: Option<&[String]>,
     ) -> Result<Vec<ActivityMinute>>;
+
+    /// Accept-to-delivered percentiles of the deliveries delivered since
+    /// `since` (ms), of `channels` (`None`: all). Both backends answer it;
+    /// a store without it reports no deliveries.
+    async fn latency(&self, since: i64, channels: Option<&[String]>) -> Result<Latency> {
+        let _ = (since, channels);
+        Ok(Latency::default())
+    }
 
     /// One dead letter.
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>>;

@@ -51,6 +51,7 @@ use tokio::sync::Notify;
 use super::escalations;
 use super::groups;
 use super::health::{Health, PROBE};
+use super::latency;
 use super::lifecycle;
 use super::queue;
 use super::retention;
@@ -716,6 +717,12 @@ impl Store for PgStore {
         self.check_open()?;
         let mut c = self.pool.acquire().await?;
         queue::activity(&mut *c, since, channels).await
+    }
+
+    async fn latency(&self, since: i64, channels: Option<&[String]>) -> Result<Latency> {
+        self.check_open()?;
+        let mut c = self.pool.acquire().await?;
+        latency::latency(&mut *c, since, channels).await
     }
 
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {

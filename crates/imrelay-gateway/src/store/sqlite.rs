@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::escalations;
 use super::groups;
 use super::health::{Health, PROBE};
+use super::latency;
 use super::lifecycle;
 use super::queue;
 use super::retention;
@@ -641,6 +642,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ActivityMinute>> {
         let mut c = self.read.acquire().await?;
         queue::activity(&mut *c, since, channels).await
+    }
+
+    async fn latency(&self, since: i64, channels: Option<&[String]>) -> Result<Latency> {
+        let mut c = self.read.acquire().await?;
+        latency::latency(&mut *c, since, channels).await
     }
 
     async fn get_dead(&self, delivery: DeliveryId) -> Result<Option<DeadEntry>> {

@@ -11,6 +11,7 @@ use imrelay_sdk::Message;
 
 mod escalations;
 mod groups;
+mod latency;
 mod lifecycle;
 mod retention;
 pub use retention::*;
@@ -77,7 +78,7 @@ pub fn attempt(outcome: &str, counted: bool, code: Option<&str>, msg: &str) -> A
     }
 }
 
-async fn enqueue_one(ctx: &Ctx, m: NewMessage) -> MessageId {
+pub(crate) async fn enqueue_one(ctx: &Ctx, m: NewMessage) -> MessageId {
     match ctx.s().enqueue(vec![m]).await.unwrap().remove(0) {
         EnqueueOutcome::Created { id } => id,
         other => panic!("expected Created, got {other:?}"),
@@ -1385,6 +1386,7 @@ pub async fn progress_counts_failures_retried_in_the_claim(ctx: &Ctx) {
 
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
+    "latency_percentiles_of_delivered_messages",
     "escalation_steps_fire_once_and_atomically",
     "a_thread_escalates_once_and_a_resolve_ends_it",
     "oncall_overrides_are_kept_until_they_end",
@@ -1476,6 +1478,9 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "a_group_is_sent_once_and_its_members_settle_with_it" => {
             groups::a_group_is_sent_once_and_its_members_settle_with_it(ctx).await
         }
+        "latency_percentiles_of_delivered_messages" => {
+            latency::latency_percentiles_of_delivered_messages(ctx).await
+        }
         other => panic!("unknown store test case {other}"),
     }
 }
@@ -1515,6 +1520,7 @@ macro_rules! store_cases {
             oncall_overrides_are_kept_until_they_end,
             a_group_is_sent_once_and_its_members_settle_with_it,
             search_and_activity_for_the_console,
+            latency_percentiles_of_delivered_messages,
         );
     };
 

@@ -21,7 +21,7 @@ use super::pages::{self, Page};
 use super::{redirect, ConsoleContext, DeadQuery};
 use crate::http::auth::{Caller, Scope};
 use crate::http::problem::Problem;
-use crate::store::{ActivityMinute, DeliveryId, MessageFilter, MessageState};
+use crate::store::{ActivityMinute, DeliveryId, Latency, MessageFilter, MessageState};
 
 /// A logged-in request: who, their session, their language.
 pub(crate) struct Ctx {
@@ -354,6 +354,8 @@ pub(crate) struct Overview {
     pub open_breakers: usize,
     /// The last 60 minutes, oldest first.
     pub minutes: Vec<ActivityMinute>,
+    /// Accept-to-delivered percentiles of the last hour's deliveries.
+    pub latency: Latency,
 }
 
 fn scope_channels(caller: &Caller) -> Option<Vec<String>> {
@@ -395,6 +397,10 @@ async fn overview_data<S: ConsoleContext>(
     let first = (now / 60_000 - 59) * 60_000;
     let scope = scope_channels(caller);
     let got = st.store().activity(first, scope.as_deref()).await?;
+    let latency = st
+        .store()
+        .latency(now - 3_600_000, scope.as_deref())
+        .await?;
     let minutes: Vec<ActivityMinute> = (0..60)
         .map(|i| {
             let minute = first + i * 60_000;
@@ -423,6 +429,7 @@ async fn overview_data<S: ConsoleContext>(
         },
         open_breakers,
         minutes,
+        latency,
     })
 }
 
@@ -437,6 +444,7 @@ pub(crate) async fn overview_json<S: ConsoleContext>(State(st): State<S>, ctx: C
     match overview_data(&st, &ctx.caller).await {
         Ok(o) => Json(json!({
             "numbers": pages::overview_numbers(ctx.lang, &o),
+            "latency": o.latency,
             "charts": pages::overview_charts(ctx.lang, &o).into_string(),
         }))
         .into_response(),

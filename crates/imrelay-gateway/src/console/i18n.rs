@@ -204,6 +204,7 @@ fn zh(en: &str) -> Option<&'static str> {
         "What each destination would receive (POST /v1/render): nothing is sent or stored." => {
             "各目标将收到的内容（POST /v1/render）：不会发送或存储。"
         }
+        "Accept to delivered, last hour" => "从接收到送达（最近一小时）",
         "Alertmanager route templates" => "Alertmanager 路由模板",
         "Message preview" => "消息预览",
         "No Alertmanager route you may use is configured ([alerting.routes.NAME])." => {

@@ -114,6 +114,15 @@ fn age(ms: i64) -> String {
     }
 }
 
+/// `850ms`, `2.3s`, `4m 5s`.
+fn millis(ms: i64) -> String {
+    match ms.max(0) {
+        ms @ 0..1000 => format!("{ms}ms"),
+        ms @ 1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        ms => age(ms),
+    }
+}
+
 fn notice_text(lang: Lang, notice: &str) -> Option<&'static str> {
     Some(lang.t(match notice {
         "replayed" => "Replayed",
@@ -255,6 +264,9 @@ pub(crate) fn overview_numbers(lang: Lang, o: &Overview) -> Value {
         "dlq": o.dlq,
         "oldest": o.oldest_pending_ms.map_or("—".to_string(), age),
         "breakers": o.open_breakers,
+        "p50": o.latency.p50_ms.map_or("—".to_string(), millis),
+        "p90": o.latency.p90_ms.map_or("—".to_string(), millis),
+        "p99": o.latency.p99_ms.map_or("—".to_string(), millis),
         "lang": lang.code(),
     })
 }
@@ -298,6 +310,12 @@ pub(crate) fn overview(p: &Page<'_>, o: &Overview) -> Html<String> {
                     (tile("failed", t("Failed attempts"), None))
                     (tile("dead_hour", t("Dead"), Some("/ui/messages?state=dead")))
                     (tile("success", t("Success rate"), None))
+                }
+                h2 { (t("Accept to delivered, last hour")) }
+                dl.tiles {
+                    (tile("p50", "p50", None))
+                    (tile("p90", "p90", None))
+                    (tile("p99", "p99", None))
                 }
                 div.charts #charts { (overview_charts(p.lang, o)) }
                 h2 { (t("State")) }

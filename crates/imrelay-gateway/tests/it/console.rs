@@ -469,6 +469,22 @@ async fn find_replay_and_silence_through_the_console_within_the_users_channels()
     // channel's. A replayed delivery counts once, as what it ended as.
     assert_eq!(o["numbers"]["success"], "66.7%", "{o}");
     assert!(o["charts"].as_str().unwrap().contains("<svg"), "{o}");
+    // Accept-to-delivered percentiles of the two delivered messages.
+    assert_eq!(o["latency"]["count"], 2, "{o}");
+    let (p50, p99) = (
+        o["latency"]["p50_ms"].as_i64().unwrap(),
+        o["latency"]["p99_ms"].as_i64().unwrap(),
+    );
+    assert!(0 <= p50 && p50 <= p99, "{o}");
+    assert!(o["numbers"]["p99"].as_str().unwrap().ends_with('s'), "{o}");
+    let o = ops.get("/ui/overview.json").await;
+    let o: serde_json::Value = serde_json::from_str(&o.text).unwrap();
+    assert_eq!(
+        o["latency"]["count"], 2,
+        "both delivered were the user's channel: {o}"
+    );
+    let p = root.get("/ui/").await;
+    assert!(p.text.contains(r#"data-k="p99""#), "{}", p.text);
     t.gw.shutdown().await.unwrap();
 }
 

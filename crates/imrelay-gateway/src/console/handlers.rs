@@ -946,7 +946,7 @@ pub(crate) async fn edit_route<S: ConsoleContext>(
     let form = editor_form(&f);
     let editor = editor_view(&st, &ctx, &form);
     if headers.get("x-preview").is_some_and(|v| v == "1") {
-        return axum::response::Html(pages::route_editor(&ctx.page(), &editor).into_string())
+        return axum::response::Html(pages::route_preview(&ctx.page(), &editor).into_string())
             .into_response();
     }
     templates_page(&st, &ctx, &editor)

@@ -852,7 +852,7 @@ pub(crate) fn templates(
         html! {
             section #route-editor-section {
                 h2 { (t("Alertmanager route templates")) }
-                div #route-editor aria-live="polite" { (route_editor(p, editor)) }
+                div #route-editor { (route_editor(p, editor)) }
             }
             h2 { (t("Message preview")) }
             p.note { (t("What each destination would receive (POST /v1/render): nothing is sent or stored.")) }
@@ -923,6 +923,15 @@ pub(crate) fn route_editor(p: &Page<'_>, v: &EditorView) -> Markup {
                 button type="submit" formaction="/ui/templates/save" { (t("Save")) }
             }
         }
+        div #route-preview aria-live="polite" { (route_preview(p, v)) }
+    }
+}
+
+/// The editor's result: notices, problems, and each destination's requests
+/// (the live preview replaces only this).
+pub(crate) fn route_preview(p: &Page<'_>, v: &EditorView) -> Markup {
+    let t = |s| p.lang.t(s);
+    html! {
         @if v.saved {
             p.notice role="status" data-saved="1" { (t("Saved; the gateway reloaded the config.")) }
         }
@@ -932,32 +941,30 @@ pub(crate) fn route_editor(p: &Page<'_>, v: &EditorView) -> Markup {
                 pre.payload { (text) }
             }
         }
-        div #route-preview {
-            @for i in &v.issues {
-                p.error role="alert" data-issue="1" { code { (i.key) } ": " (i.message) }
-            }
-            @for d in &v.destinations {
-                @let total: usize = d.parts.iter().map(|p| p.bytes).sum();
-                section.rendered data-destination=(d.key) {
-                    h3 { code { (d.channel) "/" (d.key) } " · " (d.kind) " · " (t("template")) " " code { (d.template) } }
-                    p.bytes data-bytes=(total) data-parts=(d.parts.len()) {
-                        (d.parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
-                        @if let Some(l) = d.parts.first().and_then(|p| p.limit) {
-                            " · " (t("limit")) " " (l.bytes) " " (t("bytes")) " "
-                            (if l.content { t("of content per request") } else { t("per request body") })
-                        }
-                        " · " (d.shown) "/" (d.alerts) " " (t("alerts shown"))
+        @for i in &v.issues {
+            p.error role="alert" data-issue="1" { code { (i.key) } ": " (i.message) }
+        }
+        @for d in &v.destinations {
+            @let total: usize = d.parts.iter().map(|p| p.bytes).sum();
+            section.rendered data-destination=(d.key) {
+                h3 { code { (d.channel) "/" (d.key) } " · " (d.kind) " · " (t("template")) " " code { (d.template) } }
+                p.bytes data-bytes=(total) data-parts=(d.parts.len()) {
+                    (d.parts.len()) " " (t("part(s)")) " · " (total) " " (t("bytes"))
+                    @if let Some(l) = d.parts.first().and_then(|p| p.limit) {
+                        " · " (t("limit")) " " (l.bytes) " " (t("bytes")) " "
+                        (if l.content { t("of content per request") } else { t("per request body") })
                     }
-                    @for (i, part) in d.parts.iter().enumerate() {
-                        h4 {
-                            (t("Part")) " " (i + 1) " · " (part.bytes) " " (t("bytes"))
-                            @if let Some(l) = part.limit {
-                                @if l.content { " · " (t("content")) " " (part.counted) "/" (l.bytes) }
-                                @else { " · " (part.counted) "/" (l.bytes) }
-                            }
+                    " · " (d.shown) "/" (d.alerts) " " (t("alerts shown"))
+                }
+                @for (i, part) in d.parts.iter().enumerate() {
+                    h4 {
+                        (t("Part")) " " (i + 1) " · " (part.bytes) " " (t("bytes"))
+                        @if let Some(l) = part.limit {
+                            @if l.content { " · " (t("content")) " " (part.counted) "/" (l.bytes) }
+                            @else { " · " (part.counted) "/" (l.bytes) }
                         }
-                        pre.payload { (serde_json::to_string_pretty(&part.body).unwrap_or_default()) }
                     }
+                    pre.payload { (serde_json::to_string_pretty(&part.body).unwrap_or_default()) }
                 }
             }
         }

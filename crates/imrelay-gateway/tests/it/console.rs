@@ -756,6 +756,38 @@ async fn the_route_template_editor_renders_each_destination_from_sample_alerts()
     assert!(bad.text.contains("line 2"), "{}", bad.text);
     assert!(destinations(&bad.text).is_empty());
 
+    // The script's live preview gets only the result, not the form (the
+    // text being typed stays as it is).
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", csrf.as_str()),
+            ("route", "prod"),
+            ("template", "short"),
+            ("loaded", "prod|short"),
+            ("sample", "firing"),
+            ("source", "LIVE {{ alerts[0].name }}"),
+        ])
+        .finish();
+    let fragment = root
+        .http
+        .post(t.url("/ui/templates/route"))
+        .header(COOKIE, root.cookie_header())
+        .header("x-preview", "1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !fragment.contains("<textarea") && !fragment.contains("<html"),
+        "{fragment}"
+    );
+    assert_eq!(destinations(&fragment).len(), 2, "{fragment}");
+    assert!(fragment.contains("LIVE DiskFull"), "{fragment}");
+
     // Without the form's token nothing is rendered.
     let p = root
         .post(

@@ -25,8 +25,8 @@ function refreshOverview(section) {
   var timer = setTimeout(tick, 3000);
 }
 
-function livePreview(form) {
-  var target = document.getElementById("preview");
+function livePreview(form, targetId) {
+  var target = document.getElementById(targetId);
   var timer = null;
   var seq = 0;
   var send = function () {
@@ -56,7 +56,17 @@ function livePreview(form) {
 
 document.addEventListener("DOMContentLoaded", function () {
   var render = document.getElementById("render-form");
-  if (render) { livePreview(render); }
+  if (render) { livePreview(render, "preview"); }
+  // The route editor: the preview follows the text; another route or
+  // template loads its source (a whole-page submit).
+  var route = document.getElementById("route-form");
+  if (route) {
+    livePreview(route, "route-preview");
+    ["e-route", "e-template"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) { el.addEventListener("change", function (e) { e.stopPropagation(); route.submit(); }); }
+    });
+  }
   var section = document.querySelector("[data-refresh]");
   if (section) { refreshOverview(section); }
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {

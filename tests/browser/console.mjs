@@ -207,6 +207,21 @@ async function run(browser) {
   await admin.waitForFunction(() => document.querySelectorAll("#preview h3").length > 1, null, { timeout: 10000 });
   await axe(admin, "templates (split)");
 
+  // The route editor: a route's template beside a sample notification;
+  // changing the text changes what each destination gets and its size.
+  await admin.goto(BASE + "/ui/templates");
+  const routeBytes = async () => Number(await admin.getAttribute("#route-preview .bytes", "data-bytes"));
+  const r0 = await routeBytes();
+  check(r0 > 0, "the route editor shows no byte count");
+  await admin.fill("#e-source", "{{ names }}: EDITED in the browser");
+  await admin.waitForFunction(
+    (b) => {
+      const el = document.querySelector("#route-preview .bytes");
+      return el && Number(el.getAttribute("data-bytes")) !== b
+        && document.querySelector("#route-preview").textContent.includes("EDITED in the browser");
+    }, r0, { timeout: 10000 });
+  await axe(admin, "templates (route editor)");
+
   // A phone-width overview: nothing wider than the screen.
   await admin.setViewportSize({ width: 390, height: 844 });
   await admin.goto(BASE + "/ui/");
@@ -266,8 +281,8 @@ async function run(browser) {
     await admin.goto(BASE + `/ui/messages/${deadId}`);
     await admin.screenshot({ path: path.join(docs, "console-message.png"), fullPage: true });
     await admin.goto(BASE + "/ui/templates");
-    await admin.fill("#r-text", "数据库 db-1 磁盘使用率 91%，请尽快清理。负责人：张三 🚨");
-    await admin.waitForFunction(() => document.querySelector("#preview").textContent.includes("张三"), null, { timeout: 10000 });
+    await admin.selectOption("#e-sample", "non_ascii");
+    await admin.waitForFunction(() => document.querySelector("#route-preview").textContent.includes("磁盘空间不足"), null, { timeout: 10000 });
     await admin.screenshot({ path: path.join(docs, "console-templates.png"), fullPage: false });
     console.log(`screenshots saved in ${docs}`);
   }

@@ -852,7 +852,7 @@ pub(crate) fn templates(
         html! {
             section #route-editor-section {
                 h2 { (t("Alertmanager route templates")) }
-                div #route-editor { (route_editor(p, editor)) }
+                div.editor #route-editor { (route_editor(p, editor)) }
             }
             h2 { (t("Message preview")) }
             p.note { (t("What each destination would receive (POST /v1/render): nothing is sent or stored.")) }

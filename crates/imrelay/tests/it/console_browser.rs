@@ -82,6 +82,10 @@ base_url = "${{mock.url}}"
 type = "wecom_robot"
 key = "console-wecom"
 base_url = "${{mock.url}}"
+
+# The template editor's route (built-in templates per platform).
+[alerting.routes.prod]
+channels = ["alerts", "team"]
 "#,
         db = db.display(),
         admin = hash(ADMIN_PASSWORD),

@@ -900,3 +900,79 @@ async fn saving_a_template_writes_the_config_and_reloads_it() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
     t.gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_template_in_its_own_file_is_saved_to_that_file() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("short.md.j2");
+    std::fs::write(&tpl, "FROM-FILE {{ names }}").unwrap();
+    let text = format!(
+        "{}{}",
+        console_config(&sink),
+        r#"
+[alerting.routes.prod]
+channels = ["alerts"]
+template = "short"
+
+[templates.short]
+format = "markdown"
+file = "short.md.j2"
+"#
+    );
+    let t = TestGateway::start_in(dir, &text).await;
+    let config = t.dir.path().join("imrelay.toml");
+    let mut root = Browser::new(&t);
+    root.login(&[("user", "root"), ("password", ADMIN_PW)])
+        .await;
+    let p = root.get("/ui/templates").await;
+    assert!(p.text.contains("FROM-FILE {{ names }}"), "{}", p.text);
+    let csrf = p.csrf();
+    let f = [
+        ("csrf", csrf.as_str()),
+        ("route", "prod"),
+        ("template", "short"),
+        ("loaded", "prod|short"),
+        ("sample", "resolved"),
+        ("source", "EDITED-FILE {{ names }} {{ status }}"),
+    ];
+    let p = root.post("/ui/templates/save", &f).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("data-saved"), "{}", p.text);
+    assert_eq!(
+        std::fs::read_to_string(&tpl).unwrap(),
+        "EDITED-FILE {{ names }} {{ status }}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        text,
+        "the config is untouched"
+    );
+    // The reloaded gateway renders the file's new text.
+    assert!(
+        p.text.contains("EDITED-FILE DiskFull resolved"),
+        "{}",
+        p.text
+    );
+
+    // A read-only template file: its content to paste instead.
+    let mut perms = std::fs::metadata(&tpl).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&tpl, perms).unwrap();
+    let f = [
+        ("csrf", csrf.as_str()),
+        ("route", "prod"),
+        ("template", "short"),
+        ("loaded", "prod|short"),
+        ("sample", "firing"),
+        ("source", "NOT-WRITTEN {{ names }}"),
+    ];
+    let p = root.post("/ui/templates/save", &f).await;
+    assert!(p.text.contains("data-paste"), "{}", p.text);
+    assert!(p.text.contains("short.md.j2"), "{}", p.text);
+    assert_eq!(
+        std::fs::read_to_string(&tpl).unwrap(),
+        "EDITED-FILE {{ names }} {{ status }}"
+    );
+    t.gw.shutdown().await.unwrap();
+}

@@ -311,13 +311,13 @@ pub(crate) fn overview(p: &Page<'_>, o: &Overview) -> Html<String> {
                     (tile("dead_hour", t("Dead"), Some("/ui/messages?state=dead")))
                     (tile("success", t("Success rate"), None))
                 }
+                div.charts #charts { (overview_charts(p.lang, o)) }
                 h2 { (t("Accept to delivered, last hour")) }
                 dl.tiles {
                     (tile("p50", "p50", None))
                     (tile("p90", "p90", None))
                     (tile("p99", "p99", None))
                 }
-                div.charts #charts { (overview_charts(p.lang, o)) }
                 h2 { (t("State")) }
                 dl.tiles {
                     (tile("pending", t("Pending"), Some("/ui/messages?state=pending")))

@@ -76,6 +76,8 @@ fn zh(en: &str) -> Option<&'static str> {
         "Channels" => "通道",
         "Silences" => "静默",
         "On call" => "值班",
+        "What each destination received" => "各目的地收到的内容",
+        "The platform's request bodies, as rendered for each destination (signatures and tokens are added when sent and never shown)." => "按目的地渲染的平台请求体（签名和令牌在发送时添加，从不显示）。",
         "escalation" => "升级",
         "escalation step" => "升级步骤",
         "escalation ended" => "升级结束",

@@ -376,7 +376,7 @@ pub(crate) fn messages(
                                 tr {
                                     td { time datetime=(time(m.created_at)) { (time(m.created_at)) } }
                                     td { (m.channel) }
-                                    td { span.state class=(cls) { (label) } }
+                                    td { span class={"state " (cls)} { (label) } }
                                     td { a href={"/ui/messages/" (enc(m.id.as_str()))} { (summary(&m.message)) } }
                                 }
                             }
@@ -415,7 +415,7 @@ pub(crate) fn message(
                 at: a.started_at,
                 what: html! {
                     strong { (d.target) " #" (i + 1) } " · "
-                    span.outcome class=(a.outcome.as_str()) { (a.outcome.as_str()) }
+                    span class={"outcome " (a.outcome.as_str())} { (a.outcome.as_str()) }
                     @if let Some(s) = a.status { " · HTTP " (s) }
                     @if let Some(c) = &a.code { " · " (t("Platform code")) " " code { (c) } }
                     @if let Some(i) = info { " · " (i.meaning) }
@@ -433,7 +433,7 @@ pub(crate) fn message(
         events.push(Event {
             at: d.updated_at,
             what: html! {
-                strong { (d.target) } " · " span.state class=(cls) { (label) }
+                strong { (d.target) } " · " span class={"state " (cls)} { (label) }
                 @if let Some(dead) = &d.dead {
                     " · " (dead.reason)
                     @if let Some(c) = &dead.code { " (" code { (c) } ")" }
@@ -492,7 +492,7 @@ pub(crate) fn message(
             dl.facts {
                 dt { "ID" } dd { code { (v.id.as_str()) } }
                 dt { (t("Channel")) } dd { (v.channel) }
-                dt { (t("State")) } dd { span.state class=(cls) { (label) } }
+                dt { (t("State")) } dd { span class={"state " (cls)} { (label) } }
                 dt { (t("Created")) } dd { (time(v.created_at)) }
                 @if !v.labels.is_empty() {
                     dt { (t("Labels")) }
@@ -515,6 +515,15 @@ pub(crate) fn message(
             }
             h2 { (t("Message")) }
             pre.payload { (body) }
+            @let sent = sent_payloads(v, set);
+            @if !sent.is_empty() {
+                h2 { (t("What each destination received")) }
+                p.hint { (t("The platform's request bodies, as rendered for each destination (signatures and tokens are added when sent and never shown).")) }
+                @for (dest, parts) in &sent {
+                    h3 { code { (dest) } }
+                    @for part in parts { pre.payload { (part) } }
+                }
+            }
             @if !v.labels.is_empty() {
                 h2 { (t("Silence like this")) }
                 form.silence method="post" action={"/ui/messages/" (enc(v.id.as_str())) "/silence"} {
@@ -530,6 +539,49 @@ pub(crate) fn message(
             }
         },
     )
+}
+
+/// The request bodies each destination of `v`'s deliveries was sent: the
+/// message rendered by the destination itself (rendering is pure, so it is
+/// what went out, before signing), as the dispatcher renders it.
+fn sent_payloads(v: &MessageView, set: &ChannelSet) -> Vec<(String, Vec<String>)> {
+    use crate::store::MessageKind;
+    // Updates, recalls and urgent pushes are operations, not renderings.
+    let sends = matches!(
+        v.kind,
+        MessageKind::Normal | MessageKind::Digest | MessageKind::Fallback
+    ) && v.thread.as_ref().is_none_or(|t| t.root == v.id);
+    let mut out = Vec::new();
+    if !sends {
+        return out;
+    }
+    for d in &v.deliveries {
+        let Some(resolved) = set.resolve(&d.target) else {
+            continue;
+        };
+        let pool = resolved.members.len() > 1;
+        for m in resolved.members {
+            // A pool's message went through the member its history names.
+            if pool && !d.history.iter().any(|a| a.destination == m.key) {
+                continue;
+            }
+            let mut msg = v.message.clone();
+            msg.id = Some(v.id.to_string());
+            msg.mentions = msg.mentions.for_platform(m.dest.platform());
+            if !d.recipients.is_empty() {
+                msg.recipients = d.recipients.clone();
+            }
+            let parts = match m.dest.render(&msg) {
+                Ok(p) => p
+                    .iter()
+                    .map(|p| serde_json::to_string_pretty(&p.body).unwrap_or_default())
+                    .collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            out.push((m.key.clone(), parts));
+        }
+    }
+    out
 }
 
 fn dead_row(p: &Page<'_>, e: &DeadEntry, set: &ChannelSet) -> Markup {
@@ -674,7 +726,7 @@ pub(crate) fn channels(p: &Page<'_>, status: &Value) -> Html<String> {
                                         tr {
                                             td { code { (key) } }
                                             td { (d["type"].as_str().unwrap_or("")) }
-                                            td { span.breaker class=(breaker) { (breaker) } }
+                                            td { span class={"breaker " (breaker)} { (breaker) } }
                                             td { (s.as_ref().and_then(|s| s["error_rate"].as_f64()).map_or("—".into(), |r| format!("{:.0}%", r * 100.0))) }
                                             td { (s.as_ref().map_or("—".into(), |s| s["available_now"].to_string())) }
                                             td { (s.as_ref().map_or("0".into(), |s| s["sent_total"].to_string())) }
@@ -721,7 +773,7 @@ pub(crate) fn silences(p: &Page<'_>, list: Option<&[Value]>, notice_key: &str) -
                                     td { @for m in s["matchers"].as_array().cloned().unwrap_or_default() {
                                         code { (m["name"].as_str().unwrap_or("")) (if m["isEqual"].as_bool() == Some(false) { "!" } else { "" }) (if m["isRegex"].as_bool() == Some(true) { "=~" } else { "=" }) (m["value"].as_str().unwrap_or("")) } " "
                                     } }
-                                    td { span.state class=(state) { (state) } }
+                                    td { span class={"state " (state)} { (state) } }
                                     td { (s["startsAt"].as_str().unwrap_or("")) }
                                     td { (s["endsAt"].as_str().unwrap_or("")) }
                                     td { (s["createdBy"].as_str().unwrap_or("")) }

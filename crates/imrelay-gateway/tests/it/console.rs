@@ -620,6 +620,13 @@ notify = [{{ channel = "alerts", to = ["oncall:dba"] }}]
     }
     let page = b.get(&format!("/ui/messages/{id}")).await;
     assert!(page.text.contains("escalation step 1"), "{}", page.text);
+    // What the webhook destination was sent, as it rendered it.
+    assert!(
+        page.text.contains("What each destination received"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("db down"), "{}", page.text);
     assert!(page.text.contains("channel:alerts"), "{}", page.text);
     t.gw.shutdown().await.unwrap();
 }

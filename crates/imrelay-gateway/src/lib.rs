@@ -97,7 +97,8 @@ pub struct Gateway {
     retention_task: Option<JoinHandle<()>>,
     /// Reloads the silences from the store (several instances share them).
     silences_task: Option<JoinHandle<()>>,
-    escalation_task: Option<JoinHandle<()>>,
+    /// The escalation runner and the on-call overrides' refresh.
+    oncall_tasks: [Option<JoinHandle<()>>; 2],
     grouping_task: Option<JoinHandle<()>>,
     grace: Duration,
 }
@@ -175,7 +176,7 @@ impl Gateway {
         if let Err(e) = state.overrides.refresh(&*store).await {
             tracing::warn!(error = %e, "cannot load the on-call overrides; retrying in the background");
         }
-        let escalation_task = spawn_oncall(&store, &live, &state);
+        let oncall_tasks = spawn_oncall(&store, &live, &state).map(Some);
         let grouping_task = {
             let l = live.clone();
             grouping::runner::spawn(
@@ -215,7 +216,7 @@ impl Gateway {
             stop_dispatch: Some(dtx),
             retention_task: Some(retention_task),
             silences_task: Some(silences_task),
-            escalation_task: Some(escalation_task),
+            oncall_tasks,
             grouping_task: Some(grouping_task),
             grace,
         })
@@ -274,10 +275,12 @@ impl Gateway {
                 tracing::error!(error = %e, "the dispatcher task failed; unfinished deliveries return when their leases end");
             }
         }
+        let [runner, refresh] = &mut self.oncall_tasks;
         for t in [
             self.retention_task.take(),
             self.silences_task.take(),
-            self.escalation_task.take(),
+            runner.take(),
+            refresh.take(),
             self.grouping_task.take(),
         ]
         .into_iter()
@@ -293,7 +296,7 @@ impl Gateway {
 
 /// The escalation runner (every second) and the refresh of the on-call
 /// overrides other instances make (every five).
-fn spawn_oncall(store: &Arc<dyn Store>, live: &Arc<Live>, state: &AppState) -> JoinHandle<()> {
+fn spawn_oncall(store: &Arc<dyn Store>, live: &Arc<Live>, state: &AppState) -> [JoinHandle<()>; 2] {
     let l = live.clone();
     let runner = oncall::escalate::spawn(
         store.clone(),
@@ -307,26 +310,11 @@ fn spawn_oncall(store: &Arc<dyn Store>, live: &Arc<Live>, state: &AppState) -> J
         Duration::from_secs(1),
     );
     let (store, cache) = (store.clone(), state.overrides.clone());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let _runner = AbortOnDrop(runner);
-        loop {
-            tick.tick().await;
-            if let Err(e) = cache.refresh(&*store).await {
-                tracing::debug!(error = %e, "cannot refresh the on-call overrides");
-            }
-        }
-    })
-}
-
-/// Aborts a task when dropped (the refresh loop owns the runner).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    let refresh = store::every(Duration::from_secs(5), "on-call overrides", move || {
+        let (store, cache) = (store.clone(), cache.clone());
+        async move { cache.refresh(&*store).await.map(|()| 0) }
+    });
+    [runner, refresh]
 }
 
 /// The dispatcher's settings from `[dispatch]`, `[outbound]` and the

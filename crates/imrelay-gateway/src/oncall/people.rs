@@ -124,10 +124,6 @@ impl Directory {
         self.people.contains_key(name)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.people.is_empty()
-    }
-
     pub fn display_name<'a>(&'a self, name: &'a str) -> &'a str {
         self.people
             .get(name)

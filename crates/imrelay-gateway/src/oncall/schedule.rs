@@ -365,13 +365,6 @@ impl Schedule {
             at = self.next_change(at, overrides)?;
         }
     }
-
-    /// Everyone who takes turns in it.
-    pub fn people(&self) -> impl Iterator<Item = &str> {
-        self.layers
-            .iter()
-            .flat_map(|l| l.people.iter().map(String::as_str))
-    }
 }
 
 #[cfg(test)]

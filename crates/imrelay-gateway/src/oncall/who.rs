@@ -2,8 +2,6 @@
 //! `dba`), `label:owner` (the person a message's `owner` label names), or a
 //! person's directory name (`zhangsan`, or `person:zhangsan`).
 
-use std::fmt;
-
 use crate::domain::config::ConfigIssue;
 use crate::store::{Labels, Override};
 
@@ -60,17 +58,6 @@ impl Who {
                 ))
             }
             _ => {}
-        }
-    }
-}
-
-impl fmt::Display for Who {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Who::Person(p) => f.write_str(p),
-            Who::OnCall(s) => write!(f, "oncall:{s}"),
-            Who::Label(l) => write!(f, "label:{l}"),
-            Who::Annotation(a) => write!(f, "annotation:{a}"),
         }
     }
 }

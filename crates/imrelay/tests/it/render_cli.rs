@@ -2,7 +2,6 @@
 //! printed as JSON; nothing is sent. Refusals exit 1 with the gateway's reason.
 
 use crate::serve_support::*;
-use imrelay_mock::{MockConfig, MockPlatform, MockServer, RobotConfig};
 
 async fn render(server: &str, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_imrelay"))
@@ -18,45 +17,7 @@ async fn render(server: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn render_prints_each_destinations_body_and_sends_nothing() {
-    let mock = MockServer::start(
-        MockConfig::default().with_robot(RobotConfig::new(MockPlatform::Wecom, "key-r")),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let dir = Scratch::new("render-cli");
-    let cfg = dir.path("imrelay.toml");
-    let port = free_port();
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-watch = false
-[store]
-path = "queue.db"
-[[api_keys]]
-name = "t"
-key = "{KEY}"
-channels = ["ops"]
-[channels.ops]
-[[channels.ops.destinations]]
-type = "wecom_robot"
-key = "key-r"
-base_url = "{}"
-[channels.other]
-[[channels.other.destinations]]
-type = "wecom_robot"
-key = "key-r"
-base_url = "{}"
-"#,
-            mock.base_url(),
-            mock.base_url()
-        ),
-    )
-    .unwrap();
-    let serve = Serve::start(&cfg, port, dir.path("serve.log")).await;
+    let (mock, _dir, serve) = two_channel_gateway("render-cli", "key-r").await;
     let server = serve.server();
 
     let out = render(

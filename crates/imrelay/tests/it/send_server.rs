@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use crate::serve_support::*;
-use imrelay_mock::{MockConfig, MockPlatform, MockServer, RobotConfig};
 
 async fn send(server: &str, key: &str, channel: &str, text: &str) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_imrelay"))
@@ -18,45 +17,7 @@ async fn send(server: &str, key: &str, channel: &str, text: &str) -> std::proces
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_through_the_gateway_is_durable_and_refusals_are_explained() {
-    let mock = MockServer::start(
-        MockConfig::default().with_robot(RobotConfig::new(MockPlatform::Wecom, "key-s")),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let dir = Scratch::new("send-server");
-    let cfg = dir.path("imrelay.toml");
-    let port = free_port();
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-watch = false
-[store]
-path = "queue.db"
-[[api_keys]]
-name = "t"
-key = "{KEY}"
-channels = ["ops"]
-[channels.ops]
-[[channels.ops.destinations]]
-type = "wecom_robot"
-key = "key-s"
-base_url = "{}"
-[channels.other]
-[[channels.other.destinations]]
-type = "wecom_robot"
-key = "key-s"
-base_url = "{}"
-"#,
-            mock.base_url(),
-            mock.base_url()
-        ),
-    )
-    .unwrap();
-    let mut serve = Serve::start(&cfg, port, dir.path("serve.log")).await;
+    let (mock, _dir, mut serve) = two_channel_gateway("send-server", "key-s").await;
     let server = serve.server();
 
     let out = send(&server, KEY, "ops", "via-gateway-marker").await;

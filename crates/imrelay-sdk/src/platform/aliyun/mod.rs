@@ -265,6 +265,17 @@ impl Api {
     }
 }
 
+/// The recipients of `msg` (else `defaults`), normalised for this cloud.
+fn numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>, Error> {
+    phone_numbers(
+        kind,
+        msg,
+        defaults,
+        normalize_phone,
+        "mainland: 11 digits starting with 1; elsewhere: +country code and number",
+    )
+}
+
 /// A phone number as Alibaba Cloud takes it: a mainland number as its 11
 /// digits, any other as country code and number (no `+`, no `00`). `None`
 /// when it is not a phone number.
@@ -481,13 +492,7 @@ impl Destination for AliyunSms {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(
-            SMS_KIND,
-            msg,
-            &self.phone_numbers,
-            normalize_phone,
-            "mainland: 11 digits starting with 1; elsewhere: +country code and number",
-        )?;
+        let numbers = numbers(SMS_KIND, msg, &self.phone_numbers)?;
         let (code, params) = template(
             SMS_KIND,
             msg,
@@ -639,13 +644,7 @@ impl Destination for AliyunVoice {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(
-            VOICE_KIND,
-            msg,
-            &self.phone_numbers,
-            normalize_phone,
-            "mainland: 11 digits starting with 1; elsewhere: +country code and number",
-        )?;
+        let numbers = numbers(VOICE_KIND, msg, &self.phone_numbers)?;
         let (code, params) = template(
             VOICE_KIND,
             msg,

@@ -277,6 +277,17 @@ impl Api {
     }
 }
 
+/// The recipients of `msg` (else `defaults`), normalised for this cloud.
+fn numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>, Error> {
+    phone_numbers(
+        kind,
+        msg,
+        defaults,
+        normalize_phone,
+        "E.164 such as +8613800000000, or 11 mainland digits",
+    )
+}
+
 /// A phone number in E.164 as Tencent Cloud takes it; a bare 11-digit
 /// mainland number (or `86…`, `0086…`) becomes `+86…`. `None` when it is not
 /// a phone number.
@@ -487,13 +498,7 @@ impl Destination for TencentSms {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(
-            SMS_KIND,
-            msg,
-            &self.phone_numbers,
-            normalize_phone,
-            "E.164 such as +8613800000000, or 11 mainland digits",
-        )?;
+        let numbers = numbers(SMS_KIND, msg, &self.phone_numbers)?;
         let (template_id, params) =
             template(SMS_KIND, msg, &self.template_id, Some(self.text_max_chars))?;
         // One request may not mix mainland and other numbers
@@ -622,13 +627,7 @@ impl Destination for TencentVoice {
     }
 
     fn render(&self, msg: &Message) -> Result<Vec<Payload>, Error> {
-        let numbers = phone_numbers(
-            VOICE_KIND,
-            msg,
-            &self.phone_numbers,
-            normalize_phone,
-            "E.164 such as +8613800000000, or 11 mainland digits",
-        )?;
+        let numbers = numbers(VOICE_KIND, msg, &self.phone_numbers)?;
         let (template_id, params) =
             template(VOICE_KIND, msg, &self.template_id, self.text_max_chars)?;
         Ok(numbers

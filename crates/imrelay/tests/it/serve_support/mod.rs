@@ -288,3 +288,52 @@ impl Proxy {
         }
     }
 }
+
+/// A child `imrelay serve` with two channels, `ops` and `other`, on the mock
+/// WeCom robot `robot`, and the API key [`KEY`] for `ops` only. Keep the
+/// scratch folder while the gateway runs.
+pub async fn two_channel_gateway(
+    name: &str,
+    robot: &str,
+) -> (imrelay_mock::MockServer, Scratch, Serve) {
+    use imrelay_mock::{MockConfig, MockPlatform, MockServer, RobotConfig};
+    let mock = MockServer::start(
+        MockConfig::default().with_robot(RobotConfig::new(MockPlatform::Wecom, robot)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = Scratch::new(name);
+    let cfg = dir.path("imrelay.toml");
+    let port = free_port();
+    let url = mock.base_url();
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+watch = false
+[store]
+path = "queue.db"
+[[api_keys]]
+name = "t"
+key = "{KEY}"
+channels = ["ops"]
+[channels.ops]
+[[channels.ops.destinations]]
+type = "wecom_robot"
+key = "{robot}"
+base_url = "{url}"
+[channels.other]
+[[channels.other.destinations]]
+type = "wecom_robot"
+key = "{robot}"
+base_url = "{url}"
+"#
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&cfg, port, dir.path("serve.log")).await;
+    (mock, dir, serve)
+}

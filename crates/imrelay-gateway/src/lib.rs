@@ -170,27 +170,9 @@ impl Gateway {
             .with_status(Arc::new(move || {
                 serde_json::to_value(d.snapshot()).unwrap_or_default()
             }));
-        if let Err(e) = state.silences.refresh(&*store).await {
-            tracing::warn!(error = %e, "cannot load the silences; retrying in the background");
-        }
-        if let Err(e) = state.overrides.refresh(&*store).await {
-            tracing::warn!(error = %e, "cannot load the on-call overrides; retrying in the background");
-        }
+        load_shared_state(&state, &*store).await;
         let oncall_tasks = spawn_oncall(&store, &live, &state).map(Some);
-        let grouping_task = {
-            let l = live.clone();
-            grouping::runner::spawn(
-                store.clone(),
-                move || {
-                    let rt = l.runtime();
-                    grouping::runner::Snapshot {
-                        channels: rt.channels.clone(),
-                        groups: rt.groups.clone(),
-                    }
-                },
-                Duration::from_secs(1),
-            )
-        };
+        let grouping_task = spawn_grouping(&store, &live);
         let silences_task = tokio::spawn(silences::keep_fresh(
             state.silences.clone(),
             store.clone(),
@@ -292,6 +274,34 @@ impl Gateway {
         tracing::info!("imrelay gateway stopped");
         Ok(())
     }
+}
+
+/// Silences and on-call overrides as the store has them now; a failure is
+/// retried by their refresh tasks.
+async fn load_shared_state(state: &AppState, store: &dyn Store) {
+    if let Err(e) = state.silences.refresh(store).await {
+        tracing::warn!(error = %e, "cannot load the silences; retrying in the background");
+    }
+    if let Err(e) = state.overrides.refresh(store).await {
+        tracing::warn!(error = %e, "cannot load the on-call overrides; retrying in the background");
+    }
+}
+
+/// The grouping runner, reading each channel's group settings from the live
+/// runtime at every pass.
+fn spawn_grouping(store: &Arc<dyn Store>, live: &Arc<Live>) -> tokio::task::JoinHandle<()> {
+    let l = live.clone();
+    grouping::runner::spawn(
+        store.clone(),
+        move || {
+            let rt = l.runtime();
+            grouping::runner::Snapshot {
+                channels: rt.channels.clone(),
+                groups: rt.groups.clone(),
+            }
+        },
+        Duration::from_secs(1),
+    )
 }
 
 /// The escalation runner (every second) and the refresh of the on-call

@@ -169,59 +169,15 @@ pub async fn plan(
             record.notes.push(format!("{via}: nobody to notify"));
             continue;
         }
-        let nm = match &n.via {
-            Via::Channel(name) => {
-                let Some(ch) = now.channels.get(name) else {
-                    record
-                        .notes
-                        .push(format!("{via}: the channel is no longer configured"));
-                    continue;
-                };
-                let mut msg = Message::new(Body::Markdown { text: text.clone() });
-                msg.title = Some(step_title(view, policy, e));
-                now.oncall.mention(&mut msg, ch, &r.people, true);
-                let mut nm = NewMessage::new(ch.name.clone(), msg, ch.targets());
-                nm.message.id = Some(nm.id.to_string());
-                nm.origin = Some(e.root.clone());
-                nm.source = Some(format!("escalation/{}", e.policy));
-                nm
-            }
-            Via::Urgent(kind) => {
-                let users = urgent_users(
-                    &now.oncall,
-                    now.channels.get(&view.channel),
-                    *kind,
-                    &r.people,
-                );
-                if users.is_empty() {
-                    record.notes.push(format!(
-                        "{via}: none of {} has an id on the platforms of channel `{}`",
-                        r.people.join(", "),
-                        view.channel
-                    ));
-                    continue;
-                }
-                let text = Some(crate::lifecycle::urgent::default_text(&view.message));
-                let (nm, plans) = crate::lifecycle::urgent::prepare(
-                    store,
-                    &now.channels,
-                    view,
-                    *kind,
-                    users,
-                    text,
-                )
-                .await?;
-                match nm {
-                    Some(nm) => nm,
-                    None => {
-                        let why: Vec<String> = plans
-                            .iter()
-                            .filter_map(|p| Some(format!("{}: {}", p.kind, p.reason.as_ref()?)))
-                            .collect();
-                        record.notes.push(format!("{via}: {}", why.join("; ")));
-                        continue;
-                    }
-                }
+        let made = match &n.via {
+            Via::Channel(name) => channel_message(now, name, view, policy, e, &text, &r.people),
+            Via::Urgent(kind) => urgent_message(store, now, view, *kind, &r.people).await?,
+        };
+        let nm = match made {
+            Ok(nm) => nm,
+            Err(why) => {
+                record.notes.push(format!("{via}: {why}"));
+                continue;
             }
         };
         record.notified.push(Notified {
@@ -241,6 +197,61 @@ pub async fn plan(
             .step(next)
             .map(|(_, _, s)| now_ms + s.after.as_millis() as i64),
     })
+}
+
+/// A step's message to a channel, addressed to `people`; `Err` says why
+/// there is none.
+fn channel_message(
+    now: &Snapshot,
+    name: &str,
+    view: &MessageView,
+    policy: &Policy,
+    e: &Escalation,
+    text: &str,
+    people: &[String],
+) -> Result<NewMessage, String> {
+    let Some(ch) = now.channels.get(name) else {
+        return Err("the channel is no longer configured".into());
+    };
+    let mut msg = Message::new(Body::Markdown {
+        text: text.to_string(),
+    });
+    msg.title = Some(step_title(view, policy, e));
+    now.oncall.mention(&mut msg, ch, people, true);
+    let mut nm = NewMessage::new(ch.name.clone(), msg, ch.targets());
+    nm.message.id = Some(nm.id.to_string());
+    nm.origin = Some(e.root.clone());
+    nm.source = Some(format!("escalation/{}", e.policy));
+    Ok(nm)
+}
+
+/// A step's urgent push on the alert itself; the inner `Err` says why there
+/// is none.
+async fn urgent_message(
+    store: &dyn Store,
+    now: &Snapshot,
+    view: &MessageView,
+    kind: imrelay_sdk::UrgentKind,
+    people: &[String],
+) -> crate::store::Result<Result<NewMessage, String>> {
+    let users = urgent_users(&now.oncall, now.channels.get(&view.channel), kind, people);
+    if users.is_empty() {
+        return Ok(Err(format!(
+            "none of {} has an id on the platforms of channel `{}`",
+            people.join(", "),
+            view.channel
+        )));
+    }
+    let text = Some(crate::lifecycle::urgent::default_text(&view.message));
+    let (nm, plans) =
+        crate::lifecycle::urgent::prepare(store, &now.channels, view, kind, users, text).await?;
+    Ok(nm.ok_or_else(|| {
+        plans
+            .iter()
+            .filter_map(|p| Some(format!("{}: {}", p.kind, p.reason.as_ref()?)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }))
 }
 
 /// The platform ids of `people` on the platforms of the alert channel's

@@ -190,34 +190,12 @@ fn compile_one(
         ));
     }
     check_channels(&s.channels, channels, &at.key("channels"), issues);
-    let mut rules = Vec::new();
-    for (i, r) in s.rules.iter().enumerate() {
-        let at = at.key("rules").index(i);
-        if r.channels.is_empty() {
-            issues.push(ConfigIssue::new(
-                at.key("channels").to_string(),
-                "names no channel; list where matching events go",
-            ));
-        }
-        check_channels(&r.channels, channels, &at.key("channels"), issues);
-        let mut matchers = Vec::new();
-        for (j, m) in r.matchers.iter().enumerate() {
-            match Matcher::parse(m) {
-                Ok(m) => matchers.push(m),
-                Err(why) => issues.push(ConfigIssue::new(
-                    at.key("matchers").index(j).to_string(),
-                    why.to_string(),
-                )),
-            }
-        }
-        rules.push(SourceRoute {
-            matchers,
-            channels: r.channels.clone(),
-            mentions: r.mentions.clone(),
-            escalation: r.escalation.clone().or_else(|| s.escalation.clone()),
-            cont: r.cont,
-        });
-    }
+    let rules = s
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| compile_rule(s, r, channels, &at.key("rules").index(i), issues))
+        .collect();
     if let Some(t) = &s.template {
         if !templates.contains(t) {
             issues.push(ConfigIssue::new(
@@ -248,6 +226,40 @@ fn compile_one(
         },
         rules,
     })
+}
+
+/// One `[[sources.NAME.rules]]` entry; bad matchers are reported and left out.
+fn compile_rule(
+    s: &SourceConfig,
+    r: &SourceRuleConfig,
+    channels: &BTreeMap<String, ChannelConfig>,
+    at: &KeyPath,
+    issues: &mut Vec<ConfigIssue>,
+) -> SourceRoute {
+    if r.channels.is_empty() {
+        issues.push(ConfigIssue::new(
+            at.key("channels").to_string(),
+            "names no channel; list where matching events go",
+        ));
+    }
+    check_channels(&r.channels, channels, &at.key("channels"), issues);
+    let mut matchers = Vec::new();
+    for (j, m) in r.matchers.iter().enumerate() {
+        match Matcher::parse(m) {
+            Ok(m) => matchers.push(m),
+            Err(why) => issues.push(ConfigIssue::new(
+                at.key("matchers").index(j).to_string(),
+                why.to_string(),
+            )),
+        }
+    }
+    SourceRoute {
+        matchers,
+        channels: r.channels.clone(),
+        mentions: r.mentions.clone(),
+        escalation: r.escalation.clone().or_else(|| s.escalation.clone()),
+        cont: r.cont,
+    }
 }
 
 fn check_channels(

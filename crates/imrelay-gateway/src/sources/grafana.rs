@@ -34,32 +34,8 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         }
     };
     let firing: Vec<&Value> = alerts.iter().filter(|a| is_firing(a)).collect();
-    let mut names: Vec<String> = Vec::new();
-    for a in alerts {
-        let n = text_at(a, "/labels/alertname").unwrap_or_else(|| "alert".into());
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    let title = match names.len() {
-        1..=3 => names.join(", "),
-        n => format!("{} and {} more", names[..2].join(", "), n - 2),
-    };
-    let mut text = String::new();
-    for a in alerts.iter().take(MAX_LISTED) {
-        text.push_str(&alert_line(a));
-        text.push('\n');
-    }
-    // Alerts Grafana itself left out (`maxAlerts`) are hidden too.
-    let truncated = body
-        .get("truncatedAlerts")
-        .and_then(Value::as_u64)
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0);
-    let hidden = alerts.len().saturating_sub(MAX_LISTED) + truncated;
-    if hidden > 0 {
-        text.push_str(&format!("… and {hidden} more\n"));
-    }
+    let title = title_of(alerts);
+    let text = listing(body, alerts);
     let pool = if firing.is_empty() {
         alerts.iter().collect()
     } else {
@@ -95,6 +71,41 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         }
     }
     Ok(Parsed::Events(vec![event]))
+}
+
+/// The alert names, up to three, else two and a count.
+fn title_of(alerts: &[Value]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for a in alerts {
+        let n = text_at(a, "/labels/alertname").unwrap_or_else(|| "alert".into());
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    match names.len() {
+        1..=3 => names.join(", "),
+        n => format!("{} and {} more", names[..2].join(", "), n - 2),
+    }
+}
+
+/// One line per alert, up to [`MAX_LISTED`], and a count of the rest.
+fn listing(body: &Value, alerts: &[Value]) -> String {
+    let mut text = String::new();
+    for a in alerts.iter().take(MAX_LISTED) {
+        text.push_str(&alert_line(a));
+        text.push('\n');
+    }
+    // Alerts Grafana itself left out (`maxAlerts`) are hidden too.
+    let truncated = body
+        .get("truncatedAlerts")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let hidden = alerts.len().saturating_sub(MAX_LISTED) + truncated;
+    if hidden > 0 {
+        text.push_str(&format!("… and {hidden} more\n"));
+    }
+    text
 }
 
 fn is_firing(a: &Value) -> bool {

@@ -9,17 +9,7 @@ use serde_json::Value;
 use super::{key_of, scalar_text, text_at, Event, Parsed, PayloadError, Status};
 
 pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
-    let status = match text_at(body, "/alarmStatus").as_deref() {
-        Some("1") => Status::Firing,
-        Some("0") => Status::Resolved,
-        Some(other) => {
-            return Err(PayloadError::new(
-                "alarmStatus",
-                format!("`{other}` is neither 1 (alarm) nor 0 (recovered)"),
-            ))
-        }
-        None => return Err(PayloadError::missing("alarmStatus")),
-    };
+    let status = status_of(body)?;
     let policy_id = text_at(body, "/alarmPolicyInfo/policyId")
         .ok_or_else(|| PayloadError::missing("alarmPolicyInfo.policyId"))?;
     let policy = text_at(body, "/alarmPolicyInfo/policyName").unwrap_or_else(|| policy_id.clone());
@@ -41,56 +31,8 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         })
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let c =
-        |k: &str| text_at(body, &format!("/alarmPolicyInfo/conditions/{k}")).unwrap_or_default();
-    let what = if kind == "event" {
-        text_at(body, "/alarmPolicyInfo/conditions/eventShowName")
-            .or_else(|| text_at(body, "/alarmPolicyInfo/conditions/eventName"))
-            .unwrap_or_default()
-    } else {
-        let metric = Some(c("metricShowName"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| c("metricName"));
-        format!(
-            "{metric} {} {}{}",
-            c("calcType"),
-            c("calcValue"),
-            c("calcUnit")
-        )
-    };
-    let mut text = String::new();
     let region = text_at(body, "/alarmObjInfo/region").unwrap_or_default();
-    let service = text_at(body, "/alarmPolicyInfo/policyTypeCName")
-        .or_else(|| text_at(body, "/alarmObjInfo/namespace"))
-        .unwrap_or_default();
-    let current = if kind == "event" {
-        String::new()
-    } else {
-        format!("{}{}", c("currentValue"), c("unit"))
-    };
-    let duration = text_at(body, "/durationTime")
-        .map(|d| format!("{d}s"))
-        .unwrap_or_default();
-    let recovered = text_at(body, "/recoverTime")
-        .filter(|t| t != "0")
-        .unwrap_or_default();
-    for (label, value) in [
-        ("Object", object.as_str()),
-        ("Service", &service),
-        ("Region", &region),
-        ("Condition", what.trim()),
-        ("Current", &current),
-        (
-            "Since",
-            &text_at(body, "/firstOccurTime").unwrap_or_default(),
-        ),
-        ("Duration", &duration),
-        ("Recovered", &recovered),
-    ] {
-        if !value.trim().is_empty() {
-            text.push_str(&format!("**{label}:** {value}\n\n"));
-        }
-    }
+    let text = details(body, &kind, &object, &region);
     let title = if object.is_empty() {
         policy
     } else {
@@ -112,6 +54,70 @@ pub fn parse(body: &Value) -> Result<Parsed, PayloadError> {
         .join(";");
     e.thread = Some(key_of(&[("policy", &policy_id), ("object", &dims_key)]));
     Ok(Parsed::Events(vec![e]))
+}
+
+fn status_of(body: &Value) -> Result<Status, PayloadError> {
+    match text_at(body, "/alarmStatus").as_deref() {
+        Some("1") => Ok(Status::Firing),
+        Some("0") => Ok(Status::Resolved),
+        Some(other) => Err(PayloadError::new(
+            "alarmStatus",
+            format!("`{other}` is neither 1 (alarm) nor 0 (recovered)"),
+        )),
+        None => Err(PayloadError::missing("alarmStatus")),
+    }
+}
+
+/// The alarm's facts as markdown lines, the empty ones left out.
+fn details(body: &Value, kind: &str, object: &str, region: &str) -> String {
+    let c =
+        |k: &str| text_at(body, &format!("/alarmPolicyInfo/conditions/{k}")).unwrap_or_default();
+    let what = if kind == "event" {
+        text_at(body, "/alarmPolicyInfo/conditions/eventShowName")
+            .or_else(|| text_at(body, "/alarmPolicyInfo/conditions/eventName"))
+            .unwrap_or_default()
+    } else {
+        let metric = Some(c("metricShowName"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| c("metricName"));
+        format!(
+            "{metric} {} {}{}",
+            c("calcType"),
+            c("calcValue"),
+            c("calcUnit")
+        )
+    };
+    let service = text_at(body, "/alarmPolicyInfo/policyTypeCName")
+        .or_else(|| text_at(body, "/alarmObjInfo/namespace"))
+        .unwrap_or_default();
+    let current = if kind == "event" {
+        String::new()
+    } else {
+        format!("{}{}", c("currentValue"), c("unit"))
+    };
+    let duration = text_at(body, "/durationTime")
+        .map(|d| format!("{d}s"))
+        .unwrap_or_default();
+    let recovered = text_at(body, "/recoverTime")
+        .filter(|t| t != "0")
+        .unwrap_or_default();
+    let since = text_at(body, "/firstOccurTime").unwrap_or_default();
+    let mut text = String::new();
+    for (label, value) in [
+        ("Object", object),
+        ("Service", &service),
+        ("Region", region),
+        ("Condition", what.trim()),
+        ("Current", &current),
+        ("Since", &since),
+        ("Duration", &duration),
+        ("Recovered", &recovered),
+    ] {
+        if !value.trim().is_empty() {
+            text.push_str(&format!("**{label}:** {value}\n\n"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -60,7 +60,9 @@ use super::sql::{args, impl_conn, Arg, Conn, Dialect};
 use super::*;
 use crate::domain::cluster::SharedLimiter;
 
+mod accept;
 pub mod cluster;
+mod conn;
 mod target;
 
 pub use target::{check_url, is_postgres_url, redact_url, PgTarget};
@@ -84,6 +86,7 @@ pub struct PgStore {
     target: PgTarget,
     channel: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    accepts: accept::Batcher,
     closed: AtomicBool,
     rate_margin: Duration,
     health: Health,
@@ -95,208 +98,6 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("target", &self.target)
             .finish()
-    }
-}
-
-impl PgStore {
-    /// Connect, create the schema if named, run migrations (sqlx serialises
-    /// concurrent migrators with an advisory lock), and start listening for
-    /// wake-ups. Claims held by other instances are left alone.
-    pub async fn open(options: StoreOptions) -> Result<Self> {
-        let target = PgTarget::parse(&options.url)?;
-        target.ensure_schema().await?;
-        // The queue's connections, plus a few for the cluster limiter and
-        // token cache, which run on this pool too.
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(target.options.clone())
-            .await
-            .map_err(|e| target.connect_error(e))?;
-        MIGRATOR.run(&pool).await?;
-        let notify = Arc::new(Notify::new());
-        let channel = target.wake_channel();
-        let mut listener = PgListener::connect_with(&pool)
-            .await
-            .map_err(|e| target.connect_error(e))?;
-        listener.listen(&channel).await?;
-        let n = notify.clone();
-        let listener = tokio::spawn(async move {
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(_)) => n.notify_one(),
-                    // The connection dropped and was re-established: a
-                    // notification may have been missed, so look now.
-                    Ok(None) => n.notify_one(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "PostgreSQL LISTEN connection failed; reconnecting");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
-        let now = options.clock.now_ms();
-        Ok(PgStore {
-            pool,
-            notify,
-            clock: options.clock,
-            target,
-            channel,
-            listener: Mutex::new(Some(listener)),
-            closed: AtomicBool::new(false),
-            rate_margin: options.cluster_rate_margin,
-            health: Health::new(now),
-            acquire_timeout: options.acquire_timeout,
-        })
-    }
-
-    /// The connection pool (shared with the cluster rate limiter and token
-    /// cache).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The parsed URL.
-    pub fn target(&self) -> &PgTarget {
-        &self.target
-    }
-
-    /// A read-only transaction on one snapshot.
-    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(StoreError::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Run `f` in one transaction; commit when it succeeds, roll back when it
-    /// fails. `wake` sends a cluster-wide notification with the commit.
-    async fn tx<T, F>(&self, wake: bool, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, bool)>> + Send,
-    {
-        let r = self.tx_unchecked(wake, f).await;
-        self.health.check(self.now_ms(), &r);
-        r
-    }
-
-    async fn tx_unchecked<T, F>(&self, wake: bool, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, bool)>> + Send,
-    {
-        self.check_open()?;
-        let mut tx = self.pool.begin().await?;
-        match f(&mut tx).await {
-            Ok((v, woke)) => {
-                if wake || woke {
-                    sqlx::query("SELECT pg_notify($1, '')")
-                        .bind(&self.channel)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                if wake || woke {
-                    self.notify.notify_one();
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl PgStore {
-    /// Messages without idempotency keys, each with a target, in one
-    /// statement (so one round trip, atomic on its own): the messages, their
-    /// deliveries in order, and the wake-up of the other instances. One
-    /// statement per row made batches cost a round trip per row.
-    async fn enqueue_plain(&self, msgs: &[NewMessage], now: i64) -> Result<Vec<EnqueueOutcome>> {
-        let r = self.enqueue_plain_unchecked(msgs, now).await;
-        self.health.check(self.now_ms(), &r);
-        r
-    }
-
-    async fn enqueue_plain_unchecked(
-        &self,
-        msgs: &[NewMessage],
-        now: i64,
-    ) -> Result<Vec<EnqueueOutcome>> {
-        self.check_open()?;
-        let n = msgs.len();
-        let (mut ids, mut channels, mut kinds, mut bodies) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut traces, mut origins) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut d_ids, mut d_targets) = (Vec::new(), Vec::new());
-        // A repeated id: only its first occurrence may be inserted (as one by
-        // one), so only its deliveries are listed.
-        let mut first = std::collections::HashSet::new();
-        for m in msgs {
-            let body = serde_json::to_string(&m.message)
-                .map_err(|e| StoreError::Invalid(format!("message: {e}")))?;
-            ids.push(m.id.clone());
-            channels.push(m.channel.clone());
-            kinds.push(m.kind.as_str());
-            bodies.push(body);
-            traces.push(m.trace_id.clone());
-            origins.push(m.origin.clone());
-            if first.insert(m.id.as_str()) {
-                for t in &m.targets {
-                    d_ids.push(m.id.clone());
-                    d_targets.push(t.clone());
-                }
-            }
-        }
-        let inserted: Vec<(String,)> = sqlx::query_as(
-            "WITH input AS (
-               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-                 WITH ORDINALITY AS t(id, channel, kind, body, trace_id, origin, ord)),
-             ins AS (
-               INSERT INTO messages (id, channel, kind, body, trace_id, origin, created_at)
-               SELECT id, channel, kind, body, trace_id, origin, $7 FROM input ORDER BY ord
-               ON CONFLICT DO NOTHING RETURNING id),
-             dl AS (
-               INSERT INTO deliveries (message_id, target, state, due_at, created_at, updated_at)
-               SELECT d.mid, d.target, 'pending', $7, $7, $7
-               FROM UNNEST($8::text[], $9::text[]) WITH ORDINALITY AS d(mid, target, ord)
-               WHERE d.mid IN (SELECT id FROM ins) ORDER BY d.ord)
-             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify($10, '')) AS wake",
-        )
-        .bind(&ids)
-        .bind(&channels)
-        .bind(&kinds)
-        .bind(&bodies)
-        .bind(&traces)
-        .bind(&origins)
-        .bind(now)
-        .bind(&d_ids)
-        .bind(&d_targets)
-        .bind(&self.channel)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut inserted: std::collections::HashSet<String> =
-            inserted.into_iter().map(|(i,)| i).collect();
-        if !inserted.is_empty() {
-            self.notify.notify_one();
-        }
-        Ok(queue::bulk_outcomes(msgs, &mut inserted))
     }
 }
 
@@ -351,7 +152,7 @@ impl Store for PgStore {
     async fn enqueue(&self, msgs: Vec<NewMessage>) -> Result<Vec<EnqueueOutcome>> {
         let now = self.now_ms();
         let out = if msgs.iter().all(NewMessage::is_plain) {
-            self.enqueue_plain(&msgs, now).await?
+            self.enqueue_plain(msgs, now).await?
         } else {
             self.tx(false, move |c| {
                 Box::pin(async move {
@@ -815,6 +616,7 @@ impl Store for PgStore {
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.health.failed(self.now_ms(), &StoreError::Closed);
+        self.accepts.stop();
         let listener = self.listener.lock().take();
         if let Some(h) = listener {
             h.abort();
@@ -826,6 +628,7 @@ impl Store for PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.accepts.stop();
         if let Some(h) = self.listener.lock().take() {
             h.abort();
         }

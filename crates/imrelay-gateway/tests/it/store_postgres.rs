@@ -234,6 +234,71 @@ async fn idempotency_keys_are_unique_across_instances() {
     drop_schema(&schema).await;
 }
 
+/// Concurrent plain accepts are group-committed: 200 callers at once share
+/// a few transactions (each message row records the transaction that wrote
+/// it in `xmin`), each caller learns its own outcome, a repeated id is
+/// created once, and one accept the server refuses fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_accepts_share_commits_and_keep_their_own_outcomes() {
+    let schema = fresh_schema("group");
+    let clock = Arc::new(FixedClock::new(T0));
+    let store: Arc<dyn Store> = Arc::new(open_in(&schema, clock.clone()).await);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // m0 is sent twice; m7's target holds a NUL byte, which
+            // PostgreSQL refuses in text.
+            let id = if i == 199 {
+                "m0".to_string()
+            } else {
+                format!("m{i}")
+            };
+            let mut m = one(&id);
+            m.id = id.as_str().into();
+            if i == 7 {
+                m.targets = vec!["ops/bad\0target".into()];
+            }
+            (i, s.enqueue(vec![m]).await)
+        }));
+    }
+    let mut created = 0;
+    let mut rejected = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (7, r) => assert!(r.is_err(), "the NUL target fails: {r:?}"),
+            (i, Ok(mut out)) => match out.remove(0) {
+                EnqueueOutcome::Created { id } => {
+                    created += 1;
+                    assert!(id.as_str() == format!("m{i}") || (i == 199 && id == "m0"));
+                }
+                EnqueueOutcome::Rejected { reason } => rejected.push((i, reason)),
+                other => panic!("{i}: unexpected {other:?}"),
+            },
+            (i, Err(e)) => panic!("{i}: a good accept failed with its batch: {e}"),
+        }
+    }
+    assert_eq!(created, 198, "every good accept is created once");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].1.contains("m0"), "{rejected:?}");
+    assert_eq!(store.stats().await.unwrap().messages, 198);
+    let pool = sqlx::PgPool::connect(&url_for(&schema)).await.unwrap();
+    let (txs,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(DISTINCT xmin::text) FROM \"{schema}\".messages"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    eprintln!("200 concurrent accepts committed in {txs} transactions");
+    assert!(
+        txs <= 100,
+        "accepts were not grouped: {txs} transactions for 198 messages"
+    );
+    pool.close().await;
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
 /// LISTEN/NOTIFY: an enqueue on one instance wakes the others' dispatchers
 /// within milliseconds (no polling involved: nothing else would wake them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

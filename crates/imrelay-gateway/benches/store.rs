@@ -34,7 +34,7 @@ fn message(target: &str, i: usize) -> NewMessage {
     NewMessage::new(
         "bench",
         Message::text(format!("[FIRING] disk usage on node-{i} above 90% for 5m")),
-        vec![target.to_string()],
+        vec![target.parse().expect("a target")],
     )
 }
 
@@ -58,7 +58,7 @@ async fn filled_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
 
 fn claim_req(target: &str, limit: u32) -> ClaimRequest {
     ClaimRequest {
-        target: Some(target.into()),
+        target: Some(target.parse().expect("a target")),
         limit,
         lease: Duration::from_secs(60),
         owner: OWNER.into(),

@@ -358,20 +358,20 @@ fn wecom_mention_ping(rule: &Rule, alerts: &[&Alert]) -> Option<Message> {
 }
 
 /// A channel's targets grouped by platform (a pool is one target).
-fn platform_groups(ch: &Channel) -> Vec<(Platform, Vec<String>, Vec<&DestinationEntry>)> {
+fn platform_groups(ch: &Channel) -> Vec<(Platform, Vec<Target>, Vec<&DestinationEntry>)> {
     if ch.pool {
         let Some(first) = ch.destinations.first() else {
             return Vec::new();
         };
         return vec![(
             first.dest.platform(),
-            vec![Target::new(ch.name.clone(), POOL_TARGET).to_string()],
+            vec![Target::new(&ch.name, POOL_TARGET)],
             vec![first],
         )];
     }
-    let mut groups: Vec<(Platform, Vec<String>, Vec<&DestinationEntry>)> = Vec::new();
+    let mut groups: Vec<(Platform, Vec<Target>, Vec<&DestinationEntry>)> = Vec::new();
     for d in &ch.destinations {
-        let t = Target::new(ch.name.clone(), d.key.as_str()).to_string();
+        let t = Target::new(&ch.name, d.key.as_str());
         let p = d.dest.platform();
         match groups.iter_mut().find(|g| g.0 == p) {
             Some(g) => {

@@ -63,8 +63,9 @@ impl ChannelSet {
     /// current config no longer has it (the deliveries then wait, they are not
     /// failed: a later reload may bring the destination back).
     pub fn resolve(&self, target: &str) -> Option<Resolved<'_>> {
-        let Target { channel, key } = target.parse().ok()?;
-        let channel = self.channels.get(channel.as_str())?;
+        let target: Target = target.parse().ok()?;
+        let (channel, key) = (target.channel(), target.key());
+        let channel = self.channels.get(channel)?;
         if channel.pool {
             if key != POOL_TARGET || channel.destinations.is_empty() {
                 return None;
@@ -169,13 +170,13 @@ impl Channel {
     /// The targets a new message to this channel gets one delivery row each for:
     /// one per destination, or a single one for a pool. Duplicate destination keys
     /// (the same robot listed twice) collapse into one.
-    pub fn targets(&self) -> Vec<String> {
+    pub fn targets(&self) -> Vec<Target> {
         if self.pool {
-            return vec![Target::new(self.name.clone(), POOL_TARGET).to_string()];
+            return vec![Target::new(&self.name, POOL_TARGET)];
         }
-        let mut out: Vec<String> = Vec::with_capacity(self.destinations.len());
+        let mut out: Vec<Target> = Vec::with_capacity(self.destinations.len());
         for d in &self.destinations {
-            let t = Target::new(self.name.clone(), d.key.as_str()).to_string();
+            let t = Target::new(&self.name, d.key.as_str());
             if !out.contains(&t) {
                 out.push(t);
             }

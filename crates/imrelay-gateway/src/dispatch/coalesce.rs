@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use super::Inner;
 use crate::channels::{Channel, Coalesce, DestinationEntry};
 use crate::store::{
-    ClaimRequest, Claimed, DeliveryId, MessageId, MessageKind, NewMessage, StoreError,
+    ClaimRequest, Claimed, DeliveryId, MessageId, MessageKind, NewMessage, StoreError, Target,
     TargetBacklog,
 };
 
@@ -293,12 +293,12 @@ impl Inner {
     /// Enqueue digest `d` and fold its members into it; how many were merged,
     /// or `None` when the store refused (the members are then sent one by
     /// one).
-    async fn store_digest(&self, channel: &Channel, target: &str, d: &Digest) -> Option<u64> {
+    async fn store_digest(&self, channel: &Channel, target: &Target, d: &Digest) -> Option<u64> {
         let n = d.members.len() as u64;
         let mut m = NewMessage::new(
             channel.name.clone(),
             d.message.clone(),
-            vec![target.to_string()],
+            vec![target.clone()],
         );
         m.message.id = Some(m.id.to_string());
         m.kind = MessageKind::Digest;

@@ -321,7 +321,7 @@ mod tests {
     }
 
     async fn claimed_by(store: &Arc<dyn Store>, owner: &str) -> Claimed {
-        let m = NewMessage::new("app", Message::text("x"), vec!["app/d".into()]);
+        let m = NewMessage::new("app", Message::text("x"), vec!["app/d".parse().unwrap()]);
         store.enqueue(vec![m]).await.unwrap();
         let mut c = store
             .claim(ClaimRequest {

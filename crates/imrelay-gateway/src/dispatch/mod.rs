@@ -89,7 +89,7 @@ use tokio::task::JoinSet;
 
 use crate::channels::{Channel, ChannelSet, ChannelSource, DestinationEntry, Resolved};
 use crate::store::{
-    ClaimRequest, Claimed, DeliveryId, QueueStats, Store, StoreError, TargetBacklog,
+    ClaimRequest, Claimed, DeliveryId, QueueStats, Store, StoreError, Target, TargetBacklog,
 };
 use admission::Admission;
 use breaker::BreakerState;
@@ -272,7 +272,7 @@ struct TargetState {
 
 #[derive(Default)]
 struct State {
-    targets: HashMap<String, TargetState>,
+    targets: HashMap<Target, TargetState>,
     next_fallback_scan: i64,
     cycles: usize,
 }
@@ -292,7 +292,7 @@ struct Inner {
     /// Claims whose send task runs: the heartbeat extends their leases.
     held: Mutex<HashSet<DeliveryId>>,
     /// Targets of ordered channels with a lane sending.
-    lanes: Mutex<HashSet<String>>,
+    lanes: Mutex<HashSet<Target>>,
     /// When each thread's card at each target was last updated (ms), to
     /// keep to the platform's update limits (Feishu: 5 a second per message).
     update_pace: Mutex<HashMap<String, i64>>,
@@ -522,11 +522,11 @@ fn conversation(c: &Claimed, addressed: bool) -> String {
 /// lives.
 struct Lane {
     inner: Arc<Inner>,
-    target: String,
+    target: Target,
 }
 
 impl Lane {
-    fn new(inner: Arc<Inner>, target: String) -> Self {
+    fn new(inner: Arc<Inner>, target: Target) -> Self {
         inner.lanes.lock().insert(target.clone());
         Lane { inner, target }
     }

@@ -17,7 +17,8 @@ use crate::channels::DestinationEntry;
 use crate::domain::attempt::AttemptOutcome;
 use crate::lifecycle::{annotate, card};
 use crate::store::{
-    AttemptRecord, Claimed, DeadReason, DeliveryState, MessageId, MessageKind, Store, ThreadPos,
+    AttemptRecord, Claimed, DeadReason, DeliveryState, MessageId, MessageKind, Store, Target,
+    ThreadPos,
 };
 
 /// One request of a delivery.
@@ -51,7 +52,7 @@ pub(super) struct Work {
 pub(super) struct ThreadLease {
     store: Arc<dyn Store>,
     root: MessageId,
-    target: String,
+    target: Target,
     owner: String,
 }
 
@@ -60,7 +61,7 @@ impl Drop for ThreadLease {
         let store = self.store.clone();
         let (root, target, owner) = (
             std::mem::take(&mut self.root),
-            std::mem::take(&mut self.target),
+            self.target.clone(),
             std::mem::take(&mut self.owner),
         );
         tokio::spawn(async move {

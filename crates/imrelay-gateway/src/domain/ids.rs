@@ -204,28 +204,102 @@ impl ChannelName {
 text_id!(ChannelName);
 
 /// Where one delivery goes: a channel and one of its destinations (or the
-/// pool as a whole), stored as `"{channel}/{key}"`.
+/// pool as a whole), as the text `"{channel}/{key}"` it is stored and shown
+/// as, valid by construction: made from its parts or parsed.
 ///
 /// Keys never hold a `/` (they are config keys), channel names may: the text
 /// is split at its last `/`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub channel: ChannelName,
-    pub key: String,
-}
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type, utoipa::ToSchema,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+#[schema(value_type = String, example = "ops/robot-1")]
+pub struct Target(String);
 
 impl Target {
-    pub fn new(channel: impl Into<ChannelName>, key: impl Into<String>) -> Self {
-        Target {
-            channel: channel.into(),
-            key: key.into(),
-        }
+    pub fn new(channel: impl AsRef<str>, key: impl AsRef<str>) -> Self {
+        Target(format!("{}/{}", channel.as_ref(), key.as_ref()))
+    }
+
+    /// The channel's name.
+    pub fn channel(&self) -> &str {
+        self.split().0
+    }
+
+    /// The destination's key (or the pool's).
+    pub fn key(&self) -> &str {
+        self.split().1
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn split(&self) -> (&str, &str) {
+        self.0.rsplit_once('/').expect("a target holds a `/`")
+    }
+}
+
+impl std::ops::Deref for Target {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Target {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Target {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Target {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Target {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Target {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<Target> for String {
+    fn eq(&self, other: &Target) -> bool {
+        *self == other.0
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.channel, self.key)
+        f.write_str(&self.0)
     }
 }
 
@@ -242,7 +316,7 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.rsplit_once('/') {
             Some((channel, key)) if !channel.is_empty() && !key.is_empty() => {
-                Ok(Target::new(channel, key))
+                Ok(Target(s.to_string()))
             }
             _ => Err(MalformedTarget {
                 text: s.to_string(),
@@ -262,8 +336,8 @@ mod tests {
             assert_eq!(t.to_string(), text);
         }
         let t: Target = "team/a/pool".parse().unwrap();
-        assert_eq!(t.channel, "team/a");
-        assert_eq!(t.key, "pool");
+        assert_eq!(t.channel(), "team/a");
+        assert_eq!(t.key(), "pool");
         assert_eq!(Target::new("ops", "r1").to_string(), "ops/r1");
     }
 

@@ -241,7 +241,7 @@ mod tests {
     use imrelay_sdk::Message;
 
     fn msg(labels: &[(&str, &str)], text: &str) -> NewMessage {
-        let mut m = NewMessage::new("ops", Message::text(text), vec!["t".into()]);
+        let mut m = NewMessage::new("ops", Message::text(text), vec!["ops/t".parse().unwrap()]);
         m.labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

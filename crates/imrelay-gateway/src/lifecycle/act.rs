@@ -181,7 +181,7 @@ async fn card_update(cx: &ActContext<'_>, root: &MessageView) -> Result<NewMessa
         _ => None,
     };
     let content = latest.as_ref().unwrap_or(root);
-    let mut targets: Vec<String> = Vec::new();
+    let mut targets: Vec<crate::store::Target> = Vec::new();
     for d in &root.deliveries {
         if !targets.contains(&d.target) {
             targets.push(d.target.clone());

@@ -72,7 +72,7 @@ pub struct Queued {
 /// What a recall does at one destination.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecallPlan {
-    pub target: String,
+    pub target: crate::store::Target,
     /// The destination type (`feishu_app`, `dingtalk_robot`, ...).
     pub kind: String,
     /// Parts delivered there.
@@ -187,7 +187,8 @@ pub async fn update<S: LifecycleContext>(
     nm.silence_url = view.silence_url.clone();
     nm.source = view.source.clone();
     // Only the destinations the thread went to.
-    let sent_to: Vec<String> = view.deliveries.iter().map(|d| d.target.clone()).collect();
+    let sent_to: Vec<crate::store::Target> =
+        view.deliveries.iter().map(|d| d.target.clone()).collect();
     nm.targets.retain(|t| sent_to.contains(t));
     let new_id = nm.id.clone();
     st.store().enqueue(vec![nm]).await?;
@@ -235,7 +236,7 @@ pub async fn recall<S: LifecycleContext>(
             .ok_or_else(|| Problem::not_found(format!("no message `{id}`")))?,
     };
     let plans = recall_plans(&st, &root).await?;
-    let targets: Vec<String> = plans
+    let targets: Vec<crate::store::Target> = plans
         .iter()
         .filter(|p| p.recall)
         .map(|p| p.target.clone())

@@ -89,7 +89,7 @@ mod tests {
     use imrelay_sdk::Message;
 
     fn nm() -> NewMessage {
-        NewMessage::new("ops", Message::text("x"), vec!["ops/a".into()])
+        NewMessage::new("ops", Message::text("x"), vec!["ops/a".parse().unwrap()])
     }
 
     fn action(id: &str) -> Action {

@@ -61,7 +61,7 @@ pub struct UrgentRequest {
 /// What an urgent push does at one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct UrgentPlan {
-    pub target: String,
+    pub target: crate::store::Target,
     /// The destination type (`feishu_app`, `dingtalk_app`, ...).
     pub kind: String,
     /// Whether the push is queued for it.
@@ -134,7 +134,7 @@ pub fn plan(
 /// it with [`crate::store::Store::enqueue`].
 pub fn urgent_message(
     origin: &MessageView,
-    targets: Vec<String>,
+    targets: Vec<crate::store::Target>,
     kind: UrgentKind,
     users: Vec<String>,
     text: impl Into<String>,
@@ -163,7 +163,7 @@ pub async fn prepare(
 ) -> Result<(Option<NewMessage>, Vec<UrgentPlan>), StoreError> {
     let parts = store.sent_parts(&origin.id).await?;
     let plans = plan(channels, origin, &parts, kind);
-    let targets: Vec<String> = plans
+    let targets: Vec<crate::store::Target> = plans
         .iter()
         .filter(|p| p.urgent)
         .map(|p| p.target.clone())

@@ -202,7 +202,7 @@ pub(super) async fn send<C: Conn>(c: &mut C, s: &SendGroup, now: i64) -> Result<
     let mut m = s.message.clone();
     m.targets = rows
         .iter()
-        .map(|r| r.text("target"))
+        .map(|r| r.target("target"))
         .collect::<Result<_>>()?;
     m.group = None;
     if m.targets.is_empty() {

@@ -98,7 +98,7 @@ pub use crate::domain::attempt::AttemptOutcome;
 use crate::domain::cluster::SharedLimiter;
 use imrelay_sdk::token::SharedTokenCache;
 
-pub use crate::domain::ids::{DeliveryId, MessageId};
+pub use crate::domain::ids::{DeliveryId, MessageId, Target};
 
 /// A new message id: UUID v7, so ids sort by creation time.
 pub fn new_message_id() -> MessageId {

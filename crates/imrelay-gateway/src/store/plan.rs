@@ -30,7 +30,7 @@ pub(super) struct Lease {
     pub owner: Option<String>,
     pub lease_until: Option<i64>,
     pub message_id: MessageId,
-    pub target: String,
+    pub target: Target,
 }
 
 /// The fence: `owner` still holds `delivery`.
@@ -104,7 +104,7 @@ impl Settle {
 pub(super) struct Plan {
     pub delivery: DeliveryId,
     pub message_id: MessageId,
-    pub target: String,
+    pub target: Target,
     pub attempts: Vec<AttemptRecord>,
     pub update: Update,
     pub members: Option<Settle>,

@@ -44,7 +44,7 @@ pub(super) fn bulk_outcomes(
 /// twice (its pending deliveries, its expired claims) into one per target,
 /// in byte order of the target.
 pub(super) fn merge_backlog(rows: Vec<TargetBacklog>) -> Vec<TargetBacklog> {
-    let mut by_target: std::collections::BTreeMap<String, TargetBacklog> = Default::default();
+    let mut by_target: std::collections::BTreeMap<Target, TargetBacklog> = Default::default();
     for r in rows {
         match by_target.get_mut(&r.target) {
             Some(b) => {

@@ -35,6 +35,14 @@ pub(super) trait Cols {
     fn delivery_id(&self, col: &str) -> Result<DeliveryId> {
         self.int(col).map(DeliveryId::from)
     }
+    /// A `"{channel}/{key}"` target column; other text is corrupt data.
+    fn target(&self, col: &'static str) -> Result<Target> {
+        let text = self.text(col)?;
+        text.parse().map_err(|_| StoreError::Corrupt {
+            column: col,
+            value: format!("{text:?}, not a \"{{channel}}/{{key}}\" target"),
+        })
+    }
 }
 
 impl<R> Cols for R
@@ -91,7 +99,7 @@ pub(super) fn lease(row: &impl Cols) -> Result<super::plan::Lease> {
         owner: row.opt_text("lease_owner")?,
         lease_until: row.opt_int("lease_until")?,
         message_id: row.message_id("message_id")?,
-        target: row.text("target")?,
+        target: row.target("target")?,
     })
 }
 
@@ -112,7 +120,7 @@ pub(super) fn dead_entry(row: &impl Cols) -> Result<DeadEntry> {
         delivery_id: row.delivery_id("id")?,
         message_id: row.message_id("message_id")?,
         channel: row.text("channel")?,
-        target: row.text("target")?,
+        target: row.target("target")?,
         recipients: parse_recipients(row.opt_text("recipients")?),
         code: row.opt_text("dead_code")?,
         reason: row.opt_text("dead_reason")?.unwrap_or_default(),
@@ -132,7 +140,7 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
         delivery_id: r.delivery_id("id")?,
         message_id: r.message_id("message_id")?,
         channel: r.text("channel")?,
-        target: r.text("target")?,
+        target: r.target("target")?,
         kind: MessageKind::parse(&r.text("kind")?)?,
         message: parse_message(&body)?,
         recipients: parse_recipients(r.opt_text("recipients")?),
@@ -202,7 +210,7 @@ fn delivery_view<R: Cols>(r: &R, attempts: &[R]) -> Result<DeliveryView> {
     };
     Ok(DeliveryView {
         id: did,
-        target: r.text("target")?,
+        target: r.target("target")?,
         state,
         recipients: parse_recipients(r.opt_text("recipients")?),
         attempts: r.int("attempts")? as u32,
@@ -262,7 +270,7 @@ pub(super) fn message_view<R: Cols>(m: &R, rows: &[R], attempts: &[R]) -> Result
 /// One target's backlog (columns: `target, pending, due, next_due_at`).
 pub(super) fn backlog(r: &impl Cols) -> Result<TargetBacklog> {
     Ok(TargetBacklog {
-        target: r.text("target")?,
+        target: r.target("target")?,
         pending: r.int("pending")? as u64,
         due: r.int("due")? as u64,
         next_due_at: r.opt_int("next_due_at")?,
@@ -276,7 +284,7 @@ pub(super) fn overdue(r: &impl Cols) -> Result<Overdue> {
         delivery_id: r.delivery_id("id")?,
         message_id: r.message_id("message_id")?,
         channel: r.text("channel")?,
-        target: r.text("target")?,
+        target: r.target("target")?,
         created_at: r.int("created_at")?,
     })
 }
@@ -287,13 +295,15 @@ pub(super) fn overdue(r: &impl Cols) -> Result<Overdue> {
 pub(super) fn tally<R: Cols>(rows: &[R]) -> Result<QueueStats> {
     let mut s = QueueStats::default();
     for r in rows {
-        let target = r.text("target")?;
+        let target = r.target("target")?;
         let n = r.int("n")? as u64;
         let state = DeliveryState::parse(&r.text("state")?)?;
         if s.by_target.last().map(|t| &t.target) != Some(&target) {
             s.by_target.push(TargetStats {
                 target,
-                ..Default::default()
+                pending: 0,
+                in_flight: 0,
+                dead: 0,
             });
         }
         let t = s.by_target.last_mut().expect("pushed above");

@@ -118,6 +118,22 @@ impl From<Vec<MessageId>> for Arg {
     }
 }
 
+impl From<&Target> for Arg {
+    fn from(v: &Target) -> Self {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+impl From<Option<&Target>> for Arg {
+    fn from(v: Option<&Target>) -> Self {
+        Arg::Text(v.map(Target::to_string))
+    }
+}
+impl From<Vec<Target>> for Arg {
+    fn from(v: Vec<Target>) -> Self {
+        Arg::Texts(v.iter().map(Target::to_string).collect())
+    }
+}
+
 /// Bound values, in placeholder order.
 macro_rules! args {
     ($($v:expr),* $(,)?) => { vec![$(Arg::from($v)),*] };

@@ -586,7 +586,13 @@ mod tests {
             .await
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+        let one = || {
+            NewMessage::new(
+                "ops",
+                imrelay_sdk::Message::text("a"),
+                vec!["ops/x".parse().unwrap()],
+            )
+        };
         let t = std::time::Instant::now();
         let err = store.enqueue(vec![one()]).await.unwrap_err();
         assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use imrelay_sdk::{Message, UrgentKind};
 use serde::{Deserialize, Serialize};
 
-use super::{new_message_id, AttemptOutcome, DeliveryId, MessageId, Result, StoreError};
+use super::{new_message_id, AttemptOutcome, DeliveryId, MessageId, Result, StoreError, Target};
 
 /// What kind of message a row is.
 ///
@@ -116,7 +116,7 @@ pub struct NewMessage {
     pub channel: String,
     pub message: Message,
     /// One delivery row is created per target ([`crate::channels::Channel::targets`]).
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     pub trace_id: Option<String>,
     pub idempotency: Option<Idempotency>,
     pub kind: MessageKind,
@@ -236,7 +236,7 @@ impl NewMessage {
     }
 
     /// A normal message with a fresh id.
-    pub fn new(channel: impl Into<String>, message: Message, targets: Vec<String>) -> Self {
+    pub fn new(channel: impl Into<String>, message: Message, targets: Vec<Target>) -> Self {
         NewMessage {
             id: new_message_id(),
             channel: channel.into(),
@@ -502,7 +502,7 @@ pub struct Claimed {
     pub delivery_id: DeliveryId,
     pub message_id: MessageId,
     pub channel: String,
-    pub target: String,
+    pub target: Target,
     pub kind: MessageKind,
     pub message: Message,
     /// Recipients of a per-recipient split; empty means the message's own.
@@ -611,7 +611,7 @@ impl Ack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRequest {
     /// Only this target; `None`: any.
-    pub target: Option<String>,
+    pub target: Option<Target>,
     pub limit: u32,
     pub lease: Duration,
     pub owner: String,
@@ -675,7 +675,7 @@ pub struct DeadEntry {
     #[schema(value_type = String)]
     pub message_id: MessageId,
     pub channel: String,
-    pub target: String,
+    pub target: Target,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -764,7 +764,7 @@ pub enum DeadSelector {
 pub struct DeliveryView {
     #[schema(value_type = i64)]
     pub id: DeliveryId,
-    pub target: String,
+    pub target: Target,
     pub state: DeliveryState,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
@@ -835,7 +835,7 @@ pub struct MessageView {
 /// of a million to learn that would cost a million index steps per cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetBacklog {
-    pub target: String,
+    pub target: Target,
     /// Pending deliveries (due or not), counted up to the cap, plus claimed
     /// ones whose lease expired.
     pub pending: u64,
@@ -851,7 +851,7 @@ pub struct Overdue {
     pub delivery_id: DeliveryId,
     pub message_id: MessageId,
     pub channel: String,
-    pub target: String,
+    pub target: Target,
     pub created_at: i64,
 }
 
@@ -872,9 +872,9 @@ pub struct QueueStats {
 }
 
 /// Per-target counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TargetStats {
-    pub target: String,
+    pub target: Target,
     pub pending: u64,
     pub in_flight: u64,
     pub dead: u64,

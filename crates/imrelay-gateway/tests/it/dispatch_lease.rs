@@ -77,7 +77,11 @@ async fn store_with(dir: &tempfile::TempDir, clock: Arc<dyn Clock>) -> Arc<dyn S
 }
 
 async fn enqueue(store: &Arc<dyn Store>) -> String {
-    let m = NewMessage::new("app", Message::text("x"), vec!["app/slow:1".into()]);
+    let m = NewMessage::new(
+        "app",
+        Message::text("x"),
+        vec!["app/slow:1".parse().unwrap()],
+    );
     store.enqueue(vec![m]).await.unwrap()[0]
         .accepted_id()
         .unwrap()

@@ -190,7 +190,13 @@ async fn readiness_follows_commits_and_keeps_the_error_text_private() {
             .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
     };
-    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    let one = || {
+        NewMessage::new(
+            "ops",
+            imrelay_sdk::Message::text("a"),
+            vec!["ops/x".parse().unwrap()],
+        )
+    };
     assert_eq!(readyz().await.0, 200);
 
     store.set_query_only(true).await.unwrap();

@@ -81,7 +81,7 @@ fn one(text: &str) -> NewMessage {
     NewMessage::new(
         "ops",
         imrelay_sdk::Message::text(text),
-        vec!["ops/x".into()],
+        vec!["ops/x".parse().unwrap()],
     )
 }
 
@@ -257,7 +257,7 @@ async fn concurrent_accepts_share_commits_and_keep_their_own_outcomes() {
             let mut m = one(&id);
             m.id = id.as_str().into();
             if i == 7 {
-                m.targets = vec!["ops/bad\0target".into()];
+                m.targets = vec!["ops/bad\0target".parse().unwrap()];
             }
             (i, s.enqueue(vec![m]).await)
         }));

@@ -35,8 +35,16 @@ async fn committed_messages_survive_reopen_and_claims_are_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(T0));
     let store = open_at(&dir, clock.clone()).await;
-    let a = NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
-    let b = NewMessage::new("ops", imrelay_sdk::Message::text("b"), vec!["ops/x".into()]);
+    let a = NewMessage::new(
+        "ops",
+        imrelay_sdk::Message::text("a"),
+        vec!["ops/x".parse().unwrap()],
+    );
+    let b = NewMessage::new(
+        "ops",
+        imrelay_sdk::Message::text("b"),
+        vec!["ops/x".parse().unwrap()],
+    );
     store.enqueue(vec![a.clone(), b.clone()]).await.unwrap();
     let claimed = store
         .claim(ClaimRequest {
@@ -106,7 +114,11 @@ async fn closed_store_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_at(&dir, Arc::new(FixedClock::new(T0))).await;
     store.close().await;
-    let m = NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    let m = NewMessage::new(
+        "ops",
+        imrelay_sdk::Message::text("a"),
+        vec!["ops/x".parse().unwrap()],
+    );
     assert!(matches!(
         store.enqueue(vec![m]).await,
         Err(StoreError::Closed)
@@ -120,7 +132,13 @@ async fn closed_store_refuses_writes() {
 async fn group_commit_concurrent_enqueues_beat_serial_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(open_at(&dir, Arc::new(FixedClock::new(T0))).await);
-    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("x"), vec!["ops/x".into()]);
+    let one = || {
+        NewMessage::new(
+            "ops",
+            imrelay_sdk::Message::text("x"),
+            vec!["ops/x".parse().unwrap()],
+        )
+    };
 
     let serial_n = 200;
     let t = Instant::now();
@@ -173,7 +191,13 @@ async fn group_commit_concurrent_enqueues_beat_serial_commits() {
 async fn health_follows_failed_commits_not_reads() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_at(&dir, Arc::new(FixedClock::new(T0))).await;
-    let one = || NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec!["ops/x".into()]);
+    let one = || {
+        NewMessage::new(
+            "ops",
+            imrelay_sdk::Message::text("a"),
+            vec!["ops/x".parse().unwrap()],
+        )
+    };
     assert!(store.ready().await.ok);
     store.set_query_only(true).await.unwrap();
     let err = store.enqueue(vec![one()]).await.unwrap_err();
@@ -202,7 +226,13 @@ async fn the_retention_task_prunes_on_the_store_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(T0));
     let store: Arc<dyn Store> = Arc::new(open_at(&dir, clock.clone()).await);
-    let one = |t: &str| NewMessage::new("ops", imrelay_sdk::Message::text("a"), vec![t.into()]);
+    let one = |t: &str| {
+        NewMessage::new(
+            "ops",
+            imrelay_sdk::Message::text("a"),
+            vec![t.parse().unwrap()],
+        )
+    };
     let old = one("ops/x");
     let open = one("ops/y");
     store
@@ -211,7 +241,7 @@ async fn the_retention_task_prunes_on_the_store_clock() {
         .unwrap();
     let c = store
         .claim(ClaimRequest {
-            target: Some("ops/x".into()),
+            target: Some("ops/x".parse().unwrap()),
             limit: 1,
             lease: Duration::from_secs(30),
             owner: "w".into(),

@@ -13,7 +13,7 @@ fn lease(state: DeliveryState, owner: Option<&str>, until: Option<i64>) -> Lease
         owner: owner.map(str::to_string),
         lease_until: until,
         message_id: "m1".into(),
-        target: "ch/a".into(),
+        target: "ch/a".parse().unwrap(),
     }
 }
 
@@ -114,7 +114,11 @@ fn every_transition_is_fenced() {
         progress(Some(&stolen), D7, "me", vec![], 0, NOW, NOW),
         Err(StoreError::LeaseLost(D7))
     ));
-    let digest = NewMessage::new("c", imrelay_sdk::Message::text("d"), vec!["ch/a".into()]);
+    let digest = NewMessage::new(
+        "c",
+        imrelay_sdk::Message::text("d"),
+        vec!["ch/a".parse().unwrap()],
+    );
     assert!(matches!(
         merge_member(Some(&stolen), D7, "me", &digest),
         Err(StoreError::LeaseLost(D7))
@@ -130,7 +134,7 @@ fn finish_table() {
     let fb = Box::new(NewMessage::new(
         "fb",
         imrelay_sdk::Message::text("x"),
-        vec!["fb/a".into()],
+        vec!["fb/a".parse().unwrap()],
     ));
     type Row = (
         &'static str,
@@ -379,19 +383,23 @@ fn progress_keeps_the_claim_and_extends_the_lease() {
 #[test]
 fn coalesce_checks() {
     let msg = || imrelay_sdk::Message::text("d");
-    let digest = NewMessage::new("c", msg(), vec!["ch/a".into()]);
+    let digest = NewMessage::new("c", msg(), vec!["ch/a".parse().unwrap()]);
     assert!(check_digest(&[D1], &digest).is_ok());
     assert!(matches!(
         check_digest(&[], &digest),
         Err(StoreError::Invalid(_))
     ));
-    let two = NewMessage::new("c", msg(), vec!["ch/a".into(), "ch/b".into()]);
+    let two = NewMessage::new(
+        "c",
+        msg(),
+        vec!["ch/a".parse().unwrap(), "ch/b".parse().unwrap()],
+    );
     assert!(matches!(
         check_digest(&[D1], &two),
         Err(StoreError::Invalid(_))
     ));
     assert!(merge_member(Some(&held()), D1, "me", &digest).is_ok());
-    let elsewhere = NewMessage::new("c", msg(), vec!["ch/b".into()]);
+    let elsewhere = NewMessage::new("c", msg(), vec!["ch/b".parse().unwrap()]);
     let e = merge_member(Some(&held()), D1, "me", &elsewhere).unwrap_err();
     assert!(e.to_string().contains("goes to `ch/a`"), "{e}");
     assert!(matches!(
@@ -403,7 +411,7 @@ fn coalesce_checks() {
 #[test]
 fn enqueue_table() {
     let msg = imrelay_sdk::Message::text("hi");
-    let plain = NewMessage::new("c", msg.clone(), vec!["c/a".into()]);
+    let plain = NewMessage::new("c", msg.clone(), vec!["c/a".parse().unwrap()]);
     let keyed = plain.clone().with_idempotency(Idempotency {
         scope: "k".into(),
         key: "x".into(),

@@ -40,7 +40,7 @@ pub fn msg(channel: &str, text: &str, targets: &[&str]) -> NewMessage {
     NewMessage::new(
         channel,
         Message::text(text),
-        targets.iter().map(|t| t.to_string()).collect(),
+        targets.iter().map(|t| t.parse().unwrap()).collect(),
     )
 }
 
@@ -54,7 +54,7 @@ pub fn idem(key: &str, hash: &str) -> Idempotency {
 
 pub fn claim_req(target: Option<&str>, limit: u32, owner: &str) -> ClaimRequest {
     ClaimRequest {
-        target: target.map(str::to_string),
+        target: target.map(|t| t.parse().unwrap()),
         limit,
         lease: Duration::from_secs(30),
         owner: owner.into(),
@@ -266,7 +266,7 @@ pub async fn not_due_is_not_claimed(ctx: &Ctx) {
     assert_eq!(
         b,
         vec![TargetBacklog {
-            target: "ops/x".into(),
+            target: "ops/x".parse().unwrap(),
             pending: 1,
             due: 0,
             next_due_at: Some(ctx.now() + 5_000)
@@ -1076,13 +1076,13 @@ pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
         b,
         vec![
             TargetBacklog {
-                target: "dev/y".into(),
+                target: "dev/y".parse().unwrap(),
                 pending: 3,
                 due: 3,
                 next_due_at: Some(T0 + 10)
             },
             TargetBacklog {
-                target: "ops/x".into(),
+                target: "ops/x".parse().unwrap(),
                 pending: 5,
                 due: 5,
                 next_due_at: Some(T0)
@@ -1100,7 +1100,7 @@ pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
     assert_eq!(
         b[0],
         TargetBacklog {
-            target: "dev/y".into(),
+            target: "dev/y".parse().unwrap(),
             pending: 1,
             due: 1,
             next_due_at: Some(T0 + 10)
@@ -1114,7 +1114,7 @@ pub async fn backlog_caps_counts_and_includes_expired_claims(ctx: &Ctx) {
     assert_eq!(
         b[0],
         TargetBacklog {
-            target: "dev/y".into(),
+            target: "dev/y".parse().unwrap(),
             pending: 3,
             due: 3,
             next_due_at: Some(T0 + 10)

@@ -45,8 +45,20 @@ struct Cached {
 #[derive(Default)]
 struct Slot {
     cached: RwLock<Option<Cached>>,
+    /// The last failed fetch (a [`Report`]'s text: never a secret) and when.
+    last_error: Mutex<Option<(String, Instant)>>,
     // Held while fetching, so concurrent callers wait for one fetch.
     refresh: tokio::sync::Mutex<()>,
+}
+
+/// What the cache holds for one credential, for a status page: never the
+/// token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenState {
+    /// How long the cached token still works; `None`: none is cached.
+    pub expires_in: Option<Duration>,
+    /// The last failed fetch: what went wrong (never a secret) and how long ago.
+    pub last_error: Option<(String, Duration)>,
 }
 
 /// Counters, for tests and metrics.
@@ -123,6 +135,29 @@ impl TokenManager {
         self.shared.read().clone()
     }
 
+    /// What is cached for credential `key` (a [`TokenSource::cache_key`]).
+    pub fn state(&self, key: &str) -> TokenState {
+        let Some(slot) = self.slots.lock().get(key).cloned() else {
+            return TokenState::default();
+        };
+        let now = Instant::now();
+        let expires_in = slot
+            .cached
+            .read()
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .map(|c| c.expires_at - now);
+        let last_error = slot
+            .last_error
+            .lock()
+            .as_ref()
+            .map(|(e, at)| (e.clone(), now.saturating_duration_since(*at)));
+        TokenState {
+            expires_in,
+            last_error,
+        }
+    }
+
     fn slot(&self, key: &str) -> Arc<Slot> {
         self.slots
             .lock()
@@ -175,6 +210,7 @@ impl TokenManager {
             }
             Err(report) => {
                 self.stats.fetches_failed.fetch_add(1, Ordering::Relaxed);
+                *slot.last_error.lock() = Some((report.to_string(), Instant::now()));
                 // Early refresh failed: the old token is still good until it expires.
                 if let Some(c) = slot.cached.read().as_ref() {
                     if Instant::now() < c.expires_at {

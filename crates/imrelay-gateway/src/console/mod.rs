@@ -62,7 +62,8 @@ pub trait ConsoleContext: ApiContext {
     fn store(&self) -> &Arc<dyn Store>;
     /// `[console]` in force.
     fn users(&self) -> Arc<Users>;
-    fn sessions(&self) -> &Arc<auth::Sessions>;
+    /// Failed-login counts (per process).
+    fn logins(&self) -> &Arc<auth::Logins>;
     fn channels(&self) -> Arc<ChannelSet>;
     /// `GET /v1/status` as `caller`.
     fn status(&self, caller: Arc<Caller>) -> impl Future<Output = Result<Value, Problem>> + Send;
@@ -174,6 +175,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
         )
         .route("/ui/silences", get(handlers::silences::<S>))
         .route("/ui/oncall", get(handlers::oncall::<S>))
+        .route("/ui/audit", get(handlers::audit_page::<S>))
         .route(
             "/ui/templates",
             get(handlers::templates::<S>).post(handlers::preview::<S>),

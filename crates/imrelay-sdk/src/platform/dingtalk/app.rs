@@ -883,6 +883,10 @@ fn robot_card(title: &str, text: &str, buttons: &[Button]) -> Value {
 
 #[async_trait]
 impl Destination for App {
+    fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(self.shared.tokens.state(&self.tokens.source().cache_key()))
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -390,6 +390,10 @@ fn check_recipient(r: &str) -> Result<(), String> {
 
 #[async_trait]
 impl Destination for FeishuApp {
+    fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(self.shared.tokens.state(&self.creds.cache_key()))
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -362,6 +362,10 @@ impl WechatTemplate {
 
 #[async_trait]
 impl Destination for WechatTemplate {
+    fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(self.shared.tokens.state(&self.tokens.cache_key()))
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

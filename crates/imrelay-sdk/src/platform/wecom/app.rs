@@ -484,6 +484,10 @@ impl WecomApp {
 
 #[async_trait]
 impl Destination for WecomApp {
+    fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(self.shared.tokens.state(&self.tokens.cache_key()))
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -335,6 +335,45 @@ mod tests {
         assert_eq!(tm.get(&*src, &http).await.unwrap().expose(), "tok-1");
     }
 
+    struct Refused;
+
+    #[async_trait]
+    impl TokenSource for Refused {
+        fn cache_key(&self) -> String {
+            "test:refused".into()
+        }
+        async fn fetch(&self, _http: &HttpClient) -> Result<Token, Report> {
+            Err(Report::new(Outcome::Permanent, "app secret invalid"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_tells_expiry_and_the_last_failure_never_the_token() {
+        let http = HttpClient::new(Default::default()).unwrap();
+        let tm = TokenManager::new();
+        let src = Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(7200),
+        };
+        assert_eq!(tm.state("test:app"), TokenState::default(), "never used");
+        tm.get(&src, &http).await.unwrap();
+        tokio::time::advance(Duration::from_secs(200)).await;
+        let s = tm.state("test:app");
+        assert_eq!(s.expires_in, Some(Duration::from_secs(7000)));
+        assert_eq!(s.last_error, None);
+        assert!(!format!("{s:?}").contains("tok-0"));
+        tokio::time::advance(Duration::from_secs(7000)).await;
+        assert_eq!(tm.state("test:app").expires_in, None, "expired");
+
+        assert!(tm.get(&Refused, &http).await.is_err());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let s = tm.state("test:refused");
+        assert_eq!(s.expires_in, None);
+        let (why, ago) = s.last_error.unwrap();
+        assert!(why.contains("app secret invalid"), "{why}");
+        assert_eq!(ago, Duration::from_secs(5));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rejected_token_is_refreshed_once_then_retried() {
         let http = HttpClient::new(Default::default()).unwrap();

@@ -99,16 +99,24 @@ pub async fn console_sessions_and_the_audit_trail(ctx: &Ctx) {
     assert!(got.is_empty(), "not a prefix of the name");
     assert_eq!(s.audit_log(f(None, None, 1)).await.unwrap().len(), 1);
 
-    // Retention: sessions expired by now, audit rows older than the age.
+    // The retention runner's pass: sessions expired by now, audit rows
+    // older than `keep_audit`.
     let c = session(ctx, "carol", 60_000);
     s.open_console_session([4; 32], c.clone()).await.unwrap();
     s.open_console_session([5; 32], session(ctx, "dave", 1))
         .await
         .unwrap();
     ctx.advance(10);
-    let pruned = s.prune_console(ctx.now(), ctx.now() - 11).await.unwrap();
-    // alice's expired session, dave's, and the oldest audit row ("login").
-    assert_eq!(pruned, 3);
+    let r = Retention {
+        keep_audit: std::time::Duration::from_millis(11),
+        pause: std::time::Duration::ZERO,
+        ..Retention::DEFAULT
+    };
+    prune_expired(s, &r, ctx.now()).await.unwrap();
+    assert_eq!(s.console_session([5; 32]).await.unwrap(), None);
+    // Nothing left to delete: alice's and dave's sessions and the oldest
+    // audit row ("login") went.
+    assert_eq!(s.prune_console(ctx.now(), ctx.now() - 11).await.unwrap(), 0);
     assert_eq!(s.console_session([4; 32]).await.unwrap(), Some(c));
     let left = s.audit_log(f(None, None, 10)).await.unwrap();
     assert_eq!(left.len(), 2);

@@ -120,9 +120,10 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Send one payload once and classify the answer.
     async fn send(&self, payload: &Payload) -> Report;
 
-    /// What this process caches of the destination's access token, for one
-    /// that uses one (app destinations); `None` for the others.
-    fn token_state(&self) -> Option<crate::token::TokenState> {
+    /// What is cached of the destination's access token (by this process,
+    /// else by the shared cache of several instances), for one that uses one
+    /// (app destinations); `None` for the others.
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
         None
     }
 

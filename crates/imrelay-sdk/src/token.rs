@@ -97,6 +97,13 @@ pub trait SharedTokenCache: Send + Sync + std::fmt::Debug {
     /// The platform rejected `stale` for credential `key`: forget it for
     /// everyone, unless it was already replaced.
     async fn invalidate(&self, key: &str, stale: &Secret);
+
+    /// How long the shared token of credential `key` still works; `None`
+    /// when none is shared (for status pages: never the token).
+    async fn expires_in(&self, key: &str) -> Result<Option<Duration>, Report> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 /// The token cache. Cheap to share behind the [`crate::Client`].
@@ -156,6 +163,24 @@ impl TokenManager {
             expires_in,
             last_error,
         }
+    }
+
+    /// [`TokenManager::state`], and when this process holds no token for
+    /// `key`, the shared cache's (another instance fetched it). A shared
+    /// cache that cannot answer leaves the state as this process knows it.
+    pub async fn state_with_shared(&self, key: &str) -> TokenState {
+        let mut state = self.state(key);
+        if state.expires_in.is_none() {
+            if let Some(shared) = self.shared() {
+                match shared.expires_in(key).await {
+                    Ok(e) => state.expires_in = e,
+                    Err(e) => {
+                        tracing::debug!(credential = %key, error = %e, "the shared token cache did not answer")
+                    }
+                }
+            }
+        }
+        state
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {

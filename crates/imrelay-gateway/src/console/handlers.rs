@@ -824,16 +824,17 @@ pub(crate) async fn channels<S: ConsoleContext>(
 ) -> Response {
     match st.status(ctx.caller.clone()).await {
         Ok(status) => {
-            let tokens = token_states(&st, &ctx.caller);
+            let tokens = token_states(&st, &ctx.caller).await;
             pages::channels(&ctx.page(), &status, &tokens).into_response()
         }
         Err(p) => ctx.fail(p),
     }
 }
 
-/// What this process's token cache holds for each destination (by key) of
-/// the caller's channels that uses an access token.
-fn token_states<S: ConsoleContext>(st: &S, caller: &Caller) -> BTreeMap<String, TokenView> {
+/// What the token cache holds (this process's, else the shared one of
+/// several instances) for each destination (by key) of the caller's channels
+/// that uses an access token.
+async fn token_states<S: ConsoleContext>(st: &S, caller: &Caller) -> BTreeMap<String, TokenView> {
     let now = st.store().now_ms();
     let set = st.channels();
     let mut out = BTreeMap::new();
@@ -842,7 +843,7 @@ fn token_states<S: ConsoleContext>(st: &S, caller: &Caller) -> BTreeMap<String, 
             continue;
         }
         for e in &ch.destinations {
-            if let Some(state) = e.dest.token_state() {
+            if let Some(state) = e.dest.token_state().await {
                 let ms = |d: std::time::Duration| d.as_millis().min(i64::MAX as u128) as i64;
                 out.insert(
                     e.key.clone(),

@@ -191,11 +191,22 @@ const SECRET: &str = "console-app-secret-1";
 const BAD_APP: &str = "cli_console_bad";
 const BAD_SECRET: &str = "console-wrong-secret-2";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_channels_page_shows_each_apps_token_state_never_the_token() {
+/// The expiries the channels page shows for cached tokens.
+fn token_expiries(html: &str) -> Vec<jiff::Timestamp> {
+    let re = regex::Regex::new(r#"cached, expires at <time datetime="([^"]+)">"#).unwrap();
+    re.captures_iter(html)
+        .map(|c| c[1].replace(' ', "T").parse().unwrap())
+        .collect()
+}
+
+/// The mock with two Feishu apps: one the gateway has the right secret of,
+/// one it has a wrong secret of.
+async fn feishu_mock() -> MockServer {
     let mock = MockServer::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    // Before the first client (TestGateway::start installs it too, later).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     for (app, secret) in [(APP, SECRET), (BAD_APP, "the-right-one")] {
         let r = http
@@ -206,26 +217,37 @@ async fn the_channels_page_shows_each_apps_token_state_never_the_token() {
             .unwrap();
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
-    let sink = Sink::start().await;
-    let text = format!(
-        r#"{}
-[channels.feishu]
+    mock
+}
+
+/// The console config with channel `feishu`: both apps of [`feishu_mock`].
+fn feishu_config(sink: &Sink, mock: &MockServer) -> String {
+    let app = |id: &str, secret: &str| {
+        format!(
+            r#"
 [[channels.feishu.destinations]]
 type = "feishu_app"
-app_id = "{APP}"
-app_secret = "{SECRET}"
-base_url = "{url}"
-recipients = ["chat_id:oc_ops"]
-[[channels.feishu.destinations]]
-type = "feishu_app"
-app_id = "{BAD_APP}"
-app_secret = "{BAD_SECRET}"
+app_id = "{id}"
+app_secret = "{secret}"
 base_url = "{url}"
 recipients = ["chat_id:oc_ops"]
 "#,
-        console_config(&sink),
-        url = mock.base_url()
-    );
+            url = mock.base_url()
+        )
+    };
+    format!(
+        "{}\n[channels.feishu]\n{}{}",
+        console_config(sink),
+        app(APP, SECRET),
+        app(BAD_APP, BAD_SECRET)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_channels_page_shows_each_apps_token_state_never_the_token() {
+    let mock = feishu_mock().await;
+    let sink = Sink::start().await;
+    let text = feishu_config(&sink, &mock);
     let t = TestGateway::start(&text).await;
     let mut root = Browser::new(&t);
     root.login(&[("user", "root"), ("password", ADMIN_PW)])
@@ -245,13 +267,9 @@ recipients = ["chat_id:oc_ops"]
 
     let p = root.get("/ui/channels").await;
     assert_eq!(p.status, 200);
-    let re = regex::Regex::new(r#"cached, expires at <time datetime="([^"]+)">"#).unwrap();
-    let shown: Vec<_> = re
-        .captures_iter(&p.text)
-        .map(|c| c[1].to_string())
-        .collect();
+    let shown = token_expiries(&p.text);
     assert_eq!(shown.len(), 1, "only the good app has a token: {}", p.text);
-    let shown: jiff::Timestamp = shown[0].replace(' ', "T").parse().unwrap();
+    let shown = shown[0];
     let now = imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock);
     let (token, left_s) = mock
         .state()
@@ -274,4 +292,41 @@ recipients = ["chat_id:oc_ops"]
         assert!(!p.text.contains(secret), "{secret} shown: {}", p.text);
     }
     t.gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgresql_every_instance_shows_the_token_one_of_them_fetched() {
+    let schema = format!(
+        "console_tok_{}_{}",
+        std::process::id(),
+        imrelay_sdk::clock::Clock::now_ms(&imrelay_sdk::clock::SystemClock) % 1_000_000
+    );
+    let mock = feishu_mock().await;
+    let sink = Sink::start().await;
+    let text = format!(
+        "{}\n[store]\nurl = \"{}?schema={schema}\"\n",
+        feishu_config(&sink, &mock),
+        pg_url()
+    );
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let id = post_message(&a, "feishu", "disk full").await;
+    a.wait_state(&id, "partial").await;
+
+    // One instance sent it (and fetched the token for the cluster); both
+    // show it cached, with the same expiry.
+    let mut shown = Vec::new();
+    for t in [&a, &b] {
+        let mut root = Browser::new(t);
+        root.login(&[("user", "root"), ("password", ADMIN_PW)])
+            .await;
+        let p = root.get("/ui/channels").await;
+        let at = token_expiries(&p.text);
+        assert_eq!(at.len(), 1, "{}", p.text);
+        shown.push(at[0]);
+    }
+    let apart = (shown[0].as_millisecond() - shown[1].as_millisecond()).abs();
+    assert!(apart < 5_000, "{shown:?}");
+    a.gw.shutdown().await.unwrap();
+    b.gw.shutdown().await.unwrap();
 }

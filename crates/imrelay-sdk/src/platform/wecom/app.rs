@@ -484,8 +484,13 @@ impl WecomApp {
 
 #[async_trait]
 impl Destination for WecomApp {
-    fn token_state(&self) -> Option<crate::token::TokenState> {
-        Some(self.shared.tokens.state(&self.tokens.cache_key()))
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(
+            self.shared
+                .tokens
+                .state_with_shared(&self.tokens.cache_key())
+                .await,
+        )
     }
 
     fn kind(&self) -> &'static str {

@@ -37,6 +37,8 @@
 //! - `health`: whether accepts can commit now ([`Store::health`],
 //!   [`Store::ready`]), tracked once for both backends; [`retention`]: the
 //!   deletion of expired settled messages, its SQL shared too.
+//! - [`console`]: the web console's sessions and audit trail, through one
+//!   method ([`Store::console`]) both backends answer with the same SQL.
 
 pub mod console;
 mod escalations;

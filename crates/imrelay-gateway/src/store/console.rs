@@ -205,7 +205,7 @@ pub(super) async fn run<C: Conn>(c: &mut C, op: ConsoleOp) -> Result<ConsoleAnsw
                     args![
                         f.user.unwrap_or_default(),
                         action.clone(),
-                        format!("{}.%", like_escape(&action)),
+                        format!("{}.%", without_wildcards(&action)),
                         f.limit.max(1)
                     ],
                 )
@@ -245,7 +245,7 @@ pub(super) async fn run<C: Conn>(c: &mut C, op: ConsoleOp) -> Result<ConsoleAnsw
 
 /// `s` without LIKE's wildcards (no action has any; the dialects escape
 /// them differently).
-fn like_escape(s: &str) -> String {
+fn without_wildcards(s: &str) -> String {
     s.replace(['%', '_'], "")
 }
 

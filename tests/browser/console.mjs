@@ -193,6 +193,12 @@ async function run(browser) {
   check((await text(admin, "main")).includes("***"), "secrets are not masked on the channels page");
   await axe(admin, "channels");
 
+  // The audit trail: the replay above is in it, with who did it.
+  await admin.goto(BASE + "/ui/audit?action=dlq");
+  const audit = await text(admin, "main");
+  check(audit.includes("dlq.replay") && audit.includes(env("ADMIN_USER")), `the replay is not in the audit trail: ${audit}`);
+  await axe(admin, "audit");
+
   // Templates: the live preview and its byte count follow the text; a long
   // text shows the parts it would be split into.
   await admin.goto(BASE + "/ui/templates");
@@ -259,6 +265,7 @@ async function run(browser) {
   check(replayed.includes("n=0"), `the replay of another channel's dead letter answered ${replayed}`);
   check((await messageState(otherDead)) === "dead", "another channel's dead letter was replayed");
   check((await gotoRefused(team, BASE + "/ui/silences")).status() === 403, "a one-channel user may manage silences");
+  check((await gotoRefused(team, BASE + "/ui/audit")).status() === 404, "a one-channel user may read the audit trail");
   const teamChannel = env("TEAM_CHANNEL");
   await team.goto(BASE + "/ui/channels");
   const shown = await team.$$eval("section.channel h2", (hs) => hs.map((h) => h.textContent));

@@ -368,6 +368,7 @@ fn retention_policy(config: &Config) -> store::Retention {
     store::Retention {
         keep_delivered: config.store.keep_delivered,
         keep_dead: config.store.keep_dead,
+        keep_audit: config.console.audit_keep,
         ..store::Retention::DEFAULT
     }
 }

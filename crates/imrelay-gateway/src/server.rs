@@ -85,7 +85,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -124,6 +124,7 @@ pub async fn serve(
             builder: builder.clone(),
             limits,
             stop: stop_rx.clone(),
+            peer,
         };
         tokio::spawn(async move {
             conn.run(stream).await;
@@ -190,6 +191,9 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Limits,
     stop: watch::Receiver<()>,
+    /// The client's address, for handlers that record it (the console's
+    /// audit trail) as axum's `ConnectInfo`.
+    peer: std::net::SocketAddr,
 }
 
 impl Connection {
@@ -202,6 +206,7 @@ impl Connection {
         let service = TowerToHyperService::new(Tracked {
             app: self.app.clone(),
             activity: activity.clone(),
+            peer: self.peer,
         });
         let conn = self.builder.serve_connection(io, service);
         tokio::pin!(conn);
@@ -312,6 +317,7 @@ impl Drop for InFlight {
 struct Tracked {
     app: Router,
     activity: Arc<Activity>,
+    peer: std::net::SocketAddr,
 }
 
 impl<B> tower::Service<http::Request<B>> for Tracked
@@ -327,7 +333,9 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let in_flight = self.activity.begin();
         let fut = tower::ServiceExt::oneshot(self.app.clone(), req);
         Box::pin(async move {

@@ -120,6 +120,13 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Send one payload once and classify the answer.
     async fn send(&self, payload: &Payload) -> Report;
 
+    /// What is cached of the destination's access token (by this process,
+    /// else by the shared cache of several instances), for one that uses one
+    /// (app destinations); `None` for the others.
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        None
+    }
+
     /// What the platform allows after a send: update in place, recall,
     /// clickable actions. Send and forget unless the destination says more.
     fn lifecycle(&self) -> Lifecycle {

@@ -45,8 +45,20 @@ struct Cached {
 #[derive(Default)]
 struct Slot {
     cached: RwLock<Option<Cached>>,
+    /// The last failed fetch (a [`Report`]'s text: never a secret) and when.
+    last_error: Mutex<Option<(String, Instant)>>,
     // Held while fetching, so concurrent callers wait for one fetch.
     refresh: tokio::sync::Mutex<()>,
+}
+
+/// What the cache holds for one credential, for a status page: never the
+/// token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenState {
+    /// How long the cached token still works; `None`: none is cached.
+    pub expires_in: Option<Duration>,
+    /// The last failed fetch: what went wrong (never a secret) and how long ago.
+    pub last_error: Option<(String, Duration)>,
 }
 
 /// Counters, for tests and metrics.
@@ -85,6 +97,13 @@ pub trait SharedTokenCache: Send + Sync + std::fmt::Debug {
     /// The platform rejected `stale` for credential `key`: forget it for
     /// everyone, unless it was already replaced.
     async fn invalidate(&self, key: &str, stale: &Secret);
+
+    /// How long the shared token of credential `key` still works; `None`
+    /// when none is shared (for status pages: never the token).
+    async fn expires_in(&self, key: &str) -> Result<Option<Duration>, Report> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 /// The token cache. Cheap to share behind the [`crate::Client`].
@@ -121,6 +140,47 @@ impl TokenManager {
 
     fn shared(&self) -> Option<Arc<dyn SharedTokenCache>> {
         self.shared.read().clone()
+    }
+
+    /// What is cached for credential `key` (a [`TokenSource::cache_key`]).
+    pub fn state(&self, key: &str) -> TokenState {
+        let Some(slot) = self.slots.lock().get(key).cloned() else {
+            return TokenState::default();
+        };
+        let now = Instant::now();
+        let expires_in = slot
+            .cached
+            .read()
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .map(|c| c.expires_at - now);
+        let last_error = slot
+            .last_error
+            .lock()
+            .as_ref()
+            .map(|(e, at)| (e.clone(), now.saturating_duration_since(*at)));
+        TokenState {
+            expires_in,
+            last_error,
+        }
+    }
+
+    /// [`TokenManager::state`], and when this process holds no token for
+    /// `key`, the shared cache's (another instance fetched it). A shared
+    /// cache that cannot answer leaves the state as this process knows it.
+    pub async fn state_with_shared(&self, key: &str) -> TokenState {
+        let mut state = self.state(key);
+        if state.expires_in.is_none() {
+            if let Some(shared) = self.shared() {
+                match shared.expires_in(key).await {
+                    Ok(e) => state.expires_in = e,
+                    Err(e) => {
+                        tracing::debug!(credential = %key, error = %e, "the shared token cache did not answer")
+                    }
+                }
+            }
+        }
+        state
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {
@@ -175,6 +235,7 @@ impl TokenManager {
             }
             Err(report) => {
                 self.stats.fetches_failed.fetch_add(1, Ordering::Relaxed);
+                *slot.last_error.lock() = Some((report.to_string(), Instant::now()));
                 // Early refresh failed: the old token is still good until it expires.
                 if let Some(c) = slot.cached.read().as_ref() {
                     if Instant::now() < c.expires_at {
@@ -297,6 +358,45 @@ mod tests {
         // Past it: refreshed before the platform would reject the token.
         tokio::time::advance(Duration::from_secs(20)).await;
         assert_eq!(tm.get(&*src, &http).await.unwrap().expose(), "tok-1");
+    }
+
+    struct Refused;
+
+    #[async_trait]
+    impl TokenSource for Refused {
+        fn cache_key(&self) -> String {
+            "test:refused".into()
+        }
+        async fn fetch(&self, _http: &HttpClient) -> Result<Token, Report> {
+            Err(Report::new(Outcome::Permanent, "app secret invalid"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_tells_expiry_and_the_last_failure_never_the_token() {
+        let http = HttpClient::new(Default::default()).unwrap();
+        let tm = TokenManager::new();
+        let src = Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(7200),
+        };
+        assert_eq!(tm.state("test:app"), TokenState::default(), "never used");
+        tm.get(&src, &http).await.unwrap();
+        tokio::time::advance(Duration::from_secs(200)).await;
+        let s = tm.state("test:app");
+        assert_eq!(s.expires_in, Some(Duration::from_secs(7000)));
+        assert_eq!(s.last_error, None);
+        assert!(!format!("{s:?}").contains("tok-0"));
+        tokio::time::advance(Duration::from_secs(7000)).await;
+        assert_eq!(tm.state("test:app").expires_in, None, "expired");
+
+        assert!(tm.get(&Refused, &http).await.is_err());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let s = tm.state("test:refused");
+        assert_eq!(s.expires_in, None);
+        let (why, ago) = s.last_error.unwrap();
+        assert!(why.contains("app secret invalid"), "{why}");
+        assert_eq!(ago, Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -86,8 +86,9 @@ pub struct AppState {
     pub silences: Arc<crate::silences::SilenceCache>,
     /// The on-call overrides every accept resolves `oncall:` mentions with.
     pub overrides: Arc<crate::oncall::OverrideCache>,
-    /// The web console's logins (in this process's memory).
-    pub console_sessions: Arc<crate::console::auth::Sessions>,
+    /// The web console's failed-login counts (per process; its sessions
+    /// are in the store).
+    pub console_logins: Arc<crate::console::auth::Logins>,
 }
 
 impl AppState {
@@ -102,7 +103,7 @@ impl AppState {
             http,
             silences: Arc::default(),
             overrides: Arc::default(),
-            console_sessions: Arc::default(),
+            console_logins: Arc::default(),
         }
     }
 
@@ -331,8 +332,8 @@ impl crate::console::ConsoleContext for AppState {
         self.live.runtime().console.clone()
     }
 
-    fn sessions(&self) -> &Arc<crate::console::auth::Sessions> {
-        &self.console_sessions
+    fn logins(&self) -> &Arc<crate::console::auth::Logins> {
+        &self.console_logins
     }
 
     fn channels(&self) -> Arc<ChannelSet> {

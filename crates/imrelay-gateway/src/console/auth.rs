@@ -2,10 +2,9 @@
 //! HttpOnly `SameSite=Strict` cookie, a CSRF token per session, and a small
 //! limit on failed logins.
 //!
-//! Sessions live in this process's memory: a restart logs everyone out, and
-//! several instances behind one address each need the user to log in to them
-//! (pin sessions to an instance at the load balancer) until a shared store
-//! holds them.
+//! Sessions live in the store (see `store::console`): every instance on one
+//! PostgreSQL database knows every login, a logout on one ends it on all, and
+//! a restart keeps them. The cookie's value is never stored, only its SHA-256.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +17,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::store::{ConsoleSession, SessionKind, Store, StoreError};
+
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "imrelay_session";
 /// The double-submit cookie of the login form (no session exists yet).
@@ -27,8 +28,6 @@ const MAX_FAILURES: u32 = 5;
 /// Failed logins allowed over all names per window (guessing many names).
 const MAX_FAILURES_ALL: u32 = 50;
 const FAILURE_WINDOW_MS: i64 = 5 * 60_000;
-/// Sessions kept at once; the oldest go first beyond it.
-const MAX_SESSIONS: usize = 10_000;
 
 /// `n` random bytes from the OS-seeded CSPRNG, as hex.
 pub fn random_token(n: usize) -> String {
@@ -76,96 +75,113 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Whose a session is.
+/// Who logs in.
 #[derive(Clone, Debug)]
 pub enum Who {
     /// A `[[console.users]]` name (its scope is read from the config in force).
     User(String),
     /// An API key, checked again against the keys in force on each request
-    /// (a key removed by a reload ends its sessions).
+    /// (a key removed by a reload ends its sessions). Only its SHA-256 is
+    /// stored.
     Key(Secret),
 }
 
-/// One login.
+/// One login, as read from the store for a request.
 #[derive(Clone, Debug)]
 pub struct Session {
-    pub who: Who,
-    /// The token every form of this session must carry.
-    pub csrf: String,
-    pub expires_at: i64,
+    /// SHA-256 of the cookie's value: the row's key.
+    pub digest: [u8; 32],
+    pub stored: ConsoleSession,
 }
 
 impl Session {
+    /// The token every form of this session must carry.
+    pub fn csrf(&self) -> &str {
+        &self.stored.csrf
+    }
+
     /// Whether `token` is this session's CSRF token (constant time).
     pub fn csrf_ok(&self, token: &str) -> bool {
-        token.len() == self.csrf.len() && bool::from(token.as_bytes().ct_eq(self.csrf.as_bytes()))
+        let csrf = self.stored.csrf.as_bytes();
+        token.len() == csrf.len() && bool::from(token.as_bytes().ct_eq(csrf))
     }
 }
 
-/// The sessions and the failed-login counts.
-#[derive(Default)]
-pub struct Sessions {
-    /// By SHA-256 of the cookie's value, so lookups reveal nothing by timing.
-    by_digest: Mutex<HashMap<[u8; 32], Session>>,
-    failures: Mutex<HashMap<String, (i64, u32)>>,
-}
-
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("open", &self.by_digest.lock().len())
-            .finish()
-    }
-}
+/// A session is marked used at most this often (each mark is a write).
+const TOUCH_EVERY_MS: i64 = 60_000;
 
 fn digest(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
-impl Sessions {
-    pub fn new() -> Arc<Sessions> {
+/// A new session in the store for `who` (shown as `name`); its cookie value
+/// (256 random bits), which is never stored.
+pub async fn open_session(
+    store: &Arc<dyn Store>,
+    who: &Who,
+    name: &str,
+    lifetime_ms: i64,
+) -> Result<(String, Session), StoreError> {
+    let id = random_token(32);
+    let now = store.now_ms();
+    let (kind, subject) = match who {
+        Who::User(n) => (SessionKind::User, n.clone()),
+        Who::Key(k) => (SessionKind::Key, hex::encode(digest(k.expose()))),
+    };
+    let stored = ConsoleSession {
+        kind,
+        subject,
+        name: name.to_string(),
+        csrf: random_token(32),
+        created_at: now,
+        expires_at: now.saturating_add(lifetime_ms),
+        last_seen: now,
+    };
+    let d = digest(&id);
+    store.open_console_session(d, stored.clone()).await?;
+    Ok((id, Session { digest: d, stored }))
+}
+
+/// The live session of a cookie value (on any instance sharing the store).
+pub async fn session(store: &Arc<dyn Store>, id: &str) -> Result<Option<Session>, StoreError> {
+    let d = digest(id);
+    let Some(stored) = store.console_session(d).await? else {
+        return Ok(None);
+    };
+    if store.now_ms() - stored.last_seen >= TOUCH_EVERY_MS {
+        store.touch_console_session(d).await?;
+    }
+    Ok(Some(Session { digest: d, stored }))
+}
+
+/// End the session of a cookie value, on every instance.
+pub async fn close_session(store: &Arc<dyn Store>, id: &str) -> Result<bool, StoreError> {
+    store.close_console_session(digest(id)).await
+}
+
+/// The key digest a key session stores, as bytes.
+pub fn key_digest(subject: &str) -> Option<[u8; 32]> {
+    hex::decode(subject).ok()?.try_into().ok()
+}
+
+/// Failed-login counts, per process (an instance counts the failures it
+/// saw; the limit is per instance).
+#[derive(Default)]
+pub struct Logins {
+    failures: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logins")
+            .field("limited", &self.failures.lock().len())
+            .finish()
+    }
+}
+
+impl Logins {
+    pub fn new() -> Arc<Logins> {
         Arc::default()
-    }
-
-    /// A new session; its cookie value (256 random bits).
-    pub fn open(&self, who: Who, now: i64, lifetime_ms: i64) -> (String, Session) {
-        let id = random_token(32);
-        let session = Session {
-            who,
-            csrf: random_token(32),
-            expires_at: now.saturating_add(lifetime_ms),
-        };
-        let mut map = self.by_digest.lock();
-        map.retain(|_, s| s.expires_at > now);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at)
-                .map(|(k, _)| *k)
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(digest(&id), session.clone());
-        (id, session)
-    }
-
-    /// The live session of a cookie value.
-    pub fn get(&self, id: &str, now: i64) -> Option<Session> {
-        let mut map = self.by_digest.lock();
-        let d = digest(id);
-        match map.get(&d) {
-            Some(s) if s.expires_at > now => Some(s.clone()),
-            Some(_) => {
-                map.remove(&d);
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub fn close(&self, id: &str) {
-        self.by_digest.lock().remove(&digest(id));
     }
 
     /// Whether a login as `name` may be tried now.
@@ -274,24 +290,31 @@ mod tests {
     }
 
     #[test]
-    fn sessions_expire_close_and_check_csrf() {
-        let s = Sessions::default();
-        let (id, sess) = s.open(Who::User("a".into()), 1_000, 500);
-        assert_eq!(id.len(), 64);
-        assert!(s.get(&id, 1_499).is_some());
-        assert!(sess.csrf_ok(&sess.csrf));
-        assert!(!sess.csrf_ok("x"));
-        assert!(!sess.csrf_ok(&"0".repeat(64)));
-        assert!(s.get(&id, 1_500).is_none(), "expired");
-        let (id2, _) = s.open(Who::User("a".into()), 1_000, 500);
-        s.close(&id2);
-        assert!(s.get(&id2, 1_001).is_none());
-        assert!(s.get("nope", 1_001).is_none());
+    fn csrf_is_compared_whole_and_key_digests_read_back() {
+        let csrf = "ab".repeat(32);
+        let s = Session {
+            digest: [0; 32],
+            stored: ConsoleSession {
+                kind: SessionKind::User,
+                subject: "a".into(),
+                name: "a".into(),
+                csrf: csrf.clone(),
+                created_at: 0,
+                expires_at: 1,
+                last_seen: 0,
+            },
+        };
+        assert!(s.csrf_ok(&csrf));
+        assert!(!s.csrf_ok("x"));
+        assert!(!s.csrf_ok(&"0".repeat(64)));
+        assert_eq!(key_digest(&csrf), Some([0xab; 32]));
+        assert_eq!(key_digest("zz"), None);
+        assert_eq!(key_digest("abab"), None, "not 32 bytes");
     }
 
     #[test]
     fn failed_logins_are_limited_per_name() {
-        let s = Sessions::default();
+        let s = Logins::default();
         for _ in 0..MAX_FAILURES {
             assert!(s.may_try("bob", 0));
             s.failed("bob", 0);

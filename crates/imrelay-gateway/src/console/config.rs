@@ -5,6 +5,7 @@
 //! [console]
 //! enabled = true
 //! session_lifetime = "12h"
+//! audit_keep = "90d"             # the audit trail's rows, then retention deletes them
 //!
 //! [[console.users]]
 //! name = "alice"
@@ -30,6 +31,9 @@ pub struct ConsoleConfig {
     /// How long a login lasts.
     #[serde(with = "duration")]
     pub session_lifetime: Duration,
+    /// How long the audit trail keeps a row.
+    #[serde(with = "duration")]
+    pub audit_keep: Duration,
     /// A demo user for every channel whose random password is printed at
     /// start (the quickstart); never in production.
     pub demo_user: Option<String>,
@@ -41,6 +45,7 @@ impl Default for ConsoleConfig {
         ConsoleConfig {
             enabled: false,
             session_lifetime: Duration::from_secs(12 * 3600),
+            audit_keep: Duration::from_secs(90 * 86_400),
             demo_user: None,
             users: Vec::new(),
         }
@@ -81,6 +86,12 @@ impl ConsoleConfig {
             issues.push(ConfigIssue::new(
                 "console.session_lifetime",
                 "must be between 1m and 30d",
+            ));
+        }
+        if self.audit_keep < Duration::from_secs(3600) {
+            issues.push(ConfigIssue::new(
+                "console.audit_keep",
+                "must be at least 1h",
             ));
         }
         let mut names = BTreeSet::new();
@@ -240,6 +251,7 @@ mod tests {
             r#"
             enabled = true
             session_lifetime = "1s"
+            audit_keep = "10m"
             [[users]]
             name = "a b"
             password_hash = "plain"
@@ -258,6 +270,7 @@ mod tests {
             keys,
             [
                 "console.session_lifetime",
+                "console.audit_keep",
                 "console.users[0].name",
                 "console.users[0].password_hash",
                 "console.users[0].channels[0]",
@@ -283,5 +296,15 @@ mod tests {
         let ops = &u.users["ops"].caller;
         assert!(ops.may_use("alerts") && !ops.may_use("deploys"));
         assert!(!format!("{u:?}").contains("argon2"));
+    }
+
+    #[test]
+    fn the_audit_trail_is_kept_ninety_days_unless_set() {
+        assert_eq!(
+            ConsoleConfig::default().audit_keep,
+            Duration::from_secs(90 * 86_400)
+        );
+        let cfg = parse(r#"audit_keep = "30d""#);
+        assert_eq!(cfg.audit_keep, Duration::from_secs(30 * 86_400));
     }
 }

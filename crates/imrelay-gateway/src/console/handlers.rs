@@ -3,14 +3,15 @@
 //! message search and the per-minute counts, which the API does not offer,
 //! read the store directly, limited to the caller's channels the same way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,6 +23,7 @@ use super::{redirect, ConsoleContext, DeadQuery};
 use crate::http::auth::{Caller, Scope};
 use crate::http::problem::Problem;
 use crate::store::{ActivityMinute, DeliveryId, Latency, MessageFilter, MessageState};
+use crate::store::{AuditEntry, AuditFilter, SessionKind};
 
 /// A logged-in request: who, their session, their language.
 pub(crate) struct Ctx {
@@ -30,14 +32,17 @@ pub(crate) struct Ctx {
     pub lang: Lang,
     /// The path and query asked for (for the language switch).
     pub here: String,
+    /// The client's address, for the audit trail.
+    pub source: Option<String>,
 }
 
 impl Ctx {
     pub(crate) fn page(&self) -> Page<'_> {
         Page {
             lang: self.lang,
-            user: Some((&self.caller.name, &self.session.csrf)),
+            user: Some((&self.caller.name, self.session.csrf())),
             here: &self.here,
+            every_channel: self.every_channel(),
         }
     }
 
@@ -59,19 +64,42 @@ impl Ctx {
     fn fail(&self, p: Problem) -> Response {
         pages::error_page(&self.page(), p.status, &p.detail)
     }
+
+    /// Record an action of this session's user (see [`audit`]).
+    async fn audit<S: ConsoleContext>(&self, st: &S, action: &str, object: &str, outcome: &str) {
+        audit(
+            st,
+            &self.caller.name,
+            self.source.as_deref(),
+            action,
+            object,
+            outcome,
+        )
+        .await
+    }
+
+    /// Whether this session's user may use every channel (the audit trail
+    /// and saving templates are theirs only).
+    fn every_channel(&self) -> bool {
+        matches!(self.caller.scope, Scope::All)
+    }
 }
 
 /// The caller a session stands for, under the config in force now.
-fn resolve<S: ConsoleContext>(st: &S, who: &Who) -> Option<Arc<Caller>> {
-    match who {
-        Who::User(name) => st.users().users.get(name).map(|u| u.caller.clone()),
-        Who::Key(key) => {
-            let mut h = HeaderMap::new();
-            let v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-            h.insert(header::AUTHORIZATION, v);
-            st.api_keys().authenticate(&h).ok()
-        }
+fn resolve<S: ConsoleContext>(st: &S, s: &Session) -> Option<Arc<Caller>> {
+    let subject = &s.stored.subject;
+    match s.stored.kind {
+        SessionKind::User => st.users().users.get(subject).map(|u| u.caller.clone()),
+        SessionKind::Key => st.api_keys().by_digest(&auth::key_digest(subject)?),
     }
+}
+
+/// The client's address, when the server passed it on.
+fn source_of(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
 }
 
 impl<S: ConsoleContext> FromRequestParts<S> for Ctx {
@@ -79,20 +107,25 @@ impl<S: ConsoleContext> FromRequestParts<S> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Response> {
         let lang = Lang::from_headers(&parts.headers);
-        let now = st.store().now_ms();
-        let session =
-            auth::cookie(&parts.headers, SESSION_COOKIE).and_then(|id| st.sessions().get(id, now));
+        let session = match auth::cookie(&parts.headers, SESSION_COOKIE) {
+            Some(id) => auth::session(st.store(), id).await.map_err(|e| {
+                tracing::warn!(error = %e, "console: cannot read the session from the store");
+                Problem::from(e).into_response()
+            })?,
+            None => None,
+        };
         let here = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/ui/".into());
-        match session.and_then(|s| resolve(st, &s.who).map(|c| (s, c))) {
+        match session.and_then(|s| resolve(st, &s).map(|c| (s, c))) {
             Some((session, caller)) => Ok(Ctx {
                 caller,
                 session,
                 lang,
                 here,
+                source: source_of(parts),
             }),
             None if parts.uri.path().ends_with(".json") => Err((
                 StatusCode::UNAUTHORIZED,
@@ -128,16 +161,37 @@ impl Form {
     }
 }
 
-/// A console action, for the audit log.
-fn audit(caller: &Caller, action: &str, object: &str, outcome: &str) {
+/// A console action, for the audit log (target `imrelay::audit`) and the
+/// audit trail in the store. A store that cannot take the row does not undo
+/// the action, which is done already: the log line still tells.
+async fn audit<S: ConsoleContext>(
+    st: &S,
+    user: &str,
+    source: Option<&str>,
+    action: &str,
+    object: &str,
+    outcome: &str,
+) {
     tracing::info!(
         target: "imrelay::audit",
-        user = %caller.name,
+        user = %user,
         action,
         object,
         outcome,
+        source,
         "console action"
     );
+    let entry = AuditEntry {
+        at: st.store().now_ms(),
+        user: user.to_string(),
+        action: action.to_string(),
+        object: object.to_string(),
+        outcome: outcome.to_string(),
+        source: source.map(str::to_string),
+    };
+    if let Err(e) = st.store().audit(entry).await {
+        tracing::warn!(error = %e, action, "console: cannot write the audit trail row");
+    }
 }
 
 /// Only a local path of the console (no open redirect).
@@ -183,6 +237,7 @@ fn login_form(
         lang,
         user: None,
         here: "/ui/login",
+        every_channel: false,
     };
     let resp = (status, pages::login(&page, &token, &next, error)).into_response();
     with_cookies(
@@ -199,9 +254,12 @@ fn login_form(
 
 pub(crate) async fn login<S: ConsoleContext>(
     State(st): State<S>,
+    connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let source = connect.map(|c| c.0 .0.ip().to_string());
+    let source = source.as_deref();
     let form = Form::parse(&body);
     let lang = Lang::from_headers(&headers);
     let next = form.get("next").map(str::to_string);
@@ -229,8 +287,8 @@ pub(crate) async fn login<S: ConsoleContext>(
     } else {
         "(api key)".into()
     };
-    if !st.sessions().may_try(&limit_name, now) {
-        tracing::warn!(target: "imrelay::audit", user = %limit_name, action = "login", outcome = "rate_limited", "console login refused");
+    if !st.logins().may_try(&limit_name, now) {
+        audit(&st, &limit_name, source, "login", "", "rate_limited").await;
         return login_form(
             &headers,
             next.as_deref(),
@@ -264,8 +322,8 @@ pub(crate) async fn login<S: ConsoleContext>(
         }
     };
     let Some((who, caller)) = who else {
-        st.sessions().failed(&limit_name, now);
-        tracing::warn!(target: "imrelay::audit", user = %limit_name, action = "login", outcome = "refused", "console login refused");
+        st.logins().failed(&limit_name, now);
+        audit(&st, &limit_name, source, "login", "", "refused").await;
         return login_form(
             &headers,
             next.as_deref(),
@@ -273,12 +331,17 @@ pub(crate) async fn login<S: ConsoleContext>(
             StatusCode::UNAUTHORIZED,
         );
     };
-    st.sessions().succeeded(&limit_name);
+    st.logins().succeeded(&limit_name);
     let lifetime = st.users().session_lifetime;
-    let (id, _) = st
-        .sessions()
-        .open(who, now, lifetime.as_millis().min(i64::MAX as u128) as i64);
-    audit(&caller, "login", "", "ok");
+    let lifetime_ms = lifetime.as_millis().min(i64::MAX as u128) as i64;
+    let id = match auth::open_session(st.store(), &who, &caller.name, lifetime_ms).await {
+        Ok((id, _)) => id,
+        Err(e) => {
+            audit(&st, &caller.name, source, "login", "", &e.to_string()).await;
+            return Problem::from(e).into_response();
+        }
+    };
+    audit(&st, &caller.name, source, "login", "", "ok").await;
     let secure = auth::secure(&headers);
     with_cookies(
         redirect(&local_next(next.as_deref())),
@@ -305,9 +368,12 @@ pub(crate) async fn logout<S: ConsoleContext>(
         return ctx.expired_form();
     }
     if let Some(id) = auth::cookie(&headers, SESSION_COOKIE) {
-        st.sessions().close(id);
+        if let Err(e) = auth::close_session(st.store(), id).await {
+            ctx.audit(&st, "logout", "", &e.to_string()).await;
+            return ctx.fail(e.into());
+        }
     }
-    audit(&ctx.caller, "logout", "", "ok");
+    ctx.audit(&st, "logout", "", "ok").await;
     with_cookies(
         redirect("/ui/login"),
         &[auth::set_cookie(
@@ -600,21 +666,18 @@ pub(crate) async fn silence_message<S: ConsoleContext>(
         .await
     {
         Ok(silence) => {
-            audit(
-                &ctx.caller,
+            ctx.audit(
+                &st,
                 "silence.create",
                 &format!("message {id} → silence {silence}"),
                 "ok",
-            );
+            )
+            .await;
             redirect(&format!("/ui/messages/{}?notice=silenced", enc(&id)))
         }
         Err(p) => {
-            audit(
-                &ctx.caller,
-                "silence.create",
-                &format!("message {id}"),
-                &p.detail,
-            );
+            ctx.audit(&st, "silence.create", &format!("message {id}"), &p.detail)
+                .await;
             ctx.fail(p)
         }
     }
@@ -735,12 +798,8 @@ async fn dlq_action<S: ConsoleContext>(st: S, ctx: Ctx, body: Bytes, op: &str) -
     };
     match result {
         Ok(n) => {
-            audit(
-                &ctx.caller,
-                &format!("dlq.{op}"),
-                &object,
-                &format!("{n} done"),
-            );
+            ctx.audit(&st, &format!("dlq.{op}"), &object, &format!("{n} done"))
+                .await;
             let notice = if op == "replay" { "replayed" } else { "purged" };
             let back = form.get("back").filter(|b| b.starts_with("/ui/messages/"));
             match back {
@@ -749,7 +808,8 @@ async fn dlq_action<S: ConsoleContext>(st: S, ctx: Ctx, body: Bytes, op: &str) -
             }
         }
         Err(p) => {
-            audit(&ctx.caller, &format!("dlq.{op}"), &object, &p.detail);
+            ctx.audit(&st, &format!("dlq.{op}"), &object, &p.detail)
+                .await;
             ctx.fail(p)
         }
     }
@@ -763,8 +823,82 @@ pub(crate) async fn channels<S: ConsoleContext>(
     RawQuery(_q): RawQuery,
 ) -> Response {
     match st.status(ctx.caller.clone()).await {
-        Ok(status) => pages::channels(&ctx.page(), &status).into_response(),
+        Ok(status) => {
+            let tokens = token_states(&st, &ctx.caller).await;
+            pages::channels(&ctx.page(), &status, &tokens).into_response()
+        }
         Err(p) => ctx.fail(p),
+    }
+}
+
+/// What the token cache holds (this process's, else the shared one of
+/// several instances) for each destination (by key) of the caller's channels
+/// that uses an access token.
+async fn token_states<S: ConsoleContext>(st: &S, caller: &Caller) -> BTreeMap<String, TokenView> {
+    let now = st.store().now_ms();
+    let set = st.channels();
+    let mut out = BTreeMap::new();
+    for (name, ch) in &set.channels {
+        if !caller.may_use(name.as_str()) {
+            continue;
+        }
+        for e in &ch.destinations {
+            if let Some(state) = e.dest.token_state().await {
+                let ms = |d: std::time::Duration| d.as_millis().min(i64::MAX as u128) as i64;
+                out.insert(
+                    e.key.clone(),
+                    TokenView {
+                        expires_at: state.expires_in.map(|d| now.saturating_add(ms(d))),
+                        last_error: state
+                            .last_error
+                            .map(|(msg, ago)| (msg, now.saturating_sub(ms(ago)))),
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// One destination's access token, as the channels page shows it (never
+/// the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenView {
+    /// When the cached token expires; `None`: none is cached.
+    pub expires_at: Option<i64>,
+    /// The last failed fetch: what the platform said, and when.
+    pub last_error: Option<(String, i64)>,
+}
+
+// ---- audit trail ------------------------------------------------------------
+
+#[derive(Deserialize, Default, Debug)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub action: String,
+}
+
+/// The newest rows of the audit trail; only for a user of every channel
+/// (anyone else gets the 404 of a page that is not theirs).
+pub(crate) async fn audit_page<S: ConsoleContext>(
+    State(st): State<S>,
+    ctx: Ctx,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if !ctx.every_channel() {
+        return ctx.fail(Problem::not_found("no such page"));
+    }
+    let some = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    let filter = AuditFilter {
+        user: some(&q.user),
+        action: some(&q.action),
+        limit: 200,
+    };
+    match st.store().audit_log(filter).await {
+        Ok(rows) => pages::audit(&ctx.page(), &q, &rows).into_response(),
+        Err(e) => ctx.fail(e.into()),
     }
 }
 
@@ -786,21 +920,18 @@ pub(crate) async fn test_message<S: ConsoleContext>(
         .to_string();
     match st.submit(ctx.caller.clone(), name.clone(), text).await {
         Ok(id) => {
-            audit(
-                &ctx.caller,
+            ctx.audit(
+                &st,
                 "message.test",
                 &format!("channel {name} → message {id}"),
                 "ok",
-            );
+            )
+            .await;
             redirect(&format!("/ui/messages/{}?notice=queued", enc(id.as_str())))
         }
         Err(p) => {
-            audit(
-                &ctx.caller,
-                "message.test",
-                &format!("channel {name}"),
-                &p.detail,
-            );
+            ctx.audit(&st, "message.test", &format!("channel {name}"), &p.detail)
+                .await;
             ctx.fail(p)
         }
     }
@@ -843,11 +974,12 @@ pub(crate) async fn expire_silence<S: ConsoleContext>(
     }
     match st.expire_silence(ctx.caller.clone(), id.clone()).await {
         Ok(n) => {
-            audit(&ctx.caller, "silence.expire", &id, &format!("{n} released"));
+            ctx.audit(&st, "silence.expire", &id, &format!("{n} released"))
+                .await;
             redirect("/ui/silences?notice=expired")
         }
         Err(p) => {
-            audit(&ctx.caller, "silence.expire", &id, &p.detail);
+            ctx.audit(&st, "silence.expire", &id, &p.detail).await;
             ctx.fail(p)
         }
     }
@@ -1000,8 +1132,8 @@ pub(crate) async fn save_template<S: ConsoleContext>(
     }
     let form = editor_form(&f);
     let object = format!("route {} template {}", form.route, form.template);
-    if !matches!(ctx.caller.scope, Scope::All) {
-        audit(&ctx.caller, "template.save", &object, "forbidden");
+    if !ctx.every_channel() {
+        ctx.audit(&st, "template.save", &object, "forbidden").await;
         return pages::error_page(
             &ctx.page(),
             StatusCode::FORBIDDEN,
@@ -1011,7 +1143,7 @@ pub(crate) async fn save_template<S: ConsoleContext>(
     }
     let mut v = editor_view(&st, &ctx, &form);
     if v.empty || !v.issues.is_empty() || form.source.is_none() {
-        audit(&ctx.caller, "template.save", &object, "invalid");
+        ctx.audit(&st, "template.save", &object, "invalid").await;
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             templates_page(&st, &ctx, &v),
@@ -1111,7 +1243,7 @@ pub(crate) async fn save_template<S: ConsoleContext>(
     });
     match outcome {
         Ok(()) => {
-            audit(&ctx.caller, "template.save", &object, "saved");
+            ctx.audit(&st, "template.save", &object, "saved").await;
             // What the reloaded gateway renders now.
             let mut v = editor_view(
                 &st,
@@ -1125,12 +1257,13 @@ pub(crate) async fn save_template<S: ConsoleContext>(
             templates_page(&st, &ctx, &v)
         }
         Err(()) if v.paste.is_some() => {
-            audit(
-                &ctx.caller,
+            ctx.audit(
+                &st,
                 "template.save",
                 &object,
                 "not writable; shown to paste",
-            );
+            )
+            .await;
             templates_page(&st, &ctx, &v)
         }
         Err(()) => {
@@ -1139,7 +1272,7 @@ pub(crate) async fn save_template<S: ConsoleContext>(
                 .last()
                 .map(|i| i.message.clone())
                 .unwrap_or_default();
-            audit(&ctx.caller, "template.save", &object, &why);
+            ctx.audit(&st, "template.save", &object, &why).await;
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 templates_page(&st, &ctx, &v),

@@ -76,6 +76,22 @@ fn zh(en: &str) -> Option<&'static str> {
         "Channels" => "通道",
         "Silences" => "静默",
         "On call" => "值班",
+        "Audit" => "审计",
+        "Audit trail" => "审计记录",
+        "Every console action, newest first (logins too). Rows older than [console] audit_keep are deleted." => {
+            "控制台的每个操作（包括登录），最新的在前。早于 [console] audit_keep 的记录会被删除。"
+        }
+        "Time" => "时间",
+        "Action" => "操作",
+        "Object" => "对象",
+        "Source" => "来源",
+        "Show" => "显示",
+        "No entry." => "没有记录。",
+        "Access token" => "访问令牌",
+        "cached, expires at" => "已缓存，过期时间",
+        "none cached" => "未缓存",
+        "not used" => "不使用",
+        "Last error" => "最近错误",
         "What each destination received" => "各目的地收到的内容",
         "The platform's request bodies, as rendered for each destination (signatures and tokens are added when sent and never shown)." => "按目的地渲染的平台请求体（签名和令牌在发送时添加，从不显示）。",
         "escalation" => "升级",

@@ -4,13 +4,13 @@
 //!
 //! - [`config`]: `[console]` (off unless `enabled = true`), its users and
 //!   their channels, with the same meaning as `[[api_keys]]`.
-//! - [`auth`]: argon2 passwords, server-side sessions in an HttpOnly
-//!   `SameSite=Strict` cookie, a CSRF token on every form, a limit on failed
-//!   logins.
+//! - [`auth`]: argon2 passwords, sessions kept in the store (shared by every
+//!   instance on one database) behind an HttpOnly `SameSite=Strict` cookie,
+//!   a CSRF token on every form, a limit on failed logins.
 //! - [`handlers`]: the pages; every action goes through the API's own code
 //!   (the [`ConsoleContext`] the API implements calls its handlers), with the
 //!   caller's scope, and is written to the audit log (target
-//!   `imrelay::audit`).
+//!   `imrelay::audit`) and to the audit trail in the store (`/ui/audit`).
 //!
 //! Every `/ui` answer carries a strict Content-Security-Policy (no inline
 //! script or style), `X-Content-Type-Options: nosniff` and
@@ -62,7 +62,8 @@ pub trait ConsoleContext: ApiContext {
     fn store(&self) -> &Arc<dyn Store>;
     /// `[console]` in force.
     fn users(&self) -> Arc<Users>;
-    fn sessions(&self) -> &Arc<auth::Sessions>;
+    /// Failed-login counts (per process).
+    fn logins(&self) -> &Arc<auth::Logins>;
     fn channels(&self) -> Arc<ChannelSet>;
     /// `GET /v1/status` as `caller`.
     fn status(&self, caller: Arc<Caller>) -> impl Future<Output = Result<Value, Problem>> + Send;
@@ -174,6 +175,7 @@ pub fn router<S: ConsoleContext>(state: S) -> Router<S> {
         )
         .route("/ui/silences", get(handlers::silences::<S>))
         .route("/ui/oncall", get(handlers::oncall::<S>))
+        .route("/ui/audit", get(handlers::audit_page::<S>))
         .route(
             "/ui/templates",
             get(handlers::templates::<S>).post(handlers::preview::<S>),

@@ -9,13 +9,14 @@ use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
 use super::editor::EditorView;
-use super::handlers::{DlqQuery, MessagesQuery, Overview, PreviewForm};
+use super::handlers::{AuditQuery, DlqQuery, MessagesQuery, Overview, PreviewForm, TokenView};
 use super::i18n::Lang;
 use super::svg;
 use super::{CSS_PATH, JS_PATH};
 use crate::channels::ChannelSet;
 use crate::http::problem::Problem;
-use crate::store::{DeadEntry, MessageState, MessageSummary, MessageView};
+use crate::store::{AuditEntry, DeadEntry, MessageState, MessageSummary, MessageView};
+use std::collections::BTreeMap;
 
 /// What every page's frame needs.
 pub(crate) struct Page<'a> {
@@ -24,9 +25,11 @@ pub(crate) struct Page<'a> {
     pub user: Option<(&'a str, &'a str)>,
     /// This page's path and query.
     pub here: &'a str,
+    /// Whether the user may use every channel (only they see the audit trail).
+    pub every_channel: bool,
 }
 
-const NAV: [(&str, &str); 7] = [
+const NAV: [(&str, &str); 8] = [
     ("/ui/", "Overview"),
     ("/ui/messages", "Messages"),
     ("/ui/dlq", "Dead letters"),
@@ -34,6 +37,7 @@ const NAV: [(&str, &str); 7] = [
     ("/ui/silences", "Silences"),
     ("/ui/oncall", "On call"),
     ("/ui/templates", "Templates"),
+    ("/ui/audit", "Audit"),
 ];
 
 fn enc(s: &str) -> String {
@@ -62,7 +66,7 @@ fn frame(p: &Page<'_>, title: &str, body: Markup) -> Html<String> {
                     @if p.user.is_some() {
                         nav aria-label=(t("Main navigation")) {
                             ul {
-                                @for (href, label) in NAV {
+                                @for (href, label) in NAV.into_iter().filter(|(h, _)| p.every_channel || *h != "/ui/audit") {
                                     @let current = if href == "/ui/" { path == "/ui/" } else { path.starts_with(href) };
                                     li { a href=(href) aria-current=[current.then_some("page")] { (t(label)) } }
                                 }
@@ -684,7 +688,72 @@ pub(crate) fn dead_letter(p: &Page<'_>, e: &DeadEntry, set: &ChannelSet) -> Html
     )
 }
 
-pub(crate) fn channels(p: &Page<'_>, status: &Value) -> Html<String> {
+/// A destination's access token: cached until when, the last failed fetch.
+fn token_cell(p: &Page<'_>, v: Option<&TokenView>) -> Markup {
+    let t = |s| p.lang.t(s);
+    html! {
+        @match v {
+            None => span.muted { (t("not used")) },
+            Some(v) => {
+                @match v.expires_at {
+                    Some(at) => span.token-cached { (t("cached, expires at")) " " time datetime=(time(at)) { (time(at)) } },
+                    None => span.token-none.muted { (t("none cached")) },
+                }
+                @if let Some((why, at)) = &v.last_error {
+                    br;
+                    span.token-error { (t("Last error")) " (" time datetime=(time(*at)) { (time(*at)) } "): " (why) }
+                }
+            }
+        }
+    }
+}
+
+/// The audit trail: the newest rows, filtered by user and action.
+pub(crate) fn audit(p: &Page<'_>, q: &AuditQuery, rows: &[AuditEntry]) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    frame(
+        p,
+        t("Audit trail"),
+        html! {
+            p.note { (t("Every console action, newest first (logins too). Rows older than [console] audit_keep are deleted.")) }
+            form.filters method="get" action="/ui/audit" role="search" {
+                div { label for="a-user" { (t("User")) } input #a-user type="text" name="user" value=(q.user); }
+                div { label for="a-action" { (t("Action")) } input #a-action type="text" name="action" value=(q.action) placeholder="dlq"; }
+                div { button type="submit" { (t("Show")) } }
+            }
+            @if rows.is_empty() {
+                p.empty { (t("No entry.")) }
+            } @else {
+                div.scroll {
+                    table.list {
+                        thead { tr {
+                            th scope="col" { (t("Time")) } th scope="col" { (t("User")) } th scope="col" { (t("Action")) }
+                            th scope="col" { (t("Object")) } th scope="col" { (t("Outcome")) } th scope="col" { (t("Source")) }
+                        } }
+                        tbody {
+                            @for r in rows {
+                                tr {
+                                    td { time datetime=(time(r.at)) { (time(r.at)) } }
+                                    td { (r.user) }
+                                    td { code { (r.action) } }
+                                    td { (r.object) }
+                                    td { (r.outcome) }
+                                    td { (r.source.as_deref().unwrap_or("—")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn channels(
+    p: &Page<'_>,
+    status: &Value,
+    tokens: &BTreeMap<String, TokenView>,
+) -> Html<String> {
     let t = |s| p.lang.t(s);
     let dests = status["dispatch"]["destinations"]
         .as_array()
@@ -716,7 +785,7 @@ pub(crate) fn channels(p: &Page<'_>, status: &Value) -> Html<String> {
                                 thead { tr {
                                     th scope="col" { (t("Destination")) } th scope="col" { (t("Type")) } th scope="col" { (t("Breaker")) }
                                     th scope="col" { (t("Error rate")) } th scope="col" { (t("Available now")) } th scope="col" { (t("Sent")) }
-                                    th scope="col" { "secret" }
+                                    th scope="col" { (t("Access token")) } th scope="col" { "secret" }
                                 } }
                                 tbody {
                                     @for d in c["destinations"].as_array().unwrap_or(&empty) {
@@ -730,6 +799,7 @@ pub(crate) fn channels(p: &Page<'_>, status: &Value) -> Html<String> {
                                             td { (s.as_ref().and_then(|s| s["error_rate"].as_f64()).map_or("—".into(), |r| format!("{:.0}%", r * 100.0))) }
                                             td { (s.as_ref().map_or("—".into(), |s| s["available_now"].to_string())) }
                                             td { (s.as_ref().map_or("0".into(), |s| s["sent_total"].to_string())) }
+                                            td { (token_cell(p, tokens.get(key))) }
                                             td { "*** " span.set { "(" (t("set")) ")" } }
                                         }
                                     }

@@ -37,7 +37,10 @@
 //! - `health`: whether accepts can commit now ([`Store::health`],
 //!   [`Store::ready`]), tracked once for both backends; [`retention`]: the
 //!   deletion of expired settled messages, its SQL shared too.
+//! - [`console`]: the web console's sessions and audit trail, through one
+//!   method ([`Store::console`]) both backends answer with the same SQL.
 
+pub mod console;
 mod escalations;
 mod groups;
 mod health;
@@ -53,6 +56,7 @@ mod sql;
 pub mod sqlite;
 mod types;
 
+pub use console::{AuditEntry, AuditFilter, ConsoleAnswer, ConsoleOp, ConsoleSession, SessionKind};
 pub use health::{fault_kind, StoreHealth};
 pub use latency::Latency;
 pub use retention::{prune_expired, Expiry, PruneBatch, Pruned, Retention, StoreSize};
@@ -418,6 +422,15 @@ pub trait Store: Send + Sync + 'static {
     async fn size(&self) -> Result<StoreSize> {
         Err(StoreError::Internal(
             "this store does not report its size".into(),
+        ))
+    }
+
+    /// The web console's sessions and audit trail (see [`console`]; the
+    /// typed methods on `dyn Store` there wrap it). The default keeps none.
+    async fn console(&self, op: ConsoleOp) -> Result<ConsoleAnswer> {
+        let _ = op;
+        Err(StoreError::Internal(
+            "this store keeps no console sessions".into(),
         ))
     }
 

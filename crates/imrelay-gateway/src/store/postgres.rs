@@ -48,6 +48,7 @@ use parking_lot::Mutex;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::Notify;
 
+use super::console;
 use super::escalations;
 use super::groups;
 use super::health::{Health, PROBE};
@@ -595,6 +596,18 @@ impl Store for PgStore {
     async fn prune(&self, batch: PruneBatch) -> Result<Pruned> {
         self.tx(false, move |c| {
             Box::pin(async move { Ok((retention::prune(c, &batch).await?, false)) })
+        })
+        .await
+    }
+
+    async fn console(&self, op: ConsoleOp) -> Result<ConsoleAnswer> {
+        if op.reads_only() {
+            self.check_open()?;
+            let mut c = self.pool.acquire().await?;
+            return console::run(&mut *c, op).await;
+        }
+        self.tx(false, move |c| {
+            Box::pin(async move { Ok((console::run(c, op).await?, false)) })
         })
         .await
     }

@@ -25,6 +25,9 @@ use super::*;
 pub struct Retention {
     pub keep_delivered: Duration,
     pub keep_dead: Duration,
+    /// The console's audit trail (`[console] audit_keep`); expired console
+    /// sessions go at every pass too.
+    pub keep_audit: Duration,
     /// Deliveries looked at per statement.
     pub batch: u32,
     /// Between two batches (lets accepts through).
@@ -37,6 +40,7 @@ impl Retention {
     pub const DEFAULT: Retention = Retention {
         keep_delivered: Duration::from_secs(7 * 24 * 3600),
         keep_dead: Duration::from_secs(30 * 24 * 3600),
+        keep_audit: Duration::from_secs(90 * 24 * 3600),
         batch: 1_000,
         pause: Duration::from_millis(100),
         every: Duration::from_secs(60),
@@ -170,8 +174,11 @@ pub(super) async fn counts<C: Conn>(c: &mut C) -> Result<StoreSize> {
 
 /// One pass over every expired message as of `now`: batches until both
 /// walks end, `pause` between batches. Returns how many messages went.
+/// Expired console sessions and old audit rows go first.
 pub async fn prune_expired(store: &dyn Store, r: &Retention, now: i64) -> Result<u64> {
     let age = |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
+    // Few rows (logins and console actions): one statement each.
+    store.prune_console(now, age(r.keep_audit)).await?;
     let mut total = 0;
     for walk in [Expiry::Delivered, Expiry::Dead] {
         let mut after = (i64::MIN, i64::MIN);

@@ -37,6 +37,7 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::console;
 use super::escalations;
 use super::groups;
 use super::health::{Health, PROBE};
@@ -533,6 +534,15 @@ impl Store for SqliteStore {
         // A job of the writer like any other: one short transaction per
         // batch, so accepts queue behind it for milliseconds at most.
         self.write(move |c| Box::pin(async move { retention::prune(c, &batch).await }))
+            .await
+    }
+
+    async fn console(&self, op: ConsoleOp) -> Result<ConsoleAnswer> {
+        if op.reads_only() {
+            let mut c = self.read.acquire().await?;
+            return console::run(&mut *c, op).await;
+        }
+        self.write(move |c| Box::pin(async move { console::run(c, op).await }))
             .await
     }
 

@@ -12,10 +12,10 @@ use crate::api_support::{config_text, Sink, TestGateway, ADMIN_KEY, OPS_KEY};
 use imrelay_gateway::console::auth::hash_password;
 use imrelay_gateway::console::CSP;
 
-const ADMIN_PW: &str = "admin password 1";
-const OPS_PW: &str = "ops password 2";
+pub(crate) const ADMIN_PW: &str = "admin password 1";
+pub(crate) const OPS_PW: &str = "ops password 2";
 
-fn console_config(sink: &Sink) -> String {
+pub(crate) fn console_config(sink: &Sink) -> String {
     config_text(
         sink,
         &format!(
@@ -42,27 +42,27 @@ channels = ["alerts"]
 
 /// A browser-like client of the console: keeps its cookies, never follows
 /// redirects (the tests look at them).
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     t: &'a TestGateway,
     http: reqwest::Client,
-    cookies: Vec<(String, String)>,
+    pub cookies: Vec<(String, String)>,
 }
 
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
+pub(crate) struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
     /// The first form's CSRF token on the page.
-    fn csrf(&self) -> String {
+    pub fn csrf(&self) -> String {
         let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]+)""#).unwrap();
         re.captures(&self.text)
             .unwrap_or_else(|| panic!("no csrf field in {}", self.text))[1]
@@ -71,7 +71,7 @@ impl Page {
 }
 
 impl<'a> Browser<'a> {
-    fn new(t: &'a TestGateway) -> Self {
+    pub fn new(t: &'a TestGateway) -> Self {
         Browser {
             t,
             http: reqwest::Client::builder()
@@ -109,7 +109,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let r = self
             .http
             .get(self.t.url(path))
@@ -120,7 +120,7 @@ impl<'a> Browser<'a> {
         self.keep(r).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let r = self
             .http
             .post(self.t.url(path))
@@ -137,7 +137,7 @@ impl<'a> Browser<'a> {
         self.keep(r).await
     }
 
-    async fn login(&mut self, form: &[(&str, &str)]) -> Page {
+    pub async fn login(&mut self, form: &[(&str, &str)]) -> Page {
         let page = self.get("/ui/login").await;
         let token = page.csrf();
         let mut f = form.to_vec();
@@ -146,7 +146,7 @@ impl<'a> Browser<'a> {
     }
 }
 
-async fn post_message(t: &TestGateway, channel: &str, text: &str) -> String {
+pub(crate) async fn post_message(t: &TestGateway, channel: &str, text: &str) -> String {
     let r = t
         .post(
             "/v1/messages",

@@ -14,6 +14,7 @@ mod api_render;
 mod api_support;
 mod callbacks;
 mod console;
+mod console_store;
 mod dispatch_common;
 mod dispatch_lease;
 mod dispatch_mock;

@@ -296,6 +296,19 @@ impl SharedTokenCache for PgTokenCache {
         })
     }
 
+    async fn expires_in(&self, key: &str) -> Result<Option<Duration>, Report> {
+        let row: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT expires_at, {DB_NOW} AS now FROM access_tokens WHERE cache_key = $1"
+        )))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row
+            .filter(|(expires_at, now)| expires_at > now)
+            .map(|(expires_at, now)| Duration::from_millis((expires_at - now) as u64)))
+    }
+
     async fn invalidate(&self, key: &str, stale: &Secret) {
         let r = sqlx::query("DELETE FROM access_tokens WHERE cache_key = $1 AND value = $2")
             .bind(key)

@@ -9,6 +9,7 @@ use imrelay_gateway::store::*;
 use imrelay_sdk::clock::{Clock, FixedClock};
 use imrelay_sdk::Message;
 
+mod console;
 mod escalations;
 mod groups;
 mod latency;
@@ -1386,6 +1387,7 @@ pub async fn progress_counts_failures_retried_in_the_claim(ctx: &Ctx) {
 
 /// Every case, by name, for backends to run one per test.
 pub const CASES: &[&str] = &[
+    "console_sessions_and_the_audit_trail",
     "latency_percentiles_of_delivered_messages",
     "escalation_steps_fire_once_and_atomically",
     "a_thread_escalates_once_and_a_resolve_ends_it",
@@ -1481,6 +1483,9 @@ pub async fn run(name: &str, ctx: &Ctx) {
         "latency_percentiles_of_delivered_messages" => {
             latency::latency_percentiles_of_delivered_messages(ctx).await
         }
+        "console_sessions_and_the_audit_trail" => {
+            console::console_sessions_and_the_audit_trail(ctx).await
+        }
         other => panic!("unknown store test case {other}"),
     }
 }
@@ -1521,6 +1526,7 @@ macro_rules! store_cases {
             a_group_is_sent_once_and_its_members_settle_with_it,
             search_and_activity_for_the_console,
             latency_percentiles_of_delivered_messages,
+            console_sessions_and_the_audit_trail,
         );
     };
 

@@ -883,6 +883,15 @@ fn robot_card(title: &str, text: &str, buttons: &[Button]) -> Value {
 
 #[async_trait]
 impl Destination for App {
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(
+            self.shared
+                .tokens
+                .state_with_shared(&self.tokens.source().cache_key())
+                .await,
+        )
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

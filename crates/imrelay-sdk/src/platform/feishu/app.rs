@@ -390,6 +390,15 @@ fn check_recipient(r: &str) -> Result<(), String> {
 
 #[async_trait]
 impl Destination for FeishuApp {
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(
+            self.shared
+                .tokens
+                .state_with_shared(&self.creds.cache_key())
+                .await,
+        )
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -362,6 +362,15 @@ impl WechatTemplate {
 
 #[async_trait]
 impl Destination for WechatTemplate {
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(
+            self.shared
+                .tokens
+                .state_with_shared(&self.tokens.cache_key())
+                .await,
+        )
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -484,6 +484,15 @@ impl WecomApp {
 
 #[async_trait]
 impl Destination for WecomApp {
+    async fn token_state(&self) -> Option<crate::token::TokenState> {
+        Some(
+            self.shared
+                .tokens
+                .state_with_shared(&self.tokens.cache_key())
+                .await,
+        )
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

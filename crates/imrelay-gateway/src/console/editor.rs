@@ -319,51 +319,7 @@ pub(crate) fn view(
         Ok(plan) => {
             for p in &plan.messages {
                 for target in &p.message.targets {
-                    let Some(res) = set.resolve(target) else {
-                        continue;
-                    };
-                    let Some(d) = res.members.first() else {
-                        continue;
-                    };
-                    let mut msg = p.message.message.clone();
-                    msg.mentions = msg.mentions.for_platform(d.dest.platform());
-                    let parts = match d.dest.render(&msg) {
-                        Ok(parts) => parts
-                            .into_iter()
-                            .map(|part| {
-                                let bytes = serde_json::to_vec(&part.body).map_or(0, |b| b.len());
-                                let limit = limit_of(d.dest.kind(), &part.body);
-                                let counted = match limit {
-                                    Some(l) if l.content => {
-                                        content_bytes(&part.body).unwrap_or(bytes)
-                                    }
-                                    _ => bytes,
-                                };
-                                PartPreview {
-                                    body: part.body,
-                                    bytes,
-                                    counted,
-                                    limit,
-                                }
-                            })
-                            .collect(),
-                        Err(e) => {
-                            v.issues.push(Issue {
-                                key: format!("channels.{}", res.channel.name),
-                                message: format!("`{}` cannot send this: {e}", d.key),
-                            });
-                            continue;
-                        }
-                    };
-                    v.destinations.push(DestPreview {
-                        channel: res.channel.name.to_string(),
-                        key: d.key.clone(),
-                        kind: d.dest.kind(),
-                        template: p.template.clone(),
-                        alerts: p.alerts,
-                        shown: p.shown,
-                        parts,
-                    });
+                    preview_target(set, p, target, &mut v);
                 }
             }
         }
@@ -373,6 +329,63 @@ pub(crate) fn view(
         }),
     }
     v
+}
+
+/// What the destination behind `target` would be sent for one planned
+/// message: its parts with their sizes against the platform's limit.
+fn preview_target(
+    set: &ChannelSet,
+    p: &crate::alertmanager::Planned,
+    target: &crate::store::Target,
+    v: &mut EditorView,
+) {
+    let Some(res) = set.resolve(target) else {
+        return;
+    };
+    let Some(d) = res.members.first() else {
+        return;
+    };
+    let mut msg = p.message.message.clone();
+    msg.mentions = msg.mentions.for_platform(d.dest.platform());
+    let parts = match d.dest.render(&msg) {
+        Ok(parts) => parts
+            .into_iter()
+            .map(|part| part_preview(d.dest.kind(), part.body))
+            .collect(),
+        Err(e) => {
+            v.issues.push(Issue {
+                key: format!("channels.{}", res.channel.name),
+                message: format!("`{}` cannot send this: {e}", d.key),
+            });
+            return;
+        }
+    };
+    v.destinations.push(DestPreview {
+        channel: res.channel.name.to_string(),
+        key: d.key.clone(),
+        kind: d.dest.kind(),
+        template: p.template.clone(),
+        alerts: p.alerts,
+        shown: p.shown,
+        parts,
+    });
+}
+
+/// One rendered part with its byte count, and the count the platform's limit
+/// applies to (the content alone, for limits on the content).
+fn part_preview(kind: &'static str, body: serde_json::Value) -> PartPreview {
+    let bytes = serde_json::to_vec(&body).map_or(0, |b| b.len());
+    let limit = limit_of(kind, &body);
+    let counted = match limit {
+        Some(l) if l.content => content_bytes(&body).unwrap_or(bytes),
+        _ => bytes,
+    };
+    PartPreview {
+        body,
+        bytes,
+        counted,
+        limit,
+    }
 }
 
 // ---- saving ------------------------------------------------------------------

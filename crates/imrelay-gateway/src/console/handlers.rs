@@ -1125,7 +1125,6 @@ pub(crate) async fn save_template<S: ConsoleContext>(
     ctx: Ctx,
     body: Bytes,
 ) -> Response {
-    use super::editor::{self, SaveTarget};
     let f = Form::parse(&body);
     if !ctx.csrf_ok(&f) {
         return ctx.expired_form();
@@ -1150,88 +1149,7 @@ pub(crate) async fn save_template<S: ConsoleContext>(
         )
             .into_response();
     }
-    let s = st.template_settings();
-    let fail = |v: &mut EditorView, key: &str, message: String| {
-        v.issues.push(editor::Issue {
-            key: key.to_string(),
-            message,
-        });
-    };
-    let outcome: Result<(), ()> = match editor::save_target(&s, &v.template) {
-        SaveTarget::Nowhere => {
-            v.paste = Some((
-                "TOML".into(),
-                editor::template_toml(&s, &v.template, &v.source),
-            ));
-            Err(())
-        }
-        SaveTarget::TemplateFile(path) if !editor::writable(&path) => {
-            v.paste = Some((path.display().to_string(), v.source.clone()));
-            Err(())
-        }
-        SaveTarget::Config(path) if !editor::writable(&path) => {
-            v.paste = Some((
-                "TOML".into(),
-                editor::template_toml(&s, &v.template, &v.source),
-            ));
-            Err(())
-        }
-        SaveTarget::TemplateFile(path) => {
-            // Compiled with the edit already (the editor's view): write it.
-            match editor::write_temp(&path, &v.source).and_then(|tmp| std::fs::rename(&tmp, &path))
-            {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    fail(
-                        &mut v,
-                        "templates",
-                        format!("cannot write {}: {e}", path.display()),
-                    );
-                    Err(())
-                }
-            }
-        }
-        SaveTarget::Config(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                .and_then(|old| editor::edit_config_text(&old, &s, &v.template, &v.source));
-            match text {
-                Err(e) => {
-                    fail(&mut v, "", e);
-                    Err(())
-                }
-                Ok(text) => match editor::write_temp(&path, &text) {
-                    Err(e) => {
-                        fail(
-                            &mut v,
-                            "",
-                            format!("cannot write beside {}: {e}", path.display()),
-                        );
-                        Err(())
-                    }
-                    Ok(tmp) => match st.check_config_file(&tmp) {
-                        Err(issues) => {
-                            let _ = std::fs::remove_file(&tmp);
-                            v.issues.extend(issues);
-                            Err(())
-                        }
-                        Ok(()) => match std::fs::rename(&tmp, &path) {
-                            Ok(()) => Ok(()),
-                            Err(e) => {
-                                let _ = std::fs::remove_file(&tmp);
-                                fail(
-                                    &mut v,
-                                    "",
-                                    format!("cannot replace {}: {e}", path.display()),
-                                );
-                                Err(())
-                            }
-                        },
-                    },
-                },
-            }
-        }
-    };
+    let outcome = write_edit(&st, &mut v);
     let outcome = outcome.and_then(|()| {
         st.reload_config().map_err(|e| {
             fail(
@@ -1280,6 +1198,83 @@ pub(crate) async fn save_template<S: ConsoleContext>(
                 .into_response()
         }
     }
+}
+
+fn fail(v: &mut EditorView, key: &str, message: String) {
+    v.issues.push(super::editor::Issue {
+        key: key.to_string(),
+        message,
+    });
+}
+
+/// Write the edited template where it lives (its own file, or the config),
+/// or, when that is not writable, put the text to paste in the view. `Err`
+/// when nothing was written; the view then says why.
+fn write_edit<S: ConsoleContext>(st: &S, v: &mut EditorView) -> Result<(), ()> {
+    use super::editor::{self, SaveTarget};
+    let s = st.template_settings();
+    match editor::save_target(&s, &v.template) {
+        SaveTarget::Nowhere => {
+            v.paste = Some((
+                "TOML".into(),
+                editor::template_toml(&s, &v.template, &v.source),
+            ));
+            Err(())
+        }
+        SaveTarget::TemplateFile(path) if !editor::writable(&path) => {
+            v.paste = Some((path.display().to_string(), v.source.clone()));
+            Err(())
+        }
+        SaveTarget::Config(path) if !editor::writable(&path) => {
+            v.paste = Some((
+                "TOML".into(),
+                editor::template_toml(&s, &v.template, &v.source),
+            ));
+            Err(())
+        }
+        // Compiled with the edit already (the editor's view): write it.
+        SaveTarget::TemplateFile(path) => editor::write_temp(&path, &v.source)
+            .and_then(|tmp| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                fail(
+                    v,
+                    "templates",
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            }),
+        SaveTarget::Config(path) => write_config(st, &s, &path, v),
+    }
+}
+
+/// Replace the template in the config file: edited beside it, checked like
+/// `imrelay config check`, then renamed over it (never half written).
+fn write_config<S: ConsoleContext>(
+    st: &S,
+    s: &super::editor::TemplateSettings,
+    path: &std::path::Path,
+    v: &mut EditorView,
+) -> Result<(), ()> {
+    use super::editor;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|old| editor::edit_config_text(&old, s, &v.template, &v.source))
+        .map_err(|e| fail(v, "", e))?;
+    let tmp = editor::write_temp(path, &text).map_err(|e| {
+        fail(
+            v,
+            "",
+            format!("cannot write beside {}: {e}", path.display()),
+        )
+    })?;
+    if let Err(issues) = st.check_config_file(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        v.issues.extend(issues);
+        return Err(());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(v, "", format!("cannot replace {}: {e}", path.display()))
+    })
 }
 
 /// The form posted: the whole page, or with `X-Preview: 1` (the script's live

@@ -398,55 +398,16 @@ struct Event {
     what: Markup,
 }
 
-pub(crate) fn message(
-    p: &Page<'_>,
-    v: &MessageView,
-    set: &ChannelSet,
-    notice_key: &str,
-) -> Html<String> {
+/// A message's timeline, unsorted: its acceptance, each delivery's attempts
+/// and end, acknowledgements and escalation steps.
+fn timeline(p: &Page<'_>, v: &MessageView, set: &ChannelSet) -> Vec<Event> {
     let t = |s| p.lang.t(s);
     let mut events = vec![Event {
         at: v.created_at,
         what: html! { strong { (t("accepted")) } " · " (v.channel) @if let Some(tr) = &v.trace_id { " · trace " code { (tr) } } },
     }];
     for d in &v.deliveries {
-        for (i, a) in d.history.iter().enumerate() {
-            let info = a
-                .code
-                .as_deref()
-                .and_then(|c| code_info(set, &a.destination, c));
-            events.push(Event {
-                at: a.started_at,
-                what: html! {
-                    strong { (d.target) " #" (i + 1) } " · "
-                    span class={"outcome " (a.outcome.as_str())} { (a.outcome.as_str()) }
-                    @if let Some(s) = a.status { " · HTTP " (s) }
-                    @if let Some(c) = &a.code { " · " (t("Platform code")) " " code { (c) } }
-                    @if let Some(i) = info { " · " (i.meaning) }
-                    @if !a.message.is_empty() { br; span.detail { (a.message) } }
-                    @if let Some(i) = info { br; span.hint { (t("What to do")) ": " (i.action) } }
-                },
-            });
-        }
-        let (cls, label) = match d.state {
-            crate::store::DeliveryState::Done => ("delivered", t("delivered")),
-            crate::store::DeliveryState::Dead => ("dead", t("dead")),
-            crate::store::DeliveryState::Silenced => ("silenced", t("silenced")),
-            _ => ("pending", t("pending")),
-        };
-        events.push(Event {
-            at: d.updated_at,
-            what: html! {
-                strong { (d.target) } " · " span class={"state " (cls)} { (label) }
-                @if let Some(dead) = &d.dead {
-                    " · " (dead.reason)
-                    @if let Some(c) = &dead.code { " (" code { (c) } ")" }
-                    " · " a href={"/ui/dlq/" (d.id.get())} { (t("Dead letters")) " #" (d.id.get()) }
-                }
-                @if let Some(s) = &d.silenced_by { " · " (t("Silenced")) " " code { (s) } }
-                @if let Some(m) = &d.merged_into { " · → " a href={"/ui/messages/" (enc(m.as_str()))} { (m.as_str()) } }
-            },
-        });
+        delivery_events(p, d, set, &mut events);
     }
     for a in &v.acks {
         events.push(Event {
@@ -455,30 +416,94 @@ pub(crate) fn message(
         });
     }
     if let Some(esc) = &v.escalation {
-        events.push(Event {
-            at: esc.started_at,
-            what: html! { strong { (t("escalation")) } " · " (esc.policy) },
-        });
-        for step in &esc.steps {
-            events.push(Event {
-                at: step.fired_at,
-                what: html! {
-                    strong { (t("escalation step")) " " (step.step + 1) } " · " (esc.policy)
-                    @for n in &step.record.notified {
-                        br; code { (n.via) } " → " (n.people.join(", ")) " · "
-                        a href={"/ui/messages/" (enc(n.message_id.as_str()))} { (n.message_id.as_str()) }
-                    }
-                    @for note in &step.record.notes { br; span.detail { (note) } }
-                },
-            });
-        }
-        if let (Some(at), Some(by)) = (esc.ended_at, &esc.ended_by) {
-            events.push(Event {
-                at,
-                what: html! { strong { (t("escalation ended")) } " · " (esc.state.as_str()) " · " (by) },
-            });
-        }
+        escalation_events(p, esc, &mut events);
     }
+    events
+}
+
+/// Each attempt of one delivery, and where it ended.
+fn delivery_events(
+    p: &Page<'_>,
+    d: &crate::store::DeliveryView,
+    set: &ChannelSet,
+    events: &mut Vec<Event>,
+) {
+    let t = |s| p.lang.t(s);
+    for (i, a) in d.history.iter().enumerate() {
+        let info = a
+            .code
+            .as_deref()
+            .and_then(|c| code_info(set, &a.destination, c));
+        events.push(Event {
+            at: a.started_at,
+            what: html! {
+                strong { (d.target) " #" (i + 1) } " · "
+                span class={"outcome " (a.outcome.as_str())} { (a.outcome.as_str()) }
+                @if let Some(s) = a.status { " · HTTP " (s) }
+                @if let Some(c) = &a.code { " · " (t("Platform code")) " " code { (c) } }
+                @if let Some(i) = info { " · " (i.meaning) }
+                @if !a.message.is_empty() { br; span.detail { (a.message) } }
+                @if let Some(i) = info { br; span.hint { (t("What to do")) ": " (i.action) } }
+            },
+        });
+    }
+    let (cls, label) = match d.state {
+        crate::store::DeliveryState::Done => ("delivered", t("delivered")),
+        crate::store::DeliveryState::Dead => ("dead", t("dead")),
+        crate::store::DeliveryState::Silenced => ("silenced", t("silenced")),
+        _ => ("pending", t("pending")),
+    };
+    events.push(Event {
+        at: d.updated_at,
+        what: html! {
+            strong { (d.target) } " · " span class={"state " (cls)} { (label) }
+            @if let Some(dead) = &d.dead {
+                " · " (dead.reason)
+                @if let Some(c) = &dead.code { " (" code { (c) } ")" }
+                " · " a href={"/ui/dlq/" (d.id.get())} { (t("Dead letters")) " #" (d.id.get()) }
+            }
+            @if let Some(s) = &d.silenced_by { " · " (t("Silenced")) " " code { (s) } }
+            @if let Some(m) = &d.merged_into { " · → " a href={"/ui/messages/" (enc(m.as_str()))} { (m.as_str()) } }
+        },
+    });
+}
+
+/// An escalation's start, its steps and its end.
+fn escalation_events(p: &Page<'_>, esc: &crate::store::Escalation, events: &mut Vec<Event>) {
+    let t = |s| p.lang.t(s);
+    events.push(Event {
+        at: esc.started_at,
+        what: html! { strong { (t("escalation")) } " · " (esc.policy) },
+    });
+    for step in &esc.steps {
+        events.push(Event {
+            at: step.fired_at,
+            what: html! {
+                strong { (t("escalation step")) " " (step.step + 1) } " · " (esc.policy)
+                @for n in &step.record.notified {
+                    br; code { (n.via) } " → " (n.people.join(", ")) " · "
+                    a href={"/ui/messages/" (enc(n.message_id.as_str()))} { (n.message_id.as_str()) }
+                }
+                @for note in &step.record.notes { br; span.detail { (note) } }
+            },
+        });
+    }
+    if let (Some(at), Some(by)) = (esc.ended_at, &esc.ended_by) {
+        events.push(Event {
+            at,
+            what: html! { strong { (t("escalation ended")) } " · " (esc.state.as_str()) " · " (by) },
+        });
+    }
+}
+
+pub(crate) fn message(
+    p: &Page<'_>,
+    v: &MessageView,
+    set: &ChannelSet,
+    notice_key: &str,
+) -> Html<String> {
+    let t = |s| p.lang.t(s);
+    let mut events = timeline(p, v, set);
     events.sort_by_key(|e| e.at);
     let (cls, label) = state_label(p.lang, v.state);
     let dead: Vec<i64> = v

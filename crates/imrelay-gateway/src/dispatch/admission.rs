@@ -685,6 +685,212 @@ mod tests {
         assert!(shared.released.lock().is_empty());
     }
 
+    /// An app that takes 2 requests a second per user; `chat:` recipients
+    /// are chats whose quota every destination shares.
+    #[derive(Debug)]
+    struct PerUser(String);
+
+    #[async_trait]
+    impl Destination for PerUser {
+        fn kind(&self) -> &'static str {
+            "test_app"
+        }
+        fn platform(&self) -> Platform {
+            Platform::Webhook
+        }
+        fn id(&self) -> &str {
+            &self.0
+        }
+        fn rate_limits(&self) -> Vec<Quota> {
+            vec![Quota::per_second(100)]
+        }
+        fn recipient_rate_limits(&self) -> Vec<Quota> {
+            vec![Quota::per_second(2)]
+        }
+        fn shared_recipient_quota(&self, recipient: &str) -> Option<String> {
+            recipient.strip_prefix("chat:").map(|c| format!("test:{c}"))
+        }
+        fn render(&self, _: &Message) -> Result<Vec<Payload>, imrelay_sdk::Error> {
+            Ok(vec![])
+        }
+        async fn send(&self, _: &Payload) -> Report {
+            Report::delivered()
+        }
+    }
+
+    fn app(key: &str) -> Vec<DestinationEntry> {
+        let d = DestinationEntry::new(Arc::new(PerUser(key.into())));
+        let quotas = d.dest.rate_limits();
+        vec![d.with_quotas(quotas)]
+    }
+
+    fn to(rs: &[&str]) -> Vec<String> {
+        rs.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_recipient_out_of_quota_waits_and_the_destination_permit_is_given_back() {
+        let (clock, a) = fixed(0);
+        let m = app("d");
+        a.sync(&m);
+        for t in [0, 10] {
+            let p = go(a.admit("t", &m, 0, false, &to(&["ou_a"])).await);
+            a.settle("d", p, &Report::delivered(), t).await;
+        }
+        assert_eq!(a.capacity(&m), 98);
+        clock.set_ms(20);
+        match a.admit("t", &m, 0, false, &to(&["ou_a"])).await {
+            Admit::Wait { at, why } => assert_eq!((at, why), (1_006, Wait::Recipient)),
+            Admit::Go(_) => panic!("a third request to ou_a within the second"),
+        }
+        assert_eq!(
+            a.capacity(&m),
+            98,
+            "the destination's permit was given back"
+        );
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await,
+                Admit::Wait {
+                    why: Wait::Recipient,
+                    ..
+                }
+            ),
+            "a request to ou_a and ou_b waits for ou_a"
+        );
+        let p = go(a.admit("t", &m, 0, false, &to(&["ou_b"])).await);
+        let q = go(a.admit("t", &m, 0, false, &to(&["ou_b"])).await);
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b"])).await,
+                Admit::Wait {
+                    at: 120,
+                    why: Wait::Recipient
+                }
+            ),
+            "the waiting request took none of ou_b's permits; two in flight now"
+        );
+        let limited = Report::new(
+            Outcome::RateLimited {
+                wait: Duration::from_secs(5),
+            },
+            "230020",
+        );
+        a.settle("d", p, &limited, 30).await;
+        a.settle("d", q, &Report::delivered(), 30).await;
+        clock.set_ms(2_000);
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b"])).await,
+                Admit::Wait { at: 5_030, .. }
+            ),
+            "the platform's wait holds the destination and the recipient"
+        );
+        let held = a.recipients.lock().acquire(
+            &recipient_keys("d", &to(&["ou_b"]), |_| None),
+            &[Quota::per_second(2)],
+            2_000,
+        );
+        assert_eq!(held, Err(Some(5_030)));
+    }
+
+    #[tokio::test]
+    async fn a_shared_chat_counts_for_every_destination() {
+        let (_, a) = fixed(0);
+        let (x, y) = (app("x"), app("y"));
+        a.sync(&x);
+        a.sync(&y);
+        go(a.admit("tx", &x, 0, false, &to(&["chat:ops"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["chat:ops"])).await);
+        assert!(matches!(
+            a.admit("tx", &x, 0, false, &to(&["chat:ops"])).await,
+            Admit::Wait {
+                why: Wait::Recipient,
+                ..
+            }
+        ));
+        go(a.admit("tx", &x, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("tx", &x, 0, false, &to(&["ou_a"])).await);
+    }
+
+    /// A shared limiter that refuses one key and records what it was asked.
+    #[derive(Default)]
+    struct Keyed {
+        refuse: Mutex<Option<String>>,
+        asked: Mutex<Vec<String>>,
+        cancelled: Mutex<Vec<String>>,
+        released: Mutex<Vec<(String, Option<Duration>)>>,
+    }
+
+    #[async_trait]
+    impl SharedLimiter for Keyed {
+        async fn acquire(
+            &self,
+            key: &str,
+            _: &[Quota],
+            _: Duration,
+        ) -> Result<SharedAdmit, String> {
+            self.asked.lock().push(key.into());
+            if self.refuse.lock().as_deref() == Some(key) {
+                return Ok(SharedAdmit::Wait(Duration::from_millis(300)));
+            }
+            Ok(SharedAdmit::Granted(SharedPermit {
+                id: 1,
+                key: key.into(),
+            }))
+        }
+        async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>) {
+            self.released.lock().push((permit.key, blocked_for));
+        }
+        async fn cancel(&self, permit: SharedPermit) {
+            self.cancelled.lock().push(permit.key);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cluster_limiter_admits_each_recipient_and_a_refusal_cancels_the_rest() {
+        use super::super::recipients::recipient_key;
+        let clock = Arc::new(FixedClock::new(0));
+        let shared = Arc::new(Keyed::default());
+        let a = Admission::new(clock, Some(shared.clone()), Duration::from_secs(30));
+        let m = app("d");
+        a.sync(&m);
+        let mut keys = vec![recipient_key("d", "ou_a"), recipient_key("d", "ou_b")];
+        keys.sort();
+        *shared.refuse.lock() = Some(keys[1].clone());
+        assert!(matches!(
+            a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await,
+            Admit::Wait {
+                at: 300,
+                why: Wait::Cluster
+            }
+        ));
+        assert_eq!(*shared.asked.lock(), ["d", &keys[0], &keys[1]]);
+        assert_eq!(
+            *shared.cancelled.lock(),
+            ["d", &keys[0]],
+            "what was granted is given back"
+        );
+        assert_eq!(a.capacity(&m), 100, "and the local permits too");
+        *shared.refuse.lock() = None;
+        let p = go(a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await);
+        let limited = Report::new(
+            Outcome::RateLimited {
+                wait: Duration::from_secs(1),
+            },
+            "slow",
+        );
+        a.settle("d", p, &limited, 10).await;
+        let released = shared.released.lock().clone();
+        assert_eq!(released.len(), 3, "{released:?}");
+        assert!(released
+            .iter()
+            .all(|(_, b)| *b == Some(Duration::from_secs(1))));
+        assert!(!released.iter().any(|(k, _)| k.contains("ou_")), "hashed");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_breaker_reopens_for_longer_on_a_paused_tokio_clock() {
         let a = Admission::new(Arc::new(TokioClock::new()), None, Duration::from_secs(30));

@@ -214,3 +214,102 @@ async fn two_instances_on_postgresql_keep_one_feishu_users_five_a_second() {
         sent(&b)
     );
 }
+
+const AK: &str = "LTAI5tQuotaMock";
+const AK_SECRET: &str = "aliyun-quota-secret";
+
+/// An SMS to two numbers waits while one of them had its one SMS of the
+/// minute (Aliyun: 1 a minute, 5 an hour, 10 a day per number): the request
+/// needs a permit for each number, and is neither sent early (drawing
+/// `isv.BUSINESS_LIMIT_CONTROL`) nor split.
+#[tokio::test]
+async fn an_sms_to_two_numbers_waits_for_the_one_out_of_quota() {
+    let mcfg = MockConfig::default().with_app(AppConfig::new(MockPlatform::Aliyun, AK, AK_SECRET));
+    let mock = MockServer::start(mcfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+watch = false
+[dispatch]
+poll_interval = "20ms"
+[[api_keys]]
+name = "admin"
+key = "{ADMIN_KEY}"
+channels = ["*"]
+[channels.sms]
+ordered = false
+[[channels.sms.destinations]]
+type = "aliyun_sms"
+access_key_id = "{AK}"
+access_key_secret = "{AK_SECRET}"
+sign_name = "告警平台"
+template_code = "SMS_100000001"
+template_param = "content"
+base_url = "{url}"
+"#,
+        url = mock.base_url()
+    );
+    let clock = Arc::new(MovedClock::default());
+    let gw = start_gateway(&text, clock.clone()).await;
+    let sms = |to: &[&str], text: &str| json!({"channel": "sms", "text": text, "recipients": to});
+    let post = |body: serde_json::Value| {
+        let gw = &gw;
+        async move {
+            let r = gw
+                .post("/v1/messages", Some(ADMIN_KEY), &body.to_string(), &[])
+                .await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = post(sms(&["13800000001"], "disk full")).await;
+    gw.wait_state(&first, "delivered").await;
+    let second = post(sms(&["13800000002", "13800000001"], "disk still full")).await;
+    // It was taken up and put back until 13800000001's minute has passed.
+    let fut = async {
+        loop {
+            let v = gw
+                .get(&format!("/v1/messages/{second}"), Some(ADMIN_KEY))
+                .await
+                .body;
+            let due = v["deliveries"][0]["due_at"].as_i64().unwrap_or(0);
+            if due > clock.now_ms() + 50_000 {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let waiting = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("the second SMS never waited for the first number's minute");
+    assert_eq!(waiting["state"], "pending", "{waiting:#}");
+    assert_eq!(
+        waiting["deliveries"][0]["attempts"], 0,
+        "waiting is not an attempt"
+    );
+    mock.state().advance_clock(61_000);
+    clock.offset_ms.fetch_add(61_000, Ordering::SeqCst);
+    gw.wait_state(&second, "delivered").await;
+    let sms: Vec<LogEntry> = mock
+        .state()
+        .log
+        .all()
+        .into_iter()
+        .filter(|e| e.endpoint == "sms.send")
+        .collect();
+    let refused: Vec<_> = sms.iter().filter(|e| !e.accepted).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let numbers: Vec<String> = sms
+        .iter()
+        .map(|e| {
+            e.body.as_ref().unwrap()["PhoneNumbers"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(numbers, ["13800000001", "13800000002,13800000001"]);
+}

@@ -857,7 +857,7 @@ mod tests {
         let a = Admission::new(clock, Some(shared.clone()), Duration::from_secs(30));
         let m = app("d");
         a.sync(&m);
-        let mut keys = vec![recipient_key("d", "ou_a"), recipient_key("d", "ou_b")];
+        let mut keys = [recipient_key("d", "ou_a"), recipient_key("d", "ou_b")];
         keys.sort();
         *shared.refuse.lock() = Some(keys[1].clone());
         assert!(matches!(

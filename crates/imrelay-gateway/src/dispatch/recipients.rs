@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use imrelay_sdk::Quota;
 use sha2::{Digest, Sha256};
 
-use super::limits::Limiter;
+use super::limits::{window_ms, Limiter};
 
 /// Below this many tracked recipients nothing is pruned; past it, recipients
 /// whose windows are empty are forgotten (their limiter would admit anyway).
@@ -54,18 +54,45 @@ pub fn recipient_keys(
     set.into_iter().collect()
 }
 
+/// One recipient's limiter, and the turns handed to requests told to wait.
+struct Recipient {
+    limiter: Limiter,
+    /// The latest turn handed out: its time and how many were sent to it.
+    /// Requests to one user that wait (a burst on an unordered channel) come
+    /// back a window's quota at a time instead of all at once, so each is
+    /// put back in the queue about once rather than once per window.
+    turn: Option<(i64, u32)>,
+}
+
+impl Recipient {
+    /// When a request that must wait until `free` should come back.
+    fn next_turn(&mut self, free: i64) -> i64 {
+        let Some(q) = self.limiter.quotas().iter().min_by_key(|q| window_ms(q)) else {
+            return free;
+        };
+        let (at, given) = match self.turn {
+            Some((at, given)) if at >= free && given < q.count => (at, given),
+            Some((at, _)) if at >= free => (at + window_ms(q) + 1, 0),
+            _ => (free, 0),
+        };
+        self.turn = Some((at, given + 1));
+        at
+    }
+}
+
 /// The limiters of every recipient addressed recently.
 #[derive(Default)]
 pub struct RecipientLimits {
-    by_key: HashMap<String, Limiter>,
+    by_key: HashMap<String, Recipient>,
     /// Prune when the map grows past this (doubles with what stays).
     prune_at: usize,
 }
 
 impl RecipientLimits {
     /// Take a permit for each of `keys` under `quotas` at `now`, all or none.
-    /// `Err(Some(at))`: one is out of quota until `at`; `Err(None)`: until a
-    /// request in flight to one of them ends.
+    /// `Err(Some(at))`: one is out of quota; come back at `at` (the waiters
+    /// of one recipient get successive turns); `Err(None)`: until a request
+    /// in flight to one of them ends.
     pub fn acquire(
         &mut self,
         keys: &[String],
@@ -76,14 +103,17 @@ impl RecipientLimits {
         let mut at: Option<i64> = None;
         let mut unknown = false;
         for k in keys {
-            let l = self
-                .by_key
-                .entry(k.clone())
-                .or_insert_with(|| Limiter::new(quotas.to_vec()));
-            l.set_quotas(quotas.to_vec());
-            if l.available(now) == 0 {
-                match l.next_free(now) {
-                    Some(t) => at = Some(at.map_or(t, |a| a.max(t))),
+            let r = self.by_key.entry(k.clone()).or_insert_with(|| Recipient {
+                limiter: Limiter::new(quotas.to_vec()),
+                turn: None,
+            });
+            r.limiter.set_quotas(quotas.to_vec());
+            if r.limiter.available(now) == 0 {
+                match r.limiter.next_free(now) {
+                    Some(free) => {
+                        let t = r.next_turn(free);
+                        at = Some(at.map_or(t, |a| a.max(t)));
+                    }
                     None => unknown = true,
                 }
             }
@@ -95,8 +125,8 @@ impl RecipientLimits {
             return Err(Some(t));
         }
         for k in keys {
-            if let Some(l) = self.by_key.get_mut(k) {
-                l.try_acquire(now);
+            if let Some(r) = self.by_key.get_mut(k) {
+                r.limiter.try_acquire(now);
             }
         }
         Ok(())
@@ -105,8 +135,8 @@ impl RecipientLimits {
     /// Give back permits taken with [`RecipientLimits::acquire`] and not used.
     pub fn cancel(&mut self, keys: &[String]) {
         for k in keys {
-            if let Some(l) = self.by_key.get_mut(k) {
-                l.cancel();
+            if let Some(r) = self.by_key.get_mut(k) {
+                r.limiter.cancel();
             }
         }
     }
@@ -115,10 +145,10 @@ impl RecipientLimits {
     /// said to wait until then.
     pub fn release(&mut self, keys: &[String], end: i64, blocked_until: Option<i64>) {
         for k in keys {
-            if let Some(l) = self.by_key.get_mut(k) {
-                l.release(end);
+            if let Some(r) = self.by_key.get_mut(k) {
+                r.limiter.release(end);
                 if let Some(t) = blocked_until {
-                    l.block_until(t);
+                    r.limiter.block_until(t);
                 }
             }
         }
@@ -126,11 +156,12 @@ impl RecipientLimits {
 
     /// Forget recipients whose limiter holds nothing any more, once there are
     /// many: the map stays as large as the recipients of the longest window.
+    /// (A forgotten recipient's turns only spread waiters out.)
     fn prune(&mut self, now: i64) {
         if self.by_key.len() < self.prune_at.max(PRUNE_FLOOR) {
             return;
         }
-        self.by_key.retain(|_, l| !l.is_idle(now));
+        self.by_key.retain(|_, r| !r.limiter.is_idle(now));
         self.prune_at = self.by_key.len() * 2;
     }
 }
@@ -220,6 +251,38 @@ mod tests {
             "another user is not held up"
         );
         assert_eq!(r.acquire(&zhang, &q, 10 + 1_005 + 1), Ok(()));
+    }
+
+    #[test]
+    fn waiters_for_one_user_get_turns_a_windows_quota_at_a_time() {
+        let q = [Quota::per_second(5)];
+        let mut r = RecipientLimits::default();
+        let zhang = keys("d", &["ou_zhang"]);
+        for _ in 0..5 {
+            r.acquire(&zhang, &q, 0).unwrap();
+            r.release(&zhang, 0, None);
+        }
+        let turns: Vec<_> = (0..12)
+            .map(|_| r.acquire(&zhang, &q, 10).unwrap_err().unwrap())
+            .collect();
+        let (a, b, c) = (1_006, 1_006 + 1_006, 1_006 + 2 * 1_006);
+        assert_eq!(turns, [a, a, a, a, a, b, b, b, b, b, c, c]);
+        // The first turn comes and five go; one more queues behind the
+        // turns handed out.
+        for _ in 0..5 {
+            assert_eq!(r.acquire(&zhang, &q, a), Ok(()));
+            r.release(&zhang, a, None);
+        }
+        assert_eq!(r.acquire(&zhang, &q, a).unwrap_err(), Some(c));
+        // Turns past are forgotten: a wait starts at the next free time.
+        let li = keys("d", &["ou_li"]);
+        for t in [0, 10_000] {
+            for _ in 0..5 {
+                r.acquire(&li, &q, t).unwrap();
+                r.release(&li, t, None);
+            }
+            assert_eq!(r.acquire(&li, &q, t).unwrap_err(), Some(t + 1_006));
+        }
     }
 
     #[test]

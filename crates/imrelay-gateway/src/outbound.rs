@@ -364,6 +364,9 @@ impl Destination for Guarded {
     fn recipient_rate_limits(&self) -> Vec<Quota> {
         self.inner.recipient_rate_limits()
     }
+    fn shared_recipient_quota(&self, recipient: &str) -> Option<String> {
+        self.inner.shared_recipient_quota(recipient)
+    }
     fn dedups_retries(&self) -> bool {
         self.inner.dedups_retries()
     }

@@ -107,6 +107,15 @@ pub trait Destination: Send + Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// The platform-wide name of `recipient`'s quota when every destination
+    /// sending to it shares that quota (a Feishu group's 5 a second is
+    /// shared by all the bots in it), the same from each destination; `None`
+    /// (the default): each destination has a quota of its own for it.
+    fn shared_recipient_quota(&self, recipient: &str) -> Option<String> {
+        let _ = recipient;
+        None
+    }
+
     /// Whether the platform deduplicates a retried payload (so a retry after an
     /// unknown outcome cannot deliver twice).
     fn dedups_retries(&self) -> bool {

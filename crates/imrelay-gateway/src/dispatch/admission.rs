@@ -4,9 +4,11 @@
 //!
 //! A request is admitted by the destination's breaker and its own limiter
 //! first (synchronously, so the dispatch loop can take the permit before it
-//! spawns a send), then by the shared limiter (a store round trip) right
-//! before it is sent. Every admitted request ends in exactly one of
-//! [`Admission::cancel`] (never sent) or [`Admission::settle`] (answered).
+//! spawns a send), then by the limiters of the recipients it addresses (see
+//! [`super::recipients`]), then by the shared limiter (a store round trip,
+//! for the destination and each recipient) right before it is sent. Every
+//! admitted request ends in exactly one of [`Admission::cancel`] (never
+//! sent) or [`Admission::settle`] (answered).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -20,6 +22,7 @@ use parking_lot::Mutex;
 use super::breaker::{Breaker, BreakerState};
 use super::decide::Wait;
 use super::limits::{Limiter, SharedAdmit, SharedLimiter, SharedPermit};
+use super::recipients::{recipient_keys, RecipientLimits};
 use super::DestinationStatus;
 use crate::channels::DestinationEntry;
 
@@ -48,6 +51,9 @@ struct Dests {
 pub struct Permit {
     pub member: usize,
     shared: Option<SharedPermit>,
+    /// The keys of the recipients this request holds a permit of.
+    recipients: Vec<String>,
+    shared_recipients: Vec<SharedPermit>,
 }
 
 /// The answer of [`Admission::admit`].
@@ -76,6 +82,7 @@ pub struct Admission {
     /// Longest a shared permit is held (a crashed instance's permits expire).
     hold_max: Duration,
     dests: Mutex<Dests>,
+    recipients: Mutex<RecipientLimits>,
 }
 
 impl Admission {
@@ -89,6 +96,7 @@ impl Admission {
             shared,
             hold_max,
             dests: Mutex::default(),
+            recipients: Mutex::default(),
         }
     }
 
@@ -194,7 +202,8 @@ impl Admission {
         None
     }
 
-    /// Admit the next request of a delivery to `target`, preferring `member`.
+    /// Admit the next request of a delivery to `target`, preferring `member`,
+    /// addressing `recipients` (empty: none the platform counts apart).
     /// `held`: the local permit of `member` was already taken (by the dispatch
     /// loop, for a delivery's first request).
     pub async fn admit(
@@ -203,6 +212,7 @@ impl Admission {
         members: &[DestinationEntry],
         member: usize,
         held: bool,
+        recipients: &[String],
     ) -> Admit {
         let member = if held {
             member
@@ -213,14 +223,60 @@ impl Admission {
             }
         };
         let entry = &members[member];
-        match self.shared_admit(&entry.key, &entry.quotas).await {
-            Ok(shared) => Admit::Go(Permit { member, shared }),
-            Err(at) => {
-                self.cancel(&entry.key);
-                Admit::Wait {
-                    at,
-                    why: Wait::Cluster,
+        let per_recipient = entry.dest.recipient_rate_limits();
+        let keys = if per_recipient.is_empty() {
+            Vec::new()
+        } else {
+            recipient_keys(&entry.key, recipients, |r| {
+                entry.dest.shared_recipient_quota(r)
+            })
+        };
+        let now = self.now();
+        let local = self.recipients.lock().acquire(&keys, &per_recipient, now);
+        if let Err(at) = local {
+            self.cancel(&entry.key);
+            return Admit::Wait {
+                at: at.unwrap_or(now + UNKNOWN_WAIT_MS),
+                why: Wait::Recipient,
+            };
+        }
+        let refused = |at| {
+            self.cancel(&entry.key);
+            self.recipients.lock().cancel(&keys);
+            Admit::Wait {
+                at,
+                why: Wait::Cluster,
+            }
+        };
+        let shared = match self.shared_admit(&entry.key, &entry.quotas).await {
+            Ok(p) => p,
+            Err(at) => return refused(at),
+        };
+        // In the same (sorted) order on every instance.
+        let mut shared_recipients = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match self.shared_admit(k, &per_recipient).await {
+                Ok(p) => shared_recipients.extend(p),
+                Err(at) => {
+                    self.shared_cancel(shared.into_iter().chain(shared_recipients))
+                        .await;
+                    return refused(at);
                 }
+            }
+        }
+        Admit::Go(Permit {
+            member,
+            shared,
+            recipients: keys,
+            shared_recipients,
+        })
+    }
+
+    /// Give back shared permits that were not used.
+    async fn shared_cancel(&self, permits: impl IntoIterator<Item = SharedPermit>) {
+        if let Some(shared) = &self.shared {
+            for p in permits {
+                shared.cancel(p).await;
             }
         }
     }
@@ -277,12 +333,21 @@ impl Admission {
     /// and release its permits.
     pub async fn settle(&self, key: &str, permit: Permit, report: &Report, end: i64) -> Settled {
         let settled = self.settle_local(key, report, end);
-        if let (Some(shared), Some(p)) = (&self.shared, permit.shared) {
-            let blocked = match report.outcome {
-                Outcome::RateLimited { wait } => Some(wait),
-                _ => None,
-            };
-            shared.release(p, blocked).await;
+        let blocked = match report.outcome {
+            Outcome::RateLimited { wait } => Some(wait),
+            _ => None,
+        };
+        // A platform wait holds the recipients too: Feishu's 230020 is about
+        // one user or chat.
+        self.recipients.lock().release(
+            &permit.recipients,
+            end,
+            blocked.map(|w| end + w.as_millis() as i64),
+        );
+        if let Some(shared) = &self.shared {
+            for p in permit.shared.into_iter().chain(permit.shared_recipients) {
+                shared.release(p, blocked).await;
+            }
         }
         settled
     }
@@ -426,11 +491,11 @@ mod tests {
         a.sync(&m);
         assert_eq!(a.capacity(&m), 2);
         assert_eq!(a.acquire("t", &m, None), Some(0));
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         assert_eq!(a.capacity(&m), 0);
         assert!(
             matches!(
-                a.admit("t", &m, 0, false).await,
+                a.admit("t", &m, 0, false, &[]).await,
                 Admit::Wait {
                     at: 10_100,
                     why: Wait::Limiter
@@ -458,12 +523,12 @@ mod tests {
         let (clock, a) = fixed(0);
         let m = vec![entry("d", vec![])];
         a.sync(&m);
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         assert_eq!(
             a.settle("d", p, &transient(), 10).await.breaker_opened,
             None
         );
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         assert_eq!(
             a.settle("d", p, &transient(), 20).await.breaker_opened,
             Some(2)
@@ -471,13 +536,13 @@ mod tests {
         assert_eq!(a.breaker("d"), Some(BreakerState::Open { until: 1_020 }));
         assert_eq!(a.capacity(&m), 0);
         assert!(a.error_rate("d") > 0.3);
-        match a.admit("t", &m, 0, false).await {
+        match a.admit("t", &m, 0, false, &[]).await {
             Admit::Wait { at, why } => assert_eq!((at, why), (1_020, Wait::Breaker)),
             Admit::Go(_) => panic!("an open breaker admits nothing"),
         }
         clock.set_ms(1_020);
         assert_eq!(a.capacity(&m), 1, "one probe");
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         assert_eq!(a.capacity(&m), 0, "only one probe at a time");
         a.settle("d", p, &Report::delivered(), 1_030).await;
         assert_eq!(a.breaker("d"), Some(BreakerState::Closed));
@@ -488,7 +553,7 @@ mod tests {
         let (clock, a) = fixed(0);
         let m = vec![entry("d", vec![Quota::per_second(100)])];
         a.sync(&m);
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         let limited = Report::new(
             Outcome::RateLimited {
                 wait: Duration::from_secs(5),
@@ -499,14 +564,14 @@ mod tests {
         assert_eq!(a.breaker("d"), Some(BreakerState::Closed));
         assert_eq!(a.next_free(&m), Some(5_100));
         assert!(matches!(
-            a.admit("t", &m, 0, false).await,
+            a.admit("t", &m, 0, false, &[]).await,
             Admit::Wait {
                 at: 5_100,
                 why: Wait::Limiter
             }
         ));
         clock.set_ms(5_100);
-        go(a.admit("t", &m, 0, false).await);
+        go(a.admit("t", &m, 0, false, &[]).await);
     }
 
     #[tokio::test]
@@ -528,7 +593,7 @@ mod tests {
         let m = vec![entry("d", vec![Quota::per_minute(3)])];
         a.sync(&m);
         for _ in 0..2 {
-            let p = go(a.admit("t", &m, 0, false).await);
+            let p = go(a.admit("t", &m, 0, false, &[]).await);
             a.settle("d", p, &Report::delivered(), 0).await;
         }
         let tighter = vec![entry("d", vec![Quota::per_minute(2)])];
@@ -576,7 +641,7 @@ mod tests {
         let m = vec![entry("d", vec![Quota::per_second(5)])];
         a.sync(&m);
         assert!(matches!(
-            a.admit("t", &m, 0, false).await,
+            a.admit("t", &m, 0, false, &[]).await,
             Admit::Wait {
                 at: 250,
                 why: Wait::Cluster
@@ -584,7 +649,7 @@ mod tests {
         ));
         assert!(
             matches!(
-                a.admit("t", &m, 0, false).await,
+                a.admit("t", &m, 0, false, &[]).await,
                 Admit::Wait {
                     at: 1_000,
                     why: Wait::Cluster
@@ -593,7 +658,7 @@ mod tests {
             "an unreachable cluster limiter waits"
         );
         assert_eq!(a.capacity(&m), 5, "refused requests hold no local permit");
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         let limited = Report::new(
             Outcome::RateLimited {
                 wait: Duration::from_secs(2),
@@ -615,9 +680,215 @@ mod tests {
         let a = Admission::new(clock, Some(shared.clone()), Duration::from_secs(30));
         let m = vec![entry("d", vec![])];
         a.sync(&m);
-        let p = go(a.admit("t", &m, 0, false).await);
+        let p = go(a.admit("t", &m, 0, false, &[]).await);
         a.settle("d", p, &Report::delivered(), 0).await;
         assert!(shared.released.lock().is_empty());
+    }
+
+    /// An app that takes 2 requests a second per user; `chat:` recipients
+    /// are chats whose quota every destination shares.
+    #[derive(Debug)]
+    struct PerUser(String);
+
+    #[async_trait]
+    impl Destination for PerUser {
+        fn kind(&self) -> &'static str {
+            "test_app"
+        }
+        fn platform(&self) -> Platform {
+            Platform::Webhook
+        }
+        fn id(&self) -> &str {
+            &self.0
+        }
+        fn rate_limits(&self) -> Vec<Quota> {
+            vec![Quota::per_second(100)]
+        }
+        fn recipient_rate_limits(&self) -> Vec<Quota> {
+            vec![Quota::per_second(2)]
+        }
+        fn shared_recipient_quota(&self, recipient: &str) -> Option<String> {
+            recipient.strip_prefix("chat:").map(|c| format!("test:{c}"))
+        }
+        fn render(&self, _: &Message) -> Result<Vec<Payload>, imrelay_sdk::Error> {
+            Ok(vec![])
+        }
+        async fn send(&self, _: &Payload) -> Report {
+            Report::delivered()
+        }
+    }
+
+    fn app(key: &str) -> Vec<DestinationEntry> {
+        let d = DestinationEntry::new(Arc::new(PerUser(key.into())));
+        let quotas = d.dest.rate_limits();
+        vec![d.with_quotas(quotas)]
+    }
+
+    fn to(rs: &[&str]) -> Vec<String> {
+        rs.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_recipient_out_of_quota_waits_and_the_destination_permit_is_given_back() {
+        let (clock, a) = fixed(0);
+        let m = app("d");
+        a.sync(&m);
+        for t in [0, 10] {
+            let p = go(a.admit("t", &m, 0, false, &to(&["ou_a"])).await);
+            a.settle("d", p, &Report::delivered(), t).await;
+        }
+        assert_eq!(a.capacity(&m), 98);
+        clock.set_ms(20);
+        match a.admit("t", &m, 0, false, &to(&["ou_a"])).await {
+            Admit::Wait { at, why } => assert_eq!((at, why), (1_006, Wait::Recipient)),
+            Admit::Go(_) => panic!("a third request to ou_a within the second"),
+        }
+        assert_eq!(
+            a.capacity(&m),
+            98,
+            "the destination's permit was given back"
+        );
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await,
+                Admit::Wait {
+                    why: Wait::Recipient,
+                    ..
+                }
+            ),
+            "a request to ou_a and ou_b waits for ou_a"
+        );
+        let p = go(a.admit("t", &m, 0, false, &to(&["ou_b"])).await);
+        let q = go(a.admit("t", &m, 0, false, &to(&["ou_b"])).await);
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b"])).await,
+                Admit::Wait {
+                    at: 120,
+                    why: Wait::Recipient
+                }
+            ),
+            "the waiting request took none of ou_b's permits; two in flight now"
+        );
+        let limited = Report::new(
+            Outcome::RateLimited {
+                wait: Duration::from_secs(5),
+            },
+            "230020",
+        );
+        a.settle("d", p, &limited, 30).await;
+        a.settle("d", q, &Report::delivered(), 30).await;
+        clock.set_ms(2_000);
+        assert!(
+            matches!(
+                a.admit("t", &m, 0, false, &to(&["ou_b"])).await,
+                Admit::Wait { at: 5_030, .. }
+            ),
+            "the platform's wait holds the destination and the recipient"
+        );
+        let held = a.recipients.lock().acquire(
+            &recipient_keys("d", &to(&["ou_b"]), |_| None),
+            &[Quota::per_second(2)],
+            2_000,
+        );
+        assert_eq!(held, Err(Some(5_030)));
+    }
+
+    #[tokio::test]
+    async fn a_shared_chat_counts_for_every_destination() {
+        let (_, a) = fixed(0);
+        let (x, y) = (app("x"), app("y"));
+        a.sync(&x);
+        a.sync(&y);
+        go(a.admit("tx", &x, 0, false, &to(&["chat:ops"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["chat:ops"])).await);
+        assert!(matches!(
+            a.admit("tx", &x, 0, false, &to(&["chat:ops"])).await,
+            Admit::Wait {
+                why: Wait::Recipient,
+                ..
+            }
+        ));
+        go(a.admit("tx", &x, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("ty", &y, 0, false, &to(&["ou_a"])).await);
+        go(a.admit("tx", &x, 0, false, &to(&["ou_a"])).await);
+    }
+
+    /// A shared limiter that refuses one key and records what it was asked.
+    #[derive(Default)]
+    struct Keyed {
+        refuse: Mutex<Option<String>>,
+        asked: Mutex<Vec<String>>,
+        cancelled: Mutex<Vec<String>>,
+        released: Mutex<Vec<(String, Option<Duration>)>>,
+    }
+
+    #[async_trait]
+    impl SharedLimiter for Keyed {
+        async fn acquire(
+            &self,
+            key: &str,
+            _: &[Quota],
+            _: Duration,
+        ) -> Result<SharedAdmit, String> {
+            self.asked.lock().push(key.into());
+            if self.refuse.lock().as_deref() == Some(key) {
+                return Ok(SharedAdmit::Wait(Duration::from_millis(300)));
+            }
+            Ok(SharedAdmit::Granted(SharedPermit {
+                id: 1,
+                key: key.into(),
+            }))
+        }
+        async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>) {
+            self.released.lock().push((permit.key, blocked_for));
+        }
+        async fn cancel(&self, permit: SharedPermit) {
+            self.cancelled.lock().push(permit.key);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cluster_limiter_admits_each_recipient_and_a_refusal_cancels_the_rest() {
+        use super::super::recipients::recipient_key;
+        let clock = Arc::new(FixedClock::new(0));
+        let shared = Arc::new(Keyed::default());
+        let a = Admission::new(clock, Some(shared.clone()), Duration::from_secs(30));
+        let m = app("d");
+        a.sync(&m);
+        let mut keys = [recipient_key("d", "ou_a"), recipient_key("d", "ou_b")];
+        keys.sort();
+        *shared.refuse.lock() = Some(keys[1].clone());
+        assert!(matches!(
+            a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await,
+            Admit::Wait {
+                at: 300,
+                why: Wait::Cluster
+            }
+        ));
+        assert_eq!(*shared.asked.lock(), ["d", &keys[0], &keys[1]]);
+        assert_eq!(
+            *shared.cancelled.lock(),
+            ["d", &keys[0]],
+            "what was granted is given back"
+        );
+        assert_eq!(a.capacity(&m), 100, "and the local permits too");
+        *shared.refuse.lock() = None;
+        let p = go(a.admit("t", &m, 0, false, &to(&["ou_b", "ou_a"])).await);
+        let limited = Report::new(
+            Outcome::RateLimited {
+                wait: Duration::from_secs(1),
+            },
+            "slow",
+        );
+        a.settle("d", p, &limited, 10).await;
+        let released = shared.released.lock().clone();
+        assert_eq!(released.len(), 3, "{released:?}");
+        assert!(released
+            .iter()
+            .all(|(_, b)| *b == Some(Duration::from_secs(1))));
+        assert!(!released.iter().any(|(k, _)| k.contains("ou_")), "hashed");
     }
 
     #[tokio::test(start_paused = true)]
@@ -629,6 +900,8 @@ mod tests {
             let p = a.acquire("t", &m, None).map(|member| Permit {
                 member,
                 shared: None,
+                recipients: Vec::new(),
+                shared_recipients: Vec::new(),
             });
             (p, a.clock.now_ms())
         };

@@ -49,6 +49,9 @@ pub enum Wait {
     Platform { wait: Duration },
     /// The destination's own quota (imrelay's limiter) is used up.
     Limiter,
+    /// A recipient's quota at the destination (its per-user or per-chat
+    /// limit) is used up.
+    Recipient,
     /// The destination's circuit breaker is open.
     Breaker,
     /// The cluster-wide limiter (several instances) said not now.

@@ -44,7 +44,13 @@ impl Inner {
         loop {
             let permit = match self
                 .admission
-                .admit(&c.target, &members, member, held)
+                .admit(
+                    &c.target,
+                    &members,
+                    member,
+                    held,
+                    work.ops[s.part].recipients(),
+                )
                 .await
             {
                 Admit::Go(p) => p,

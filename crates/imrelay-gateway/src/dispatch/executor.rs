@@ -183,6 +183,13 @@ impl Inner {
                 let wait = Duration::from_millis((at - self.now()).max(0) as u64);
                 events::rate_limit_wait(&s.key, "limiter", wait);
             }
+            // The recipient stays out of the labels and the log: it may be a
+            // phone number.
+            Wait::Recipient => {
+                let wait = Duration::from_millis((at - self.now()).max(0) as u64);
+                events::rate_limit_wait(&s.key, "recipient", wait);
+                tracing::debug!(destination = %s.key, at, "a recipient's quota is used up; the delivery waits");
+            }
             Wait::Cluster => {
                 tracing::debug!(destination = %s.key, at, "over the cluster's quota; requeued with progress kept");
             }

@@ -130,6 +130,15 @@ impl Limiter {
         (at > now).then_some(at)
     }
 
+    /// Nothing in flight, no platform wait, and every request past its
+    /// window: a fresh limiter would decide the same.
+    pub fn is_idle(&self, now: i64) -> bool {
+        let longest = self.quotas.iter().map(window_ms).max().unwrap_or(0);
+        self.in_flight == 0
+            && now >= self.blocked_until
+            && self.ends.back().is_none_or(|&e| e + longest < now)
+    }
+
     /// Start a request if allowed now.
     pub fn try_acquire(&mut self, now: i64) -> bool {
         self.prune(now);

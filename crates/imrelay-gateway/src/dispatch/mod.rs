@@ -62,6 +62,7 @@
 //! - [`retry`]: the backoff function.
 //! - [`breaker`]: circuit breaker.
 //! - [`limits`]: multi-quota rate limiter.
+//! - [`recipients`]: the quotas of each recipient (user, chat, number).
 
 mod admission;
 pub mod breaker;
@@ -72,6 +73,7 @@ mod executor;
 pub mod fallback;
 pub mod limits;
 mod ops;
+pub mod recipients;
 pub mod retry;
 
 pub use fallback::fallback_message;

@@ -36,6 +36,18 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// Whom the request sends a message to, as far as the platform's
+    /// per-recipient quotas count: a send's recipients. Updates, recalls and
+    /// urgent pushes act on a sent message and are not counted per recipient.
+    pub fn recipients(&self) -> &[String] {
+        match self {
+            Op::Send(p) => &p.recipients,
+            _ => &[],
+        }
+    }
+}
+
 /// The requests of a claimed delivery, and the message they carry.
 pub(super) struct Work {
     pub ops: Vec<Op>,

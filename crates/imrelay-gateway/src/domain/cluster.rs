@@ -35,6 +35,13 @@ pub trait SharedLimiter: Send + Sync {
     /// The request ended (now); `blocked_for`: the platform said to wait that
     /// long before sending to this destination again.
     async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>);
+
+    /// The request was admitted but never sent (another permit it needed was
+    /// refused): forget it. By default it is released as if sent, which
+    /// only ever waits longer than needed.
+    async fn cancel(&self, permit: SharedPermit) {
+        self.release(permit, None).await;
+    }
 }
 
 /// The answer of [`SharedLimiter::acquire`].

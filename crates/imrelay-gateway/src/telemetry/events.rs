@@ -33,7 +33,8 @@ pub const PLATFORM_REQUESTS: &str = "imrelay_platform_requests_total";
 /// One platform request's duration. Labels: `platform`.
 pub const PLATFORM_REQUEST_DURATION: &str = "imrelay_platform_request_duration_seconds";
 /// Waits for a rate window. Labels: `platform`, `source` (platform: the
-/// platform said so; limiter: imrelay's own quota).
+/// platform said so; limiter: imrelay's own quota of the destination;
+/// recipient: its quota of one user or chat).
 pub const RATE_LIMIT_WAITS: &str = "imrelay_rate_limit_waits_total";
 /// How long those waits were. Labels as [`RATE_LIMIT_WAITS`].
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "imrelay_rate_limit_wait_seconds";

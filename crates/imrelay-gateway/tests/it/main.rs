@@ -20,6 +20,7 @@ mod dispatch_lease;
 mod dispatch_mock;
 mod dispatch_order;
 mod dispatch_outcomes;
+mod dispatch_recipients;
 mod dispatch_webhook;
 mod grouping;
 mod message_life;

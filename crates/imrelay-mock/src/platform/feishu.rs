@@ -27,7 +27,8 @@
 //!
 //! Messages (errors as HTTP 400 with `{"code":N,"msg":..}`): no `Authorization`
 //! → 99991661; an unknown or expired token → 99991663; over 50/s per app →
-//! HTTP 429 with 99991400; over 5/s to one recipient → 230020; a bad
+//! HTTP 429 with 99991400; over 5/s to one user of the app, or to one chat
+//! whichever app sends (the bots in a group share its 5/s) → 230020; a bad
 //! `receive_id_type`, `msg_type`, `content` that is not a JSON *string*, or
 //! content that does not fit its type (a post wrapped in `post`, as the webhook
 //! wants, is refused) → 230001; over 150 KB (text) / 30 KB (post, card) → 230025.
@@ -675,7 +676,13 @@ fn check_message(
             "bot not in chat".into(),
         );
     }
-    let recipient_key = format!("{target}:{receive_id_type}:{receive_id}");
+    // 5/s to one user of an app; a group's 5/s is shared by every bot in it
+    // (platforms.md 2c), so a chat counts whichever app sends.
+    let recipient_key = if receive_id_type == "chat_id" {
+        format!("feishu:chat:{receive_id}")
+    } else {
+        format!("{target}:{receive_id_type}:{receive_id}")
+    };
     if !matches!(
         state.limit(&recipient_key, &[Window::per_second(5)], 0),
         LimitCheck::Ok

@@ -684,6 +684,55 @@ async fn app_sixth_message_to_one_user_within_a_second_gets_230020() {
 }
 
 #[tokio::test]
+async fn two_apps_share_a_groups_five_a_second_but_not_a_users() {
+    const OTHER: &str = "cli_mock_other";
+    let mut cfg = app_cfg().with_app(AppConfig::new(MockPlatform::Feishu, OTHER, APP_SECRET));
+    cfg.window_scale = 10.0;
+    let server = start(cfg).await;
+    let other = |recipients: &[&str]| {
+        Client::new()
+            .unwrap()
+            .build(&json!({
+                "type": "feishu_app",
+                "app_id": OTHER,
+                "app_secret": APP_SECRET,
+                "base_url": server.base_url(),
+                "recipients": recipients,
+            }))
+            .unwrap()
+    };
+    for (to, sixth) in [
+        ("ou_both", Outcome::Delivered),
+        (
+            "chat_id:oc_both",
+            Outcome::RateLimited {
+                wait: Duration::ZERO,
+            },
+        ),
+    ] {
+        let (a, b) = (app(&server, &[to]), other(&[to]));
+        for i in 0..3 {
+            let r = send_one(&*a, &Message::text(format!("a{i}"))).await;
+            assert_eq!(r.outcome, Outcome::Delivered, "{to}: {r}");
+        }
+        for i in 0..2 {
+            let r = send_one(&*b, &Message::text(format!("b{i}"))).await;
+            assert_eq!(r.outcome, Outcome::Delivered, "{to}: {r}");
+        }
+        let r = send_one(&*b, &Message::text("b2")).await;
+        assert_eq!(
+            std::mem::discriminant(&r.outcome),
+            std::mem::discriminant(&sixth),
+            "{to}: the other app's third, the sixth in the second: {r}"
+        );
+        if matches!(sixth, Outcome::RateLimited { .. }) {
+            assert_eq!(r.code, Some(Code::Int(230020)));
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn app_wrong_secret_is_permanent_and_sends_nothing() {
     let server = start(app_cfg()).await;
     let dest = app_on(&Client::new().unwrap(), &server, "wrong-secret", &["ou_1"]);

@@ -32,9 +32,11 @@ use crate::domain::cluster::{window_ms, SharedAdmit, SharedLimiter, SharedPermit
 /// The database clock in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-/// The shared rate limiter of the cluster: a row per destination, locked
-/// while a request is admitted, and a log of requests that may still occupy a
-/// platform window.
+/// The shared rate limiter of the cluster: a row per key, locked while a
+/// request is admitted, and a log of requests that may still occupy a
+/// platform window. A key is a destination, or one recipient of a
+/// destination ([`crate::dispatch::recipients::recipient_key`]: the
+/// recipient hashed, so no phone number or user id is stored).
 ///
 /// The same rule as the in-process [`crate::dispatch::limits::Limiter`]: a
 /// request counts from its admission until one window (plus margin) after its
@@ -163,6 +165,17 @@ impl SharedLimiter for PgLimiter {
             }))
         };
         run.await.map_err(|e| e.to_string())
+    }
+
+    async fn cancel(&self, permit: SharedPermit) {
+        // A failed delete leaves the slot held until its `hold_max`: safe.
+        let r = sqlx::query("DELETE FROM rate_slots WHERE id = $1")
+            .bind(permit.id)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(destination = %permit.key, error = %e, "could not give back an unused shared rate-limit slot; it frees itself later");
+        }
     }
 
     async fn release(&self, permit: SharedPermit, blocked_for: Option<Duration>) {

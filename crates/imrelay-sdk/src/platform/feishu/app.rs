@@ -419,9 +419,20 @@ impl Destination for FeishuApp {
     }
 
     /// Feishu allows about 5 messages a second to one user or one group
-    /// (shared by the bots in it); beyond that it answers 230020.
+    /// (shared by the bots in it); beyond that it answers 230020. Source:
+    /// the send-message page's rate limits ("to the same user 5 QPS per app;
+    /// to the same group 5 QPS shared by all bots in the group"), platforms
+    /// notes 2c.
     fn recipient_rate_limits(&self) -> Vec<Quota> {
         vec![Quota::per_second(5)]
+    }
+
+    /// A group's 5 a second is shared by every bot in it, whichever app:
+    /// a chat is named on the platform, a user per app.
+    fn shared_recipient_quota(&self, recipient: &str) -> Option<String> {
+        let (t, id) = ReceiveIdType::split(recipient);
+        (t.unwrap_or(self.receive_id_type) == ReceiveIdType::ChatId)
+            .then(|| format!("feishu:chat:{id}"))
     }
 
     fn dedups_retries(&self) -> bool {
@@ -632,6 +643,26 @@ mod tests {
 
     fn content(p: &Payload) -> Value {
         serde_json::from_str(p.body["content"].as_str().expect("content is a string")).unwrap()
+    }
+
+    #[test]
+    fn a_groups_quota_is_shared_by_every_app_and_a_users_is_not() {
+        let a = app(&["ou_x"]);
+        assert_eq!(a.recipient_rate_limits(), [Quota::per_second(5)]);
+        assert_eq!(
+            a.shared_recipient_quota("chat_id:oc_ops").as_deref(),
+            Some("feishu:chat:oc_ops")
+        );
+        assert_eq!(a.shared_recipient_quota("ou_x"), None);
+        assert_eq!(a.shared_recipient_quota("email:a@b.c"), None);
+        let chats = build(json!({"app_id": "cli_other", "app_secret": "s",
+            "receive_id_type": "chat_id", "recipients": ["oc_ops"]}))
+        .unwrap();
+        assert_eq!(
+            chats.shared_recipient_quota("oc_ops").as_deref(),
+            Some("feishu:chat:oc_ops"),
+            "an unprefixed id of a chat-addressed app"
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@ until the mock platform has accepted them all.
 
 usage: e2e.py submit GATEWAY KEY CHANNEL N            (queue only)
        e2e.py deliver GATEWAY KEY CHANNEL N MOCK TARGET
+       e2e.py paced GATEWAY KEY CHANNEL N MOCK TARGET RATE
+                                                        (one message per request,
+                                                         RATE a second, as a quiet
+                                                         gateway sees them)
        e2e.py count MOCK TARGET                         (accepted so far)
        e2e.py first MOCK TARGET BASE T0                 (wait for BASE+1;
                                                          seconds since T0, epoch)
@@ -61,6 +65,23 @@ def submit(gw, key, channel, n):
     return ids, time.monotonic() - t0, t0
 
 
+def paced(gw, key, channel, n, rate):
+    """Submit n single messages, one request each, at `rate` a second."""
+    t0 = time.monotonic()
+    ids = []
+    for i in range(n):
+        due = t0 + i / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        status, resp = post(gw + "/v1/messages", key,
+                            {"channel": channel, "text": "paced message %d 告警" % i})
+        if status != 202:
+            raise SystemExit("answered %d: %s" % (status, str(resp)[:300]))
+        ids.append(resp.get("id"))
+    return ids, time.monotonic() - t0, t0
+
+
 def delivered(mock, target):
     c = get(mock + "/_mock/counts")
     return c.get(target, {}).get("accepted", 0)
@@ -87,7 +108,10 @@ def main():
         return
     mock, target = sys.argv[6], sys.argv[7]
     base = delivered(mock, target)
-    ids, secs, t0 = submit(gw, key, channel, n)
+    if mode == "paced":
+        ids, secs, t0 = paced(gw, key, channel, n, float(sys.argv[8]))
+    else:
+        ids, secs, t0 = submit(gw, key, channel, n)
     deadline = time.monotonic() + 600
     while delivered(mock, target) - base < n:
         if time.monotonic() > deadline:

@@ -251,7 +251,7 @@ pub fn prepare(
     let refs = req.mentions.refs();
     for (i, r) in refs.iter().enumerate() {
         let who = crate::oncall::who::Who::parse(r)
-            .map_err(|why| Problem::invalid(f(&format!("mentions[{i}]")), why))?;
+            .map_err(|why| Problem::invalid(f(&format!("mentions[{i}]")), why.to_string()))?;
         let mut issues = Vec::new();
         who.check("", &rt.oncall.people, &rt.oncall.schedules, &mut issues);
         if let Some(i0) = issues.first() {

@@ -39,27 +39,30 @@ pub fn random_token(n: usize) -> String {
 
 /// An argon2id PHC string for `password` (default parameters: 19 MiB, 2
 /// passes, 1 lane, OWASP's recommendation).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use rand::RngCore;
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+}
+
+/// A configured password hash this build cannot check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadHash {
+    #[error("is not a PHC string; make one with `imrelay user hash` ($argon2id$v=19$...)")]
+    NotPhc,
+    #[error("uses `{0}`; only argon2 (argon2id) hashes are accepted")]
+    Algorithm(String),
 }
 
 /// Whether `phc` is an argon2 PHC string this build can check.
-pub fn check_phc(phc: &str) -> Result<(), String> {
-    let h = PasswordHash::new(phc).map_err(|_| {
-        "is not a PHC string; make one with `imrelay user hash` ($argon2id$v=19$...)".to_string()
-    })?;
+pub fn check_phc(phc: &str) -> Result<(), BadHash> {
+    let h = PasswordHash::new(phc).map_err(|_| BadHash::NotPhc)?;
     if !h.algorithm.as_str().starts_with("argon2") {
-        return Err(format!(
-            "uses `{}`; only argon2 (argon2id) hashes are accepted",
-            h.algorithm
-        ));
+        return Err(BadHash::Algorithm(h.algorithm.to_string()));
     }
     Ok(())
 }

@@ -198,6 +198,7 @@ struct Counters {
     digests: AtomicU64,
     fallbacks: AtomicU64,
     store_errors: AtomicU64,
+    cycles: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -223,6 +224,9 @@ pub struct CounterSnapshot {
     pub fallbacks: u64,
     /// Store operations that failed (each logged with what happens next).
     pub store_errors: u64,
+    /// Dispatch cycles run (each reads the backlog); on a quiet gateway
+    /// about one per message.
+    pub cycles: u64,
 }
 
 /// One destination's limiter and breaker, as shown in status.
@@ -396,6 +400,7 @@ impl Dispatcher {
                 digests: g(&c.digests),
                 fallbacks: g(&c.fallbacks),
                 store_errors: g(&c.store_errors),
+                cycles: g(&c.cycles),
             },
             destinations: self.inner.admission.statuses(),
             queue: None,
@@ -446,19 +451,34 @@ impl Dispatcher {
             }
             last_cycle = Some(tokio::time::Instant::now());
             let now = inner.now();
-            let wake = match inner.cycle(&mut tasks).await {
+            let (wake, blocked) = match inner.cycle(&mut tasks).await {
                 Ok(w) => w,
                 Err(e) => {
                     inner.store_failed("cycle", None, &e, "the dispatch cycle is retried in 1 s");
-                    now + 1_000
+                    (now + 1_000, true)
                 }
             };
             let sleep_ms = (wake - inner.now()).clamp(0, inner.cfg.idle_poll.as_millis() as i64);
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
-                Some(r) = tasks.join_next(), if !tasks.is_empty() => log_join(r),
+            let until = tokio::time::Instant::now() + Duration::from_millis(sleep_ms as u64);
+            // A send that ends frees nothing another cycle could use unless
+            // due work waited for it: then the next cycle waits for an
+            // enqueue or a retry (both notify) or the deadline. A quiet
+            // gateway so runs one cycle per message, not two.
+            let stop = loop {
+                tokio::select! {
+                    _ = &mut shutdown => break true,
+                    _ = notify.notified() => break false,
+                    _ = tokio::time::sleep_until(until) => break false,
+                    Some(r) = tasks.join_next(), if !tasks.is_empty() => {
+                        log_join(r);
+                        if blocked {
+                            break false;
+                        }
+                    }
+                }
+            };
+            if stop {
+                break;
             }
             while let Some(r) = tasks.try_join_next() {
                 log_join(r);
@@ -544,6 +564,9 @@ impl Drop for Lane {
 enum Flow {
     /// Go on with the next target.
     Next,
+    /// Go on; this target has due work that waits for something in this
+    /// process (its lane), which a finishing send may free.
+    Blocked,
     /// Go on; this target may move again at this time.
     WakeAt(Option<i64>),
     /// `max_in_flight` sends are running: no more this cycle.
@@ -566,9 +589,11 @@ impl Inner {
     }
 
     /// One dispatch cycle: claim and spawn what may be sent now; returns when
-    /// the next cycle is due at the latest.
-    async fn cycle(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<i64, StoreError> {
+    /// the next cycle is due at the latest, and whether due work is waiting
+    /// for a send of this process to end (a lane, a slot).
+    async fn cycle(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(i64, bool), StoreError> {
         let now = self.now();
+        self.counters.cycles.fetch_add(1, Ordering::Relaxed);
         let set = self.channels.current();
         let mut wake = now + self.cfg.idle_poll.as_millis() as i64;
         self.scan_fallbacks(&set, now).await;
@@ -581,14 +606,19 @@ impl Inner {
             let k = st.cycles % backlog.len();
             backlog.rotate_left(k);
         }
+        let mut blocked = false;
         for b in backlog {
             match self.dispatch_target(&b, &set, tasks, now).await? {
                 Flow::Next => {}
+                Flow::Blocked => blocked = true,
                 Flow::WakeAt(t) => wake = t.map_or(wake, |t| wake.min(t)),
-                Flow::Full => break,
+                Flow::Full => {
+                    blocked = true;
+                    break;
+                }
             }
         }
-        Ok(wake)
+        Ok((wake, blocked))
     }
 
     /// Coalesce, claim and spawn the due work of one target.
@@ -622,7 +652,7 @@ impl Inner {
         // One lane per ordered target: the next claim waits for it to end
         // (its end wakes the loop).
         if res.channel.ordered && self.lanes.lock().contains(&b.target) {
-            return Ok(Flow::Next);
+            return Ok(Flow::Blocked);
         }
         let free = self.cfg.max_in_flight.saturating_sub(tasks.len());
         if free == 0 {
@@ -645,15 +675,22 @@ impl Inner {
                 owner: self.cfg.owner.clone(),
             })
             .await?;
+        // More is due than this claim took (a batch or slot limit): the end
+        // of these sends is when the rest may go.
+        let flow = if (claimed.len() as u64) < b.due {
+            Flow::Blocked
+        } else {
+            Flow::Next
+        };
         let members: Vec<DestinationEntry> = res.members.iter().map(|m| (*m).clone()).collect();
         if res.channel.ordered {
             self.spawn_lane(claimed, res.channel, &members, tasks);
-            return Ok(Flow::Next);
+            return Ok(flow);
         }
         for c in claimed {
             self.spawn(c, res.channel, &members, tasks).await;
         }
-        Ok(Flow::Next)
+        Ok(flow)
     }
 
     /// The channel and destinations of `b.target` in the current config;

@@ -126,12 +126,19 @@ impl Span {
     }
 }
 
+/// A time zone name the bundled tz database does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` is not a known time zone ({why}); use an IANA name such as \"Asia/Shanghai\"")]
+pub struct UnknownZone {
+    pub name: String,
+    why: String,
+}
+
 /// A time zone by IANA name; the error says what to write.
-pub fn zone(name: &str) -> Result<TimeZone, String> {
-    TimeZone::get(name).map_err(|e| {
-        format!(
-            "`{name}` is not a known time zone ({e}); use an IANA name such as \"Asia/Shanghai\""
-        )
+pub fn zone(name: &str) -> Result<TimeZone, UnknownZone> {
+    TimeZone::get(name).map_err(|e| UnknownZone {
+        name: name.to_string(),
+        why: e.to_string(),
     })
 }
 

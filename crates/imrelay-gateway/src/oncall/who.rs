@@ -17,24 +17,32 @@ pub enum Who {
     Annotation(String),
 }
 
+/// A reference that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReference {
+    #[error("`{0}` names nobody; write e.g. \"oncall:dba\", \"label:owner\" or \"zhangsan\"")]
+    Nobody(String),
+    #[error("`{text}`: `{kind}:` is not a kind of reference; use oncall:SCHEDULE, label:NAME, annotation:NAME or a person's name")]
+    Kind { text: String, kind: String },
+}
+
 impl Who {
     /// Parse a reference; the error says what to write.
-    pub fn parse(text: &str) -> Result<Who, String> {
+    pub fn parse(text: &str) -> Result<Who, BadReference> {
         let text = text.trim();
         let (kind, name) = text.split_once(':').unwrap_or(("person", text));
         if name.trim().is_empty() {
-            return Err(format!(
-                "`{text}` names nobody; write e.g. \"oncall:dba\", \"label:owner\" or \"zhangsan\""
-            ));
+            return Err(BadReference::Nobody(text.into()));
         }
         match kind {
             "person" => Ok(Who::Person(name.into())),
             "oncall" => Ok(Who::OnCall(name.into())),
             "label" => Ok(Who::Label(name.into())),
             "annotation" => Ok(Who::Annotation(name.into())),
-            _ => Err(format!(
-                "`{text}`: `{kind}:` is not a kind of reference; use oncall:SCHEDULE, label:NAME, annotation:NAME or a person's name"
-            )),
+            _ => Err(BadReference::Kind {
+                text: text.into(),
+                kind: kind.into(),
+            }),
         }
     }
 
@@ -69,7 +77,7 @@ pub fn parse_all(texts: &[String], at: &str, issues: &mut Vec<ConfigIssue>) -> V
         .enumerate()
         .filter_map(|(i, t)| {
             Who::parse(t)
-                .map_err(|e| issues.push(ConfigIssue::new(format!("{at}[{i}]"), e)))
+                .map_err(|e| issues.push(ConfigIssue::new(format!("{at}[{i}]"), e.to_string())))
                 .ok()
         })
         .collect()
@@ -159,7 +167,7 @@ mod tests {
         assert_eq!(Who::parse("person:lisi"), Ok(Who::Person("lisi".into())));
         assert!(Who::parse("team:db")
             .unwrap_err()
-            .contains("oncall:SCHEDULE"));
+            .to_string().contains("oncall:SCHEDULE"));
         assert!(Who::parse("oncall:").is_err());
     }
 

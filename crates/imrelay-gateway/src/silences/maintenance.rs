@@ -183,7 +183,7 @@ impl Windows {
             }
             let tz_name = c.time_zone.as_deref().unwrap_or("Asia/Shanghai");
             let tz = zone(tz_name).unwrap_or_else(|e| {
-                issues.push(ConfigIssue::new(at("time_zone"), e));
+                issues.push(ConfigIssue::new(at("time_zone"), e.to_string()));
                 TimeZone::UTC
             });
             let spans: Vec<Span> = c

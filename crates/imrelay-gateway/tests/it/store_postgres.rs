@@ -393,6 +393,9 @@ async fn shared_limiter_keeps_a_margin_past_every_window() {
         per: Duration::from_secs(60),
     }];
     let key = "dingtalk:robot:margin";
+    // The wait counts from the first send; however slow the machine, the
+    // wait plus the time since then covers the window and the margin.
+    let t0 = Instant::now();
     for i in 0..20 {
         let l = &limiters[i % 3];
         match l.acquire(key, &q, Duration::from_secs(5)).await.unwrap() {
@@ -410,7 +413,7 @@ async fn shared_limiter_keeps_a_margin_past_every_window() {
             .await
             .unwrap(),
     );
-    assert!(d >= Duration::from_millis(60_900), "{d:?}");
+    assert!(d + t0.elapsed() >= Duration::from_millis(60_900), "{d:?}");
     // Move time on: the first send ended 60.5 s ago. The window alone
     // (60 s and rounding) has passed, the margin has not.
     let shift = |ms: i64| {
@@ -453,6 +456,7 @@ async fn shared_limiter_keeps_a_margin_past_every_window() {
     // A configured margin replaces the default.
     let key = "dingtalk:robot:wide";
     let wide = PgLimiter::new(cluster_pool(&schema)).with_margin(Duration::from_secs(5));
+    let t0 = Instant::now();
     for _ in 0..20 {
         let SharedAdmit::Granted(p) = wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap()
         else {
@@ -461,7 +465,8 @@ async fn shared_limiter_keeps_a_margin_past_every_window() {
         wide.release(p, None).await;
     }
     let d = wait(wide.acquire(key, &q, Duration::from_secs(5)).await.unwrap());
-    assert!(d >= Duration::from_millis(64_900), "{d:?}");
+    assert!(d + t0.elapsed() >= Duration::from_millis(64_900), "{d:?}");
+    assert!(d <= Duration::from_millis(65_100), "{d:?}");
     store.close().await;
     drop_schema(&schema).await;
 }

@@ -252,7 +252,10 @@ fn quiet_hours(
     let tz = match crate::domain::window::zone(q.time_zone.as_deref().unwrap_or("Asia/Shanghai")) {
         Ok(tz) => tz,
         Err(e) => {
-            issues.push(ConfigIssue::new(at.key("time_zone").to_string(), e.to_string()));
+            issues.push(ConfigIssue::new(
+                at.key("time_zone").to_string(),
+                e.to_string(),
+            ));
             return None;
         }
     };

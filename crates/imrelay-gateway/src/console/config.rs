@@ -118,7 +118,10 @@ impl ConsoleConfig {
                 ));
             }
             if let Err(why) = super::auth::check_phc(&u.password_hash) {
-                issues.push(ConfigIssue::new(at.key("password_hash").to_string(), why.to_string()));
+                issues.push(ConfigIssue::new(
+                    at.key("password_hash").to_string(),
+                    why.to_string(),
+                ));
             }
             if u.channels.is_empty() {
                 issues.push(ConfigIssue::new(

@@ -168,7 +168,12 @@ impl Grouping {
             ));
         }
         let tz = crate::domain::window::zone(c.time_zone.as_deref().unwrap_or("Asia/Shanghai"))
-            .map_err(|e| issues.push(ConfigIssue::new(at.key("time_zone").to_string(), e.to_string())))
+            .map_err(|e| {
+                issues.push(ConfigIssue::new(
+                    at.key("time_zone").to_string(),
+                    e.to_string(),
+                ))
+            })
             .ok();
         (issues.len() == before).then(|| Grouping {
             by: c.by.clone(),

@@ -277,7 +277,10 @@ impl Schedule {
             ));
         }
         let tz = zone(c.time_zone.as_deref().unwrap_or("Asia/Shanghai")).unwrap_or_else(|e| {
-            issues.push(ConfigIssue::new(format!("schedules[{i}].time_zone"), e.to_string()));
+            issues.push(ConfigIssue::new(
+                format!("schedules[{i}].time_zone"),
+                e.to_string(),
+            ));
             TimeZone::UTC
         });
         if c.layers.is_empty() {

@@ -167,7 +167,8 @@ mod tests {
         assert_eq!(Who::parse("person:lisi"), Ok(Who::Person("lisi".into())));
         assert!(Who::parse("team:db")
             .unwrap_err()
-            .to_string().contains("oncall:SCHEDULE"));
+            .to_string()
+            .contains("oncall:SCHEDULE"));
         assert!(Who::parse("oncall:").is_err());
     }
 

@@ -64,6 +64,7 @@ use crate::domain::cluster::SharedLimiter;
 mod accept;
 pub mod cluster;
 mod conn;
+mod finish;
 mod target;
 
 pub use target::{check_url, is_postgres_url, redact_url, PgTarget};
@@ -88,6 +89,7 @@ pub struct PgStore {
     channel: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     accepts: accept::Batcher,
+    finishes: finish::Finisher,
     closed: AtomicBool,
     rate_margin: Duration,
     health: Health,
@@ -449,15 +451,7 @@ impl Store for PgStore {
     }
 
     async fn finish(&self, delivery: DeliveryId, owner: &str, finish: Finish) -> Result<()> {
-        let owner = owner.to_string();
-        let now = self.now_ms();
-        self.tx(false, move |c| {
-            Box::pin(async move {
-                let wakes = queue::finish(c, delivery, &owner, finish, now).await?;
-                Ok(((), wakes))
-            })
-        })
-        .await
+        self.finish_grouped(delivery, owner, finish).await
     }
 
     async fn coalesce(
@@ -630,6 +624,7 @@ impl Store for PgStore {
         self.closed.store(true, Ordering::Release);
         self.health.failed(self.now_ms(), &StoreError::Closed);
         self.accepts.stop();
+        self.finishes.stop();
         let listener = self.listener.lock().take();
         if let Some(h) = listener {
             h.abort();
@@ -642,6 +637,7 @@ impl Store for PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.accepts.stop();
+        self.finishes.stop();
         if let Some(h) = self.listener.lock().take() {
             h.abort();
         }

@@ -42,6 +42,7 @@ impl PgStore {
         });
         let now = options.clock.now_ms();
         let accepts = accept::Batcher::start(pool.clone(), channel.clone(), notify.clone());
+        let finishes = finish::Finisher::start(pool.clone(), channel.clone(), notify.clone());
         Ok(PgStore {
             pool,
             notify,
@@ -50,6 +51,7 @@ impl PgStore {
             channel,
             listener: Mutex::new(Some(listener)),
             accepts,
+            finishes,
             closed: AtomicBool::new(false),
             rate_margin: options.cluster_rate_margin,
             health: Health::new(now),

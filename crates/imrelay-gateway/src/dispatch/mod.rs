@@ -641,6 +641,7 @@ impl Inner {
                 limit: n,
                 lease: self.cfg.lease,
                 owner: self.cfg.owner.clone(),
+                order_hold: res.channel.ordered.then_some(res.channel.order_hold),
             })
             .await?;
         let members: Vec<DestinationEntry> = res.members.iter().map(|m| (*m).clone()).collect();

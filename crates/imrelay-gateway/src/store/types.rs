@@ -615,6 +615,11 @@ pub struct ClaimRequest {
     pub limit: u32,
     pub lease: Duration,
     pub owner: String,
+    /// The target's channel delivers in accept order, with this
+    /// `order_hold`; `None`: unordered (or any target). On a shared store
+    /// an ordered claim takes the target's deliveries in accept order and
+    /// nothing while another owner holds one (see [`super::Store::claim`]).
+    pub order_hold: Option<Duration>,
 }
 
 /// A per-recipient delivery split off a partly failed request.

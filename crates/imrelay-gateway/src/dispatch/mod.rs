@@ -728,12 +728,15 @@ impl Inner {
         for (i, c) in claimed.into_iter().enumerate() {
             let key = conversation(&c, addressed);
             let held = Held::new(self.clone(), c.delivery_id);
+            // Another instance sent a later one (robots, webhooks: one
+            // conversation per target).
+            let overtaken = !addressed && c.overtaken;
             let job = Job {
                 claimed: c,
                 channel: channel.clone(),
                 members: members.to_vec(),
                 member: if i == 0 { first_member } else { None },
-                out_of_order: false,
+                out_of_order: overtaken,
             };
             match convs.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, jobs)) => jobs.push((job, held)),
@@ -759,7 +762,7 @@ impl Inner {
                 break;
             }
             let _held = held;
-            job.out_of_order = self.sequence(&job.claimed, &key);
+            job.out_of_order |= self.sequence(&job.claimed, &key);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             let span = crate::telemetry::events::delivery_span(&job.claimed);
             tracing::Instrument::instrument(self.deliver(job), span).await;

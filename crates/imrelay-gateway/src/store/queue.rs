@@ -457,11 +457,13 @@ pub(super) async fn claimed<C: Conn>(
     }
     // Two whole statements: the connection takes static SQL.
     macro_rules! select {
-        ($order:literal) => {
+        ($overtaken:literal, $order:literal) => {
             concat!(
                 "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
                    d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until, m.origin,
-                   m.thread, m.thread_root, m.thread_seq
+                   m.thread, m.thread_root, m.thread_seq, ",
+                $overtaken,
+                " AS overtaken
                  FROM deliveries d JOIN messages m ON m.id = d.message_id
                  WHERE d.id IN_LIST($1) ORDER BY ",
                 $order
@@ -469,8 +471,16 @@ pub(super) async fn claimed<C: Conn>(
         };
     }
     let sql = match order {
-        ClaimOrder::Due => select!("d.due_at, d.id"),
-        ClaimOrder::Accept => select!("d.id"),
+        ClaimOrder::Due => select!("CAST(0 AS BIGINT)", "d.due_at, d.id"),
+        // Only a delivery that waited (failed or was requeued) can have been
+        // passed; the scan runs from it up the primary key, over what was
+        // accepted since.
+        ClaimOrder::Accept => select!(
+            "CASE WHEN d.last_outcome IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries l
+               WHERE l.id > d.id AND l.target = d.target AND l.state = 'done')
+             THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END",
+            "d.id"
+        ),
     };
     let rows = c.fetch(sql, args![ids]).await?;
     rows.iter().map(rows::claimed).collect()

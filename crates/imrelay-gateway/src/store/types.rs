@@ -521,6 +521,11 @@ pub struct Claimed {
     pub thread: Option<ThreadPos>,
     /// For a recall: the message it takes back.
     pub origin: Option<MessageId>,
+    /// An ordered claim on a shared store: a delivery of the same target
+    /// accepted after this one was delivered already (by any instance), so
+    /// this one goes out of order. Per target: the store does not tell an
+    /// app's conversations apart. Always `false` for other claims.
+    pub overtaken: bool,
 }
 
 /// Where a message sits in its thread.

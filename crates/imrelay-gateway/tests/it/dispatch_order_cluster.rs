@@ -209,8 +209,76 @@ async fn a_retry_due_past_order_hold_lets_the_later_ones_go_on() {
     clock.set_ms(T0 + 1_000);
     let got = b.claim(ordered("b", 10, hold)).await.unwrap();
     assert_eq!(messages(&got), ids[1..], "past the hold: the others go on");
+    assert!(got.iter().all(|c| !c.overtaken));
+    for c in &got {
+        b.complete(c.delivery_id, "b", vec![], 1).await.unwrap();
+    }
+    clock.set_ms(T0 + 10_000);
+    let late = a.claim(ordered("a", 10, hold)).await.unwrap();
+    assert_eq!(messages(&late), ids[..1]);
+    assert!(late[0].overtaken, "later ones went out before it");
     a.close().await;
     b.close().await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_delivery_sent_by_another_instance_than_the_later_ones_is_marked_out_of_order() {
+    let schema = fresh_schema("late");
+    let rx = Receiver::start().await;
+    let client = Client::new().unwrap();
+    let set = ChannelSet::new([channel(
+        "hooks",
+        vec![webhook(&client, &rx.url("h"), vec![])],
+    )]);
+    let targets = set.get("hooks").unwrap().targets();
+    let a = open_in(&schema, Arc::new(SystemClock)).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let m = NewMessage::new("hooks", Message::text(format!("m{i}")), targets.clone());
+        ids.push(m.id.to_string());
+        a.enqueue(vec![m]).await.unwrap();
+    }
+    // Instance a: the first fails with a retry past its hold (none), the
+    // second goes out.
+    let c = a
+        .claim(ClaimRequest {
+            target: Some(targets[0].clone()),
+            limit: 2,
+            lease: Duration::from_secs(30),
+            owner: "a".into(),
+            order_hold: Some(Duration::ZERO),
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 2);
+    let finish = Finish {
+        attempts: vec![attempt("retry", true, None, "unavailable")],
+        parts_done: 0,
+        action: FinishAction::Retry {
+            at: SystemClock.now_ms(),
+        },
+    };
+    a.finish(c[0].delivery_id, "a", finish).await.unwrap();
+    a.complete(c[1].delivery_id, "a", vec![], 1).await.unwrap();
+
+    // Instance b, which never saw the second, sends the first.
+    let b: Arc<dyn Store> = Arc::new(open_in(&schema, Arc::new(SystemClock)).await);
+    let mut h = Harness::start_on(tempfile::tempdir().unwrap(), b, set, test_dispatch_config());
+    h.wait_settled(&ids[..1], Duration::from_secs(10)).await;
+    assert_eq!(rx.delivered("h").len(), 1);
+    let v = h.view(&ids[0]).await;
+    assert!(
+        v.deliveries[0]
+            .history
+            .iter()
+            .any(|a| a.outcome == "out_of_order"),
+        "{:?}",
+        v.deliveries[0].history
+    );
+    h.stop().await;
+    h.store.close().await;
+    a.close().await;
     drop_schema(&schema).await;
 }
 

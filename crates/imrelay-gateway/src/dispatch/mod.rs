@@ -32,9 +32,11 @@
 //! and a retry holds it for at most the channel's `order_hold`; past that the
 //! delivery goes back to the queue, the ones behind it go on, and when it is
 //! sent at last it is recorded as out of order (an `out_of_order` entry in
-//! its history and `imrelay_deliveries_out_of_order_total`). Order holds per
-//! dispatcher: claims of one target by several instances at once are not
-//! sequenced. `ordered = false` sends to a target concurrently.
+//! its history and `imrelay_deliveries_out_of_order_total`). Across
+//! instances on PostgreSQL the store sequences the claims of an ordered
+//! target (its `order_hold` goes with the claim): one instance at a time, in
+//! accept order, and it says when a later delivery went out first.
+//! `ordered = false` sends to a target concurrently.
 //!
 //! # Leases
 //! A claim is a lease of `lease` (default 15 s), so another dispatcher takes a

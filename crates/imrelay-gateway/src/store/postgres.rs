@@ -9,6 +9,9 @@
 //!   Unlike SQLite (one process per file), nothing is recovered at start: a
 //!   claim of a live sibling must not be stolen, and only an expired lease
 //!   proves its holder gone.
+//! - **Ordered targets** are claimed one instance at a time, in accept order
+//!   (see `claim_in_order`): an advisory lock per target serialises their
+//!   claimers, and no SKIP LOCKED, which would let a later delivery pass.
 //! - **Fencing**: every change after a claim locks the row (`FOR UPDATE`) and
 //!   checks the owner, so an instance that lost its lease cannot overwrite the
 //!   new holder's result.

@@ -725,8 +725,10 @@ async fn claim_in_order(
 /// the channel's `order_hold` in ms `$6`) holds the deliveries accepted after
 /// it: it waits for a retry (it has failed, or was made to wait, and is not
 /// due yet) that is due within `order_hold` of its first failure. This is
-/// the dispatcher's rule for a retry it holds in place; a retry due later
-/// lets the ones behind it go on, and it is sent out of order.
+/// the dispatcher's rule for a retry it holds in place (which counts from the
+/// first failure in its claim; the store, from the first it recorded), so a
+/// retry it gave up holding holds nothing here either: the ones behind it go
+/// on, and it is sent out of order.
 const HOLDS_LATER: &str = "d.state = 'pending' AND d.due_at > $3 AND d.last_outcome IS NOT NULL
     AND d.due_at <= $6 + (SELECT MIN(a.finished_at) FROM attempts a
                           WHERE a.delivery_id = d.id AND a.outcome <> 'delivered')";

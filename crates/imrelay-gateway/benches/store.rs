@@ -62,6 +62,7 @@ fn claim_req(target: &str, limit: u32) -> ClaimRequest {
         limit,
         lease: Duration::from_secs(60),
         owner: OWNER.into(),
+        order_hold: None,
     }
 }
 

@@ -222,6 +222,7 @@ impl Inner {
                 limit: CLAIM_LIMIT,
                 lease: self.cfg.lease,
                 owner: self.cfg.owner.clone(),
+                order_hold: None,
             })
             .await?;
         let (candidates, mut keep) = mergeable(claimed);

@@ -336,6 +336,7 @@ mod tests {
                 limit: 1,
                 lease: Duration::from_secs(60),
                 owner: owner.into(),
+                order_hold: None,
             })
             .await
             .unwrap();

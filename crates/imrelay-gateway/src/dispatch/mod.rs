@@ -32,9 +32,11 @@
 //! and a retry holds it for at most the channel's `order_hold`; past that the
 //! delivery goes back to the queue, the ones behind it go on, and when it is
 //! sent at last it is recorded as out of order (an `out_of_order` entry in
-//! its history and `imrelay_deliveries_out_of_order_total`). Order holds per
-//! dispatcher: claims of one target by several instances at once are not
-//! sequenced. `ordered = false` sends to a target concurrently.
+//! its history and `imrelay_deliveries_out_of_order_total`). Across
+//! instances on PostgreSQL the store sequences the claims of an ordered
+//! target (its `order_hold` goes with the claim): one instance at a time, in
+//! accept order, and it says when a later delivery went out first.
+//! `ordered = false` sends to a target concurrently.
 //!
 //! # Leases
 //! A claim is a lease of `lease` (default 15 s), so another dispatcher takes a
@@ -673,6 +675,7 @@ impl Inner {
                 limit: n,
                 lease: self.cfg.lease,
                 owner: self.cfg.owner.clone(),
+                order_hold: res.channel.ordered.then_some(res.channel.order_hold),
             })
             .await?;
         // More is due than this claim took (a batch or slot limit): the end
@@ -766,12 +769,15 @@ impl Inner {
         for (i, c) in claimed.into_iter().enumerate() {
             let key = conversation(&c, addressed);
             let held = Held::new(self.clone(), c.delivery_id);
+            // Another instance sent a later one (robots, webhooks: one
+            // conversation per target).
+            let overtaken = !addressed && c.overtaken;
             let job = Job {
                 claimed: c,
                 channel: channel.clone(),
                 members: members.to_vec(),
                 member: if i == 0 { first_member } else { None },
-                out_of_order: false,
+                out_of_order: overtaken,
             };
             match convs.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, jobs)) => jobs.push((job, held)),
@@ -797,7 +803,7 @@ impl Inner {
                 break;
             }
             let _held = held;
-            job.out_of_order = self.sequence(&job.claimed, &key);
+            job.out_of_order |= self.sequence(&job.claimed, &key);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             let span = crate::telemetry::events::delivery_span(&job.claimed);
             tracing::Instrument::instrument(self.deliver(job), span).await;

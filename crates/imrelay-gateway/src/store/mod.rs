@@ -324,6 +324,9 @@ pub trait Store: Send + Sync + 'static {
     async fn backlog(&self, cap: u64) -> Result<Vec<TargetBacklog>>;
 
     /// Claim due deliveries (oldest due first), leasing them to `owner`.
+    /// With `order_hold` (an ordered target), a store shared by several
+    /// instances hands the target out in accept order and to one owner at a
+    /// time; a store of one process needs nothing more than its dispatcher.
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
 
     /// Record progress of a claimed delivery (attempts made, parts done) and

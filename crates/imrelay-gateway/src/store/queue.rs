@@ -437,21 +437,52 @@ pub(super) async fn backlog<C: Conn>(c: &mut C, now: i64, cap: u64) -> Result<Ve
     Ok(merge_backlog(rows))
 }
 
-/// The deliveries a claim just leased, with their messages, oldest due first.
-pub(super) async fn claimed<C: Conn>(c: &mut C, ids: Vec<DeliveryId>) -> Result<Vec<Claimed>> {
+/// The order a claim hands its deliveries out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClaimOrder {
+    /// Oldest due first.
+    Due,
+    /// Accept order (delivery id): an ordered target's.
+    Accept,
+}
+
+/// The deliveries a claim just leased, with their messages, in `order`.
+pub(super) async fn claimed<C: Conn>(
+    c: &mut C,
+    ids: Vec<DeliveryId>,
+    order: ClaimOrder,
+) -> Result<Vec<Claimed>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = c
-        .fetch(
-            "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
-               d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until, m.origin,
-               m.thread, m.thread_root, m.thread_seq
-             FROM deliveries d JOIN messages m ON m.id = d.message_id
-             WHERE d.id IN_LIST($1) ORDER BY d.due_at, d.id",
-            args![ids],
-        )
-        .await?;
+    // Two whole statements: the connection takes static SQL.
+    macro_rules! select {
+        ($overtaken:literal, $order:literal) => {
+            concat!(
+                "SELECT d.id, d.message_id, m.channel, d.target, m.kind, m.body, d.recipients, d.attempts,
+                   d.parts_done, m.created_at, d.last_outcome, m.trace_id, d.lease_until, m.origin,
+                   m.thread, m.thread_root, m.thread_seq, ",
+                $overtaken,
+                " AS overtaken
+                 FROM deliveries d JOIN messages m ON m.id = d.message_id
+                 WHERE d.id IN_LIST($1) ORDER BY ",
+                $order
+            )
+        };
+    }
+    let sql = match order {
+        ClaimOrder::Due => select!("CAST(0 AS BIGINT)", "d.due_at, d.id"),
+        // Only a delivery that waited (failed or was requeued) can have been
+        // passed; the scan runs from it up the primary key, over what was
+        // accepted since.
+        ClaimOrder::Accept => select!(
+            "CASE WHEN d.last_outcome IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries l
+               WHERE l.id > d.id AND l.target = d.target AND l.state = 'done')
+             THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END",
+            "d.id"
+        ),
+    };
+    let rows = c.fetch(sql, args![ids]).await?;
     rows.iter().map(rows::claimed).collect()
 }
 

@@ -133,7 +133,7 @@ pub(super) fn dead_entry(row: &impl Cols) -> Result<DeadEntry> {
 
 /// A claimed delivery (columns: `id, message_id, channel, target, kind, body,
 /// recipients, attempts, parts_done, created_at, last_outcome, trace_id,
-/// lease_until`).
+/// lease_until, origin, thread, thread_root, thread_seq, overtaken`).
 pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
     let body = r.text("body")?;
     Ok(Claimed {
@@ -155,6 +155,7 @@ pub(super) fn claimed(r: &impl Cols) -> Result<Claimed> {
         lease_until: r.int("lease_until")?,
         thread: thread_pos(r)?,
         origin: r.opt_message_id("origin")?,
+        overtaken: r.int("overtaken")? != 0,
     })
 }
 

@@ -359,7 +359,7 @@ impl Store for SqliteStore {
                     .fetch_all(&mut *c)
                     .await?,
                 };
-                queue::claimed(c, ids.into_iter().map(|(i,)| DeliveryId::from(i)).collect()).await
+                queue::claimed(c, ids.into_iter().map(|(i,)| DeliveryId::from(i)).collect(), queue::ClaimOrder::Due).await
             })
         })
         .await

@@ -521,6 +521,11 @@ pub struct Claimed {
     pub thread: Option<ThreadPos>,
     /// For a recall: the message it takes back.
     pub origin: Option<MessageId>,
+    /// An ordered claim on a shared store: a delivery of the same target
+    /// accepted after this one was delivered already (by any instance), so
+    /// this one goes out of order. Per target: the store does not tell an
+    /// app's conversations apart. Always `false` for other claims.
+    pub overtaken: bool,
 }
 
 /// Where a message sits in its thread.
@@ -615,6 +620,11 @@ pub struct ClaimRequest {
     pub limit: u32,
     pub lease: Duration,
     pub owner: String,
+    /// The target's channel delivers in accept order, with this
+    /// `order_hold`; `None`: unordered (or any target). On a shared store
+    /// an ordered claim takes the target's deliveries in accept order and
+    /// nothing while another owner holds one (see [`super::Store::claim`]).
+    pub order_hold: Option<Duration>,
 }
 
 /// A per-recipient delivery split off a partly failed request.

@@ -19,6 +19,7 @@ mod dispatch_common;
 mod dispatch_lease;
 mod dispatch_mock;
 mod dispatch_order;
+mod dispatch_order_cluster;
 mod dispatch_outcomes;
 mod dispatch_recipients;
 mod dispatch_webhook;

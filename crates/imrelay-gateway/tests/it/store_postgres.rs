@@ -91,6 +91,7 @@ fn req(owner: &str, limit: u32) -> ClaimRequest {
         limit,
         lease: Duration::from_secs(30),
         owner: owner.into(),
+        order_hold: None,
     }
 }
 

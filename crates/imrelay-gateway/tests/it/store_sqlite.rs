@@ -52,6 +52,7 @@ async fn committed_messages_survive_reopen_and_claims_are_recovered() {
             limit: 1,
             lease: Duration::from_secs(3600),
             owner: "dead-process".into(),
+            order_hold: None,
         })
         .await
         .unwrap();
@@ -72,6 +73,7 @@ async fn committed_messages_survive_reopen_and_claims_are_recovered() {
             limit: 10,
             lease: Duration::from_secs(30),
             owner: "new".into(),
+            order_hold: None,
         })
         .await
         .unwrap();
@@ -245,6 +247,7 @@ async fn the_retention_task_prunes_on_the_store_clock() {
             limit: 1,
             lease: Duration::from_secs(30),
             owner: "w".into(),
+            order_hold: None,
         })
         .await
         .unwrap()

@@ -59,6 +59,7 @@ pub fn claim_req(target: Option<&str>, limit: u32, owner: &str) -> ClaimRequest 
         limit,
         lease: Duration::from_secs(30),
         owner: owner.into(),
+        order_hold: None,
     }
 }
 

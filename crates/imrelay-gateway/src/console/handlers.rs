@@ -263,15 +263,7 @@ pub(crate) async fn login<S: ConsoleContext>(
     let form = Form::parse(&body);
     let lang = Lang::from_headers(&headers);
     let next = form.get("next").map(str::to_string);
-    let expected = auth::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
-    let given = form.get("csrf").unwrap_or("");
-    let same = !expected.is_empty()
-        && expected.len() == given.len()
-        && bool::from(subtle::ConstantTimeEq::ct_eq(
-            expected.as_bytes(),
-            given.as_bytes(),
-        ));
-    if !same {
+    if !login_csrf_ok(&headers, &form) {
         return login_form(
             &headers,
             next.as_deref(),
@@ -296,31 +288,7 @@ pub(crate) async fn login<S: ConsoleContext>(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let who = if !key.is_empty() {
-        let mut h = HeaderMap::new();
-        let caller = HeaderValue::from_str(&format!("Bearer {key}"))
-            .ok()
-            .and_then(|v| {
-                h.insert(header::AUTHORIZATION, v);
-                st.api_keys().authenticate(&h).ok()
-            });
-        caller.map(|c| (Who::Key(imrelay_sdk::secret::Secret::new(key.clone())), c))
-    } else {
-        let users = st.users();
-        let password = form.get("password").unwrap_or("");
-        match users.users.get(&name) {
-            Some(u) if auth::verify_password(password, &u.password_hash) => {
-                Some((Who::User(name.clone()), u.caller.clone()))
-            }
-            Some(_) => None,
-            None => {
-                // As slow as a wrong password, so timing does not tell which
-                // names exist.
-                let _ = auth::verify_password(password, dummy_hash());
-                None
-            }
-        }
-    };
+    let who = check_credentials(&st, &form, &name, &key);
     let Some((who, caller)) = who else {
         st.logins().failed(&limit_name, now);
         audit(&st, &limit_name, source, "login", "", "refused").await;
@@ -350,6 +318,58 @@ pub(crate) async fn login<S: ConsoleContext>(
             auth::set_cookie(LOGIN_COOKIE, "", 0, secure, true),
         ],
     )
+}
+
+/// The login form's CSRF token matches its cookie (compared in constant
+/// time).
+fn login_csrf_ok(headers: &HeaderMap, form: &Form) -> bool {
+    let expected = auth::cookie(headers, LOGIN_COOKIE).unwrap_or("");
+    let given = form.get("csrf").unwrap_or("");
+    !expected.is_empty()
+        && expected.len() == given.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            given.as_bytes(),
+        ))
+}
+
+/// Who the form's API key or user name and password are, if they check out.
+fn check_credentials<S: ConsoleContext>(
+    st: &S,
+    form: &Form,
+    name: &str,
+    key: &str,
+) -> Option<(Who, Arc<Caller>)> {
+    if !key.is_empty() {
+        let mut h = HeaderMap::new();
+        let caller = HeaderValue::from_str(&format!("Bearer {key}"))
+            .ok()
+            .and_then(|v| {
+                h.insert(header::AUTHORIZATION, v);
+                st.api_keys().authenticate(&h).ok()
+            });
+        caller.map(|c| {
+            (
+                Who::Key(imrelay_sdk::secret::Secret::new(key.to_string())),
+                c,
+            )
+        })
+    } else {
+        let users = st.users();
+        let password = form.get("password").unwrap_or("");
+        match users.users.get(name) {
+            Some(u) if auth::verify_password(password, &u.password_hash) => {
+                Some((Who::User(name.to_string()), u.caller.clone()))
+            }
+            Some(_) => None,
+            None => {
+                // As slow as a wrong password, so timing does not tell which
+                // names exist.
+                let _ = auth::verify_password(password, dummy_hash());
+                None
+            }
+        }
+    }
 }
 
 fn dummy_hash() -> &'static str {

@@ -78,18 +78,7 @@ impl Inner {
             let report = self
                 .send(&mut s, &members[member], op, &work.message, permit)
                 .await;
-            // An update token is good for one update (WeCom's response_code).
-            if let (Op::Update(part), Some(token)) = (op, op_token(op)) {
-                if report.outcome.is_delivered() || report.outcome == Outcome::Permanent {
-                    if let Err(e) = self
-                        .store
-                        .spend_update_token(&part.platform_message_id, token)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "cannot forget a used update token");
-                    }
-                }
-            }
+            self.spend_update_token(op, &report).await;
             // The platform would not edit the card after all (its window or
             // edit count passed, its update token is spent): the update goes
             // out as a new message naming the first, in this claim.
@@ -113,6 +102,23 @@ impl Inner {
             };
             if self.apply(&mut s, Some(&report), d).await == Step::End {
                 return;
+            }
+        }
+    }
+
+    /// An update token is good for one update (WeCom's response_code): once
+    /// the platform took or refused it, it is spent.
+    async fn spend_update_token(&self, op: &Op, report: &Report) {
+        let (Op::Update(part), Some(token)) = (op, op_token(op)) else {
+            return;
+        };
+        if report.outcome.is_delivered() || report.outcome == Outcome::Permanent {
+            if let Err(e) = self
+                .store
+                .spend_update_token(&part.platform_message_id, token)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot forget a used update token");
             }
         }
     }

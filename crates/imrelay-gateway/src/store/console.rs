@@ -147,30 +147,7 @@ pub(super) async fn run<C: Conn>(c: &mut C, op: ConsoleOp) -> Result<ConsoleAnsw
             )
             .await?,
         ),
-        ConsoleOp::Session { digest, now } => {
-            let rows = c
-                .fetch(
-                    "SELECT kind, subject, name, csrf, created_at, expires_at, last_seen
-                     FROM console_sessions WHERE digest = $1 AND expires_at > $2",
-                    args![hex::encode(digest), now],
-                )
-                .await?;
-            let s = rows
-                .first()
-                .map(|r| {
-                    Ok::<_, StoreError>(ConsoleSession {
-                        kind: SessionKind::parse(&r.text("kind")?)?,
-                        subject: r.text("subject")?,
-                        name: r.text("name")?,
-                        csrf: r.text("csrf")?,
-                        created_at: r.int("created_at")?,
-                        expires_at: r.int("expires_at")?,
-                        last_seen: r.int("last_seen")?,
-                    })
-                })
-                .transpose()?;
-            ConsoleAnswer::Session(s)
-        }
+        ConsoleOp::Session { digest, now } => ConsoleAnswer::Session(session(c, digest, now).await?),
         ConsoleOp::Touch { digest, now } => ConsoleAnswer::Done(
             c.exec(
                 "UPDATE console_sessions SET last_seen = $2 WHERE digest = $1 AND last_seen < $2",
@@ -193,38 +170,7 @@ pub(super) async fn run<C: Conn>(c: &mut C, op: ConsoleOp) -> Result<ConsoleAnsw
             )
             .await?,
         ),
-        ConsoleOp::AuditLog(f) => {
-            // '' selects everything: one text for both dialects, no untyped NULL.
-            let action = f.action.unwrap_or_default();
-            let rows = c
-                .fetch(
-                    "SELECT at, user_name, action, object, outcome, source FROM console_audit
-                     WHERE ($1 = '' OR user_name = $1)
-                       AND ($2 = '' OR action = $2 OR action LIKE $3)
-                     ORDER BY at DESC, id DESC LIMIT $4",
-                    args![
-                        f.user.unwrap_or_default(),
-                        action.clone(),
-                        format!("{}.%", without_wildcards(&action)),
-                        f.limit.max(1)
-                    ],
-                )
-                .await?;
-            ConsoleAnswer::Audit(
-                rows.iter()
-                    .map(|r| {
-                        Ok(AuditEntry {
-                            at: r.int("at")?,
-                            user: r.text("user_name")?,
-                            action: r.text("action")?,
-                            object: r.text("object")?,
-                            outcome: r.text("outcome")?,
-                            source: r.opt_text("source")?,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-            )
-        }
+        ConsoleOp::AuditLog(f) => ConsoleAnswer::Audit(audit_log(c, f).await?),
         ConsoleOp::Prune { now, audit_before } => {
             let sessions = c
                 .exec(
@@ -241,6 +187,64 @@ pub(super) async fn run<C: Conn>(c: &mut C, op: ConsoleOp) -> Result<ConsoleAnsw
             ConsoleAnswer::Done(sessions + audit)
         }
     })
+}
+
+/// The live session with this digest, if any.
+async fn session<C: Conn>(c: &mut C, digest: [u8; 32], now: i64) -> Result<Option<ConsoleSession>> {
+    let rows = c
+        .fetch(
+            "SELECT kind, subject, name, csrf, created_at, expires_at, last_seen
+             FROM console_sessions WHERE digest = $1 AND expires_at > $2",
+            args![hex::encode(digest), now],
+        )
+        .await?;
+    let s = rows
+        .first()
+        .map(|r| {
+            Ok::<_, StoreError>(ConsoleSession {
+                kind: SessionKind::parse(&r.text("kind")?)?,
+                subject: r.text("subject")?,
+                name: r.text("name")?,
+                csrf: r.text("csrf")?,
+                created_at: r.int("created_at")?,
+                expires_at: r.int("expires_at")?,
+                last_seen: r.int("last_seen")?,
+            })
+        })
+        .transpose()?;
+    Ok(s)
+}
+
+/// The newest audit rows that pass the filter.
+async fn audit_log<C: Conn>(c: &mut C, f: AuditFilter) -> Result<Vec<AuditEntry>> {
+    // '' selects everything: one text for both dialects, no untyped NULL.
+    let action = f.action.unwrap_or_default();
+    let rows = c
+        .fetch(
+            "SELECT at, user_name, action, object, outcome, source FROM console_audit
+             WHERE ($1 = '' OR user_name = $1)
+               AND ($2 = '' OR action = $2 OR action LIKE $3)
+             ORDER BY at DESC, id DESC LIMIT $4",
+            args![
+                f.user.unwrap_or_default(),
+                action.clone(),
+                format!("{}.%", without_wildcards(&action)),
+                f.limit.max(1)
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                at: r.int("at")?,
+                user: r.text("user_name")?,
+                action: r.text("action")?,
+                object: r.text("object")?,
+                outcome: r.text("outcome")?,
+                source: r.opt_text("source")?,
+            })
+        })
+        .collect()
 }
 
 /// `s` without LIKE's wildcards (no action has any; the dialects escape

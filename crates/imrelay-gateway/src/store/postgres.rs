@@ -69,6 +69,7 @@ mod claim;
 pub mod cluster;
 mod conn;
 mod finish;
+mod group;
 mod target;
 
 pub use target::{check_url, is_postgres_url, redact_url, PgTarget};

@@ -12,48 +12,42 @@
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify};
 
 use super::super::queue;
 use super::super::*;
+use super::group::Group;
 use super::PgStore;
 
 /// Messages one statement takes at most (bounded so one statement's arrays
 /// stay small and its commit prompt).
 const MAX_BATCH: usize = 1_000;
-/// Statements in flight at once: while they run, the next batch gathers.
-/// Well below the pool's 20 connections, which claims and acknowledgements
-/// need too.
-const IN_FLIGHT: usize = 4;
 
 /// One caller's accept waiting for its commit.
-struct Pending {
+pub(super) struct Pending {
     msgs: Vec<NewMessage>,
     now: i64,
     reply: oneshot::Sender<Result<Vec<EnqueueOutcome>>>,
 }
 
 /// The group committer of plain accepts (one per store).
-pub(super) struct Batcher {
-    jobs: mpsc::UnboundedSender<Pending>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub(super) type Batcher = Group<Pending>;
 
-impl Batcher {
-    pub(super) fn start(pool: PgPool, channel: String, notify: Arc<Notify>) -> Batcher {
-        let (jobs, rx) = mpsc::unbounded_channel();
-        let writer = Writer {
-            pool,
-            channel,
-            notify,
-        };
-        let task = tokio::spawn(writer.run(rx));
-        Batcher { jobs, task }
-    }
-
-    pub(super) fn stop(&self) {
-        self.task.abort();
-    }
+/// Start the accept group committer.
+pub(super) fn start(pool: PgPool, channel: String, notify: Arc<Notify>) -> Batcher {
+    let writer = Arc::new(Writer {
+        pool,
+        channel,
+        notify,
+    });
+    Group::start(
+        MAX_BATCH,
+        |p: &Pending| p.msgs.len(),
+        move |batch| {
+            let w = writer.clone();
+            async move { w.write(batch).await }
+        },
+    )
 }
 
 struct Writer {
@@ -63,37 +57,6 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        let this = Arc::new(self);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        loop {
-            // Wait for a free slot first: while all are busy, callers queue
-            // up and the next batch grows.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut size = first.msgs.len();
-            let mut batch = vec![first];
-            while size < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        size += p.msgs.len();
-                        batch.push(p);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let this = this.clone();
-            tokio::spawn(async move {
-                this.write(batch).await;
-                drop(slot);
-            });
-        }
-    }
-
     /// Write a batch as one statement. When the server refuses it and it
     /// holds several callers, each half is written on its own, down to single callers: one
     /// bad accept costs a few more statements but fails alone, and every
@@ -227,7 +190,6 @@ impl PgStore {
         self.check_open()?;
         let (reply, rx) = oneshot::channel();
         self.accepts
-            .jobs
             .send(Pending { msgs, now, reply })
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| {

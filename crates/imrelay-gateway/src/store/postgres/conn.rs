@@ -41,8 +41,8 @@ impl PgStore {
             }
         });
         let now = options.clock.now_ms();
-        let accepts = accept::Batcher::start(pool.clone(), channel.clone(), notify.clone());
-        let finishes = finish::Finisher::start(pool.clone(), channel.clone(), notify.clone());
+        let accepts = accept::start(pool.clone(), channel.clone(), notify.clone());
+        let finishes = finish::start(pool.clone(), channel.clone(), notify.clone());
         Ok(PgStore {
             pool,
             notify,

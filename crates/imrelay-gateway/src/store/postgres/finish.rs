@@ -15,23 +15,21 @@
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify};
 
 use super::super::*;
 use super::super::{plan, queue};
+use super::group::Group;
 use super::PgStore;
 
 /// Finishes one transaction takes at most.
 const MAX_BATCH: usize = 256;
-/// Transactions in flight at once (the pool has 20 connections, which
-/// accepts and claims need too).
-const IN_FLIGHT: usize = 4;
 /// A batch the server aborted for a deadlock or a serialization failure is
 /// run again this many times: the finishes are sound, only their
 /// interleaving with another transaction was not.
 const RETRIES: usize = 3;
 
-struct Pending {
+pub(super) struct Pending {
     delivery: DeliveryId,
     owner: String,
     finish: Finish,
@@ -40,61 +38,32 @@ struct Pending {
 }
 
 /// The group committer of finishes (one per store).
-pub(super) struct Finisher {
-    jobs: mpsc::UnboundedSender<Pending>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub(super) type Finisher = Group<Pending>;
 
-impl Finisher {
-    pub(super) fn start(pool: PgPool, channel: String, notify: Arc<Notify>) -> Finisher {
-        let (jobs, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(
-            Arc::new(Committer {
-                pool,
-                channel,
-                notify,
-            }),
-            rx,
-        ));
-        Finisher { jobs, task }
-    }
-
-    pub(super) fn stop(&self) {
-        self.task.abort();
-    }
+/// Start the acknowledgement group committer.
+pub(super) fn start(pool: PgPool, channel: String, notify: Arc<Notify>) -> Finisher {
+    let committer = Arc::new(Committer {
+        pool,
+        channel,
+        notify,
+    });
+    Group::start(
+        MAX_BATCH,
+        |_| 1,
+        move |mut batch: Vec<Pending>| {
+            // One lock order for every batch: fewer deadlocks between
+            // concurrent batches that touch the same message.
+            batch.sort_by_key(|p| p.delivery);
+            let c = committer.clone();
+            async move { c.commit(batch).await }
+        },
+    )
 }
 
 struct Committer {
     pool: PgPool,
     channel: String,
     notify: Arc<Notify>,
-}
-
-async fn run(this: Arc<Committer>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        // One lock order for every batch: fewer deadlocks between
-        // concurrent batches that touch the same message.
-        batch.sort_by_key(|p| p.delivery);
-        let this = this.clone();
-        tokio::spawn(async move {
-            this.commit(batch).await;
-            drop(slot);
-        });
-    }
 }
 
 impl Committer {
@@ -187,7 +156,6 @@ impl PgStore {
         self.check_open()?;
         let (reply, rx) = oneshot::channel();
         self.finishes
-            .jobs
             .send(Pending {
                 delivery,
                 owner: owner.to_string(),

@@ -44,7 +44,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::phone::{cut_chars, phone_numbers};
+use super::phone::{
+    check_defaults, cut_chars, message_text, non_empty, parse_phone, phone_numbers, Phone,
+};
 use crate::destination::{parse_config, Client, Destination, Payload, Quota, Registration, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
@@ -280,60 +282,9 @@ fn numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>
 /// digits, any other as country code and number (no `+`, no `00`). `None`
 /// when it is not a phone number.
 pub fn normalize_phone(raw: &str) -> Option<String> {
-    let t: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .collect();
-    let (international, digits) = if let Some(rest) = t.strip_prefix('+') {
-        (true, rest)
-    } else if let Some(rest) = t.strip_prefix("00") {
-        (true, rest)
-    } else {
-        (false, t.as_str())
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mainland = |d: &str| d.len() == 11 && d.starts_with('1');
-    if !international && mainland(digits) {
-        return Some(digits.to_string());
-    }
-    if let Some(rest) = digits.strip_prefix("86") {
-        return mainland(rest).then(|| rest.to_string());
-    }
-    // E.164: at most 15 digits with the country code; the shortest real
-    // numbers with their country code have 8.
-    (international && (8..=15).contains(&digits.len()) && !digits.starts_with('0'))
-        .then(|| digits.to_string())
-}
-
-/// The title and main text of a non-template message, as one line each.
-fn message_text(kind: &'static str, msg: &Message) -> Result<String, Error> {
-    let text = msg.body.main_text().ok_or_else(|| {
-        Error::unsupported(
-            kind,
-            msg.body.kind(),
-            "a phone gets text only: send text, markdown, link, card, news or a template",
-        )
-    })?;
-    let text = text.trim();
-    let joined = match msg
-        .title
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) if !text.is_empty() => format!("{t}\n{text}"),
-        Some(t) => t.to_string(),
-        None => text.to_string(),
-    };
-    if joined.is_empty() {
-        return Err(Error::InvalidMessage(format!(
-            "{kind}: the message has no text to send"
-        )));
-    }
-    Ok(joined)
+    parse_phone(raw).map(|p| match p {
+        Phone::Mainland(d) | Phone::International(d) => d,
+    })
 }
 
 /// `(template code, template parameters)` of `msg`: a template body's own,
@@ -389,24 +340,6 @@ fn template(
     }
 }
 
-fn non_empty(kind: &str, field: &str, value: &str, what: &str) -> Result<String, Error> {
-    let v = value.trim();
-    if v.is_empty() {
-        Err(Error::Config(format!("{kind}: `{field}` is empty; {what}")))
-    } else {
-        Ok(v.to_string())
-    }
-}
-
-fn check_defaults(kind: &str, numbers: &[String]) -> Result<(), Error> {
-    match numbers.iter().find(|n| normalize_phone(n).is_none()) {
-        Some(bad) => Err(Error::Config(format!(
-            "{kind}: `phone_numbers`: `{bad}` is not a phone number"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Alibaba Cloud SMS.
 pub struct AliyunSms {
     api: Api,
@@ -439,7 +372,7 @@ impl AliyunSms {
             &cfg.access_key_id,
             &cfg.access_key_secret,
         )?;
-        check_defaults(SMS_KIND, &cfg.phone_numbers)?;
+        check_defaults(SMS_KIND, &cfg.phone_numbers, normalize_phone)?;
         Ok(AliyunSms {
             id: api.id(),
             api,
@@ -572,7 +505,7 @@ impl AliyunVoice {
             &cfg.access_key_id,
             &cfg.access_key_secret,
         )?;
-        check_defaults(VOICE_KIND, &cfg.phone_numbers)?;
+        check_defaults(VOICE_KIND, &cfg.phone_numbers, normalize_phone)?;
         if cfg
             .play_times
             .is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n))

@@ -44,7 +44,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use url::Url;
 
-use super::phone::{cut_chars, phone_numbers};
+use super::phone::{
+    check_defaults, cut_chars, message_text, non_empty, parse_phone, phone_numbers, Phone,
+};
 use crate::destination::{parse_config, Client, Destination, Payload, Quota, Registration, Shared};
 use crate::endpoint;
 use crate::http::HttpRequest;
@@ -292,48 +294,10 @@ fn numbers(kind: &str, msg: &Message, defaults: &[String]) -> Result<Vec<String>
 /// mainland number (or `86…`, `0086…`) becomes `+86…`. `None` when it is not
 /// a phone number.
 pub fn normalize_phone(raw: &str) -> Option<String> {
-    let t: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .collect();
-    let (international, digits) = if let Some(rest) = t.strip_prefix('+') {
-        (true, rest)
-    } else if let Some(rest) = t.strip_prefix("00") {
-        (true, rest)
-    } else {
-        (false, t.as_str())
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mainland = |d: &str| d.len() == 11 && d.starts_with('1');
-    if !international && mainland(digits) {
-        return Some(format!("+86{digits}"));
-    }
-    if let Some(rest) = digits.strip_prefix("86") {
-        return mainland(rest).then(|| format!("+86{rest}"));
-    }
-    (international && (8..=15).contains(&digits.len()) && !digits.starts_with('0'))
-        .then(|| format!("+{digits}"))
-}
-
-fn check_defaults(kind: &str, numbers: &[String]) -> Result<(), Error> {
-    match numbers.iter().find(|n| normalize_phone(n).is_none()) {
-        Some(bad) => Err(Error::Config(format!(
-            "{kind}: `phone_numbers`: `{bad}` is not a phone number"
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn non_empty(kind: &str, field: &str, value: &str, what: &str) -> Result<String, Error> {
-    let v = value.trim();
-    if v.is_empty() {
-        Err(Error::Config(format!("{kind}: `{field}` is empty; {what}")))
-    } else {
-        Ok(v.to_string())
-    }
+    parse_phone(raw).map(|p| match p {
+        Phone::Mainland(d) => format!("+86{d}"),
+        Phone::International(d) => format!("+{d}"),
+    })
 }
 
 /// `(template id, template parameters)` of `msg`: a template body's own (its
@@ -369,26 +333,8 @@ fn template(
             msg.body.kind(),
             "phones take an approved template and its parameters: send a template or text",
         )),
-        body => {
-            let text = body
-                .main_text()
-                .ok_or_else(|| Error::unsupported(kind, body.kind(), "a phone gets text only"))?;
-            let text = text.trim();
-            let joined = match msg
-                .title
-                .as_deref()
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-            {
-                Some(t) if !text.is_empty() => format!("{t}\n{text}"),
-                Some(t) => t.to_string(),
-                None => text.to_string(),
-            };
-            if joined.is_empty() {
-                return Err(Error::InvalidMessage(format!(
-                    "{kind}: the message has no text to send"
-                )));
-            }
+        _ => {
+            let joined = message_text(kind, msg)?;
             let text = match max_chars {
                 Some(max) => cut_chars(&joined, max),
                 None => joined,
@@ -432,7 +378,7 @@ impl TencentSms {
             &cfg.secret_id,
             &cfg.secret_key,
         )?;
-        check_defaults(SMS_KIND, &cfg.phone_numbers)?;
+        check_defaults(SMS_KIND, &cfg.phone_numbers, normalize_phone)?;
         let sdk_app_id = non_empty(
             SMS_KIND,
             "sms_sdk_app_id",
@@ -570,7 +516,7 @@ impl TencentVoice {
             &cfg.secret_id,
             &cfg.secret_key,
         )?;
-        check_defaults(VOICE_KIND, &cfg.phone_numbers)?;
+        check_defaults(VOICE_KIND, &cfg.phone_numbers, normalize_phone)?;
         if cfg
             .play_times
             .is_some_and(|n| !(1..=MAX_PLAY_TIMES).contains(&n))
